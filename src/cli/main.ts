@@ -1,0 +1,177 @@
+import { Command, Option } from 'commander';
+import { loadSettings, settingSpecs, SettingsError, type Settings } from '../config/settings.js';
+import { createContext, type AppContext } from '../context.js';
+import { openDatabase } from '../db/database.js';
+import { migrateToLatest } from '../db/migrate.js';
+import { AppError } from '../errors.js';
+import { buildApp } from '../http/app.js';
+import { createLogger } from '../logger.js';
+import { startMaintenance } from './maintenance.js';
+
+function settingsOrExit(): Settings {
+  try {
+    return loadSettings();
+  } catch (err) {
+    if (err instanceof SettingsError) {
+      process.stderr.write(`qasar: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
+
+function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+async function withContext<T>(fn: (ctx: AppContext) => Promise<T>): Promise<T> {
+  const settings = settingsOrExit();
+  const ctx = await createContext(settings, { log: createLogger(process.env.LOG_LEVEL ?? 'warn') });
+  try {
+    return await fn(ctx);
+  } finally {
+    await ctx.close();
+  }
+}
+
+/** On a first start with no tenant at all, creates one with an admin key and shows the key once. */
+async function bootstrap(ctx: AppContext): Promise<void> {
+  if ((await ctx.tenancy.countTenants()) > 0) return;
+  const tenant = await ctx.tenancy.createTenant('default');
+  const key = await ctx.tenancy.createKey({ tenantId: tenant.id, admin: true, name: 'bootstrap admin' });
+  process.stdout.write(
+    [
+      '',
+      'Qasar: first start. Created tenant "default" and its admin API key (shown only this once):',
+      '',
+      `  QASAR_API_KEY=${key.key}`,
+      '',
+      `  tenant id: ${tenant.id}`,
+      '',
+    ].join('\n') + '\n',
+  );
+}
+
+async function run(roles: { api: boolean; worker: boolean }): Promise<void> {
+  const settings = settingsOrExit();
+  const ctx = await createContext(settings);
+  const stops: Array<() => Promise<void> | void> = [];
+  if (roles.api) {
+    await bootstrap(ctx);
+    const app = await buildApp(ctx);
+    const address = await app.listen({ host: settings.host, port: settings.port });
+    const base = settings.publicBaseUrl || address.replace('0.0.0.0', '127.0.0.1');
+    process.stdout.write(`Qasar API listening on ${base}${settings.apiPrefix}\nAPI docs: ${base}/docs  (OpenAPI: ${base}/openapi.json)\n`);
+    stops.push(() => app.close());
+  }
+  if (roles.worker) {
+    const worker = ctx.worker.start(settings.workerConcurrency);
+    ctx.log.info({ backend: ctx.queue.backend, concurrency: settings.workerConcurrency }, 'worker started');
+    stops.push(() => worker.close());
+  }
+  stops.push(startMaintenance(ctx, roles));
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    ctx.log.info({ signal }, 'shutting down');
+    const force = setTimeout(() => process.exit(1), 30_000);
+    force.unref();
+    for (const stop of stops.reverse()) await stop();
+    await ctx.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+const settingsHelp = `\nSettings (environment variables):\n${settingSpecs.map((s) => `  ${s.env.padEnd(26)} ${s.description} [default: ${s.default === '' ? '(empty)' : s.default}]`).join('\n')}\n`;
+
+const program = new Command();
+program
+  .name('qasar')
+  .description('Qasar Media Server: self-hosted, multi-tenant media uploads, packaging and streaming.')
+  .showHelpAfterError()
+  .addHelpText('after', settingsHelp);
+
+program
+  .command('serve')
+  .description('Run the API and the worker in one process (the embedded default: SQLite, local disk, in-process queue).')
+  .action(() => run({ api: true, worker: true }));
+
+program
+  .command('api')
+  .description('Run the HTTP API only (scale-up: several behind a proxy, with PostgreSQL and Redis).')
+  .action(() => run({ api: true, worker: false }));
+
+program
+  .command('worker')
+  .description('Run a processing worker only (scale-up: as many as the CPUs allow).')
+  .action(() => run({ api: false, worker: true }));
+
+program
+  .command('migrate')
+  .description('Apply pending database migrations and exit.')
+  .action(async () => {
+    const settings = settingsOrExit();
+    const db = await openDatabase(settings);
+    try {
+      printJson({ applied: await migrateToLatest(db) });
+    } finally {
+      await db.close();
+    }
+  });
+
+const tenant = program.command('tenant').description('Manage tenants.');
+tenant
+  .command('create')
+  .description('Create a tenant; prints its id as JSON.')
+  .argument('<name>', 'unique tenant name')
+  .action((name: string) => withContext(async (ctx) => printJson(await ctx.tenancy.createTenant(name))));
+
+const key = program.command('key').description('Manage API keys.');
+key
+  .command('create')
+  .description('Create an API key; prints it as JSON. The key is shown only once (only its hash is stored).')
+  .requiredOption('--tenant <id>', 'tenant id')
+  .option('--user <id>', 'bind the key to this user id')
+  .option('--admin', 'a tenant-admin key: may act for any user of the tenant (X-Qasar-User header)', false)
+  .option('--name <name>', 'a note to recognise the key by')
+  .action((opts: { tenant: string; user?: string; admin: boolean; name?: string }) =>
+    withContext(async (ctx) =>
+      printJson(await ctx.tenancy.createKey({ tenantId: opts.tenant, userId: opts.user ?? null, admin: opts.admin, ...(opts.name ? { name: opts.name } : {}) })),
+    ),
+  );
+key
+  .command('revoke')
+  .description('Revoke an API key.')
+  .requiredOption('--tenant <id>', 'tenant id')
+  .argument('<key-id>', 'the key id printed by key create')
+  .action((keyId: string, opts: { tenant: string }) =>
+    withContext(async (ctx) => printJson({ revoked: await ctx.tenancy.revokeKey(opts.tenant, keyId) })),
+  );
+
+const jobs = program.command('jobs').description('Inspect the processing queue.');
+jobs
+  .command('failed')
+  .description('List failed jobs as JSON.')
+  .addOption(new Option('--limit <n>', 'how many').default('100'))
+  .action((opts: { limit: string }) => withContext(async (ctx) => printJson(await ctx.queue.listFailed(Number(opts.limit)))));
+jobs
+  .command('retry')
+  .description('Retry one failed job.')
+  .argument('<job-id>')
+  .action((jobId: string) => withContext(async (ctx) => printJson({ retried: await ctx.queue.retry(jobId) })));
+jobs
+  .command('counts')
+  .description('Jobs per state as JSON.')
+  .action(() => withContext(async (ctx) => printJson(await ctx.queue.counts())));
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  if (err instanceof AppError) {
+    process.stderr.write(`qasar: ${err.message}\n`);
+    process.exit(1);
+  }
+  process.stderr.write(`qasar: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,39 @@
+import type { AppContext } from '../context.js';
+import { EmbeddedQueue } from '../queue/embedded-queue.js';
+
+/** Periodic housekeeping of a process: each task runs on its own timer and never overlaps itself. */
+export function startMaintenance(ctx: AppContext, roles: { api: boolean; worker: boolean }): () => void {
+  const timers: NodeJS.Timeout[] = [];
+  const every = (ms: number, name: string, task: () => Promise<unknown>) => {
+    let running = false;
+    const run = async () => {
+      if (running) return;
+      running = true;
+      try {
+        await task();
+      } catch (err) {
+        ctx.log.warn({ err, task: name }, 'maintenance task failed');
+      } finally {
+        running = false;
+      }
+    };
+    const t = setInterval(run, ms);
+    t.unref();
+    timers.push(t);
+    void run();
+  };
+  if (roles.api) {
+    every(ctx.settings.uploadSweepInterval, 'sweep-uploads', async () => {
+      await ctx.uploads.sweepExpired();
+      await ctx.tus.sweepExpired();
+    });
+  }
+  if (roles.worker) {
+    every(60_000, 'requeue-stale-media', () => ctx.worker.requeueStale(60_000));
+    if (ctx.queue instanceof EmbeddedQueue) {
+      const queue = ctx.queue;
+      every(3_600_000, 'prune-completed-jobs', () => queue.pruneCompleted(7 * 86_400_000));
+    }
+  }
+  return () => timers.forEach(clearInterval);
+}

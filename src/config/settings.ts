@@ -1,0 +1,218 @@
+import path from 'node:path';
+
+/**
+ * Every setting Qasar reads from the environment. The table is the single source of
+ * truth: parsing, defaults, the README's configuration table and `qasar --help` come from it.
+ */
+type Parser<T> = (raw: string) => T;
+
+interface SettingSpec<T> {
+  env: string;
+  default: string | undefined;
+  description: string;
+  parse: Parser<T>;
+}
+
+export class SettingsError extends Error {
+  constructor(readonly setting: string, message: string) {
+    super(`invalid setting ${setting}: ${message}`);
+    this.name = 'SettingsError';
+  }
+}
+
+const str: Parser<string> = (raw) => raw;
+
+function bool(raw: string): boolean {
+  const v = raw.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+  if (['0', 'false', 'no', 'off'].includes(v)) return false;
+  throw new Error(`expected true or false, got "${raw}"`);
+}
+
+function int(min: number, max: number): Parser<number> {
+  return (raw) => {
+    if (!/^-?\d+$/.test(raw.trim())) throw new Error(`expected a whole number, got "${raw}"`);
+    const n = Number(raw);
+    if (n < min || n > max) throw new Error(`expected a number from ${min} to ${max}, got ${n}`);
+    return n;
+  };
+}
+
+function num(min: number, max: number): Parser<number> {
+  return (raw) => {
+    const n = Number(raw);
+    if (raw.trim() === '' || !Number.isFinite(n)) throw new Error(`expected a number, got "${raw}"`);
+    if (n < min || n > max) throw new Error(`expected a number from ${min} to ${max}, got ${n}`);
+    return n;
+  };
+}
+
+const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3, t: 1024 ** 4, tb: 1024 ** 4, tib: 1024 ** 4 };
+
+/** Sizes accept plain bytes or a binary unit: 8MiB, 512k, 10G. */
+export function parseBytes(raw: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(raw);
+  const unit = m?.[2]?.toLowerCase() ?? '';
+  if (!m || !(unit in UNITS)) throw new Error(`expected a size such as 1048576, 512KiB or 8MiB, got "${raw}"`);
+  const n = Math.floor(Number(m[1]) * UNITS[unit]!);
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`size out of range: "${raw}"`);
+  return n;
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Durations accept milliseconds or a unit: 500ms, 30s, 15m, 24h, 7d. */
+export function parseDuration(raw: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(raw);
+  if (!m) throw new Error(`expected a duration such as 30s, 15m or 24h, got "${raw}"`);
+  return Math.round(Number(m[1]) * DURATION_UNITS[m[2] ?? 'ms']!);
+}
+
+function oneOf<T extends string>(...values: T[]): Parser<T> {
+  return (raw) => {
+    if (!values.includes(raw as T)) throw new Error(`expected one of ${values.join(', ')}, got "${raw}"`);
+    return raw as T;
+  };
+}
+
+function list(raw: string): string[] {
+  return raw.split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+function urlPrefix(raw: string): string {
+  if (!/^\/[A-Za-z0-9._~\-/]*$/.test(raw) || raw.endsWith('/') || raw.includes('//')) {
+    throw new Error(`expected a path such as /api/v1 (leading slash, no trailing slash), got "${raw}"`);
+  }
+  return raw;
+}
+
+function databaseUrl(raw: string): string {
+  if (/^sqlite:/.test(raw) || /^postgres(ql)?:\/\//.test(raw)) return raw;
+  throw new Error(`expected sqlite:<file> or postgres://…, got "${raw.replace(/\/\/[^@]*@/, '//***@')}"`);
+}
+
+function redisUrl(raw: string): string {
+  if (raw === '' || /^rediss?:\/\//.test(raw)) return raw;
+  throw new Error(`expected redis://host:port[/db] or empty, got "${raw}"`);
+}
+
+function optionalUrl(raw: string): string {
+  if (raw === '') return raw;
+  try {
+    const u = new URL(raw);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('not http');
+  } catch {
+    throw new Error(`expected an http(s) URL or empty, got "${raw}"`);
+  }
+  return raw.replace(/\/+$/, '');
+}
+
+function trustProxy(raw: string): boolean | number | string[] {
+  const v = raw.trim().toLowerCase();
+  if (['true', 'yes', 'on'].includes(v)) return true;
+  if (['', 'false', 'no', 'off'].includes(v)) return false;
+  if (/^\d+$/.test(v)) return Number(v);
+  return list(raw);
+}
+
+function chunkDirName(raw: string): string {
+  if (!/^\.?[A-Za-z0-9_-]{1,64}$/.test(raw)) throw new Error(`expected a plain folder name such as .chunks, got "${raw}"`);
+  return raw;
+}
+
+function identifier(raw: string): string {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(raw)) throw new Error(`expected a lower-case SQL identifier, got "${raw}"`);
+  return raw;
+}
+
+function prefix(raw: string): string {
+  if (!/^[A-Za-z0-9_:.-]{1,64}$/.test(raw)) throw new Error(`expected letters, digits and _ : . -, got "${raw}"`);
+  return raw;
+}
+
+const spec = {
+  host: { env: 'HOST', default: '127.0.0.1', description: 'Address the HTTP server listens on.', parse: str },
+  port: { env: 'PORT', default: '8000', description: 'Port the HTTP server listens on (0 picks a free one).', parse: int(0, 65535) },
+  apiPrefix: { env: 'API_PREFIX', default: '/api/v1', description: 'Path prefix of the authenticated API.', parse: urlPrefix },
+  publicBaseUrl: { env: 'PUBLIC_BASE_URL', default: '', description: 'External base URL of the API (used in links such as tus upload URLs); empty derives it from the request.', parse: optionalUrl },
+  databaseUrl: { env: 'DATABASE_URL', default: 'sqlite:./data/qasar.sqlite', description: 'sqlite:<file> (embedded default, WAL mode) or postgres://user@host:port/db.', parse: databaseUrl },
+  databaseSchema: { env: 'DATABASE_SCHEMA', default: 'public', description: 'PostgreSQL schema holding Qasar tables (created if missing). Ignored for SQLite.', parse: identifier },
+  databasePoolSize: { env: 'DATABASE_POOL_SIZE', default: '10', description: 'PostgreSQL connection pool size per process.', parse: int(1, 500) },
+  redisUrl: { env: 'REDIS_URL', default: '', description: 'Redis/Valkey URL. When set, the job queue is BullMQ and upload chunk state lives in Redis; empty uses the embedded queue and the database.', parse: redisUrl },
+  redisPrefix: { env: 'REDIS_PREFIX', default: 'qasar', description: 'Prefix of every Redis key (queues and upload state), so several deployments can share one Redis.', parse: prefix },
+  storageRoot: { env: 'STORAGE_ROOT', default: './data/storage', description: 'Root folder of all stored files: <root>/<tenant>/<user>/<media>/… and the chunk folder.', parse: str },
+  fileBaseUrl: { env: 'FILE_BASE_URL', default: '', description: 'Base URL under which stored files are published (e.g. a CDN or nginx in front of STORAGE_ROOT); empty serves them through the API.', parse: optionalUrl },
+  chunkTmpDirName: { env: 'CHUNK_TMP_DIR_NAME', default: '.chunks', description: 'Folder name under STORAGE_ROOT for in-progress upload chunks.', parse: chunkDirName },
+  uploadMaxSize: { env: 'UPLOAD_MAX_SIZE', default: '20GiB', description: 'Largest file accepted by either upload protocol.', parse: parseBytes },
+  uploadDefaultChunkSize: { env: 'UPLOAD_DEFAULT_CHUNK_SIZE', default: '8MiB', description: 'Chunk size of a session whose client does not choose one.', parse: parseBytes },
+  uploadMinChunkSize: { env: 'UPLOAD_MIN_CHUNK_SIZE', default: '256KiB', description: 'Smallest chunk size a client may choose (the last chunk may be shorter).', parse: parseBytes },
+  uploadMaxChunkSize: { env: 'UPLOAD_MAX_CHUNK_SIZE', default: '64MiB', description: 'Largest chunk size a client may choose.', parse: parseBytes },
+  uploadSessionExpiry: { env: 'UPLOAD_SESSION_EXPIRY', default: '24h', description: 'An upload idle this long is expired and its bytes removed (chunked sessions and tus).', parse: parseDuration },
+  uploadSweepInterval: { env: 'UPLOAD_SWEEP_INTERVAL', default: '5m', description: 'How often expired uploads are swept.', parse: parseDuration },
+  enableHls: { env: 'ENABLE_HLS', default: 'true', description: 'Package video as HLS.', parse: bool },
+  enableDash: { env: 'ENABLE_DASH', default: 'true', description: 'Package video as DASH.', parse: bool },
+  enableWebm: { env: 'ENABLE_WEBM', default: 'true', description: 'Make WebM (VP9/Opus) renditions.', parse: bool },
+  enableThumbnails: { env: 'ENABLE_THUMBNAILS', default: 'true', description: 'Make thumbnails and scrubbing sprites.', parse: bool },
+  enablePosters: { env: 'ENABLE_POSTERS', default: 'true', description: 'Make posters.', parse: bool },
+  enableTranscripts: { env: 'ENABLE_TRANSCRIPTS', default: 'false', description: 'Make transcripts (local speech recognition).', parse: bool },
+  enableWebp: { env: 'ENABLE_WEBP', default: 'true', description: 'Convert images to WebP.', parse: bool },
+  enableWorkerLabeling: { env: 'ENABLE_WORKER_LABELING', default: 'false', description: 'Label media with the local model in the worker.', parse: bool },
+  labelingFps: { env: 'LABELING_FPS', default: '1', description: 'Frames per second sampled from video for labeling.', parse: num(0.01, 30) },
+  labelingThreshold: { env: 'LABELING_THRESHOLD', default: '0.5', description: 'Smallest model confidence kept as a label.', parse: num(0, 1) },
+  labelingSource: { env: 'LABELING_SOURCE', default: 'poster', description: 'What the labeler looks at: poster, thumbnails or frames.', parse: oneOf('poster', 'thumbnails', 'frames') },
+  workerConcurrency: { env: 'WORKER_CONCURRENCY', default: '1', description: 'Jobs one worker process runs at once.', parse: int(1, 64) },
+  jobAttempts: { env: 'JOB_ATTEMPTS', default: '5', description: 'Attempts of a job before it is marked failed (transient errors only).', parse: int(1, 100) },
+  jobBackoff: { env: 'JOB_BACKOFF', default: '2s', description: 'First retry delay; doubles on each further attempt.', parse: parseDuration },
+  jobLease: { env: 'JOB_LEASE', default: '30s', description: 'How long a worker holds a job without renewing it before another worker may take it up.', parse: parseDuration },
+  ffprobeTimeout: { env: 'FFPROBE_TIMEOUT', default: '30s', description: 'Time limit of one ffprobe run.', parse: parseDuration },
+  trustProxy: { env: 'TRUST_PROXY', default: 'false', description: 'Honour X-Forwarded-* headers: true, a hop count, or a comma-separated list of proxy addresses/CIDRs.', parse: trustProxy },
+  corsOrigins: { env: 'CORS_ORIGINS', default: '', description: 'Comma-separated origins allowed by CORS (* for any); empty disables CORS.', parse: list },
+  logLevel: { env: 'LOG_LEVEL', default: 'info', description: 'pino log level.', parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent') },
+  bodyLimit: { env: 'JSON_BODY_LIMIT', default: '1MiB', description: 'Largest JSON request body.', parse: parseBytes },
+} satisfies Record<string, SettingSpec<unknown>>;
+
+type Spec = typeof spec;
+export type Settings = { readonly [K in keyof Spec]: ReturnType<Spec[K]['parse']> };
+
+export const settingSpecs: ReadonlyArray<{ key: string; env: string; default: string | undefined; description: string }> =
+  Object.entries(spec).map(([key, s]) => ({ key, env: s.env, default: s.default, description: s.description }));
+
+/**
+ * Reads settings from an environment. Throws SettingsError naming the first bad one;
+ * cross-setting rules are checked after each value parses.
+ */
+export function loadSettings(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Settings> = {}): Settings {
+  const out: Record<string, unknown> = {};
+  for (const [key, s] of Object.entries(spec) as [string, SettingSpec<unknown>][]) {
+    if (key in overrides) {
+      out[key] = (overrides as Record<string, unknown>)[key];
+      continue;
+    }
+    const raw = env[s.env] ?? s.default;
+    if (raw === undefined) throw new SettingsError(s.env, 'is required');
+    try {
+      out[key] = s.parse(raw);
+    } catch (err) {
+      throw new SettingsError(s.env, (err as Error).message);
+    }
+  }
+  const settings = out as Settings;
+  if (settings.uploadMinChunkSize < 1) throw new SettingsError('UPLOAD_MIN_CHUNK_SIZE', 'must be at least 1 byte');
+  if (settings.uploadMinChunkSize > settings.uploadMaxChunkSize) {
+    throw new SettingsError('UPLOAD_MIN_CHUNK_SIZE', 'must not exceed UPLOAD_MAX_CHUNK_SIZE');
+  }
+  if (settings.uploadDefaultChunkSize < settings.uploadMinChunkSize || settings.uploadDefaultChunkSize > settings.uploadMaxChunkSize) {
+    throw new SettingsError('UPLOAD_DEFAULT_CHUNK_SIZE', 'must lie between UPLOAD_MIN_CHUNK_SIZE and UPLOAD_MAX_CHUNK_SIZE');
+  }
+  if (settings.uploadMaxSize < 1) throw new SettingsError('UPLOAD_MAX_SIZE', 'must be at least 1 byte');
+  return { ...settings, storageRoot: path.resolve(settings.storageRoot) };
+}
+
+export function databaseKind(settings: Pick<Settings, 'databaseUrl'>): 'sqlite' | 'postgres' {
+  return settings.databaseUrl.startsWith('sqlite:') ? 'sqlite' : 'postgres';
+}
+
+export function sqliteFile(settings: Pick<Settings, 'databaseUrl'>): string {
+  const file = settings.databaseUrl.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, '');
+  return file === ':memory:' ? file : path.resolve(file);
+}

@@ -1,0 +1,107 @@
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Settings } from './config/settings.js';
+import { openDatabase, type DatabaseHandle } from './db/database.js';
+import { migrateToLatest } from './db/migrate.js';
+import { createLogger } from './logger.js';
+import { MediaService } from './media/media-service.js';
+import { MediaWorker } from './processing/media-worker.js';
+import { BullmqQueue } from './queue/bullmq-queue.js';
+import { EmbeddedQueue } from './queue/embedded-queue.js';
+import type { JobQueue } from './queue/queue.js';
+import { isWritableDir } from './storage/files.js';
+import { StorageLayout } from './storage/layout.js';
+import { TenancyService } from './tenancy/tenancy-service.js';
+import { DbChunkStateStore, RedisChunkStateStore, type ChunkStateStore } from './uploads/chunk-state.js';
+import { IngestService } from './uploads/ingest.js';
+import { TusService } from './uploads/tus.js';
+import { UploadService } from './uploads/upload-service.js';
+
+/** Everything a process needs, wired once from settings: the composition root. */
+export interface AppContext {
+  settings: Settings;
+  log: Logger;
+  database: DatabaseHandle;
+  redis: Redis | undefined;
+  queue: JobQueue;
+  layout: StorageLayout;
+  tenancy: TenancyService;
+  uploads: UploadService;
+  tus: TusService;
+  media: MediaService;
+  worker: MediaWorker;
+  readiness(): Promise<Record<'database' | 'queue' | 'storage', { ok: boolean; error?: string }>>;
+  close(): Promise<void>;
+}
+
+export async function createContext(settings: Settings, opts: { log?: Logger; migrate?: boolean } = {}): Promise<AppContext> {
+  const log = opts.log ?? createLogger(settings.logLevel);
+  const database = await openDatabase(settings);
+  try {
+    if (opts.migrate !== false) {
+      const applied = await migrateToLatest(database);
+      if (applied.length) log.info({ applied }, 'database migrated');
+    }
+  } catch (err) {
+    await database.close();
+    throw err;
+  }
+  const queueSettings = { attempts: settings.jobAttempts, backoffMs: settings.jobBackoff, leaseMs: settings.jobLease };
+  let redis: Redis | undefined;
+  let queue: JobQueue;
+  let chunkState: ChunkStateStore;
+  if (settings.redisUrl) {
+    redis = new Redis(settings.redisUrl, { maxRetriesPerRequest: 2, enableOfflineQueue: true });
+    redis.on('error', (err) => log.debug({ err }, 'redis connection error'));
+    queue = new BullmqQueue(settings.redisUrl, settings.redisPrefix, queueSettings);
+    chunkState = new RedisChunkStateStore(redis, settings.redisPrefix);
+  } else {
+    queue = new EmbeddedQueue(database.db, queueSettings);
+    chunkState = new DbChunkStateStore(database.db);
+  }
+  const layout = new StorageLayout(settings.storageRoot, settings.chunkTmpDirName);
+  const ingest = new IngestService(database.db, layout, queue, settings.ffprobeTimeout, log);
+  const uploads = new UploadService(database.db, layout, chunkState, ingest, settings, log);
+  const tus = new TusService({ db: database.db, layout, ingest, settings, log });
+  const media = new MediaService(database.db, layout);
+  const worker = new MediaWorker(database.db, queue, log, settings.jobAttempts);
+  const tenancy = new TenancyService(database.db);
+
+  const check = async (fn: () => Promise<unknown>) => {
+    try {
+      await fn();
+      return { ok: true };
+    } catch (err) {
+      return { ok: false, error: err instanceof Error ? err.message : String(err) };
+    }
+  };
+
+  return {
+    settings,
+    log,
+    database,
+    redis,
+    queue,
+    layout,
+    tenancy,
+    uploads,
+    tus,
+    media,
+    worker,
+    readiness: async () => ({
+      database: await check(() => database.ping()),
+      queue: await check(async () => {
+        await queue.ping();
+        if (redis) await redis.ping();
+      }),
+      storage: await check(async () => {
+        if (!(await isWritableDir(layout.root))) throw new Error('storage root is not writable');
+      }),
+    }),
+    close: async () => {
+      await queue.close();
+      redis?.disconnect();
+      await database.close();
+    },
+  };
+}

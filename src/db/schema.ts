@@ -1,0 +1,205 @@
+import type { ColumnType, Generated } from 'kysely';
+
+/**
+ * Table types shared by both dialects. Timestamps are ISO-8601 strings in UTC on both
+ * (text on SQLite, timestamptz parsed back to ISO strings on PostgreSQL); JSON columns
+ * are written as JSON text and read through `fromJson`, since SQLite returns text and
+ * PostgreSQL returns parsed jsonb; flags are 0/1 integers.
+ */
+type Json = ColumnType<unknown, string, string>;
+type Timestamp = string;
+
+export interface TenantsTable {
+  id: string;
+  name: string;
+  created_at: Timestamp;
+}
+
+export interface ApiKeysTable {
+  id: string;
+  tenant_id: string;
+  user_id: string | null;
+  is_admin: number;
+  name: string | null;
+  key_hash: string;
+  created_at: Timestamp;
+  last_used_at: Timestamp | null;
+  revoked_at: Timestamp | null;
+}
+
+export type UploadState = 'open' | 'completing' | 'completed' | 'failed' | 'aborted' | 'expired';
+export type UploadProtocol = 'chunked' | 'tus';
+
+export interface UploadSessionsTable {
+  id: string;
+  tenant_id: string;
+  user_id: string;
+  protocol: UploadProtocol;
+  filename: string;
+  content_type: string | null;
+  total_size: number;
+  chunk_size: number;
+  chunk_count: number;
+  sha256: string | null;
+  caption: string | null;
+  user_tags: Json;
+  labels: Json;
+  state: UploadState;
+  error: string | null;
+  media_id: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  expires_at: Timestamp;
+}
+
+export interface UploadChunksTable {
+  session_id: string;
+  chunk_index: number;
+  size: number;
+  sha256: string;
+  received_at: Timestamp;
+}
+
+export type MediaStatus = 'queued' | 'processing' | 'ready' | 'error';
+export type MediaKind = 'video' | 'audio' | 'image' | 'document' | 'other';
+
+export interface MediaAssetsTable {
+  id: string;
+  tenant_id: string;
+  user_id: string;
+  status: MediaStatus;
+  error_code: string | null;
+  error_reason: string | null;
+  kind: MediaKind;
+  original_filename: string;
+  mime_type: string;
+  size: number;
+  sha256: string;
+  caption: string | null;
+  user_tags: Json;
+  file_metadata: Json;
+  upload_session_id: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  processing_started_at: Timestamp | null;
+  ready_at: Timestamp | null;
+}
+
+export type LabelKind = 'general' | 'moderation';
+
+export interface LabelsTable {
+  id: string;
+  tenant_id: string;
+  name: string;
+  kind: LabelKind;
+  parent_id: string | null;
+  created_at: Timestamp;
+}
+
+export interface AssetLabelsTable {
+  id: string;
+  tenant_id: string;
+  user_id: string;
+  media_id: string;
+  label_id: string;
+  source: 'user' | 'model';
+  count: number;
+  confidence: number;
+  frame_data: Json;
+  first_seen_at: Timestamp;
+  last_seen_at: Timestamp;
+}
+
+export interface LabelBanksTable {
+  id: string;
+  /** null for a global bank, visible to every tenant unless overridden by name. */
+  tenant_id: string | null;
+  name: string;
+  kind: LabelKind;
+  description: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface LabelBankEntriesTable {
+  id: string;
+  bank_id: string;
+  tenant_id: string | null;
+  name: string;
+  label_id: string | null;
+  parent_id: string | null;
+  threshold: number | null;
+  created_at: Timestamp;
+}
+
+export interface LabelBankPhrasesTable {
+  id: string;
+  entry_id: string;
+  tenant_id: string | null;
+  phrase: string;
+}
+
+export interface LabelBankStatsTable {
+  entry_id: string;
+  tenant_id: string | null;
+  usage_count: number;
+  match_count: number;
+  confidence_sum: number;
+  max_confidence: number;
+  last_matched_at: Timestamp | null;
+}
+
+export type JobState = 'waiting' | 'active' | 'completed' | 'failed';
+
+export interface QueueJobsTable {
+  id: string;
+  queue: string;
+  name: string;
+  data: Json;
+  dedupe_key: string | null;
+  state: JobState;
+  attempts: number;
+  max_attempts: number;
+  run_at: number;
+  lease_owner: string | null;
+  lease_until: number | null;
+  last_error: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  finished_at: Timestamp | null;
+}
+
+export interface Database {
+  tenants: TenantsTable;
+  api_keys: ApiKeysTable;
+  upload_sessions: UploadSessionsTable;
+  upload_chunks: UploadChunksTable;
+  mediaassets: MediaAssetsTable;
+  labels: LabelsTable;
+  asset_labels: AssetLabelsTable;
+  label_banks: LabelBanksTable;
+  label_bank_entries: LabelBankEntriesTable;
+  label_bank_phrases: LabelBankPhrasesTable;
+  label_bank_stats: LabelBankStatsTable;
+  queue_jobs: QueueJobsTable;
+}
+
+export function toJson(value: unknown): string {
+  return JSON.stringify(value ?? null);
+}
+
+export function fromJson<T>(value: unknown, fallback: T): T {
+  if (value === null || value === undefined) return fallback;
+  if (typeof value === 'string') {
+    try {
+      return JSON.parse(value) as T;
+    } catch {
+      return fallback;
+    }
+  }
+  return value as T;
+}
+
+export function nowIso(): string {
+  return new Date().toISOString();
+}

@@ -1,0 +1,52 @@
+/**
+ * The catalogue of error kinds. Each becomes an RFC 9457 problem whose `type` is
+ * `/problems/<slug>`: stable, documented at that URL, and safe for clients to switch on.
+ */
+export const PROBLEMS = {
+  'validation-failed': { status: 400, title: 'The request is not valid', description: 'A parameter, header or body field failed validation; `errors` lists each one.' },
+  'malformed-body': { status: 400, title: 'The request body could not be parsed', description: 'The body is not well-formed JSON (or not the declared content type).' },
+  unauthenticated: { status: 401, title: 'Authentication required', description: 'Send `Authorization: Bearer <api key>` with a valid, unrevoked key.' },
+  forbidden: { status: 403, title: 'Not allowed', description: 'The key is valid but may not do this (for example, acting for another user without an admin key).' },
+  'not-found': { status: 404, title: 'Not found', description: 'No such resource exists for this tenant.' },
+  'method-not-allowed': { status: 405, title: 'Method not allowed', description: 'The resource does not support this method.' },
+  'upload-incomplete': { status: 409, title: 'The upload is missing chunks', description: '`missing_chunks` lists the chunk indexes still to send.' },
+  'upload-not-open': { status: 409, title: 'The upload is not open', description: 'The session was already completed, aborted, failed or expired.' },
+  'upload-busy': { status: 409, title: 'The upload is being completed', description: 'Another request is completing this session; poll its state.' },
+  'payload-too-large': { status: 413, title: 'The upload is too large', description: 'The declared or sent size is over the configured limit.' },
+  'unsupported-media-type': { status: 415, title: 'Unsupported content type', description: 'Send chunks as application/octet-stream and JSON as application/json.' },
+  'chunk-index-out-of-range': { status: 422, title: 'Chunk index out of range', description: 'The index must be from 0 to chunk_count - 1.' },
+  'chunk-size-mismatch': { status: 422, title: 'The chunk has the wrong size', description: 'Every chunk but the last must be exactly chunk_size bytes; the last is the remainder.' },
+  'chunk-checksum-mismatch': { status: 422, title: 'The chunk checksum does not match', description: 'The bytes received do not hash to the checksum sent; the chunk was discarded, send it again.' },
+  'upload-checksum-mismatch': { status: 422, title: 'The file checksum does not match', description: 'The assembled file does not hash to the declared sha256; the upload was discarded.' },
+  'upload-size-mismatch': { status: 422, title: 'The file size does not match', description: 'The assembled file is not the declared total size; the upload was discarded.' },
+  'empty-file': { status: 422, title: 'The file is empty', description: 'A zero-byte file cannot be uploaded.' },
+  'invalid-filename': { status: 422, title: 'The file name is not acceptable', description: 'File names must be 1-255 characters with no path separators, `..`, or control characters.' },
+  conflict: { status: 409, title: 'Conflict', description: 'The resource already exists or changed concurrently.' },
+  'rate-limited': { status: 429, title: 'Too many requests', description: 'Slow down and retry after the indicated time.' },
+  'internal-error': { status: 500, title: 'Internal server error', description: 'Something failed on the server; the request id identifies it in the logs.' },
+  unavailable: { status: 503, title: 'Service unavailable', description: 'A dependency (database, queue or storage) is not reachable.' },
+} as const satisfies Record<string, { status: number; title: string; description: string }>;
+
+export type ProblemSlug = keyof typeof PROBLEMS;
+
+export function problemType(slug: ProblemSlug): string {
+  return `/problems/${slug}`;
+}
+
+/** An error a client can act on. Services throw it; the HTTP layer renders it as problem+json. */
+export class AppError extends Error {
+  readonly status: number;
+  constructor(
+    readonly slug: ProblemSlug,
+    detail?: string,
+    readonly extensions: Record<string, unknown> = {},
+  ) {
+    super(detail ?? PROBLEMS[slug].title);
+    this.name = 'AppError';
+    this.status = PROBLEMS[slug].status;
+  }
+}
+
+export function notFound(what: string): AppError {
+  return new AppError('not-found', `${what} not found`);
+}

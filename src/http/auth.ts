@@ -1,0 +1,37 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { AppError } from '../errors.js';
+import type { Principal } from '../tenancy/principal.js';
+import type { TenancyService } from '../tenancy/tenancy-service.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal?: Principal;
+  }
+}
+
+export const ACT_AS_HEADER = 'x-qasar-user';
+
+function bearer(req: FastifyRequest): string | undefined {
+  const h = req.headers.authorization;
+  if (!h) return undefined;
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
+  return m?.[1];
+}
+
+/**
+ * Adds authentication to every route registered in `app` (an encapsulated scope): a bearer
+ * API key, and for admin keys an optional X-Qasar-User header naming the user to act for.
+ * CORS preflights carry no credentials and are let through.
+ */
+export function requireApiKey(app: FastifyInstance, tenancy: TenancyService): void {
+  app.addHook('onRequest', async (req) => {
+    if (req.method === 'OPTIONS') return;
+    const actAs = req.headers[ACT_AS_HEADER];
+    req.principal = await tenancy.authenticate(bearer(req), typeof actAs === 'string' && actAs ? actAs : undefined);
+  });
+}
+
+export function principalOf(req: FastifyRequest): Principal {
+  if (!req.principal) throw new AppError('unauthenticated');
+  return req.principal;
+}

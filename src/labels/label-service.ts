@@ -1,0 +1,102 @@
+import type { Kysely } from 'kysely';
+import type { Database, LabelKind } from '../db/schema.js';
+import { nowIso, toJson } from '../db/schema.js';
+import { AppError } from '../errors.js';
+import { newId } from '../ids.js';
+
+export const MAX_LABEL_LENGTH = 100;
+
+/** Label names are matched case-insensitively: stored trimmed, white space folded, lower-cased. */
+export function normalizeLabelName(raw: string): string {
+  const name = raw.normalize('NFC').trim().replace(/\s+/g, ' ').toLocaleLowerCase('en-US');
+  if (!name || name.length > MAX_LABEL_LENGTH || /[\u0000-\u001f\u007f]/.test(name)) {
+    throw new AppError('validation-failed', `labels: each must be 1-${MAX_LABEL_LENGTH} printable characters`);
+  }
+  return name;
+}
+
+export function normalizeLabelNames(names: readonly string[] | undefined): string[] {
+  return [...new Set((names ?? []).map(normalizeLabelName))].slice(0, 200);
+}
+
+export interface AssetLabelView {
+  name: string;
+  kind: LabelKind;
+  source: 'user' | 'model';
+  confidence: number;
+  count: number;
+}
+
+/** Finds or creates a tenant's label by name and kind; returns its id. */
+export async function ensureLabel(db: Kysely<Database>, tenantId: string, name: string, kind: LabelKind = 'general'): Promise<string> {
+  const existing = await db
+    .selectFrom('labels')
+    .select('id')
+    .where('tenant_id', '=', tenantId)
+    .where('name', '=', name)
+    .where('kind', '=', kind)
+    .executeTakeFirst();
+  if (existing) return existing.id;
+  const id = newId();
+  await db
+    .insertInto('labels')
+    .values({ id, tenant_id: tenantId, name, kind, parent_id: null, created_at: nowIso() })
+    .onConflict((oc) => oc.columns(['tenant_id', 'name', 'kind']).doNothing())
+    .execute();
+  const row = await db
+    .selectFrom('labels')
+    .select('id')
+    .where('tenant_id', '=', tenantId)
+    .where('name', '=', name)
+    .where('kind', '=', kind)
+    .executeTakeFirstOrThrow();
+  return row.id;
+}
+
+/** Links labels a user gave (source `user`, confidence 1) to a media item. */
+export async function attachUserLabels(
+  db: Kysely<Database>,
+  target: { tenantId: string; userId: string; mediaId: string },
+  names: readonly string[],
+): Promise<void> {
+  const now = nowIso();
+  for (const name of names) {
+    const labelId = await ensureLabel(db, target.tenantId, name);
+    await db
+      .insertInto('asset_labels')
+      .values({
+        id: newId(),
+        tenant_id: target.tenantId,
+        user_id: target.userId,
+        media_id: target.mediaId,
+        label_id: labelId,
+        source: 'user',
+        count: 1,
+        confidence: 1,
+        frame_data: toJson([]),
+        first_seen_at: now,
+        last_seen_at: now,
+      })
+      .onConflict((oc) => oc.columns(['media_id', 'label_id', 'source']).doNothing())
+      .execute();
+  }
+}
+
+export async function labelsOfMedia(db: Kysely<Database>, tenantId: string, mediaIds: readonly string[]): Promise<Map<string, AssetLabelView[]>> {
+  const out = new Map<string, AssetLabelView[]>();
+  if (!mediaIds.length) return out;
+  const rows = await db
+    .selectFrom('asset_labels as al')
+    .innerJoin('labels as l', 'l.id', 'al.label_id')
+    .select(['al.media_id', 'l.name', 'l.kind', 'al.source', 'al.confidence', 'al.count'])
+    .where('al.tenant_id', '=', tenantId)
+    .where('al.media_id', 'in', mediaIds)
+    .orderBy('l.name')
+    .execute();
+  for (const r of rows) {
+    const list = out.get(r.media_id) ?? [];
+    list.push({ name: r.name, kind: r.kind, source: r.source, confidence: Number(r.confidence), count: Number(r.count) });
+    out.set(r.media_id, list);
+  }
+  return out;
+}

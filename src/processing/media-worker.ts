@@ -1,0 +1,84 @@
+import type { Logger } from 'pino';
+import type { Db } from '../db/database.js';
+import { nowIso } from '../db/schema.js';
+import { PermanentJobError, type Job, type JobQueue, type RunningWorker } from '../queue/queue.js';
+import { processJobKey } from '../uploads/ingest.js';
+
+/**
+ * Runs `process-media` jobs: queued → processing → ready (or error). The per-kind steps
+ * plug in here; each is idempotent, so an attempt that is repeated after a crash is safe.
+ */
+export class MediaWorker {
+  constructor(
+    private readonly db: Db,
+    private readonly queue: JobQueue,
+    private readonly log: Logger,
+    private readonly maxAttempts: number,
+  ) {}
+
+  async handle(job: Job): Promise<void> {
+    try {
+      await this.process(job);
+    } catch (err) {
+      const final = err instanceof PermanentJobError || job.attempt >= this.maxAttempts;
+      this.log.warn({ err, jobId: job.id, attempt: job.attempt, final }, 'media job failed');
+      if (final && job.name === 'process-media') {
+        await this.db
+          .updateTable('mediaassets')
+          .set({
+            status: 'error',
+            error_code: err instanceof PermanentJobError ? err.code : 'processing-failed',
+            error_reason: err instanceof Error ? err.message : String(err),
+            updated_at: nowIso(),
+          })
+          .where('id', '=', job.data.media_id)
+          .execute();
+      }
+      throw err;
+    }
+  }
+
+  private async process(job: Job): Promise<void> {
+    if (job.name !== 'process-media') return;
+    const mediaId = job.data.media_id;
+    const media = await this.db.selectFrom('mediaassets').select(['id', 'status', 'kind']).where('id', '=', mediaId).executeTakeFirst();
+    if (!media) {
+      this.log.info({ mediaId, jobId: job.id }, 'media was deleted before processing; nothing to do');
+      return;
+    }
+    if (media.status === 'ready') return;
+    await this.db
+      .updateTable('mediaassets')
+      .set({ status: 'processing', processing_started_at: nowIso(), updated_at: nowIso(), error_code: null, error_reason: null })
+      .where('id', '=', mediaId)
+      .execute();
+    this.log.info({ mediaId, kind: media.kind, attempt: job.attempt }, 'processing media');
+    const now = nowIso();
+    await this.db
+      .updateTable('mediaassets')
+      .set({ status: 'ready', ready_at: now, updated_at: now })
+      .where('id', '=', mediaId)
+      .where('status', '=', 'processing')
+      .execute();
+  }
+
+  start(concurrency: number): RunningWorker {
+    return this.queue.work((job) => this.handle(job), { concurrency });
+  }
+
+  /**
+   * Enqueues media that stayed `queued` with no job (the enqueue after the record was saved
+   * failed, or the queue lost it). Dedupe keys make this harmless for media that has a job.
+   */
+  async requeueStale(olderThanMs: number): Promise<number> {
+    const rows = await this.db
+      .selectFrom('mediaassets')
+      .select('id')
+      .where('status', '=', 'queued')
+      .where('updated_at', '<', new Date(Date.now() - olderThanMs).toISOString())
+      .limit(1000)
+      .execute();
+    for (const r of rows) await this.queue.enqueue('process-media', { media_id: r.id }, { dedupeKey: processJobKey(r.id) });
+    return rows.length;
+  }
+}

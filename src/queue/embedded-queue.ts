@@ -1,0 +1,322 @@
+import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
+import type { Db } from '../db/database.js';
+import { fromJson, nowIso, toJson } from '../db/schema.js';
+import { newId } from '../ids.js';
+import {
+  backoffDelay,
+  PermanentJobError,
+  type EnqueueOptions,
+  type FailedJob,
+  type Job,
+  type JobCounts,
+  type JobHandler,
+  type JobName,
+  type JobPayloads,
+  type JobQueue,
+  type QueueSettings,
+  type RunningWorker,
+  type WorkerOptions,
+} from './queue.js';
+
+const POLL_MS = 500;
+
+/**
+ * The embedded backend: jobs are rows in `queue_jobs`. A worker claims a row by a
+ * conditional update that sets a lease; it renews the lease while the job runs. A row whose
+ * lease lapsed (its worker died) is claimable again, which makes delivery at-least-once.
+ */
+export class EmbeddedQueue implements JobQueue {
+  readonly backend = 'embedded' as const;
+  private readonly wake = new EventEmitter();
+  private readonly workers = new Set<RunningWorker>();
+
+  constructor(
+    private readonly db: Db,
+    private readonly settings: QueueSettings,
+    private readonly queueName = 'media',
+  ) {
+    this.wake.setMaxListeners(0);
+  }
+
+  async enqueue<N extends JobName>(name: N, data: JobPayloads[N], opts: EnqueueOptions = {}): Promise<string> {
+    if (opts.dedupeKey) {
+      const existing = await this.findPending(opts.dedupeKey);
+      if (existing) return existing;
+    }
+    const now = nowIso();
+    const id = newId();
+    try {
+      await this.db
+        .insertInto('queue_jobs')
+        .values({
+          id,
+          queue: this.queueName,
+          name,
+          data: toJson(data),
+          dedupe_key: opts.dedupeKey ?? null,
+          state: 'waiting',
+          attempts: 0,
+          max_attempts: this.settings.attempts,
+          run_at: Date.now() + (opts.delayMs ?? 0),
+          lease_owner: null,
+          lease_until: null,
+          last_error: null,
+          created_at: now,
+          updated_at: now,
+          finished_at: null,
+        })
+        .execute();
+    } catch (err) {
+      // Lost a race with another enqueue of the same key: the unique index kept one.
+      if (opts.dedupeKey) {
+        const existing = await this.findPending(opts.dedupeKey);
+        if (existing) return existing;
+      }
+      throw err;
+    }
+    this.wake.emit('job');
+    return id;
+  }
+
+  private async findPending(dedupeKey: string): Promise<string | undefined> {
+    const row = await this.db
+      .selectFrom('queue_jobs')
+      .select('id')
+      .where('queue', '=', this.queueName)
+      .where('dedupe_key', '=', dedupeKey)
+      .where('state', 'in', ['waiting', 'active'])
+      .executeTakeFirst();
+    return row?.id;
+  }
+
+  /** Claims the next runnable job for `owner`, or returns undefined. */
+  async claim(owner: string): Promise<Job | undefined> {
+    for (let tries = 0; tries < 5; tries++) {
+      const now = Date.now();
+      const candidate = await this.db
+        .selectFrom('queue_jobs')
+        .select(['id'])
+        .where('queue', '=', this.queueName)
+        .where((eb) =>
+          eb.or([
+            eb.and([eb('state', '=', 'waiting'), eb('run_at', '<=', now)]),
+            eb.and([eb('state', '=', 'active'), eb('lease_until', '<', now)]),
+          ]),
+        )
+        .orderBy('run_at')
+        .orderBy('id')
+        .limit(1)
+        .executeTakeFirst();
+      if (!candidate) return undefined;
+      const claimed = await this.db
+        .updateTable('queue_jobs')
+        .set((eb) => ({
+          state: 'active',
+          lease_owner: owner,
+          lease_until: now + this.settings.leaseMs,
+          attempts: eb('attempts', '+', 1),
+          updated_at: nowIso(),
+        }))
+        .where('id', '=', candidate.id)
+        .where((eb) =>
+          eb.or([
+            eb.and([eb('state', '=', 'waiting'), eb('run_at', '<=', now)]),
+            eb.and([eb('state', '=', 'active'), eb('lease_until', '<', now)]),
+          ]),
+        )
+        .returning(['id', 'name', 'data', 'attempts'])
+        .executeTakeFirst();
+      if (claimed) {
+        return {
+          id: claimed.id,
+          name: claimed.name as JobName,
+          data: fromJson(claimed.data, {}) as Job['data'],
+          attempt: Number(claimed.attempts),
+        };
+      }
+      // Another worker took it between our read and update: look again.
+    }
+    return undefined;
+  }
+
+  private async renew(jobId: string, owner: string): Promise<void> {
+    await this.db
+      .updateTable('queue_jobs')
+      .set({ lease_until: Date.now() + this.settings.leaseMs })
+      .where('id', '=', jobId)
+      .where('lease_owner', '=', owner)
+      .where('state', '=', 'active')
+      .execute();
+  }
+
+  private async settle(job: Job, owner: string, err: unknown): Promise<void> {
+    const now = nowIso();
+    const base = this.db.updateTable('queue_jobs').where('id', '=', job.id).where('lease_owner', '=', owner).where('state', '=', 'active');
+    if (err === undefined) {
+      await base.set({ state: 'completed', lease_owner: null, lease_until: null, updated_at: now, finished_at: now }).execute();
+      return;
+    }
+    const message = err instanceof Error ? err.message : String(err);
+    const row = await this.db.selectFrom('queue_jobs').select(['max_attempts']).where('id', '=', job.id).executeTakeFirst();
+    const permanent = err instanceof PermanentJobError;
+    if (permanent || !row || job.attempt >= Number(row.max_attempts)) {
+      await base.set({ state: 'failed', lease_owner: null, lease_until: null, last_error: message, updated_at: now, finished_at: now }).execute();
+    } else {
+      await base
+        .set({
+          state: 'waiting',
+          lease_owner: null,
+          lease_until: null,
+          last_error: message,
+          run_at: Date.now() + backoffDelay(this.settings.backoffMs, job.attempt),
+          updated_at: now,
+        })
+        .execute();
+    }
+  }
+
+  work(handler: JobHandler, opts: WorkerOptions): RunningWorker {
+    const owner = `${hostname()}:${process.pid}:${newId()}`;
+    let stopping = false;
+    let running = 0;
+    let idle: (() => void) | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    let polling = false;
+
+    const schedule = (ms: number) => {
+      if (stopping) return;
+      if (timer) clearTimeout(timer);
+      timer = setTimeout(poll, ms);
+    };
+
+    const runOne = async (job: Job) => {
+      running++;
+      const heartbeat = setInterval(() => {
+        this.renew(job.id, owner).catch(() => undefined);
+      }, Math.max(50, Math.floor(this.settings.leaseMs / 3)));
+      let failure: unknown;
+      try {
+        await handler(job);
+      } catch (err) {
+        failure = err ?? new Error('job failed');
+      } finally {
+        clearInterval(heartbeat);
+      }
+      try {
+        await this.settle(job, owner, failure);
+      } catch {
+        // The database is unreachable: the lease will lapse and the job run again.
+      }
+      running--;
+      if (stopping && running === 0) idle?.();
+      schedule(0);
+    };
+
+    const poll = async () => {
+      if (stopping || polling) return;
+      polling = true;
+      try {
+        while (!stopping && running < opts.concurrency) {
+          const job = await this.claim(owner);
+          if (!job) break;
+          void runOne(job);
+        }
+      } catch {
+        // Database hiccup: try again on the next tick.
+      } finally {
+        polling = false;
+      }
+      schedule(POLL_MS);
+    };
+
+    const onWake = () => schedule(0);
+    this.wake.on('job', onWake);
+    schedule(0);
+
+    const worker: RunningWorker = {
+      close: async () => {
+        stopping = true;
+        this.wake.off('job', onWake);
+        if (timer) clearTimeout(timer);
+        if (running > 0) await new Promise<void>((resolve) => (idle = resolve));
+        this.workers.delete(worker);
+      },
+    };
+    this.workers.add(worker);
+    return worker;
+  }
+
+  async listFailed(limit = 100): Promise<FailedJob[]> {
+    const rows = await this.db
+      .selectFrom('queue_jobs')
+      .select(['id', 'name', 'data', 'attempts', 'last_error', 'finished_at'])
+      .where('queue', '=', this.queueName)
+      .where('state', '=', 'failed')
+      .orderBy('finished_at', 'desc')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({
+      id: r.id,
+      name: r.name,
+      data: fromJson(r.data, {}),
+      attempts: Number(r.attempts),
+      error: r.last_error ?? '',
+      failedAt: r.finished_at,
+    }));
+  }
+
+  async retry(jobId: string): Promise<boolean> {
+    const res = await this.db
+      .updateTable('queue_jobs')
+      .set({ state: 'waiting', attempts: 0, run_at: Date.now(), finished_at: null, updated_at: nowIso() })
+      .where('id', '=', jobId)
+      .where('queue', '=', this.queueName)
+      .where('state', '=', 'failed')
+      .executeTakeFirst();
+    const ok = Number(res.numUpdatedRows) > 0;
+    if (ok) this.wake.emit('job');
+    return ok;
+  }
+
+  async counts(): Promise<JobCounts> {
+    const rows = await this.db
+      .selectFrom('queue_jobs')
+      .select(['state', (eb) => eb.fn.countAll().as('n')])
+      .where('queue', '=', this.queueName)
+      .groupBy('state')
+      .execute();
+    const counts: JobCounts = { waiting: 0, active: 0, completed: 0, failed: 0, delayed: 0 };
+    const now = Date.now();
+    for (const r of rows) counts[r.state as keyof JobCounts] = Number(r.n);
+    const delayed = await this.db
+      .selectFrom('queue_jobs')
+      .select((eb) => eb.fn.countAll().as('n'))
+      .where('queue', '=', this.queueName)
+      .where('state', '=', 'waiting')
+      .where('run_at', '>', now)
+      .executeTakeFirstOrThrow();
+    counts.delayed = Number(delayed.n);
+    counts.waiting -= counts.delayed;
+    return counts;
+  }
+
+  /** Removes finished jobs older than `olderThanMs` (failed ones stay until retried or pruned by an operator). */
+  async pruneCompleted(olderThanMs: number): Promise<number> {
+    const res = await this.db
+      .deleteFrom('queue_jobs')
+      .where('queue', '=', this.queueName)
+      .where('state', '=', 'completed')
+      .where('finished_at', '<', new Date(Date.now() - olderThanMs).toISOString())
+      .executeTakeFirst();
+    return Number(res.numDeletedRows);
+  }
+
+  async ping(): Promise<void> {
+    await this.db.selectFrom('queue_jobs').select('id').limit(1).execute();
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.workers].map((w) => w.close()));
+  }
+}

@@ -1,0 +1,78 @@
+/** The jobs Qasar runs, and their payloads. */
+export interface JobPayloads {
+  'process-media': { media_id: string };
+}
+export type JobName = keyof JobPayloads;
+
+export interface Job<N extends JobName = JobName> {
+  id: string;
+  name: N;
+  data: JobPayloads[N];
+  /** 1 on the first run, 2 on the first retry, … */
+  attempt: number;
+}
+
+export type JobHandler = (job: Job) => Promise<void>;
+
+export interface EnqueueOptions {
+  /** At most one waiting or running job per key: enqueueing again returns the existing job. */
+  dedupeKey?: string;
+  delayMs?: number;
+}
+
+export interface FailedJob {
+  id: string;
+  name: string;
+  data: unknown;
+  attempts: number;
+  error: string;
+  failedAt: string | null;
+}
+
+export interface WorkerOptions {
+  concurrency: number;
+}
+
+export interface RunningWorker {
+  /** Stops taking jobs and waits for running ones to settle. */
+  close(): Promise<void>;
+}
+
+export type JobCounts = Record<'waiting' | 'active' | 'completed' | 'failed' | 'delayed', number>;
+
+/**
+ * A job that must not be retried: the input is broken, so another attempt cannot succeed.
+ */
+export class PermanentJobError extends Error {
+  constructor(message: string, readonly code = 'permanent') {
+    super(message);
+    this.name = 'PermanentJobError';
+  }
+}
+
+/**
+ * One interface, two backends: BullMQ on Redis/Valkey, and an embedded lease-based table in
+ * the database. Both are at-least-once: a job whose worker dies is taken up again once its
+ * lease lapses, failed attempts retry with exponential backoff, and nothing queued is lost
+ * across a restart.
+ */
+export interface JobQueue {
+  readonly backend: 'embedded' | 'bullmq';
+  enqueue<N extends JobName>(name: N, data: JobPayloads[N], opts?: EnqueueOptions): Promise<string>;
+  work(handler: JobHandler, opts: WorkerOptions): RunningWorker;
+  listFailed(limit?: number): Promise<FailedJob[]>;
+  retry(jobId: string): Promise<boolean>;
+  counts(): Promise<JobCounts>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface QueueSettings {
+  attempts: number;
+  backoffMs: number;
+  leaseMs: number;
+}
+
+export function backoffDelay(backoffMs: number, attempt: number): number {
+  return backoffMs * 2 ** Math.max(0, attempt - 1);
+}

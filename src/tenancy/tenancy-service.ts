@@ -1,0 +1,101 @@
+import type { Db } from '../db/database.js';
+import { nowIso } from '../db/schema.js';
+import { AppError } from '../errors.js';
+import { newId, USER_ID_PATTERN } from '../ids.js';
+import { generateApiKey, hashApiKey, looksLikeApiKey } from './api-keys.js';
+import type { Principal } from './principal.js';
+
+export interface CreatedKey {
+  id: string;
+  tenant_id: string;
+  user_id: string | null;
+  admin: boolean;
+  key: string;
+}
+
+/** The user an admin key acts as when it names none. */
+export const DEFAULT_USER_ID = 'default';
+
+export class TenancyService {
+  constructor(private readonly db: Db) {}
+
+  async createTenant(name: string): Promise<{ id: string; name: string }> {
+    const clean = name.trim();
+    if (!clean || clean.length > 200 || /[\u0000-\u001f\u007f]/.test(clean)) {
+      throw new AppError('validation-failed', 'tenant name must be 1-200 printable characters');
+    }
+    const existing = await this.db.selectFrom('tenants').select('id').where('name', '=', clean).executeTakeFirst();
+    if (existing) throw new AppError('conflict', `a tenant named "${clean}" exists`);
+    const tenant = { id: newId(), name: clean, created_at: nowIso() };
+    await this.db.insertInto('tenants').values(tenant).execute();
+    return { id: tenant.id, name: tenant.name };
+  }
+
+  async getTenant(id: string): Promise<{ id: string; name: string } | undefined> {
+    return this.db.selectFrom('tenants').select(['id', 'name']).where('id', '=', id).executeTakeFirst();
+  }
+
+  async countTenants(): Promise<number> {
+    const row = await this.db.selectFrom('tenants').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+
+  /**
+   * A key without a user and without admin acts as the tenant's default user; an admin key
+   * may name any user per request.
+   */
+  async createKey(opts: { tenantId: string; userId?: string | null; admin?: boolean; name?: string }): Promise<CreatedKey> {
+    if (!(await this.getTenant(opts.tenantId))) throw new AppError('not-found', `tenant ${opts.tenantId} not found`);
+    const userId = opts.userId ?? (opts.admin ? null : DEFAULT_USER_ID);
+    if (userId !== null && !USER_ID_PATTERN.test(userId)) {
+      throw new AppError('validation-failed', 'user id must be 1-64 letters, digits, _ or -, starting with a letter or digit');
+    }
+    const key = generateApiKey();
+    const row = {
+      id: newId(),
+      tenant_id: opts.tenantId,
+      user_id: userId,
+      is_admin: opts.admin ? 1 : 0,
+      name: opts.name ?? null,
+      key_hash: hashApiKey(key),
+      created_at: nowIso(),
+      last_used_at: null,
+      revoked_at: null,
+    };
+    await this.db.insertInto('api_keys').values(row).execute();
+    return { id: row.id, tenant_id: row.tenant_id, user_id: row.user_id, admin: !!opts.admin, key };
+  }
+
+  async revokeKey(tenantId: string, keyId: string): Promise<boolean> {
+    const res = await this.db
+      .updateTable('api_keys')
+      .set({ revoked_at: nowIso() })
+      .where('id', '=', keyId)
+      .where('tenant_id', '=', tenantId)
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst();
+    return Number(res.numUpdatedRows) > 0;
+  }
+
+  /**
+   * Resolves a bearer key to a principal, or throws `unauthenticated`. `actAs` is the user
+   * an admin key asks to act for; other keys may only name their own user.
+   */
+  async authenticate(key: string | undefined, actAs?: string): Promise<Principal> {
+    if (!key || !looksLikeApiKey(key)) throw new AppError('unauthenticated', 'missing or malformed API key');
+    const row = await this.db
+      .selectFrom('api_keys')
+      .select(['id', 'tenant_id', 'user_id', 'is_admin', 'revoked_at'])
+      .where('key_hash', '=', hashApiKey(key))
+      .executeTakeFirst();
+    if (!row || row.revoked_at) throw new AppError('unauthenticated', 'unknown or revoked API key');
+    const isAdmin = Number(row.is_admin) === 1;
+    let userId = row.user_id ?? DEFAULT_USER_ID;
+    if (actAs !== undefined && actAs !== userId) {
+      if (!isAdmin) throw new AppError('forbidden', 'only an admin key may act for another user');
+      if (!USER_ID_PATTERN.test(actAs)) throw new AppError('validation-failed', 'invalid user id in X-Qasar-User');
+      userId = actAs;
+    }
+    return { tenantId: row.tenant_id, keyId: row.id, userId, isAdmin };
+  }
+}

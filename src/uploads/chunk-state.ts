@@ -1,0 +1,113 @@
+import type { Redis } from 'ioredis';
+import type { Db } from '../db/database.js';
+import { nowIso } from '../db/schema.js';
+
+export interface ChunkRecord {
+  index: number;
+  size: number;
+  sha256: string;
+}
+
+/**
+ * Which chunks of a session have arrived. Two backends: the database (embedded default) and
+ * Redis (when REDIS_URL is set). `list` returns null when the store has no state for the
+ * session at all, which the upload service takes as "lost" and rebuilds from the chunk files.
+ */
+export interface ChunkStateStore {
+  init(sessionId: string, ttlMs: number): Promise<void>;
+  put(sessionId: string, chunk: ChunkRecord, ttlMs: number): Promise<void>;
+  list(sessionId: string): Promise<ChunkRecord[] | null>;
+  /** Replaces the state wholesale (after a rebuild from disk). */
+  replace(sessionId: string, chunks: ChunkRecord[], ttlMs: number): Promise<void>;
+  clear(sessionId: string): Promise<void>;
+}
+
+export class DbChunkStateStore implements ChunkStateStore {
+  constructor(private readonly db: Db) {}
+
+  async init(): Promise<void> {}
+
+  async put(sessionId: string, chunk: ChunkRecord): Promise<void> {
+    await this.db
+      .insertInto('upload_chunks')
+      .values({ session_id: sessionId, chunk_index: chunk.index, size: chunk.size, sha256: chunk.sha256, received_at: nowIso() })
+      .onConflict((oc) => oc.columns(['session_id', 'chunk_index']).doUpdateSet({ size: chunk.size, sha256: chunk.sha256, received_at: nowIso() }))
+      .execute();
+  }
+
+  async list(sessionId: string): Promise<ChunkRecord[]> {
+    const rows = await this.db
+      .selectFrom('upload_chunks')
+      .select(['chunk_index', 'size', 'sha256'])
+      .where('session_id', '=', sessionId)
+      .orderBy('chunk_index')
+      .execute();
+    return rows.map((r) => ({ index: Number(r.chunk_index), size: Number(r.size), sha256: r.sha256 }));
+  }
+
+  async replace(sessionId: string, chunks: ChunkRecord[]): Promise<void> {
+    await this.db.transaction().execute(async (tx) => {
+      await tx.deleteFrom('upload_chunks').where('session_id', '=', sessionId).execute();
+      if (chunks.length) {
+        await tx
+          .insertInto('upload_chunks')
+          .values(chunks.map((c) => ({ session_id: sessionId, chunk_index: c.index, size: c.size, sha256: c.sha256, received_at: nowIso() })))
+          .execute();
+      }
+    });
+  }
+
+  async clear(sessionId: string): Promise<void> {
+    await this.db.deleteFrom('upload_chunks').where('session_id', '=', sessionId).execute();
+  }
+}
+
+/** One hash per session: field "<index>" = "<size>:<sha256>", plus a marker that the state exists. */
+export class RedisChunkStateStore implements ChunkStateStore {
+  private static readonly MARKER = 'state';
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+  ) {}
+
+  key(sessionId: string): string {
+    return `${this.prefix}:upload:${sessionId}:chunks`;
+  }
+
+  async init(sessionId: string, ttlMs: number): Promise<void> {
+    await this.redis.multi().hset(this.key(sessionId), RedisChunkStateStore.MARKER, '1').pexpire(this.key(sessionId), ttlMs).exec();
+  }
+
+  async put(sessionId: string, chunk: ChunkRecord, ttlMs: number): Promise<void> {
+    const key = this.key(sessionId);
+    await this.redis
+      .multi()
+      .hset(key, RedisChunkStateStore.MARKER, '1', String(chunk.index), `${chunk.size}:${chunk.sha256}`)
+      .pexpire(key, ttlMs)
+      .exec();
+  }
+
+  async list(sessionId: string): Promise<ChunkRecord[] | null> {
+    const all = await this.redis.hgetall(this.key(sessionId));
+    if (!all[RedisChunkStateStore.MARKER]) return null;
+    const out: ChunkRecord[] = [];
+    for (const [field, value] of Object.entries(all)) {
+      if (field === RedisChunkStateStore.MARKER) continue;
+      const [size, sha256] = value.split(':');
+      out.push({ index: Number(field), size: Number(size), sha256: sha256 ?? '' });
+    }
+    return out.sort((a, b) => a.index - b.index);
+  }
+
+  async replace(sessionId: string, chunks: ChunkRecord[], ttlMs: number): Promise<void> {
+    const key = this.key(sessionId);
+    const fields: string[] = [RedisChunkStateStore.MARKER, '1'];
+    for (const c of chunks) fields.push(String(c.index), `${c.size}:${c.sha256}`);
+    await this.redis.multi().del(key).hset(key, ...fields).pexpire(key, ttlMs).exec();
+  }
+
+  async clear(sessionId: string): Promise<void> {
+    await this.redis.del(this.key(sessionId));
+  }
+}

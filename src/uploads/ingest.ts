@@ -1,0 +1,102 @@
+import type { Logger } from 'pino';
+import type { Db } from '../db/database.js';
+import { nowIso, toJson } from '../db/schema.js';
+import { newId } from '../ids.js';
+import { attachUserLabels, labelsOfMedia } from '../labels/label-service.js';
+import { detectKind, needsProcessing } from '../media/detect-kind.js';
+import { toMediaView, type MediaView } from '../media/media-service.js';
+import type { JobQueue } from '../queue/queue.js';
+import { moveIntoPlace, removePath } from '../storage/files.js';
+import type { StorageLayout } from '../storage/layout.js';
+
+export interface IngestInput {
+  tenantId: string;
+  userId: string;
+  sessionId: string;
+  /** The assembled file, on the storage file system (it is moved, not copied). */
+  file: string;
+  filename: string;
+  size: number;
+  sha256: string;
+  caption: string | null;
+  tags: string[];
+  labels: string[];
+}
+
+export function processJobKey(mediaId: string): string {
+  return `media:${mediaId}`;
+}
+
+/**
+ * The one path every finished upload takes, whatever its protocol: detect the kind from the
+ * bytes, move the file into the media's folder, create the record with its caption, tags and
+ * labels, and hand it to the worker (or mark it ready when there is nothing to derive).
+ */
+export class IngestService {
+  constructor(
+    private readonly db: Db,
+    private readonly layout: StorageLayout,
+    private readonly queue: JobQueue,
+    private readonly probeTimeoutMs: number,
+    private readonly log: Logger,
+  ) {}
+
+  async ingest(input: IngestInput): Promise<MediaView> {
+    const detected = await detectKind(input.file, this.probeTimeoutMs);
+    const mediaId = newId();
+    const ref = { tenantId: input.tenantId, userId: input.userId, mediaId };
+    const target = this.layout.originalFile(ref, detected.ext);
+    const process = needsProcessing(detected.kind);
+    const now = nowIso();
+    await moveIntoPlace(input.file, target);
+    try {
+      await this.db.transaction().execute(async (tx) => {
+        await tx
+          .insertInto('mediaassets')
+          .values({
+            id: mediaId,
+            tenant_id: input.tenantId,
+            user_id: input.userId,
+            status: process ? 'queued' : 'ready',
+            error_code: null,
+            error_reason: null,
+            kind: detected.kind,
+            original_filename: input.filename,
+            mime_type: detected.mime,
+            size: input.size,
+            sha256: input.sha256,
+            caption: input.caption,
+            user_tags: toJson(input.tags),
+            file_metadata: toJson({ original: { path: this.layout.relative(target), mime_type: detected.mime, size: input.size } }),
+            upload_session_id: input.sessionId,
+            created_at: now,
+            updated_at: now,
+            processing_started_at: null,
+            ready_at: process ? null : now,
+          })
+          .execute();
+        await attachUserLabels(tx, ref, input.labels);
+        await tx
+          .updateTable('upload_sessions')
+          .set({ state: 'completed', media_id: mediaId, updated_at: now })
+          .where('id', '=', input.sessionId)
+          .execute();
+      });
+    } catch (err) {
+      await removePath(this.layout.mediaDir(ref));
+      throw err;
+    }
+    if (process) {
+      try {
+        await this.queue.enqueue('process-media', { media_id: mediaId }, { dedupeKey: processJobKey(mediaId) });
+      } catch (err) {
+        // The record is safe; the worker's sweep of stale queued media enqueues it again.
+        this.log.warn({ err, mediaId }, 'enqueue failed; media stays queued until the next sweep');
+      }
+    }
+    const row = await this.db.selectFrom('mediaassets').selectAll().where('id', '=', mediaId).executeTakeFirstOrThrow();
+    const labels = await labelsOfMedia(this.db, input.tenantId, [mediaId]);
+    this.log.info({ mediaId, kind: detected.kind, mime: detected.mime, via: detected.via, size: input.size }, 'media ingested');
+    return toMediaView(row, labels.get(mediaId));
+  }
+}

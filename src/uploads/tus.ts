@@ -1,0 +1,311 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { createHash } from 'node:crypto';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import { FileStore } from '@tus/file-store';
+import { MemoryLocker, Server, type ServerOptions } from '@tus/server';
+import { EVENTS, type Upload } from '@tus/utils';
+import type { Logger } from 'pino';
+import type { Settings } from '../config/settings.js';
+import type { Db } from '../db/database.js';
+import { fromJson, nowIso, toJson } from '../db/schema.js';
+import { AppError } from '../errors.js';
+import { newId } from '../ids.js';
+import { normalizeLabelNames } from '../labels/label-service.js';
+import { normalizeCaption, normalizeTags } from '../media/tags.js';
+import { removePath } from '../storage/files.js';
+import type { StorageLayout } from '../storage/layout.js';
+import type { Principal } from '../tenancy/principal.js';
+import { ownerScope } from '../tenancy/principal.js';
+import { validateFilename } from './filename.js';
+import type { IngestService } from './ingest.js';
+import { sha256File } from './upload-service.js';
+
+/** Checksum algorithms accepted in Upload-Checksum (the tus checksum extension). */
+export const TUS_CHECKSUM_ALGORITHMS = ['sha1', 'sha256', 'md5'] as const;
+type ChecksumAlgorithm = (typeof TUS_CHECKSUM_ALGORITHMS)[number];
+
+export interface TusRequestContext {
+  principal: Principal;
+  checksum?: { algorithm: ChecksumAlgorithm; digest: Buffer };
+}
+
+/** Per-request context, set by the HTTP route around the tus handler. */
+export const tusContext = new AsyncLocalStorage<TusRequestContext>();
+
+function tusError(status: number, body: string): { status_code: number; body: string } {
+  return { status_code: status, body };
+}
+
+/** Parses `Upload-Checksum: <algorithm> <base64>`; throws a tus 400 when it is malformed or unsupported. */
+export function parseUploadChecksum(header: string | undefined): TusRequestContext['checksum'] {
+  if (!header) return undefined;
+  const m = /^\s*([a-z0-9-]+)\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
+  const algorithm = m?.[1]?.toLowerCase() as ChecksumAlgorithm | undefined;
+  if (!m || !algorithm || !TUS_CHECKSUM_ALGORITHMS.includes(algorithm)) {
+    throw new AppError('validation-failed', `Upload-Checksum must be one of ${TUS_CHECKSUM_ALGORITHMS.join(', ')} followed by a base64 digest`);
+  }
+  return { algorithm, digest: Buffer.from(m[2]!, 'base64') };
+}
+
+/**
+ * FileStore plus the checksum extension: when the request carries Upload-Checksum, the bytes
+ * are hashed as they are written, and on a mismatch the file is cut back to where this
+ * request started, as if it had never arrived (status 460, as the extension says).
+ */
+class ChecksumFileStore extends FileStore {
+  constructor(opts: ConstructorParameters<typeof FileStore>[0]) {
+    super(opts);
+    this.extensions = ['creation', 'creation-with-upload', 'termination', 'expiration', 'checksum'];
+  }
+
+  override async write(readable: Readable, id: string, offset: number): Promise<number> {
+    const checksum = tusContext.getStore()?.checksum;
+    if (!checksum) return super.write(readable, id, offset);
+    const hash = createHash(checksum.algorithm);
+    const tap = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        hash.update(chunk);
+        cb(null, chunk);
+      },
+    });
+    readable.on('error', (err) => tap.destroy(err));
+    readable.pipe(tap);
+    let newOffset: number;
+    try {
+      newOffset = await super.write(tap, id, offset);
+    } catch (err) {
+      await this.truncate(id, offset);
+      throw err;
+    }
+    if (!hash.digest().equals(checksum.digest)) {
+      await this.truncate(id, offset);
+      throw tusError(460, 'Checksum Mismatch');
+    }
+    return newOffset;
+  }
+
+  private async truncate(id: string, offset: number): Promise<void> {
+    await fsp.truncate(path.join(this.directory, id), offset).catch(() => undefined);
+  }
+}
+
+export interface TusDeps {
+  db: Db;
+  layout: StorageLayout;
+  ingest: IngestService;
+  settings: Pick<Settings, 'apiPrefix' | 'uploadMaxSize' | 'uploadSessionExpiry' | 'corsOrigins' | 'publicBaseUrl' | 'trustProxy'>;
+  log: Logger;
+}
+
+/** Metadata keys a tus client may send (besides filename/filetype aliases used by common clients). */
+function metadataOf(upload: Upload): { filename: string; contentType: string | null; caption: string | null; tags: string[]; labels: string[]; sha256?: string } {
+  const md = upload.metadata ?? {};
+  const list = (v: string | null | undefined) => (v ? v.split(',').map((s) => s.trim()).filter(Boolean) : []);
+  const sha = md.sha256?.toLowerCase();
+  if (sha && !/^[0-9a-f]{64}$/.test(sha)) throw new AppError('validation-failed', 'metadata sha256 must be 64 hex digits');
+  return {
+    filename: validateFilename(md.filename ?? md.name ?? null),
+    contentType: md.filetype ?? md.type ?? null,
+    caption: normalizeCaption(md.caption ?? null),
+    tags: normalizeTags(list(md.tags ?? md.user_tags)),
+    labels: normalizeLabelNames(list(md.labels)),
+    ...(sha ? { sha256: sha } : {}),
+  };
+}
+
+function asTusError(err: unknown): { status_code: number; body: string } {
+  if (err instanceof AppError) return tusError(err.status, `${err.slug}: ${err.message}`);
+  if (err && typeof err === 'object' && 'status_code' in err) return err as { status_code: number; body: string };
+  return tusError(500, 'internal-error');
+}
+
+/**
+ * The tus 1.0 endpoint (creation, creation-with-upload, termination, expiration, checksum).
+ * Each tus upload is also an `upload_sessions` row (protocol `tus`), which is what ties it to
+ * a tenant and user: every request on an upload id is checked against it.
+ */
+export class TusService {
+  readonly server: Server;
+  private readonly store: ChecksumFileStore;
+
+  constructor(private readonly deps: TusDeps) {
+    const { settings, layout } = deps;
+    this.store = new ChecksumFileStore({
+      directory: layout.tusDir(),
+      expirationPeriodInMilliseconds: settings.uploadSessionExpiry,
+    });
+    const options: ServerOptions = {
+      path: `${settings.apiPrefix}/tus`,
+      maxSize: settings.uploadMaxSize,
+      respectForwardedHeaders: settings.trustProxy !== false,
+      locker: new MemoryLocker(),
+      allowedOrigins: settings.corsOrigins.includes('*') ? undefined : settings.corsOrigins,
+      exposedHeaders: ['Qasar-Media-Id'],
+      allowedHeaders: ['Authorization', 'X-Qasar-User'],
+      namingFunction: () => newId(),
+      ...(settings.publicBaseUrl
+        ? { generateUrl: (_req, o) => `${settings.publicBaseUrl}${o.path}/${o.id}` }
+        : {}),
+      onUploadCreate: async (_req, upload) => {
+        try {
+          await this.createSession(upload);
+          return {};
+        } catch (err) {
+          throw asTusError(err);
+        }
+      },
+      onIncomingRequest: async (req, uploadId) => {
+        if (req.method === 'POST' || req.method === 'OPTIONS' || !uploadId) return;
+        const ctx = tusContext.getStore();
+        if (!ctx || !(await this.findOwned(ctx.principal, uploadId))) throw tusError(404, 'not-found: upload not found');
+      },
+      onUploadFinish: async (_req, upload) => {
+        try {
+          const mediaId = await this.finish(upload);
+          return { headers: { 'Qasar-Media-Id': mediaId } };
+        } catch (err) {
+          throw asTusError(err);
+        }
+      },
+    };
+    this.server = new Server({ ...options, datastore: this.store });
+    this.server.on(EVENTS.POST_TERMINATE, (_req, _res, id: string) => {
+      void this.markClosed(id, 'aborted');
+    });
+  }
+
+  private async createSession(upload: Upload): Promise<void> {
+    const ctx = tusContext.getStore();
+    if (!ctx) throw new AppError('unauthenticated');
+    if (upload.size === undefined) throw new AppError('validation-failed', 'Upload-Length is required (deferred length is not supported)');
+    if (upload.size === 0) throw new AppError('empty-file');
+    const md = metadataOf(upload);
+    const now = Date.now();
+    await this.deps.db
+      .insertInto('upload_sessions')
+      .values({
+        id: upload.id,
+        tenant_id: ctx.principal.tenantId,
+        user_id: ctx.principal.userId,
+        protocol: 'tus',
+        filename: md.filename,
+        content_type: md.contentType,
+        total_size: upload.size,
+        chunk_size: upload.size,
+        chunk_count: 1,
+        sha256: md.sha256 ?? null,
+        caption: md.caption,
+        user_tags: toJson(md.tags),
+        labels: toJson(md.labels),
+        state: 'open',
+        error: null,
+        media_id: null,
+        created_at: new Date(now).toISOString(),
+        updated_at: new Date(now).toISOString(),
+        expires_at: new Date(now + this.deps.settings.uploadSessionExpiry).toISOString(),
+      })
+      .execute();
+  }
+
+  /** The tus session with this id if the principal may touch it. */
+  async findOwned(p: Principal, uploadId: string) {
+    if (!/^[0-9a-f-]{36}$/.test(uploadId)) return undefined;
+    const scope = ownerScope(p);
+    let q = this.deps.db
+      .selectFrom('upload_sessions')
+      .select(['id', 'state', 'media_id', 'total_size', 'user_id'])
+      .where('id', '=', uploadId)
+      .where('tenant_id', '=', scope.tenantId)
+      .where('protocol', '=', 'tus');
+    if (scope.userId) q = q.where('user_id', '=', scope.userId);
+    return q.executeTakeFirst();
+  }
+
+  private async finish(upload: Upload): Promise<string> {
+    const session = await this.deps.db.selectFrom('upload_sessions').selectAll().where('id', '=', upload.id).executeTakeFirst();
+    if (!session) throw new AppError('not-found', 'upload not found');
+    const claimed = await this.deps.db
+      .updateTable('upload_sessions')
+      .set({ state: 'completing', updated_at: nowIso() })
+      .where('id', '=', session.id)
+      .where('state', '=', 'open')
+      .executeTakeFirst();
+    if (Number(claimed.numUpdatedRows) === 0) throw new AppError('upload-not-open', `the upload is ${session.state}`);
+    const file = path.join(this.deps.layout.tusDir(), upload.id);
+    const staged = path.join(this.deps.layout.tmpDir(), `${upload.id}.tus`);
+    try {
+      const sha256 = await sha256File(file);
+      if (session.sha256 && session.sha256 !== sha256) {
+        throw new AppError('upload-checksum-mismatch', `the file hashes to ${sha256}, not the declared ${session.sha256}`);
+      }
+      await fsp.mkdir(this.deps.layout.tmpDir(), { recursive: true });
+      await fsp.rename(file, staged);
+      const media = await this.deps.ingest.ingest({
+        tenantId: session.tenant_id,
+        userId: session.user_id,
+        sessionId: session.id,
+        file: staged,
+        filename: session.filename,
+        size: Number(session.total_size),
+        sha256,
+        caption: session.caption,
+        tags: fromJson<string[]>(session.user_tags, []),
+        labels: fromJson<string[]>(session.labels, []),
+      });
+      await this.store.configstore.delete(upload.id);
+      return media.id;
+    } catch (err) {
+      await removePath(staged);
+      await removePath(file);
+      await this.store.configstore.delete(upload.id).catch(() => undefined);
+      await this.deps.db
+        .updateTable('upload_sessions')
+        .set({ state: 'failed', error: err instanceof Error ? err.message : String(err), updated_at: nowIso() })
+        .where('id', '=', session.id)
+        .execute();
+      throw err;
+    }
+  }
+
+  private async markClosed(id: string, state: 'aborted' | 'expired'): Promise<void> {
+    await this.deps.db
+      .updateTable('upload_sessions')
+      .set({ state, updated_at: nowIso() })
+      .where('id', '=', id)
+      .where('protocol', '=', 'tus')
+      .where('state', '=', 'open')
+      .execute()
+      .catch((err) => this.deps.log.warn({ err, id }, 'could not mark tus upload closed'));
+  }
+
+  /** Touches a session on each PATCH so that the sweep measures idleness, not age. */
+  async touch(id: string): Promise<void> {
+    const now = Date.now();
+    await this.deps.db
+      .updateTable('upload_sessions')
+      .set({ updated_at: new Date(now).toISOString(), expires_at: new Date(now + this.deps.settings.uploadSessionExpiry).toISOString() })
+      .where('id', '=', id)
+      .where('protocol', '=', 'tus')
+      .execute();
+  }
+
+  /** Removes idle tus uploads and their bytes. */
+  async sweepExpired(now = Date.now()): Promise<number> {
+    const stale = await this.deps.db
+      .selectFrom('upload_sessions')
+      .select(['id'])
+      .where('protocol', '=', 'tus')
+      .where('state', '=', 'open')
+      .where('expires_at', '<', new Date(now).toISOString())
+      .limit(1000)
+      .execute();
+    for (const s of stale) {
+      await this.store.remove(s.id).catch(() => undefined);
+      await removePath(path.join(this.deps.layout.tusDir(), s.id));
+      await this.markClosed(s.id, 'expired');
+    }
+    return stale.length;
+  }
+}
