@@ -27,7 +27,7 @@ export function problemBody(slug: ProblemSlug, req: FastifyRequest, detail?: str
 }
 
 export function sendProblem(reply: FastifyReply, body: ProblemBody): FastifyReply {
-  return reply.code(body.status).type(PROBLEM_CONTENT_TYPE).send(body);
+  return reply.code(body.status).header('content-type', PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
 }
 
 /** Maps Fastify's own errors (validation, parsing, limits) onto the problem catalogue. */

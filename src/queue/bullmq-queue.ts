@@ -27,7 +27,7 @@ export class BullmqQueue implements JobQueue {
   readonly backend = 'bullmq' as const;
   private readonly queue: Queue;
   private readonly connection: Redis;
-  private readonly workers = new Set<Worker>();
+  private readonly workers = new Set<RunningWorker>();
 
   constructor(
     redisUrl: string,
@@ -55,6 +55,9 @@ export class BullmqQueue implements JobQueue {
   }
 
   work(handler: JobHandler, opts: WorkerOptions): RunningWorker {
+    // A connection passed in is the caller's to close: BullMQ leaves it open.
+    const connection = this.connection.duplicate();
+    connection.on('error', () => undefined);
     const worker = new Worker(
       this.queueName,
       async (job) => {
@@ -66,7 +69,7 @@ export class BullmqQueue implements JobQueue {
         }
       },
       {
-        connection: this.connection.duplicate() as unknown as ConnectionOptions,
+        connection: connection as unknown as ConnectionOptions,
         prefix: this.prefix,
         concurrency: opts.concurrency,
         lockDuration: this.settings.leaseMs,
@@ -75,13 +78,15 @@ export class BullmqQueue implements JobQueue {
       },
     );
     worker.on('error', () => undefined);
-    this.workers.add(worker);
-    return {
+    const running: RunningWorker = {
       close: async () => {
         await worker.close();
-        this.workers.delete(worker);
+        connection.disconnect();
+        this.workers.delete(running);
       },
     };
+    this.workers.add(running);
+    return running;
   }
 
   async listFailed(limit = 100): Promise<FailedJob[]> {

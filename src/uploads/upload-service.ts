@@ -346,7 +346,7 @@ export class UploadService {
     if (s.state !== 'open') {
       throw new AppError('upload-not-open', `the upload is ${s.state}`, { state: s.state, media_id: s.media_id });
     }
-    const received = await this.received(s);
+    const received = await this.verifiedOnDisk(s, await this.received(s));
     const have = new Set(received.map((c) => c.index));
     const missing: number[] = [];
     for (let i = 0; i < s.chunk_count; i++) if (!have.has(i)) missing.push(i);
@@ -407,6 +407,23 @@ export class UploadService {
       }
       throw err;
     }
+  }
+
+  /**
+   * Drops chunks whose file is gone or has the wrong size (the state and the disk disagree,
+   * e.g. after a disk was restored), so they are reported missing instead of assembled.
+   */
+  private async verifiedOnDisk(s: SessionRow, received: ChunkRecord[]): Promise<ChunkRecord[]> {
+    const ok: ChunkRecord[] = [];
+    for (const c of received) {
+      const stat = await fsp.stat(this.layout.chunkFile(s.tenant_id, s.id, c.index)).catch(() => undefined);
+      if (stat && stat.size === this.expectedChunkSize(s, c.index)) ok.push(c);
+    }
+    if (ok.length !== received.length) {
+      await this.chunks.replace(s.id, ok, this.ttlMs);
+      this.log.warn({ sessionId: s.id, dropped: received.length - ok.length }, 'chunk files missing or damaged; asking for them again');
+    }
+    return ok;
   }
 
   /** Streams the chunks, in order, into one file while hashing it: never the whole file in memory. */

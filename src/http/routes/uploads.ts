@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { AppContext } from '../../context.js';
+import { AppError } from '../../errors.js';
 import { principalOf } from '../auth.js';
 import { parseChunkChecksum } from '../../uploads/upload-service.js';
 import { problemResponses } from '../schemas.js';
@@ -79,6 +80,9 @@ export function uploadRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         },
       },
       async (req) => {
+        if (!/^application\/octet-stream\s*(;|$)/i.test(req.headers['content-type'] ?? '')) {
+          throw new AppError('unsupported-media-type', 'send chunk bytes as application/octet-stream');
+        }
         const len = req.headers['content-length'];
         return ctx.uploads.putChunk(principalOf(req), req.params.session_id, req.query.index, req.raw, {
           contentLength: len === undefined ? undefined : Number(len),

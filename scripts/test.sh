@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Quick start: set everything up and run the whole test suite, twice:
+#   1. embedded default: SQLite + the embedded queue + chunk state in the database
+#   2. scale-up: PostgreSQL + BullMQ on Redis + chunk state in Redis
+# Outside CI, a local PostgreSQL and Redis are started (and installed) if none answers.
+# Under CI=true they must already answer: an unreachable one fails the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[test] %s\n' "$*" >&2; }
+
+export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
+export TEST_REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379}"
+
+bash scripts/setup.sh
+
+pg_up() { node -e '
+  const c = new (require("pg").Client)({ connectionString: process.env.TEST_DATABASE_URL, connectionTimeoutMillis: 2000 });
+  c.connect().then(() => c.query("select 1")).then(() => process.exit(0), () => process.exit(1));' 2>/dev/null; }
+redis_up() { node -e '
+  const R = require("ioredis").Redis; const r = new R(process.env.TEST_REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  r.on("error", () => {}); r.connect().then(() => r.ping()).then(() => process.exit(0), () => process.exit(1));' 2>/dev/null; }
+
+start_postgres() {
+  log 'no PostgreSQL answers: starting a local one'
+  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    bash scripts/setup.sh postgresql
+  fi
+  local bin dir
+  bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  dir=/tmp/qasar-test-pg
+  local run_as=()
+  if [ "$(id -u)" -eq 0 ]; then run_as=(runuser -u postgres --); fi
+  if [ ! -f "$dir/PG_VERSION" ]; then
+    mkdir -p "$dir"
+    [ "$(id -u)" -eq 0 ] && chown postgres "$dir"
+    "${run_as[@]}" "$bin/initdb" -D "$dir" -A trust -U postgres >/dev/null
+  fi
+  "${run_as[@]}" "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w \
+    -o "-p 5432 -c listen_addresses=127.0.0.1 -k /tmp" start >/dev/null
+  "${run_as[@]}" "$bin/createdb" -h 127.0.0.1 -p 5432 -U postgres test 2>/dev/null || true
+}
+
+start_redis() {
+  log 'no Redis answers: starting a local one'
+  command -v redis-server >/dev/null 2>&1 || bash scripts/setup.sh redis-server
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no \
+    --dir /tmp --logfile /tmp/qasar-test-redis.log
+  for _ in $(seq 1 50); do redis_up && return 0; sleep 0.1; done
+}
+
+if [ "${CI:-}" = "true" ]; then
+  pg_up || { log "PostgreSQL is not reachable at $TEST_DATABASE_URL (required under CI)"; exit 1; }
+  redis_up || { log "Redis is not reachable at $TEST_REDIS_URL (required under CI)"; exit 1; }
+else
+  pg_up || start_postgres
+  pg_up || { log "PostgreSQL still not reachable at $TEST_DATABASE_URL"; exit 1; }
+  redis_up || start_redis
+  redis_up || { log "Redis still not reachable at $TEST_REDIS_URL"; exit 1; }
+fi
+
+log 'type-checking sources and tests'
+npx --no-install tsc -p tsconfig.test.json
+
+mapfile -t unit_tests < <(find test/unit -name '*.test.ts' | sort)
+mapfile -t backend_tests < <(find test/integration -name '*.test.ts' | sort)
+if [ "${#unit_tests[@]}" -eq 0 ] || [ "${#backend_tests[@]}" -eq 0 ]; then
+  log 'no test files found'
+  exit 1
+fi
+
+passed=0
+failed=0
+status=0
+run_suite() {
+  local name=$1; shift
+  local out
+  out=$(mktemp)
+  log "suite: $name"
+  set +e
+  QASAR_TEST_BACKEND="$name" node --import tsx --test --test-reporter=spec --test-concurrency=2 "$@" 2>&1 | tee "$out"
+  local rc=${PIPESTATUS[0]}
+  set -e
+  local p f
+  p=$(grep -E '^ℹ pass [0-9]+' "$out" | tail -n 1 | awk '{print $3}')
+  f=$(grep -E '^ℹ fail [0-9]+' "$out" | tail -n 1 | awk '{print $3}')
+  rm -f "$out"
+  passed=$((passed + ${p:-0}))
+  failed=$((failed + ${f:-0}))
+  if [ "$rc" -ne 0 ] || [ "${p:-0}" -eq 0 ]; then status=1; fi
+}
+
+run_suite embedded "${unit_tests[@]}" "${backend_tests[@]}"
+run_suite scale "${backend_tests[@]}"
+
+echo "${passed} passed, ${failed} failed"
+exit "$status"
