@@ -12,6 +12,8 @@ export type Db = Kysely<Database>;
 export interface DatabaseHandle {
   db: Db;
   dialect: Dialect;
+  /** PostgreSQL schema of Qasar's tables (undefined on SQLite). */
+  schema?: string;
   ping(): Promise<void>;
   close(): Promise<void>;
 }
@@ -72,6 +74,7 @@ export async function openDatabase(
   return {
     db,
     dialect: 'postgres',
+    schema,
     ping: async () => {
       await sql`select 1`.execute(db);
     },

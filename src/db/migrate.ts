@@ -20,7 +20,13 @@ class InCodeProvider implements MigrationProvider {
 
 /** Applies every pending migration; safe to run concurrently from several processes. */
 export async function migrateToLatest(handle: DatabaseHandle): Promise<string[]> {
-  const migrator = new Migrator({ db: handle.db, provider: new InCodeProvider(handle.dialect) });
+  // The schema is named explicitly: otherwise Kysely finds its tables in any schema of the
+  // database and may skip creating them in ours.
+  const migrator = new Migrator({
+    db: handle.db,
+    provider: new InCodeProvider(handle.dialect),
+    ...(handle.schema ? { migrationTableSchema: handle.schema } : {}),
+  });
   const result: MigrationResultSet = await migrator.migrateToLatest();
   if (result.error) {
     const failed = result.results?.find((r) => r.status === 'Error');

@@ -24,7 +24,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
     // Fastify also accepts a hop count here, which its types omit.
     trustProxy: settings.trustProxy as boolean | string[],
     bodyLimit: settings.bodyLimit,
-    requestIdHeader: 'x-request-id',
+    requestIdHeader: false,
     genReqId: (req) => {
       const incoming = req.headers['x-request-id'];
       return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
