@@ -39,4 +39,4 @@ if [ ! -f node_modules/.package-lock.json ] || ! cmp -s package-lock.json node_m
 fi
 
 log 'building'
-npx --no-install tsc -p tsconfig.json
+node_modules/.bin/tsc -p tsconfig.json

@@ -60,7 +60,7 @@ else
 fi
 
 log 'type-checking sources and tests'
-npx --no-install tsc -p tsconfig.test.json
+node_modules/.bin/tsc -p tsconfig.test.json
 
 mapfile -t unit_tests < <(find test/unit -name '*.test.ts' | sort)
 mapfile -t backend_tests < <(find test/integration -name '*.test.ts' | sort)

@@ -26,7 +26,7 @@ describe('media API', () => {
     let cursor: string | null = null;
     let pages = 0;
     do {
-      const res = await t.app.inject({
+      const res: { statusCode: number; body: string; json(): any } = await t.app.inject({
         url: `/api/v1/media?limit=3${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`,
         headers: t.auth(t.tenant.userKey),
       });

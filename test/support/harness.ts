@@ -158,11 +158,11 @@ export async function startTestApp(overrides: Record<string, string> = {}, opts:
 }
 
 /** Waits until `fn` returns a truthy value, polling; throws with `what` after `timeoutMs`. */
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | null | false>, timeoutMs = 15_000): Promise<T> {
+export async function waitFor<T>(what: string, fn: () => Promise<T>, timeoutMs = 15_000): Promise<Exclude<T, undefined | null | false>> {
   const start = Date.now();
   for (;;) {
     const v = await fn();
-    if (v) return v;
+    if (v) return v as Exclude<T, undefined | null | false>;
     if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
