@@ -4,6 +4,24 @@ import { nowIso } from '../db/schema.js';
 import { PermanentJobError, type Job, type JobQueue, type RunningWorker } from '../queue/queue.js';
 import { processJobKey } from '../uploads/ingest.js';
 
+/** The media row a processing step works on. */
+export interface MediaToProcess {
+  id: string;
+  tenant_id: string;
+  user_id: string;
+  kind: string;
+  status: string;
+}
+
+/**
+ * The per-kind processing steps, run while the media is `processing`. They must be
+ * idempotent: an attempt repeated after a crash is safe. Throw PermanentJobError for input
+ * that no retry can fix.
+ */
+export type MediaSteps = (media: MediaToProcess, job: Job) => Promise<void>;
+
+const noSteps: MediaSteps = async () => undefined;
+
 /**
  * Runs `process-media` jobs: queued → processing → ready (or error). The per-kind steps
  * plug in here; each is idempotent, so an attempt that is repeated after a crash is safe.
@@ -14,6 +32,7 @@ export class MediaWorker {
     private readonly queue: JobQueue,
     private readonly log: Logger,
     private readonly maxAttempts: number,
+    private readonly steps: MediaSteps = noSteps,
   ) {}
 
   async handle(job: Job): Promise<void> {
@@ -23,16 +42,22 @@ export class MediaWorker {
       const final = err instanceof PermanentJobError || job.attempt >= this.maxAttempts;
       this.log.warn({ err, jobId: job.id, attempt: job.attempt, final }, 'media job failed');
       if (final && job.name === 'process-media') {
-        await this.db
-          .updateTable('mediaassets')
-          .set({
-            status: 'error',
-            error_code: err instanceof PermanentJobError ? err.code : 'processing-failed',
-            error_reason: err instanceof Error ? err.message : String(err),
-            updated_at: nowIso(),
-          })
-          .where('id', '=', job.data.media_id)
-          .execute();
+        try {
+          await this.db
+            .updateTable('mediaassets')
+            .set({
+              status: 'error',
+              error_code: err instanceof PermanentJobError ? err.code : 'processing-failed',
+              error_reason: err instanceof Error ? err.message : String(err),
+              updated_at: nowIso(),
+            })
+            .where('id', '=', job.data.media_id)
+            .where('status', '!=', 'ready')
+            .execute();
+        } catch (markErr) {
+          // The job still fails with its own error; the media stays as it was.
+          this.log.error({ err: markErr, jobId: job.id, mediaId: job.data.media_id }, 'could not mark media as failed');
+        }
       }
       throw err;
     }
@@ -41,7 +66,11 @@ export class MediaWorker {
   private async process(job: Job): Promise<void> {
     if (job.name !== 'process-media') return;
     const mediaId = job.data.media_id;
-    const media = await this.db.selectFrom('mediaassets').select(['id', 'status', 'kind']).where('id', '=', mediaId).executeTakeFirst();
+    const media = await this.db
+      .selectFrom('mediaassets')
+      .select(['id', 'tenant_id', 'user_id', 'status', 'kind'])
+      .where('id', '=', mediaId)
+      .executeTakeFirst();
     if (!media) {
       this.log.info({ mediaId, jobId: job.id }, 'media was deleted before processing; nothing to do');
       return;
@@ -53,6 +82,7 @@ export class MediaWorker {
       .where('id', '=', mediaId)
       .execute();
     this.log.info({ mediaId, kind: media.kind, attempt: job.attempt }, 'processing media');
+    await this.steps({ ...media, status: 'processing' }, job);
     const now = nowIso();
     await this.db
       .updateTable('mediaassets')

@@ -31,6 +31,8 @@ export interface VideoFacts {
   interlaced: boolean;
   pix_fmt: string | null;
   bit_rate: number | null;
+  /** The video stream's own duration (seconds), when the container states one. */
+  duration: number | null;
 }
 
 export interface AudioFacts {
@@ -51,6 +53,15 @@ function ratio(v: unknown): number | null {
   if (!m) return num(v);
   const d = Number(m[2]);
   return d === 0 ? null : Number(m[1]) / d;
+}
+
+/** Stream duration: the `duration` field, or Matroska's DURATION tag (hh:mm:ss.frac). */
+function streamDuration(s: ProbeStream): number | null {
+  const d = num(s.duration);
+  if (d !== null && d > 0) return d;
+  const tag = (s.tags as Record<string, string> | undefined)?.DURATION;
+  const m = tag ? /^(\d+):(\d\d):(\d\d(?:\.\d+)?)$/.exec(tag) : null;
+  return m ? Number(m[1]) * 3600 + Number(m[2]) * 60 + Number(m[3]) : null;
 }
 
 function gcd(a: number, b: number): number {
@@ -114,6 +125,7 @@ export function mediaFacts(probe: ProbeResult): MediaFacts {
       interlaced: ['tt', 'bb', 'tb', 'bt'].includes(fieldOrder),
       pix_fmt: typeof v.pix_fmt === 'string' ? v.pix_fmt : null,
       bit_rate: num(v.bit_rate),
+      duration: streamDuration(v),
     };
   }
   return {

@@ -104,6 +104,16 @@ export async function packageVideo(source: string, workDir: string, opts: VideoP
   if (ladder.length) {
     const mpdText = await fs.readFile(path.join(workDir, 'dash', 'manifest.mpd'), 'utf8');
     const reps = parseMpd(mpdText);
+    // ffmpeg decodes what it can of a truncated file and exits 0: compare what came out with
+    // what the container promised.
+    const videoSeconds = Math.max(0, ...reps.filter((r) => r.contentType === 'video').map((r) => r.segments.reduce((n, s) => n + s.duration, 0)));
+    const expected = video.duration ?? facts.duration;
+    if (videoSeconds < expected * 0.9 - 1) {
+      throw new PermanentJobError(
+        `the file is truncated or damaged: ${videoSeconds.toFixed(1)} s of its ${expected.toFixed(1)} s could be decoded`,
+        'truncated-media',
+      );
+    }
     const rates = new Map<string, { peak: number; average: number }>();
     for (const rep of reps) {
       const sizes = await Promise.all(rep.segments.map((s) => fs.stat(path.join(workDir, 'dash', s.file)).then((st) => st.size)));

@@ -40,9 +40,15 @@ export function fitLongSide(displayW: number, displayH: number, longSide: number
   return { width: even(displayW * scale), height: even(displayH * scale) };
 }
 
-/** ffmpeg expression selecting the first frame at or after the centre of each of `n` equal slices of `duration`. */
-export function centreSelect(n: number, duration: number): string {
-  return `select='gte(t\\,(selected_n+0.5)*${(duration / n).toFixed(6)})'`;
+/**
+ * Filters that turn a stream into exactly `n` frames evenly spaced over `duration`, one at the
+ * centre of each slice: the fps filter resamples (repeating frames where the source is sparse,
+ * as screen recordings are), and tpad clones the last frame if the stream ends a little early.
+ */
+export function evenlySpaced(n: number, duration: number): string {
+  const rate = (n / duration).toFixed(6);
+  const start = (duration / n / 2).toFixed(6);
+  return `fps=fps=${rate}:start_time=${start}:eof_action=pass,tpad=stop_mode=clone:stop=${n}`;
 }
 
 function fpsArg(fps: number): string {
@@ -79,13 +85,13 @@ export function buildVideoCommand(plan: VideoCommandPlan): string[] {
   if (plan.thumbnails) {
     const size = fitLongSide(v.display_width, v.display_height, plan.thumbnails.longSide);
     labels.push('st');
-    branches.push(`[st]${centreSelect(plan.thumbnails.count, duration)},scale=${size.width}:${size.height},setsar=1[thumbs]`);
+    branches.push(`[st]${evenlySpaced(plan.thumbnails.count, duration)},scale=${size.width}:${size.height},setsar=1[thumbs]`);
   }
   if (plan.sprite) {
     const size = fitLongSide(v.display_width, v.display_height, plan.sprite.longSide);
     const rows = Math.ceil(plan.sprite.count / plan.sprite.cols);
     labels.push('ss');
-    branches.push(`[ss]${centreSelect(plan.sprite.count, duration)},scale=${size.width}:${size.height},setsar=1,tile=${plan.sprite.cols}x${rows}[sprite]`);
+    branches.push(`[ss]${evenlySpaced(plan.sprite.count, duration)},scale=${size.width}:${size.height},setsar=1,tile=${plan.sprite.cols}x${rows}[sprite]`);
   }
   if (plan.poster) {
     const size = fitLongSide(v.display_width, v.display_height, plan.poster.longSide);
