@@ -120,6 +120,11 @@ function chunkDirName(raw: string): string {
   return raw;
 }
 
+function secret(raw: string): string {
+  if (raw !== '' && raw.length < 32) throw new Error('must be empty or at least 32 characters');
+  return raw;
+}
+
 function identifier(raw: string): string {
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(raw)) throw new Error(`expected a lower-case SQL identifier, got "${raw}"`);
   return raw;
@@ -165,6 +170,13 @@ const spec = {
   jobBackoff: { env: 'JOB_BACKOFF', default: '2s', description: 'First retry delay; doubles on each further attempt.', parse: parseDuration },
   jobLease: { env: 'JOB_LEASE', default: '30s', description: 'How long a worker holds a job without renewing it before another worker may take it up.', parse: parseDuration },
   ffprobeTimeout: { env: 'FFPROBE_TIMEOUT', default: '30s', description: 'Time limit of one ffprobe run.', parse: parseDuration },
+  ffmpegTimeout: { env: 'FFMPEG_TIMEOUT', default: '2h', description: 'Time limit of one ffmpeg run (a packaging step); past it the media fails with a timeout.', parse: parseDuration },
+  ffmpegThreads: { env: 'FFMPEG_THREADS', default: '0', description: 'Threads per ffmpeg run; 0 uses the number of CPUs.', parse: int(0, 256) },
+  maxVideoDuration: { env: 'MAX_VIDEO_DURATION', default: '12h', description: 'Longest video or audio accepted for processing.', parse: parseDuration },
+  maxVideoPixels: { env: 'MAX_VIDEO_PIXELS', default: '35389440', description: 'Largest video frame (width x height) accepted for processing; the default is 8K (8192x4320).', parse: int(1, 1_000_000_000) },
+  thumbnailCount: { env: 'THUMBNAIL_COUNT', default: '25', description: 'Evenly spaced thumbnails made per video (fewer for very short clips).', parse: int(1, 100) },
+  playbackSecret: { env: 'PLAYBACK_SECRET', default: '', description: 'Secret that signs playback URLs (at least 32 characters); empty generates one and keeps it in the database, shared by every process.', parse: secret },
+  playbackTtl: { env: 'PLAYBACK_TTL', default: '6h', description: 'How long a signed playback URL stays valid.', parse: parseDuration },
   trustProxy: { env: 'TRUST_PROXY', default: 'false', description: 'Honour X-Forwarded-* headers: true, a hop count, or a comma-separated list of proxy addresses/CIDRs.', parse: trustProxy },
   corsOrigins: { env: 'CORS_ORIGINS', default: '', description: 'Comma-separated origins allowed by CORS (* for any); empty disables CORS.', parse: list },
   logLevel: { env: 'LOG_LEVEL', default: 'info', description: 'pino log level.', parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent') },

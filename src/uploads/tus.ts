@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { FileStore } from '@tus/file-store';
 import { MemoryLocker, Server, type ServerOptions } from '@tus/server';
-import { EVENTS, type Upload } from '@tus/utils';
+import { ERRORS, Upload } from '@tus/utils';
 import type { Logger } from 'pino';
 import type { Settings } from '../config/settings.js';
 import type { Db } from '../db/database.js';
@@ -26,9 +26,18 @@ import { sha256File } from './upload-service.js';
 export const TUS_CHECKSUM_ALGORITHMS = ['sha1', 'sha256', 'md5'] as const;
 type ChecksumAlgorithm = (typeof TUS_CHECKSUM_ALGORITHMS)[number];
 
+/** Upload ids are UUIDs chosen by the server (`newId`). */
+const TUS_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
 export interface TusRequestContext {
   principal: Principal;
   checksum?: { algorithm: ChecksumAlgorithm; digest: Buffer };
+  /**
+   * Set by `onUploadFinish` once the bytes have moved into the media's folder: for the rest
+   * of that request the store reports the upload as whole (@tus/server still looks it up
+   * after the hook, e.g. a creation-with-upload POST computing Upload-Expires).
+   */
+  finished?: { id: string; size: number };
 }
 
 /** Per-request context, set by the HTTP route around the tus handler. */
@@ -89,6 +98,28 @@ class ChecksumFileStore extends FileStore {
   private async truncate(id: string, offset: number): Promise<void> {
     await fsp.truncate(path.join(this.directory, id), offset).catch(() => undefined);
   }
+
+  /**
+   * Expiry measures idleness, not age (as the upload_sessions sweep does): the upload's
+   * "creation date", which @tus/server adds the expiry to in HEAD/PATCH and Upload-Expires,
+   * is its last write. A long upload that keeps sending is never refused with 410.
+   */
+  override async getUpload(id: string): Promise<Upload> {
+    const finished = tusContext.getStore()?.finished;
+    if (finished?.id === id) return new Upload({ id, size: finished.size, offset: finished.size });
+    const upload = await super.getUpload(id);
+    const stat = await fsp.stat(path.join(this.directory, id)).catch(() => undefined);
+    const created = upload.creation_date ? Date.parse(upload.creation_date) : 0;
+    if (stat && stat.mtimeMs > created) upload.creation_date = new Date(stat.mtimeMs).toISOString();
+    return upload;
+  }
+
+  /** Removes the bytes and the info file, whichever of them is still there. */
+  override async remove(id: string): Promise<void> {
+    if (!TUS_ID.test(id)) throw ERRORS.FILE_NOT_FOUND;
+    await removePath(path.join(this.directory, id));
+    await removePath(path.join(this.directory, `${id}.json`));
+  }
 }
 
 export interface TusDeps {
@@ -141,9 +172,12 @@ export class TusService {
       maxSize: settings.uploadMaxSize,
       respectForwardedHeaders: settings.trustProxy !== false,
       locker: new MemoryLocker(),
-      allowedOrigins: settings.corsOrigins.includes('*') ? undefined : settings.corsOrigins,
-      exposedHeaders: ['Qasar-Media-Id'],
-      allowedHeaders: ['Authorization', 'X-Qasar-User'],
+      // A list would make tus answer an unknown origin with the first allowed one; the
+      // function form answers it with no Access-Control-Allow-Origin, as the rest of the API.
+      allowedOrigins: settings.corsOrigins.includes('*') ? undefined : (origin) => settings.corsOrigins.includes(origin),
+      // tus's own lists lack the checksum and expiration headers and ours.
+      exposedHeaders: ['Qasar-Media-Id', 'Upload-Expires', 'Tus-Checksum-Algorithm', 'X-Request-Id'],
+      allowedHeaders: ['Authorization', 'X-Qasar-User', 'Upload-Checksum', 'X-Request-Id'],
       namingFunction: () => newId(),
       ...(settings.publicBaseUrl
         ? { generateUrl: (_req, o) => `${settings.publicBaseUrl}${o.path}/${o.id}` }
@@ -157,13 +191,21 @@ export class TusService {
         }
       },
       onIncomingRequest: async (req, uploadId) => {
-        if (req.method === 'POST' || req.method === 'OPTIONS' || !uploadId) return;
+        if (req.method === 'POST' || req.method === 'OPTIONS') return;
         const ctx = tusContext.getStore();
-        if (!ctx || !(await this.findOwned(ctx.principal, uploadId))) throw tusError(404, 'not-found: upload not found');
+        const session = ctx && uploadId ? await this.findOwned(ctx.principal, uploadId) : undefined;
+        if (!session) throw tusError(404, 'not-found: upload not found');
+        // Termination closes the session first, so that no PATCH (nor a finish already under
+        // way) can take it further while the bytes are being removed.
+        if (req.method === 'DELETE' && !(await this.claim(session.id, 'aborted'))) {
+          throw tusError(404, `not-found: upload is ${session.state}`);
+        }
       },
       onUploadFinish: async (_req, upload) => {
         try {
           const mediaId = await this.finish(upload);
+          const ctx = tusContext.getStore();
+          if (ctx) ctx.finished = { id: upload.id, size: upload.size ?? upload.offset };
           return { headers: { 'Qasar-Media-Id': mediaId } };
         } catch (err) {
           throw asTusError(err);
@@ -171,9 +213,6 @@ export class TusService {
       },
     };
     this.server = new Server({ ...options, datastore: this.store });
-    this.server.on(EVENTS.POST_TERMINATE, (_req, _res, id: string) => {
-      void this.markClosed(id, 'aborted');
-    });
   }
 
   private async createSession(upload: Upload): Promise<void> {
@@ -211,7 +250,7 @@ export class TusService {
 
   /** The tus session with this id if the principal may touch it. */
   async findOwned(p: Principal, uploadId: string) {
-    if (!/^[0-9a-f-]{36}$/.test(uploadId)) return undefined;
+    if (!TUS_ID.test(uploadId)) return undefined;
     const scope = ownerScope(p);
     let q = this.deps.db
       .selectFrom('upload_sessions')
@@ -269,15 +308,20 @@ export class TusService {
     }
   }
 
-  private async markClosed(id: string, state: 'aborted' | 'expired'): Promise<void> {
-    await this.deps.db
+  /**
+   * Moves an open session to a closed state (for `expired`, only if it is still idle past
+   * `expiredBefore`); false when it was no longer open, or was touched meanwhile.
+   */
+  private async claim(id: string, state: 'aborted' | 'expired', expiredBefore?: string): Promise<boolean> {
+    let q = this.deps.db
       .updateTable('upload_sessions')
       .set({ state, updated_at: nowIso() })
       .where('id', '=', id)
       .where('protocol', '=', 'tus')
-      .where('state', '=', 'open')
-      .execute()
-      .catch((err) => this.deps.log.warn({ err, id }, 'could not mark tus upload closed'));
+      .where('state', '=', 'open');
+    if (expiredBefore) q = q.where('expires_at', '<', expiredBefore);
+    const res = await q.executeTakeFirst();
+    return Number(res.numUpdatedRows) > 0;
   }
 
   /** Touches a session on each PATCH so that the sweep measures idleness, not age. */
@@ -293,19 +337,23 @@ export class TusService {
 
   /** Removes idle tus uploads and their bytes. */
   async sweepExpired(now = Date.now()): Promise<number> {
+    const cutoff = new Date(now).toISOString();
     const stale = await this.deps.db
       .selectFrom('upload_sessions')
       .select(['id'])
       .where('protocol', '=', 'tus')
       .where('state', '=', 'open')
-      .where('expires_at', '<', new Date(now).toISOString())
+      .where('expires_at', '<', cutoff)
       .limit(1000)
       .execute();
+    let swept = 0;
     for (const s of stale) {
-      await this.store.remove(s.id).catch(() => undefined);
-      await removePath(path.join(this.deps.layout.tusDir(), s.id));
-      await this.markClosed(s.id, 'expired');
+      // Claim first: a session that was touched, finished or aborted meanwhile keeps its bytes.
+      if (!(await this.claim(s.id, 'expired', cutoff))) continue;
+      await this.store.remove(s.id);
+      swept++;
     }
-    return stale.length;
+    if (swept) this.deps.log.info({ swept }, 'expired tus uploads swept');
+    return swept;
   }
 }

@@ -2,17 +2,20 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
+import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Upload, type DetailedError, type HttpResponse, type UploadOptions } from 'tus-js-client';
-import { listFiles, startTestApp, type TestApp } from '../support/harness.js';
+import { Upload, type HttpResponse, type UploadOptions } from 'tus-js-client';
+import { listFiles, startTestApp, waitFor, type TestApp } from '../support/harness.js';
 import { sha256 } from '../support/upload-client.js';
 
 const MiB = 1024 * 1024;
 /** The app's UPLOAD_MAX_SIZE below; the big file of the first test stays under it. */
 const MAX_SIZE = 60 * MiB;
 const BIG_SIZE = 52 * MiB;
+/** CORS is on, as for a browser app: tus must still answer its own OPTIONS. */
+const ORIGIN = 'https://app.example';
 
 const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
 const metadataHeader = (md: Record<string, string>) =>
@@ -27,7 +30,7 @@ describe('tus 1.0 uploads', () => {
   let endpoint: string;
 
   before(async () => {
-    t = await startTestApp({ UPLOAD_MAX_SIZE: '60MiB' });
+    t = await startTestApp({ UPLOAD_MAX_SIZE: '60MiB', CORS_ORIGINS: ORIGIN });
     await t.app.listen({ host: '127.0.0.1', port: 0 });
     const { port } = t.app.server.address() as AddressInfo;
     endpoint = `http://127.0.0.1:${port}/api/v1/tus`;
@@ -90,15 +93,8 @@ describe('tus 1.0 uploads', () => {
 
   it('uploads a 52 MiB file with tus-js-client, aborted half-way and resumed by a fresh client', async () => {
     const file = path.join(t.env.tmp, 'big.bin');
-    {
-      const out = fs.createWriteStream(file);
-      for (let i = 0; i < BIG_SIZE / MiB; i++) {
-        if (!out.write(randomBytes(MiB))) await new Promise((r) => out.once('drain', r));
-      }
-      await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
-    }
-    const data = await fsp.readFile(file);
-    assert.equal(data.length, BIG_SIZE);
+    const data = randomBytes(BIG_SIZE);
+    await fsp.writeFile(file, data);
     assert.ok(BIG_SIZE < MAX_SIZE);
     const expectedSha = sha256(data);
 
@@ -134,6 +130,7 @@ describe('tus 1.0 uploads', () => {
     const before = await offsetOf(uploadUrl);
     assert.ok(before > 0, `the server kept the bytes of the aborted upload (offset ${before})`);
     assert.ok(before < BIG_SIZE, `the aborted upload is not complete (offset ${before})`);
+    assert.ok(before <= abortedAt, `the server holds no more than the client sent (${before} <= ${abortedAt})`);
     assert.equal((await sessionRow(id))?.state, 'open');
 
     // Second client: knows only the URL.
@@ -196,6 +193,25 @@ describe('tus 1.0 uploads', () => {
     for (const alg of ['sha1', 'sha256', 'md5']) assert.ok(algorithms.includes(alg), `Tus-Checksum-Algorithm lists ${alg}`);
     assert.equal(opts.headers.get('tus-max-size'), String(MAX_SIZE));
 
+    // A browser's preflight for a checksummed PATCH is allowed every header it needs.
+    const preflight = await fetch(`${endpoint}/01a210d5-0670-7362-93e0-83adb7bae100`, {
+      method: 'OPTIONS',
+      headers: {
+        origin: ORIGIN,
+        'access-control-request-method': 'PATCH',
+        'access-control-request-headers': 'authorization,content-type,tus-resumable,upload-offset,upload-checksum',
+      },
+    });
+    assert.equal(preflight.status, 204);
+    assert.equal(preflight.headers.get('access-control-allow-origin'), ORIGIN);
+    assert.match(preflight.headers.get('access-control-allow-methods') ?? '', /\bPATCH\b/);
+    const allowed = (preflight.headers.get('access-control-allow-headers') ?? '').toLowerCase().split(/\s*,\s*/);
+    for (const h of ['authorization', 'content-type', 'tus-resumable', 'upload-offset', 'upload-checksum']) {
+      assert.ok(allowed.includes(h), `preflight allows ${h}: ${allowed.join(',')}`);
+    }
+    const evil = await fetch(endpoint, { method: 'OPTIONS', headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' } });
+    assert.equal(evil.headers.get('access-control-allow-origin'), null, 'no other origin is allowed');
+
     const data = randomBytes(300_000);
     const first = data.subarray(0, 100_000);
     const rest = data.subarray(100_000);
@@ -203,11 +219,12 @@ describe('tus 1.0 uploads', () => {
 
     const ok = await tus('PATCH', url, {
       key: t.tenant.userKey,
-      headers: { 'upload-offset': '0', 'upload-checksum': `sha256 ${digest('sha256', first)}` },
+      headers: { 'upload-offset': '0', 'upload-checksum': `sha256 ${digest('sha256', first)}`, 'x-request-id': 'tus-trace-1' },
       body: first,
     });
     assert.equal(ok.status, 204);
     assert.equal(ok.headers.get('upload-offset'), String(first.length));
+    assert.equal(ok.headers.get('x-request-id'), 'tus-trace-1', 'tus responses carry the request id');
 
     const wrong = await tus('PATCH', url, {
       key: t.tenant.userKey,
@@ -227,13 +244,17 @@ describe('tus 1.0 uploads', () => {
 
     const last = await tus('PATCH', url, {
       key: t.tenant.userKey,
-      headers: { 'upload-offset': String(first.length), 'upload-checksum': `sha1 ${digest('sha1', rest)}` },
+      headers: { 'upload-offset': String(first.length), 'upload-checksum': `sha1 ${digest('sha1', rest)}`, origin: ORIGIN },
       body: rest,
     });
     assert.equal(last.status, 204);
     assert.equal(last.headers.get('upload-offset'), String(data.length));
     const mediaId = last.headers.get('qasar-media-id');
     assert.ok(mediaId);
+    // A browser may read what it needs from the response.
+    assert.equal(last.headers.get('access-control-allow-origin'), ORIGIN);
+    const exposed = (last.headers.get('access-control-expose-headers') ?? '').toLowerCase().split(/\s*,\s*/);
+    for (const h of ['upload-offset', 'qasar-media-id', 'upload-expires', 'x-request-id']) assert.ok(exposed.includes(h), `exposes ${h}`);
     const media = await mediaOf(mediaId);
     assert.equal(media.sha256, sha256(data));
     const stored = await fsp.readFile(path.join(t.ctx.layout.root, media.file_metadata.original.path));
@@ -257,6 +278,40 @@ describe('tus 1.0 uploads', () => {
     assert.deepEqual(await tusFilesOf(id), []);
   });
 
+  it('terminates an upload while a PATCH is still sending to it', async () => {
+    const url = await create(t.tenant.userKey, 1_000_000);
+    const id = idOf(url);
+    const req = http.request(url, {
+      method: 'PATCH',
+      headers: {
+        ...t.auth(t.tenant.userKey),
+        'tus-resumable': '1.0.0',
+        'upload-offset': '0',
+        'content-type': 'application/offset+octet-stream',
+        'content-length': '1000000',
+      },
+    });
+    const patched = new Promise<number | string>((resolve) => {
+      req.on('response', (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', (err) => resolve(err.message));
+    });
+    req.write(randomBytes(100_000));
+    await waitFor('the first bytes on disk', async () => (await fsp.stat(path.join(t.ctx.layout.tusDir(), id)).catch(() => undefined))?.size);
+
+    // tus makes the PATCH let go of the upload (after its lock drain time), then removes it.
+    const del = await tus('DELETE', url, { key: t.tenant.userKey });
+    assert.equal(del.status, 204);
+    assert.equal((await sessionRow(id))?.state, 'aborted');
+    assert.deepEqual(await tusFilesOf(id), []);
+    req.destroy();
+    await patched;
+    assert.equal((await tus('HEAD', url, { key: t.tenant.userKey })).status, 404);
+    assert.deepEqual(await tusFilesOf(id), []);
+  });
+
   it('keeps uploads to their tenant and user', async () => {
     const data = randomBytes(5000);
     const url = await create(t.tenant.userKey, 10_000);
@@ -269,7 +324,9 @@ describe('tus 1.0 uploads', () => {
       ['another tenant (user key)', t.other.userKey],
       ['another user of the same tenant', bob.key],
     ] as const) {
-      assert.equal((await tus('HEAD', url, { key })).status, 404, `HEAD by ${who}`);
+      const head = await tus('HEAD', url, { key });
+      assert.equal(head.status, 404, `HEAD by ${who}`);
+      assert.equal(head.headers.get('tus-resumable'), '1.0.0');
       const patch = await tus('PATCH', url, { key, headers: { 'upload-offset': '5000' }, body: randomBytes(5000) });
       assert.equal(patch.status, 404, `PATCH by ${who}`);
       assert.equal((await tus('DELETE', url, { key })).status, 404, `DELETE by ${who}`);
@@ -278,27 +335,21 @@ describe('tus 1.0 uploads', () => {
     assert.equal(await offsetOf(url, t.tenant.adminKey), 5000, "the tenant's admin sees it, untouched");
     assert.equal((await tus('HEAD', url, { key: 'qsr_not-a-real-key' })).status, 401);
 
-    for (const key of [null, 'qsr_not-a-real-key', '']) {
+    const forged = `${t.tenant.userKey.slice(0, -4)}AAAA`;
+    for (const key of [null, 'qsr_not-a-real-key', forged]) {
       const res = await tus('POST', endpoint, { key, headers: { 'upload-length': '10', 'upload-metadata': metadataHeader({ filename: 'x.bin' }) } });
       assert.equal(res.status, 401, `POST with key ${JSON.stringify(key)}`);
     }
   });
 
   describe('bad input', () => {
-    async function assertNothingStored(before: string[], sessionsBefore: number) {
-      assert.deepEqual(await listFiles(t.ctx.layout.tusDir()), before);
+    /** What a refused request must leave as it was: tus's files and the session rows. */
+    async function snapshot(): Promise<{ files: string[]; sessions: number }> {
       const { n } = await t.ctx.database.db
         .selectFrom('upload_sessions')
         .select((eb) => eb.fn.countAll<number>().as('n'))
         .executeTakeFirstOrThrow();
-      assert.equal(Number(n), sessionsBefore);
-    }
-    async function snapshot(): Promise<[string[], number]> {
-      const { n } = await t.ctx.database.db
-        .selectFrom('upload_sessions')
-        .select((eb) => eb.fn.countAll<number>().as('n'))
-        .executeTakeFirstOrThrow();
-      return [await listFiles(t.ctx.layout.tusDir()), Number(n)];
+      return { files: await listFiles(t.ctx.layout.tusDir()), sessions: Number(n) };
     }
 
     const cases: Array<[string, Record<string, string>, number]> = [
@@ -310,23 +361,23 @@ describe('tus 1.0 uploads', () => {
     ];
     for (const [name, headers, status] of cases) {
       it(`refuses ${name}`, async () => {
-        const [files, sessions] = await snapshot();
+        const before = await snapshot();
         const res = await tus('POST', endpoint, { key: t.tenant.userKey, headers });
         assert.equal(res.status, status);
         assert.equal(res.headers.get('location'), null);
-        await assertNothingStored(files, sessions);
+        assert.deepEqual(await snapshot(), before, 'nothing was stored');
       });
     }
 
     it('refuses a creation-with-upload body over the limit', async () => {
-      const [files, sessions] = await snapshot();
+      const before = await snapshot();
       const res = await tus('POST', endpoint, {
         key: t.tenant.userKey,
         headers: { 'upload-length': String(MAX_SIZE + 1), 'upload-metadata': metadataHeader({ filename: 'big.bin' }) },
         body: randomBytes(1000),
       });
       assert.equal(res.status, 413);
-      await assertNothingStored(files, sessions);
+      assert.deepEqual(await snapshot(), before, 'nothing was stored');
     });
 
     it('creates with upload, and reports a completed upload whole on HEAD', async () => {
@@ -353,6 +404,11 @@ describe('tus 1.0 uploads', () => {
       // No more bytes go to a finished upload.
       const more = await tus('PATCH', url, { key: t.tenant.userKey, headers: { 'upload-offset': String(data.length) }, body: Buffer.from('x') });
       assert.ok(more.status >= 400 && more.status < 500, `PATCH after completion: ${more.status}`);
+      // Nor can it be terminated: the media is not touched.
+      assert.equal((await tus('DELETE', url, { key: t.tenant.userKey })).status, 404);
+      assert.equal((await sessionRow(idOf(url)))?.state, 'completed');
+      const stored = await fsp.readFile(path.join(t.ctx.layout.root, media.file_metadata.original.path));
+      assert.ok(stored.equals(data));
       assert.deepEqual(await tusFilesOf(idOf(url)), []);
     });
 
@@ -369,17 +425,46 @@ describe('tus 1.0 uploads', () => {
     });
   });
 
+  it('expires uploads by idleness, not age', async () => {
+    const url = await create(t.tenant.userKey, 10_000);
+    const id = idOf(url);
+    assert.equal((await tus('PATCH', url, { key: t.tenant.userKey, headers: { 'upload-offset': '0' }, body: randomBytes(1000) })).status, 204);
+    // The upload was created long ago (its tus info file says so) but has just received bytes.
+    const info = path.join(t.ctx.layout.tusDir(), `${id}.json`);
+    const stored = JSON.parse(await fsp.readFile(info, 'utf8')) as { creation_date: string };
+    stored.creation_date = new Date(Date.now() - t.ctx.settings.uploadSessionExpiry - 3_600_000).toISOString();
+    await fsp.writeFile(info, JSON.stringify(stored));
+
+    assert.equal(await offsetOf(url), 1000, 'an active upload is not gone');
+    const more = await tus('PATCH', url, { key: t.tenant.userKey, headers: { 'upload-offset': '1000' }, body: randomBytes(1000) });
+    assert.equal(more.status, 204);
+    const expires = Date.parse(more.headers.get('upload-expires') ?? '');
+    assert.ok(expires > Date.now() + t.ctx.settings.uploadSessionExpiry - 60_000, `Upload-Expires counts from the last write: ${more.headers.get('upload-expires')}`);
+    assert.equal((await tus('DELETE', url, { key: t.tenant.userKey })).status, 204);
+  });
+
   it('sweeps idle partial uploads', async () => {
     const url = await create(t.tenant.userKey, 10_000);
     const id = idOf(url);
     assert.equal((await tus('PATCH', url, { key: t.tenant.userKey, headers: { 'upload-offset': '0' }, body: randomBytes(2000) })).status, 204);
+    // Another one whose bytes have vanished (a crash, an operator): its info file must go too.
+    const lostUrl = await create(t.tenant.userKey, 10_000);
+    const lost = idOf(lostUrl);
+    await fsp.rm(path.join(t.ctx.layout.tusDir(), lost));
+
     assert.equal(await t.ctx.tus.sweepExpired(Date.now()), 0, 'nothing is idle yet');
     assert.equal((await sessionRow(id))?.state, 'open');
+    assert.ok((await tusFilesOf(id)).length > 0);
 
     const swept = await t.ctx.tus.sweepExpired(Date.now() + t.ctx.settings.uploadSessionExpiry + 1000);
-    assert.ok(swept >= 1);
-    assert.equal((await sessionRow(id))?.state, 'expired');
-    assert.deepEqual(await tusFilesOf(id), []);
+    assert.ok(swept >= 2, `swept ${swept}`);
+    for (const x of [id, lost]) {
+      assert.equal((await sessionRow(x))?.state, 'expired');
+      assert.deepEqual(await tusFilesOf(x), [], `nothing of ${x} is left`);
+    }
     assert.equal((await tus('HEAD', url, { key: t.tenant.userKey })).status, 404);
+    const late = await tus('PATCH', url, { key: t.tenant.userKey, headers: { 'upload-offset': '2000' }, body: randomBytes(100) });
+    assert.equal(late.status, 404);
+    assert.deepEqual(await tusFilesOf(id), []);
   });
 });

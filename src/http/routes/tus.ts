@@ -1,10 +1,29 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AppContext } from '../../context.js';
 import { AppError } from '../../errors.js';
 import { parseUploadChecksum, tusContext, TUS_CHECKSUM_ALGORITHMS } from '../../uploads/tus.js';
 import { principalOf } from '../auth.js';
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Per-route options of @fastify/cors, which reads them from the route's config. */
+    cors?: Partial<import('@fastify/cors').FastifyCorsOptions>;
+  }
+}
+
 const TUS_METHODS = ['POST', 'HEAD', 'PATCH', 'DELETE', 'OPTIONS', 'GET'] as const;
+
+/**
+ * Hands the raw response to tus. Headers Fastify would have added (the request id, CORS
+ * headers set in onRequest) are copied onto it first: a hijacked reply skips onSend.
+ */
+function hijack(req: FastifyRequest, reply: FastifyReply): void {
+  for (const [name, value] of Object.entries(reply.getHeaders())) {
+    if (value !== undefined) reply.raw.setHeader(name, value);
+  }
+  reply.raw.setHeader('x-request-id', String(req.id));
+  reply.hijack();
+}
 
 /**
  * Mounts the tus server. Fastify authenticates; tus gets the raw request and response
@@ -13,12 +32,16 @@ const TUS_METHODS = ['POST', 'HEAD', 'PATCH', 'DELETE', 'OPTIONS', 'GET'] as con
 export function tusRoutes(ctx: AppContext) {
   return async (app: FastifyInstance) => {
     app.addContentTypeParser('application/offset+octet-stream', (_req, _payload, done) => done(null));
+    // Every tus response but OPTIONS carries Tus-Resumable, the ones Fastify sends (401, 404) too.
+    app.addHook('onSend', async (req, reply) => {
+      if (req.method !== 'OPTIONS') reply.header('tus-resumable', '1.0.0');
+    });
 
-    const handler = async (req: import('fastify').FastifyRequest, reply: import('fastify').FastifyReply) => {
+    const handler = async (req: FastifyRequest, reply: FastifyReply) => {
       const id = (req.params as { '*': string | undefined })['*'];
       if (req.method === 'OPTIONS') {
         reply.raw.setHeader('Tus-Checksum-Algorithm', TUS_CHECKSUM_ALGORITHMS.join(','));
-        reply.hijack();
+        hijack(req, reply);
         await ctx.tus.server.handle(req.raw, reply.raw);
         return;
       }
@@ -31,7 +54,6 @@ export function tusRoutes(ctx: AppContext) {
           return reply
             .code(200)
             .headers({
-              'tus-resumable': '1.0.0',
               'upload-offset': String(session.total_size),
               'upload-length': String(session.total_size),
               'cache-control': 'no-store',
@@ -40,14 +62,18 @@ export function tusRoutes(ctx: AppContext) {
             .send();
         }
         if (session.state !== 'open') throw new AppError('not-found', `upload is ${session.state}`);
-        if (req.method === 'PATCH') await ctx.tus.touch(id);
       }
       const checksum = parseUploadChecksum(req.headers['upload-checksum'] as string | undefined);
-      reply.hijack();
+      if (id && req.method === 'PATCH') await ctx.tus.touch(id);
+      hijack(req, reply);
       await tusContext.run({ principal, ...(checksum ? { checksum } : {}) }, () => ctx.tus.server.handle(req.raw, reply.raw));
     };
 
-    app.route({ method: [...TUS_METHODS], url: '/tus', handler, schema: { hide: true } });
-    app.route({ method: [...TUS_METHODS], url: '/tus/*', handler, schema: { hide: true } });
+    // When CORS is on, @fastify/cors answers every OPTIONS itself, and refuses one without
+    // Origin (a tus client discovering the server) with 400. Here it only adds its headers
+    // and lets tus answer, with Tus-Version, Tus-Extension and the rest.
+    const config = { cors: { strictPreflight: false, preflightContinue: true } };
+    app.route({ method: [...TUS_METHODS], url: '/tus', handler, config, schema: { hide: true } });
+    app.route({ method: [...TUS_METHODS], url: '/tus/*', handler, config, schema: { hide: true } });
   };
 }
