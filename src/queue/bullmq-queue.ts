@@ -14,10 +14,8 @@ import {
   type WorkerOptions,
 } from './queue.js';
 
-/** BullMQ custom job ids may not contain ':' (it separates Redis key parts). */
-function jobIdFor(dedupeKey: string): string {
-  return dedupeKey.replace(/:/g, '.');
-}
+/** Completed jobs are kept for counts and inspection as long as the embedded backend keeps them. */
+const KEEP_COMPLETED = { age: 7 * 86_400, count: 10_000 };
 
 /**
  * The Redis/Valkey backend. BullMQ's locks play the part of the embedded backend's leases:
@@ -43,12 +41,14 @@ export class BullmqQueue implements JobQueue {
 
   async enqueue<N extends JobName>(name: N, data: JobPayloads[N], opts: EnqueueOptions = {}): Promise<string> {
     const job = await this.queue.add(name, data, {
-      ...(opts.dedupeKey ? { jobId: jobIdFor(opts.dedupeKey) } : {}),
+      // BullMQ's deduplication (simple mode) holds the key from the add until the job completes
+      // or fails, and returns the holder's id meanwhile: at most one waiting/active job per key.
+      // (A custom jobId would also match finished jobs: a failed job would swallow the key.)
+      ...(opts.dedupeKey ? { deduplication: { id: opts.dedupeKey } } : {}),
       attempts: this.settings.attempts,
       backoff: { type: 'exponential', delay: this.settings.backoffMs },
       delay: opts.delayMs ?? 0,
-      // Completed jobs are removed so that the same dedupe key can be enqueued again later.
-      removeOnComplete: true,
+      removeOnComplete: KEEP_COMPLETED,
       removeOnFail: false,
     });
     return job.id!;
@@ -61,11 +61,20 @@ export class BullmqQueue implements JobQueue {
     const worker = new Worker(
       this.queueName,
       async (job) => {
+        // Every start counts, as in the embedded backend: a run cut short by a dead worker (a
+        // stalled job) is an attempt too, so the next run is attempt 2. attemptsMade only
+        // counts failures that were caught.
+        const attempt = Math.max(job.attemptsStarted, job.attemptsMade + 1);
         try {
-          await handler({ id: job.id!, name: job.name as JobName, data: job.data, attempt: job.attemptsMade + 1 });
+          await handler({ id: job.id!, name: job.name as JobName, data: job.data, attempt });
         } catch (err) {
-          if (err instanceof PermanentJobError) throw new UnrecoverableError(err.message);
-          throw err;
+          const error = err instanceof Error ? err : new Error(String(err ?? 'job failed'));
+          if (error instanceof PermanentJobError) {
+            const final = new UnrecoverableError(error.message);
+            final.stack = error.stack;
+            throw final;
+          }
+          throw error;
         }
       },
       {
@@ -75,6 +84,9 @@ export class BullmqQueue implements JobQueue {
         lockDuration: this.settings.leaseMs,
         stalledInterval: Math.max(1000, Math.floor(this.settings.leaseMs / 2)),
         maxStalledCount: this.settings.attempts,
+        // Starts are what count: no retry once `attempts` runs have started, and a job whose
+        // worker died on its last attempt fails instead of running again.
+        maxStartedAttempts: this.settings.attempts,
       },
     );
     worker.on('error', () => undefined);
@@ -97,7 +109,9 @@ export class BullmqQueue implements JobQueue {
         id: j.id!,
         name: j.name,
         data: j.data,
-        attempts: j.attemptsMade,
+        // Runs of the handler: a job failed for a dead worker's last attempt counts one more
+        // start (the one refused by maxStartedAttempts) that never ran.
+        attempts: Math.min(Math.max(j.attemptsStarted ?? 0, j.attemptsMade), this.settings.attempts),
         error: j.failedReason ?? '',
         failedAt: j.finishedOn ? new Date(j.finishedOn).toISOString() : null,
       }));
@@ -106,7 +120,7 @@ export class BullmqQueue implements JobQueue {
   async retry(jobId: string): Promise<boolean> {
     const job = await this.queue.getJob(jobId);
     if (!job || !(await job.isFailed())) return false;
-    await job.retry('failed', { resetAttemptsMade: true });
+    await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
     return true;
   }
 

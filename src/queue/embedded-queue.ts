@@ -92,11 +92,11 @@ export class EmbeddedQueue implements JobQueue {
 
   /** Claims the next runnable job for `owner`, or returns undefined. */
   async claim(owner: string): Promise<Job | undefined> {
-    for (let tries = 0; tries < 5; tries++) {
+    for (let tries = 0; tries < 20; tries++) {
       const now = Date.now();
       const candidate = await this.db
         .selectFrom('queue_jobs')
-        .select(['id'])
+        .select(['id', 'state', 'attempts', 'max_attempts'])
         .where('queue', '=', this.queueName)
         .where((eb) =>
           eb.or([
@@ -109,6 +109,26 @@ export class EmbeddedQueue implements JobQueue {
         .limit(1)
         .executeTakeFirst();
       if (!candidate) return undefined;
+      if (candidate.state === 'active' && Number(candidate.attempts) >= Number(candidate.max_attempts)) {
+        // Its worker died on the last attempt (each start counts, as BullMQ's
+        // maxStartedAttempts does): fail it rather than run it for ever if it kills workers.
+        const at = nowIso();
+        await this.db
+          .updateTable('queue_jobs')
+          .set({
+            state: 'failed',
+            lease_owner: null,
+            lease_until: null,
+            last_error: `the worker running attempt ${Number(candidate.attempts)} of ${Number(candidate.max_attempts)} stopped (its lease expired)`,
+            updated_at: at,
+            finished_at: at,
+          })
+          .where('id', '=', candidate.id)
+          .where('state', '=', 'active')
+          .where('lease_until', '<', now)
+          .execute();
+        continue;
+      }
       const claimed = await this.db
         .updateTable('queue_jobs')
         .set((eb) => ({
@@ -138,6 +158,18 @@ export class EmbeddedQueue implements JobQueue {
       // Another worker took it between our read and update: look again.
     }
     return undefined;
+  }
+
+  /** Milliseconds until the next waiting job is due (at most `cap`). */
+  private async nextDueIn(cap: number): Promise<number> {
+    const row = await this.db
+      .selectFrom('queue_jobs')
+      .select((eb) => eb.fn.min('run_at').as('next'))
+      .where('queue', '=', this.queueName)
+      .where('state', '=', 'waiting')
+      .executeTakeFirst();
+    if (row?.next === null || row?.next === undefined) return cap;
+    return Math.min(cap, Math.max(0, Number(row.next) - Date.now()));
   }
 
   private async renew(jobId: string, owner: string): Promise<void> {
@@ -178,20 +210,30 @@ export class EmbeddedQueue implements JobQueue {
 
   work(handler: JobHandler, opts: WorkerOptions): RunningWorker {
     const owner = `${hostname()}:${process.pid}:${newId()}`;
+    const concurrency = Math.max(1, opts.concurrency);
     let stopping = false;
-    let running = 0;
-    let idle: (() => void) | undefined;
+    const running = new Set<Promise<void>>();
     let timer: NodeJS.Timeout | undefined;
-    let polling = false;
+    let polling: Promise<void> | undefined;
+    let pollAgain = false;
 
+    let dueAt = Infinity;
+
+    /** Polls in `ms`, unless a poll is already due sooner. */
     const schedule = (ms: number) => {
       if (stopping) return;
+      const at = Date.now() + ms;
+      if (timer && at >= dueAt) return;
       if (timer) clearTimeout(timer);
-      timer = setTimeout(poll, ms);
+      dueAt = at;
+      timer = setTimeout(() => {
+        timer = undefined;
+        dueAt = Infinity;
+        void poll();
+      }, ms);
     };
 
     const runOne = async (job: Job) => {
-      running++;
       const heartbeat = setInterval(() => {
         this.renew(job.id, owner).catch(() => undefined);
       }, Math.max(50, Math.floor(this.settings.leaseMs / 3)));
@@ -208,26 +250,45 @@ export class EmbeddedQueue implements JobQueue {
       } catch {
         // The database is unreachable: the lease will lapse and the job run again.
       }
-      running--;
-      if (stopping && running === 0) idle?.();
-      schedule(0);
     };
 
-    const poll = async () => {
-      if (stopping || polling) return;
-      polling = true;
-      try {
-        while (!stopping && running < opts.concurrency) {
-          const job = await this.claim(owner);
-          if (!job) break;
-          void runOne(job);
-        }
-      } catch {
-        // Database hiccup: try again on the next tick.
-      } finally {
-        polling = false;
+    const start = (job: Job) => {
+      const p: Promise<void> = runOne(job).finally(() => {
+        running.delete(p);
+        schedule(0);
+      });
+      running.add(p);
+    };
+
+    const poll = (): Promise<void> => {
+      if (stopping) return Promise.resolve();
+      if (polling) {
+        // A wake-up while a poll is under way: look once more when it ends.
+        pollAgain = true;
+        return polling;
       }
-      schedule(POLL_MS);
+      polling = (async () => {
+        let next = POLL_MS;
+        try {
+          do {
+            pollAgain = false;
+            while (!stopping && running.size < concurrency) {
+              // A job claimed here is started even if close() came meanwhile: close() waits for it.
+              const job = await this.claim(owner);
+              if (!job) break;
+              start(job);
+            }
+          } while (pollAgain && !stopping && running.size < concurrency);
+          // Wake up when the next delayed job or retry is due, not a whole poll interval later.
+          if (!stopping && running.size < concurrency) next = await this.nextDueIn(POLL_MS);
+        } catch {
+          // Database hiccup: try again on the next tick.
+        } finally {
+          polling = undefined;
+        }
+        schedule(pollAgain ? 0 : next);
+      })();
+      return polling;
     };
 
     const onWake = () => schedule(0);
@@ -239,7 +300,8 @@ export class EmbeddedQueue implements JobQueue {
         stopping = true;
         this.wake.off('job', onWake);
         if (timer) clearTimeout(timer);
-        if (running > 0) await new Promise<void>((resolve) => (idle = resolve));
+        await polling;
+        while (running.size) await Promise.allSettled([...running]);
         this.workers.delete(worker);
       },
     };
@@ -267,13 +329,21 @@ export class EmbeddedQueue implements JobQueue {
   }
 
   async retry(jobId: string): Promise<boolean> {
-    const res = await this.db
-      .updateTable('queue_jobs')
-      .set({ state: 'waiting', attempts: 0, run_at: Date.now(), finished_at: null, updated_at: nowIso() })
-      .where('id', '=', jobId)
-      .where('queue', '=', this.queueName)
-      .where('state', '=', 'failed')
-      .executeTakeFirst();
+    let res;
+    try {
+      res = await this.db
+        .updateTable('queue_jobs')
+        .set({ state: 'waiting', attempts: 0, run_at: Date.now(), lease_owner: null, lease_until: null, finished_at: null, updated_at: nowIso() })
+        .where('id', '=', jobId)
+        .where('queue', '=', this.queueName)
+        .where('state', '=', 'failed')
+        .executeTakeFirst();
+    } catch (err) {
+      // The job's dedupe key belongs to a newer waiting or active job: that one does the work.
+      const row = await this.db.selectFrom('queue_jobs').select('dedupe_key').where('id', '=', jobId).executeTakeFirst();
+      if (row?.dedupe_key && (await this.findPending(row.dedupe_key))) return false;
+      throw err;
+    }
     const ok = Number(res.numUpdatedRows) > 0;
     if (ok) this.wake.emit('job');
     return ok;

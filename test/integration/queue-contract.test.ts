@@ -1,0 +1,441 @@
+/**
+ * The job queue contract. The same test bodies run against the backend QASAR_TEST_BACKEND
+ * names: `embedded` (EmbeddedQueue on a SQLite file) or `scale` (BullmqQueue on Redis). Each
+ * test builds its queue from its own isolated settings, as src/context.ts does.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { afterEach, describe, it } from 'node:test';
+import { PermanentJobError, type Job, type JobCounts } from '../../src/queue/queue.js';
+import { BACKEND, testEnv, waitFor, type TestEnv } from '../support/harness.js';
+import { openQueue, type OpenQueue } from '../support/queue-backend.js';
+
+const CHILD_WORKER = path.resolve(import.meta.dirname, '../support/queue-child-worker.ts');
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+function counts(partial: Partial<JobCounts>): JobCounts {
+  return { waiting: 0, active: 0, completed: 0, failed: 0, delayed: 0, ...partial };
+}
+
+/** A copy of what the handler was given, and when. */
+interface Call {
+  job: Job;
+  at: number;
+}
+function record(calls: Call[], job: Job): void {
+  calls.push({ job: { ...job, data: { ...job.data } }, at: Date.now() });
+}
+
+describe(`job queue contract (${BACKEND} backend)`, () => {
+  const cleanups: Array<() => Promise<void>> = [];
+
+  afterEach(async () => {
+    while (cleanups.length) await cleanups.pop()!();
+  });
+
+  /** Starts the helper worker process on these settings; it is killed after the test. */
+  function spawnChildWorker(env: TestEnv): ChildProcess {
+    const child = spawn(process.execPath, ['--import', 'tsx', CHILD_WORKER], {
+      env: { ...process.env, ...env.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    cleanups.push(() => killAndWait(child));
+    return child;
+  }
+
+  async function setup(overrides: Record<string, string> = {}): Promise<OpenQueue & { env: TestEnv; reopen(): Promise<OpenQueue> }> {
+    const env = await testEnv(overrides);
+    cleanups.push(() => env.cleanup());
+    const reopen = async () => {
+      const q = await openQueue(env.settings);
+      cleanups.push(() => q.close());
+      return q;
+    };
+    const q = await reopen();
+    assert.equal(q.queue.backend, BACKEND === 'scale' ? 'bullmq' : 'embedded');
+    return { ...q, env, reopen };
+  }
+
+  it('runs an enqueued job once with its payload on attempt 1, and counts() follow its state', async () => {
+    const { queue } = await setup();
+    assert.deepEqual(await queue.counts(), counts({}));
+    const id = await queue.enqueue('process-media', { media_id: 'm-1' });
+    assert.ok(typeof id === 'string' && id.length > 0);
+    assert.deepEqual(await queue.counts(), counts({ waiting: 1 }));
+
+    const calls: Call[] = [];
+    const gate = deferred();
+    const worker = queue.work(
+      async (job) => {
+        record(calls, job);
+        await gate.promise;
+      },
+      { concurrency: 1 },
+    );
+    cleanups.push(() => worker.close());
+    await waitFor('the handler to start', async () => calls.length === 1);
+    assert.deepEqual(await queue.counts(), counts({ active: 1 }));
+    gate.resolve();
+    await waitFor('the job to complete', async () => (await queue.counts()).completed === 1);
+    assert.deepEqual(await queue.counts(), counts({ completed: 1 }));
+    assert.deepEqual(
+      calls.map((c) => c.job),
+      [{ id, name: 'process-media', data: { media_id: 'm-1' }, attempt: 1 }],
+    );
+    assert.deepEqual(await queue.listFailed(), []);
+    await sleep(300);
+    assert.equal(calls.length, 1, 'a completed job runs once');
+  });
+
+  it('holds a delayed job back until its delay has passed', async () => {
+    const { queue } = await setup();
+    const calls: Call[] = [];
+    const worker = queue.work(async (job) => record(calls, job), { concurrency: 1 });
+    cleanups.push(() => worker.close());
+    const t0 = Date.now();
+    const id = await queue.enqueue('process-media', { media_id: 'later' }, { delayMs: 700 });
+    assert.deepEqual(await queue.counts(), counts({ delayed: 1 }));
+    await waitFor('the delayed job to run', async () => calls.length === 1);
+    assert.ok(calls[0]!.at - t0 >= 690, `ran after ${calls[0]!.at - t0} ms`);
+    assert.equal(calls[0]!.job.id, id);
+  });
+
+  it('retries a failing job with growing (exponential) delays until it succeeds', async () => {
+    const backoff = 200;
+    const { queue } = await setup({ JOB_BACKOFF: `${backoff}ms`, JOB_ATTEMPTS: '5' });
+    const calls: Call[] = [];
+    const worker = queue.work(
+      async (job) => {
+        record(calls, job);
+        if (job.attempt < 3) throw new Error(`transient failure ${job.attempt}`);
+      },
+      { concurrency: 1 },
+    );
+    cleanups.push(() => worker.close());
+    const id = await queue.enqueue('process-media', { media_id: 'flaky' });
+    await waitFor('the job to complete', async () => (await queue.counts()).completed === 1);
+    assert.deepEqual(
+      calls.map((c) => [c.job.id, c.job.attempt]),
+      [
+        [id, 1],
+        [id, 2],
+        [id, 3],
+      ],
+    );
+    const gap1 = calls[1]!.at - calls[0]!.at;
+    const gap2 = calls[2]!.at - calls[1]!.at;
+    // backoff · 2^(attempt-1): about 200 ms, then about 400 ms.
+    assert.ok(gap1 >= backoff - 10, `first retry after ${gap1} ms, expected at least ${backoff}`);
+    assert.ok(gap2 >= 2 * backoff - 10, `second retry after ${gap2} ms, expected at least ${2 * backoff}`);
+    assert.ok(gap2 > gap1 * 1.5, `delays should grow exponentially: ${gap1} ms, then ${gap2} ms`);
+    assert.deepEqual(await queue.counts(), counts({ completed: 1 }));
+    assert.deepEqual(await queue.listFailed(), []);
+  });
+
+  it('fails a job after JOB_ATTEMPTS attempts, lists it with its error, and retry() runs it again', async () => {
+    const { queue } = await setup({ JOB_BACKOFF: '50ms', JOB_ATTEMPTS: '3' });
+    const calls: Call[] = [];
+    let healthy = false;
+    const worker = queue.work(
+      async (job) => {
+        record(calls, job);
+        if (!healthy) throw new Error(`boom on attempt ${job.attempt}`);
+      },
+      { concurrency: 1 },
+    );
+    cleanups.push(() => worker.close());
+    const id = await queue.enqueue('process-media', { media_id: 'doomed' });
+    const failed = await waitFor('the job to fail', async () => {
+      const f = await queue.listFailed();
+      return f.length ? f : undefined;
+    });
+    assert.equal(failed.length, 1);
+    const [f] = failed;
+    assert.equal(f!.id, id);
+    assert.equal(f!.name, 'process-media');
+    assert.deepEqual(f!.data, { media_id: 'doomed' });
+    assert.equal(f!.attempts, 3);
+    assert.match(f!.error, /boom on attempt 3/);
+    assert.ok(f!.failedAt && !Number.isNaN(Date.parse(f!.failedAt)), `failedAt: ${f!.failedAt}`);
+    assert.deepEqual(
+      calls.map((c) => c.job.attempt),
+      [1, 2, 3],
+    );
+    await sleep(300);
+    assert.equal(calls.length, 3, 'no attempt after the last one');
+    assert.deepEqual(await queue.counts(), counts({ failed: 1 }));
+
+    assert.equal(await queue.retry('no-such-job'), false);
+    healthy = true;
+    assert.equal(await queue.retry(id), true);
+    await waitFor('the retried job to complete', async () => (await queue.counts()).completed === 1);
+    assert.equal(calls.length, 4);
+    assert.equal(calls[3]!.job.id, id);
+    assert.equal(calls[3]!.job.attempt, 1, 'a retried job starts its attempts afresh');
+    assert.deepEqual(await queue.listFailed(), []);
+    assert.deepEqual(await queue.counts(), counts({ completed: 1 }));
+    assert.equal(await queue.retry(id), false, 'only a failed job can be retried');
+  });
+
+  it('fails a job at once, without retries, on PermanentJobError', async () => {
+    const { queue } = await setup({ JOB_BACKOFF: '50ms', JOB_ATTEMPTS: '3' });
+    const calls: Call[] = [];
+    const worker = queue.work(
+      async (job) => {
+        record(calls, job);
+        throw new PermanentJobError('the input is broken', 'broken-input');
+      },
+      { concurrency: 1 },
+    );
+    cleanups.push(() => worker.close());
+    const id = await queue.enqueue('process-media', { media_id: 'broken' });
+    const failed = await waitFor('the job to fail', async () => {
+      const f = await queue.listFailed();
+      return f.length ? f : undefined;
+    });
+    assert.equal(failed[0]!.id, id);
+    assert.equal(failed[0]!.attempts, 1);
+    assert.match(failed[0]!.error, /the input is broken/);
+    await sleep(400);
+    assert.deepEqual(
+      calls.map((c) => c.job.attempt),
+      [1],
+    );
+    assert.deepEqual(await queue.counts(), counts({ failed: 1 }));
+  });
+
+  it('keeps at most one waiting or active job per dedupeKey', async () => {
+    const { queue } = await setup({ JOB_ATTEMPTS: '3', JOB_BACKOFF: '50ms' });
+    const a1 = await queue.enqueue('process-media', { media_id: 'a' }, { dedupeKey: 'media:a' });
+    const a2 = await queue.enqueue('process-media', { media_id: 'a' }, { dedupeKey: 'media:a' });
+    const b = await queue.enqueue('process-media', { media_id: 'b' }, { dedupeKey: 'media:b' });
+    assert.equal(a2, a1, 'the same key while waiting gives the same job');
+    assert.notEqual(b, a1);
+    assert.deepEqual(await queue.counts(), counts({ waiting: 2 }));
+
+    const calls: Call[] = [];
+    const gate = deferred();
+    let permanent = false;
+    const worker = queue.work(
+      async (job) => {
+        record(calls, job);
+        if (job.data.media_id === 'a') await gate.promise;
+        if (permanent) throw new PermanentJobError('no good');
+      },
+      { concurrency: 2 },
+    );
+    cleanups.push(() => worker.close());
+    await waitFor('a to start', async () => calls.some((c) => c.job.data.media_id === 'a'));
+    // While it runs, the key still maps to the same job: no second one is queued.
+    assert.equal(await queue.enqueue('process-media', { media_id: 'a' }, { dedupeKey: 'media:a' }), a1);
+    gate.resolve();
+    await waitFor('both jobs to complete', async () => (await queue.counts()).completed === 2);
+    await sleep(300);
+    assert.deepEqual(calls.map((c) => c.job.data.media_id).sort(), ['a', 'b']);
+
+    // Once the job is finished, the key is free: enqueueing again makes a new job that runs.
+    permanent = true;
+    const a3 = await queue.enqueue('process-media', { media_id: 'a' }, { dedupeKey: 'media:a' });
+    await waitFor('the new job to run and fail', async () => (await queue.listFailed()).length === 1);
+    assert.equal(calls.length, 3);
+    assert.equal(calls[2]!.job.id, a3);
+    // A failed job does not hold its key either.
+    permanent = false;
+    const a4 = await queue.enqueue('process-media', { media_id: 'a' }, { dedupeKey: 'media:a' });
+    assert.notEqual(a4, a3);
+    await waitFor('the next job to complete', async () => (await queue.counts()).completed === 3);
+    assert.equal(calls.length, 4);
+    assert.equal(calls[3]!.job.id, a4);
+  });
+
+  it('loses nothing across a restart: a job enqueued with no worker runs after the queue is reopened', async () => {
+    const first = await setup();
+    const id = await first.queue.enqueue('process-media', { media_id: 'survivor' }, { dedupeKey: 'media:survivor' });
+    const later = await first.queue.enqueue('process-media', { media_id: 'delayed-survivor' }, { delayMs: 300 });
+    await first.close();
+
+    const second = await first.reopen();
+    assert.deepEqual(await second.queue.counts(), counts({ waiting: 1, delayed: 1 }));
+    // The dedupe key still refers to the job from before the restart.
+    assert.equal(await second.queue.enqueue('process-media', { media_id: 'survivor' }, { dedupeKey: 'media:survivor' }), id);
+    const calls: Call[] = [];
+    const worker = second.queue.work(async (job) => record(calls, job), { concurrency: 1 });
+    cleanups.push(() => worker.close());
+    await waitFor('both jobs to run', async () => (await second.queue.counts()).completed === 2);
+    assert.deepEqual(
+      calls.map((c) => c.job).sort((x, y) => x.data.media_id.localeCompare(y.data.media_id)),
+      [
+        { id: later, name: 'process-media', data: { media_id: 'delayed-survivor' }, attempt: 1 },
+        { id, name: 'process-media', data: { media_id: 'survivor' }, attempt: 1 },
+      ],
+    );
+  });
+
+  it('takes up again a job whose worker process was killed (SIGKILL), as attempt 2', async () => {
+    const lease = 1000;
+    const { queue, env } = await setup({ JOB_LEASE: `${lease}ms`, JOB_ATTEMPTS: '3', JOB_BACKOFF: '50ms' });
+    const id = await queue.enqueue('process-media', { media_id: 'orphan' });
+
+    const child = spawnChildWorker(env);
+    const started = await waitForLine(child, /^STARTED (\S+) (\d+)$/, 30_000);
+    assert.equal(started[1], id);
+    assert.equal(started[2], '1');
+
+    // Our own worker starts while the child holds the job: as long as the child lives, it keeps
+    // renewing its lease, so the job is not taken from it however long it runs.
+    const calls: Call[] = [];
+    const worker = queue.work(async (job) => record(calls, job), { concurrency: 1 });
+    cleanups.push(() => worker.close());
+    await sleep(3 * lease);
+    assert.equal(calls.length, 0, 'a job held by a live worker was taken from it');
+    assert.deepEqual(await queue.counts(), counts({ active: 1 }));
+
+    const killedAt = Date.now();
+    await killAndWait(child);
+    await waitFor('the job to be taken up again', async () => calls.length === 1, 20_000);
+    assert.deepEqual(calls[0]!.job, { id, name: 'process-media', data: { media_id: 'orphan' }, attempt: 2 });
+    await waitFor('the job to complete', async () => (await queue.counts()).completed === 1);
+    assert.deepEqual(await queue.counts(), counts({ completed: 1 }));
+    assert.deepEqual(await queue.listFailed(), []);
+    const after = calls[0]!.at - killedAt;
+    assert.ok(after < 10 * lease, `taken up ${after} ms after the kill, with a ${lease} ms lease`);
+  });
+
+  it('fails, rather than runs again, a job whose worker died on its last attempt', async () => {
+    // Each start is an attempt, so a job that kills its worker every time cannot loop for ever.
+    const { queue, env } = await setup({ JOB_LEASE: '1s', JOB_ATTEMPTS: '1' });
+    const id = await queue.enqueue('process-media', { media_id: 'poison' });
+    const child = spawnChildWorker(env);
+    const started = await waitForLine(child, /^STARTED (\S+) (\d+)$/, 30_000);
+    assert.deepEqual(started.slice(1), [id, '1']);
+    await killAndWait(child);
+    const calls: Call[] = [];
+    const worker = queue.work(async (job) => record(calls, job), { concurrency: 1 });
+    cleanups.push(() => worker.close());
+    const failed = await waitFor(
+      'the job to fail',
+      async () => {
+        const f = await queue.listFailed();
+        return f.length ? f : undefined;
+      },
+      20_000,
+    );
+    assert.equal(failed[0]!.id, id);
+    assert.equal(failed[0]!.attempts, 1);
+    assert.deepEqual(calls, []);
+    assert.deepEqual(await queue.counts(), counts({ failed: 1 }));
+  });
+
+  it('runs jobs in parallel up to the worker concurrency', async () => {
+    const { queue } = await setup();
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const spans: Array<{ id: string; start: number; end: number }> = [];
+    for (const m of ['p1', 'p2', 'p3']) await queue.enqueue('process-media', { media_id: m });
+    const worker = queue.work(
+      async (job) => {
+        const start = Date.now();
+        inFlight++;
+        maxInFlight = Math.max(maxInFlight, inFlight);
+        await sleep(400);
+        inFlight--;
+        spans.push({ id: job.data.media_id, start, end: Date.now() });
+      },
+      { concurrency: 2 },
+    );
+    cleanups.push(() => worker.close());
+    await waitFor('all three jobs to complete', async () => (await queue.counts()).completed === 3);
+    assert.equal(maxInFlight, 2);
+    const [x, y] = [...spans].sort((p, q) => p.start - q.start);
+    assert.ok(y!.start < x!.end, `the first two jobs did not overlap: ${JSON.stringify(spans)}`);
+  });
+
+  it('close() waits for running jobs, and a closed worker takes no more jobs', async () => {
+    const { queue } = await setup();
+    const calls: Call[] = [];
+    let finished = 0;
+    const worker = queue.work(
+      async (job) => {
+        record(calls, job);
+        await sleep(500);
+        finished++;
+      },
+      { concurrency: 1 },
+    );
+    cleanups.push(() => worker.close());
+    await queue.enqueue('process-media', { media_id: 'slow' });
+    await waitFor('the job to start', async () => calls.length === 1);
+    await worker.close();
+    assert.equal(finished, 1, 'close() returned before the running job finished');
+    assert.deepEqual(await queue.counts(), counts({ completed: 1 }));
+
+    await queue.enqueue('process-media', { media_id: 'after-close' });
+    await sleep(700);
+    assert.equal(calls.length, 1, 'a closed worker ran a job');
+    assert.deepEqual(await queue.counts(), counts({ waiting: 1, completed: 1 }));
+
+    // Closing the queue itself also waits for its workers' running jobs.
+    const again = queue.work(
+      async (job) => {
+        record(calls, job);
+        await sleep(500);
+        finished++;
+      },
+      { concurrency: 1 },
+    );
+    cleanups.push(() => again.close());
+    await waitFor('the second job to start', async () => calls.length === 2);
+    await queue.close();
+    assert.equal(finished, 2, 'queue.close() returned before the running job finished');
+  });
+});
+
+/** Resolves with the match of the first stdout line matching `re`; rejects if the child exits first. */
+function waitForLine(child: ChildProcess, re: RegExp, timeoutMs: number): Promise<RegExpMatchArray> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => finish(new Error(`timed out waiting for ${re} from the child; stdout: ${out} stderr: ${err}`)), timeoutMs);
+    const onOut = (chunk: Buffer) => {
+      out += chunk.toString();
+      for (const line of out.split('\n')) {
+        const m = re.exec(line.trim());
+        if (m) return finish(undefined, m);
+      }
+    };
+    const onErr = (chunk: Buffer) => {
+      err += chunk.toString();
+    };
+    const onExit = (code: number | null, signal: string | null) =>
+      finish(new Error(`the child exited (${code ?? signal}) before printing ${re}; stdout: ${out} stderr: ${err}`));
+    const finish = (e: Error | undefined, m?: RegExpMatchArray) => {
+      clearTimeout(timer);
+      child.stdout!.off('data', onOut);
+      child.stderr!.off('data', onErr);
+      child.off('exit', onExit);
+      // Keep draining the pipes so that the child never blocks on a full one.
+      child.stdout!.resume();
+      child.stderr!.resume();
+      if (e) reject(e);
+      else resolve(m!);
+    };
+    child.stdout!.on('data', onOut);
+    child.stderr!.on('data', onErr);
+    child.on('exit', onExit);
+  });
+}
+
+async function killAndWait(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill('SIGKILL');
+  await exited;
+}
