@@ -4,8 +4,11 @@ import type { Settings } from './config/settings.js';
 import { openDatabase, type DatabaseHandle } from './db/database.js';
 import { migrateToLatest } from './db/migrate.js';
 import { createLogger } from './logger.js';
+import { DeliveryService } from './media/delivery.js';
 import { MediaService } from './media/media-service.js';
-import { MediaWorker } from './processing/media-worker.js';
+import { PlaybackTokens, playbackSecret } from './media/playback-tokens.js';
+import { MediaWorker, type MediaSteps } from './processing/media-worker.js';
+import { runVideoStep } from './processing/steps/video-step.js';
 import { BullmqQueue } from './queue/bullmq-queue.js';
 import { EmbeddedQueue } from './queue/embedded-queue.js';
 import type { JobQueue } from './queue/queue.js';
@@ -29,6 +32,7 @@ export interface AppContext {
   uploads: UploadService;
   tus: TusService;
   media: MediaService;
+  delivery: DeliveryService;
   worker: MediaWorker;
   readiness(): Promise<Record<'database' | 'queue' | 'storage', { ok: boolean; error?: string }>>;
   close(): Promise<void>;
@@ -64,7 +68,12 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   const uploads = new UploadService(database.db, layout, chunkState, ingest, settings, log);
   const tus = new TusService({ db: database.db, layout, ingest, settings, log });
   const media = new MediaService(database.db, layout);
-  const worker = new MediaWorker(database.db, queue, log, settings.jobAttempts);
+  const tokens = new PlaybackTokens(await playbackSecret(database.db, settings.playbackSecret));
+  const delivery = new DeliveryService(database.db, layout, tokens, settings.playbackTtl);
+  const steps: MediaSteps = async (m) => {
+    if (m.kind === 'video') await runVideoStep({ db: database.db, layout, settings }, m);
+  };
+  const worker = new MediaWorker(database.db, queue, log, settings.jobAttempts, steps);
   const tenancy = new TenancyService(database.db);
 
   const check = async (fn: () => Promise<unknown>) => {
@@ -87,6 +96,7 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
     uploads,
     tus,
     media,
+    delivery,
     worker,
     readiness: async () => ({
       database: await check(() => database.ping()),

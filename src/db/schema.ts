@@ -83,6 +83,14 @@ export interface MediaAssetsTable {
   updated_at: Timestamp;
   processing_started_at: Timestamp | null;
   ready_at: Timestamp | null;
+  /** Random per media; part of every playback signature, so URLs die with the media. */
+  playback_key: string | null;
+}
+
+export interface ServerSecretsTable {
+  name: string;
+  value: string;
+  created_at: Timestamp;
 }
 
 export type LabelKind = 'general' | 'moderation';
@@ -182,6 +190,7 @@ export interface Database {
   label_bank_phrases: LabelBankPhrasesTable;
   label_bank_stats: LabelBankStatsTable;
   queue_jobs: QueueJobsTable;
+  server_secrets: ServerSecretsTable;
 }
 
 export function toJson(value: unknown): string {

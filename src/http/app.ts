@@ -1,13 +1,17 @@
 import { randomUUID } from 'node:crypto';
+import fs from 'node:fs/promises';
 import cors from '@fastify/cors';
+import fastifyStatic from '@fastify/static';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { AppContext } from '../context.js';
+import { cacheControlFor, contentTypeFor } from '../media/delivery.js';
 import { requireApiKey } from './auth.js';
 import { registerProblemHandlers } from './problem-details.js';
 import { adminRoutes } from './routes/admin.js';
+import { mediaFileRoutes, playbackRoutes } from './routes/files.js';
 import { mediaRoutes } from './routes/media.js';
 import { publicRoutes } from './routes/public.js';
 import { tusRoutes } from './routes/tus.js';
@@ -69,13 +73,27 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   await app.register(swaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
+  // Files are sent with reply.sendFile (Range, ETag); the routes decide which file and who may see it.
+  await fs.mkdir(ctx.layout.root, { recursive: true });
+  await app.register(fastifyStatic, {
+    root: ctx.layout.root,
+    serve: false,
+    // Our own types (.m4s is video/mp4, playlists as players expect) and caching: public for
+    // signed playback URLs, private for files fetched with an API key.
+    setHeaders: (reply, file) => {
+      reply.header('content-type', contentTypeFor(file));
+      reply.header('cache-control', cacheControlFor(file, reply.request.url.startsWith('/play/') ? 'public' : 'private'));
+    },
+  });
   await app.register(publicRoutes(ctx));
+  await app.register(playbackRoutes(ctx));
   await app.register(
     async (api) => {
       requireApiKey(api, ctx.tenancy);
       await api.register(uploadRoutes(ctx));
       await api.register(tusRoutes(ctx));
       await api.register(mediaRoutes(ctx));
+      await api.register(mediaFileRoutes(ctx));
       await api.register(adminRoutes(ctx));
     },
     { prefix: settings.apiPrefix },

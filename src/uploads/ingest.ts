@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.js';
 import { nowIso, toJson } from '../db/schema.js';
@@ -73,6 +74,7 @@ export class IngestService {
             updated_at: now,
             processing_started_at: null,
             ready_at: process ? null : now,
+            playback_key: randomBytes(16).toString('base64url'),
           })
           .execute();
         await attachUserLabels(tx, ref, input.labels);

@@ -1,0 +1,83 @@
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import type { AppContext } from '../../context.js';
+import { notFound } from '../../errors.js';
+import type { ServableFile } from '../../media/delivery.js';
+import { principalOf } from '../auth.js';
+import { problemResponses } from '../schemas.js';
+
+/** Sends a stored file with Range and ETag; its type and caching come from the static plugin's setHeaders. */
+async function sendStored(reply: FastifyReply, file: ServableFile): Promise<FastifyReply> {
+  const stat = await fsp.stat(path.join(file.root, file.relative)).catch(() => undefined);
+  if (!stat?.isFile()) throw notFound('file');
+  return reply.sendFile(file.relative, file.root, { cacheControl: false, dotfiles: 'deny', acceptRanges: true, etag: true, lastModified: true });
+}
+
+/** The base URL clients reach the server under (the configured one, or the request's). */
+function baseUrlOf(ctx: AppContext, req: { protocol: string; host: string }): string {
+  return ctx.settings.publicBaseUrl || `${req.protocol}://${req.host}`;
+}
+
+/** Unauthenticated playback: the signed token in the path is the credential. */
+export function playbackRoutes(ctx: AppContext) {
+  return async (app: FastifyInstance) => {
+    app.addHook('onSend', async (_req, reply) => {
+      reply.header('access-control-allow-origin', '*');
+      reply.header('access-control-expose-headers', 'Content-Length, Content-Range, ETag');
+      reply.header('cross-origin-resource-policy', 'cross-origin');
+    });
+    app.get<{ Params: { token: string; '*': string } }>('/play/:token/*', { schema: { hide: true } }, async (req, reply) => {
+      const file = await ctx.delivery.resolvePlayback(req.params.token, req.params['*']);
+      return sendStored(reply, file);
+    });
+  };
+}
+
+export function mediaFileRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
+  return async (app) => {
+    app.get(
+      '/media/:media_id/package',
+      {
+        schema: {
+          tags: ['media'],
+          summary: 'Signed, expiring URLs of every artifact (HLS master, DASH MPD, WebM, thumbnails, sprite, poster)',
+          params: Type.Object({ media_id: Type.String({ maxLength: 64 }) }),
+          response: {
+            200: Type.Object({
+              media_id: Type.String(),
+              status: Type.String(),
+              expires_at: Type.String({ format: 'date-time' }),
+              hls: Type.Union([Type.String(), Type.Null()]),
+              dash: Type.Union([Type.String(), Type.Null()]),
+              webm: Type.Union([Type.String(), Type.Null()]),
+              poster: Type.Object({ jpeg: Type.Union([Type.String(), Type.Null()]), webp: Type.Union([Type.String(), Type.Null()]) }),
+              thumbnails: Type.Array(Type.String()),
+              sprite: Type.Union([Type.Object({ image: Type.String(), vtt: Type.String() }), Type.Null()]),
+              pending: Type.Array(Type.String()),
+            }),
+            ...problemResponses(),
+          },
+        },
+      },
+      async (req) => ctx.delivery.package(principalOf(req), req.params.media_id, baseUrlOf(ctx, req)),
+    );
+
+    app.get(
+      '/media/:media_id/files/*',
+      {
+        schema: {
+          tags: ['media'],
+          summary: 'A stored file of a media (derived files; the original for its owner or an admin)',
+          params: Type.Object({ media_id: Type.String({ maxLength: 64 }), '*': Type.String() }),
+        },
+      },
+      async (req, reply) => {
+        const file = await ctx.delivery.resolveForApi(principalOf(req), req.params.media_id, req.params['*']);
+        return sendStored(reply, file);
+      },
+    );
+  };
+}

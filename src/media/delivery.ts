@@ -1,0 +1,145 @@
+import path from 'node:path';
+import type { Db } from '../db/database.js';
+import { fromJson } from '../db/schema.js';
+import { AppError, notFound } from '../errors.js';
+import { safeJoin, type StorageLayout } from '../storage/layout.js';
+import type { Principal } from '../tenancy/principal.js';
+import type { PlaybackTokens } from './playback-tokens.js';
+
+/** Folders of a media item that playback URLs may reach (never the original upload). */
+const PLAYABLE = new Set(['hls', 'dash', 'webm', 'webp', 'thumbnails', 'posters', 'transcripts']);
+
+const TYPES: Record<string, string> = {
+  '.m3u8': 'application/vnd.apple.mpegurl',
+  '.mpd': 'application/dash+xml',
+  '.m4s': 'video/mp4',
+  '.mp4': 'video/mp4',
+  '.m4a': 'audio/mp4',
+  '.webm': 'video/webm',
+  '.jpg': 'image/jpeg',
+  '.jpeg': 'image/jpeg',
+  '.png': 'image/png',
+  '.webp': 'image/webp',
+  '.vtt': 'text/vtt; charset=utf-8',
+  '.json': 'application/json',
+};
+
+export function contentTypeFor(file: string): string {
+  return TYPES[path.extname(file).toLowerCase()] ?? 'application/octet-stream';
+}
+
+/** Playlists change when media is reprocessed; everything else is written once under its name. */
+export function cacheControlFor(file: string, visibility: 'public' | 'private'): string {
+  return /\.(m3u8|mpd)$/i.test(file) ? `${visibility}, max-age=30` : `${visibility}, max-age=31536000, immutable`;
+}
+
+/** Artifacts as the worker records them in file_metadata.artifacts: paths relative to the media folder. */
+export interface ArtifactPaths {
+  hls?: string;
+  dash?: string;
+  webm?: string;
+  thumbnails?: string[];
+  sprite?: { image: string; vtt: string };
+  poster?: { jpeg?: string; webp?: string };
+}
+
+export interface PackageView {
+  media_id: string;
+  status: string;
+  expires_at: string;
+  hls: string | null;
+  dash: string | null;
+  webm: string | null;
+  poster: { jpeg: string | null; webp: string | null };
+  thumbnails: string[];
+  sprite: { image: string; vtt: string } | null;
+  pending: string[];
+}
+
+export interface ServableFile {
+  root: string;
+  relative: string;
+}
+
+function cleanRelative(rel: string): string {
+  const decoded = rel.split('/').filter((s) => s && s !== '.');
+  if (!decoded.length || decoded.some((s) => s === '..' || s.includes('\\') || s.includes('\0'))) throw notFound('file');
+  return decoded.join('/');
+}
+
+/**
+ * Hands out artifact URLs and resolves requests for stored files: signed playback URLs for
+ * players, and the same files under the authenticated API for clients with a key.
+ */
+export class DeliveryService {
+  constructor(
+    private readonly db: Db,
+    private readonly layout: StorageLayout,
+    private readonly tokens: PlaybackTokens,
+    private readonly ttlMs: number,
+  ) {}
+
+  async package(p: Principal, mediaId: string, baseUrl: string, now = Date.now()): Promise<PackageView> {
+    const row = await this.db
+      .selectFrom('mediaassets')
+      .select(['id', 'status', 'file_metadata', 'playback_key'])
+      .where('id', '=', mediaId)
+      .where('tenant_id', '=', p.tenantId)
+      .executeTakeFirst();
+    if (!row) throw notFound('media');
+    const meta = fromJson<{ artifacts?: ArtifactPaths; pending?: string[] }>(row.file_metadata, {});
+    const a = meta.artifacts ?? {};
+    const expiresAt = now + this.ttlMs;
+    const token = row.playback_key ? this.tokens.sign(row.id, row.playback_key, expiresAt) : undefined;
+    const url = (rel: string | undefined) => (rel && token ? `${baseUrl}/play/${token}/${rel}` : null);
+    return {
+      media_id: row.id,
+      status: row.status,
+      expires_at: new Date(Math.floor(expiresAt / 1000) * 1000).toISOString(),
+      hls: url(a.hls),
+      dash: url(a.dash),
+      webm: url(a.webm),
+      poster: { jpeg: url(a.poster?.jpeg), webp: url(a.poster?.webp) },
+      thumbnails: (a.thumbnails ?? []).map((t) => url(t)!).filter(Boolean),
+      sprite: a.sprite && token ? { image: url(a.sprite.image)!, vtt: url(a.sprite.vtt)! } : null,
+      pending: meta.pending ?? [],
+    };
+  }
+
+  /** A file behind a playback token: 403 for a bad or expired token, 404 for what is not there. */
+  async resolvePlayback(token: string, rel: string, now = Date.now()): Promise<ServableFile> {
+    const claims = this.tokens.parse(token);
+    if (!claims) throw new AppError('forbidden', 'the playback token is not valid');
+    const row = await this.db
+      .selectFrom('mediaassets')
+      .select(['id', 'tenant_id', 'user_id', 'playback_key'])
+      .where('id', '=', claims.mediaId)
+      .executeTakeFirst();
+    if (!row || !row.playback_key || !this.tokens.verify(claims, row.playback_key, now)) {
+      throw new AppError('forbidden', claims.expiresAt <= now ? 'the playback token has expired' : 'the playback token is not valid');
+    }
+    const clean = cleanRelative(rel);
+    if (!PLAYABLE.has(clean.split('/')[0]!)) throw notFound('file');
+    const root = this.layout.mediaDir({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id });
+    safeJoin(root, clean);
+    return { root, relative: clean };
+  }
+
+  /** A stored file of a media of the caller's tenant (the original included, for its owner or an admin). */
+  async resolveForApi(p: Principal, mediaId: string, rel: string): Promise<ServableFile> {
+    const row = await this.db
+      .selectFrom('mediaassets')
+      .select(['id', 'tenant_id', 'user_id'])
+      .where('id', '=', mediaId)
+      .where('tenant_id', '=', p.tenantId)
+      .executeTakeFirst();
+    if (!row) throw notFound('media');
+    const clean = cleanRelative(rel);
+    const folder = clean.split('/')[0]!;
+    const ownerOrAdmin = p.isAdmin || row.user_id === p.userId;
+    if (!PLAYABLE.has(folder) && !(folder === 'media' && ownerOrAdmin)) throw notFound('file');
+    const root = this.layout.mediaDir({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id });
+    safeJoin(root, clean);
+    return { root, relative: clean };
+  }
+}
