@@ -12,7 +12,7 @@ log() { printf '[test] %s\n' "$*" >&2; }
 export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
 export TEST_REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 
-bash scripts/setup.sh
+bash scripts/setup.sh chromium
 
 pg_up() { node -e '
   const c = new (require("pg").Client)({ connectionString: process.env.TEST_DATABASE_URL, connectionTimeoutMillis: 2000 });

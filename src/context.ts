@@ -67,7 +67,7 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   const ingest = new IngestService(database.db, layout, queue, settings.ffprobeTimeout, log);
   const uploads = new UploadService(database.db, layout, chunkState, ingest, settings, log);
   const tus = new TusService({ db: database.db, layout, ingest, settings, log });
-  const media = new MediaService(database.db, layout);
+  const media = new MediaService(database.db, layout, queue);
   const tokens = new PlaybackTokens(await playbackSecret(database.db, settings.playbackSecret));
   const delivery = new DeliveryService(database.db, layout, tokens, settings.playbackTtl);
   const steps: MediaSteps = async (m) => {

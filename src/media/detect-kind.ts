@@ -80,3 +80,23 @@ export async function detectKind(file: string, probeTimeoutMs: number): Promise<
 export function needsProcessing(kind: MediaKind): boolean {
   return kind !== 'other';
 }
+
+const CLAIMS: Array<[RegExp, MediaKind]> = [
+  [/\.(mp4|m4v|mov|mkv|webm|avi|wmv|flv|mts|m2ts|ts|3gp|3g2|mpg|mpeg|ogv|mxf|m3u8|m3u|mpd|ffconcat)$/i, 'video'],
+  [/\.(mp3|m4a|aac|flac|ogg|oga|opus|wav|aif|aiff|amr|wma)$/i, 'audio'],
+  [/\.(jpe?g|png|gif|webp|heic|heif|avif|tiff?|bmp)$/i, 'image'],
+];
+
+/**
+ * What the client says the file is, from its name or declared type. Never used to decide the
+ * kind; only to tell a person that a file sent as a video is not one (rather than quietly
+ * storing it as an opaque file).
+ */
+export function claimedKind(filename: string, contentType: string | null): MediaKind | undefined {
+  for (const [re, kind] of CLAIMS) if (re.test(filename)) return kind;
+  const ct = contentType?.toLowerCase() ?? '';
+  if (ct.startsWith('video/') || ct.includes('mpegurl') || ct.includes('dash+xml')) return 'video';
+  if (ct.startsWith('audio/')) return 'audio';
+  if (ct.startsWith('image/')) return 'image';
+  return undefined;
+}

@@ -7,6 +7,9 @@ import { removePath } from '../storage/files.js';
 import type { StorageLayout } from '../storage/layout.js';
 import type { Principal } from '../tenancy/principal.js';
 import { ownerScope } from '../tenancy/principal.js';
+import { processJobKey, type JobQueue } from '../queue/queue.js';
+import { nowIso } from '../db/schema.js';
+import { needsProcessing } from './detect-kind.js';
 
 export type MediaRow = Selectable<MediaAssetsTable>;
 
@@ -82,6 +85,7 @@ export class MediaService {
   constructor(
     private readonly db: Db,
     private readonly layout: StorageLayout,
+    private readonly queue: JobQueue,
   ) {}
 
   /**
@@ -124,6 +128,30 @@ export class MediaService {
       items: page.map((r) => toMediaView(r, labels.get(r.id))),
       next_cursor: rows.length > opts.limit && last ? encodeCursor({ createdAt: last.created_at, id: last.id }) : null,
     };
+  }
+
+  /**
+   * Runs the pipeline again with the current settings (owner or admin). The media stays
+   * playable meanwhile: each output folder is swapped in atomically when the new one is whole.
+   */
+  async reprocess(p: Principal, mediaId: string): Promise<MediaView> {
+    const row = await this.db
+      .selectFrom('mediaassets')
+      .select(['id', 'user_id', 'kind', 'status'])
+      .where('id', '=', mediaId)
+      .where('tenant_id', '=', p.tenantId)
+      .executeTakeFirst();
+    if (!row) throw notFound('media');
+    if (!p.isAdmin && row.user_id !== p.userId) throw new AppError('forbidden', 'only the owner or an admin key may reprocess this media');
+    if (!needsProcessing(row.kind)) throw new AppError('conflict', `media of kind ${row.kind} has nothing to process`);
+    if (row.status === 'queued' || row.status === 'processing') throw new AppError('conflict', `the media is already ${row.status}`);
+    await this.db
+      .updateTable('mediaassets')
+      .set({ status: 'queued', error_code: null, error_reason: null, updated_at: nowIso() })
+      .where('id', '=', row.id)
+      .execute();
+    await this.queue.enqueue('process-media', { media_id: row.id }, { dedupeKey: processJobKey(row.id) });
+    return this.get(p, row.id);
   }
 
   /** Removes the row (labels cascade) and every stored file of the media. Owner or admin only. */

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { Db } from '../db/database.js';
 import { nowIso } from '../db/schema.js';
 import { PermanentJobError, type Job, type JobQueue, type RunningWorker } from '../queue/queue.js';
-import { processJobKey } from '../uploads/ingest.js';
+import { processJobKey } from '../queue/queue.js';
 
 /** The media row a processing step works on. */
 export interface MediaToProcess {

@@ -268,6 +268,10 @@ export class EmbeddedQueue implements JobQueue {
         return polling;
       }
       polling = (async () => {
+        // Yield first: without an await before `finally`, a poll with nothing to do would
+        // clear `polling` before the assignment above stores its promise, and every later
+        // wake-up would wait on that stale promise for ever.
+        await Promise.resolve();
         let next = POLL_MS;
         try {
           do {

@@ -4,6 +4,11 @@ export interface JobPayloads {
 }
 export type JobName = keyof JobPayloads;
 
+/** The dedupe key of a media's processing job: at most one waiting or running per media. */
+export function processJobKey(mediaId: string): string {
+  return `media:${mediaId}`;
+}
+
 export interface Job<N extends JobName = JobName> {
   id: string;
   name: N;

@@ -4,9 +4,9 @@ import type { Db } from '../db/database.js';
 import { nowIso, toJson } from '../db/schema.js';
 import { newId } from '../ids.js';
 import { attachUserLabels, labelsOfMedia } from '../labels/label-service.js';
-import { detectKind, needsProcessing } from '../media/detect-kind.js';
+import { claimedKind, detectKind, needsProcessing } from '../media/detect-kind.js';
 import { toMediaView, type MediaView } from '../media/media-service.js';
-import type { JobQueue } from '../queue/queue.js';
+import { processJobKey, type JobQueue } from '../queue/queue.js';
 import { moveIntoPlace, removePath } from '../storage/files.js';
 import type { StorageLayout } from '../storage/layout.js';
 
@@ -17,15 +17,12 @@ export interface IngestInput {
   /** The assembled file, on the storage file system (it is moved, not copied). */
   file: string;
   filename: string;
+  contentType: string | null;
   size: number;
   sha256: string;
   caption: string | null;
   tags: string[];
   labels: string[];
-}
-
-export function processJobKey(mediaId: string): string {
-  return `media:${mediaId}`;
 }
 
 /**
@@ -47,7 +44,11 @@ export class IngestService {
     const mediaId = newId();
     const ref = { tenantId: input.tenantId, userId: input.userId, mediaId };
     const target = this.layout.originalFile(ref, detected.ext);
+    const claimed = claimedKind(input.filename, input.contentType);
+    // Sent as media, but not readable as any: a clear error instead of an opaque stored file.
+    const unrecognized = detected.kind === 'other' && claimed !== undefined;
     const process = needsProcessing(detected.kind);
+    const status = unrecognized ? 'error' : process ? 'queued' : 'ready';
     const now = nowIso();
     await moveIntoPlace(input.file, target);
     try {
@@ -58,9 +59,11 @@ export class IngestService {
             id: mediaId,
             tenant_id: input.tenantId,
             user_id: input.userId,
-            status: process ? 'queued' : 'ready',
-            error_code: null,
-            error_reason: null,
+            status,
+            error_code: unrecognized ? 'unrecognized-content' : null,
+            error_reason: unrecognized
+              ? `the file was sent as ${claimed} but its content (${detected.mime}) is not a readable ${claimed} format`
+              : null,
             kind: detected.kind,
             original_filename: input.filename,
             mime_type: detected.mime,
@@ -73,7 +76,7 @@ export class IngestService {
             created_at: now,
             updated_at: now,
             processing_started_at: null,
-            ready_at: process ? null : now,
+            ready_at: status === 'ready' ? now : null,
             playback_key: randomBytes(16).toString('base64url'),
           })
           .execute();
@@ -88,7 +91,7 @@ export class IngestService {
       await removePath(this.layout.mediaDir(ref));
       throw err;
     }
-    if (process) {
+    if (status === 'queued') {
       try {
         await this.queue.enqueue('process-media', { media_id: mediaId }, { dedupeKey: processJobKey(mediaId) });
       } catch (err) {

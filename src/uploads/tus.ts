@@ -287,6 +287,7 @@ export class TusService {
         sessionId: session.id,
         file: staged,
         filename: session.filename,
+        contentType: session.content_type,
         size: Number(session.total_size),
         sha256,
         caption: session.caption,

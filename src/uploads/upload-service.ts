@@ -381,6 +381,7 @@ export class UploadService {
         sessionId: s.id,
         file: merged,
         filename: s.filename,
+        contentType: s.content_type,
         size,
         sha256,
         caption: s.caption,
@@ -426,22 +427,43 @@ export class UploadService {
     return ok;
   }
 
-  /** Streams the chunks, in order, into one file while hashing it: never the whole file in memory. */
+  /**
+   * Copies the chunks, in order, into one file while hashing it: never the whole file in memory.
+   * Two buffers are reused for the whole pass (no allocation per read), and the write of one
+   * block runs while the next block is read and hashed.
+   */
   private async merge(s: SessionRow, target: string): Promise<{ size: number; sha256: string }> {
     const hash = createHash('sha256');
+    const buffers = [Buffer.allocUnsafeSlow(IO_BLOCK), Buffer.allocUnsafeSlow(IO_BLOCK)];
+    let turn = 0;
     let size = 0;
-    const out = fs.createWriteStream(target, { flags: 'w', highWaterMark: 4 * 1024 * 1024 });
+    let writing: Promise<void> = Promise.resolve();
+    const out = await fsp.open(target, 'w');
     try {
       for (let i = 0; i < s.chunk_count; i++) {
-        const input = fs.createReadStream(this.layout.chunkFile(s.tenant_id, s.id, i), { highWaterMark: 4 * 1024 * 1024 });
-        for await (const buf of input as AsyncIterable<Buffer>) {
-          hash.update(buf);
-          size += buf.length;
-          if (!out.write(buf)) await new Promise<void>((resolve) => out.once('drain', resolve));
+        const input = await fsp.open(this.layout.chunkFile(s.tenant_id, s.id, i), 'r');
+        try {
+          for (;;) {
+            // The other buffer may still be being written; this one's last write has been awaited.
+            const buf = buffers[turn]!;
+            const { bytesRead } = await input.read(buf, 0, buf.length, null);
+            if (bytesRead === 0) break;
+            turn ^= 1;
+            const block = buf.subarray(0, bytesRead);
+            hash.update(block);
+            await writing;
+            writing = writeFully(out, block, size);
+            writing.catch(() => undefined); // awaited later; never an unhandled rejection meanwhile
+            size += bytesRead;
+          }
+        } finally {
+          await input.close();
         }
       }
+      await writing;
     } finally {
-      await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+      await writing.catch(() => undefined);
+      await out.close();
     }
     return { size, sha256: hash.digest('hex') };
   }
@@ -489,8 +511,34 @@ export class UploadService {
   }
 }
 
+/** Size of the blocks of the merge and hashing passes over whole files. */
+const IO_BLOCK = 4 * 1024 * 1024;
+
+async function writeFully(fh: fsp.FileHandle, block: Buffer, position: number): Promise<void> {
+  let written = 0;
+  while (written < block.length) {
+    written += (await fh.write(block, written, block.length - written, position + written)).bytesWritten;
+  }
+}
+
+/** sha256 of a file, read in reused blocks, the next block read while the current one is hashed. */
 export async function sha256File(file: string): Promise<string> {
   const hash = createHash('sha256');
-  await pipeline(fs.createReadStream(file, { highWaterMark: 1024 * 1024 }), hash);
+  const fh = await fsp.open(file, 'r');
+  try {
+    let [current, next] = [Buffer.allocUnsafeSlow(IO_BLOCK), Buffer.allocUnsafeSlow(IO_BLOCK)];
+    let position = 0;
+    let reading = fh.read(current, 0, IO_BLOCK, position);
+    for (;;) {
+      const { bytesRead } = await reading;
+      if (bytesRead === 0) break;
+      position += bytesRead;
+      reading = fh.read(next, 0, IO_BLOCK, position);
+      hash.update(current.subarray(0, bytesRead));
+      [current, next] = [next, current];
+    }
+  } finally {
+    await fh.close();
+  }
   return hash.digest('hex');
 }

@@ -16,10 +16,10 @@ describe('chunked-session uploads', () => {
   });
   after(() => t.close());
 
-  /** Only finished media may remain: no chunk, temp or merge file anywhere. */
+  /** Only finished media (originals and what the worker derived) may remain: no chunk, temp or merge file anywhere. */
   async function assertNoLeftovers(): Promise<void> {
     const files = await listFiles(t.ctx.layout.root);
-    const stray = files.filter((f) => !/\/media\/original\.[a-z0-9]+$/.test(f));
+    const stray = files.filter((f) => !/^[^/]+\/[^/]+\/[^/]+\/(media|hls|dash|thumbnails|posters|webm|webp)\/[^/]+$/.test(f));
     assert.deepEqual(stray, []);
   }
 
@@ -97,7 +97,7 @@ describe('chunked-session uploads', () => {
     assert.equal(a.completed.json().kind, 'audio');
 
     const text = Buffer.from('just some notes\n'.repeat(100));
-    const o = await client.uploadWhole(text, { filename: 'notes.jpg' });
+    const o = await client.uploadWhole(text, { filename: 'notes.log' });
     const other = o.completed.json();
     assert.equal(other.kind, 'other');
     assert.equal(other.mime_type, 'text/plain');

@@ -11,7 +11,7 @@ import { newId } from '../../src/ids.js';
 import { createLogger } from '../../src/logger.js';
 import { MediaWorker, type MediaSteps } from '../../src/processing/media-worker.js';
 import { PermanentJobError, type Job } from '../../src/queue/queue.js';
-import { processJobKey } from '../../src/uploads/ingest.js';
+import { processJobKey } from '../../src/queue/queue.js';
 import { BACKEND, testEnv, waitFor } from '../support/harness.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

@@ -124,6 +124,8 @@ export interface TestApp {
   /** A second tenant, for isolation checks. */
   other: { id: string; adminKey: string; userKey: string; userId: string };
   auth(key: string): { authorization: string };
+  /** Stops the in-process worker (for tests that run workers as separate processes). */
+  stopWorker(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -140,7 +142,11 @@ export async function startTestApp(overrides: Record<string, string> = {}, opts:
   };
   const tenant = await makeTenant('acme');
   const other = await makeTenant('globex');
-  const worker = opts.worker ? ctx.worker.start(1) : undefined;
+  let worker = opts.worker ? ctx.worker.start(1) : undefined;
+  const stopWorker = async () => {
+    await worker?.close();
+    worker = undefined;
+  };
   return {
     env,
     ctx,
@@ -148,8 +154,9 @@ export async function startTestApp(overrides: Record<string, string> = {}, opts:
     tenant,
     other,
     auth: (key) => ({ authorization: `Bearer ${key}` }),
+    stopWorker,
     close: async () => {
-      await worker?.close();
+      await stopWorker();
       await app.close();
       await ctx.close();
       await env.cleanup();
@@ -161,7 +168,14 @@ export async function startTestApp(overrides: Record<string, string> = {}, opts:
 export async function waitFor<T>(what: string, fn: () => Promise<T>, timeoutMs = 15_000): Promise<Exclude<T, undefined | null | false>> {
   const start = Date.now();
   for (;;) {
-    const v = await fn();
+    let v: T;
+    try {
+      v = await fn();
+    } catch (err) {
+      if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}: ${(err as Error).message}`);
+      await new Promise((r) => setTimeout(r, 50));
+      continue;
+    }
     if (v) return v as Exclude<T, undefined | null | false>;
     if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));

@@ -98,7 +98,13 @@ export function adminRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           ? await ctx.database.db.selectFrom('mediaassets').select('id').where('tenant_id', '=', p.tenantId).where('id', '=', mediaId).executeTakeFirst()
           : undefined;
         if (!job || !owned) throw new AppError('not-found', 'failed job not found');
-        await ctx.queue.retry(job.id);
+        if (!(await ctx.queue.retry(job.id))) throw new AppError('conflict', 'the job is no longer failed');
+        await ctx.database.db
+          .updateTable('mediaassets')
+          .set({ status: 'queued', error_code: null, error_reason: null, updated_at: new Date().toISOString() })
+          .where('id', '=', mediaId!)
+          .where('status', '=', 'error')
+          .execute();
         return reply.code(202).send({ id: job.id, retried: true });
       },
     );

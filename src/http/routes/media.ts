@@ -48,6 +48,19 @@ export function mediaRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       async (req) => ctx.media.get(principalOf(req), req.params.media_id),
     );
 
+    app.post(
+      '/media/:media_id/reprocess',
+      {
+        schema: {
+          tags: ['media'],
+          summary: 'Run the processing pipeline again with the current settings; outputs are swapped in atomically',
+          params: MediaParams,
+          response: { 202: Type.Ref('Media'), ...problemResponses(403, 409) },
+        },
+      },
+      async (req, reply) => reply.code(202).send(await ctx.media.reprocess(principalOf(req), req.params.media_id)),
+    );
+
     app.delete(
       '/media/:media_id',
       {
