@@ -114,7 +114,7 @@ export function buildVideoCommand(plan: VideoCommandPlan): string[] {
   if (facts.audio) args.push('-map', '0:a:0');
   args.push(
     '-c:v', 'libx264', '-preset', 'veryfast', '-profile:v', 'high', '-crf', '22',
-    '-g', String(gop), '-keyint_min', String(gop), '-sc_threshold', '0',
+    '-g', String(gop), '-keyint_min', String(gop), '-sc_threshold', '0', '-flags', '+cgop',
     '-force_key_frames', `expr:gte(t,n_forced*${plan.keyframeSeconds})`,
     '-threads', String(plan.threads), '-aspect', dar,
   );

@@ -1,0 +1,250 @@
+/**
+ * Processing benchmark (not a test): the video pipeline beside the reference ffmpeg commands
+ * doing the same work, measured in the same run on the same input, compared as ratios.
+ *
+ *   node --import tsx bench/processing/run.ts [--seconds 60] [--cases pipeline,A,...] [--out bench/results/processing.json]
+ *
+ * Cases (every one under /usr/bin/time, so CPU seconds and peak RSS include all its processes):
+ *   pipeline-ladder  our packaging step with thumbnails and posters off: the HLS+DASH ladder alone
+ *   A                ../shared/bench-reference/cases.sh A: the raw one-pass ladder command
+ *   pipeline-full    our whole video step: ladder + 25 thumbnails + sprite + poster (JPEG, WebP)
+ *   A_all            the reference's one-decode ladder + thumbnails + sprite + poster
+ *   B                one ffmpeg run per rung (PeerTube's way)
+ *   C                an HLS ladder run plus a separate DASH ladder run (the naive way)
+ *   E_thumbs_sprite  thumbnails + sprite in a separate decode (what sharing the decode saves)
+ *   webm / D         our WebM step, and the reference VP9 720p command
+ *   e2e              a real `qasar api` + `qasar worker` on SQLite: upload, then complete → ready,
+ *                    with the worker's peak RSS (worker process + its ffmpeg)
+ * The input comes from ../shared/bench-reference/make-inputs.sh (1080p30, realistic detail).
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+const REFERENCE = path.resolve(ROOT, '../shared/bench-reference');
+
+const { values: argv } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '60' },
+    cases: { type: 'string', default: 'pipeline-ladder,A,pipeline-full,A_all,B,C,E_thumbs_sprite,webm,D,e2e' },
+    inputs: { type: 'string', default: path.join(ROOT, 'bench/results/inputs') },
+    out: { type: 'string', default: path.join(ROOT, 'bench/results/processing.json') },
+  },
+});
+const seconds = Number(argv.seconds);
+const wanted = new Set(argv.cases!.split(','));
+
+interface Measured {
+  case: string;
+  wall_s: number;
+  cpu_s: number;
+  peak_rss_mb: number;
+  note?: string;
+}
+
+/** Runs a command under /usr/bin/time and returns wall, CPU (user+sys, all processes) and peak RSS. */
+function timed(name: string, cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Measured {
+  const stats = path.join(os.tmpdir(), `qasar-bench-time-${process.pid}-${name}.txt`);
+  const start = process.hrtime.bigint();
+  const res = spawnSync('/usr/bin/time', ['-f', '%U %S %M', '-o', stats, cmd, ...args], { env, stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+  const wall = Number(process.hrtime.bigint() - start) / 1e9;
+  if (res.status !== 0) throw new Error(`${name} failed (${res.status}): ${res.stderr.slice(-2000)}`);
+  const [user, sys, rssKb] = fs.readFileSync(stats, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
+  fs.rmSync(stats, { force: true });
+  return { case: name, wall_s: wall, cpu_s: user! + sys!, peak_rss_mb: rssKb! / 1024 };
+}
+
+function makeInput(): string {
+  fs.mkdirSync(argv.inputs!, { recursive: true });
+  const file = path.join(argv.inputs!, `input-1080p${seconds}s.mp4`);
+  if (!fs.existsSync(file)) {
+    process.stderr.write(`making a ${seconds} s 1080p30 input (once)…\n`);
+    const res = spawnSync('bash', [path.join(REFERENCE, 'make-inputs.sh'), String(seconds)], { env: { ...process.env, BENCH_INPUTS: argv.inputs }, stdio: 'inherit' });
+    if (res.status !== 0) throw new Error('make-inputs.sh failed');
+  }
+  return file;
+}
+
+function scratch(name: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `qasar-bench-${name}-`));
+  return dir;
+}
+
+/** Our packaging step as its own process, so /usr/bin/time sees node and ffmpeg together. */
+function pipeline(name: string, input: string, full: boolean): Measured {
+  const out = scratch(name);
+  const script = path.join(out, 'run.mts');
+  fs.writeFileSync(
+    script,
+    `import { packageVideo } from ${JSON.stringify(path.join(ROOT, 'src/processing/video/package-video.ts'))};
+     import os from 'node:os';
+     await packageVideo(${JSON.stringify(input)}, ${JSON.stringify(path.join(out, 'work'))}, {
+       hls: true, dash: true, thumbnails: ${full}, posters: ${full}, thumbnailCount: 25,
+       threads: os.availableParallelism(), probeTimeoutMs: 60000, ffmpegTimeoutMs: 7200000,
+       maxDurationSeconds: 43200, maxPixels: 8192 * 4320 });`,
+  );
+  try {
+    return timed(name, process.execPath, ['--import', 'tsx', script], { ...process.env, NODE_PATH: path.join(ROOT, 'node_modules') });
+  } finally {
+    fs.rmSync(out, { recursive: true, force: true });
+  }
+}
+
+function reference(name: string, input: string): Measured {
+  const out = scratch(name);
+  try {
+    return timed(name, 'bash', [path.join(REFERENCE, 'cases.sh'), name, input, out, String(seconds)]);
+  } finally {
+    fs.rmSync(out, { recursive: true, force: true });
+  }
+}
+
+function webm(input: string): Measured | undefined {
+  const module = path.join(ROOT, 'src/processing/video/webm.ts');
+  if (!fs.existsSync(module)) return undefined;
+  const out = scratch('webm');
+  const script = path.join(out, 'run.mts');
+  fs.writeFileSync(
+    script,
+    `import * as webm from ${JSON.stringify(module)};
+     await (webm as any).makeWebm(${JSON.stringify(input)}, ${JSON.stringify(path.join(out, 'video.webm'))}, { threads: 2, timeoutMs: 7200000, probeTimeoutMs: 60000 });`,
+  );
+  try {
+    return timed('webm', process.execPath, ['--import', 'tsx', script]);
+  } catch (err) {
+    return { case: 'webm', wall_s: NaN, cpu_s: NaN, peak_rss_mb: NaN, note: (err as Error).message.slice(0, 200) };
+  } finally {
+    fs.rmSync(out, { recursive: true, force: true });
+  }
+}
+
+function rssOfTree(pid: number): number {
+  let total = 0;
+  const visit = (p: number) => {
+    try {
+      const status = fs.readFileSync(`/proc/${p}/status`, 'utf8');
+      total += Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+      const children = fs.readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim();
+      for (const c of children ? children.split(' ') : []) visit(Number(c));
+    } catch {
+      // gone
+    }
+  };
+  visit(pid);
+  return total / 1024;
+}
+
+function waitForLine(child: ReturnType<typeof spawn>, re: RegExp): Promise<RegExpMatchArray> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const t = setTimeout(() => reject(new Error(`no ${re} in: ${out}`)), 60_000);
+    child.stdout!.on('data', (b: Buffer) => {
+      out += b.toString();
+      const m = out.match(re);
+      if (m) {
+        clearTimeout(t);
+        resolve(m);
+      }
+    });
+  });
+}
+
+/** A real API and worker: complete → ready, and the worker's peak RSS (with its ffmpeg). */
+async function endToEnd(input: string): Promise<Measured & { complete_to_ready_s: number; worker_node_peak_rss_mb: number }> {
+  const dir = scratch('e2e');
+  const env = { ...process.env, STORAGE_ROOT: path.join(dir, 'storage'), DATABASE_URL: `sqlite:${path.join(dir, 'q.sqlite')}`, REDIS_URL: '', PORT: '0', LOG_LEVEL: 'warn', ENABLE_WEBM: 'false' };
+  const bin = path.join(ROOT, 'bin/qasar.js');
+  spawnSync(process.execPath, [bin, 'migrate'], { env });
+  const tenant = JSON.parse(spawnSync(process.execPath, [bin, 'tenant', 'create', 'bench'], { env, encoding: 'utf8' }).stdout);
+  const key = JSON.parse(spawnSync(process.execPath, [bin, 'key', 'create', '--tenant', tenant.id, '--user', 'bench'], { env, encoding: 'utf8' }).stdout).key;
+  const api = spawn(process.execPath, [bin, 'api'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+  const worker = spawn(process.execPath, [bin, 'worker'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+  try {
+    const base = (await waitForLine(api, /API docs: (http:\/\/[^/]+)\/docs/))[1]!;
+    const auth = { authorization: `Bearer ${key}` };
+    const data = fs.readFileSync(input);
+    const chunk = 8 * 1024 * 1024;
+    const s = (await (await fetch(`${base}/api/v1/upload`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ filename: 'bench.mp4', total_size: data.length, chunk_size: chunk }) })).json()) as { session_id: string; chunk_count: number };
+    for (let i = 0; i < s.chunk_count; i++) {
+      await fetch(`${base}/api/v1/upload/${s.session_id}/chunk?index=${i}`, { method: 'PUT', headers: { ...auth, 'content-type': 'application/octet-stream' }, body: data.subarray(i * chunk, (i + 1) * chunk) });
+    }
+    const done = (await (await fetch(`${base}/api/v1/upload/${s.session_id}/complete`, { method: 'POST', headers: auth })).json()) as { id: string };
+    const start = process.hrtime.bigint();
+    let peak = 0;
+    let nodePeak = 0;
+    for (;;) {
+      peak = Math.max(peak, rssOfTree(worker.pid!));
+      nodePeak = Math.max(nodePeak, Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${worker.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024);
+      const m = (await (await fetch(`${base}/api/v1/media/${done.id}`, { headers: auth })).json()) as { status: string; error: unknown };
+      if (m.status === 'ready') break;
+      if (m.status === 'error') throw new Error(`e2e media failed: ${JSON.stringify(m.error)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const wall = Number(process.hrtime.bigint() - start) / 1e9;
+    return { case: 'e2e', wall_s: wall, cpu_s: NaN, peak_rss_mb: peak, complete_to_ready_s: wall, worker_node_peak_rss_mb: nodePeak };
+  } finally {
+    api.kill('SIGTERM');
+    worker.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 500));
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const input = makeInput();
+  if (!fs.existsSync(path.join(ROOT, 'dist/cli/main.js'))) spawnSync('node_modules/.bin/tsc', ['-p', 'tsconfig.json'], { cwd: ROOT, stdio: 'inherit' });
+  const results: Record<string, Measured & Record<string, unknown>> = {};
+  const run = async (name: string, fn: () => Measured | undefined | Promise<Measured | undefined>) => {
+    if (!wanted.has(name)) return;
+    process.stderr.write(`${name}…\n`);
+    const r = await fn();
+    if (r) results[name] = r as Measured & Record<string, unknown>;
+  };
+  await run('pipeline-ladder', () => pipeline('pipeline-ladder', input, false));
+  await run('A', () => reference('A', input));
+  await run('pipeline-full', () => pipeline('pipeline-full', input, true));
+  await run('A_all', () => reference('A_all', input));
+  await run('B', () => reference('B', input));
+  await run('C', () => reference('C', input));
+  await run('E_thumbs_sprite', () => reference('E_thumbs_sprite', input));
+  await run('webm', () => webm(input));
+  await run('D', () => reference('D_vp9_720_good4_cq2M', input));
+  await run('e2e', () => endToEnd(input));
+
+  const a = results.A;
+  const ratio = (x?: Measured, y?: Measured) => (x && y ? x.wall_s / y.wall_s : NaN);
+  const rows = Object.values(results).map((r) => ({
+    case: r.case,
+    wall_s: r.wall_s.toFixed(1),
+    realtime_x: (seconds / r.wall_s).toFixed(2),
+    cpu_s: Number.isNaN(r.cpu_s) ? '-' : r.cpu_s.toFixed(1),
+    vs_A: a ? (r.wall_s / a.wall_s).toFixed(2) : '-',
+    peak_rss_mb: r.peak_rss_mb.toFixed(0),
+  }));
+  console.log(`\nProcessing benchmark: ${seconds} s 1080p30 input, ${os.cpus().length} CPUs, node ${process.version}`);
+  console.table(rows);
+  const summary = {
+    pipeline_ladder_vs_A: ratio(results['pipeline-ladder'], a),
+    pipeline_full_vs_A_all: ratio(results['pipeline-full'], results.A_all),
+    thumbnails_extra_s: results['pipeline-full'] && results['pipeline-ladder'] ? results['pipeline-full'].wall_s - results['pipeline-ladder'].wall_s : NaN,
+    B_vs_A: ratio(results.B, a),
+    C_vs_A: ratio(results.C, a),
+    webm_vs_A: ratio(results.webm, a),
+    complete_to_ready_s: results.e2e?.complete_to_ready_s ?? NaN,
+    worker_peak_rss_mb: results.e2e?.peak_rss_mb ?? NaN,
+    goal: 'pipeline ÷ raw one-pass ≤ 1.10',
+  };
+  console.log(summary);
+  console.log(`goal pipeline-ladder / A ≤ 1.10: ${summary.pipeline_ladder_vs_A.toFixed(2)} ${summary.pipeline_ladder_vs_A <= 1.1 ? 'MET' : 'NOT MET'}`);
+  fs.mkdirSync(path.dirname(argv.out!), { recursive: true });
+  fs.writeFileSync(
+    argv.out!,
+    JSON.stringify({ benchmark: 'processing', date: new Date().toISOString(), seconds, machine: { cpus: os.cpus().length, node: process.version, loadavg: os.loadavg() }, results, summary }, null, 2),
+  );
+  console.log(`wrote ${path.relative(ROOT, argv.out!)}`);
+}
+
+await main();
