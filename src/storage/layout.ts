@@ -33,6 +33,9 @@ export function safeJoin(root: string, ...segments: string[]): string {
   return full;
 }
 
+/** Name of a chunked session's data file inside its chunk folder (never matches `<index>.chunk`). */
+export const SESSION_DATA_FILE = 'upload.data';
+
 export interface MediaRef {
   tenantId: string;
   userId: string;
@@ -73,6 +76,17 @@ export class StorageLayout {
   chunkFile(tenantId: string, sessionId: string, index: number): string {
     if (!Number.isSafeInteger(index) || index < 0) throw new UnsafePathError('chunk index is not a whole number');
     return safeJoin(this.sessionChunkDir(tenantId, sessionId), `${index}.chunk`);
+  }
+
+  /** The one file a chunked session's bytes are written into, each chunk at index × chunk_size. */
+  sessionDataFile(tenantId: string, sessionId: string): string {
+    return safeJoin(this.sessionChunkDir(tenantId, sessionId), SESSION_DATA_FILE);
+  }
+
+  /** Held (created exclusively) while one request writes a chunk, so two sends of one index never interleave. */
+  chunkLockFile(tenantId: string, sessionId: string, index: number): string {
+    if (!Number.isSafeInteger(index) || index < 0) throw new UnsafePathError('chunk index is not a whole number');
+    return safeJoin(this.sessionChunkDir(tenantId, sessionId), `${index}.lock`);
   }
 
   /** Where tus keeps its in-progress files (one flat folder, ids chosen by the server). */

@@ -16,6 +16,8 @@ export interface ChunkRecord {
 export interface ChunkStateStore {
   init(sessionId: string, ttlMs: number): Promise<void>;
   put(sessionId: string, chunk: ChunkRecord, ttlMs: number): Promise<void>;
+  /** Marks one chunk missing again (its range of the data file is about to be rewritten). */
+  remove(sessionId: string, index: number): Promise<void>;
   list(sessionId: string): Promise<ChunkRecord[] | null>;
   /** Replaces the state wholesale (after a rebuild from disk). */
   replace(sessionId: string, chunks: ChunkRecord[], ttlMs: number): Promise<void>;
@@ -33,6 +35,10 @@ export class DbChunkStateStore implements ChunkStateStore {
       .values({ session_id: sessionId, chunk_index: chunk.index, size: chunk.size, sha256: chunk.sha256, received_at: nowIso() })
       .onConflict((oc) => oc.columns(['session_id', 'chunk_index']).doUpdateSet({ size: chunk.size, sha256: chunk.sha256, received_at: nowIso() }))
       .execute();
+  }
+
+  async remove(sessionId: string, index: number): Promise<void> {
+    await this.db.deleteFrom('upload_chunks').where('session_id', '=', sessionId).where('chunk_index', '=', index).execute();
   }
 
   async list(sessionId: string): Promise<ChunkRecord[]> {
@@ -86,6 +92,10 @@ export class RedisChunkStateStore implements ChunkStateStore {
       .hset(key, RedisChunkStateStore.MARKER, '1', String(chunk.index), `${chunk.size}:${chunk.sha256}`)
       .pexpire(key, ttlMs)
       .exec();
+  }
+
+  async remove(sessionId: string, index: number): Promise<void> {
+    await this.redis.hdel(this.key(sessionId), String(index));
   }
 
   async list(sessionId: string): Promise<ChunkRecord[] | null> {

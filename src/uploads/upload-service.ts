@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, type Hash } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
@@ -102,11 +102,62 @@ class MeteredHash extends Transform {
   }
 }
 
+/** A chunk lock not touched for this long belongs to a request that died; another send may take it over. */
+const LOCK_STALE_MS = 3 * 60_000;
+/** How often a live chunk write touches its lock, so a slow but alive send is never taken for stale. */
+const LOCK_REFRESH_MS = 30_000;
+/** Receipts are read this many at a time (bounded open files). */
+const RECEIPT_BATCH = 64;
+
+function isErrno(err: unknown, code: string): boolean {
+  return (err as NodeJS.ErrnoException | undefined)?.code === code;
+}
+
+function closedMeanwhile(): AppError {
+  // The session's folder or data file vanished under us: it was aborted, expired or completed meanwhile.
+  return new AppError('upload-not-open', 'the upload was closed while this chunk was sent');
+}
+
+/** A receipt file's content, checked strictly: anything torn or foreign reads as no receipt. */
+function parseReceipt(text: string, index: number): ChunkRecord | undefined {
+  try {
+    const r = JSON.parse(text) as Partial<ChunkRecord> | null;
+    if (r && r.index === index && Number.isSafeInteger(r.size) && typeof r.sha256 === 'string' && SHA256_HEX.test(r.sha256)) {
+      return { index, size: r.size!, sha256: r.sha256 };
+    }
+  } catch {
+    // torn or not JSON
+  }
+  return undefined;
+}
+
+interface ChunkLock {
+  release(): Promise<void>;
+}
+
 /**
  * The chunked-session upload API: create a session, send chunks in any order (and in
- * parallel), ask what is missing, complete. Chunk files are written to a temporary name and
- * renamed into place once their size and checksum are verified, so a chunk file that exists
- * is always whole — which is what lets the state be rebuilt from disk if the store loses it.
+ * parallel), ask what is missing, complete.
+ *
+ * Each session has ONE data file (`<chunks>/<tenant>/<session>/upload.data`, created at its
+ * full size — sparse — when the session is created). A chunk body is streamed straight into it
+ * at index × chunk_size, counted and hashed on the way; nothing is copied at complete, which
+ * hashes the data file once and hands that very file (a hard link to it) to ingest, which
+ * renames it into the media folder.
+ *
+ * Per index, next to the data file:
+ *  - `<index>.lock`  — created exclusively ('wx') for the duration of one send, so two sends of
+ *    the same index never interleave in its range (the loser gets 409 upload-busy). A live
+ *    holder touches it every 30 s; one untouched for 3 minutes is stale and may be taken over.
+ *  - `<index>.chunk` — the receipt, `{"index","size","sha256"}`, written to a temporary name
+ *    and renamed into place only after the chunk's size and checksum were verified. A receipt
+ *    that exists always describes a verified range, which is what lets the state be rebuilt
+ *    from disk (each receipt's range of the data file is hashed again and compared).
+ *
+ * A send of an index that was already received first deletes its receipt and marks the index
+ * missing in the state store, then rewrites the range. So a refused re-send (oversized, short,
+ * bad checksum, connection lost) leaves that index MISSING even though an earlier send of it
+ * had been good: its range was (partly) overwritten, and the client must send it again.
  */
 export class UploadService {
   constructor(
@@ -176,6 +227,13 @@ export class UploadService {
       expires_at: this.expiresAt(),
     };
     await fsp.mkdir(this.layout.sessionChunkDir(p.tenantId, row.id), { recursive: true });
+    // The data file at its full size: sparse, so it takes no disk space until chunks arrive.
+    const data = await fsp.open(this.layout.sessionDataFile(p.tenantId, row.id), 'wx');
+    try {
+      await data.truncate(total);
+    } finally {
+      await data.close();
+    }
     await this.db
       .insertInto('upload_sessions')
       .values({ ...row, user_tags: toJson(row.user_tags), labels: toJson(row.labels) })
@@ -230,16 +288,16 @@ export class UploadService {
   }
 
   /**
-   * The chunks on record. When the store has no state (Redis lost it), the chunk files are
-   * the truth: each one that exists was verified before it was renamed into place; its size
-   * is checked again and its hash recomputed, and the store is rewritten from them.
+   * The chunks on record. When the store has no state (Redis lost it), the receipts are the
+   * truth: each one that exists was written after its chunk was verified; its range of the data
+   * file is hashed again and compared, and the store is rewritten from the ones that match.
    */
   private async received(s: SessionRow): Promise<ChunkRecord[]> {
     const known = await this.chunks.list(s.id);
     if (known) return known;
     const rebuilt = await this.rebuildFromDisk(s);
     await this.chunks.replace(s.id, rebuilt, this.ttlMs);
-    this.log.warn({ sessionId: s.id, chunks: rebuilt.length }, 'upload chunk state was missing; rebuilt from chunk files');
+    this.log.warn({ sessionId: s.id, chunks: rebuilt.length }, 'upload chunk state was missing; rebuilt from chunk receipts');
     return rebuilt;
   }
 
@@ -251,22 +309,34 @@ export class UploadService {
     } catch {
       return [];
     }
+    const data = await fsp.open(this.layout.sessionDataFile(s.tenant_id, s.id), 'r').catch(() => undefined);
+    const buf = Buffer.allocUnsafeSlow(IO_BLOCK);
+    const chunkSize = Number(s.chunk_size);
     const out: ChunkRecord[] = [];
-    for (const name of names) {
-      const m = /^(\d+)\.chunk$/.exec(name);
-      const file = path.join(dir, name);
-      if (!m) {
-        // Leftover temporary files of interrupted chunk writes.
-        if (name.endsWith('.tmp')) await removePath(file);
-        continue;
+    try {
+      for (const name of names) {
+        const m = /^(\d+)\.chunk$/.exec(name);
+        const file = path.join(dir, name);
+        if (!m) {
+          // Leftover temporary files of interrupted receipt writes.
+          if (name.endsWith('.tmp')) await removePath(file);
+          continue;
+        }
+        const index = Number(m[1]);
+        const receipt = index < s.chunk_count ? parseReceipt(await fsp.readFile(file, 'utf8').catch(() => ''), index) : undefined;
+        const ok =
+          data !== undefined &&
+          receipt !== undefined &&
+          receipt.size === this.expectedChunkSize(s, index) &&
+          (await sha256Range(data, index * chunkSize, receipt.size, buf)) === receipt.sha256;
+        if (!ok) {
+          await removePath(file);
+          continue;
+        }
+        out.push(receipt);
       }
-      const index = Number(m[1]);
-      const stat = await fsp.stat(file).catch(() => undefined);
-      if (!stat || index >= s.chunk_count || stat.size !== this.expectedChunkSize(s, index)) {
-        await removePath(file);
-        continue;
-      }
-      out.push({ index, size: stat.size, sha256: await sha256File(file) });
+    } finally {
+      await data?.close();
     }
     return out.sort((a, b) => a.index - b.index);
   }
@@ -300,28 +370,21 @@ export class UploadService {
         expected_size: expected,
       });
     }
-    const final = this.layout.chunkFile(s.tenant_id, s.id, index);
-    const tmp = `${final}.${randomBytes(6).toString('hex')}.tmp`;
-    const meter = new MeteredHash(expected);
+    const lock = await this.lockChunk(s, index);
     let digest = '';
     try {
-      await pipeline(body, meter, fs.createWriteStream(tmp, { flags: 'wx', highWaterMark: 1024 * 1024 }));
-      if (meter.bytes !== expected) {
-        throw new AppError('chunk-size-mismatch', `chunk ${index} must be ${expected} bytes, got ${meter.bytes}`, { expected_size: expected });
-      }
-      digest = meter.hash.digest('hex');
-      if (opts.checksum && opts.checksum !== digest) {
-        throw new AppError('chunk-checksum-mismatch', `chunk ${index} hashes to ${digest}, not ${opts.checksum}`);
-      }
-      await fsp.rename(tmp, final);
+      // Checked again under the lock: complete claims the session before it looks for chunk
+      // locks, so a chunk write and a completion never overlap on the data file.
+      await this.assertStillOpen(s.id);
+      await this.invalidate(s, index);
+      digest = await this.writeChunk(s, index, expected, body, opts.checksum);
+      await this.writeReceipt(s, { index, size: expected, sha256: digest });
       await this.chunks.put(s.id, { index, size: expected, sha256: digest }, this.ttlMs);
     } catch (err) {
-      await removePath(tmp);
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        // The session's folder vanished under us: it was aborted or completed meanwhile.
-        throw new AppError('upload-not-open', 'the upload was closed while this chunk was sent');
-      }
+      if (isErrno(err, 'ENOENT')) throw closedMeanwhile();
       throw err;
+    } finally {
+      await lock.release();
     }
     const now = Date.now();
     await this.db
@@ -340,19 +403,131 @@ export class UploadService {
     };
   }
 
+  private async assertStillOpen(sessionId: string): Promise<void> {
+    const row = await this.db.selectFrom('upload_sessions').select('state').where('id', '=', sessionId).executeTakeFirst();
+    if (!row) throw closedMeanwhile();
+    if (row.state !== 'open') throw new AppError('upload-not-open', `the upload is ${row.state}`, { state: row.state });
+  }
+
+  /**
+   * Takes the index's lock file ('wx'). A lock untouched for LOCK_STALE_MS belongs to a dead
+   * request: it is moved aside (rename is atomic, so of two requests only one takes it over)
+   * and the lock taken again; anything else held answers 409 upload-busy.
+   */
+  private async lockChunk(s: SessionRow, index: number): Promise<ChunkLock> {
+    const file = this.layout.chunkLockFile(s.tenant_id, s.id, index);
+    const busy = () => new AppError('upload-busy', `chunk ${index} is being sent by another request`, { index });
+    let fh: fsp.FileHandle | undefined;
+    for (let attempt = 0; !fh; attempt++) {
+      try {
+        fh = await fsp.open(file, 'wx');
+      } catch (err) {
+        if (isErrno(err, 'ENOENT')) throw closedMeanwhile();
+        if (!isErrno(err, 'EEXIST')) throw err;
+        if (attempt > 0) throw busy();
+        const seen = await fsp.stat(file).catch(() => undefined);
+        if (!seen) continue; // released meanwhile: try once more
+        if (Date.now() - seen.mtimeMs < LOCK_STALE_MS) throw busy();
+        const aside = `${file}.${randomBytes(6).toString('hex')}.stale`;
+        try {
+          await fsp.rename(file, aside);
+        } catch {
+          throw busy(); // someone else took it over first
+        }
+        const moved = await fsp.stat(aside).catch(() => undefined);
+        if (moved && (moved.ino !== seen.ino || moved.mtimeMs !== seen.mtimeMs)) {
+          // Not the stale lock we looked at but a fresh one taken meanwhile: put it back.
+          await fsp.link(aside, file).catch(() => undefined);
+          await removePath(aside);
+          throw busy();
+        }
+        await removePath(aside);
+        this.log.warn({ sessionId: s.id, index }, 'took over a stale chunk lock');
+      }
+    }
+    const held = fh;
+    const ino = (await held.stat()).ino;
+    const refresh = setInterval(() => {
+      const now = new Date();
+      held.utimes(now, now).catch(() => undefined);
+    }, LOCK_REFRESH_MS);
+    refresh.unref();
+    return {
+      release: async () => {
+        clearInterval(refresh);
+        await held.close().catch(() => undefined);
+        // Only our own lock is removed (a stale takeover may have replaced it).
+        const now = await fsp.stat(file).catch(() => undefined);
+        if (now && now.ino === ino) await fsp.unlink(file).catch(() => undefined);
+      },
+    };
+  }
+
+  /** Before an index's range is rewritten, it stops counting as received (receipt first, then the store). */
+  private async invalidate(s: SessionRow, index: number): Promise<void> {
+    try {
+      await fsp.unlink(this.layout.chunkFile(s.tenant_id, s.id, index));
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return; // never received (or the session is gone, which the write notices)
+      throw err;
+    }
+    await this.chunks.remove(s.id, index);
+  }
+
+  /**
+   * Streams the body into the data file at its offset, counting and hashing on the way; an
+   * oversized body fails the stream at the first byte too many (nothing is written past the
+   * chunk's range). Returns the verified sha256.
+   */
+  private async writeChunk(s: SessionRow, index: number, expected: number, body: Readable, checksum: string | undefined): Promise<string> {
+    const file = this.layout.sessionDataFile(s.tenant_id, s.id);
+    // O_CREAT without O_TRUNC: normally the file exists (made at create); this also serves a
+    // session created before data files existed. A vanished folder still fails with ENOENT.
+    const fh = await fsp.open(file, fs.constants.O_RDWR | fs.constants.O_CREAT);
+    const meter = new MeteredHash(expected);
+    await pipeline(body, meter, fs.createWriteStream(file, { fd: fh, start: index * Number(s.chunk_size), highWaterMark: 1024 * 1024 }));
+    if (meter.bytes !== expected) {
+      throw new AppError('chunk-size-mismatch', `chunk ${index} must be ${expected} bytes, got ${meter.bytes}`, { expected_size: expected });
+    }
+    const digest = meter.hash.digest('hex');
+    if (checksum && checksum !== digest) {
+      throw new AppError('chunk-checksum-mismatch', `chunk ${index} hashes to ${digest}, not ${checksum}`);
+    }
+    return digest;
+  }
+
+  /** `<index>.chunk`, atomically: a temporary name, then a rename. */
+  private async writeReceipt(s: SessionRow, receipt: ChunkRecord): Promise<void> {
+    const final = this.layout.chunkFile(s.tenant_id, s.id, receipt.index);
+    const tmp = `${final}.${randomBytes(6).toString('hex')}.tmp`;
+    try {
+      await fsp.writeFile(tmp, JSON.stringify({ index: receipt.index, size: receipt.size, sha256: receipt.sha256 }), { flag: 'wx' });
+      await fsp.rename(tmp, final);
+    } catch (err) {
+      await removePath(tmp);
+      throw err;
+    }
+  }
+
+  /** Whether a chunk send holds a (fresh) lock on this session. */
+  private async hasLiveLocks(s: SessionRow): Promise<boolean> {
+    const dir = this.layout.sessionChunkDir(s.tenant_id, s.id);
+    const names = await fsp.readdir(dir).catch(() => [] as string[]);
+    for (const name of names) {
+      if (!/^\d+\.lock$/.test(name)) continue;
+      const st = await fsp.stat(path.join(dir, name)).catch(() => undefined);
+      if (st && Date.now() - st.mtimeMs < LOCK_STALE_MS) return true;
+    }
+    return false;
+  }
+
   async complete(p: Principal, sessionId: string): Promise<MediaView> {
     const s = await this.load(p, sessionId);
     if (s.state === 'completing') throw new AppError('upload-busy');
     if (s.state !== 'open') {
       throw new AppError('upload-not-open', `the upload is ${s.state}`, { state: s.state, media_id: s.media_id });
     }
-    const received = await this.verifiedOnDisk(s, await this.received(s));
-    const have = new Set(received.map((c) => c.index));
-    const missing: number[] = [];
-    for (let i = 0; i < s.chunk_count; i++) if (!have.has(i)) missing.push(i);
-    if (missing.length) {
-      throw new AppError('upload-incomplete', `${missing.length} of ${s.chunk_count} chunks are missing`, { missing_chunks: missing });
-    }
+    this.assertAllReceived(s, await this.verifiedOnDisk(s, await this.received(s)));
     const claimed = await this.db
       .updateTable('upload_sessions')
       .set({ state: 'completing', updated_at: nowIso() })
@@ -362,24 +537,42 @@ export class UploadService {
     if (Number(claimed.numUpdatedRows) === 0) throw new AppError('upload-busy');
 
     const chunkDir = this.layout.sessionChunkDir(s.tenant_id, s.id);
-    const merged = path.join(this.layout.tmpDir(), `${s.id}.merge`);
+    const dataFile = this.layout.sessionDataFile(s.tenant_id, s.id);
+    const handoff = path.join(this.layout.tmpDir(), `${s.id}.upload`);
+    let handedOff: 'linked' | 'moved' | undefined;
     let reopen = true;
     try {
-      await fsp.mkdir(this.layout.tmpDir(), { recursive: true });
-      const { size, sha256 } = await this.merge(s, merged);
+      // Sends that started before the claim finish first (they see the claim once they hold
+      // their lock); checked again under the claim, since a re-send may have dropped a receipt.
+      if (await this.hasLiveLocks(s)) throw new AppError('upload-busy', 'chunks of this upload are still being sent; complete again');
+      this.assertAllReceived(s, await this.verifiedOnDisk(s, await this.received(s)));
+      const size = (await fsp.stat(dataFile).catch(() => undefined))?.size ?? 0;
       if (size !== Number(s.total_size)) {
         reopen = false;
-        throw new AppError('upload-size-mismatch', `assembled ${size} bytes, expected ${s.total_size}`);
+        throw new AppError('upload-size-mismatch', `the data file holds ${size} bytes, expected ${s.total_size}`);
       }
+      const sha256 = await sha256File(dataFile);
       if (s.sha256 && s.sha256 !== sha256) {
         reopen = false;
         throw new AppError('upload-checksum-mismatch', `the file hashes to ${sha256}, not the declared ${s.sha256}`);
+      }
+      await fsp.mkdir(this.layout.tmpDir(), { recursive: true });
+      await removePath(handoff);
+      // The data file itself goes to ingest, which renames it into the media folder. It is handed
+      // over as a hard link (no copy), so if ingest fails the session still has its bytes and
+      // complete may be retried; a file system without hard links gets the file moved instead.
+      try {
+        await fsp.link(dataFile, handoff);
+        handedOff = 'linked';
+      } catch {
+        await fsp.rename(dataFile, handoff);
+        handedOff = 'moved';
       }
       const media = await this.ingestService.ingest({
         tenantId: s.tenant_id,
         userId: s.user_id,
         sessionId: s.id,
-        file: merged,
+        file: handoff,
         filename: s.filename,
         contentType: s.content_type,
         size,
@@ -393,9 +586,10 @@ export class UploadService {
       await this.chunks.clear(s.id).catch(() => undefined);
       return media;
     } catch (err) {
-      await removePath(merged);
+      if (handedOff === 'moved' && reopen) await fsp.rename(handoff, dataFile).catch(() => undefined);
+      await removePath(handoff);
       if (reopen) {
-        // Not the client's fault (a disk or database error): the chunks stay, complete may be retried.
+        // Not the client's fault (a disk or database error, or a send still running): the chunks stay, complete may be retried.
         await this.db.updateTable('upload_sessions').set({ state: 'open', updated_at: nowIso() }).where('id', '=', s.id).execute();
       } else if (err instanceof AppError) {
         await this.db
@@ -410,62 +604,39 @@ export class UploadService {
     }
   }
 
-  /**
-   * Drops chunks whose file is gone or has the wrong size (the state and the disk disagree,
-   * e.g. after a disk was restored), so they are reported missing instead of assembled.
-   */
-  private async verifiedOnDisk(s: SessionRow, received: ChunkRecord[]): Promise<ChunkRecord[]> {
-    const ok: ChunkRecord[] = [];
-    for (const c of received) {
-      const stat = await fsp.stat(this.layout.chunkFile(s.tenant_id, s.id, c.index)).catch(() => undefined);
-      if (stat && stat.size === this.expectedChunkSize(s, c.index)) ok.push(c);
+  private assertAllReceived(s: SessionRow, received: ChunkRecord[]): void {
+    const have = new Set(received.map((c) => c.index));
+    const missing: number[] = [];
+    for (let i = 0; i < s.chunk_count; i++) if (!have.has(i)) missing.push(i);
+    if (missing.length) {
+      throw new AppError('upload-incomplete', `${missing.length} of ${s.chunk_count} chunks are missing`, { missing_chunks: missing });
     }
-    if (ok.length !== received.length) {
-      await this.chunks.replace(s.id, ok, this.ttlMs);
-      this.log.warn({ sessionId: s.id, dropped: received.length - ok.length }, 'chunk files missing or damaged; asking for them again');
-    }
-    return ok;
   }
 
   /**
-   * Copies the chunks, in order, into one file while hashing it: never the whole file in memory.
-   * Two buffers are reused for the whole pass (no allocation per read), and the write of one
-   * block runs while the next block is read and hashed.
+   * Keeps only chunks whose receipt is on disk and agrees with the store (size and sha256); the
+   * others are dropped (the state and the disk disagree, e.g. after a disk was restored or a
+   * re-send was refused), so they are reported missing instead of assembled.
    */
-  private async merge(s: SessionRow, target: string): Promise<{ size: number; sha256: string }> {
-    const hash = createHash('sha256');
-    const buffers = [Buffer.allocUnsafeSlow(IO_BLOCK), Buffer.allocUnsafeSlow(IO_BLOCK)];
-    let turn = 0;
-    let size = 0;
-    let writing: Promise<void> = Promise.resolve();
-    const out = await fsp.open(target, 'w');
-    try {
-      for (let i = 0; i < s.chunk_count; i++) {
-        const input = await fsp.open(this.layout.chunkFile(s.tenant_id, s.id, i), 'r');
-        try {
-          for (;;) {
-            // The other buffer may still be being written; this one's last write has been awaited.
-            const buf = buffers[turn]!;
-            const { bytesRead } = await input.read(buf, 0, buf.length, null);
-            if (bytesRead === 0) break;
-            turn ^= 1;
-            const block = buf.subarray(0, bytesRead);
-            hash.update(block);
-            await writing;
-            writing = writeFully(out, block, size);
-            writing.catch(() => undefined); // awaited later; never an unhandled rejection meanwhile
-            size += bytesRead;
-          }
-        } finally {
-          await input.close();
-        }
-      }
-      await writing;
-    } finally {
-      await writing.catch(() => undefined);
-      await out.close();
+  private async verifiedOnDisk(s: SessionRow, received: ChunkRecord[]): Promise<ChunkRecord[]> {
+    const ok: ChunkRecord[] = [];
+    for (let i = 0; i < received.length; i += RECEIPT_BATCH) {
+      const batch = received.slice(i, i + RECEIPT_BATCH);
+      const receipts = await Promise.all(
+        batch.map(async (c) =>
+          parseReceipt(await fsp.readFile(this.layout.chunkFile(s.tenant_id, s.id, c.index), 'utf8').catch(() => ''), c.index),
+        ),
+      );
+      batch.forEach((c, j) => {
+        const r = receipts[j];
+        if (r && r.size === c.size && r.sha256 === c.sha256 && c.size === this.expectedChunkSize(s, c.index)) ok.push(c);
+      });
     }
-    return { size, sha256: hash.digest('hex') };
+    if (ok.length !== received.length) {
+      await this.chunks.replace(s.id, ok, this.ttlMs);
+      this.log.warn({ sessionId: s.id, dropped: received.length - ok.length }, 'chunk receipts missing or damaged; asking for them again');
+    }
+    return ok;
   }
 
   async abort(p: Principal, sessionId: string): Promise<void> {
@@ -511,14 +682,26 @@ export class UploadService {
   }
 }
 
-/** Size of the blocks of the merge and hashing passes over whole files. */
+/** Size of the blocks of the hashing passes over files. */
 const IO_BLOCK = 4 * 1024 * 1024;
 
-async function writeFully(fh: fsp.FileHandle, block: Buffer, position: number): Promise<void> {
-  let written = 0;
-  while (written < block.length) {
-    written += (await fh.write(block, written, block.length - written, position + written)).bytesWritten;
+/** Feeds `length` bytes of an open file from `start` into `hash`, through one reused buffer. Returns the bytes read (short at EOF). */
+async function hashRange(fh: fsp.FileHandle, hash: Hash, start: number, length: number, buf: Buffer): Promise<number> {
+  let done = 0;
+  while (done < length) {
+    const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, length - done), start + done);
+    if (bytesRead === 0) break;
+    hash.update(buf.subarray(0, bytesRead));
+    done += bytesRead;
   }
+  return done;
+}
+
+/** sha256 of one range of an open file (a chunk's range of a session's data file). */
+async function sha256Range(fh: fsp.FileHandle, start: number, length: number, buf: Buffer): Promise<string> {
+  const hash = createHash('sha256');
+  const read = await hashRange(fh, hash, start, length, buf);
+  return read === length ? hash.digest('hex') : '';
 }
 
 /** sha256 of a file, read in reused blocks, the next block read while the current one is hashed. */

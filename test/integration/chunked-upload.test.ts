@@ -177,7 +177,9 @@ describe('chunked-session uploads', () => {
 
       const st = (await client.status(s.session_id)).json();
       assert.equal(st.received_chunks, 0, 'no refused chunk was kept');
-      assert.deepEqual(await fs.readdir(t.ctx.layout.sessionChunkDir(t.tenant.id, s.session_id)), []);
+      // Chunks are written into the session's one data file; a refused one leaves no receipt (and no temp or lock file).
+      const dataName = path.basename(t.ctx.layout.sessionDataFile(t.tenant.id, s.session_id));
+      assert.deepEqual((await fs.readdir(t.ctx.layout.sessionChunkDir(t.tenant.id, s.session_id))).filter((n) => n !== dataName), []);
 
       const good = await client.putChunk(s.session_id, 0, data.subarray(0, 2048), {
         'content-digest': `sha-256=:${Buffer.from(sha256(data.subarray(0, 2048)), 'hex').toString('base64')}:`,
@@ -250,16 +252,18 @@ describe('chunked-session uploads', () => {
     await assertNoLeftovers();
   });
 
-  it('rebuilds lost chunk state from the chunk files, keeping whole chunks and dropping damaged ones', async () => {
+  it('rebuilds lost chunk state from the chunk receipts, keeping whole chunks and dropping damaged ones', async () => {
     const data = randomBytes(5 * 1024);
     const s = (await client.create({ filename: 'x.bin', total_size: data.length, chunk_size: 1024, sha256: sha256(data) })).json();
     for (const i of [0, 1, 3]) await client.putChunk(s.session_id, i, data.subarray(i * 1024, (i + 1) * 1024));
     // Lose the state: Redis flushed, or the rows gone.
     if (t.ctx.redis) await t.ctx.redis.del(`${t.ctx.settings.redisPrefix}:upload:${s.session_id}:chunks`);
     else await t.ctx.database.db.deleteFrom('upload_chunks').where('session_id', '=', s.session_id).execute();
-    // Damage one chunk file on disk (a torn write from an old crash) and leave a temp file behind.
+    // Damage chunk 3's range of the data file (a torn write from an old crash) and leave a temp file behind.
     const dir = t.ctx.layout.sessionChunkDir(t.tenant.id, s.session_id);
-    await fs.truncate(path.join(dir, '3.chunk'), 100);
+    const dataFile = await fs.open(t.ctx.layout.sessionDataFile(t.tenant.id, s.session_id), 'r+');
+    await dataFile.write(Buffer.alloc(100), 0, 100, 3 * 1024 + 10);
+    await dataFile.close();
     await fs.writeFile(path.join(dir, '2.chunk.abc.tmp'), 'partial');
 
     const st = (await client.status(s.session_id)).json();
