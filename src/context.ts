@@ -9,9 +9,10 @@ import { MediaService } from './media/media-service.js';
 import { PlaybackTokens, playbackSecret } from './media/playback-tokens.js';
 import { MediaWorker, type MediaSteps } from './processing/media-worker.js';
 import { runVideoStep } from './processing/steps/video-step.js';
+import { runWebmStep } from './processing/steps/webm-step.js';
 import { BullmqQueue } from './queue/bullmq-queue.js';
 import { EmbeddedQueue } from './queue/embedded-queue.js';
-import type { JobQueue } from './queue/queue.js';
+import { webmJobKey, type JobQueue } from './queue/queue.js';
 import { isWritableDir } from './storage/files.js';
 import { StorageLayout } from './storage/layout.js';
 import { TenancyService } from './tenancy/tenancy-service.js';
@@ -70,10 +71,15 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   const media = new MediaService(database.db, layout, queue);
   const tokens = new PlaybackTokens(await playbackSecret(database.db, settings.playbackSecret));
   const delivery = new DeliveryService(database.db, layout, tokens, settings.playbackTtl);
-  const steps: MediaSteps = async (m) => {
-    if (m.kind === 'video') await runVideoStep({ db: database.db, layout, settings }, m);
+  const steps: MediaSteps = async (m, job) => {
+    if (m.kind !== 'video') return;
+    if (job.name === 'make-webm') await runWebmStep({ db: database.db, layout, settings }, m, job);
+    else await runVideoStep({ db: database.db, layout, settings }, m);
   };
-  const worker = new MediaWorker(database.db, queue, log, settings.jobAttempts, steps);
+  const afterReady = async (m: { id: string; kind: string }) => {
+    if (m.kind === 'video' && settings.enableWebm) await queue.enqueue('make-webm', { media_id: m.id }, { dedupeKey: webmJobKey(m.id) });
+  };
+  const worker = new MediaWorker(database.db, queue, log, settings.jobAttempts, steps, afterReady);
   const tenancy = new TenancyService(database.db);
 
   const check = async (fn: () => Promise<unknown>) => {

@@ -110,7 +110,7 @@ function webm(input: string): Measured | undefined {
   fs.writeFileSync(
     script,
     `import * as webm from ${JSON.stringify(module)};
-     await (webm as any).makeWebm(${JSON.stringify(input)}, ${JSON.stringify(path.join(out, 'video.webm'))}, { threads: 2, timeoutMs: 7200000, probeTimeoutMs: 60000 });`,
+     await (webm as any).makeWebm(${JSON.stringify(input)}, ${JSON.stringify(path.join(out, 'video.webm'))}, { threads: 2, ffmpegTimeoutMs: 7200000, probeTimeoutMs: 60000 });`,
   );
   try {
     return timed('webm', process.execPath, ['--import', 'tsx', script]);

@@ -33,6 +33,8 @@ export class MediaWorker {
     private readonly log: Logger,
     private readonly maxAttempts: number,
     private readonly steps: MediaSteps = noSteps,
+    /** Runs after a media became ready (e.g. enqueues the slow WebM rendition). */
+    private readonly afterReady: (media: MediaToProcess) => Promise<void> = async () => undefined,
   ) {}
 
   async handle(job: Job): Promise<void> {
@@ -64,6 +66,7 @@ export class MediaWorker {
   }
 
   private async process(job: Job): Promise<void> {
+    if (job.name === 'make-webm') return this.followUp(job);
     if (job.name !== 'process-media') return;
     const mediaId = job.data.media_id;
     const media = await this.db
@@ -84,12 +87,24 @@ export class MediaWorker {
     this.log.info({ mediaId, kind: media.kind, attempt: job.attempt }, 'processing media');
     await this.steps({ ...media, status: 'processing' }, job);
     const now = nowIso();
-    await this.db
+    const res = await this.db
       .updateTable('mediaassets')
       .set({ status: 'ready', ready_at: now, updated_at: now })
       .where('id', '=', mediaId)
       .where('status', '=', 'processing')
-      .execute();
+      .executeTakeFirst();
+    if (Number(res.numUpdatedRows) > 0) await this.afterReady({ ...media, status: 'ready' });
+  }
+
+  /** A job on a media that is already ready: its steps run without touching the status. */
+  private async followUp(job: Job): Promise<void> {
+    const media = await this.db
+      .selectFrom('mediaassets')
+      .select(['id', 'tenant_id', 'user_id', 'status', 'kind'])
+      .where('id', '=', job.data.media_id)
+      .executeTakeFirst();
+    if (!media || media.status !== 'ready') return;
+    await this.steps(media, job);
   }
 
   start(concurrency: number): RunningWorker {

@@ -1,12 +1,18 @@
 /** The jobs Qasar runs, and their payloads. */
 export interface JobPayloads {
   'process-media': { media_id: string };
+  /** The slow renditions (WebM) made after the media is already ready. */
+  'make-webm': { media_id: string };
 }
 export type JobName = keyof JobPayloads;
 
 /** The dedupe key of a media's processing job: at most one waiting or running per media. */
 export function processJobKey(mediaId: string): string {
   return `media:${mediaId}`;
+}
+
+export function webmJobKey(mediaId: string): string {
+  return `webm:${mediaId}`;
 }
 
 export interface Job<N extends JobName = JobName> {

@@ -40,6 +40,8 @@ export async function testEnv(overrides: Record<string, string> = {}): Promise<T
     JOB_BACKOFF: '100ms',
     JOB_LEASE: '2s',
     UPLOAD_SWEEP_INTERVAL: '1h',
+    // VP9 is slow: tests that check the WebM rendition turn it on.
+    ENABLE_WEBM: 'false',
   };
   if (BACKEND === 'scale') {
     await assertPostgres();

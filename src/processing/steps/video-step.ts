@@ -78,9 +78,10 @@ export async function runVideoStep(deps: { db: Db; layout: StorageLayout; settin
       rotation: v.rotation,
       probe: result.facts,
       renditions: result.rungs,
-      artifacts,
-      urls: apiUrls(settings.apiPrefix, media.id, artifacts),
-      pending: [],
+      // A reprocess keeps the published WebM until the new one replaces it.
+      artifacts: meta.artifacts?.webm ? { ...artifacts, webm: meta.artifacts.webm } : artifacts,
+      urls: apiUrls(settings.apiPrefix, media.id, meta.artifacts?.webm ? { ...artifacts, webm: meta.artifacts.webm } : artifacts),
+      pending: settings.enableWebm ? ['webm'] : [],
       processed_at: nowIso(),
       timings: { ffmpeg_ms: result.ffmpegMs },
     };

@@ -1,0 +1,63 @@
+import os from 'node:os';
+import type { Settings } from '../../config/settings.js';
+import type { Db } from '../../db/database.js';
+import { fromJson, nowIso, toJson } from '../../db/schema.js';
+import { PermanentJobError, type Job } from '../../queue/queue.js';
+import { removePath } from '../../storage/files.js';
+import { safeJoin, type StorageLayout } from '../../storage/layout.js';
+import type { MediaToProcess } from '../media-worker.js';
+import { makeWebm } from '../video/webm.js';
+import { makeWorkDir, publishFolders } from './publish.js';
+
+type WebmSettings = Pick<Settings, 'apiPrefix' | 'ffmpegThreads' | 'ffprobeTimeout' | 'ffmpegTimeout' | 'jobAttempts'>;
+
+/** Reads, changes and writes a media's file_metadata (the only writer of a media at a time is its job). */
+async function updateMetadata(db: Db, mediaId: string, change: (meta: Record<string, any>) => Record<string, any>): Promise<void> {
+  const row = await db.selectFrom('mediaassets').select(['file_metadata']).where('id', '=', mediaId).executeTakeFirst();
+  if (!row) return;
+  const next = change(fromJson<Record<string, any>>(row.file_metadata, {}));
+  await db.updateTable('mediaassets').set({ file_metadata: toJson(next), updated_at: nowIso() }).where('id', '=', mediaId).execute();
+}
+
+/**
+ * The WebM rendition (VP9 + Opus), made after the media is ready because VP9 is slow. Until it
+ * is published, file_metadata.pending lists "webm"; a broken source, or the last failed attempt,
+ * records webm_error and clears the pending entry instead (the media stays ready).
+ */
+export async function runWebmStep(deps: { db: Db; layout: StorageLayout; settings: WebmSettings }, media: MediaToProcess, job: Job): Promise<void> {
+  const { db, layout, settings } = deps;
+  const row = await db.selectFrom('mediaassets').select(['file_metadata']).where('id', '=', media.id).executeTakeFirstOrThrow();
+  const meta = fromJson<Record<string, any>>(row.file_metadata, {});
+  const mediaDir = layout.mediaDir({ tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id });
+  const source = safeJoin(layout.root, String(meta.original?.path ?? ''));
+  const work = await makeWorkDir(mediaDir);
+  try {
+    const result = await makeWebm(source, `${work}/webm/video.webm`, {
+      threads: settings.ffmpegThreads || os.availableParallelism(),
+      probeTimeoutMs: settings.ffprobeTimeout,
+      ffmpegTimeoutMs: settings.ffmpegTimeout,
+      ...(meta.probe ? { facts: meta.probe } : {}),
+    });
+    await publishFolders(work, mediaDir, ['webm']);
+    await updateMetadata(db, media.id, (m) => ({
+      ...m,
+      artifacts: { ...m.artifacts, webm: 'webm/video.webm' },
+      urls: { ...m.urls, webm: `${settings.apiPrefix}/media/${media.id}/files/webm/video.webm` },
+      webm: { width: result.width, height: result.height, bitrate: result.bitrate },
+      pending: (m.pending ?? []).filter((p: string) => p !== 'webm'),
+      timings: { ...m.timings, webm_ms: result.ms },
+    }));
+  } catch (err) {
+    if (err instanceof PermanentJobError || job.attempt >= settings.jobAttempts) {
+      await updateMetadata(db, media.id, (m) => ({
+        ...m,
+        pending: (m.pending ?? []).filter((p: string) => p !== 'webm'),
+        webm_error: err instanceof Error ? err.message : String(err),
+      }));
+      if (err instanceof PermanentJobError) return;
+    }
+    throw err;
+  } finally {
+    await removePath(work);
+  }
+}
