@@ -13,8 +13,8 @@
  *   C                an HLS ladder run plus a separate DASH ladder run (the naive way)
  *   E_thumbs_sprite  thumbnails + sprite in a separate decode (what sharing the decode saves)
  *   webm / D         our WebM step, and the reference VP9 720p command
- *   e2e              a real `qasar api` + `qasar worker` on SQLite: upload, then complete → ready,
- *                    with the worker's peak RSS (worker process + its ffmpeg)
+ *   e2e              a real `qasar serve` on SQLite: upload, then complete → ready, peak RSS of the
+ *                    process with its ffmpeg, and API latency idle vs during the transcode
  * The input comes from ../shared/bench-reference/make-inputs.sh (1080p30, realistic detail).
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -152,19 +152,33 @@ function waitForLine(child: ReturnType<typeof spawn>, re: RegExp): Promise<RegEx
   });
 }
 
-/** A real API and worker: complete → ready, and the worker's peak RSS (with its ffmpeg). */
-async function endToEnd(input: string): Promise<Measured & { complete_to_ready_s: number; worker_node_peak_rss_mb: number }> {
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+}
+
+/**
+ * A real `qasar serve` (API and worker in one process, SQLite): complete → ready, the peak RSS
+ * of the process with its ffmpeg, and API latency idle vs while the transcode runs (ffmpeg is a
+ * child process, so the event loop should stay free).
+ */
+async function endToEnd(input: string): Promise<Measured & Record<string, unknown>> {
   const dir = scratch('e2e');
   const env = { ...process.env, STORAGE_ROOT: path.join(dir, 'storage'), DATABASE_URL: `sqlite:${path.join(dir, 'q.sqlite')}`, REDIS_URL: '', PORT: '0', LOG_LEVEL: 'warn', ENABLE_WEBM: 'false' };
-  const bin = path.join(ROOT, 'bin/qasar.js');
-  spawnSync(process.execPath, [bin, 'migrate'], { env });
-  const tenant = JSON.parse(spawnSync(process.execPath, [bin, 'tenant', 'create', 'bench'], { env, encoding: 'utf8' }).stdout);
-  const key = JSON.parse(spawnSync(process.execPath, [bin, 'key', 'create', '--tenant', tenant.id, '--user', 'bench'], { env, encoding: 'utf8' }).stdout).key;
-  const api = spawn(process.execPath, [bin, 'api'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
-  const worker = spawn(process.execPath, [bin, 'worker'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+  const serve = spawn(process.execPath, [path.join(ROOT, 'bin/qasar.js'), 'serve'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
   try {
-    const base = (await waitForLine(api, /API docs: (http:\/\/[^/]+)\/docs/))[1]!;
+    const m = await waitForLine(serve, /QASAR_API_KEY=(\S+)[\s\S]*API docs: (http:\/\/[^/]+)\/docs/);
+    const key = m[1]!;
+    const base = m[2]!;
     const auth = { authorization: `Bearer ${key}` };
+    const timedGet = async (url: string) => {
+      const t0 = process.hrtime.bigint();
+      const res = await fetch(url, { headers: auth });
+      const body = await res.json();
+      return { ms: Number(process.hrtime.bigint() - t0) / 1e6, body };
+    };
+    const idle: number[] = [];
+    for (let i = 0; i < 50; i++) idle.push((await timedGet(`${base}/api/v1/me`)).ms);
     const data = fs.readFileSync(input);
     const chunk = 8 * 1024 * 1024;
     const s = (await (await fetch(`${base}/api/v1/upload`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ filename: 'bench.mp4', total_size: data.length, chunk_size: chunk }) })).json()) as { session_id: string; chunk_count: number };
@@ -174,20 +188,24 @@ async function endToEnd(input: string): Promise<Measured & { complete_to_ready_s
     const done = (await (await fetch(`${base}/api/v1/upload/${s.session_id}/complete`, { method: 'POST', headers: auth })).json()) as { id: string };
     const start = process.hrtime.bigint();
     let peak = 0;
-    let nodePeak = 0;
+    const busy: number[] = [];
     for (;;) {
-      peak = Math.max(peak, rssOfTree(worker.pid!));
-      nodePeak = Math.max(nodePeak, Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${worker.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024);
-      const m = (await (await fetch(`${base}/api/v1/media/${done.id}`, { headers: auth })).json()) as { status: string; error: unknown };
-      if (m.status === 'ready') break;
-      if (m.status === 'error') throw new Error(`e2e media failed: ${JSON.stringify(m.error)}`);
-      await new Promise((r) => setTimeout(r, 100));
+      peak = Math.max(peak, rssOfTree(serve.pid!));
+      const r = await timedGet(`${base}/api/v1/media/${done.id}`);
+      const status = (r.body as { status: string }).status;
+      if (status === 'processing') busy.push(r.ms);
+      if (status === 'ready') break;
+      if (status === 'error') throw new Error(`e2e media failed: ${JSON.stringify((r.body as { error: unknown }).error)}`);
+      await new Promise((res) => setTimeout(res, 100));
     }
     const wall = Number(process.hrtime.bigint() - start) / 1e9;
-    return { case: 'e2e', wall_s: wall, cpu_s: NaN, peak_rss_mb: peak, complete_to_ready_s: wall, worker_node_peak_rss_mb: nodePeak };
+    return {
+      case: 'e2e', wall_s: wall, cpu_s: NaN, peak_rss_mb: peak, complete_to_ready_s: wall,
+      api_idle_p50_ms: percentile(idle, 50), api_idle_p95_ms: percentile(idle, 95),
+      api_busy_p50_ms: percentile(busy, 50), api_busy_p95_ms: percentile(busy, 95), api_busy_samples: busy.length,
+    };
   } finally {
-    api.kill('SIGTERM');
-    worker.kill('SIGTERM');
+    serve.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, 500));
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -234,7 +252,10 @@ async function main(): Promise<void> {
     C_vs_A: ratio(results.C, a),
     webm_vs_A: ratio(results.webm, a),
     complete_to_ready_s: results.e2e?.complete_to_ready_s ?? NaN,
-    worker_peak_rss_mb: results.e2e?.peak_rss_mb ?? NaN,
+    serve_peak_rss_mb_with_ffmpeg: results.e2e?.peak_rss_mb ?? NaN,
+    api_latency_ms: results.e2e
+      ? { idle_p50: results.e2e.api_idle_p50_ms, idle_p95: results.e2e.api_idle_p95_ms, transcoding_p50: results.e2e.api_busy_p50_ms, transcoding_p95: results.e2e.api_busy_p95_ms }
+      : null,
     goal: 'pipeline ÷ raw one-pass ≤ 1.10',
   };
   console.log(summary);
