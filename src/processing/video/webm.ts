@@ -20,11 +20,12 @@ export interface VpxSpeed {
 }
 
 /**
- * Chosen by measurement (bench/processing/webm-speed.ts, docs/decisions.md): `good` at
- * cpu-used 5 encodes several times faster than cpu-used 2 for a fraction of a dB, while
- * `realtime` loses clearly more quality at the same rate cap.
+ * Chosen by measurement (bench/processing/webm-speed.ts, docs/decisions.md). `good` at cpu-used
+ * 4: cpu-used 5 is no faster with this libvpx and needs 4 % more bits; 2 and 3 cost 1.7x and
+ * 1.15x the CPU for 7 % and 2 % fewer bits; `realtime` (5, 6) is 3-4x cheaper but needs 24-32 %
+ * more bits for the same PSNR, which gives back most of VP9's saving over the H.264 ladder.
  */
-export const WEBM_SPEED: VpxSpeed = { deadline: 'good', cpuUsed: 5 };
+export const WEBM_SPEED: VpxSpeed = { deadline: 'good', cpuUsed: 4 };
 
 /** The rung's short side cap. */
 export const WEBM_SHORT_SIDE = 720;
@@ -36,7 +37,10 @@ const KEYFRAME_SECONDS = 4;
 export interface WebmRung {
   width: number;
   height: number;
-  /** VP9 constrained quality: the CRF, and the average rate it may not exceed (`-b:v`, bits/s). */
+  /**
+   * VP9 constrained quality: the CRF, and the average rate libvpx keeps it under (`-b:v`, bits/s;
+   * one-pass rate control, so grain-heavy content lands up to ~13 % above it).
+   */
   crf: number;
   maxBitrate: number;
 }
@@ -93,9 +97,9 @@ function tileColumns(width: number): number {
 /**
  * One ffmpeg run: decode (ffmpeg's autorotate turns the picture upright), deinterlace when
  * interlaced, constant frame rate when the source's varies, scale to the rung's display size
- * with square pixels, VP9 constrained quality with row multithreading and tiles, a keyframe at
- * least every `keyframeSeconds`; Opus stereo when the source has audio; WebM with its index
- * at the front, no metadata carried over from the upload.
+ * with square pixels, VP9 constrained quality with row multithreading and tiles, a keyframe on
+ * the first frame at or after every `keyframeSeconds`; Opus stereo when the source has audio;
+ * WebM with its index at the front, no metadata carried over from the upload.
  */
 export function buildWebmCommand(plan: WebmPlan): string[] {
   const { facts, rung } = plan;
@@ -113,7 +117,9 @@ export function buildWebmCommand(plan: WebmPlan): string[] {
     '-deadline', plan.speed.deadline, '-cpu-used', String(plan.speed.cpuUsed),
     '-crf', String(rung.crf), '-b:v', String(rung.maxBitrate),
     '-row-mt', '1', '-tile-columns', String(tileColumns(rung.width)), '-frame-parallel', '0',
-    '-g', String(gop), '-threads', String(plan.threads),
+    // Keyframes by time, so sparse-frame sources (screen recordings) get them too; -g bounds the distance in frames.
+    '-force_key_frames', `expr:gte(t,n_forced*${plan.keyframeSeconds})`, '-g', String(gop),
+    '-threads', String(plan.threads),
   );
   if (facts.audio) {
     const bitrate = (facts.audio.channels ?? 2) >= 2 ? '128k' : '96k';
