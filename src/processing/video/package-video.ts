@@ -1,11 +1,11 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { PermanentJobError } from '../../queue/queue.js';
-import { ffprobe, ProbeError } from '../ffprobe.js';
 import { planLadder, type Rung } from '../ladder.js';
-import { mediaFacts, type MediaFacts } from '../probe-facts.js';
-import { runTool, trimStderr } from '../run-tool.js';
+import type { MediaFacts } from '../probe-facts.js';
+import { runTool } from '../run-tool.js';
 import { buildHlsPlaylists, parseMpd, ratesOf } from './hls-from-mpd.js';
+import { videoSourceFacts, runFfmpegStep } from './source.js';
 import { buildVideoCommand, outputFps } from './video-command.js';
 import { spriteVtt } from './sprite-vtt.js';
 
@@ -41,25 +41,14 @@ export interface PackagedVideo {
 const SPRITE_COLS = 10;
 const SPRITE_MAX = 100;
 
-/** Errors that say the machine, not the input, is at fault: worth a retry. */
-const TRANSIENT = /No space left on device|Cannot allocate memory|Resource temporarily unavailable|Too many open files/i;
-
 /**
  * Probes a video, then makes every derived file of it in one ffmpeg run inside `workDir`
  * (`dash/`, `hls/`, `thumbnails/`, `posters/`). Broken or out-of-limits input throws a
  * PermanentJobError (no retry); resource trouble throws a plain Error (retried).
  */
 export async function packageVideo(source: string, workDir: string, opts: VideoPackagingOptions): Promise<PackagedVideo> {
-  let facts: MediaFacts;
-  try {
-    facts = mediaFacts(await ffprobe(source, opts.probeTimeoutMs));
-  } catch (err) {
-    if (err instanceof ProbeError) throw new PermanentJobError(`the file could not be read as video: ${err.message}`, 'unreadable-media');
-    throw err;
-  }
+  const facts = await videoSourceFacts(source, opts.probeTimeoutMs);
   const video = facts.video;
-  if (!video) throw new PermanentJobError('the file has no video stream', 'no-video-stream');
-  if (!facts.duration || facts.duration <= 0) throw new PermanentJobError('the video has no duration', 'unreadable-media');
   if (facts.duration > opts.maxDurationSeconds) {
     throw new PermanentJobError(`the video lasts ${Math.round(facts.duration)} s, over the limit of ${opts.maxDurationSeconds} s`, 'too-long');
   }
@@ -89,15 +78,7 @@ export async function packageVideo(source: string, workDir: string, opts: VideoP
   }
   for (const dir of ['dash', 'hls', 'thumbnails', 'posters']) await fs.mkdir(path.join(workDir, dir), { recursive: true });
 
-  const started = Date.now();
-  const res = await runTool('ffmpeg', buildVideoCommand(plan), { timeoutMs: opts.ffmpegTimeoutMs });
-  const ffmpegMs = Date.now() - started;
-  if (res.timedOut) throw new PermanentJobError(`packaging took longer than ${Math.round(opts.ffmpegTimeoutMs / 1000)} s`, 'timeout');
-  if (res.code !== 0) {
-    const reason = trimStderr(res.stderr) || `ffmpeg exited with ${res.code ?? res.signal}`;
-    if (TRANSIENT.test(res.stderr) || res.signal) throw new Error(reason);
-    throw new PermanentJobError(`the video could not be decoded: ${reason}`, 'transcode-failed');
-  }
+  const ffmpegMs = await runFfmpegStep(buildVideoCommand(plan), opts.ffmpegTimeoutMs, 'packaging');
 
   const files: PackagedVideo['files'] = { thumbnails: [] };
   const rungs: PackagedVideo['rungs'] = [];

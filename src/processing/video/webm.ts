@@ -3,9 +3,9 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { PermanentJobError } from '../../queue/queue.js';
 import { hardenedInputArgs } from '../ffmpeg-hardening.js';
-import { ffprobe, ProbeError } from '../ffprobe.js';
-import { mediaFacts, type MediaFacts, type VideoFacts } from '../probe-facts.js';
-import { runTool, trimStderr } from '../run-tool.js';
+import { runFfmpegStep, videoSourceFacts } from './source.js';
+import type { MediaFacts, VideoFacts } from '../probe-facts.js';
+import { runTool } from '../run-tool.js';
 import { outputFps } from './video-command.js';
 
 /**
@@ -150,9 +150,6 @@ export interface WebmResult {
   ms: number;
 }
 
-/** Errors that say the machine, not the input, is at fault: worth a retry. */
-const TRANSIENT = /No space left on device|Cannot allocate memory|Resource temporarily unavailable|Too many open files/i;
-
 /**
  * Makes `outFile` (a WebM, VP9 + Opus) from a video. ffmpeg writes to a temporary name beside
  * it, renamed only when the result is whole, so `outFile` either does not exist or is complete.
@@ -160,18 +157,8 @@ const TRANSIENT = /No space left on device|Cannot allocate memory|Resource tempo
  * Error (worth a retry).
  */
 export async function makeWebm(source: string, outFile: string, opts: WebmOptions): Promise<WebmResult> {
-  let facts = opts.facts;
-  if (!facts) {
-    try {
-      facts = mediaFacts(await ffprobe(source, opts.probeTimeoutMs));
-    } catch (err) {
-      if (err instanceof ProbeError) throw new PermanentJobError(`the file could not be read as video: ${err.message}`, 'unreadable-media');
-      throw err;
-    }
-  }
+  const facts = await videoSourceFacts(source, opts.probeTimeoutMs, opts.facts);
   const video = facts.video;
-  if (!video) throw new PermanentJobError('the file has no video stream', 'no-video-stream');
-  if (!facts.duration || facts.duration <= 0) throw new PermanentJobError('the video has no duration', 'unreadable-media');
 
   const fps = outputFps(video);
   const rung = planWebmRung(video, fps);
@@ -188,15 +175,7 @@ export async function makeWebm(source: string, outFile: string, opts: WebmOption
   };
   await fs.mkdir(path.dirname(outFile), { recursive: true });
   try {
-    const started = Date.now();
-    const res = await runTool('ffmpeg', buildWebmCommand(plan), { timeoutMs: opts.ffmpegTimeoutMs });
-    const ms = Date.now() - started;
-    if (res.timedOut) throw new PermanentJobError(`the WebM encode took longer than ${Math.round(opts.ffmpegTimeoutMs / 1000)} s`, 'timeout');
-    if (res.code !== 0) {
-      const reason = trimStderr(res.stderr) || `ffmpeg exited with ${res.code ?? res.signal}`;
-      if (TRANSIENT.test(res.stderr) || res.signal) throw new Error(reason);
-      throw new PermanentJobError(`the video could not be decoded: ${reason}`, 'transcode-failed');
-    }
+    const ms = await runFfmpegStep(buildWebmCommand(plan), opts.ffmpegTimeoutMs, 'the WebM encode');
     // ffmpeg decodes what it can of a truncated file and exits 0: compare what came out with
     // what the container promised.
     const written = await outputDuration(tmp, opts.probeTimeoutMs);
