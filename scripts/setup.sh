@@ -26,6 +26,9 @@ apt_install() {
 
 missing=()
 command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
+# PDF pages (pdftoppm, pdfinfo) and iPhone HEIC stills (heif-convert), which sharp cannot decode.
+command -v pdftoppm >/dev/null 2>&1 && command -v pdfinfo >/dev/null 2>&1 || missing+=(poppler-utils)
+command -v heif-convert >/dev/null 2>&1 || missing+=(libheif-examples)
 for pkg in "$@"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done

@@ -1,3 +1,4 @@
+import { MediaChanges } from './media/media-changes.js';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Settings } from './config/settings.js';
@@ -33,6 +34,8 @@ export interface AppContext {
   uploads: UploadService;
   tus: TusService;
   media: MediaService;
+  /** Listeners of writes to media (search index, event streams). */
+  changes: MediaChanges;
   delivery: DeliveryService;
   worker: MediaWorker;
   readiness(): Promise<Record<'database' | 'queue' | 'storage', { ok: boolean; error?: string }>>;
@@ -64,11 +67,12 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
     queue = new EmbeddedQueue(database.db, queueSettings);
     chunkState = new DbChunkStateStore(database.db);
   }
+  const changes = new MediaChanges((err, change) => log.error({ err, change }, 'a media change listener failed'));
   const layout = new StorageLayout(settings.storageRoot, settings.chunkTmpDirName);
-  const ingest = new IngestService(database.db, layout, queue, settings.ffprobeTimeout, log);
+  const ingest = new IngestService(database.db, layout, queue, settings.ffprobeTimeout, log, changes);
   const uploads = new UploadService(database.db, layout, chunkState, ingest, settings, log);
   const tus = new TusService({ db: database.db, layout, ingest, settings, log });
-  const media = new MediaService(database.db, layout, queue);
+  const media = new MediaService(database.db, layout, queue, changes);
   const tokens = new PlaybackTokens(await playbackSecret(database.db, settings.playbackSecret));
   const delivery = new DeliveryService(database.db, layout, tokens, settings.playbackTtl);
   const steps: MediaSteps = async (m, job) => {
@@ -79,7 +83,7 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   const afterReady = async (m: { id: string; kind: string }) => {
     if (m.kind === 'video' && settings.enableWebm) await queue.enqueue('make-webm', { media_id: m.id }, { dedupeKey: webmJobKey(m.id) });
   };
-  const worker = new MediaWorker(database.db, queue, log, settings.jobAttempts, steps, afterReady);
+  const worker = new MediaWorker(database.db, queue, log, settings.jobAttempts, steps, afterReady, changes);
   const tenancy = new TenancyService(database.db);
 
   const check = async (fn: () => Promise<unknown>) => {
@@ -102,6 +106,7 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
     uploads,
     tus,
     media,
+    changes,
     delivery,
     worker,
     readiness: async () => ({

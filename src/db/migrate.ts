@@ -3,12 +3,14 @@ import type { Dialect } from './dialect.js';
 import type { DatabaseHandle } from './database.js';
 import * as m0001 from './migrations/0001_initial.js';
 import * as m0002 from './migrations/0002_playback.js';
+import * as m0003 from './migrations/0003_media_management.js';
 
 type DialectMigration = { up(db: Kysely<any>, dialect: Dialect): Promise<void> };
 
 const migrations: Record<string, DialectMigration> = {
   '0001_initial': m0001,
   '0002_playback': m0002,
+  '0003_media_management': m0003,
 };
 
 class InCodeProvider implements MigrationProvider {

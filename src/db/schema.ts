@@ -85,6 +85,20 @@ export interface MediaAssetsTable {
   ready_at: Timestamp | null;
   /** Random per media; part of every playback signature, so URLs die with the media. */
   playback_key: string | null;
+  title: string | null;
+  description: string | null;
+  moderation_state: Generated<ModerationState>;
+}
+
+export type ModerationState = 'none' | 'held' | 'approved' | 'rejected';
+
+export interface MediaStatusEventsTable {
+  id: string;
+  tenant_id: string;
+  media_id: string;
+  status: MediaStatus;
+  error_code: string | null;
+  at: Timestamp;
 }
 
 export interface ServerSecretsTable {
@@ -183,6 +197,7 @@ export interface Database {
   upload_sessions: UploadSessionsTable;
   upload_chunks: UploadChunksTable;
   mediaassets: MediaAssetsTable;
+  media_status_events: MediaStatusEventsTable;
   labels: LabelsTable;
   asset_labels: AssetLabelsTable;
   label_banks: LabelBanksTable;

@@ -1,3 +1,4 @@
+import { statusChanged, type MediaChanges } from './media-changes.js';
 import type { Selectable } from 'kysely';
 import type { Db } from '../db/database.js';
 import { fromJson, type MediaAssetsTable } from '../db/schema.js';
@@ -86,6 +87,7 @@ export class MediaService {
     private readonly db: Db,
     private readonly layout: StorageLayout,
     private readonly queue: JobQueue,
+    private readonly changes?: MediaChanges,
   ) {}
 
   /**
@@ -150,6 +152,7 @@ export class MediaService {
       .set({ status: 'queued', error_code: null, error_reason: null, updated_at: nowIso() })
       .where('id', '=', row.id)
       .execute();
+    await statusChanged(this.db, this.changes, { tenantId: p.tenantId, mediaId: row.id, status: 'queued' });
     await this.queue.enqueue('process-media', { media_id: row.id }, { dedupeKey: processJobKey(row.id) });
     return this.get(p, row.id);
   }
@@ -166,5 +169,6 @@ export class MediaService {
     if (!p.isAdmin && row.user_id !== p.userId) throw new AppError('forbidden', 'only the owner or an admin key may delete this media');
     await this.db.deleteFrom('mediaassets').where('id', '=', row.id).where('tenant_id', '=', p.tenantId).execute();
     await removePath(this.layout.mediaDir({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id }));
+    await this.changes?.emit({ tenantId: row.tenant_id, mediaId: row.id, reason: 'deleted' });
   }
 }

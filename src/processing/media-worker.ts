@@ -1,3 +1,4 @@
+import { statusChanged, type MediaChanges } from '../media/media-changes.js';
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.js';
 import { nowIso } from '../db/schema.js';
@@ -35,6 +36,7 @@ export class MediaWorker {
     private readonly steps: MediaSteps = noSteps,
     /** Runs after a media became ready (e.g. enqueues the slow WebM rendition). */
     private readonly afterReady: (media: MediaToProcess) => Promise<void> = async () => undefined,
+    private readonly changes?: MediaChanges,
   ) {}
 
   async handle(job: Job): Promise<void> {
@@ -45,17 +47,22 @@ export class MediaWorker {
       this.log.warn({ err, jobId: job.id, attempt: job.attempt, final }, 'media job failed');
       if (final && job.name === 'process-media') {
         try {
-          await this.db
+          const code = err instanceof PermanentJobError ? err.code : 'processing-failed';
+          const res = await this.db
             .updateTable('mediaassets')
             .set({
               status: 'error',
-              error_code: err instanceof PermanentJobError ? err.code : 'processing-failed',
+              error_code: code,
               error_reason: err instanceof Error ? err.message : String(err),
               updated_at: nowIso(),
             })
             .where('id', '=', job.data.media_id)
             .where('status', '!=', 'ready')
-            .execute();
+            .executeTakeFirst();
+          const row = await this.db.selectFrom('mediaassets').select('tenant_id').where('id', '=', job.data.media_id).executeTakeFirst();
+          if (row && Number(res.numUpdatedRows) > 0) {
+            await statusChanged(this.db, this.changes, { tenantId: row.tenant_id, mediaId: job.data.media_id, status: 'error', errorCode: code });
+          }
         } catch (markErr) {
           // The job still fails with its own error; the media stays as it was.
           this.log.error({ err: markErr, jobId: job.id, mediaId: job.data.media_id }, 'could not mark media as failed');
@@ -84,6 +91,7 @@ export class MediaWorker {
       .set({ status: 'processing', processing_started_at: nowIso(), updated_at: nowIso(), error_code: null, error_reason: null })
       .where('id', '=', mediaId)
       .execute();
+    await statusChanged(this.db, this.changes, { tenantId: media.tenant_id, mediaId, status: 'processing' });
     this.log.info({ mediaId, kind: media.kind, attempt: job.attempt }, 'processing media');
     await this.steps({ ...media, status: 'processing' }, job);
     const now = nowIso();
@@ -93,7 +101,10 @@ export class MediaWorker {
       .where('id', '=', mediaId)
       .where('status', '=', 'processing')
       .executeTakeFirst();
-    if (Number(res.numUpdatedRows) > 0) await this.afterReady({ ...media, status: 'ready' });
+    if (Number(res.numUpdatedRows) > 0) {
+      await statusChanged(this.db, this.changes, { tenantId: media.tenant_id, mediaId, status: 'ready' });
+      await this.afterReady({ ...media, status: 'ready' });
+    }
   }
 
   /** A job on a media that is already ready: its steps run without touching the status. */

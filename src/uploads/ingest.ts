@@ -1,3 +1,4 @@
+import { statusChanged, type MediaChanges } from '../media/media-changes.js';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.js';
@@ -37,6 +38,7 @@ export class IngestService {
     private readonly queue: JobQueue,
     private readonly probeTimeoutMs: number,
     private readonly log: Logger,
+    private readonly changes?: MediaChanges,
   ) {}
 
   async ingest(input: IngestInput): Promise<MediaView> {
@@ -91,6 +93,8 @@ export class IngestService {
       await removePath(this.layout.mediaDir(ref));
       throw err;
     }
+    await statusChanged(this.db, this.changes, { tenantId: input.tenantId, mediaId, status, errorCode: unrecognized ? 'unrecognized-content' : null });
+    await this.changes?.emit({ tenantId: input.tenantId, mediaId, reason: 'created' });
     if (status === 'queued') {
       try {
         await this.queue.enqueue('process-media', { media_id: mediaId }, { dedupeKey: processJobKey(mediaId) });

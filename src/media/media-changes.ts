@@ -1,0 +1,58 @@
+import type { Db } from '../db/database.js';
+import type { MediaStatus } from '../db/schema.js';
+import { newId } from '../ids.js';
+import { nowIso } from '../db/schema.js';
+
+export type MediaChangeReason = 'created' | 'status' | 'metadata' | 'labels' | 'captions' | 'moderation' | 'deleted';
+
+export interface MediaChange {
+  tenantId: string;
+  mediaId: string;
+  reason: MediaChangeReason;
+  status?: MediaStatus;
+}
+
+export type MediaChangeListener = (change: MediaChange) => Promise<void> | void;
+
+/**
+ * In-process notification of writes to a media, so derived state (the search index, stream
+ * subscribers) follows every write. Each process wires its own listeners; the state they keep
+ * lives in the database, so an API process and a worker process stay consistent.
+ * A failing listener is reported, never allowed to undo the write that was already made.
+ */
+export class MediaChanges {
+  private readonly listeners: MediaChangeListener[] = [];
+
+  constructor(private readonly onListenerError: (err: unknown, change: MediaChange) => void = () => undefined) {}
+
+  on(listener: MediaChangeListener): () => void {
+    this.listeners.push(listener);
+    return () => {
+      const i = this.listeners.indexOf(listener);
+      if (i >= 0) this.listeners.splice(i, 1);
+    };
+  }
+
+  async emit(change: MediaChange): Promise<void> {
+    for (const listener of [...this.listeners]) {
+      try {
+        await listener(change);
+      } catch (err) {
+        this.onListenerError(err, change);
+      }
+    }
+  }
+}
+
+/** Records a status transition (the history clients read), then tells the listeners. */
+export async function statusChanged(
+  db: Db,
+  changes: MediaChanges | undefined,
+  m: { tenantId: string; mediaId: string; status: MediaStatus; errorCode?: string | null },
+): Promise<void> {
+  await db
+    .insertInto('media_status_events')
+    .values({ id: newId(), tenant_id: m.tenantId, media_id: m.mediaId, status: m.status, error_code: m.errorCode ?? null, at: nowIso() })
+    .execute();
+  await changes?.emit({ tenantId: m.tenantId, mediaId: m.mediaId, reason: 'status', status: m.status });
+}
