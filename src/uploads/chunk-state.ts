@@ -8,6 +8,11 @@ export interface ChunkRecord {
   sha256: string;
 }
 
+export interface ChunkSummary {
+  count: number;
+  lastReceived: boolean;
+}
+
 /**
  * Which chunks of a session have arrived. Two backends: the database (embedded default) and
  * Redis (when REDIS_URL is set). `list` returns null when the store has no state for the
@@ -19,6 +24,11 @@ export interface ChunkStateStore {
   /** Marks one chunk missing again (its range of the data file is about to be rewritten). */
   remove(sessionId: string, index: number): Promise<void>;
   list(sessionId: string): Promise<ChunkRecord[] | null>;
+  /**
+   * How many chunks have arrived and whether the last index is one of them, without listing
+   * them (every chunk's size follows from its index); null when the store has no state.
+   */
+  summary(sessionId: string, lastIndex: number): Promise<ChunkSummary | null>;
   /** Replaces the state wholesale (after a rebuild from disk). */
   replace(sessionId: string, chunks: ChunkRecord[], ttlMs: number): Promise<void>;
   clear(sessionId: string): Promise<void>;
@@ -49,6 +59,15 @@ export class DbChunkStateStore implements ChunkStateStore {
       .orderBy('chunk_index')
       .execute();
     return rows.map((r) => ({ index: Number(r.chunk_index), size: Number(r.size), sha256: r.sha256 }));
+  }
+
+  async summary(sessionId: string, lastIndex: number): Promise<ChunkSummary> {
+    const row = await this.db
+      .selectFrom('upload_chunks')
+      .select((eb) => [eb.fn.countAll<number | string | bigint>().as('count'), eb.fn.max('chunk_index').as('last')])
+      .where('session_id', '=', sessionId)
+      .executeTakeFirst();
+    return { count: Number(row?.count ?? 0), lastReceived: row?.last != null && Number(row.last) === lastIndex };
   }
 
   async replace(sessionId: string, chunks: ChunkRecord[]): Promise<void> {
@@ -108,6 +127,17 @@ export class RedisChunkStateStore implements ChunkStateStore {
       out.push({ index: Number(field), size: Number(size), sha256: sha256 ?? '' });
     }
     return out.sort((a, b) => a.index - b.index);
+  }
+
+  async summary(sessionId: string, lastIndex: number): Promise<ChunkSummary | null> {
+    const key = this.key(sessionId);
+    const res = await this.redis.multi().hlen(key).hexists(key, RedisChunkStateStore.MARKER).hexists(key, String(lastIndex)).exec();
+    const [len, marker, last] = (res ?? []).map(([err, value]) => {
+      if (err) throw err;
+      return Number(value);
+    });
+    if (!marker) return null;
+    return { count: len! - 1, lastReceived: last === 1 };
   }
 
   async replace(sessionId: string, chunks: ChunkRecord[], ttlMs: number): Promise<void> {

@@ -1,8 +1,8 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { FileStore } from '@tus/file-store';
 import { MemoryLocker, Server, type ServerOptions } from '@tus/server';
 import { ERRORS, Upload } from '@tus/utils';
@@ -20,7 +20,8 @@ import type { Principal } from '../tenancy/principal.js';
 import { ownerScope } from '../tenancy/principal.js';
 import { validateFilename } from './filename.js';
 import type { IngestService } from './ingest.js';
-import { sha256File } from './upload-service.js';
+import { hashRange, sha256File } from './file-hash.js';
+import { writeHashed } from './hashing-writer.js';
 
 /** Checksum algorithms accepted in Upload-Checksum (the tus checksum extension). */
 export const TUS_CHECKSUM_ALGORITHMS = ['sha1', 'sha256', 'md5'] as const;
@@ -58,12 +59,65 @@ export function parseUploadChecksum(header: string | undefined): TusRequestConte
   return { algorithm, digest: Buffer.from(m[2]!, 'base64') };
 }
 
+/** FileStore's write buffer (the stream default): one PATCH at a time per upload needs no more. */
+const TUS_WRITE_HWM = 16 * 1024;
+
+/** tus uploads whose running sha256 is kept; beyond that the least recently written is dropped (and read again). */
+const MAX_RUNNING_HASHES = 1024;
+
 /**
- * FileStore plus the checksum extension: when the request carries Upload-Checksum, the bytes
- * are hashed as they are written, and on a mismatch the file is cut back to where this
- * request started, as if it had never arrived (status 460, as the extension says).
+ * The sha256 of each tus upload's bytes so far, fed as they are written, so that finishing an
+ * upload does not read the file again. An upload's state is this process's memory: when it is
+ * missing (a restart) or at another offset than a write starts at (a write failed part-way, or
+ * another process wrote), the bytes already on disk are hashed first. A tus upload only grows at
+ * its end, so bytes once hashed never change.
+ */
+class RunningHashes {
+  private readonly states = new Map<string, { offset: number; hash: Hash }>();
+
+  /** The state of `id` positioned at `offset`, taken out of the map until the write succeeds. */
+  async take(id: string, file: string, offset: number): Promise<Hash> {
+    const st = this.states.get(id);
+    this.states.delete(id);
+    if (st && st.offset === offset) return st.hash;
+    const hash = createHash('sha256');
+    const fh = await fsp.open(file, 'r');
+    try {
+      const read = await hashRange(fh, hash, 0, offset);
+      if (read !== offset) throw ERRORS.FILE_WRITE_ERROR;
+    } finally {
+      await fh.close();
+    }
+    return hash;
+  }
+
+  put(id: string, offset: number, hash: Hash): void {
+    if (this.states.size >= MAX_RUNNING_HASHES) this.states.delete(this.states.keys().next().value!);
+    this.states.set(id, { offset, hash });
+  }
+
+  /** The sha256 of the whole upload of `size` bytes, from the state when it covers them all. */
+  async digest(id: string, file: string, size: number): Promise<string> {
+    const st = this.states.get(id);
+    this.states.delete(id);
+    if (st && st.offset === size) return st.hash.digest('hex');
+    return sha256File(file);
+  }
+
+  forget(id: string): void {
+    this.states.delete(id);
+  }
+}
+
+/**
+ * FileStore, writing through one hashing stream stage: every PATCH body feeds the upload's
+ * running sha256 (see RunningHashes) and, when the request carries Upload-Checksum (the
+ * checksum extension), the checksum's hash; on a checksum mismatch the file is cut back to
+ * where this request started, as if it had never arrived (status 460, as the extension says).
  */
 class ChecksumFileStore extends FileStore {
+  readonly running = new RunningHashes();
+
   constructor(opts: ConstructorParameters<typeof FileStore>[0]) {
     super(opts);
     this.extensions = ['creation', 'creation-with-upload', 'termination', 'expiration', 'checksum'];
@@ -71,28 +125,25 @@ class ChecksumFileStore extends FileStore {
 
   override async write(readable: Readable, id: string, offset: number): Promise<number> {
     const checksum = tusContext.getStore()?.checksum;
-    if (!checksum) return super.write(readable, id, offset);
-    const hash = createHash(checksum.algorithm);
-    const tap = new Transform({
-      transform(chunk: Buffer, _enc, cb) {
-        hash.update(chunk);
-        cb(null, chunk);
-      },
-    });
-    readable.on('error', (err) => tap.destroy(err));
-    readable.pipe(tap);
-    let newOffset: number;
+    const file = path.join(this.directory, id);
+    const running = await this.running.take(id, file, offset);
+    const check = checksum ? createHash(checksum.algorithm) : undefined;
+    let written: number;
     try {
-      newOffset = await super.write(tap, id, offset);
+      // The running hash must not see bytes of a write that does not count: on any failure it is
+      // dropped, and the next write hashes what is on disk.
+      written = await writeHashed(readable, file, { flags: 'r+', start: offset, highWaterMark: TUS_WRITE_HWM, hashes: check ? [running, check] : [running] });
     } catch (err) {
-      await this.truncate(id, offset);
-      throw err;
+      if (check) await this.truncate(id, offset);
+      // tus's own errors (a body over the size limit) keep their status; anything else is a failed write, as in FileStore.
+      throw err && typeof err === 'object' && 'status_code' in err ? err : ERRORS.FILE_WRITE_ERROR;
     }
-    if (!hash.digest().equals(checksum.digest)) {
+    if (check && !check.digest().equals(checksum!.digest)) {
       await this.truncate(id, offset);
       throw tusError(460, 'Checksum Mismatch');
     }
-    return newOffset;
+    this.running.put(id, offset + written, running);
+    return offset + written;
   }
 
   private async truncate(id: string, offset: number): Promise<void> {
@@ -117,6 +168,7 @@ class ChecksumFileStore extends FileStore {
   /** Removes the bytes and the info file, whichever of them is still there. */
   override async remove(id: string): Promise<void> {
     if (!TUS_ID.test(id)) throw ERRORS.FILE_NOT_FOUND;
+    this.running.forget(id);
     await removePath(path.join(this.directory, id));
     await removePath(path.join(this.directory, `${id}.json`));
   }
@@ -275,7 +327,8 @@ export class TusService {
     const file = path.join(this.deps.layout.tusDir(), upload.id);
     const staged = path.join(this.deps.layout.tmpDir(), `${upload.id}.tus`);
     try {
-      const sha256 = await sha256File(file);
+      // Hashed while the PATCHes were written.
+      const sha256 = await this.store.running.digest(upload.id, file, Number(session.total_size));
       if (session.sha256 && session.sha256 !== sha256) {
         throw new AppError('upload-checksum-mismatch', `the file hashes to ${sha256}, not the declared ${session.sha256}`);
       }
@@ -297,6 +350,7 @@ export class TusService {
       await this.store.configstore.delete(upload.id);
       return media.id;
     } catch (err) {
+      this.store.running.forget(upload.id);
       await removePath(staged);
       await removePath(file);
       await this.store.configstore.delete(upload.id).catch(() => undefined);

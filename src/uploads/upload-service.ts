@@ -1,9 +1,8 @@
-import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { Transform, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import type { Selectable } from 'kysely';
 import type { Logger } from 'pino';
 import type { Settings } from '../config/settings.js';
@@ -18,9 +17,13 @@ import { removePath } from '../storage/files.js';
 import type { StorageLayout } from '../storage/layout.js';
 import type { Principal } from '../tenancy/principal.js';
 import { ownerScope } from '../tenancy/principal.js';
+import { ChunkLocks, closedMeanwhile, isErrno, LOCK_STALE_MS, lockHolder } from './chunk-lock.js';
 import type { ChunkRecord, ChunkStateStore } from './chunk-state.js';
+import { sha256Range } from './file-hash.js';
+import { writeHashed } from './hashing-writer.js';
 import { validateFilename } from './filename.js';
 import type { IngestService } from './ingest.js';
+import { PrefixHasher } from './prefix-hash.js';
 
 export type SessionRow = Selectable<UploadSessionsTable>;
 
@@ -81,42 +84,8 @@ export function parseChunkChecksum(headers: { contentDigest?: string; chunkCheck
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
-/**
- * Counts and hashes bytes as they pass, and fails the stream as soon as more arrive than
- * `limit`, so an oversized chunk never reaches the disk in full.
- */
-class MeteredHash extends Transform {
-  readonly hash = createHash('sha256');
-  bytes = 0;
-  constructor(private readonly limit: number) {
-    super();
-  }
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null, data?: Buffer) => void): void {
-    this.bytes += chunk.length;
-    if (this.bytes > this.limit) {
-      cb(new AppError('payload-too-large', `chunk is larger than its expected ${this.limit} bytes`));
-      return;
-    }
-    this.hash.update(chunk);
-    cb(null, chunk);
-  }
-}
-
-/** A chunk lock not touched for this long belongs to a request that died; another send may take it over. */
-const LOCK_STALE_MS = 3 * 60_000;
-/** How often a live chunk write touches its lock, so a slow but alive send is never taken for stale. */
-const LOCK_REFRESH_MS = 30_000;
 /** Receipts are read this many at a time (bounded open files). */
 const RECEIPT_BATCH = 64;
-
-function isErrno(err: unknown, code: string): boolean {
-  return (err as NodeJS.ErrnoException | undefined)?.code === code;
-}
-
-function closedMeanwhile(): AppError {
-  // The session's folder or data file vanished under us: it was aborted, expired or completed meanwhile.
-  return new AppError('upload-not-open', 'the upload was closed while this chunk was sent');
-}
 
 /** A receipt file's content, checked strictly: anything torn or foreign reads as no receipt. */
 function parseReceipt(text: string, index: number): ChunkRecord | undefined {
@@ -131,10 +100,6 @@ function parseReceipt(text: string, index: number): ChunkRecord | undefined {
   return undefined;
 }
 
-interface ChunkLock {
-  release(): Promise<void>;
-}
-
 /**
  * The chunked-session upload API: create a session, send chunks in any order (and in
  * parallel), ask what is missing, complete.
@@ -142,13 +107,14 @@ interface ChunkLock {
  * Each session has ONE data file (`<chunks>/<tenant>/<session>/upload.data`, created at its
  * full size — sparse — when the session is created). A chunk body is streamed straight into it
  * at index × chunk_size, counted and hashed on the way; nothing is copied at complete, which
- * hashes the data file once and hands that very file (a hard link to it) to ingest, which
- * renames it into the media folder.
+ * hands that very file (a hard link to it) to ingest, which renames it into the media folder.
+ * The whole file's sha256 is computed while the chunks arrive (PrefixHasher: the contiguous
+ * prefix of verified chunks, read back from the data file), so complete only hashes what that
+ * did not reach.
  *
  * Per index, next to the data file:
- *  - `<index>.lock`  — created exclusively ('wx') for the duration of one send, so two sends of
- *    the same index never interleave in its range (the loser gets 409 upload-busy). A live
- *    holder touches it every 30 s; one untouched for 3 minutes is stale and may be taken over.
+ *  - `<index>.lock`  — see ChunkLocks: one send at a time per index (the loser gets 409
+ *    upload-busy), and no send while a hashing pass reads the index's range.
  *  - `<index>.chunk` — the receipt, `{"index","size","sha256"}`, written to a temporary name
  *    and renamed into place only after the chunk's size and checksum were verified. A receipt
  *    that exists always describes a verified range, which is what lets the state be rebuilt
@@ -170,7 +136,13 @@ export class UploadService {
       'uploadMaxSize' | 'uploadDefaultChunkSize' | 'uploadMinChunkSize' | 'uploadMaxChunkSize' | 'uploadSessionExpiry'
     >,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.locks = new ChunkLocks(log);
+    this.hasher = new PrefixHasher(layout, this.locks, (s, index) => this.readReceipt(s as SessionRow, index), log);
+  }
+
+  private readonly locks: ChunkLocks;
+  private readonly hasher: PrefixHasher;
 
   private get ttlMs(): number {
     // Chunk state outlives the session's expiry a little, so the sweep always finds it.
@@ -310,7 +282,6 @@ export class UploadService {
       return [];
     }
     const data = await fsp.open(this.layout.sessionDataFile(s.tenant_id, s.id), 'r').catch(() => undefined);
-    const buf = Buffer.allocUnsafeSlow(IO_BLOCK);
     const chunkSize = Number(s.chunk_size);
     const out: ChunkRecord[] = [];
     try {
@@ -328,7 +299,7 @@ export class UploadService {
           data !== undefined &&
           receipt !== undefined &&
           receipt.size === this.expectedChunkSize(s, index) &&
-          (await sha256Range(data, index * chunkSize, receipt.size, buf)) === receipt.sha256;
+          (await sha256Range(data, index * chunkSize, receipt.size)) === receipt.sha256;
         if (!ok) {
           await removePath(file);
           continue;
@@ -345,6 +316,11 @@ export class UploadService {
     const s = await this.load(p, sessionId);
     const received = s.state === 'open' || s.state === 'completing' ? await this.received(s) : [];
     return this.statusOf(s, received);
+  }
+
+  /** How many chunks from the start of an open session this process has already hashed into its whole-file sha256. */
+  hashedChunks(sessionId: string): number {
+    return this.hasher.progress(sessionId);
   }
 
   async putChunk(
@@ -370,7 +346,7 @@ export class UploadService {
         expected_size: expected,
       });
     }
-    const lock = await this.lockChunk(s, index);
+    const lock = await this.locks.forSend(this.layout.chunkLockFile(s.tenant_id, s.id, index), index);
     let digest = '';
     try {
       // Checked again under the lock: complete claims the session before it looks for chunk
@@ -392,75 +368,34 @@ export class UploadService {
       .set({ updated_at: new Date(now).toISOString(), expires_at: this.expiresAt(now) })
       .where('id', '=', s.id)
       .execute();
-    const received = await this.received(s);
-    return {
-      index,
-      size: expected,
-      sha256: digest,
-      received_chunks: received.length,
-      received_bytes: received.reduce((n, c) => n + c.size, 0),
-      chunk_count: s.chunk_count,
-    };
+    this.hasher.advance(s);
+    const { count, bytes } = await this.receivedSummary(s);
+    return { index, size: expected, sha256: digest, received_chunks: count, received_bytes: bytes, chunk_count: s.chunk_count };
+  }
+
+  /** How many chunks (and bytes) have arrived, without listing them when the store can tell. */
+  private async receivedSummary(s: SessionRow): Promise<{ count: number; bytes: number }> {
+    const last = s.chunk_count - 1;
+    const summary = await this.chunks.summary(s.id, last);
+    if (!summary) {
+      const received = await this.received(s);
+      return { count: received.length, bytes: received.reduce((n, c) => n + c.size, 0) };
+    }
+    const full = summary.count - (summary.lastReceived ? 1 : 0);
+    return { count: summary.count, bytes: full * Number(s.chunk_size) + (summary.lastReceived ? this.expectedChunkSize(s, last) : 0) };
+  }
+
+  /** An index's receipt, when it exists and has the size its index calls for. */
+  private async readReceipt(s: SessionRow, index: number): Promise<ChunkRecord | undefined> {
+    const text = await fsp.readFile(this.layout.chunkFile(s.tenant_id, s.id, index), 'utf8').catch(() => '');
+    const receipt = text ? parseReceipt(text, index) : undefined;
+    return receipt && receipt.size === this.expectedChunkSize(s, index) ? receipt : undefined;
   }
 
   private async assertStillOpen(sessionId: string): Promise<void> {
     const row = await this.db.selectFrom('upload_sessions').select('state').where('id', '=', sessionId).executeTakeFirst();
     if (!row) throw closedMeanwhile();
     if (row.state !== 'open') throw new AppError('upload-not-open', `the upload is ${row.state}`, { state: row.state });
-  }
-
-  /**
-   * Takes the index's lock file ('wx'). A lock untouched for LOCK_STALE_MS belongs to a dead
-   * request: it is moved aside (rename is atomic, so of two requests only one takes it over)
-   * and the lock taken again; anything else held answers 409 upload-busy.
-   */
-  private async lockChunk(s: SessionRow, index: number): Promise<ChunkLock> {
-    const file = this.layout.chunkLockFile(s.tenant_id, s.id, index);
-    const busy = () => new AppError('upload-busy', `chunk ${index} is being sent by another request`, { index });
-    let fh: fsp.FileHandle | undefined;
-    for (let attempt = 0; !fh; attempt++) {
-      try {
-        fh = await fsp.open(file, 'wx');
-      } catch (err) {
-        if (isErrno(err, 'ENOENT')) throw closedMeanwhile();
-        if (!isErrno(err, 'EEXIST')) throw err;
-        if (attempt > 0) throw busy();
-        const seen = await fsp.stat(file).catch(() => undefined);
-        if (!seen) continue; // released meanwhile: try once more
-        if (Date.now() - seen.mtimeMs < LOCK_STALE_MS) throw busy();
-        const aside = `${file}.${randomBytes(6).toString('hex')}.stale`;
-        try {
-          await fsp.rename(file, aside);
-        } catch {
-          throw busy(); // someone else took it over first
-        }
-        const moved = await fsp.stat(aside).catch(() => undefined);
-        if (moved && (moved.ino !== seen.ino || moved.mtimeMs !== seen.mtimeMs)) {
-          // Not the stale lock we looked at but a fresh one taken meanwhile: put it back.
-          await fsp.link(aside, file).catch(() => undefined);
-          await removePath(aside);
-          throw busy();
-        }
-        await removePath(aside);
-        this.log.warn({ sessionId: s.id, index }, 'took over a stale chunk lock');
-      }
-    }
-    const held = fh;
-    const ino = (await held.stat()).ino;
-    const refresh = setInterval(() => {
-      const now = new Date();
-      held.utimes(now, now).catch(() => undefined);
-    }, LOCK_REFRESH_MS);
-    refresh.unref();
-    return {
-      release: async () => {
-        clearInterval(refresh);
-        await held.close().catch(() => undefined);
-        // Only our own lock is removed (a stale takeover may have replaced it).
-        const now = await fsp.stat(file).catch(() => undefined);
-        if (now && now.ino === ino) await fsp.unlink(file).catch(() => undefined);
-      },
-    };
   }
 
   /** Before an index's range is rewritten, it stops counting as received (receipt first, then the store). */
@@ -484,12 +419,13 @@ export class UploadService {
     // O_CREAT without O_TRUNC: normally the file exists (made at create); this also serves a
     // session created before data files existed. A vanished folder still fails with ENOENT.
     const fh = await fsp.open(file, fs.constants.O_RDWR | fs.constants.O_CREAT);
-    const meter = new MeteredHash(expected);
-    await pipeline(body, meter, fs.createWriteStream(file, { fd: fh, start: index * Number(s.chunk_size), highWaterMark: 1024 * 1024 }));
-    if (meter.bytes !== expected) {
-      throw new AppError('chunk-size-mismatch', `chunk ${index} must be ${expected} bytes, got ${meter.bytes}`, { expected_size: expected });
+    const hash = createHash('sha256');
+    const tooLarge = () => new AppError('payload-too-large', `chunk is larger than its expected ${expected} bytes`);
+    const bytes = await writeHashed(body, file, { fd: fh, start: index * Number(s.chunk_size), hashes: [hash], limit: expected, tooLarge });
+    if (bytes !== expected) {
+      throw new AppError('chunk-size-mismatch', `chunk ${index} must be ${expected} bytes, got ${bytes}`, { expected_size: expected });
     }
-    const digest = meter.hash.digest('hex');
+    const digest = hash.digest('hex');
     if (checksum && checksum !== digest) {
       throw new AppError('chunk-checksum-mismatch', `chunk ${index} hashes to ${digest}, not ${checksum}`);
     }
@@ -515,8 +451,10 @@ export class UploadService {
     const names = await fsp.readdir(dir).catch(() => [] as string[]);
     for (const name of names) {
       if (!/^\d+\.lock$/.test(name)) continue;
-      const st = await fsp.stat(path.join(dir, name)).catch(() => undefined);
-      if (st && Date.now() - st.mtimeMs < LOCK_STALE_MS) return true;
+      const file = path.join(dir, name);
+      const st = await fsp.stat(file).catch(() => undefined);
+      // A hashing pass only reads its range; it stops once the session is closed.
+      if (st && Date.now() - st.mtimeMs < LOCK_STALE_MS && (await lockHolder(file)) === 'send') return true;
     }
     return false;
   }
@@ -545,13 +483,15 @@ export class UploadService {
       // Sends that started before the claim finish first (they see the claim once they hold
       // their lock); checked again under the claim, since a re-send may have dropped a receipt.
       if (await this.hasLiveLocks(s)) throw new AppError('upload-busy', 'chunks of this upload are still being sent; complete again');
-      this.assertAllReceived(s, await this.verifiedOnDisk(s, await this.received(s)));
+      const received = await this.verifiedOnDisk(s, await this.received(s));
+      this.assertAllReceived(s, received);
       const size = (await fsp.stat(dataFile).catch(() => undefined))?.size ?? 0;
       if (size !== Number(s.total_size)) {
         reopen = false;
         throw new AppError('upload-size-mismatch', `the data file holds ${size} bytes, expected ${s.total_size}`);
       }
-      const sha256 = await sha256File(dataFile);
+      // Mostly hashed already, while the chunks arrived.
+      const sha256 = await this.hasher.digest(s, received);
       if (s.sha256 && s.sha256 !== sha256) {
         reopen = false;
         throw new AppError('upload-checksum-mismatch', `the file hashes to ${sha256}, not the declared ${s.sha256}`);
@@ -582,10 +522,12 @@ export class UploadService {
         labels: fromJson<string[]>(s.labels, []),
       });
       reopen = false;
-      await removePath(chunkDir);
+      await this.hasher.forget(s.id);
+      await removeSessionDir(chunkDir);
       await this.chunks.clear(s.id).catch(() => undefined);
       return media;
     } catch (err) {
+      if (!reopen) await this.hasher.forget(s.id);
       if (handedOff === 'moved' && reopen) await fsp.rename(handoff, dataFile).catch(() => undefined);
       await removePath(handoff);
       if (reopen) {
@@ -597,7 +539,7 @@ export class UploadService {
           .set({ state: 'failed', error: err.message, updated_at: nowIso() })
           .where('id', '=', s.id)
           .execute();
-        await removePath(chunkDir);
+        await removeSessionDir(chunkDir);
         await this.chunks.clear(s.id).catch(() => undefined);
       }
       throw err;
@@ -650,7 +592,8 @@ export class UploadService {
       .where('id', '=', s.id)
       .where('state', 'in', ['open', 'failed', 'expired'])
       .execute();
-    await removePath(this.layout.sessionChunkDir(s.tenant_id, s.id));
+    await this.hasher.forget(s.id);
+    await removeSessionDir(this.layout.sessionChunkDir(s.tenant_id, s.id));
     await this.chunks.clear(s.id);
   }
 
@@ -673,7 +616,8 @@ export class UploadService {
         .where('state', '=', 'open')
         .executeTakeFirst();
       if (Number(res.numUpdatedRows) === 0) continue;
-      await removePath(this.layout.sessionChunkDir(s.tenant_id, s.id));
+      await this.hasher.forget(s.id);
+      await removeSessionDir(this.layout.sessionChunkDir(s.tenant_id, s.id));
       await this.chunks.clear(s.id).catch(() => undefined);
       swept++;
     }
@@ -682,46 +626,17 @@ export class UploadService {
   }
 }
 
-/** Size of the blocks of the hashing passes over files. */
-const IO_BLOCK = 4 * 1024 * 1024;
-
-/** Feeds `length` bytes of an open file from `start` into `hash`, through one reused buffer. Returns the bytes read (short at EOF). */
-async function hashRange(fh: fsp.FileHandle, hash: Hash, start: number, length: number, buf: Buffer): Promise<number> {
-  let done = 0;
-  while (done < length) {
-    const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, length - done), start + done);
-    if (bytesRead === 0) break;
-    hash.update(buf.subarray(0, bytesRead));
-    done += bytesRead;
-  }
-  return done;
-}
-
-/** sha256 of one range of an open file (a chunk's range of a session's data file). */
-async function sha256Range(fh: fsp.FileHandle, start: number, length: number, buf: Buffer): Promise<string> {
-  const hash = createHash('sha256');
-  const read = await hashRange(fh, hash, start, length, buf);
-  return read === length ? hash.digest('hex') : '';
-}
-
-/** sha256 of a file, read in reused blocks, the next block read while the current one is hashed. */
-export async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  const fh = await fsp.open(file, 'r');
-  try {
-    let [current, next] = [Buffer.allocUnsafeSlow(IO_BLOCK), Buffer.allocUnsafeSlow(IO_BLOCK)];
-    let position = 0;
-    let reading = fh.read(current, 0, IO_BLOCK, position);
-    for (;;) {
-      const { bytesRead } = await reading;
-      if (bytesRead === 0) break;
-      position += bytesRead;
-      reading = fh.read(next, 0, IO_BLOCK, position);
-      hash.update(current.subarray(0, bytesRead));
-      [current, next] = [next, current];
+/**
+ * Removes a session's folder. A hashing pass of another process may create its lock in it while
+ * it is being removed (ENOTEMPTY); it cannot once the folder is gone, so trying again settles it.
+ */
+async function removeSessionDir(dir: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await removePath(dir);
+      return;
+    } catch (err) {
+      if (!isErrno(err, 'ENOTEMPTY') || attempt >= 5) throw err;
     }
-  } finally {
-    await fh.close();
   }
-  return hash.digest('hex');
 }

@@ -3,6 +3,9 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { createContext } from '../../src/context.js';
+import { buildApp } from '../../src/http/app.js';
+import { createLogger } from '../../src/logger.js';
 import { expectProblem, listFiles, SAMPLES, startTestApp, waitFor, type TestApp } from '../support/harness.js';
 import { SessionClient, sha256 } from '../support/upload-client.js';
 
@@ -16,10 +19,13 @@ describe('chunked-session uploads', () => {
   });
   after(() => t.close());
 
-  /** Only finished media (originals and what the worker derived) may remain: no chunk, temp or merge file anywhere. */
+  /**
+   * Only finished media (originals and what the worker derived, or is deriving in its scratch
+   * folder) may remain: no chunk, temp or merge file anywhere.
+   */
   async function assertNoLeftovers(): Promise<void> {
     const files = await listFiles(t.ctx.layout.root);
-    const stray = files.filter((f) => !/^[^/]+\/[^/]+\/[^/]+\/(media|hls|dash|thumbnails|posters|webm|webp)\/[^/]+$/.test(f));
+    const stray = files.filter((f) => !/^[^/]+\/[^/]+\/[^/]+\/(\.work-[^/]+\/)?(media|hls|dash|thumbnails|posters|webm|webp)\/[^/]+$/.test(f));
     assert.deepEqual(stray, []);
   }
 
@@ -250,6 +256,77 @@ describe('chunked-session uploads', () => {
     assert.ok(swept >= 1);
     assert.equal((await client.status(s.session_id)).json().state, 'expired');
     await assertNoLeftovers();
+  });
+
+  describe('whole-file sha256 computed while the chunks arrive', () => {
+    const CHUNK = 256 * 1024;
+    const part = (data: Buffer, i: number) => data.subarray(i * CHUNK, (i + 1) * CHUNK);
+
+    it('resumes across the hashed prefix, a harmless re-send of a hashed chunk included', async () => {
+      const data = randomBytes(6 * CHUNK + 1000);
+      const s = (await client.create({ filename: 'resume.bin', total_size: data.length, chunk_size: CHUNK, sha256: sha256(data) })).json();
+      for (const i of [0, 1, 2]) assert.equal((await client.putChunk(s.session_id, i, part(data, i))).statusCode, 200);
+      await waitFor('chunks 0-2 hashed', async () => t.ctx.uploads.hashedChunks(s.session_id) === 3);
+      // The client lost its place: it asks, re-sends one it had sent, and goes on.
+      assert.deepEqual((await client.status(s.session_id)).json().missing_chunks, [3, 4, 5, 6]);
+      const again = await client.putChunk(s.session_id, 1, part(data, 1));
+      assert.equal(again.json().received_chunks, 3);
+      for (const i of [6, 4, 3, 5]) assert.equal((await client.putChunk(s.session_id, i, part(data, i))).statusCode, 200);
+      const done = await client.complete(s.session_id);
+      assert.equal(done.statusCode, 201, done.body);
+      assert.equal(done.json().sha256, sha256(data));
+    });
+
+    it('hashes the final bytes when a chunk already hashed is replaced by other bytes', async () => {
+      const first = randomBytes(4 * CHUNK);
+      const final = Buffer.from(first);
+      randomBytes(CHUNK).copy(final, CHUNK);
+      const s = (await client.create({ filename: 'replaced.bin', total_size: first.length, chunk_size: CHUNK })).json();
+      for (const i of [0, 1, 2]) await client.putChunk(s.session_id, i, part(first, i));
+      await waitFor('chunks 0-2 hashed', async () => t.ctx.uploads.hashedChunks(s.session_id) === 3);
+      const replaced = await client.putChunk(s.session_id, 1, part(final, 1), { 'x-chunk-checksum': `sha256=${sha256(part(final, 1))}` });
+      assert.equal(replaced.statusCode, 200, replaced.body);
+      await client.putChunk(s.session_id, 3, part(final, 3));
+      const done = await client.complete(s.session_id);
+      assert.equal(done.statusCode, 201, done.body);
+      assert.equal(done.json().sha256, sha256(final));
+      assert.notEqual(done.json().sha256, sha256(first));
+    });
+
+    it('refuses a declared sha256 that the chunks, sent out of order, do not add up to', async () => {
+      const data = randomBytes(5 * CHUNK);
+      const declared = sha256(Buffer.concat([data.subarray(0, -1), Buffer.from([data.at(-1)! ^ 1])]));
+      const s = (await client.create({ filename: 'mismatch.bin', total_size: data.length, chunk_size: CHUNK, sha256: declared })).json();
+      for (const i of [4, 2, 0, 3, 1]) assert.equal((await client.putChunk(s.session_id, i, part(data, i))).statusCode, 200);
+      const done = await client.complete(s.session_id);
+      expectProblem(done, 422, 'upload-checksum-mismatch');
+      assert.match(done.json().detail, new RegExp(sha256(data)));
+      assert.equal((await client.status(s.session_id)).json().state, 'failed');
+      await assertNoLeftovers();
+    });
+
+    it('completes on a restarted server (no hashed prefix in memory) with the right sha256', async () => {
+      const data = randomBytes(5 * CHUNK + 123);
+      const s = (await client.create({ filename: 'restart.bin', total_size: data.length, chunk_size: CHUNK, sha256: sha256(data) })).json();
+      for (const i of [0, 1, 2]) await client.putChunk(s.session_id, i, part(data, i));
+      await waitFor('chunks 0-2 hashed', async () => t.ctx.uploads.hashedChunks(s.session_id) === 3);
+      // Another server process on the same database and storage: it knows nothing of the first one's hash.
+      const ctx2 = await createContext(t.env.settings, { log: createLogger('warn') });
+      const app2 = await buildApp(ctx2);
+      try {
+        await app2.ready();
+        const client2 = new SessionClient(app2, t.tenant.userKey);
+        assert.equal(ctx2.uploads.hashedChunks(s.session_id), 0);
+        for (const i of [5, 3, 4]) assert.equal((await client2.putChunk(s.session_id, i, part(data, i))).statusCode, 200);
+        const done = await client2.complete(s.session_id);
+        assert.equal(done.statusCode, 201, done.body);
+        assert.equal(done.json().sha256, sha256(data));
+        assert.equal(done.json().size, data.length);
+      } finally {
+        await app2.close();
+        await ctx2.close();
+      }
+    });
   });
 
   it('rebuilds lost chunk state from the chunk receipts, keeping whole chunks and dropping damaged ones', async () => {
