@@ -15,6 +15,11 @@
  *   webm / D         our WebM step, and the reference VP9 720p command
  *   e2e              a real `qasar serve` on SQLite: upload, then complete → ready, peak RSS of the
  *                    process with its ffmpeg, and API latency idle vs during the transcode
+ *   audio            our audio step on a 10-minute file: Opus WebM + AAC HLS + spectrogram + posters
+ *   audio-no-hls     the same without the HLS rendition: the work G_opus_spectrogram does
+ *   G_opus_spectrogram  the reference Opus + spectrogram command (one decode) on the same file
+ *   image-24mp       our image step on a 24-megapixel JPEG: WebP + thumbnail + poster (WebP, JPEG)
+ *   sharp-24mp       the same three outputs from plain sharp calls (no guards, no probing)
  * The input comes from ../shared/bench-reference/make-inputs.sh (1080p30, realistic detail).
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -29,7 +34,7 @@ const REFERENCE = path.resolve(ROOT, '../shared/bench-reference');
 const { values: argv } = parseArgs({
   options: {
     seconds: { type: 'string', default: '60' },
-    cases: { type: 'string', default: 'pipeline-ladder,A,pipeline-full,A_all,B,C,E_thumbs_sprite,webm,D,e2e' },
+    cases: { type: 'string', default: 'pipeline-ladder,A,pipeline-full,A_all,B,C,E_thumbs_sprite,webm,D,e2e,audio,audio-no-hls,G_opus_spectrogram,image-24mp,sharp-24mp' },
     inputs: { type: 'string', default: path.join(ROOT, 'bench/results/inputs') },
     out: { type: 'string', default: path.join(ROOT, 'bench/results/processing.json') },
   },
@@ -66,6 +71,54 @@ function makeInput(): string {
     if (res.status !== 0) throw new Error('make-inputs.sh failed');
   }
   return file;
+}
+
+const SIDE_CASES = ['audio', 'audio-no-hls', 'G_opus_spectrogram', 'image-24mp', 'sharp-24mp'];
+
+/** A 10-minute AAC file and a 24-megapixel JPEG, both cut from the video input (real detail, not noise). */
+function makeSideInputs(video: string): { audio: string; jpeg: string } {
+  const audio = path.join(argv.inputs!, 'audio-600s.m4a');
+  const jpeg = path.join(argv.inputs!, 'photo-24mp.jpg');
+  const ff = (args: string[]) => {
+    const res = spawnSync('ffmpeg', ['-v', 'error', '-y', ...args], { stdio: 'inherit' });
+    if (res.status !== 0) throw new Error(`ffmpeg ${args.join(' ')} failed`);
+  };
+  if (!fs.existsSync(audio)) ff(['-stream_loop', '-1', '-i', video, '-map', '0:a:0', '-t', '600', '-c:a', 'aac', '-b:a', '160k', audio]);
+  if (!fs.existsSync(jpeg)) ff(['-ss', String(Math.min(10, seconds / 2)), '-i', video, '-frames:v', '1', '-vf', 'scale=6000:4000:flags=lanczos', '-q:v', '2', jpeg]);
+  return { audio, jpeg };
+}
+
+/** A TypeScript snippet run as its own process under /usr/bin/time. */
+function script(name: string, body: (out: string) => string): Measured {
+  const out = scratch(name);
+  const file = path.join(out, 'run.mts');
+  fs.writeFileSync(file, body(out));
+  try {
+    return timed(name, process.execPath, ['--import', 'tsx', file], { ...process.env, NODE_PATH: path.join(ROOT, 'node_modules') });
+  } finally {
+    fs.rmSync(out, { recursive: true, force: true });
+  }
+}
+
+function audioPipeline(name: string, input: string, hls: boolean): Measured {
+  return script(name, (out) => `import { packageAudio } from ${JSON.stringify(path.join(ROOT, 'src/processing/audio/package-audio.ts'))};
+    await packageAudio(${JSON.stringify(input)}, ${JSON.stringify(out)}, { webm: true, hls: ${hls}, posters: true, thumbnails: true,
+      hlsMinDuration: 60, thumbnailSize: 320, threads: 2, probeTimeoutMs: 60000, ffmpegTimeoutMs: 7200000, maxDurationSeconds: 43200 });`);
+}
+
+function imagePipeline(input: string): Measured {
+  return script('image-24mp', (out) => `import { deriveImage } from ${JSON.stringify(path.join(ROOT, 'src/processing/image/derive-image.ts'))};
+    await deriveImage(${JSON.stringify(input)}, ${JSON.stringify(out)}, { webp: true, thumbnails: true, posters: true, thumbnailSize: 320,
+      posterSize: 1280, webpMaxSize: 16383, maxPixels: 100000000, timeoutMs: 120000 });`);
+}
+
+function sharpReference(input: string): Measured {
+  return script('sharp-24mp', (out) => `import sharp from 'sharp';
+    const src = ${JSON.stringify(input)};
+    await sharp(src).rotate().webp().toFile(${JSON.stringify(path.join(out, 'image.webp'))});
+    await sharp(src).rotate().resize(320, 320, { fit: 'inside' }).webp().toFile(${JSON.stringify(path.join(out, 'thumb.webp'))});
+    await sharp(src).rotate().resize(1280, 1280, { fit: 'inside' }).webp().toFile(${JSON.stringify(path.join(out, 'poster.webp'))});
+    await sharp(src).rotate().resize(1280, 1280, { fit: 'inside' }).jpeg().toFile(${JSON.stringify(path.join(out, 'poster.jpg'))});`);
 }
 
 function scratch(name: string): string {
@@ -231,15 +284,23 @@ async function main(): Promise<void> {
   await run('webm', () => webm(input));
   await run('D', () => reference('D_vp9_720_good4_cq2M', input));
   await run('e2e', () => endToEnd(input));
+  const side = SIDE_CASES.some((c) => wanted.has(c)) ? makeSideInputs(input) : undefined;
+  if (side) {
+    await run('audio', () => audioPipeline('audio', side.audio, true));
+    await run('audio-no-hls', () => audioPipeline('audio-no-hls', side.audio, false));
+    await run('G_opus_spectrogram', () => reference('G_opus_spectrogram', side.audio));
+    await run('image-24mp', () => imagePipeline(side.jpeg));
+    await run('sharp-24mp', () => sharpReference(side.jpeg));
+  }
 
   const a = results.A;
   const ratio = (x?: Measured, y?: Measured) => (x && y ? x.wall_s / y.wall_s : NaN);
   const rows = Object.values(results).map((r) => ({
     case: r.case,
     wall_s: r.wall_s.toFixed(1),
-    realtime_x: (seconds / r.wall_s).toFixed(2),
+    realtime_x: SIDE_CASES.includes(r.case) ? (r.case.includes('24mp') ? '-' : (600 / r.wall_s).toFixed(1)) : (seconds / r.wall_s).toFixed(2),
     cpu_s: Number.isNaN(r.cpu_s) ? '-' : r.cpu_s.toFixed(1),
-    vs_A: a ? (r.wall_s / a.wall_s).toFixed(2) : '-',
+    vs_A: a && !SIDE_CASES.includes(r.case) ? (r.wall_s / a.wall_s).toFixed(2) : '-',
     peak_rss_mb: r.peak_rss_mb.toFixed(0),
   }));
   console.log(`\nProcessing benchmark: ${seconds} s 1080p30 input, ${os.cpus().length} CPUs, node ${process.version}`);
@@ -251,6 +312,10 @@ async function main(): Promise<void> {
     B_vs_A: ratio(results.B, a),
     C_vs_A: ratio(results.C, a),
     webm_vs_A: ratio(results.webm, a),
+    audio_no_hls_vs_G_opus_spectrogram: ratio(results['audio-no-hls'], results.G_opus_spectrogram),
+    audio_10min: results.audio ? { wall_s: results.audio.wall_s, peak_rss_mb: results.audio.peak_rss_mb } : null,
+    image_24mp: results['image-24mp'] ? { wall_s: results['image-24mp'].wall_s, peak_rss_mb: results['image-24mp'].peak_rss_mb } : null,
+    image_vs_plain_sharp: ratio(results['image-24mp'], results['sharp-24mp']),
     complete_to_ready_s: results.e2e?.complete_to_ready_s ?? NaN,
     serve_peak_rss_mb_with_ffmpeg: results.e2e?.peak_rss_mb ?? NaN,
     api_latency_ms: results.e2e

@@ -123,6 +123,40 @@ export class MediaWorker {
   }
 
   /**
+   * Fails media left `processing` by a job that no longer exists or runs: its worker died on
+   * the last attempt, and the queue gave the job up without our handler seeing it.
+   */
+  async failAbandoned(olderThanMs: number): Promise<number> {
+    const rows = await this.db
+      .selectFrom('mediaassets')
+      .select(['id', 'tenant_id'])
+      .where('status', '=', 'processing')
+      .where('updated_at', '<', new Date(Date.now() - olderThanMs).toISOString())
+      .limit(1000)
+      .execute();
+    let failed = 0;
+    for (const r of rows) {
+      if (await this.queue.hasPending(processJobKey(r.id))) continue;
+      const res = await this.db
+        .updateTable('mediaassets')
+        .set({
+          status: 'error',
+          error_code: 'processing-failed',
+          error_reason: 'processing stopped on its last attempt (the worker running it died); reprocess to try again',
+          updated_at: nowIso(),
+        })
+        .where('id', '=', r.id)
+        .where('status', '=', 'processing')
+        .executeTakeFirst();
+      if (Number(res.numUpdatedRows) === 0) continue;
+      failed++;
+      await statusChanged(this.db, this.changes, { tenantId: r.tenant_id, mediaId: r.id, status: 'error', errorCode: 'processing-failed' });
+      this.log.warn({ mediaId: r.id }, 'media failed: its job was given up while processing');
+    }
+    return failed;
+  }
+
+  /**
    * Enqueues media that stayed `queued` with no job (the enqueue after the record was saved
    * failed, or the queue lost it). Dedupe keys make this harmless for media that has a job.
    */

@@ -265,4 +265,28 @@ describe(`media worker (${BACKEND} backend)`, () => {
     assert.equal(processed.length, 2);
     assert.deepEqual(await f.ctx.queue.counts(), { waiting: 0, active: 0, completed: 2, failed: 0, delayed: 0 });
   });
+
+  it('failAbandoned() fails media left processing with no live job, and leaves media whose job is pending', async () => {
+    const f = await setup();
+    const old = 10 * 60_000;
+    // Its job was given up (a worker died on the last attempt): no job holds its key any more.
+    const abandoned = await f.insertMedia({ status: 'processing', updatedAgoMs: old });
+    // Its job waits for a retry, or runs: still in hand.
+    const retrying = await f.insertMedia({ status: 'processing', updatedAgoMs: old });
+    await f.enqueue(retrying);
+    const recent = await f.insertMedia({ status: 'processing', updatedAgoMs: 0 });
+    const done = await f.insertMedia({ status: 'ready', updatedAgoMs: old });
+    const worker = f.worker();
+    assert.equal(await worker.failAbandoned(60_000), 1);
+    const m = await f.media(abandoned);
+    assert.equal(m?.status, 'error');
+    assert.equal(m?.error_code, 'processing-failed');
+    assert.match(m?.error_reason ?? '', /last attempt/);
+    const events = await f.ctx.database.db.selectFrom('media_status_events').select(['status', 'error_code']).where('media_id', '=', abandoned).execute();
+    assert.deepEqual(events, [{ status: 'error', error_code: 'processing-failed' }], 'the transition is recorded');
+    assert.equal((await f.media(retrying))?.status, 'processing');
+    assert.equal((await f.media(recent))?.status, 'processing');
+    assert.equal((await f.media(done))?.status, 'ready');
+    assert.equal(await worker.failAbandoned(60_000), 0, 'a second sweep changes nothing');
+  });
 });

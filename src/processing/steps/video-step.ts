@@ -7,26 +7,15 @@ import { removePath } from '../../storage/files.js';
 import { safeJoin, type StorageLayout } from '../../storage/layout.js';
 import type { MediaToProcess } from '../media-worker.js';
 import { packageVideo } from '../video/package-video.js';
+import { artifactApiUrls } from './artifact-urls.js';
 import { clearLeftovers, makeWorkDir, publishFolders } from './publish.js';
+import { writeCaptionManifests } from '../../media/captions-manifests.js';
 
 type VideoSettings = Pick<
   Settings,
   | 'apiPrefix' | 'enableHls' | 'enableDash' | 'enableThumbnails' | 'enablePosters' | 'enableWebm' | 'thumbnailCount'
   | 'ffmpegThreads' | 'ffprobeTimeout' | 'ffmpegTimeout' | 'maxVideoDuration' | 'maxVideoPixels'
 >;
-
-/** API URLs of the artifacts, same shape as the paths (for clients that hold a key). */
-function apiUrls(prefix: string, mediaId: string, a: ArtifactPaths): Record<string, unknown> {
-  const u = (p: string) => `${prefix}/media/${mediaId}/files/${p}`;
-  return {
-    ...(a.hls ? { hls: u(a.hls) } : {}),
-    ...(a.dash ? { dash: u(a.dash) } : {}),
-    ...(a.webm ? { webm: u(a.webm) } : {}),
-    ...(a.thumbnails ? { thumbnails: a.thumbnails.map(u) } : {}),
-    ...(a.sprite ? { sprite: { image: u(a.sprite.image), vtt: u(a.sprite.vtt) } } : {}),
-    ...(a.poster ? { poster: { ...(a.poster.jpeg ? { jpeg: u(a.poster.jpeg) } : {}), ...(a.poster.webp ? { webp: u(a.poster.webp) } : {}) } } : {}),
-  };
-}
 
 /**
  * The video step: probe, then the ladder (HLS + DASH over one CMAF segment set), thumbnails,
@@ -55,6 +44,8 @@ export async function runVideoStep(deps: { db: Db; layout: StorageLayout; settin
       maxDurationSeconds: settings.maxVideoDuration / 1000,
       maxPixels: settings.maxVideoPixels,
     });
+    // Caption tracks outlive a reprocess: the new manifests offer them before they are published.
+    await writeCaptionManifests(db, work, media);
     await publishFolders(work, mediaDir, ['dash', 'hls', 'thumbnails', 'posters']);
     const f = result.files;
     const artifacts: ArtifactPaths = {
@@ -80,7 +71,7 @@ export async function runVideoStep(deps: { db: Db; layout: StorageLayout; settin
       renditions: result.rungs,
       // A reprocess keeps the published WebM until the new one replaces it.
       artifacts: meta.artifacts?.webm ? { ...artifacts, webm: meta.artifacts.webm } : artifacts,
-      urls: apiUrls(settings.apiPrefix, media.id, meta.artifacts?.webm ? { ...artifacts, webm: meta.artifacts.webm } : artifacts),
+      urls: artifactApiUrls(settings.apiPrefix, media.id, meta.artifacts?.webm ? { ...artifacts, webm: meta.artifacts.webm } : artifacts),
       pending: settings.enableWebm ? ['webm'] : [],
       processed_at: nowIso(),
       timings: { ffmpeg_ms: result.ffmpegMs },

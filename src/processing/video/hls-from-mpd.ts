@@ -45,6 +45,8 @@ export function parseMpd(xml: string): MpdRepresentation[] {
   const out: MpdRepresentation[] = [];
   for (const period of asArray(doc.MPD?.Period)) {
     for (const as of asArray(period.AdaptationSet)) {
+      // Caption tracks (WebVTT files) have no segments to list.
+      if (String(as.contentType ?? '') === 'text' || String(as.mimeType ?? '').startsWith('text/')) continue;
       for (const rep of asArray<Record<string, any>>(as.Representation)) {
         const tpl = rep.SegmentTemplate ?? as.SegmentTemplate;
         if (!tpl) throw new Error('MPD representation without SegmentTemplate');

@@ -5,7 +5,8 @@ import { planLadder, type Rung } from '../ladder.js';
 import type { MediaFacts } from '../probe-facts.js';
 import { runTool } from '../run-tool.js';
 import { buildHlsPlaylists, parseMpd, ratesOf } from './hls-from-mpd.js';
-import { videoSourceFacts, runFfmpegStep } from './source.js';
+import { runFfmpegStep } from '../ffmpeg-step.js';
+import { videoSourceFacts } from './source.js';
 import { buildVideoCommand, outputFps } from './video-command.js';
 import { spriteVtt } from './sprite-vtt.js';
 
@@ -78,7 +79,7 @@ export async function packageVideo(source: string, workDir: string, opts: VideoP
   }
   for (const dir of ['dash', 'hls', 'thumbnails', 'posters']) await fs.mkdir(path.join(workDir, dir), { recursive: true });
 
-  const ffmpegMs = await runFfmpegStep(buildVideoCommand(plan), opts.ffmpegTimeoutMs, 'packaging');
+  const { ms: ffmpegMs } = await runFfmpegStep(buildVideoCommand(plan), opts.ffmpegTimeoutMs, 'packaging');
 
   const files: PackagedVideo['files'] = { thumbnails: [] };
   const rungs: PackagedVideo['rungs'] = [];

@@ -3,7 +3,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { PermanentJobError } from '../../queue/queue.js';
 import { hardenedInputArgs } from '../ffmpeg-hardening.js';
-import { runFfmpegStep, videoSourceFacts } from './source.js';
+import { runFfmpegStep } from '../ffmpeg-step.js';
+import { videoSourceFacts } from './source.js';
 import type { MediaFacts, VideoFacts } from '../probe-facts.js';
 import { runTool } from '../run-tool.js';
 import { outputFps } from './video-command.js';
@@ -175,7 +176,7 @@ export async function makeWebm(source: string, outFile: string, opts: WebmOption
   };
   await fs.mkdir(path.dirname(outFile), { recursive: true });
   try {
-    const ms = await runFfmpegStep(buildWebmCommand(plan), opts.ffmpegTimeoutMs, 'the WebM encode');
+    const { ms } = await runFfmpegStep(buildWebmCommand(plan), opts.ffmpegTimeoutMs, 'the WebM encode');
     // ffmpeg decodes what it can of a truncated file and exits 0: compare what came out with
     // what the container promised.
     const written = await outputDuration(tmp, opts.probeTimeoutMs);

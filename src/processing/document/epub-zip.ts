@@ -1,0 +1,120 @@
+import type { Readable } from 'node:stream';
+import yauzl from 'yauzl';
+import { PermanentJobError } from '../../queue/queue.js';
+
+export interface ZipLimits {
+  maxEntries: number;
+  /** Uncompressed bytes of any one entry we read. */
+  maxEntryBytes: number;
+  /** Uncompressed : compressed, for entries we read. */
+  maxRatio: number;
+}
+
+/**
+ * The ratio is only held against entries past this size: small text entries (a 10 KB OPF of
+ * repeated markup) compress far better than 200:1 and are harmless.
+ */
+export const RATIO_FLOOR_BYTES = 1024 * 1024;
+
+/** A system error (ENOENT, EMFILE, ENOSPC…) is the machine's, not the file's: it is retried. */
+function isSystemError(err: unknown): boolean {
+  return typeof (err as NodeJS.ErrnoException)?.code === 'string' && /^E[A-Z]+$/.test((err as NodeJS.ErrnoException).code!);
+}
+
+function unreadable(what: string, err: unknown): Error {
+  if (err instanceof PermanentJobError || isSystemError(err)) return err as Error;
+  return new PermanentJobError(`${what}: ${err instanceof Error ? err.message : String(err)}`, 'unreadable-media');
+}
+
+/**
+ * An EPUB's zip, read lazily: the central directory is listed once (names and sizes only) and
+ * an entry's bytes are inflated only when asked for, one entry at a time, counting bytes as
+ * they come (declared sizes are checked but never trusted). Limits refuse the file as
+ * `too-large`; a damaged zip is `unreadable-media`.
+ */
+export class EpubZip {
+  private constructor(
+    private readonly zip: yauzl.ZipFile,
+    private readonly entries: Map<string, yauzl.Entry>,
+    private readonly limits: ZipLimits,
+  ) {}
+
+  static async open(file: string, limits: ZipLimits): Promise<EpubZip> {
+    let zip: yauzl.ZipFile;
+    try {
+      // Sizes are validated here while inflating, so an entry that lies about its size is
+      // stopped at our limit rather than at its own claim.
+      zip = await yauzl.openPromise(file, { lazyEntries: true, autoClose: false, validateEntrySizes: false, strictFileNames: false, decodeStrings: true });
+    } catch (err) {
+      throw unreadable('the file is not a readable EPUB (zip)', err);
+    }
+    try {
+      if (zip.entryCount > limits.maxEntries) {
+        throw new PermanentJobError(`the EPUB holds ${zip.entryCount} files, over the limit of ${limits.maxEntries}`, 'too-large');
+      }
+      const entries = new Map<string, yauzl.Entry>();
+      for await (const entry of zip.eachEntry()) {
+        if (entries.size >= limits.maxEntries) throw new PermanentJobError(`the EPUB holds over ${limits.maxEntries} files`, 'too-large');
+        if (!entry.fileName.endsWith('/')) entries.set(entry.fileName, entry);
+      }
+      return new EpubZip(zip, entries, limits);
+    } catch (err) {
+      zip.close();
+      throw unreadable('the EPUB (zip) is damaged', err);
+    }
+  }
+
+  /** The entry's name as stored: exact, else the only case-insensitive match. */
+  find(name: string): string | undefined {
+    if (this.entries.has(name)) return name;
+    const lower = name.toLowerCase();
+    const matches = [...this.entries.keys()].filter((n) => n.toLowerCase() === lower);
+    return matches.length === 1 ? matches[0] : undefined;
+  }
+
+  /** The whole uncompressed content of one entry (found with `find`). */
+  async read(name: string): Promise<Buffer> {
+    const entry = this.entries.get(name);
+    if (!entry) throw new PermanentJobError(`the EPUB has no ${name}`, 'unreadable-media');
+    const { maxEntryBytes } = this.limits;
+    if (entry.isEncrypted()) throw new PermanentJobError(`${name} in the EPUB is encrypted`, 'unreadable-media');
+    if (entry.uncompressedSize > maxEntryBytes) {
+      throw new PermanentJobError(`${name} in the EPUB declares ${entry.uncompressedSize} bytes, over the limit of ${maxEntryBytes}`, 'too-large');
+    }
+    this.checkRatio(name, entry.uncompressedSize, entry.compressedSize);
+    let stream: Readable;
+    try {
+      stream = await this.zip.openReadStreamPromise(entry);
+    } catch (err) {
+      throw unreadable(`${name} in the EPUB cannot be read`, err);
+    }
+    const chunks: Buffer[] = [];
+    let total = 0;
+    try {
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        total += chunk.length;
+        if (total > maxEntryBytes) throw new PermanentJobError(`${name} in the EPUB inflates past the limit of ${maxEntryBytes} bytes`, 'too-large');
+        this.checkRatio(name, total, entry.compressedSize);
+        chunks.push(chunk);
+      }
+    } catch (err) {
+      throw unreadable(`${name} in the EPUB is damaged`, err);
+    } finally {
+      stream.destroy();
+    }
+    if (total !== entry.uncompressedSize) {
+      throw new PermanentJobError(`${name} in the EPUB is damaged: ${total} bytes where ${entry.uncompressedSize} were declared`, 'unreadable-media');
+    }
+    return Buffer.concat(chunks, total);
+  }
+
+  close(): void {
+    this.zip.close();
+  }
+
+  private checkRatio(name: string, uncompressed: number, compressed: number): void {
+    if (uncompressed > RATIO_FLOOR_BYTES && uncompressed / Math.max(1, compressed) > this.limits.maxRatio) {
+      throw new PermanentJobError(`${name} in the EPUB is compressed over ${this.limits.maxRatio}:1 (a zip bomb?)`, 'too-large');
+    }
+  }
+}

@@ -1,0 +1,520 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import zlib from 'node:zlib';
+import sharp from 'sharp';
+import { deriveEpub, derivePdf, type DerivedDocument, type DocumentOptions } from '../../src/processing/document/derive-document.js';
+import { chooseCover, parseContainer, parseOpf, resolveHref } from '../../src/processing/document/epub-package.js';
+import { parsePdfInfo, pdfinfoArgs, pdftoppmArgs, popplerFailure } from '../../src/processing/document/pdf-tools.js';
+import { PermanentJobError } from '../../src/queue/queue.js';
+import { SAMPLES } from '../support/harness.js';
+
+sharp.cache(false);
+
+const OPTIONS: DocumentOptions = {
+  thumbnails: true,
+  posters: true,
+  thumbnailSize: 320,
+  posterSize: 1280,
+  timeoutMs: 60_000,
+  maxPixels: 100_000_000,
+  epubMaxEntries: 10_000,
+  epubMaxEntryBytes: 50 * 1024 * 1024,
+  epubMaxRatio: 200,
+};
+
+// ---- zips written by hand, so a test can also lie about an entry's size ----
+
+interface ZipItem {
+  name: string;
+  data: Buffer | string;
+  store?: boolean;
+  /** The uncompressed size written in the headers, when it should not be the real one. */
+  declaredSize?: number;
+}
+
+function buildZip(items: ZipItem[]): Buffer {
+  const parts: Buffer[] = [];
+  const central: Buffer[] = [];
+  let offset = 0;
+  for (const item of items) {
+    const raw = Buffer.isBuffer(item.data) ? item.data : Buffer.from(item.data, 'utf8');
+    const method = item.store ? 0 : 8;
+    const body = item.store ? raw : zlib.deflateRawSync(raw, { level: 9 });
+    const crc = zlib.crc32(raw);
+    const size = item.declaredSize ?? raw.length;
+    const name = Buffer.from(item.name, 'utf8');
+    const local = Buffer.alloc(30);
+    local.writeUInt32LE(0x04034b50, 0);
+    local.writeUInt16LE(20, 4);
+    local.writeUInt16LE(0x0800, 6); // names are UTF-8
+    local.writeUInt16LE(method, 8);
+    local.writeUInt32LE(crc, 14);
+    local.writeUInt32LE(body.length, 18);
+    local.writeUInt32LE(size, 22);
+    local.writeUInt16LE(name.length, 26);
+    const entry = Buffer.alloc(46);
+    entry.writeUInt32LE(0x02014b50, 0);
+    entry.writeUInt16LE(20, 4);
+    entry.writeUInt16LE(20, 6);
+    entry.writeUInt16LE(0x0800, 8);
+    entry.writeUInt16LE(method, 10);
+    entry.writeUInt32LE(crc, 16);
+    entry.writeUInt32LE(body.length, 20);
+    entry.writeUInt32LE(size, 24);
+    entry.writeUInt16LE(name.length, 28);
+    entry.writeUInt32LE(offset, 42);
+    parts.push(local, name, body);
+    central.push(entry, name);
+    offset += local.length + name.length + body.length;
+  }
+  const cd = Buffer.concat(central);
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt16LE(items.length, 8);
+  end.writeUInt16LE(items.length, 10);
+  end.writeUInt32LE(cd.length, 12);
+  end.writeUInt32LE(offset, 16);
+  return Buffer.concat([...parts, cd, end]);
+}
+
+const CONTAINER = `<?xml version="1.0"?>
+<container version="1.0" xmlns="urn:oasis:names:tc:opendocument:xmlns:container">
+  <rootfiles><rootfile full-path="OEBPS/content.opf" media-type="application/oebps-package+xml"/></rootfiles>
+</container>`;
+
+function opf(manifest: string, extraMeta = '', padding = ''): string {
+  return `<?xml version="1.0" encoding="UTF-8"?>
+<package xmlns="http://www.idpf.org/2007/opf" version="3.0" unique-identifier="id">
+  <metadata xmlns:dc="http://purl.org/dc/elements/1.1/">
+    <dc:identifier id="id">urn:uuid:0f0e0d0c-0b0a-4000-8000-000000000001</dc:identifier>
+    <dc:title>Made &amp; Tested</dc:title>
+    <dc:creator>Ada Lovelace</dc:creator>
+    <dc:creator>Charles Babbage</dc:creator>
+    <dc:language>fr</dc:language>
+    <dc:publisher>Qasar Press</dc:publisher>
+    ${extraMeta}
+  </metadata>${padding}
+  <manifest>
+    <item id="nav" href="nav.xhtml" media-type="application/xhtml+xml" properties="nav"/>
+    ${manifest}
+  </manifest>
+  <spine><itemref idref="nav"/></spine>
+</package>`;
+}
+
+function epub(opfText: string, files: ZipItem[] = [], container = CONTAINER): Buffer {
+  return buildZip([
+    { name: 'mimetype', data: 'application/epub+zip', store: true },
+    { name: 'META-INF/container.xml', data: container },
+    { name: 'OEBPS/content.opf', data: opfText },
+    { name: 'OEBPS/nav.xhtml', data: '<html xmlns="http://www.w3.org/1999/xhtml"><body><p>Hi</p></body></html>' },
+    ...files,
+  ]);
+}
+
+function solid(width: number, height: number, background: string, format: 'png' | 'jpeg'): Promise<Buffer> {
+  return sharp({ create: { width, height, channels: 3, background } })[format]().toBuffer();
+}
+
+// ---- a PDF encrypted by hand: Standard security handler, revision 2 (RC4, 40-bit key) ----
+
+const PDF_PAD = Buffer.from('28bf4e5e4e758a4164004e56fffa01082e2e00b6d0683e802f0ca9fe6453697a', 'hex');
+
+function rc4(key: Buffer, data: Buffer): Buffer {
+  const s = Array.from({ length: 256 }, (_, i) => i);
+  for (let i = 0, j = 0; i < 256; i++) {
+    j = (j + s[i]! + key[i % key.length]!) & 255;
+    [s[i], s[j]] = [s[j]!, s[i]!];
+  }
+  const out = Buffer.alloc(data.length);
+  for (let n = 0, i = 0, j = 0; n < data.length; n++) {
+    i = (i + 1) & 255;
+    j = (j + s[i]!) & 255;
+    [s[i], s[j]] = [s[j]!, s[i]!];
+    out[n] = data[n]! ^ s[(s[i]! + s[j]!) & 255]!;
+  }
+  return out;
+}
+
+const md5 = (...parts: Buffer[]) => createHash('md5').update(Buffer.concat(parts)).digest();
+const padded = (password: string) => Buffer.concat([Buffer.from(password, 'latin1'), PDF_PAD]).subarray(0, 32);
+
+/** A one-page 200x100 pt PDF filled blue, its content stream RC4-encrypted for `userPassword`. */
+function encryptedPdf(userPassword: string): Buffer {
+  const id = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
+  const permissions = -44;
+  const o = rc4(md5(padded('owner-secret')).subarray(0, 5), padded(userPassword));
+  const p = Buffer.alloc(4);
+  p.writeInt32LE(permissions);
+  const key = md5(padded(userPassword), o, p, id).subarray(0, 5);
+  const u = rc4(key, PDF_PAD);
+  const objectKey = md5(key, Buffer.from([4, 0, 0, 0, 0])).subarray(0, 10);
+  const content = rc4(objectKey, Buffer.from('0 0 1 rg 0 0 200 100 re f\n', 'latin1'));
+  const objects: Buffer[] = [
+    Buffer.from('<< /Type /Catalog /Pages 2 0 R >>'),
+    Buffer.from('<< /Type /Pages /Kids [3 0 R] /Count 1 >>'),
+    Buffer.from('<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 100] /Contents 4 0 R /Resources << >> >>'),
+    Buffer.concat([Buffer.from(`<< /Length ${content.length} >>\nstream\n`), content, Buffer.from('\nendstream')]),
+    Buffer.from(`<< /Filter /Standard /V 1 /R 2 /O <${o.toString('hex')}> /U <${u.toString('hex')}> /P ${permissions} >>`),
+  ];
+  const chunks: Buffer[] = [Buffer.from('%PDF-1.4\n')];
+  let length = chunks[0]!.length;
+  const offsets: number[] = [];
+  objects.forEach((body, i) => {
+    offsets.push(length);
+    const obj = Buffer.concat([Buffer.from(`${i + 1} 0 obj\n`), body, Buffer.from('\nendobj\n')]);
+    chunks.push(obj);
+    length += obj.length;
+  });
+  const xref = [`xref\n0 ${objects.length + 1}\n0000000000 65535 f \n`, ...offsets.map((o) => `${String(o).padStart(10, '0')} 00000 n \n`)].join('');
+  const trailer = `trailer\n<< /Size ${objects.length + 1} /Root 1 0 R /Encrypt 5 0 R /ID [<${id.toString('hex')}> <${id.toString('hex')}>] >>\nstartxref\n${length}\n%%EOF\n`;
+  return Buffer.concat([...chunks, Buffer.from(xref + trailer)]);
+}
+
+// ---- checks ----
+
+type PictureMetadata = Awaited<ReturnType<ReturnType<typeof sharp>['metadata']>>;
+
+async function decoded(file: string): Promise<PictureMetadata> {
+  const meta = await sharp(file).metadata();
+  await sharp(file).raw().toBuffer(); // every pixel decodes
+  return meta;
+}
+
+async function meanColour(file: string): Promise<[number, number, number]> {
+  const { channels } = await sharp(file).stats();
+  return [channels[0]!.mean, channels[1]!.mean, channels[2]!.mean];
+}
+
+async function listTree(dir: string): Promise<string[]> {
+  const entries = await fs.readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
+  return entries.filter((e) => e.isFile()).map((e) => path.relative(dir, path.join(e.parentPath, e.name))).sort();
+}
+
+describe('document derivation (real poppler, sharp and zips)', () => {
+  let tmp: string;
+  let count = 0;
+  before(async () => {
+    tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'qasar-document-'));
+    await fs.mkdir(path.join(tmp, 'src'));
+  });
+  after(() => fs.rm(tmp, { recursive: true, force: true }));
+
+  /** A fresh case folder whose only child is the work folder; the source lives elsewhere. */
+  async function workDir(): Promise<{ caseDir: string; work: string }> {
+    const caseDir = path.join(tmp, `case-${++count}`);
+    const work = path.join(caseDir, 'work');
+    await fs.mkdir(work, { recursive: true });
+    return { caseDir, work };
+  }
+
+  async function source(name: string, bytes: Buffer | string): Promise<string> {
+    const file = path.join(tmp, 'src', name);
+    await fs.writeFile(file, bytes);
+    return file;
+  }
+
+  /** Runs a derivation that must fail permanently with `code`, and leaves nothing behind. */
+  async function refused(derive: typeof derivePdf, file: string, code: string, opts: Partial<DocumentOptions> = {}, message?: RegExp): Promise<void> {
+    const { caseDir, work } = await workDir();
+    await assert.rejects(derive(file, work, { ...OPTIONS, ...opts }), (err: unknown) => {
+      assert.ok(err instanceof PermanentJobError, `a PermanentJobError, got ${String(err)}`);
+      assert.equal(err.code, code, err.message);
+      if (message) assert.match(err.message, message);
+      return true;
+    });
+    assert.deepEqual(await fs.readdir(caseDir), ['work']);
+    assert.deepEqual(await listTree(work), []);
+  }
+
+  describe('PDF', () => {
+    it('the 117-page A4 sample: facts, A4 poster (JPEG + WebP) and thumbnail', async () => {
+      const { caseDir, work } = await workDir();
+      const result = await derivePdf(path.join(SAMPLES, 'pdf-117-pages-geotopo.pdf'), work, OPTIONS);
+      assert.equal(result.facts.format, 'pdf');
+      assert.equal(result.facts.pages, 117);
+      assert.equal(result.facts.title, 'Geometrie und Topologie');
+      assert.equal(result.facts.author, 'Martin Thoma');
+      assert.equal(result.facts.encrypted, false);
+      assert.equal(result.facts.cover_source, 'first-page');
+      assert.ok(Math.abs(result.facts.page_width_pt! - 595.276) < 1 && Math.abs(result.facts.page_height_pt! - 841.89) < 1);
+      assert.deepEqual(result.files, { posterWebp: 'posters/poster.webp', posterJpeg: 'posters/poster.jpg', thumbnail: 'thumbnails/thumb.webp' });
+      assert.deepEqual(await listTree(work), ['posters/poster.jpg', 'posters/poster.webp', 'thumbnails/thumb.webp'], 'the render scratch is gone');
+      assert.deepEqual(await fs.readdir(caseDir), ['work']);
+
+      for (const [file, format] of [['posters/poster.jpg', 'jpeg'], ['posters/poster.webp', 'webp']] as const) {
+        const m = await decoded(path.join(work, file));
+        assert.equal(m.format, format);
+        assert.equal(m.height, 1280, 'the longest side is the poster size');
+        assert.ok(Math.abs(m.height! / m.width! - Math.SQRT2) < 0.01, `portrait A4 aspect, got ${m.width}x${m.height}`);
+        const [r, g, b] = await meanColour(path.join(work, file));
+        assert.ok(r > 200 && g > 200 && b > 200, 'a page of text on white');
+        const { channels } = await sharp(path.join(work, file)).stats();
+        assert.ok(channels[0]!.min < 80, 'with dark print on it');
+      }
+      const t = await decoded(path.join(work, 'thumbnails/thumb.webp'));
+      assert.equal(t.format, 'webp');
+      assert.equal(Math.max(t.width!, t.height!), 320);
+    });
+
+    it('only a thumbnail when posters are off, and no render at all when both are off', async () => {
+      const a = await workDir();
+      const thumbOnly = await derivePdf(path.join(SAMPLES, 'pdf-117-pages-geotopo.pdf'), a.work, { ...OPTIONS, posters: false, thumbnailSize: 200 });
+      assert.deepEqual(thumbOnly.files, { thumbnail: 'thumbnails/thumb.webp' });
+      const m = await sharp(path.join(a.work, 'thumbnails/thumb.webp')).metadata();
+      assert.equal(m.height, 200);
+      const b = await workDir();
+      const none = await derivePdf(path.join(SAMPLES, 'pdf-117-pages-geotopo.pdf'), b.work, { ...OPTIONS, posters: false, thumbnails: false });
+      assert.equal(none.facts.pages, 117);
+      assert.equal(none.facts.cover_source, undefined);
+      assert.deepEqual(await listTree(b.work), []);
+    });
+
+    it('an encrypted PDF with an empty user password opens: encrypted, first page rendered (blue, 2:1)', async () => {
+      const file = await source('open-encrypted.pdf', encryptedPdf(''));
+      const { work } = await workDir();
+      const result = await derivePdf(file, work, OPTIONS);
+      assert.equal(result.facts.encrypted, true);
+      assert.equal(result.facts.pages, 1);
+      const m = await decoded(path.join(work, 'posters/poster.jpg'));
+      assert.equal(m.width, 1280);
+      assert.equal(m.height, 640);
+      const [r, g, b] = await meanColour(path.join(work, 'posters/poster.webp'));
+      assert.ok(b > 200 && r < 40 && g < 40, `the decrypted content draws blue, got ${r},${g},${b}`);
+    });
+
+    it('an encrypted PDF that needs a password is unreadable-media', async () => {
+      await refused(derivePdf, await source('locked.pdf', encryptedPdf('s3cret')), 'unreadable-media', {}, /password/);
+    });
+
+    it('a file that is not a PDF, and an empty one, are unreadable-media', async () => {
+      await refused(derivePdf, await source('not.pdf', 'Just some text, not a PDF at all.\n'.repeat(50)), 'unreadable-media');
+      await refused(derivePdf, await source('empty.pdf', ''), 'unreadable-media');
+    });
+
+    it('a PDF cut after its first 4 KB is unreadable-media', async () => {
+      const whole = await fs.readFile(path.join(SAMPLES, 'pdf-117-pages-geotopo.pdf'));
+      await refused(derivePdf, await source('cut.pdf', whole.subarray(0, 4096)), 'unreadable-media');
+    });
+
+    it('a tool run past its time limit is a timeout', async () => {
+      await refused(derivePdf, path.join(SAMPLES, 'pdf-117-pages-geotopo.pdf'), 'timeout', { timeoutMs: 1 });
+    });
+
+    it('argv is plain data: first page only, bounded size, the file last', () => {
+      assert.deepEqual(pdfinfoArgs('/m/a.pdf'), ['-enc', 'UTF-8', '/m/a.pdf']);
+      assert.deepEqual(pdftoppmArgs('/m/a.pdf', '/w/.render/page', 1280), [
+        '-f', '1', '-l', '1', '-singlefile', '-cropbox', '-png', '-scale-to', '1280', '/m/a.pdf', '/w/.render/page',
+      ]);
+      assert.throws(() => pdftoppmArgs('/m/a.pdf', '/w/p', 0), RangeError);
+      assert.throws(() => pdftoppmArgs('/m/a.pdf', '/w/p', 12.5), RangeError);
+    });
+
+    it('pdfinfo output: a multi-line title cannot forge the page count', () => {
+      const info = parsePdfInfo('Title:           Line one\nPages: 999\nAuthor:          Someone\nPages:           3\nEncrypted:       yes (print:yes copy:no)\nPage size:       612 x 792 pts (letter)\nPage rot:        90\n');
+      assert.deepEqual(info, { pages: 3, title: 'Line one', author: 'Someone', encrypted: true, page_width_pt: 612, page_height_pt: 792, page_rotation: 90 });
+      assert.throws(() => parsePdfInfo('Pages: 0\n'), (e: unknown) => e instanceof PermanentJobError && e.code === 'unreadable-media');
+    });
+
+    it('failures are classified: timeout, password, unreadable are permanent; disk, memory, signals are retried', () => {
+      const res = (over: Partial<Parameters<typeof popplerFailure>[1]>) => ({ stdout: '', stderr: '', code: 1, signal: null, timedOut: false, ...over });
+      const code = (e: Error) => (e instanceof PermanentJobError ? e.code : 'retry');
+      assert.equal(code(popplerFailure('pdftoppm', res({ timedOut: true, code: null, signal: 'SIGKILL' }), 60_000)), 'timeout');
+      assert.equal(code(popplerFailure('pdfinfo', res({ stderr: 'Command Line Error: Incorrect password' }), 1)), 'unreadable-media');
+      assert.equal(code(popplerFailure('pdfinfo', res({ stderr: "Syntax Error: Couldn't read xref table" }), 1)), 'unreadable-media');
+      assert.equal(code(popplerFailure('pdftoppm', res({ code: 2, stderr: "Couldn't open file '/w/p.png': No space left on device." }), 1)), 'retry');
+      assert.equal(code(popplerFailure('pdftoppm', res({ stderr: 'Out of memory' }), 1)), 'retry');
+      assert.equal(code(popplerFailure('pdftoppm', res({ code: null, signal: 'SIGSEGV' }), 1)), 'retry');
+      assert.equal(code(popplerFailure('pdfinfo', res({ code: 99, stderr: 'Command Line Error: Wrong page range given' }), 1)), 'unreadable-media');
+      assert.equal(code(popplerFailure('pdftoppm', res({ code: 2 }), 1)), 'retry');
+    });
+  });
+
+  describe('EPUB', () => {
+    it('the EPUB 2 sample: Dublin Core facts and the cover from its meta, not the first image', async () => {
+      const { caseDir, work } = await workDir();
+      const result: DerivedDocument = await deriveEpub(path.join(SAMPLES, 'epub2-with-cover-dark-world.epub'), work, OPTIONS);
+      assert.equal(result.facts.format, 'epub');
+      assert.equal(result.facts.title, 'The Dark World');
+      assert.equal(result.facts.author, 'Henry Kuttner');
+      assert.equal(result.facts.language, 'en');
+      assert.equal(result.facts.publisher, 'Feedbooks');
+      assert.equal(result.facts.encrypted, false);
+      assert.equal(result.facts.cover_source, 'manifest-cover');
+      assert.deepEqual(await listTree(work), ['posters/poster.jpg', 'posters/poster.webp', 'thumbnails/thumb.webp']);
+      assert.deepEqual(await fs.readdir(caseDir), ['work']);
+      const poster = await decoded(path.join(work, 'posters/poster.jpg'));
+      // The manifest lists Feedbooks logos before the cover; the cover is a portrait 520x800.
+      assert.deepEqual([poster.format, poster.width, poster.height], ['jpeg', 520, 800]);
+      const webp = await decoded(path.join(work, 'posters/poster.webp'));
+      assert.deepEqual([webp.format, webp.width, webp.height], ['webp', 520, 800]);
+      const thumb = await decoded(path.join(work, 'thumbnails/thumb.webp'));
+      assert.equal(Math.max(thumb.width!, thumb.height!), 320);
+    });
+
+    it('EPUB 3 cover-image item wins over an earlier image; hrefs are percent-decoded and relative to the OPF', async () => {
+      const manifest = `<item id="fig" href="images/figure.png" media-type="image/png"/>
+        <item id="c" href="images/my%20cover.jpg" media-type="image/jpeg" properties="cover-image"/>`;
+      const file = await source('epub3.epub', epub(opf(manifest), [
+        { name: 'OEBPS/images/figure.png', data: await solid(64, 64, '#0000ff', 'png') },
+        { name: 'OEBPS/images/my cover.jpg', data: await solid(300, 450, '#ff0000', 'jpeg') },
+      ]));
+      const { work } = await workDir();
+      const result = await deriveEpub(file, work, OPTIONS);
+      assert.equal(result.facts.title, 'Made & Tested');
+      assert.equal(result.facts.author, 'Ada Lovelace, Charles Babbage');
+      assert.equal(result.facts.language, 'fr');
+      assert.equal(result.facts.publisher, 'Qasar Press');
+      assert.equal(result.facts.cover_source, 'manifest-cover');
+      const m = await decoded(path.join(work, 'posters/poster.webp'));
+      assert.deepEqual([m.width, m.height], [300, 450], 'a small cover is not enlarged');
+      const [r, g, b] = await meanColour(path.join(work, 'posters/poster.jpg'));
+      assert.ok(r > 200 && g < 50 && b < 50, 'the red cover, not the blue figure');
+      const t = await decoded(path.join(work, 'thumbnails/thumb.webp'));
+      assert.deepEqual([t.width, t.height], [213, 320]);
+    });
+
+    it('no cover metadata: the first raster image of the manifest (SVG skipped), transparency on white', async () => {
+      const manifest = `<item id="s" href="art.svg" media-type="image/svg+xml"/>
+        <item id="p" href="plate.png" media-type="image/png"/>`;
+      const transparent = await sharp({ create: { width: 100, height: 80, channels: 4, background: { r: 0, g: 0, b: 0, alpha: 0 } } }).png().toBuffer();
+      const file = await source('first-image.epub', epub(opf(manifest), [
+        { name: 'OEBPS/art.svg', data: '<svg xmlns="http://www.w3.org/2000/svg"/>' },
+        { name: 'OEBPS/plate.png', data: transparent },
+      ]));
+      const { work } = await workDir();
+      const result = await deriveEpub(file, work, OPTIONS);
+      assert.equal(result.facts.cover_source, 'first-image');
+      const [r, g, b] = await meanColour(path.join(work, 'posters/poster.jpg'));
+      assert.ok(r > 250 && g > 250 && b > 250, 'flattened on white');
+    });
+
+    it('no images: no poster, not an error', async () => {
+      const file = await source('no-images.epub', epub(opf('')));
+      const { work } = await workDir();
+      const result = await deriveEpub(file, work, OPTIONS);
+      assert.equal(result.facts.title, 'Made & Tested');
+      assert.equal(result.facts.cover_source, null);
+      assert.deepEqual(result.files, {});
+      assert.deepEqual(await listTree(work), []);
+    });
+
+    it('an SVG cover is not rendered; a cover that is not a picture is skipped', async () => {
+      const svg = await source('svg-cover.epub', epub(opf('<item id="c" href="c.svg" media-type="image/svg+xml" properties="cover-image"/>'), [
+        { name: 'OEBPS/c.svg', data: '<svg xmlns="http://www.w3.org/2000/svg"><image href="file:///etc/passwd"/></svg>' },
+      ]));
+      const a = await workDir();
+      const r1 = await deriveEpub(svg, a.work, OPTIONS);
+      assert.equal(r1.facts.cover_source, null);
+      assert.match(r1.facts.cover_skipped!, /svg/);
+      assert.deepEqual(await listTree(a.work), []);
+
+      const fake = await source('fake-cover.epub', epub(opf('<item id="c" href="c.png" media-type="image/png"/>', '<meta name="cover" content="c"/>'), [
+        { name: 'OEBPS/c.png', data: '<svg xmlns="http://www.w3.org/2000/svg"/>' },
+      ]));
+      const b = await workDir();
+      const r2 = await deriveEpub(fake, b.work, OPTIONS);
+      assert.equal(r2.facts.cover_source, null);
+      assert.match(r2.facts.cover_skipped!, /not a JPEG, PNG, GIF or WebP/);
+      assert.deepEqual(await listTree(b.work), []);
+    });
+
+    it('a cover over the pixel limit is skipped, not rendered', async () => {
+      const file = await source('big-cover.epub', epub(opf('<item id="c" href="c.png" media-type="image/png" properties="cover-image"/>'), [
+        { name: 'OEBPS/c.png', data: await solid(1000, 1000, '#00ff00', 'png') },
+      ]));
+      const { work } = await workDir();
+      const result = await deriveEpub(file, work, { ...OPTIONS, maxPixels: 500_000 });
+      assert.equal(result.facts.cover_source, null);
+      assert.match(result.facts.cover_skipped!, /limit of 500000 pixels/);
+      assert.deepEqual(await listTree(work), []);
+    });
+
+    it('DRM (encryption.xml beyond font obfuscation) is reported as encrypted', async () => {
+      const encryption = `<encryption xmlns="urn:oasis:names:tc:opendocument:xmlns:container" xmlns:enc="http://www.w3.org/2001/04/xmlenc#">
+        <enc:EncryptedData><enc:EncryptionMethod Algorithm="http://www.w3.org/2001/04/xmlenc#aes128-cbc"/></enc:EncryptedData></encryption>`;
+      const file = await source('drm.epub', epub(opf(''), [{ name: 'META-INF/encryption.xml', data: encryption }]));
+      const { work } = await workDir();
+      assert.equal((await deriveEpub(file, work, OPTIONS)).facts.encrypted, true);
+    });
+
+    it('an OPF that inflates past the entry limit from a few KB is too-large (declared or not)', async () => {
+      const bloated = opf('', '', `<!--${' '.repeat(2 * 1024 * 1024)}-->`);
+      const honest = epub(bloated);
+      assert.ok(honest.length < 16 * 1024, `a small zip (${honest.length} bytes)`);
+      await refused(deriveEpub, await source('bomb.epub', honest), 'too-large', { epubMaxEntryBytes: 256 * 1024 }, /declares/);
+      // The same entry claiming 1000 bytes: the count while inflating stops it.
+      const lying = buildZip([
+        { name: 'META-INF/container.xml', data: CONTAINER },
+        { name: 'OEBPS/content.opf', data: bloated, declaredSize: 1000 },
+      ]);
+      await refused(deriveEpub, await source('lying-bomb.epub', lying), 'too-large', { epubMaxEntryBytes: 256 * 1024 }, /inflates past/);
+    });
+
+    it('a cover compressed past the ratio limit is too-large', async () => {
+      const zeros = Buffer.alloc(4 * 1024 * 1024);
+      const file = await source('ratio.epub', epub(opf('<item id="c" href="c.png" media-type="image/png" properties="cover-image"/>'), [{ name: 'OEBPS/c.png', data: zeros }]));
+      await refused(deriveEpub, file, 'too-large', {}, /200:1/);
+    });
+
+    it('more entries than the limit is too-large', async () => {
+      const extra = Array.from({ length: 30 }, (_, i) => ({ name: `OEBPS/t${i}.xhtml`, data: '<html/>' }));
+      await refused(deriveEpub, await source('many.epub', epub(opf(''), extra)), 'too-large', { epubMaxEntries: 20 }, /over the limit of 20/);
+    });
+
+    it('an entry whose size lies on the small side is damaged', async () => {
+      const zip = buildZip([
+        { name: 'META-INF/container.xml', data: CONTAINER },
+        { name: 'OEBPS/content.opf', data: opf(''), declaredSize: 100_000 },
+      ]);
+      await refused(deriveEpub, await source('short.epub', zip), 'unreadable-media', {}, /declared/);
+    });
+
+    it('broken zips are unreadable-media: truncated, not a zip, corrupt deflate data', async () => {
+      const whole = await fs.readFile(path.join(SAMPLES, 'epub2-with-cover-dark-world.epub'));
+      await refused(deriveEpub, await source('truncated.epub', whole.subarray(0, Math.floor(whole.length / 2))), 'unreadable-media');
+      await refused(deriveEpub, await source('text.epub', 'This is plain text named .epub\n'), 'unreadable-media');
+      await refused(deriveEpub, await source('zero.epub', ''), 'unreadable-media');
+      const good = epub(opf(''));
+      const opfAt = good.indexOf('OEBPS/content.opf') + 'OEBPS/content.opf'.length;
+      const corrupt = Buffer.from(good);
+      for (let i = opfAt + 4; i < opfAt + 40; i++) corrupt[i] = 0xff;
+      await refused(deriveEpub, await source('corrupt.epub', corrupt), 'unreadable-media');
+    });
+
+    it('a zip without container.xml, or whose OPF is missing or not XML, is unreadable-media', async () => {
+      const noContainer = buildZip([{ name: 'mimetype', data: 'application/epub+zip', store: true }, { name: 'OEBPS/content.opf', data: opf('') }]);
+      await refused(deriveEpub, await source('no-container.epub', noContainer), 'unreadable-media', {}, /container\.xml/);
+      const missingOpf = buildZip([{ name: 'META-INF/container.xml', data: CONTAINER }]);
+      await refused(deriveEpub, await source('no-opf.epub', missingOpf), 'unreadable-media', {}, /OEBPS\/content\.opf is missing/);
+      await refused(deriveEpub, await source('bad-opf.epub', epub('<package><manifest><item href="a"></package>')), 'unreadable-media', {}, /not well-formed/);
+      await refused(deriveEpub, await source('not-opf.epub', epub('<html><body/></html>')), 'unreadable-media', {}, /no package manifest/);
+    });
+
+    it('an href climbing out of the zip with ../ is refused', async () => {
+      const file = await source('escape.epub', epub(opf('<item id="c" href="../../../etc/cover.png" media-type="image/png" properties="cover-image"/>')));
+      await refused(deriveEpub, file, 'unreadable-media', {}, /outside/);
+      const container = CONTAINER.replace('OEBPS/content.opf', '../content.opf');
+      await refused(deriveEpub, await source('escape-opf.epub', epub(opf(''), [], container)), 'unreadable-media', {}, /outside/);
+    });
+
+    it('package parsing and href resolution (pure)', () => {
+      assert.equal(parseContainer(CONTAINER), 'OEBPS/content.opf');
+      assert.equal(resolveHref('OEBPS/content.opf', 'images/a%20b.jpg#frag'), 'OEBPS/images/a b.jpg');
+      assert.equal(resolveHref('OEBPS/text/content.opf', '../img/./c.png'), 'OEBPS/img/c.png');
+      assert.equal(resolveHref('content.opf', 'c.png'), 'c.png');
+      for (const bad of ['../c.png', '/etc/passwd', 'http://example.com/c.png', 'file:///etc/passwd', 'a%2F..%2F..%2Fb.png', '%zz.png']) {
+        assert.throws(() => resolveHref('content.opf', bad), (e: unknown) => e instanceof PermanentJobError && e.code === 'unreadable-media', bad);
+      }
+      const epub2 = parseOpf(opf('<item id="x" href="x.xhtml" media-type="application/xhtml+xml"/><item id="img" href="c.gif" media-type="image/gif"/>', '<meta name="cover" content="img"/>'));
+      assert.deepEqual(chooseCover(epub2), { item: { id: 'img', href: 'c.gif', mediaType: 'image/gif', properties: [] }, source: 'manifest-cover' });
+      const metaToPage = parseOpf(opf('<item id="x" href="x.xhtml" media-type="application/xhtml+xml"/><item id="i" href="i.webp" media-type="image/webp"/>', '<meta name="cover" content="x"/>'));
+      assert.equal(chooseCover(metaToPage)?.source, 'first-image', 'a cover meta naming a page falls back to the first image');
+      assert.equal(chooseCover(parseOpf(opf(''))), undefined);
+    });
+  });
+});
