@@ -7,8 +7,14 @@ import { migrateToLatest } from './db/migrate.js';
 import { createLogger } from './logger.js';
 import { DeliveryService } from './media/delivery.js';
 import { MediaService } from './media/media-service.js';
+import { CaptionService } from './media/captions-service.js';
+import { MediaStatusFeed } from './media/status-stream.js';
 import { PlaybackTokens, playbackSecret } from './media/playback-tokens.js';
 import { MediaWorker, type MediaSteps } from './processing/media-worker.js';
+import { createDiscovery, type Discovery } from './feeds/discovery.js';
+import { runAudioStep } from './processing/steps/audio-step.js';
+import { runDocumentStep } from './processing/steps/document-step.js';
+import { runImageStep } from './processing/steps/image-step.js';
 import { runVideoStep } from './processing/steps/video-step.js';
 import { runWebmStep } from './processing/steps/webm-step.js';
 import { BullmqQueue } from './queue/bullmq-queue.js';
@@ -21,6 +27,9 @@ import { DbChunkStateStore, RedisChunkStateStore, type ChunkStateStore } from '.
 import { IngestService } from './uploads/ingest.js';
 import { TusService } from './uploads/tus.js';
 import { UploadService } from './uploads/upload-service.js';
+import { LabelBankService } from './labels/label-bank-service.js';
+import { MediaLabelService } from './labels/media-labels.js';
+import { ModerationService } from './moderation/moderation-service.js';
 
 /** Everything a process needs, wired once from settings: the composition root. */
 export interface AppContext {
@@ -37,7 +46,15 @@ export interface AppContext {
   /** Listeners of writes to media (search index, event streams). */
   changes: MediaChanges;
   delivery: DeliveryService;
+  captions: CaptionService;
+  statusFeed: MediaStatusFeed;
+  /** Search, feeds and recommendations. */
+  discovery: Discovery;
   worker: MediaWorker;
+  /** Labels of media (user and model), and label banks. */
+  labels: MediaLabelService;
+  labelBanks: LabelBankService;
+  moderation: ModerationService;
   readiness(): Promise<Record<'database' | 'queue' | 'storage', { ok: boolean; error?: string }>>;
   close(): Promise<void>;
 }
@@ -72,19 +89,29 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   const ingest = new IngestService(database.db, layout, queue, settings.ffprobeTimeout, log, changes);
   const uploads = new UploadService(database.db, layout, chunkState, ingest, settings, log);
   const tus = new TusService({ db: database.db, layout, ingest, settings, log });
-  const media = new MediaService(database.db, layout, queue, changes);
+  const media = new MediaService(database.db, layout, queue, changes, settings.apiPrefix);
+  const captions = new CaptionService(database.db, layout, settings.apiPrefix, changes);
+  const statusFeed = new MediaStatusFeed(database.db, changes, settings.mediaEventsPollInterval);
   const tokens = new PlaybackTokens(await playbackSecret(database.db, settings.playbackSecret));
   const delivery = new DeliveryService(database.db, layout, tokens, settings.playbackTtl);
+  const stepDeps = { db: database.db, layout, settings };
   const steps: MediaSteps = async (m, job) => {
-    if (m.kind !== 'video') return;
-    if (job.name === 'make-webm') await runWebmStep({ db: database.db, layout, settings }, m, job);
-    else await runVideoStep({ db: database.db, layout, settings }, m);
+    if (m.kind === 'video') {
+      if (job.name === 'make-webm') await runWebmStep(stepDeps, m, job);
+      else await runVideoStep(stepDeps, m);
+    } else if (m.kind === 'audio') await runAudioStep(stepDeps, m);
+    else if (m.kind === 'image') await runImageStep(stepDeps, m);
+    else if (m.kind === 'document') await runDocumentStep(stepDeps, m);
   };
   const afterReady = async (m: { id: string; kind: string }) => {
     if (m.kind === 'video' && settings.enableWebm) await queue.enqueue('make-webm', { media_id: m.id }, { dedupeKey: webmJobKey(m.id) });
   };
   const worker = new MediaWorker(database.db, queue, log, settings.jobAttempts, steps, afterReady, changes);
   const tenancy = new TenancyService(database.db);
+  const moderation = new ModerationService(database.db, changes, settings.moderationDefaultThreshold);
+  const labels = new MediaLabelService(database.db, changes, moderation);
+  const labelBanks = new LabelBankService(database.db, settings.labelBankMaxEntries);
+  const discovery = await createDiscovery({ database, delivery, changes, settings, log });
 
   const check = async (fn: () => Promise<unknown>) => {
     try {
@@ -108,7 +135,13 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
     media,
     changes,
     delivery,
+    captions,
+    statusFeed,
+    discovery,
     worker,
+    labels,
+    labelBanks,
+    moderation,
     readiness: async () => ({
       database: await check(() => database.ping()),
       queue: await check(async () => {

@@ -7,6 +7,7 @@ import { AppError } from '../errors.js';
 import { buildApp } from '../http/app.js';
 import { createLogger } from '../logger.js';
 import { startMaintenance } from './maintenance.js';
+import { readBankDocument } from '../labels/bank-document-file.js';
 
 function settingsOrExit(): Settings {
   try {
@@ -149,6 +150,62 @@ key
   .argument('<key-id>', 'the key id printed by key create')
   .action((keyId: string, opts: { tenant: string }) =>
     withContext(async (ctx) => printJson({ revoked: await ctx.tenancy.revokeKey(opts.tenant, keyId) })),
+  );
+
+const labelBank = program.command('label-bank').description('Manage global label banks (every tenant sees them unless it has a bank of the same name).');
+const globalOnly = (opts: { global?: boolean }) => {
+  if (!opts.global) throw new AppError('validation-failed', 'pass --global: tenants manage their own banks through the API');
+};
+labelBank
+  .command('import')
+  .description('Create a global bank from a JSON document (the format GET …/label-banks/{id}/export writes); prints it as JSON.')
+  .option('--global', 'the bank is global')
+  .option('--replace', 'update the global bank of the same name in place', false)
+  .argument('<file>', 'the bank document (JSON)')
+  .action((file: string, opts: { global?: boolean; replace: boolean }) =>
+    withContext(async (ctx) => {
+      globalOnly(opts);
+      const doc = await readBankDocument(file);
+      const { bank, created } = await ctx.labelBanks.import({ global: true }, doc.kind ?? 'general', doc, { replace: opts.replace });
+      printJson({ created, bank });
+    }),
+  );
+labelBank
+  .command('export')
+  .description('Print a global bank as a JSON document.')
+  .option('--global', 'the bank is global')
+  .argument('<name>', 'the bank name')
+  .action((name: string, opts: { global?: boolean }) =>
+    withContext(async (ctx) => {
+      globalOnly(opts);
+      const bank = await ctx.labelBanks.findGlobalByName(name);
+      if (!bank) throw new AppError('not-found', `no global label bank named "${name}"`);
+      printJson(await ctx.labelBanks.export(null, bank.kind, bank.id));
+    }),
+  );
+labelBank
+  .command('list')
+  .description('List the global banks as JSON.')
+  .option('--global', 'the banks are global')
+  .action((opts: { global?: boolean }) =>
+    withContext(async (ctx) => {
+      globalOnly(opts);
+      printJson(await ctx.labelBanks.listGlobal());
+    }),
+  );
+labelBank
+  .command('delete')
+  .description('Delete a global bank.')
+  .option('--global', 'the bank is global')
+  .argument('<name>', 'the bank name')
+  .action((name: string, opts: { global?: boolean }) =>
+    withContext(async (ctx) => {
+      globalOnly(opts);
+      const bank = await ctx.labelBanks.findGlobalByName(name);
+      if (!bank) throw new AppError('not-found', `no global label bank named "${name}"`);
+      await ctx.labelBanks.delete({ global: true }, bank.kind, bank.id);
+      printJson({ deleted: bank.name });
+    }),
   );
 
 const jobs = program.command('jobs').description('Inspect the processing queue.');

@@ -30,6 +30,7 @@ export function startMaintenance(ctx: AppContext, roles: { api: boolean; worker:
   }
   if (roles.worker) {
     every(60_000, 'requeue-stale-media', () => ctx.worker.requeueStale(60_000));
+    every(60_000, 'fail-abandoned-media', () => ctx.worker.failAbandoned(Math.max(60_000, 2 * ctx.settings.jobLease)));
     if (ctx.queue instanceof EmbeddedQueue) {
       const queue = ctx.queue;
       every(3_600_000, 'prune-completed-jobs', () => queue.pruneCompleted(7 * 86_400_000));

@@ -4,6 +4,9 @@ import type { DatabaseHandle } from './database.js';
 import * as m0001 from './migrations/0001_initial.js';
 import * as m0002 from './migrations/0002_playback.js';
 import * as m0003 from './migrations/0003_media_management.js';
+import * as m0004 from './migrations/0004_labels_moderation.js';
+import * as m0005 from './migrations/0005_search.js';
+import * as m0006 from './migrations/0006_captions.js';
 
 type DialectMigration = { up(db: Kysely<any>, dialect: Dialect): Promise<void> };
 
@@ -11,7 +14,13 @@ const migrations: Record<string, DialectMigration> = {
   '0001_initial': m0001,
   '0002_playback': m0002,
   '0003_media_management': m0003,
+  '0004_labels_moderation': m0004,
+  '0005_search': m0005,
+  '0006_captions': m0006,
 };
+
+/** Every migration's name, oldest first. */
+export const migrationNames: readonly string[] = Object.keys(migrations);
 
 class InCodeProvider implements MigrationProvider {
   constructor(private readonly dialect: Dialect) {}

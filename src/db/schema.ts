@@ -101,6 +101,24 @@ export interface MediaStatusEventsTable {
   at: Timestamp;
 }
 
+export type CaptionKind = 'subtitles' | 'captions';
+
+export interface CaptionTracksTable {
+  id: string;
+  tenant_id: string;
+  user_id: string;
+  media_id: string;
+  /** BCP 47 tag in canonical case; the file is transcripts/<language>.vtt. */
+  language: string;
+  label: string;
+  kind: CaptionKind;
+  /** Plain text of every cue, for search. */
+  text: string;
+  cue_count: number;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
 export interface ServerSecretsTable {
   name: string;
   value: string;
@@ -161,14 +179,79 @@ export interface LabelBankPhrasesTable {
   phrase: string;
 }
 
+/** One tenant's use of one bank entry (a global entry has a row per tenant using it). */
 export interface LabelBankStatsTable {
   entry_id: string;
-  tenant_id: string | null;
+  tenant_id: string;
   usage_count: number;
   match_count: number;
   confidence_sum: number;
   max_confidence: number;
   last_matched_at: Timestamp | null;
+}
+
+export interface ModerationSettingsTable {
+  tenant_id: string;
+  /** null falls back to the server's MODERATION_DEFAULT_THRESHOLD. */
+  default_threshold: number | null;
+  updated_at: Timestamp;
+}
+
+export interface ModerationThresholdsTable {
+  tenant_id: string;
+  label_id: string;
+  threshold: number;
+  updated_at: Timestamp;
+}
+
+export type ModerationDecisionKind = 'hold' | 'approve' | 'reject';
+
+export interface ModerationDecisionsTable {
+  id: string;
+  tenant_id: string;
+  media_id: string;
+  decision: ModerationDecisionKind;
+  previous_state: ModerationState;
+  state: ModerationState;
+  note: string | null;
+  /** The moderation labels the decision was made on: [{ name, confidence, threshold? }]. */
+  labels: Json;
+  /** null for holds made by the system. */
+  actor_key_id: string | null;
+  actor_user_id: string | null;
+  at: Timestamp;
+}
+
+/** SQLite only: maps a media to the integer rowid of its FTS5 document (media_search_fts). */
+export interface MediaSearchDocsTable {
+  id: Generated<number>;
+  media_id: string;
+  tenant_id: string;
+  indexed_at: Timestamp;
+}
+
+/** PostgreSQL only: a media's weighted tsvector. */
+export interface MediaSearchTable {
+  media_id: string;
+  tenant_id: string;
+  document: string;
+  indexed_at: Timestamp;
+}
+
+/** User tags normalised (lower-cased), maintained by the search indexer. */
+export interface MediaTagsTable {
+  tenant_id: string;
+  media_id: string;
+  tag: string;
+}
+
+export interface MediaViewsTable {
+  tenant_id: string;
+  user_id: string;
+  media_id: string;
+  view_count: number;
+  first_viewed_at: Timestamp;
+  last_viewed_at: Timestamp;
 }
 
 export type JobState = 'waiting' | 'active' | 'completed' | 'failed';
@@ -198,12 +281,20 @@ export interface Database {
   upload_chunks: UploadChunksTable;
   mediaassets: MediaAssetsTable;
   media_status_events: MediaStatusEventsTable;
+  caption_tracks: CaptionTracksTable;
   labels: LabelsTable;
   asset_labels: AssetLabelsTable;
   label_banks: LabelBanksTable;
   label_bank_entries: LabelBankEntriesTable;
   label_bank_phrases: LabelBankPhrasesTable;
   label_bank_stats: LabelBankStatsTable;
+  moderation_settings: ModerationSettingsTable;
+  moderation_thresholds: ModerationThresholdsTable;
+  moderation_decisions: ModerationDecisionsTable;
+  media_search_docs: MediaSearchDocsTable;
+  media_search: MediaSearchTable;
+  media_tags: MediaTagsTable;
+  media_views: MediaViewsTable;
   queue_jobs: QueueJobsTable;
   server_secrets: ServerSecretsTable;
 }

@@ -11,8 +11,12 @@ import { cacheControlFor, contentTypeFor } from '../media/delivery.js';
 import { requireApiKey } from './auth.js';
 import { registerProblemHandlers } from './problem-details.js';
 import { adminRoutes } from './routes/admin.js';
+import { captionRoutes } from './routes/captions.js';
 import { mediaFileRoutes, playbackRoutes } from './routes/files.js';
+import { labelRoutes } from './routes/labels.js';
 import { mediaRoutes } from './routes/media.js';
+import { moderationRoutes } from './routes/moderation.js';
+import { searchRoutes } from './routes/search.js';
 import { publicRoutes } from './routes/public.js';
 import { tusRoutes } from './routes/tus.js';
 import { uploadRoutes } from './routes/uploads.js';
@@ -93,7 +97,11 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
       await api.register(uploadRoutes(ctx));
       await api.register(tusRoutes(ctx));
       await api.register(mediaRoutes(ctx));
+      await api.register(captionRoutes(ctx));
       await api.register(mediaFileRoutes(ctx));
+      await api.register(searchRoutes(ctx));
+      await api.register(labelRoutes(ctx));
+      await api.register(moderationRoutes(ctx));
       await api.register(adminRoutes(ctx));
     },
     { prefix: settings.apiPrefix },

@@ -1,8 +1,9 @@
 import type { Kysely } from 'kysely';
 import type { Database, LabelKind } from '../db/schema.js';
-import { nowIso, toJson } from '../db/schema.js';
+import { nowIso } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import { newId } from '../ids.js';
+import { writeAssetLabels } from './asset-labels.js';
 
 export const MAX_LABEL_LENGTH = 100;
 
@@ -53,33 +54,14 @@ export async function ensureLabel(db: Kysely<Database>, tenantId: string, name: 
   return row.id;
 }
 
-/** Links labels a user gave (source `user`, confidence 1) to a media item. */
+/** Links labels a user gave at upload (source `user`, confidence 1) to a new media item. */
 export async function attachUserLabels(
   db: Kysely<Database>,
   target: { tenantId: string; userId: string; mediaId: string },
   names: readonly string[],
 ): Promise<void> {
-  const now = nowIso();
-  for (const name of names) {
-    const labelId = await ensureLabel(db, target.tenantId, name);
-    await db
-      .insertInto('asset_labels')
-      .values({
-        id: newId(),
-        tenant_id: target.tenantId,
-        user_id: target.userId,
-        media_id: target.mediaId,
-        label_id: labelId,
-        source: 'user',
-        count: 1,
-        confidence: 1,
-        frame_data: toJson([]),
-        first_seen_at: now,
-        last_seen_at: now,
-      })
-      .onConflict((oc) => oc.columns(['media_id', 'label_id', 'source']).doNothing())
-      .execute();
-  }
+  if (!names.length) return;
+  await writeAssetLabels(db, target, names.map((name) => ({ name, source: 'user' as const })));
 }
 
 export async function labelsOfMedia(db: Kysely<Database>, tenantId: string, mediaIds: readonly string[]): Promise<Map<string, AssetLabelView[]>> {

@@ -5,6 +5,8 @@ import { AppError, notFound } from '../errors.js';
 import { safeJoin, type StorageLayout } from '../storage/layout.js';
 import type { Principal } from '../tenancy/principal.js';
 import type { PlaybackTokens } from './playback-tokens.js';
+import { assertModerationVisible, checkPlaybackToken, hiddenByModeration, moderatedPlaybackKey } from '../moderation/visibility.js';
+import { captionFile } from './captions-manifests.js';
 
 /** Folders of a media item that playback URLs may reach (never the original upload). */
 const PLAYABLE = new Set(['hls', 'dash', 'webm', 'webp', 'thumbnails', 'posters', 'transcripts']);
@@ -25,6 +27,8 @@ const TYPES: Record<string, string> = {
 };
 
 export function contentTypeFor(file: string): string {
+  // The audio step names its rendition audio.webm: sound only, so players pick an audio element.
+  if (path.basename(file) === 'audio.webm') return 'audio/webm';
   return TYPES[path.extname(file).toLowerCase()] ?? 'application/octet-stream';
 }
 
@@ -41,6 +45,11 @@ export interface ArtifactPaths {
   thumbnails?: string[];
   sprite?: { image: string; vtt: string };
   poster?: { jpeg?: string; webp?: string };
+  /** Images: the full picture as WebP. */
+  webp?: string;
+  /** Audio: the spectrogram picture, and the cover art the file carries. */
+  spectrogram?: string;
+  cover?: { jpeg?: string; webp?: string };
 }
 
 export interface PackageView {
@@ -53,6 +62,11 @@ export interface PackageView {
   poster: { jpeg: string | null; webp: string | null };
   thumbnails: string[];
   sprite: { image: string; vtt: string } | null;
+  webp: string | null;
+  spectrogram: string | null;
+  cover: { jpeg: string | null; webp: string | null } | null;
+  /** Caption tracks (WebVTT), also offered in the HLS master and the DASH manifest. */
+  captions: Array<{ language: string; label: string; kind: string; url: string }>;
   pending: string[];
 }
 
@@ -82,16 +96,25 @@ export class DeliveryService {
   async package(p: Principal, mediaId: string, baseUrl: string, now = Date.now()): Promise<PackageView> {
     const row = await this.db
       .selectFrom('mediaassets')
-      .select(['id', 'status', 'file_metadata', 'playback_key'])
+      .select(['id', 'user_id', 'status', 'file_metadata', 'playback_key', 'moderation_state'])
       .where('id', '=', mediaId)
       .where('tenant_id', '=', p.tenantId)
       .executeTakeFirst();
     if (!row) throw notFound('media');
+    assertModerationVisible(p, row);
     const meta = fromJson<{ artifacts?: ArtifactPaths; pending?: string[] }>(row.file_metadata, {});
     const a = meta.artifacts ?? {};
     const expiresAt = now + this.ttlMs;
-    const token = row.playback_key ? this.tokens.sign(row.id, row.playback_key, expiresAt) : undefined;
+    const signKey = row.playback_key && hiddenByModeration(row.moderation_state) ? moderatedPlaybackKey(row.playback_key) : row.playback_key;
+    const token = signKey ? this.tokens.sign(row.id, signKey, expiresAt) : undefined;
     const url = (rel: string | undefined) => (rel && token ? `${baseUrl}/play/${token}/${rel}` : null);
+    const captionTracks = await this.db
+      .selectFrom('caption_tracks')
+      .select(['language', 'label', 'kind'])
+      .where('tenant_id', '=', p.tenantId)
+      .where('media_id', '=', row.id)
+      .orderBy('language')
+      .execute();
     return {
       media_id: row.id,
       status: row.status,
@@ -102,6 +125,10 @@ export class DeliveryService {
       poster: { jpeg: url(a.poster?.jpeg), webp: url(a.poster?.webp) },
       thumbnails: (a.thumbnails ?? []).map((t) => url(t)!).filter(Boolean),
       sprite: a.sprite && token ? { image: url(a.sprite.image)!, vtt: url(a.sprite.vtt)! } : null,
+      webp: url(a.webp),
+      spectrogram: url(a.spectrogram),
+      cover: a.cover ? { jpeg: url(a.cover.jpeg), webp: url(a.cover.webp) } : null,
+      captions: token ? captionTracks.map((t) => ({ ...t, url: url(captionFile(t.language))! })) : [],
       pending: meta.pending ?? [],
     };
   }
@@ -112,10 +139,12 @@ export class DeliveryService {
     if (!claims) throw new AppError('forbidden', 'the playback token is not valid');
     const row = await this.db
       .selectFrom('mediaassets')
-      .select(['id', 'tenant_id', 'user_id', 'playback_key'])
+      .select(['id', 'tenant_id', 'user_id', 'playback_key', 'moderation_state'])
       .where('id', '=', claims.mediaId)
       .executeTakeFirst();
-    if (!row || !row.playback_key || !this.tokens.verify(claims, row.playback_key, now)) {
+    const verdict = row?.playback_key ? checkPlaybackToken((key) => this.tokens.verify(claims, key, now), row.playback_key, row.moderation_state) : 'invalid';
+    if (verdict === 'hidden') throw new AppError('moderation-hidden', 'the media is held for moderation or was rejected');
+    if (!row || verdict !== 'ok') {
       throw new AppError('forbidden', claims.expiresAt <= now ? 'the playback token has expired' : 'the playback token is not valid');
     }
     const clean = cleanRelative(rel);
@@ -129,11 +158,12 @@ export class DeliveryService {
   async resolveForApi(p: Principal, mediaId: string, rel: string): Promise<ServableFile> {
     const row = await this.db
       .selectFrom('mediaassets')
-      .select(['id', 'tenant_id', 'user_id'])
+      .select(['id', 'tenant_id', 'user_id', 'moderation_state'])
       .where('id', '=', mediaId)
       .where('tenant_id', '=', p.tenantId)
       .executeTakeFirst();
     if (!row) throw notFound('media');
+    assertModerationVisible(p, row);
     const clean = cleanRelative(rel);
     const folder = clean.split('/')[0]!;
     const ownerOrAdmin = p.isAdmin || row.user_id === p.userId;

@@ -85,6 +85,7 @@ const CLAIMS: Array<[RegExp, MediaKind]> = [
   [/\.(mp4|m4v|mov|mkv|webm|avi|wmv|flv|mts|m2ts|ts|3gp|3g2|mpg|mpeg|ogv|mxf|m3u8|m3u|mpd|ffconcat)$/i, 'video'],
   [/\.(mp3|m4a|aac|flac|ogg|oga|opus|wav|aif|aiff|amr|wma)$/i, 'audio'],
   [/\.(jpe?g|png|gif|webp|heic|heif|avif|tiff?|bmp)$/i, 'image'],
+  [/\.(pdf|epub)$/i, 'document'],
 ];
 
 /**
@@ -98,5 +99,6 @@ export function claimedKind(filename: string, contentType: string | null): Media
   if (ct.startsWith('video/') || ct.includes('mpegurl') || ct.includes('dash+xml')) return 'video';
   if (ct.startsWith('audio/')) return 'audio';
   if (ct.startsWith('image/')) return 'image';
+  if (ct === 'application/pdf' || ct === 'application/epub+zip') return 'document';
   return undefined;
 }

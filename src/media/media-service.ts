@@ -9,8 +9,10 @@ import type { StorageLayout } from '../storage/layout.js';
 import type { Principal } from '../tenancy/principal.js';
 import { ownerScope } from '../tenancy/principal.js';
 import { processJobKey, type JobQueue } from '../queue/queue.js';
-import { nowIso } from '../db/schema.js';
+import { nowIso, toJson } from '../db/schema.js';
 import { needsProcessing } from './detect-kind.js';
+import { normalizeCaption, normalizeTags } from './tags.js';
+import { tracksOfMedia, type CaptionTrackView } from './captions-service.js';
 
 export type MediaRow = Selectable<MediaAssetsTable>;
 
@@ -26,8 +28,11 @@ export interface MediaView {
   size: number;
   sha256: string;
   caption: string | null;
+  title: string | null;
+  description: string | null;
   user_tags: string[];
   labels: AssetLabelView[];
+  moderation_state: MediaRow['moderation_state'];
   file_metadata: Record<string, unknown>;
   created_at: string;
   updated_at: string;
@@ -48,14 +53,79 @@ export function toMediaView(row: MediaRow, labels: AssetLabelView[] = []): Media
     size: Number(row.size),
     sha256: row.sha256,
     caption: row.caption,
+    title: row.title ?? null,
+    description: row.description ?? null,
     user_tags: fromJson<string[]>(row.user_tags, []),
     labels,
+    moderation_state: row.moderation_state ?? 'none',
     file_metadata: fromJson<Record<string, unknown>>(row.file_metadata, {}),
     created_at: row.created_at,
     updated_at: row.updated_at,
     processing_started_at: row.processing_started_at,
     ready_at: row.ready_at,
   };
+}
+
+export interface StatusHistoryEntry {
+  status: MediaRow['status'];
+  at: string;
+  error_code: string | null;
+}
+
+/** The whole record: the list view plus what derived state and history the media has. */
+export interface MediaRecord extends MediaView {
+  probe: Record<string, unknown> | null;
+  artifacts: Record<string, unknown>;
+  urls: Record<string, unknown>;
+  pending: string[];
+  caption_tracks: CaptionTrackView[];
+  status_history: StatusHistoryEntry[];
+  /** The newest moderation decision, if any was made. */
+  moderation: { decision: string; state: string; note: string | null; labels: unknown[]; actor_user_id: string | null; at: string } | null;
+}
+
+/** Title: one line, like a heading; description: free text like the caption. */
+export const MAX_TITLE_LENGTH = 200;
+export const MAX_DESCRIPTION_LENGTH = 5000;
+
+export interface MediaPatch {
+  caption?: string | null;
+  title?: string | null;
+  description?: string | null;
+  /** An array replaces the tags; an object adds and/or removes (matched case-insensitively), or replaces. */
+  tags?: string[] | { add?: string[]; remove?: string[]; replace?: string[] };
+}
+
+export function normalizeTitle(raw: string | null): string | null {
+  if (raw === null) return null;
+  const title = raw.normalize('NFC').trim();
+  if (title.length > MAX_TITLE_LENGTH || /[\u0000-\u001f\u007f]/.test(title)) {
+    throw new AppError('validation-failed', `title: at most ${MAX_TITLE_LENGTH} printable characters on one line`);
+  }
+  return title.replace(/\s+/g, ' ') || null;
+}
+
+export function normalizeDescription(raw: string | null): string | null {
+  if (raw === null) return null;
+  const text = raw.normalize('NFC').replace(/\r\n?/g, '\n').trim();
+  if (text.length > MAX_DESCRIPTION_LENGTH || /[\u0000-\u0008\u000b-\u001f\u007f]/.test(text)) {
+    throw new AppError('validation-failed', `description: at most ${MAX_DESCRIPTION_LENGTH} characters, no control characters but line breaks and tabs`);
+  }
+  return text || null;
+}
+
+const foldTag = (t: string) => t.toLocaleLowerCase('en-US');
+
+/** The tags after a patch: replace, or remove then add (case-insensitive matching, first spelling kept). */
+export function patchedTags(current: string[], patch: NonNullable<MediaPatch['tags']>): string[] {
+  if (Array.isArray(patch)) return normalizeTags(patch);
+  if (patch.replace !== undefined) {
+    if (patch.add !== undefined || patch.remove !== undefined) throw new AppError('validation-failed', 'tags: replace cannot be combined with add or remove');
+    return normalizeTags(patch.replace);
+  }
+  const removed = new Set(normalizeTags(patch.remove ?? [], 'tags.remove').map(foldTag));
+  const kept = current.filter((t) => !removed.has(foldTag(t)));
+  return normalizeTags([...kept, ...normalizeTags(patch.add ?? [], 'tags.add')]);
 }
 
 interface Cursor {
@@ -88,6 +158,7 @@ export class MediaService {
     private readonly layout: StorageLayout,
     private readonly queue: JobQueue,
     private readonly changes?: MediaChanges,
+    private readonly apiPrefix = '/api/v1',
   ) {}
 
   /**
@@ -104,6 +175,78 @@ export class MediaService {
     if (!row) throw notFound('media');
     const labels = await labelsOfMedia(this.db, p.tenantId, [row.id]);
     return toMediaView(row, labels.get(row.id));
+  }
+
+  /** The whole record of one media: the view, probe facts, artifacts, caption tracks and status history. */
+  async record(p: Principal, mediaId: string): Promise<MediaRecord> {
+    const view = await this.get(p, mediaId);
+    const [tracks, history, decision] = await Promise.all([
+      tracksOfMedia(this.db, this.apiPrefix, p.tenantId, [view.id]),
+      this.db
+        .selectFrom('media_status_events')
+        .select(['status', 'at', 'error_code'])
+        .where('tenant_id', '=', p.tenantId)
+        .where('media_id', '=', view.id)
+        .orderBy('at')
+        .orderBy('id')
+        .execute(),
+      this.db
+        .selectFrom('moderation_decisions')
+        .select(['decision', 'state', 'note', 'labels', 'actor_user_id', 'at'])
+        .where('tenant_id', '=', p.tenantId)
+        .where('media_id', '=', view.id)
+        .orderBy('id', 'desc')
+        .limit(1)
+        .executeTakeFirst(),
+    ]);
+    const fm = view.file_metadata as { probe?: Record<string, unknown>; artifacts?: Record<string, unknown>; urls?: Record<string, unknown>; pending?: string[] };
+    return {
+      ...view,
+      probe: fm.probe ?? null,
+      artifacts: fm.artifacts ?? {},
+      urls: fm.urls ?? {},
+      pending: fm.pending ?? [],
+      caption_tracks: tracks.get(view.id) ?? [],
+      status_history: history.map((h) => ({ status: h.status, at: h.at, error_code: h.error_code })),
+      moderation: decision ? { ...decision, labels: fromJson<unknown[]>(decision.labels, []) } : null,
+    };
+  }
+
+  /**
+   * Changes the caption, title, description and tags (owner or admin). Tags are read and
+   * written under an optimistic check on updated_at, so concurrent add/remove calls never
+   * lose each other's changes. Returns the whole record.
+   */
+  async update(p: Principal, mediaId: string, patch: MediaPatch): Promise<MediaRecord> {
+    const set: { caption?: string | null; title?: string | null; description?: string | null } = {};
+    if (patch.caption !== undefined) set.caption = normalizeCaption(patch.caption);
+    if (patch.title !== undefined) set.title = normalizeTitle(patch.title);
+    if (patch.description !== undefined) set.description = normalizeDescription(patch.description);
+    for (let attempt = 0; ; attempt++) {
+      const row = await this.db
+        .selectFrom('mediaassets')
+        .select(['id', 'user_id', 'user_tags', 'updated_at'])
+        .where('id', '=', mediaId)
+        .where('tenant_id', '=', p.tenantId)
+        .executeTakeFirst();
+      if (!row) throw notFound('media');
+      if (!p.isAdmin && row.user_id !== p.userId) throw new AppError('forbidden', 'only the owner or an admin key may edit this media');
+      const tags = patch.tags === undefined ? undefined : patchedTags(fromJson<string[]>(row.user_tags, []), patch.tags);
+      if (tags === undefined && !Object.keys(set).length) return this.record(p, row.id);
+      let now = nowIso();
+      if (now <= row.updated_at) now = new Date(Date.parse(row.updated_at) + 1).toISOString();
+      const res = await this.db
+        .updateTable('mediaassets')
+        .set({ ...set, ...(tags ? { user_tags: toJson(tags) } : {}), updated_at: now })
+        .where('id', '=', row.id)
+        .where('tenant_id', '=', p.tenantId)
+        .where('updated_at', '=', row.updated_at)
+        .executeTakeFirst();
+      if (Number(res.numUpdatedRows) > 0) break;
+      if (attempt >= 4) throw new AppError('conflict', 'the media changed concurrently; try again');
+    }
+    await this.changes?.emit({ tenantId: p.tenantId, mediaId, reason: 'metadata' });
+    return this.record(p, mediaId);
   }
 
   /** The caller's own media (an admin's: the whole tenant, or one user's), newest first. */

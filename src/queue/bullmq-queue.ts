@@ -117,6 +117,13 @@ export class BullmqQueue implements JobQueue {
       }));
   }
 
+  async hasPending(dedupeKey: string): Promise<boolean> {
+    const id = await this.queue.getDeduplicationJobId(dedupeKey);
+    const job = id ? await this.queue.getJob(id) : undefined;
+    if (!job) return false;
+    return ['waiting', 'active', 'delayed', 'prioritized', 'waiting-children'].includes(await job.getState());
+  }
+
   async retry(jobId: string): Promise<boolean> {
     const job = await this.queue.getJob(jobId);
     if (!job || !(await job.isFailed())) return false;

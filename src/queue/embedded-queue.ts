@@ -79,6 +79,10 @@ export class EmbeddedQueue implements JobQueue {
     return id;
   }
 
+  async hasPending(dedupeKey: string): Promise<boolean> {
+    return (await this.findPending(dedupeKey)) !== undefined;
+  }
+
   private async findPending(dedupeKey: string): Promise<string | undefined> {
     const row = await this.db
       .selectFrom('queue_jobs')

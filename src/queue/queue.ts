@@ -74,6 +74,8 @@ export interface JobQueue {
   listFailed(limit?: number): Promise<FailedJob[]>;
   retry(jobId: string): Promise<boolean>;
   counts(): Promise<JobCounts>;
+  /** Whether a job with this dedupe key is waiting, delayed or running. */
+  hasPending(dedupeKey: string): Promise<boolean>;
   ping(): Promise<void>;
   close(): Promise<void>;
 }

@@ -437,4 +437,119 @@ describe('browser playback in Chromium (hls.js, shaka-player, native WebM)', () 
       await call('stopAll');
     }
   });
+
+  it('hls.js lists a caption track offered in the HLS master and loads its cues', async (tc) => {
+    const srt = '1\n00:00:00,500 --> 00:00:02,500\nHello from the <i>caption</i> track\n\n2\n00:00:03,000 --> 00:00:05,000\nSecond cue\n';
+    const put = await t.app.inject({
+      method: 'PUT',
+      url: `/api/v1/media/${mediaId}/captions/en?label=English`,
+      headers: { ...t.auth(t.tenant.userKey), 'content-type': 'application/x-subrip' },
+      payload: srt,
+    });
+    assert.equal(put.statusCode, 201, put.body);
+    const res = await fetch(`${appOrigin}/api/v1/media/${mediaId}/package`, { headers: t.auth(t.tenant.userKey) });
+    const withCaptions = (await res.json()) as Package & { captions: Array<{ language: string; url: string }> };
+    assert.deepEqual(withCaptions.captions.map((c) => c.language), ['en']);
+    await call('stopAll');
+    // A query string keeps the browser from reusing the master it cached before the track existed.
+    const url = `${withCaptions.hls}?captions=1`;
+    // Its own hls.js instance, to read the subtitle tracks it lists (plain browser JavaScript).
+    await page.evaluate(String.raw`(() => {
+      document.querySelectorAll('video').forEach((v) => v.remove());
+      const video = document.createElement('video');
+      video.muted = true;
+      document.body.appendChild(video);
+      const hls = new Hls();
+      const s = { hls, video, tracks: null, errors: [] };
+      window.captionsTest = s;
+      hls.on(Hls.Events.SUBTITLE_TRACKS_UPDATED, (_e, d) => {
+        s.tracks = d.subtitleTracks.map((x) => ({ lang: x.lang, name: x.name, groupId: x.groupId }));
+        // Turn the track on, as a viewer picking it would; hls.js then loads its cues.
+        hls.subtitleDisplay = true;
+        hls.subtitleTrack = 0;
+      });
+      hls.on(Hls.Events.ERROR, (_e, d) => s.errors.push({ type: d.type, details: d.details, fatal: !!d.fatal }));
+      // The level's SUBTITLES group is known once it has loaded: pick the track then if not yet on.
+      hls.on(Hls.Events.LEVEL_LOADED, () => { if (hls.subtitleTrack < 0) hls.subtitleTrack = 0; });
+      hls.on(Hls.Events.MANIFEST_PARSED, () => video.play().catch(() => undefined));
+      hls.loadSource(${JSON.stringify(url)});
+      hls.attachMedia(video);
+    })()`);
+    interface CaptionsState {
+      tracks: Array<{ lang: string; name: string; groupId: string }> | null;
+      subtitleTrack: number;
+      cues: Array<[number, number, string]>;
+      errors: Array<{ type: string; details: string; fatal: boolean }>;
+    }
+    const state = async () =>
+      (await page.evaluate(String.raw`(() => {
+        const s = window.captionsTest;
+        const track = Array.from(s.video.textTracks).find((x) => x.language === 'en');
+        return {
+          tracks: s.tracks,
+          subtitleTrack: s.hls.subtitleTrack,
+          cues: track && track.cues ? Array.from(track.cues).map((c) => [c.startTime, c.endTime, c.text]) : [],
+          errors: s.errors,
+        };
+      })()`)) as CaptionsState;
+    let last = await state();
+    const started = Date.now();
+    while (!(last.tracks && last.cues.length >= 2) && Date.now() - started < 20_000 && !last.errors.some((e) => e.fatal)) {
+      await new Promise((r) => setTimeout(r, 100));
+      last = await state();
+    }
+    assert.deepEqual(last.errors.filter((e) => e.fatal), [], JSON.stringify(last));
+    assert.deepEqual(last.tracks, [{ lang: 'en', name: 'English', groupId: 'subs' }]);
+    assert.equal(last.subtitleTrack, 0, JSON.stringify(last));
+    const cues = last.cues.map(([start, end, text]) => [Number(start).toFixed(1), Number(end).toFixed(1), text]);
+    assert.deepEqual(cues, [['0.5', '2.5', 'Hello from the <i>caption</i> track'], ['3.0', '5.0', 'Second cue']]);
+    tc.diagnostic(`hls.js subtitle tracks ${JSON.stringify(last.tracks)}; cues ${JSON.stringify(last.cues)}`);
+    await page.evaluate('window.captionsTest.hls.destroy(); window.captionsTest.video.remove();');
+  });
+
+  it('plays an audio upload: the Opus WebM natively and the AAC HLS rendition with hls.js', async (tc) => {
+    const source = path.join(t.env.tmp, 'tone.flac');
+    await run('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'sine=frequency=330:sample_rate=44100:duration=12', source]);
+    const client = new SessionClient(t.app, t.tenant.userKey);
+    const { completed } = await client.uploadWhole(await fs.readFile(source), { filename: 'tone.flac', chunkSize: 1024 * 1024 });
+    assert.equal(completed.statusCode, 201, completed.body);
+    const audioId = completed.json().id as string;
+    // This app streams audio of 60 s and more; the HLS rendition is checked on a longer file below.
+    const m = await waitFor('audio ready', async () => {
+      const x = (await t.app.inject({ url: `/api/v1/media/${audioId}`, headers: t.auth(t.tenant.userKey) })).json();
+      return ['ready', 'error'].includes(x.status) && x;
+    }, 60_000);
+    assert.equal(m.status, 'ready', JSON.stringify(m.error));
+    const res = await fetch(`${appOrigin}/api/v1/media/${audioId}/package`, { headers: t.auth(t.tenant.userKey) });
+    const audioPkg = (await res.json()) as Package;
+    const failed = (s: PageStatus) =>
+      s.video?.errors.length ? `media element error: ${s.video.errors.join('; ')}` : s.video?.playErrors.length ? `play(): ${s.video.playErrors.join('; ')}` : undefined;
+    await call('nativeStart', audioPkg.webm);
+    const played = await untilPage(`Opus WebM playing ${PLAY_SECONDS} s`, (s) => (s.video?.currentTime ?? 0) >= PLAY_SECONDS, failed, 20_000);
+    assert.ok(Math.abs(played.video!.duration - 12) < 0.2, `duration ${played.video!.duration}`);
+    assert.equal(played.video!.videoHeight, 0, 'sound only');
+    await call('stopAll');
+
+    const long = path.join(t.env.tmp, 'long.m4a');
+    await run('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'sine=frequency=550:sample_rate=48000:duration=65', '-c:a', 'aac', long]);
+    const up = await client.uploadWhole(await fs.readFile(long), { filename: 'long.m4a', chunkSize: 1024 * 1024 });
+    const longId = up.completed.json().id as string;
+    const lm = await waitFor('long audio ready', async () => {
+      const x = (await t.app.inject({ url: `/api/v1/media/${longId}`, headers: t.auth(t.tenant.userKey) })).json();
+      return ['ready', 'error'].includes(x.status) && x;
+    }, 60_000);
+    assert.equal(lm.status, 'ready', JSON.stringify(lm.error));
+    const longPkg = (await (await fetch(`${appOrigin}/api/v1/media/${longId}/package`, { headers: t.auth(t.tenant.userKey) })).json()) as Package;
+    assert.ok(longPkg.hls, 'audio of 60 s and more has an HLS rendition');
+    await call('hlsStart', longPkg.hls);
+    const fatal = (s: PageStatus) => {
+      const f = s.hls?.errors.find((e) => e.fatal);
+      return f ? `hls.js fatal error ${f.type}/${f.details} (HTTP ${f.code}) on ${f.url}` : failed(s);
+    };
+    const streamed = await untilPage(`hls.js playing the audio ${PLAY_SECONDS} s`, (s) => (s.video?.currentTime ?? 0) >= PLAY_SECONDS, fatal, 20_000);
+    assert.deepEqual(streamed.hls!.levels.map((l) => l.codecs), ['mp4a.40.2']);
+    assert.ok(Math.abs(streamed.video!.duration - 65) < 0.5, `duration ${streamed.video!.duration}`);
+    tc.diagnostic(`audio: WebM ${played.video!.currentTime.toFixed(1)} s; HLS ${streamed.video!.currentTime.toFixed(1)} s of ${streamed.video!.duration.toFixed(1)}`);
+    await call('stopAll');
+  });
 });

@@ -43,7 +43,7 @@ export function mediaFileRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       {
         schema: {
           tags: ['media'],
-          summary: 'Signed, expiring URLs of every artifact (HLS master, DASH MPD, WebM, thumbnails, sprite, poster)',
+          summary: 'Signed, expiring URLs of every artifact (HLS master, DASH MPD, WebM, WebP, thumbnails, sprite, poster, spectrogram, cover art)',
           params: Type.Object({ media_id: Type.String({ maxLength: 64 }) }),
           response: {
             200: Type.Object({
@@ -56,13 +56,23 @@ export function mediaFileRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
               poster: Type.Object({ jpeg: Type.Union([Type.String(), Type.Null()]), webp: Type.Union([Type.String(), Type.Null()]) }),
               thumbnails: Type.Array(Type.String()),
               sprite: Type.Union([Type.Object({ image: Type.String(), vtt: Type.String() }), Type.Null()]),
+              webp: Type.Union([Type.String(), Type.Null()]),
+              spectrogram: Type.Union([Type.String(), Type.Null()]),
+              cover: Type.Union([Type.Object({ jpeg: Type.Union([Type.String(), Type.Null()]), webp: Type.Union([Type.String(), Type.Null()]) }), Type.Null()]),
+              captions: Type.Array(Type.Object({ language: Type.String(), label: Type.String(), kind: Type.String(), url: Type.String() })),
               pending: Type.Array(Type.String()),
             }),
             ...problemResponses(),
           },
         },
       },
-      async (req) => ctx.delivery.package(principalOf(req), req.params.media_id, baseUrlOf(ctx, req)),
+      async (req) => {
+        const p = principalOf(req);
+        const pkg = await ctx.delivery.package(p, req.params.media_id, baseUrlOf(ctx, req));
+        // Fetching a package is a view: the recommended feed learns from it.
+        await ctx.discovery.recommendations.recordView(p, req.params.media_id);
+        return pkg;
+      },
     );
 
     app.get(

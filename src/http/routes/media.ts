@@ -1,10 +1,64 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { AppContext } from '../../context.js';
+import { TERMINAL_STATUSES, type StatusEvent } from '../../media/status-stream.js';
 import { principalOf } from '../auth.js';
-import { problemResponses } from '../schemas.js';
+import { AssetLabelSchema, MediaSchema, problemResponses } from '../schemas.js';
+import { CaptionTrackSchema } from './captions.js';
 
 const MediaParams = Type.Object({ media_id: Type.String({ minLength: 1, maxLength: 64 }) });
+
+const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
+
+const MediaRecordSchema = Type.Object(
+  {
+    ...MediaSchema.properties,
+    labels: Type.Array(AssetLabelSchema),
+    probe: Nullable(Type.Object({}, { additionalProperties: true })),
+    artifacts: Type.Object({}, { additionalProperties: true }),
+    urls: Type.Object({}, { additionalProperties: true }),
+    pending: Type.Array(Type.String()),
+    caption_tracks: Type.Array(CaptionTrackSchema),
+    moderation: Nullable(
+      Type.Object({
+        decision: Type.String(),
+        state: Type.String(),
+        note: Nullable(Type.String()),
+        labels: Type.Array(Type.Unknown()),
+        actor_user_id: Nullable(Type.String()),
+        at: Type.String({ format: 'date-time' }),
+      }, { description: 'The newest moderation decision' }),
+    ),
+    status_history: Type.Array(
+      Type.Object({ status: Type.String(), at: Type.String({ format: 'date-time' }), error_code: Nullable(Type.String()) }),
+    ),
+  },
+  { description: 'The whole media record' },
+);
+
+const TagList = Type.Array(Type.String({ maxLength: 1000 }), { maxItems: 500 });
+
+const MediaPatchSchema = Type.Object(
+  {
+    caption: Type.Optional(Nullable(Type.String({ maxLength: 20_000 }))),
+    title: Type.Optional(Nullable(Type.String({ maxLength: 1000 }))),
+    description: Type.Optional(Nullable(Type.String({ maxLength: 20_000 }))),
+    tags: Type.Optional(
+      Type.Union([
+        TagList,
+        Type.Object({ add: Type.Optional(TagList), remove: Type.Optional(TagList), replace: Type.Optional(TagList) }, { additionalProperties: false }),
+      ], { description: 'An array replaces the tags; {add, remove} edits them (matched case-insensitively); {replace} replaces them' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+/** One Server-Sent Events frame of a status event. */
+function sseFrame(e: StatusEvent): string {
+  const data = JSON.stringify({ status: e.status, at: e.at, error_code: e.error_code, error_reason: e.error_reason });
+  return `${e.id ? `id: ${e.id}\n` : ''}event: status\ndata: ${data}\n\n`;
+}
 
 export function mediaRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
   return async (app) => {
@@ -40,12 +94,99 @@ export function mediaRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       {
         schema: {
           tags: ['media'],
-          summary: 'One media record with its status',
+          summary: 'The whole media record: status and its history, probe facts, artifacts, caption tracks, tags, labels, moderation state',
           params: MediaParams,
-          response: { 200: Type.Ref('Media'), ...problemResponses() },
+          response: { 200: MediaRecordSchema, ...problemResponses() },
         },
       },
-      async (req) => ctx.media.get(principalOf(req), req.params.media_id),
+      async (req) => ctx.media.record(principalOf(req), req.params.media_id),
+    );
+
+    app.patch(
+      '/media/:media_id',
+      {
+        schema: {
+          tags: ['media'],
+          summary: 'Edit the caption, title, description and tags (owner or admin); null clears a field',
+          params: MediaParams,
+          body: MediaPatchSchema,
+          response: { 200: MediaRecordSchema, ...problemResponses(400, 403, 409) },
+        },
+      },
+      async (req) => ctx.media.update(principalOf(req), req.params.media_id, req.body),
+    );
+
+    const streams = new Set<ServerResponse>();
+    app.addHook('preClose', async () => {
+      for (const s of streams) s.end();
+    });
+
+    app.get(
+      '/media/:media_id/events',
+      {
+        schema: {
+          tags: ['media'],
+          summary: 'Status changes as Server-Sent Events (event `status`): the current status, then each change; ends after ready or error unless follow=true',
+          description:
+            'Reconnecting with `Last-Event-ID` (or `last_event_id`) replays the events after that one. A reconnect with nothing left to say answers 204, which tells EventSource to stop.',
+          params: MediaParams,
+          querystring: Type.Object({
+            follow: Type.Boolean({ default: false, description: 'Keep the stream open after ready/error (to watch a reprocess)' }),
+            last_event_id: Type.Optional(Type.String({ maxLength: 64 })),
+          }),
+          headers: Type.Object({ 'last-event-id': Type.Optional(Type.String({ maxLength: 64 })) }),
+          response: {
+            200: { description: 'text/event-stream', content: { 'text/event-stream': { schema: Type.String() } } },
+            204: Type.Null(),
+            ...problemResponses(),
+          },
+        },
+      },
+      async (req, reply) => {
+        const p = principalOf(req);
+        const lastEventId = req.headers['last-event-id'] || req.query.last_event_id || undefined;
+        const follow = req.query.follow;
+        const backlog = await ctx.statusFeed.backlog(p, req.params.media_id, lastEventId);
+        const ends = (status: StatusEvent['status']) => !follow && TERMINAL_STATUSES.has(status);
+        if (lastEventId && !backlog.events.length && ends(backlog.status)) return reply.code(204).send(null);
+
+        reply.hijack();
+        const raw = reply.raw;
+        raw.writeHead(200, {
+          ...(reply.getHeaders() as OutgoingHttpHeaders),
+          'content-type': 'text/event-stream; charset=utf-8',
+          'cache-control': 'no-cache, no-transform',
+          'x-accel-buffering': 'no',
+          'x-request-id': String(req.id),
+        });
+        streams.add(raw);
+        let watch: { stop(): void } | undefined;
+        const heartbeat = setInterval(() => raw.write(': keep-alive\n\n'), ctx.settings.mediaEventsHeartbeat);
+        const finish = () => {
+          clearInterval(heartbeat);
+          watch?.stop();
+          streams.delete(raw);
+          if (!raw.writableEnded) raw.end();
+        };
+        raw.on('close', finish);
+        const send = (events: StatusEvent[]) => {
+          for (const e of events) {
+            raw.write(sseFrame(e));
+            if (ends(e.status)) return finish();
+          }
+        };
+        raw.write('retry: 3000\n\n');
+        send(backlog.events);
+        if (raw.writableEnded) return;
+        watch = ctx.statusFeed.watch(p.tenantId, req.params.media_id, backlog.cursor, {
+          onEvents: send,
+          onGone: () => {
+            raw.write('event: deleted\ndata: {}\n\n');
+            finish();
+          },
+          onError: (err) => req.log.warn({ err }, 'media event stream poll failed'),
+        });
+      },
     );
 
     app.post(

@@ -1,0 +1,312 @@
+/**
+ * API benchmark (not a test): seeds a library of media with labels, tags and captions, starts the
+ * real server (`qasar api`, a child process) and measures read endpoints with real HTTP requests.
+ *
+ *   node --import tsx bench/api/run.ts [--media 100000] [--requests 2000] [--concurrency 16]
+ *                                      [--backends sqlite,postgres] [--out bench/results/api.json]
+ *
+ * Vocabulary: 3,000 words drawn with a Zipf distribution (s = 1.07) for captions, titles and
+ * tags; 300 labels in a hierarchy (30 parents × 9 children) of which 100 have bank phrases;
+ * each media gets 1-4 labels (child labels Zipf-weighted) with model confidences. The library is
+ * seeded with direct bulk inserts and the search indexer's bulk path, then every endpoint gets a
+ * warm-up and N requests at the given concurrency over keep-alive connections.
+ * PostgreSQL runs in its own schema (dropped afterwards); TEST_DATABASE_URL points elsewhere.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { sql, type Insertable } from 'kysely';
+import pg from 'pg';
+import { loadSettings } from '../../src/config/settings.js';
+import { createContext, type AppContext } from '../../src/context.js';
+import type { AssetLabelsTable, MediaAssetsTable } from '../../src/db/schema.js';
+import { newId } from '../../src/ids.js';
+import { createLogger } from '../../src/logger.js';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+const { values: argv } = parseArgs({
+  options: {
+    media: { type: 'string', default: '100000' },
+    requests: { type: 'string', default: '2000' },
+    concurrency: { type: 'string', default: '16' },
+    backends: { type: 'string', default: 'sqlite,postgres' },
+    out: { type: 'string', default: path.join(ROOT, 'bench/results/api.json') },
+    help: { type: 'boolean', default: false },
+  },
+  strict: true,
+});
+if (argv.help) {
+  process.stdout.write(`${fs.readFileSync(new URL(import.meta.url), 'utf8').split('*/')[0]}*/\n`);
+  process.exit(0);
+}
+const MEDIA = Number(argv.media);
+const REQUESTS = Number(argv.requests);
+const CONCURRENCY = Number(argv.concurrency);
+const PG_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
+
+// ---------------------------------------------------------------------------------------------
+// A deterministic random source and the vocabulary
+
+let seed = 42;
+const rand = () => {
+  seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+  return seed / 0x7fffffff;
+};
+const SYLLABLES = ['ka', 'lo', 'mi', 'ra', 'to', 'ne', 'su', 'vi', 'de', 'po', 'ba', 'ri', 'ge', 'an', 'or', 'el', 'us', 'in', 'fa', 'zo'];
+function makeWord(i: number): string {
+  let w = '';
+  let n = i + 20;
+  do {
+    w += SYLLABLES[n % SYLLABLES.length];
+    n = Math.floor(n / SYLLABLES.length);
+  } while (n > 0);
+  return w;
+}
+const WORDS = Array.from({ length: 3000 }, (_, i) => makeWord(i));
+
+/** Zipf sampler over n ranks by inverse CDF. */
+function zipf(n: number, s: number): () => number {
+  const cdf: number[] = [];
+  let sum = 0;
+  for (let k = 1; k <= n; k++) cdf.push((sum += 1 / k ** s));
+  return () => {
+    const x = rand() * sum;
+    let lo = 0;
+    let hi = n - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (cdf[mid]! < x) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+}
+const wordRank = zipf(WORDS.length, 1.07);
+const word = () => WORDS[wordRank()]!;
+const sentence = (min: number, max: number) => Array.from({ length: min + Math.floor(rand() * (max - min + 1)) }, word).join(' ');
+
+// ---------------------------------------------------------------------------------------------
+// Seeding
+
+interface Seeded {
+  tenantId: string;
+  key: string;
+  mediaIds: string[];
+  commonTerm: string;
+  rareTerm: string;
+  prefix: string;
+}
+
+async function seedLibrary(ctx: AppContext): Promise<Seeded> {
+  const db = ctx.database.db;
+  const tenant = await ctx.tenancy.createTenant(`bench-${randomBytes(3).toString('hex')}`);
+  const key = (await ctx.tenancy.createKey({ tenantId: tenant.id, userId: 'u0' })).key;
+  const now = Date.now();
+  const at = new Date(now).toISOString();
+
+  // Labels: 30 parents with 9 children each; 100 children have bank phrases.
+  const labelIds: string[] = [];
+  const parents: string[] = [];
+  const labelRows = [];
+  for (let p = 0; p < 30; p++) {
+    const id = newId();
+    parents.push(id);
+    labelRows.push({ id, tenant_id: tenant.id, name: `${makeWord(5000 + p)} group`, kind: 'general' as const, parent_id: null, created_at: at });
+    for (let c = 0; c < 9; c++) {
+      const cid = newId();
+      labelIds.push(cid);
+      labelRows.push({ id: cid, tenant_id: tenant.id, name: makeWord(6000 + p * 9 + c), kind: 'general' as const, parent_id: id, created_at: at });
+    }
+  }
+  await db.insertInto('labels').values(labelRows).execute();
+  const bankId = newId();
+  await db.insertInto('label_banks').values({ id: bankId, tenant_id: tenant.id, name: 'bench', kind: 'general', description: null, created_at: at, updated_at: at }).execute();
+  for (let i = 0; i < 100; i++) {
+    const entryId = newId();
+    const label = labelRows.find((l) => l.id === labelIds[i])!;
+    await db.insertInto('label_bank_entries').values({ id: entryId, bank_id: bankId, tenant_id: tenant.id, name: label.name, label_id: label.id, parent_id: null, threshold: null, created_at: at }).execute();
+    await db.insertInto('label_bank_phrases').values({ id: newId(), entry_id: entryId, tenant_id: tenant.id, phrase: `${makeWord(7000 + i)} ${makeWord(8000 + i)}` }).execute();
+  }
+  const labelRank = zipf(labelIds.length, 1.0);
+
+  const mediaIds: string[] = [];
+  const BATCH = 400;
+  const started = Date.now();
+  for (let b = 0; b < MEDIA; b += BATCH) {
+    const rows: Insertable<MediaAssetsTable>[] = [];
+    const links: Insertable<AssetLabelsTable>[] = [];
+    for (let i = b; i < Math.min(MEDIA, b + BATCH); i++) {
+      const id = newId();
+      mediaIds.push(id);
+      const created = new Date(now - (MEDIA - i) * 60_000).toISOString();
+      const tags = Array.from({ length: Math.floor(rand() * 4) }, word);
+      rows.push({
+        id, tenant_id: tenant.id, user_id: `u${i % 50}`, status: 'ready' as const, error_code: null, error_reason: null, kind: 'video' as const,
+        original_filename: `${word()}_${word()}_${i}.mp4`, mime_type: 'video/mp4', size: 1000 + i, sha256: 'x'.repeat(64),
+        caption: sentence(6, 16), user_tags: JSON.stringify(tags),
+        file_metadata: JSON.stringify({ duration: 10 + (i % 600), width: 1920, height: 1080, artifacts: { hls: 'hls/master.m3u8', dash: 'dash/manifest.mpd', poster: { jpeg: 'posters/poster.jpg' } } }),
+        upload_session_id: null, created_at: created, updated_at: created, processing_started_at: null, ready_at: created,
+        playback_key: randomBytes(8).toString('hex'), title: rand() < 0.3 ? sentence(2, 5) : null, description: null,
+      });
+      const chosen = new Set<string>();
+      const n = 1 + Math.floor(rand() * 4);
+      for (let k = 0; k < n; k++) chosen.add(labelIds[labelRank()]!);
+      for (const labelId of chosen) {
+        links.push({ id: newId(), tenant_id: tenant.id, user_id: `u${i % 50}`, media_id: id, label_id: labelId, source: 'model' as const, count: 1, confidence: 0.5 + rand() / 2, frame_data: '[]', first_seen_at: created, last_seen_at: created });
+      }
+    }
+    await db.transaction().execute(async (trx) => {
+      await trx.insertInto('mediaassets').values(rows).execute();
+      for (let i = 0; i < links.length; i += 500) await trx.insertInto('asset_labels').values(links.slice(i, i + 500)).execute();
+    });
+    await ctx.discovery.indexer.reindexMany(tenant.id, rows.map((r) => r.id));
+    if ((b / BATCH) % 25 === 0) log(`seeded ${b + rows.length} media (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+  }
+  log(`seeded ${MEDIA} media in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  // Common: the 10th most frequent word (the first few act as stop words); rare: rank 2000.
+  return { tenantId: tenant.id, key, mediaIds, commonTerm: WORDS[9]!, rareTerm: WORDS[2000]!, prefix: WORDS[30]!.slice(0, 3) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load generation
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
+
+function request(url: string, key: string): Promise<{ status: number; ms: number }> {
+  const t0 = process.hrtime.bigint();
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent, headers: { authorization: `Bearer ${key}` } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, ms: Number(process.hrtime.bigint() - t0) / 1e6 }));
+    });
+    req.on('error', reject);
+  });
+}
+
+interface Result {
+  endpoint: string;
+  requests: number;
+  errors: number;
+  p50_ms: number;
+  p95_ms: number;
+  p99_ms: number;
+  rps: number;
+}
+
+async function measure(name: string, urls: () => string, key: string): Promise<Result> {
+  const run = async (n: number) => {
+    const times: number[] = [];
+    let errors = 0;
+    let next = 0;
+    const t0 = Date.now();
+    await Promise.all(
+      Array.from({ length: CONCURRENCY }, async () => {
+        while (next++ < n) {
+          const r = await request(urls(), key);
+          if (r.status !== 200) errors++;
+          times.push(r.ms);
+        }
+      }),
+    );
+    return { times, errors, seconds: (Date.now() - t0) / 1000 };
+  };
+  await run(Math.min(200, REQUESTS));
+  const { times, errors, seconds } = await run(REQUESTS);
+  times.sort((a, b) => a - b);
+  const q = (p: number) => Math.round(times[Math.min(times.length - 1, Math.floor(p * times.length))]! * 100) / 100;
+  return { endpoint: name, requests: REQUESTS, errors, p50_ms: q(0.5), p95_ms: q(0.95), p99_ms: q(0.99), rps: Math.round(REQUESTS / seconds) };
+}
+
+function startServer(env: Record<string, string>): Promise<{ proc: ChildProcess; base: string }> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli/main.ts'), 'api'], {
+    cwd: ROOT,
+    env: { ...process.env, ...env, PORT: '0', LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    proc.stdout!.setEncoding('utf8').on('data', (s: string) => {
+      out += s;
+      const m = /listening on (http:\/\/\S+?)\/api\/v1/.exec(out);
+      if (m) resolve({ proc, base: m[1]! });
+    });
+    proc.on('exit', (code) => reject(new Error(`server exited with ${code}: ${out}`)));
+  });
+}
+
+async function bench(backend: 'sqlite' | 'postgres'): Promise<Result[]> {
+  const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'qasar-bench-api-'));
+  const schema = `qasar_bench_${randomBytes(4).toString('hex')}`;
+  const env: Record<string, string> = {
+    STORAGE_ROOT: path.join(tmp, 'storage'),
+    REDIS_URL: '',
+    DATABASE_URL: backend === 'sqlite' ? `sqlite:${path.join(tmp, 'qasar.sqlite')}` : PG_URL,
+    DATABASE_SCHEMA: schema,
+    LOG_LEVEL: 'warn',
+  };
+  try {
+    const settings = loadSettings(env);
+    const ctx = await createContext(settings, { log: createLogger('warn') });
+    let seeded: Seeded;
+    try {
+      seeded = await seedLibrary(ctx);
+      if (backend === 'postgres') await sql`analyze`.execute(ctx.database.db);
+    } finally {
+      await ctx.close();
+    }
+    const { proc, base } = await startServer(env);
+    try {
+      const api = `${base}/api/v1`;
+      const pick = () => seeded.mediaIds[Math.floor(rand() * seeded.mediaIds.length)]!;
+      const results: Result[] = [];
+      const cases: [string, () => string][] = [
+        ['get-by-id', () => `${api}/media/${pick()}`],
+        [`search common "${seeded.commonTerm}"`, () => `${api}/search?q=${seeded.commonTerm}%20`],
+        [`search rare "${seeded.rareTerm}"`, () => `${api}/search?q=${seeded.rareTerm}%20`],
+        [`search prefix "${seeded.prefix}"`, () => `${api}/search?q=${seeded.prefix}`],
+        ['feed/new', () => `${api}/feed/new`],
+        ['related', () => `${api}/media/${pick()}/related`],
+      ];
+      for (const [name, url] of cases) {
+        const r = await measure(name, url, seeded.key);
+        log(`${backend} ${name}: p50 ${r.p50_ms} ms, p95 ${r.p95_ms} ms, p99 ${r.p99_ms} ms, ${r.rps} req/s, errors ${r.errors}`);
+        results.push(r);
+      }
+      return results;
+    } finally {
+      proc.kill('SIGTERM');
+      await new Promise((r) => proc.once('exit', r));
+    }
+  } finally {
+    if (backend === 'postgres') {
+      const c = new pg.Client({ connectionString: PG_URL });
+      await c.connect();
+      await c.query(`drop schema if exists "${schema}" cascade`);
+      await c.end();
+    }
+    await fsp.rm(tmp, { recursive: true, force: true });
+  }
+}
+
+const all: Record<string, Result[]> = {};
+for (const backend of argv.backends!.split(',').map((s) => s.trim()) as ('sqlite' | 'postgres')[]) {
+  log(`${backend}: seeding ${MEDIA} media`);
+  all[backend] = await bench(backend);
+}
+agent.destroy();
+const lines = ['| backend | endpoint | p50 ms | p95 ms | p99 ms | req/s | errors |', '|---|---|---|---|---|---|---|'];
+for (const [backend, results] of Object.entries(all)) {
+  for (const r of results) lines.push(`| ${backend} | ${r.endpoint} | ${r.p50_ms} | ${r.p95_ms} | ${r.p99_ms} | ${r.rps} | ${r.errors} |`);
+}
+process.stdout.write(`${lines.join('\n')}\n`);
+await fsp.mkdir(path.dirname(argv.out!), { recursive: true });
+await fsp.writeFile(
+  argv.out!,
+  JSON.stringify({ media: MEDIA, requests: REQUESTS, concurrency: CONCURRENCY, cpus: os.availableParallelism(), node: process.version, at: new Date().toISOString(), results: all }, null, 2),
+);

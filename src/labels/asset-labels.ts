@@ -1,0 +1,168 @@
+import { sql, type Kysely } from 'kysely';
+import type { Database, LabelKind } from '../db/schema.js';
+import { fromJson, nowIso, toJson } from '../db/schema.js';
+import { AppError } from '../errors.js';
+import { newId } from '../ids.js';
+import { matchingEntries } from './effective-banks.js';
+import { ensureLabelId, syncLabelHierarchy } from './hierarchy.js';
+import { normalizeLabelName } from './label-service.js';
+
+export type LabelSource = 'user' | 'model';
+
+/** Where in a media a model saw a label: a time (seconds) and optionally a box (0-1, relative). */
+export interface LabelFrame {
+  t: number;
+  box?: [number, number, number, number];
+  confidence?: number;
+}
+
+export interface LabelInput {
+  name: string;
+  kind?: LabelKind;
+  /** 0-1; a user's label is 1 unless given. */
+  confidence?: number;
+  frames?: LabelFrame[];
+  source: LabelSource;
+}
+
+export interface AssetLabelDetail {
+  label_id: string;
+  name: string;
+  kind: LabelKind;
+  parent_id: string | null;
+  source: LabelSource;
+  confidence: number;
+  count: number;
+  frames: LabelFrame[];
+  first_seen_at: string;
+  last_seen_at: string;
+}
+
+interface Normalised {
+  name: string;
+  kind: LabelKind;
+  confidence: number;
+  frames: LabelFrame[] | undefined;
+  source: LabelSource;
+}
+
+function normalise(inputs: readonly LabelInput[]): Normalised[] {
+  const out = new Map<string, Normalised>();
+  for (const i of inputs) {
+    const confidence = i.confidence ?? 1;
+    if (!(confidence >= 0 && confidence <= 1)) throw new AppError('validation-failed', 'labels: confidence must be from 0 to 1');
+    const n: Normalised = { name: normalizeLabelName(i.name), kind: i.kind ?? 'general', confidence, frames: i.frames, source: i.source };
+    const k = `${n.kind}\0${n.name}\0${n.source}`;
+    const prev = out.get(k);
+    // The same label twice in one write counts once, at its highest confidence.
+    out.set(k, prev ? { ...n, confidence: Math.max(prev.confidence, n.confidence), frames: n.frames ?? prev.frames } : n);
+  }
+  return [...out.values()];
+}
+
+/**
+ * Upserts labels of one media and records them in the statistics of every matching entry of
+ * the tenant's effective banks. A repeated label counts again (`count` + 1), keeps its highest
+ * confidence and its first-seen time; frames given replace the earlier ones (each model pass
+ * reports all frames it saw). Run it inside the caller's transaction when there is one.
+ */
+export async function writeAssetLabels(
+  db: Kysely<Database>,
+  target: { tenantId: string; userId: string; mediaId: string },
+  inputs: readonly LabelInput[],
+): Promise<{ labelIds: string[] }> {
+  const labels = normalise(inputs);
+  const now = nowIso();
+  let created = false;
+  const labelIds: string[] = [];
+  const written: Array<Normalised & { isNew: boolean }> = [];
+  for (const l of labels) {
+    const label = await ensureLabelId(db, target.tenantId, l.name, l.kind);
+    created ||= label.created;
+    labelIds.push(label.id);
+    const row = await db
+      .insertInto('asset_labels')
+      .values({
+        id: newId(),
+        tenant_id: target.tenantId,
+        user_id: target.userId,
+        media_id: target.mediaId,
+        label_id: label.id,
+        source: l.source,
+        count: 1,
+        confidence: l.confidence,
+        frame_data: toJson(l.frames ?? []),
+        first_seen_at: now,
+        last_seen_at: now,
+      })
+      .onConflict((oc) =>
+        oc.columns(['media_id', 'label_id', 'source']).doUpdateSet({
+          count: sql`asset_labels.count + 1`,
+          confidence: sql`case when excluded.confidence > asset_labels.confidence then excluded.confidence else asset_labels.confidence end`,
+          last_seen_at: sql`excluded.last_seen_at`,
+          ...(l.frames ? { frame_data: sql`excluded.frame_data` } : {}),
+        }),
+      )
+      .returning('count')
+      .executeTakeFirstOrThrow();
+    written.push({ ...l, isNew: Number(row.count) === 1 });
+  }
+  for (const kind of ['general', 'moderation'] as const) {
+    const ofKind = written.filter((w) => w.kind === kind);
+    const matches = await matchingEntries(db, target.tenantId, kind, [...new Set(ofKind.map((w) => w.name))]);
+    for (const m of matches) {
+      for (const w of ofKind.filter((x) => x.name === m.matched)) await recordMatch(db, target.tenantId, m.entryId, w.confidence, w.isNew, now);
+    }
+  }
+  if (created) await syncLabelHierarchy(db, target.tenantId);
+  return { labelIds };
+}
+
+async function recordMatch(db: Kysely<Database>, tenantId: string, entryId: string, confidence: number, isNew: boolean, now: string): Promise<void> {
+  await db
+    .insertInto('label_bank_stats')
+    .values({
+      entry_id: entryId,
+      tenant_id: tenantId,
+      usage_count: isNew ? 1 : 0,
+      match_count: 1,
+      confidence_sum: confidence,
+      max_confidence: confidence,
+      last_matched_at: now,
+    })
+    .onConflict((oc) =>
+      oc.columns(['entry_id', 'tenant_id']).doUpdateSet({
+        usage_count: sql`label_bank_stats.usage_count + excluded.usage_count`,
+        match_count: sql`label_bank_stats.match_count + 1`,
+        confidence_sum: sql`label_bank_stats.confidence_sum + excluded.confidence_sum`,
+        max_confidence: sql`case when excluded.max_confidence > label_bank_stats.max_confidence then excluded.max_confidence else label_bank_stats.max_confidence end`,
+        last_matched_at: sql`excluded.last_matched_at`,
+      }),
+    )
+    .execute();
+}
+
+/** Every label of one media, with frames and times (one row per label and source). */
+export async function assetLabelsOf(db: Kysely<Database>, tenantId: string, mediaId: string): Promise<AssetLabelDetail[]> {
+  const rows = await db
+    .selectFrom('asset_labels as al')
+    .innerJoin('labels as l', 'l.id', 'al.label_id')
+    .select(['al.label_id', 'l.name', 'l.kind', 'l.parent_id', 'al.source', 'al.confidence', 'al.count', 'al.frame_data', 'al.first_seen_at', 'al.last_seen_at'])
+    .where('al.tenant_id', '=', tenantId)
+    .where('al.media_id', '=', mediaId)
+    .orderBy('l.name')
+    .orderBy('al.source')
+    .execute();
+  return rows.map((r) => ({
+    label_id: r.label_id,
+    name: r.name,
+    kind: r.kind,
+    parent_id: r.parent_id,
+    source: r.source,
+    confidence: Number(r.confidence),
+    count: Number(r.count),
+    frames: fromJson<LabelFrame[]>(r.frame_data, []),
+    first_seen_at: r.first_seen_at,
+    last_seen_at: r.last_seen_at,
+  }));
+}

@@ -1,0 +1,201 @@
+import type { Kysely } from 'kysely';
+import type { Database, LabelKind } from '../db/schema.js';
+import { nowIso } from '../db/schema.js';
+import { newId } from '../ids.js';
+import { effectiveBanks } from './effective-banks.js';
+import { normalizeLabelName } from './label-service.js';
+
+export interface LabelRef {
+  id: string;
+  name: string;
+  kind: LabelKind;
+  parent_id: string | null;
+}
+
+const key = (kind: LabelKind, name: string) => `${kind}\0${name}`;
+
+/** Finds or creates a tenant's label; says whether it was created (a new name may need a parent). */
+export async function ensureLabelId(db: Kysely<Database>, tenantId: string, name: string, kind: LabelKind): Promise<{ id: string; created: boolean }> {
+  const find = () =>
+    db.selectFrom('labels').select('id').where('tenant_id', '=', tenantId).where('name', '=', name).where('kind', '=', kind).executeTakeFirst();
+  const existing = await find();
+  if (existing) return { id: existing.id, created: false };
+  const id = newId();
+  const res = await db
+    .insertInto('labels')
+    .values({ id, tenant_id: tenantId, name, kind, parent_id: null, created_at: nowIso() })
+    .onConflict((oc) => oc.columns(['tenant_id', 'name', 'kind']).doNothing())
+    .executeTakeFirst();
+  if (Number(res.numInsertedOrUpdatedRows ?? 0n) > 0) return { id, created: true };
+  return { id: (await find())!.id, created: false };
+}
+
+/**
+ * Makes the tenant's label dictionary follow its effective banks: every entry has a label of
+ * its name and the bank's kind, `labels.parent_id` mirrors the entries' parents, and an existing
+ * label named like an entry's phrase becomes a child of that entry's label (a synonym implies
+ * its entry). `labels.parent_id` is derived from the banks only, so links no bank gives any more
+ * are cleared. The first bank (tenant banks first) wins when banks disagree; a link that would
+ * close a cycle across banks is dropped.
+ */
+export async function syncLabelHierarchy(db: Kysely<Database>, tenantId: string): Promise<void> {
+  const banks = await effectiveBanks(db, tenantId);
+  const kindOf = new Map(banks.map((b) => [b.id, b.kind]));
+  const bankIds = banks.map((b) => b.id);
+  const entries = bankIds.length
+    ? await db.selectFrom('label_bank_entries').select(['id', 'bank_id', 'name', 'parent_id']).where('bank_id', 'in', bankIds).execute()
+    : [];
+  const phrases = bankIds.length
+    ? await db
+        .selectFrom('label_bank_phrases as p')
+        .innerJoin('label_bank_entries as e', 'e.id', 'p.entry_id')
+        .select(['e.id as entry_id', 'p.phrase'])
+        .where('e.bank_id', 'in', bankIds)
+        .execute()
+    : [];
+  const bankOrder = new Map(bankIds.map((id, i) => [id, i]));
+  entries.sort((a, b) => bankOrder.get(a.bank_id)! - bankOrder.get(b.bank_id)! || a.name.localeCompare(b.name));
+  const entryById = new Map(entries.map((e) => [e.id, e]));
+
+  const desired = new Map<string, string | null>();
+  for (const e of entries) {
+    const kind = kindOf.get(e.bank_id)!;
+    const k = key(kind, e.name);
+    if (desired.has(k)) continue;
+    const parent = e.parent_id ? entryById.get(e.parent_id) : undefined;
+    desired.set(k, parent ? key(kind, parent.name) : null);
+  }
+
+  const labels = await db.selectFrom('labels').select(['id', 'name', 'kind', 'parent_id']).where('tenant_id', '=', tenantId).execute();
+  const idOf = new Map(labels.map((l) => [key(l.kind, l.name), l.id]));
+  for (const p of phrases) {
+    const e = entryById.get(p.entry_id)!;
+    const kind = kindOf.get(e.bank_id)!;
+    const k = key(kind, p.phrase);
+    if (!desired.has(k) && idOf.has(k)) desired.set(k, key(kind, e.name));
+  }
+
+  // Drop links that would close a cycle (banks may disagree on the direction).
+  for (const start of desired.keys()) {
+    const seen = new Set([start]);
+    let cur = desired.get(start);
+    while (cur) {
+      if (seen.has(cur)) {
+        desired.set(start, null);
+        break;
+      }
+      seen.add(cur);
+      cur = desired.get(cur) ?? null;
+    }
+  }
+
+  const now = nowIso();
+  const missing = [...desired.keys()].filter((k) => !idOf.has(k));
+  for (let i = 0; i < missing.length; i += 200) {
+    const rows = missing.slice(i, i + 200).map((k) => {
+      const [kind, name] = k.split('\0') as [LabelKind, string];
+      return { id: newId(), tenant_id: tenantId, name, kind, parent_id: null, created_at: now };
+    });
+    await db.insertInto('labels').values(rows).onConflict((oc) => oc.columns(['tenant_id', 'name', 'kind']).doNothing()).execute();
+  }
+  const all = missing.length
+    ? await db.selectFrom('labels').select(['id', 'name', 'kind', 'parent_id']).where('tenant_id', '=', tenantId).execute()
+    : labels;
+  const ids = new Map(all.map((l) => [key(l.kind, l.name), l.id]));
+
+  const updates = new Map<string | null, string[]>();
+  for (const l of all) {
+    const parentKey = desired.get(key(l.kind, l.name)) ?? null;
+    const want = parentKey ? (ids.get(parentKey) ?? null) : null;
+    if (want !== l.parent_id) updates.set(want, [...(updates.get(want) ?? []), l.id]);
+  }
+  for (const [parentId, labelIds] of updates) {
+    for (let i = 0; i < labelIds.length; i += 500) {
+      await db
+        .updateTable('labels')
+        .set({ parent_id: parentId })
+        .where('tenant_id', '=', tenantId)
+        .where('id', 'in', labelIds.slice(i, i + 500))
+        .execute();
+    }
+  }
+
+  // A tenant's own entries point at their labels directly (global entries are shared, so not).
+  for (const e of entries) {
+    const bank = banks.find((b) => b.id === e.bank_id);
+    if (bank?.tenant_id !== tenantId) continue;
+    const labelId = ids.get(key(bank.kind, e.name)) ?? null;
+    await db.updateTable('label_bank_entries').set({ label_id: labelId }).where('id', '=', e.id).where('label_id', 'is distinct from', labelId).execute();
+  }
+}
+
+/**
+ * The given labels and all their ancestors (deduplicated): what a media labelled with them is
+ * also labelled with, for search and feeds. Unknown ids and other tenants' ids are left out.
+ */
+export async function labelWithAncestors(db: Kysely<Database>, tenantId: string, labelIds: readonly string[]): Promise<LabelRef[]> {
+  const found = new Map<string, LabelRef>();
+  let frontier = [...new Set(labelIds)];
+  while (frontier.length) {
+    const rows = await db
+      .selectFrom('labels')
+      .select(['id', 'name', 'kind', 'parent_id'])
+      .where('tenant_id', '=', tenantId)
+      .where('id', 'in', frontier)
+      .execute();
+    frontier = [];
+    for (const r of rows) {
+      if (found.has(r.id)) continue;
+      found.set(r.id, r);
+      if (r.parent_id && !found.has(r.parent_id)) frontier.push(r.parent_id);
+    }
+  }
+  return [...found.values()];
+}
+
+/**
+ * Ids of the tenant's labels a search term stands for: labels of that name, labels of the
+ * entries (in the tenant's effective banks) having the term as name or phrase, and every
+ * descendant of those, so that searching a parent finds media labelled with a child.
+ * The term is folded like label names; a term that is not a valid label name matches nothing.
+ */
+export async function labelIdsMatchingTerm(db: Kysely<Database>, tenantId: string, term: string): Promise<string[]> {
+  let name: string;
+  try {
+    name = normalizeLabelName(term);
+  } catch {
+    return [];
+  }
+  const seeds = new Set(
+    (await db.selectFrom('labels').select('id').where('tenant_id', '=', tenantId).where('name', '=', name).execute()).map((r) => r.id),
+  );
+  const banks = await effectiveBanks(db, tenantId);
+  if (banks.length) {
+    const entries = await db
+      .selectFrom('label_bank_phrases as p')
+      .innerJoin('label_bank_entries as e', 'e.id', 'p.entry_id')
+      .innerJoin('label_banks as b', 'b.id', 'e.bank_id')
+      .select(['e.name', 'b.kind'])
+      .where('b.id', 'in', banks.map((b) => b.id))
+      .where('p.phrase', '=', name)
+      .execute();
+    for (const e of entries) {
+      const l = await db
+        .selectFrom('labels')
+        .select('id')
+        .where('tenant_id', '=', tenantId)
+        .where('name', '=', e.name)
+        .where('kind', '=', e.kind)
+        .executeTakeFirst();
+      if (l) seeds.add(l.id);
+    }
+  }
+  const out = new Set(seeds);
+  let frontier = [...seeds];
+  while (frontier.length) {
+    const rows = await db.selectFrom('labels').select('id').where('tenant_id', '=', tenantId).where('parent_id', 'in', frontier).execute();
+    frontier = rows.map((r) => r.id).filter((id) => !out.has(id));
+    for (const id of frontier) out.add(id);
+  }
+  return [...out];
+}

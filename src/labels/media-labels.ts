@@ -1,0 +1,132 @@
+import type { Kysely } from 'kysely';
+import type { Database, LabelKind } from '../db/schema.js';
+import { AppError, notFound } from '../errors.js';
+import type { MediaChanges } from '../media/media-changes.js';
+import type { ModerationService } from '../moderation/moderation-service.js';
+import { assertModerationVisible } from '../moderation/visibility.js';
+import type { Principal } from '../tenancy/principal.js';
+import { assetLabelsOf, writeAssetLabels, type AssetLabelDetail, type LabelInput, type LabelSource } from './asset-labels.js';
+
+/** The worker (or any other part of the server) writing labels on its own authority, for one tenant. */
+export interface SystemActor {
+  system: true;
+  tenantId: string;
+}
+
+export type LabelActor = Principal | SystemActor;
+
+const isSystem = (a: LabelActor): a is SystemActor => 'system' in a && a.system;
+
+export interface LabelDictionaryEntry {
+  id: string;
+  name: string;
+  kind: LabelKind;
+  parent_id: string | null;
+  created_at: string;
+}
+
+/**
+ * Labels of media: written by users (source `user`) through the API and by the worker
+ * (source `model`); each write updates bank statistics, then moderation is evaluated and the
+ * change is announced so the search index follows.
+ */
+export class MediaLabelService {
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly changes: MediaChanges,
+    private readonly moderation: ModerationService,
+  ) {}
+
+  /**
+   * Adds labels to a media. A principal must own the media or hold an admin key, and only
+   * admin keys write moderation labels (they drive the moderation workflow). The system
+   * actor may write anything, typically `model` labels with confidences and frames.
+   */
+  async addLabels(actor: LabelActor, mediaId: string, inputs: readonly LabelInput[]): Promise<AssetLabelDetail[]> {
+    const media = await this.media(actor.tenantId, mediaId);
+    if (!isSystem(actor)) {
+      this.assertWriter(actor, media.user_id);
+      if (inputs.some((i) => i.kind === 'moderation') && !actor.isAdmin) throw new AppError('forbidden', 'only an admin key may add moderation labels');
+      if (inputs.some((i) => i.source !== 'user')) throw new AppError('forbidden', 'labels added through the API have source user');
+    }
+    if (!inputs.length) return assetLabelsOf(this.db, actor.tenantId, mediaId);
+    await this.db.transaction().execute((tx) => writeAssetLabels(tx, { tenantId: actor.tenantId, userId: media.user_id, mediaId }, inputs));
+    await this.changes.emit({ tenantId: actor.tenantId, mediaId, reason: 'labels' });
+    if (inputs.some((i) => i.kind === 'moderation')) await this.moderation.evaluate(actor.tenantId, mediaId);
+    return assetLabelsOf(this.db, actor.tenantId, mediaId);
+  }
+
+  /** Removes one label of a media (the `user` one unless another source is named; `model` needs an admin key). */
+  async removeLabel(actor: LabelActor, mediaId: string, labelId: string, source: LabelSource = 'user'): Promise<void> {
+    const media = await this.media(actor.tenantId, mediaId);
+    if (!isSystem(actor)) {
+      this.assertWriter(actor, media.user_id);
+      if (source === 'model' && !actor.isAdmin) throw new AppError('forbidden', 'only an admin key may remove model labels');
+      const label = await this.db.selectFrom('labels').select('kind').where('id', '=', labelId).where('tenant_id', '=', actor.tenantId).executeTakeFirst();
+      if (label?.kind === 'moderation' && !actor.isAdmin) throw new AppError('forbidden', 'only an admin key may remove moderation labels');
+    }
+    const res = await this.db
+      .deleteFrom('asset_labels')
+      .where('tenant_id', '=', actor.tenantId)
+      .where('media_id', '=', mediaId)
+      .where('label_id', '=', labelId)
+      .where('source', '=', source)
+      .executeTakeFirst();
+    if (Number(res.numDeletedRows) === 0) throw notFound('label of this media');
+    await this.changes.emit({ tenantId: actor.tenantId, mediaId, reason: 'labels' });
+  }
+
+  /** A media's labels; held or rejected media only for its owner and admins. */
+  async list(p: Principal, mediaId: string): Promise<AssetLabelDetail[]> {
+    const media = await this.media(p.tenantId, mediaId);
+    assertModerationVisible(p, media);
+    return assetLabelsOf(this.db, p.tenantId, mediaId);
+  }
+
+  /** The tenant's label dictionary, by name; optionally one kind or the children of one label. */
+  async dictionary(
+    tenantId: string,
+    opts: { kind?: LabelKind; parentId?: string; limit: number; cursor?: string },
+  ): Promise<{ items: LabelDictionaryEntry[]; next_cursor: string | null }> {
+    let q = this.db.selectFrom('labels').select(['id', 'name', 'kind', 'parent_id', 'created_at']).where('tenant_id', '=', tenantId);
+    if (opts.kind) q = q.where('kind', '=', opts.kind);
+    if (opts.parentId) q = q.where('parent_id', '=', opts.parentId);
+    if (opts.cursor) {
+      const c = decodeCursor(opts.cursor);
+      q = q.where((eb) => eb.or([eb('name', '>', c.name), eb.and([eb('name', '=', c.name), eb('id', '>', c.id)])]));
+    }
+    const rows = await q.orderBy('name').orderBy('id').limit(opts.limit + 1).execute();
+    const page = rows.slice(0, opts.limit);
+    const last = page[page.length - 1];
+    return { items: page, next_cursor: rows.length > opts.limit && last ? encodeCursor(last) : null };
+  }
+
+  private async media(tenantId: string, mediaId: string) {
+    const media = await this.db
+      .selectFrom('mediaassets')
+      .select(['id', 'user_id', 'moderation_state'])
+      .where('id', '=', mediaId)
+      .where('tenant_id', '=', tenantId)
+      .executeTakeFirst();
+    if (!media) throw notFound('media');
+    return media;
+  }
+
+  private assertWriter(p: Principal, ownerUserId: string): void {
+    if (!p.isAdmin && p.userId !== ownerUserId) throw new AppError('forbidden', 'only the owner or an admin key may change the labels of this media');
+  }
+}
+
+function encodeCursor(c: { name: string; id: string }): string {
+  return Buffer.from(JSON.stringify([c.name, c.id])).toString('base64url');
+}
+
+function decodeCursor(raw: string): { name: string; id: string } {
+  try {
+    const [name, id] = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as [unknown, unknown];
+    if (typeof name === 'string' && typeof id === 'string') return { name, id };
+  } catch {
+    // fall through
+  }
+  throw new AppError('validation-failed', 'cursor is not valid');
+}

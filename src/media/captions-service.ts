@@ -1,0 +1,189 @@
+import fs from 'node:fs/promises';
+import type { Db } from '../db/database.js';
+import { nowIso, type CaptionKind } from '../db/schema.js';
+import { AppError, notFound } from '../errors.js';
+import { newId } from '../ids.js';
+import { safeJoin, type StorageLayout } from '../storage/layout.js';
+import type { Principal } from '../tenancy/principal.js';
+import { CaptionFormatError, parseCaptions } from './captions-format.js';
+import { applyCaptionTracks, CAPTIONS_FOLDER, captionFile, captionTrackRefs, writeFileAtomic } from './captions-manifests.js';
+import type { MediaChanges } from './media-changes.js';
+
+export const MAX_CAPTION_LABEL_LENGTH = 100;
+
+export interface CaptionTrackView {
+  language: string;
+  label: string;
+  kind: CaptionKind;
+  cue_count: number;
+  /** The WebVTT file under the authenticated API. */
+  url: string;
+  created_at: string;
+  updated_at: string;
+}
+
+/**
+ * BCP 47 shape: language (2-3 letters, or 5-8 registered), optional extlang, script, region,
+ * variants. Returned in canonical case (en-US, zh-Hant-TW), which is also the file name.
+ */
+const BCP47 = /^([a-z]{2,3}(?:-[a-z]{3}){0,3}|[a-z]{5,8})(-[a-z]{4})?(-(?:[a-z]{2}|\d{3}))?((?:-(?:[a-z\d]{5,8}|\d[a-z\d]{3}))*)$/i;
+
+export function canonicalLanguage(raw: string): string {
+  const m = BCP47.exec(raw.trim());
+  if (!m || raw.length > 35) throw new AppError('validation-failed', `"${raw.slice(0, 40)}" is not a BCP 47 language tag such as en, fr-CA or zh-Hant`);
+  const [, lang, script, region, variants] = m;
+  return [
+    lang!.toLowerCase(),
+    script ? `-${script[1]!.toUpperCase()}${script.slice(2).toLowerCase()}` : '',
+    region ? region.toUpperCase() : '',
+    (variants ?? '').toLowerCase(),
+  ].join('');
+}
+
+/** A label for a language in English ("French (Canada)"); the tag itself when unknown. */
+export function defaultLabel(language: string): string {
+  try {
+    return new Intl.DisplayNames(['en'], { type: 'language', fallback: 'code' }).of(language) ?? language;
+  } catch {
+    return language;
+  }
+}
+
+function cleanLabel(raw: string | undefined, language: string): string {
+  if (raw === undefined) return defaultLabel(language);
+  const label = raw.normalize('NFC').trim().replace(/\s+/g, ' ');
+  if (!label || label.length > MAX_CAPTION_LABEL_LENGTH || /[\u0000-\u001f\u007f]/.test(label)) {
+    throw new AppError('validation-failed', `label: 1-${MAX_CAPTION_LABEL_LENGTH} printable characters`);
+  }
+  return label;
+}
+
+/**
+ * Caption tracks of ready videos: stored as WebVTT under the media's transcripts folder and
+ * offered in its HLS master and DASH manifest. Only the owner or an admin may change them;
+ * anyone of the tenant may list them; another tenant gets 404.
+ */
+export class CaptionService {
+  constructor(
+    private readonly db: Db,
+    private readonly layout: StorageLayout,
+    private readonly apiPrefix: string,
+    private readonly changes?: MediaChanges,
+  ) {}
+
+  private async media(p: Principal, mediaId: string) {
+    const row = await this.db
+      .selectFrom('mediaassets')
+      .select(['id', 'tenant_id', 'user_id', 'kind', 'status'])
+      .where('id', '=', mediaId)
+      .where('tenant_id', '=', p.tenantId)
+      .executeTakeFirst();
+    if (!row) throw notFound('media');
+    return row;
+  }
+
+  private async editable(p: Principal, mediaId: string, action: string) {
+    const row = await this.media(p, mediaId);
+    if (!p.isAdmin && row.user_id !== p.userId) throw new AppError('forbidden', `only the owner or an admin key may ${action} caption tracks`);
+    if (row.kind !== 'video') throw new AppError('conflict', `caption tracks are for video; this media is ${row.kind}`);
+    // While (re)processing, the manifests are being replaced; the new ones pick up the tracks.
+    if (row.status === 'queued' || row.status === 'processing') throw new AppError('conflict', `the media is ${row.status}; caption tracks can be changed once it is ready`);
+    return row;
+  }
+
+  async list(p: Principal, mediaId: string): Promise<CaptionTrackView[]> {
+    const row = await this.media(p, mediaId);
+    return (await tracksOfMedia(this.db, this.apiPrefix, p.tenantId, [row.id])).get(row.id) ?? [];
+  }
+
+  /** Adds or replaces the track of one language. Bad files are refused before anything is written. */
+  async put(p: Principal, mediaId: string, input: { language: string; body: Uint8Array; label?: string; kind?: CaptionKind }): Promise<{ track: CaptionTrackView; created: boolean }> {
+    const language = canonicalLanguage(input.language);
+    const label = cleanLabel(input.label, language);
+    const kind = input.kind ?? 'subtitles';
+    const row = await this.editable(p, mediaId, 'change');
+    if (row.status !== 'ready') throw new AppError('conflict', `the media is ${row.status}; caption tracks need a ready video`);
+    let parsed;
+    try {
+      parsed = parseCaptions(input.body);
+    } catch (err) {
+      if (err instanceof CaptionFormatError) throw new AppError('invalid-captions', err.message, { errors: err.problems });
+      throw err;
+    }
+    const dir = this.layout.mediaDir({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id });
+    await fs.mkdir(safeJoin(dir, CAPTIONS_FOLDER), { recursive: true });
+    await writeFileAtomic(safeJoin(dir, captionFile(language)), parsed.vtt);
+
+    const now = nowIso();
+    const existing = await this.db
+      .selectFrom('caption_tracks')
+      .select('id')
+      .where('tenant_id', '=', p.tenantId)
+      .where('media_id', '=', row.id)
+      .where('language', '=', language)
+      .executeTakeFirst();
+    const values = { label, kind, text: parsed.plainText, cue_count: parsed.cues.length, updated_at: now };
+    if (existing) {
+      await this.db.updateTable('caption_tracks').set(values).where('id', '=', existing.id).execute();
+    } else {
+      await this.db
+        .insertInto('caption_tracks')
+        .values({ id: newId(), tenant_id: row.tenant_id, user_id: row.user_id, media_id: row.id, language, created_at: now, ...values })
+        .onConflict((oc) => oc.columns(['media_id', 'language']).doUpdateSet(values))
+        .execute();
+    }
+    await this.republish(row);
+    const track = (await this.list(p, row.id)).find((t) => t.language === language)!;
+    return { track, created: !existing };
+  }
+
+  async delete(p: Principal, mediaId: string, rawLanguage: string): Promise<void> {
+    const language = canonicalLanguage(rawLanguage);
+    const row = await this.editable(p, mediaId, 'remove');
+    const res = await this.db
+      .deleteFrom('caption_tracks')
+      .where('tenant_id', '=', p.tenantId)
+      .where('media_id', '=', row.id)
+      .where('language', '=', language)
+      .executeTakeFirst();
+    if (Number(res.numDeletedRows) === 0) throw notFound('caption track');
+    await this.republish(row);
+    const dir = this.layout.mediaDir({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id });
+    await fs.rm(safeJoin(dir, captionFile(language)), { force: true });
+  }
+
+  /** Rewrites the manifests to offer exactly the stored tracks, then tells the listeners. */
+  private async republish(row: { id: string; tenant_id: string; user_id: string }): Promise<void> {
+    const dir = this.layout.mediaDir({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id });
+    await applyCaptionTracks(dir, await captionTrackRefs(this.db, row.tenant_id, row.id));
+    await this.changes?.emit({ tenantId: row.tenant_id, mediaId: row.id, reason: 'captions' });
+  }
+}
+
+/** Caption tracks of several media of one tenant, keyed by media id. */
+export async function tracksOfMedia(db: Db, apiPrefix: string, tenantId: string, mediaIds: string[]): Promise<Map<string, CaptionTrackView[]>> {
+  const out = new Map<string, CaptionTrackView[]>();
+  if (!mediaIds.length) return out;
+  const rows = await db
+    .selectFrom('caption_tracks')
+    .select(['media_id', 'language', 'label', 'kind', 'cue_count', 'created_at', 'updated_at'])
+    .where('tenant_id', '=', tenantId)
+    .where('media_id', 'in', mediaIds)
+    .orderBy('media_id')
+    .orderBy('language')
+    .execute();
+  for (const r of rows) {
+    const list = out.get(r.media_id) ?? [];
+    list.push({
+      language: r.language,
+      label: r.label,
+      kind: r.kind,
+      cue_count: Number(r.cue_count),
+      url: `${apiPrefix}/media/${r.media_id}/files/${captionFile(r.language)}`,
+      created_at: r.created_at,
+      updated_at: r.updated_at,
+    });
+    out.set(r.media_id, list);
+  }
+  return out;
+}

@@ -1,0 +1,249 @@
+import { sql, type Kysely } from 'kysely';
+import type { Database, ModerationDecisionKind, ModerationState } from '../db/schema.js';
+import { fromJson, nowIso, toJson } from '../db/schema.js';
+import { AppError, notFound } from '../errors.js';
+import { newId } from '../ids.js';
+import type { MediaChanges } from '../media/media-changes.js';
+import type { Principal } from '../tenancy/principal.js';
+import { readThresholds, thresholdsFor, writeThresholds, type ThresholdsView } from './thresholds.js';
+
+export interface ModerationLabel {
+  name: string;
+  confidence: number;
+  threshold: number;
+}
+
+export interface DecisionView {
+  id: string;
+  decision: ModerationDecisionKind;
+  previous_state: ModerationState;
+  state: ModerationState;
+  note: string | null;
+  labels: ModerationLabel[];
+  /** null when the system held the media. */
+  decided_by: { key_id: string; user_id: string | null } | null;
+  at: string;
+}
+
+export interface MediaModerationView {
+  media_id: string;
+  state: ModerationState;
+  labels: ModerationLabel[];
+  decisions: DecisionView[];
+}
+
+export interface QueueItem {
+  media_id: string;
+  user_id: string;
+  kind: string;
+  original_filename: string;
+  status: string;
+  created_at: string;
+  held_at: string;
+  labels: ModerationLabel[];
+}
+
+const CURSOR = /^[0-9a-f-]{36}$/;
+
+function requireAdmin(p: Principal, what: string): void {
+  if (!p.isAdmin) throw new AppError('forbidden', `only an admin key may ${what}`);
+}
+
+/**
+ * The moderation workflow: a media whose moderation labels meet their thresholds is held
+ * (hidden from everyone but its owner and admins) until an admin approves or rejects it.
+ * Every state change is recorded with who made it and when.
+ */
+export class ModerationService {
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly changes: MediaChanges,
+    private readonly serverDefault: number,
+  ) {}
+
+  /** The media's moderation labels (highest confidence over sources) with their thresholds. */
+  async moderationLabels(tenantId: string, mediaId: string): Promise<ModerationLabel[]> {
+    const rows = await this.db
+      .selectFrom('asset_labels as al')
+      .innerJoin('labels as l', 'l.id', 'al.label_id')
+      .select(['l.id', 'l.name', (eb) => eb.fn.max('al.confidence').as('confidence')])
+      .where('al.tenant_id', '=', tenantId)
+      .where('al.media_id', '=', mediaId)
+      .where('l.kind', '=', 'moderation')
+      .groupBy(['l.id', 'l.name'])
+      .orderBy('l.name')
+      .execute();
+    const thresholds = await thresholdsFor(this.db, tenantId, rows, this.serverDefault);
+    return rows.map((r) => ({ name: r.name, confidence: Number(r.confidence), threshold: thresholds.get(r.id)! }));
+  }
+
+  /**
+   * Holds a media after its labels changed, when a moderation label meets its threshold and the
+   * media is in state `none`. Approved media is held again only for a label the moderator did
+   * not see when approving (a higher confidence of a label they saw is the same judgement).
+   * Held and rejected media stay as they are.
+   */
+  async evaluate(tenantId: string, mediaId: string): Promise<ModerationState> {
+    const media = await this.db.selectFrom('mediaassets').select(['moderation_state']).where('id', '=', mediaId).where('tenant_id', '=', tenantId).executeTakeFirst();
+    if (!media) throw notFound('media');
+    const state = media.moderation_state;
+    if (state === 'held' || state === 'rejected') return state;
+    let triggering = (await this.moderationLabels(tenantId, mediaId)).filter((l) => l.confidence >= l.threshold);
+    if (state === 'approved' && triggering.length) {
+      const approval = await this.db
+        .selectFrom('moderation_decisions')
+        .select('labels')
+        .where('tenant_id', '=', tenantId)
+        .where('media_id', '=', mediaId)
+        .where('decision', '=', 'approve')
+        .orderBy('id', 'desc')
+        .executeTakeFirst();
+      const seen = new Set(fromJson<ModerationLabel[]>(approval?.labels, []).map((l) => l.name));
+      triggering = triggering.filter((l) => !seen.has(l.name));
+    }
+    if (!triggering.length) return state;
+    const moved = await this.transition(tenantId, mediaId, state, 'held', { decision: 'hold', labels: triggering, note: null, actor: null });
+    return moved ? 'held' : (await this.stateOf(tenantId, mediaId));
+  }
+
+  /** An admin's approval or rejection of a media (any state: moderators may change their minds). */
+  async decide(p: Principal, mediaId: string, decision: 'approve' | 'reject', note: string | null): Promise<MediaModerationView> {
+    const state = await this.stateOf(p.tenantId, mediaId);
+    requireAdmin(p, 'moderate media');
+    const labels = await this.moderationLabels(p.tenantId, mediaId);
+    const next: ModerationState = decision === 'approve' ? 'approved' : 'rejected';
+    if (!(await this.transition(p.tenantId, mediaId, state, next, { decision, labels, note, actor: p }))) {
+      throw new AppError('conflict', 'the moderation state changed meanwhile; read it and decide again');
+    }
+    return this.ofMedia(p, mediaId);
+  }
+
+  /** State, current moderation labels and every decision of a media: for its owner and admins. */
+  async ofMedia(p: Principal, mediaId: string): Promise<MediaModerationView> {
+    const media = await this.db
+      .selectFrom('mediaassets')
+      .select(['id', 'user_id', 'moderation_state'])
+      .where('id', '=', mediaId)
+      .where('tenant_id', '=', p.tenantId)
+      .executeTakeFirst();
+    if (!media) throw notFound('media');
+    if (!p.isAdmin && p.userId !== media.user_id) throw new AppError('forbidden', "only the media's owner or an admin key may read its moderation");
+    const rows = await this.db
+      .selectFrom('moderation_decisions')
+      .selectAll()
+      .where('tenant_id', '=', p.tenantId)
+      .where('media_id', '=', mediaId)
+      .orderBy('id')
+      .execute();
+    return {
+      media_id: media.id,
+      state: media.moderation_state,
+      labels: await this.moderationLabels(p.tenantId, mediaId),
+      decisions: rows.map((r) => ({
+        id: r.id,
+        decision: r.decision,
+        previous_state: r.previous_state,
+        state: r.state,
+        note: r.note,
+        labels: fromJson<ModerationLabel[]>(r.labels, []),
+        decided_by: r.actor_key_id ? { key_id: r.actor_key_id, user_id: r.actor_user_id } : null,
+        at: r.at,
+      })),
+    };
+  }
+
+  /** Held media of the tenant, longest held first; `next_cursor` pages on. Admin keys only. */
+  async queue(p: Principal, opts: { limit: number; cursor?: string }): Promise<{ items: QueueItem[]; next_cursor: string | null }> {
+    requireAdmin(p, 'read the moderation queue');
+    if (opts.cursor !== undefined && !CURSOR.test(opts.cursor)) throw new AppError('validation-failed', 'cursor is not valid');
+    let q = this.db
+      .selectFrom('mediaassets as m')
+      .innerJoin('moderation_decisions as d', 'd.media_id', 'm.id')
+      .select(['m.id', 'm.user_id', 'm.kind', 'm.original_filename', 'm.status', 'm.created_at', 'd.id as hold_id', 'd.at as held_at', 'd.labels'])
+      .where('m.tenant_id', '=', p.tenantId)
+      .where('d.tenant_id', '=', p.tenantId)
+      .where('m.moderation_state', '=', 'held')
+      .where('d.decision', '=', 'hold')
+      .where(
+        'd.id',
+        '=',
+        sql<string>`(select max(d2.id) from moderation_decisions d2 where d2.media_id = m.id and d2.decision = 'hold')`,
+      );
+    if (opts.cursor) q = q.where('d.id', '>', opts.cursor);
+    const rows = await q.orderBy('d.id').limit(opts.limit + 1).execute();
+    const page = rows.slice(0, opts.limit);
+    return {
+      items: page.map((r) => ({
+        media_id: r.id,
+        user_id: r.user_id,
+        kind: r.kind,
+        original_filename: r.original_filename,
+        status: r.status,
+        created_at: r.created_at,
+        held_at: r.held_at,
+        labels: fromJson<ModerationLabel[]>(r.labels, []),
+      })),
+      next_cursor: rows.length > opts.limit ? page[page.length - 1]!.hold_id : null,
+    };
+  }
+
+  async thresholds(p: Principal): Promise<ThresholdsView> {
+    return readThresholds(this.db, p.tenantId, this.serverDefault);
+  }
+
+  /**
+   * Replaces the tenant's thresholds. They apply to label writes from now on; media already
+   * labelled is not re-evaluated (that would hold or release a library at once, unreviewed).
+   */
+  async setThresholds(p: Principal, input: { default: number | null; labels: Array<{ label: string; threshold: number }> }): Promise<ThresholdsView> {
+    requireAdmin(p, 'change moderation thresholds');
+    await writeThresholds(this.db, p.tenantId, input);
+    return this.thresholds(p);
+  }
+
+  private async stateOf(tenantId: string, mediaId: string): Promise<ModerationState> {
+    const media = await this.db.selectFrom('mediaassets').select('moderation_state').where('id', '=', mediaId).where('tenant_id', '=', tenantId).executeTakeFirst();
+    if (!media) throw notFound('media');
+    return media.moderation_state;
+  }
+
+  /** Moves the state if it is still `from` (so concurrent writers cannot both win), records it, tells listeners. */
+  private async transition(
+    tenantId: string,
+    mediaId: string,
+    from: ModerationState,
+    to: ModerationState,
+    d: { decision: ModerationDecisionKind; labels: ModerationLabel[]; note: string | null; actor: Principal | null },
+  ): Promise<boolean> {
+    const now = nowIso();
+    const moved = await this.db.transaction().execute(async (tx) => {
+      const res = await tx
+        .updateTable('mediaassets')
+        .set({ moderation_state: to, updated_at: now })
+        .where('id', '=', mediaId)
+        .where('tenant_id', '=', tenantId)
+        .where('moderation_state', '=', from)
+        .executeTakeFirst();
+      if (Number(res.numUpdatedRows) !== 1) return false;
+      await tx
+        .insertInto('moderation_decisions')
+        .values({
+          id: newId(),
+          tenant_id: tenantId,
+          media_id: mediaId,
+          decision: d.decision,
+          previous_state: from,
+          state: to,
+          note: d.note,
+          labels: toJson(d.labels),
+          actor_key_id: d.actor?.keyId ?? null,
+          actor_user_id: d.actor?.userId ?? null,
+          at: now,
+        })
+        .execute();
+      return true;
+    });
+    if (moved) await this.changes.emit({ tenantId, mediaId, reason: 'moderation' });
+    return moved;
+  }
+}

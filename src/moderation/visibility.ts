@@ -1,0 +1,72 @@
+import type { Kysely } from 'kysely';
+import type { Database, ModerationState } from '../db/schema.js';
+import { AppError } from '../errors.js';
+import type { Principal } from '../tenancy/principal.js';
+
+/** Held and rejected media are seen only by their owner and admin keys (not in feeds, search or others' playback). */
+export function hiddenByModeration(state: ModerationState | string): boolean {
+  return state === 'held' || state === 'rejected';
+}
+
+export function maySeeHidden(p: Principal, ownerUserId: string): boolean {
+  return p.isAdmin || p.userId === ownerUserId;
+}
+
+/** Throws `moderation-hidden` when the principal may not see this media because of moderation. */
+export function assertModerationVisible(p: Principal, media: { user_id: string; moderation_state: ModerationState | string }): void {
+  if (hiddenByModeration(media.moderation_state) && !maySeeHidden(p, media.user_id)) {
+    throw new AppError('moderation-hidden', 'the media is held for moderation or was rejected');
+  }
+}
+
+/**
+ * Playback tokens of a hidden media handed to its owner or an admin are signed with a key of
+ * their own, so URLs handed out before the media was held stop working while it is hidden.
+ */
+export function moderatedPlaybackKey(playbackKey: string): string {
+  return `${playbackKey}:moderated`;
+}
+
+export interface ModerationSummary {
+  state: ModerationState;
+  decided_at: string | null;
+  decision: 'hold' | 'approve' | 'reject' | null;
+  note: string | null;
+  decided_by: { key_id: string; user_id: string | null } | null;
+}
+
+/** The moderation state and latest decision of each media, for the media record. */
+export async function moderationSummaryOf(db: Kysely<Database>, tenantId: string, mediaIds: readonly string[]): Promise<Map<string, ModerationSummary>> {
+  const out = new Map<string, ModerationSummary>();
+  if (!mediaIds.length) return out;
+  const media = await db.selectFrom('mediaassets').select(['id', 'moderation_state']).where('tenant_id', '=', tenantId).where('id', 'in', [...mediaIds]).execute();
+  const decisions = await db
+    .selectFrom('moderation_decisions')
+    .select(['media_id', 'decision', 'note', 'actor_key_id', 'actor_user_id', 'at', 'id'])
+    .where('tenant_id', '=', tenantId)
+    .where('media_id', 'in', [...mediaIds])
+    .orderBy('id')
+    .execute();
+  const latest = new Map(decisions.map((d) => [d.media_id, d]));
+  for (const m of media) {
+    const d = latest.get(m.id);
+    out.set(m.id, {
+      state: m.moderation_state,
+      decided_at: d?.at ?? null,
+      decision: d?.decision ?? null,
+      note: d?.note ?? null,
+      decided_by: d?.actor_key_id ? { key_id: d.actor_key_id, user_id: d.actor_user_id } : null,
+    });
+  }
+  return out;
+}
+
+/**
+ * Checks a playback token against a media's keys: a token of the moderated key (handed to the
+ * owner or an admin) always plays; an ordinary one only while the media is not hidden.
+ */
+export function checkPlaybackToken(verify: (key: string) => boolean, playbackKey: string, state: ModerationState | string): 'ok' | 'hidden' | 'invalid' {
+  if (verify(moderatedPlaybackKey(playbackKey))) return 'ok';
+  if (!verify(playbackKey)) return 'invalid';
+  return hiddenByModeration(state) ? 'hidden' : 'ok';
+}

@@ -1,0 +1,199 @@
+import { sql } from 'kysely';
+import type { Db } from '../db/database.js';
+import { publiclyVisible } from '../search/visibility.js';
+import type { RecommendationEngine } from './engine.js';
+
+/** A feature of a media: a general label (weighted by its confidence) or a user tag (weight 1). */
+type FeatureKey = string;
+const labelKey = (id: string): FeatureKey => `l:${id}`;
+const tagKey = (tag: string): FeatureKey => `t:${tag}`;
+
+export interface DefaultEngineOptions {
+  /** Features of the seed or profile used to find candidates (the most informative first). */
+  maxFeatures: number;
+  /** Media read per feature's posting list (newest first). */
+  postingCap: number;
+  /** Half-life of the recency boost, in days. */
+  recencyHalfLifeDays: number;
+  /** How long document frequencies and the media count are cached per process. */
+  statsTtlMs: number;
+}
+
+const DEFAULTS: DefaultEngineOptions = { maxFeatures: 8, postingCap: 400, recencyHalfLifeDays: 30, statsTtlMs: 60_000 };
+const PROFILE_UPLOADS = 50;
+const PROFILE_VIEWS = 100;
+
+/**
+ * Content-based recommendations from shared labels and tags.
+ *
+ * score(candidate) = Σ over shared features f of w_seed(f) × w_cand(f) × idf(f), idf = ln(N / df),
+ * times a recency factor 0.5 + 0.5 × 2^(−age / half-life). Candidates come from the posting lists
+ * of the seed's most informative features (highest w × idf), each capped, so the cost is bounded
+ * whatever the library size. Document frequencies are cached per process for a minute.
+ */
+export class DefaultRecommendationEngine implements RecommendationEngine {
+  readonly name = 'default';
+  private readonly opts: DefaultEngineOptions;
+  private readonly stats = new Map<string, { value: number; at: number }>();
+
+  constructor(
+    private readonly db: Db,
+    opts: Partial<DefaultEngineOptions> = {},
+  ) {
+    this.opts = { ...DEFAULTS, ...opts };
+  }
+
+  async related(tenantId: string, mediaId: string, limit: number): Promise<string[]> {
+    const profile = await this.featuresOf(tenantId, [mediaId]);
+    return this.rank(tenantId, profile, limit, { excludeIds: [mediaId] });
+  }
+
+  async forUser(tenantId: string, userId: string, limit: number): Promise<string[]> {
+    const own = await this.db
+      .selectFrom('mediaassets')
+      .select('id')
+      .where('tenant_id', '=', tenantId)
+      .where('user_id', '=', userId)
+      .orderBy('created_at', 'desc')
+      .limit(PROFILE_UPLOADS)
+      .execute();
+    const viewed = await this.db
+      .selectFrom('media_views')
+      .select('media_id')
+      .where('tenant_id', '=', tenantId)
+      .where('user_id', '=', userId)
+      .orderBy('last_viewed_at', 'desc')
+      .limit(PROFILE_VIEWS)
+      .execute();
+    const ids = [...new Set([...own.map((r) => r.id), ...viewed.map((r) => r.media_id)])];
+    if (!ids.length) return [];
+    const profile = await this.featuresOf(tenantId, ids);
+    return this.rank(tenantId, profile, limit, { excludeUserId: userId });
+  }
+
+  /** Summed feature weights of some media (labels by confidence, tags 1). */
+  private async featuresOf(tenantId: string, mediaIds: string[]): Promise<Map<FeatureKey, number>> {
+    const out = new Map<FeatureKey, number>();
+    const labels = await this.db
+      .selectFrom('asset_labels as al')
+      .innerJoin('labels as l', 'l.id', 'al.label_id')
+      .select(['al.label_id', 'al.confidence'])
+      .where('al.tenant_id', '=', tenantId)
+      .where('al.media_id', 'in', mediaIds)
+      .where('l.kind', '=', 'general')
+      .execute();
+    for (const l of labels) out.set(labelKey(l.label_id), (out.get(labelKey(l.label_id)) ?? 0) + Number(l.confidence));
+    const tags = await this.db.selectFrom('media_tags').select('tag').where('tenant_id', '=', tenantId).where('media_id', 'in', mediaIds).execute();
+    for (const t of tags) out.set(tagKey(t.tag), (out.get(tagKey(t.tag)) ?? 0) + 1);
+    return out;
+  }
+
+  private async cached(key: string, load: () => Promise<number>): Promise<number> {
+    const hit = this.stats.get(key);
+    const now = Date.now();
+    if (hit && now - hit.at < this.opts.statsTtlMs) return hit.value;
+    const value = await load();
+    if (this.stats.size > 50_000) this.stats.clear();
+    this.stats.set(key, { value, at: now });
+    return value;
+  }
+
+  private mediaCount(tenantId: string): Promise<number> {
+    return this.cached(`n:${tenantId}`, async () => {
+      const r = await this.db.selectFrom('mediaassets').select((eb) => eb.fn.countAll<number>().as('n')).where('tenant_id', '=', tenantId).executeTakeFirst();
+      return Number(r?.n ?? 0);
+    });
+  }
+
+  private documentFrequency(tenantId: string, f: FeatureKey): Promise<number> {
+    return this.cached(`df:${tenantId}:${f}`, async () => {
+      const r = f.startsWith('l:')
+        ? await this.db
+            .selectFrom('asset_labels')
+            .select((eb) => eb.fn.countAll<number>().as('n'))
+            .where('tenant_id', '=', tenantId)
+            .where('label_id', '=', f.slice(2))
+            .executeTakeFirst()
+        : await this.db
+            .selectFrom('media_tags')
+            .select((eb) => eb.fn.countAll<number>().as('n'))
+            .where('tenant_id', '=', tenantId)
+            .where('tag', '=', f.slice(2))
+            .executeTakeFirst();
+      return Number(r?.n ?? 0);
+    });
+  }
+
+  private async postings(tenantId: string, f: FeatureKey): Promise<{ mediaId: string; weight: number }[]> {
+    if (f.startsWith('l:')) {
+      const rows = await this.db
+        .selectFrom('asset_labels')
+        .select(['media_id', 'confidence'])
+        .where('tenant_id', '=', tenantId)
+        .where('label_id', '=', f.slice(2))
+        .orderBy('media_id', 'desc')
+        .limit(this.opts.postingCap)
+        .execute();
+      return rows.map((r) => ({ mediaId: r.media_id, weight: Number(r.confidence) }));
+    }
+    const rows = await this.db
+      .selectFrom('media_tags')
+      .select('media_id')
+      .where('tenant_id', '=', tenantId)
+      .where('tag', '=', f.slice(2))
+      .orderBy('media_id', 'desc')
+      .limit(this.opts.postingCap)
+      .execute();
+    return rows.map((r) => ({ mediaId: r.media_id, weight: 1 }));
+  }
+
+  private async rank(
+    tenantId: string,
+    profile: Map<FeatureKey, number>,
+    limit: number,
+    exclude: { excludeIds?: string[]; excludeUserId?: string },
+  ): Promise<string[]> {
+    if (!profile.size || limit < 1) return [];
+    const n = await this.mediaCount(tenantId);
+    const weighted: { f: FeatureKey; w: number; idf: number }[] = [];
+    for (const [f, w] of profile) {
+      const df = await this.documentFrequency(tenantId, f);
+      // A feature only the seed has cannot find anything; one everything has says nothing.
+      if (df < 1) continue;
+      weighted.push({ f, w, idf: Math.log(Math.max(n, df + 1) / df) });
+    }
+    weighted.sort((a, b) => b.w * b.idf - a.w * a.idf);
+    const scores = new Map<string, number>();
+    for (const { f, w, idf } of weighted.slice(0, this.opts.maxFeatures)) {
+      if (idf <= 0) continue;
+      for (const p of await this.postings(tenantId, f)) scores.set(p.mediaId, (scores.get(p.mediaId) ?? 0) + w * p.weight * idf);
+    }
+    for (const id of exclude.excludeIds ?? []) scores.delete(id);
+    if (!scores.size) return [];
+    const shortlist = [...scores.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? 1 : -1)).slice(0, Math.max(limit * 3, 50));
+    const ids = shortlist.map(([id]) => id);
+    let q = this.db
+      .selectFrom('mediaassets as m')
+      .select(['m.id', 'm.created_at'])
+      .where('m.tenant_id', '=', tenantId)
+      .where('m.id', 'in', ids)
+      .where(publiclyVisible('m'));
+    if (exclude.excludeUserId) {
+      const userId = exclude.excludeUserId;
+      q = q
+        .where('m.user_id', '<>', userId)
+        .where(sql<boolean>`not exists (select 1 from media_views v where v.tenant_id = ${tenantId} and v.user_id = ${userId} and v.media_id = m.id)`);
+    }
+    const rows = await q.execute();
+    const now = Date.now();
+    const halfLifeMs = this.opts.recencyHalfLifeDays * 86_400_000;
+    return rows
+      .map((r) => {
+        const age = Math.max(0, now - Date.parse(r.created_at));
+        return { id: r.id, score: scores.get(r.id)! * (0.5 + 0.5 * 2 ** (-age / halfLifeMs)) };
+      })
+      .sort((a, b) => b.score - a.score || (a.id < b.id ? 1 : -1))
+      .slice(0, limit)
+      .map((r) => r.id);
+  }
+}

@@ -1,0 +1,161 @@
+import { sql } from 'kysely';
+import type { Db } from '../db/database.js';
+import type { Dialect } from '../db/dialect.js';
+import { fromJson } from '../db/schema.js';
+import { effectiveBanks } from '../labels/effective-banks.js';
+import { documentField } from './text.js';
+
+/** What the search index holds for one media: each field already folded and tokenised. */
+export interface SearchDocument {
+  tenantId: string;
+  mediaId: string;
+  title: string;
+  filename: string;
+  caption: string;
+  description: string;
+  tags: string;
+  labels: string;
+  tracks: string;
+  /** Normalised user tags (lower-cased), for `media_tags`. */
+  tagList: string[];
+}
+
+interface LabelNode {
+  name: string;
+  parentId: string | null;
+}
+
+/** Names of labels and all their ancestors (the hierarchy is walked upward, at most 16 levels). */
+async function labelsWithAncestors(db: Db, tenantId: string, labelIds: Iterable<string>): Promise<Map<string, LabelNode>> {
+  const nodes = new Map<string, LabelNode>();
+  let pending = [...new Set(labelIds)];
+  for (let depth = 0; pending.length && depth < 16; depth++) {
+    const rows = await db
+      .selectFrom('labels')
+      .select(['id', 'name', 'parent_id'])
+      .where('tenant_id', '=', tenantId)
+      .where('id', 'in', pending)
+      .execute();
+    for (const r of rows) nodes.set(r.id, { name: r.name, parentId: r.parent_id });
+    pending = [...new Set(rows.map((r) => r.parent_id).filter((p): p is string => !!p && !nodes.has(p)))];
+  }
+  return nodes;
+}
+
+/**
+ * Bank phrases (synonyms) of labels, by label id: the phrases of the entries of the tenant's
+ * effective general banks named like the label (entries and labels are matched by name).
+ */
+async function phrasesOf(db: Db, tenantId: string, labels: Map<string, LabelNode>): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  if (!labels.size) return out;
+  const banks = await effectiveBanks(db, tenantId, 'general');
+  if (!banks.length) return out;
+  const idsByName = new Map<string, string[]>();
+  for (const [id, node] of labels) idsByName.set(node.name, [...(idsByName.get(node.name) ?? []), id]);
+  const rows = await db
+    .selectFrom('label_bank_phrases as p')
+    .innerJoin('label_bank_entries as e', 'e.id', 'p.entry_id')
+    .select(['e.name', 'p.phrase'])
+    .where('e.bank_id', 'in', banks.map((b) => b.id))
+    .where('e.name', 'in', [...idsByName.keys()])
+    .execute();
+  for (const r of rows) {
+    for (const id of idsByName.get(r.name) ?? []) out.set(id, [...(out.get(id) ?? []), r.phrase]);
+  }
+  return out;
+}
+
+const captionTrackSupport = new WeakMap<Db, Promise<boolean>>();
+
+async function hasCaptionTracks(db: Db, dialect: Dialect): Promise<boolean> {
+  let known = captionTrackSupport.get(db);
+  if (!known) {
+    known = (async () => {
+      const found =
+        dialect === 'postgres'
+          ? await sql<{ n: number }>`select count(*)::int as n from information_schema.tables where table_schema = current_schema() and table_name = 'caption_tracks'`.execute(db)
+          : await sql<{ n: number }>`select count(*) as n from sqlite_master where type = 'table' and name = 'caption_tracks'`.execute(db);
+      return Number(found.rows[0]?.n ?? 0) > 0;
+    })();
+    captionTrackSupport.set(db, known);
+  }
+  return known;
+}
+
+/**
+ * Caption-track text of media, by media id. This is the one place the caption tracks plug into
+ * search: the `caption_tracks` table (tenant_id, media_id, language, label, text) is read when the
+ * schema has it; until then media have no track text.
+ */
+async function captionTrackText(db: Db, dialect: Dialect, tenantId: string, mediaIds: string[]): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  if (!mediaIds.length || !(await hasCaptionTracks(db, dialect))) return out;
+  const rows = await sql<{ media_id: string; label: string | null; text: string | null }>`
+    select media_id, label, text from caption_tracks
+    where tenant_id = ${tenantId} and media_id in (${sql.join(mediaIds)})`.execute(db);
+  for (const r of rows.rows) {
+    const list = out.get(r.media_id) ?? [];
+    list.push(r.label ?? '', r.text ?? '');
+    out.set(r.media_id, list);
+  }
+  return out;
+}
+
+/**
+ * Builds the search documents of media of one tenant in a few queries. A media's labels field
+ * holds its general labels, their ancestors' names and the bank phrases of all of them, so a
+ * search for a parent label or a synonym finds it. Moderation labels are not searchable.
+ */
+export async function buildDocuments(db: Db, dialect: Dialect, tenantId: string, mediaIds: string[]): Promise<SearchDocument[]> {
+  if (!mediaIds.length) return [];
+  const rows = await db
+    .selectFrom('mediaassets')
+    .select(['id', 'tenant_id', 'title', 'original_filename', 'caption', 'description', 'user_tags'])
+    .where('tenant_id', '=', tenantId)
+    .where('id', 'in', mediaIds)
+    .execute();
+  if (!rows.length) return [];
+  const ids = rows.map((r) => r.id);
+  const links = await db
+    .selectFrom('asset_labels as al')
+    .innerJoin('labels as l', 'l.id', 'al.label_id')
+    .select(['al.media_id', 'al.label_id'])
+    .where('al.tenant_id', '=', tenantId)
+    .where('al.media_id', 'in', ids)
+    .where('l.kind', '=', 'general')
+    .execute();
+  const nodes = await labelsWithAncestors(db, tenantId, links.map((l) => l.label_id));
+  const phrases = await phrasesOf(db, tenantId, nodes);
+  const tracks = await captionTrackText(db, dialect, tenantId, ids);
+
+  const labelWords = (labelId: string): string[] => {
+    const words: string[] = [];
+    const seen = new Set<string>();
+    for (let id: string | null = labelId; id && !seen.has(id); id = nodes.get(id)?.parentId ?? null) {
+      seen.add(id);
+      const node = nodes.get(id);
+      if (!node) break;
+      words.push(node.name, ...(phrases.get(id) ?? []));
+    }
+    return words;
+  };
+  const labelsByMedia = new Map<string, string[]>();
+  for (const l of links) labelsByMedia.set(l.media_id, [...(labelsByMedia.get(l.media_id) ?? []), ...labelWords(l.label_id)]);
+
+  return rows.map((r) => {
+    const tags = fromJson<string[]>(r.user_tags, []).filter((t): t is string => typeof t === 'string');
+    return {
+      tenantId: r.tenant_id,
+      mediaId: r.id,
+      title: documentField([r.title]),
+      filename: documentField([r.original_filename]),
+      caption: documentField([r.caption]),
+      description: documentField([r.description]),
+      tags: documentField(tags),
+      labels: documentField([...new Set(labelsByMedia.get(r.id) ?? [])]),
+      tracks: documentField(tracks.get(r.id) ?? []),
+      tagList: [...new Set(tags.map((t) => t.normalize('NFC').trim().replace(/\s+/g, ' ').toLocaleLowerCase('en-US')).filter(Boolean))],
+    };
+  });
+}

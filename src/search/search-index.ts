@@ -1,0 +1,179 @@
+import { sql, type RawBuilder } from 'kysely';
+import type { Db, DatabaseHandle } from '../db/database.js';
+import type { MediaKind, MediaStatus } from '../db/schema.js';
+import { nowIso } from '../db/schema.js';
+import type { SearchDocument } from './documents.js';
+import { fts5Expression, tsQueryExpression, type ParsedQuery } from './text.js';
+import { visibleTo, type Audience } from './visibility.js';
+
+export interface SearchFilters {
+  kind?: MediaKind;
+  status?: MediaStatus;
+  /** The media must carry one of these labels (a label and its descendants). */
+  labelIds?: string[];
+  createdFrom?: string;
+  createdTo?: string;
+}
+
+export interface IndexQuery {
+  tenantId: string;
+  query: ParsedQuery;
+  filters: SearchFilters;
+  audience: Audience;
+  /** Only media created up to this instant: later pages of a search ignore media added since its first. */
+  asOf: string;
+  /**
+   * Where the previous page ended: its last (score, id) and how many results came before.
+   * PostgreSQL continues after (score, id) (ts_rank_cd depends on the document and query only);
+   * SQLite skips `offset` results, since bm25() depends on corpus statistics that any write
+   * shifts, which would break a keyset on the score.
+   */
+  after?: { score: number; id: string; offset: number };
+  limit: number;
+}
+
+export interface SearchHit {
+  mediaId: string;
+  /** Higher is more relevant; only comparable within one query. */
+  score: number;
+}
+
+/** A full-text index of media documents, kept in the application database. */
+export interface SearchIndex {
+  upsert(db: Db, docs: SearchDocument[]): Promise<void>;
+  remove(db: Db, tenantId: string, mediaIds: string[]): Promise<void>;
+  search(q: IndexQuery): Promise<SearchHit[]>;
+  /** Media of any tenant that have no document yet (created before the index existed). */
+  unindexed(limit: number): Promise<{ tenantId: string; mediaId: string }[]>;
+}
+
+/** Caption-track text can be long; both engines cap a document's size. */
+const MAX_FIELD = 200_000;
+const cap = (s: string) => (s.length > MAX_FIELD ? s.slice(0, MAX_FIELD) : s);
+
+function filterSql(q: IndexQuery, keyset: boolean): RawBuilder<boolean> {
+  const parts: RawBuilder<unknown>[] = [sql`m.tenant_id = ${q.tenantId}`, visibleTo(q.audience), sql`m.created_at <= ${q.asOf}`];
+  const f = q.filters;
+  if (f.kind) parts.push(sql`m.kind = ${f.kind}`);
+  if (f.status) parts.push(sql`m.status = ${f.status}`);
+  if (f.createdFrom) parts.push(sql`m.created_at >= ${f.createdFrom}`);
+  if (f.createdTo) parts.push(sql`m.created_at < ${f.createdTo}`);
+  if (f.labelIds) {
+    parts.push(
+      f.labelIds.length
+        ? sql`exists (select 1 from asset_labels al where al.media_id = m.id and al.tenant_id = ${q.tenantId} and al.label_id in (${sql.join(f.labelIds)}))`
+        : sql`1 = 0`,
+    );
+  }
+  if (keyset && q.after) parts.push(sql`(s.score < ${q.after.score} or (s.score = ${q.after.score} and s.media_id < ${q.after.id}))`);
+  return sql<boolean>`${sql.join(parts, sql` and `)}`;
+}
+
+/**
+ * SQLite FTS5. bm25() weighs the columns (title 10, caption 8, filename 5, description 4, tags 3,
+ * labels 3, caption tracks 1), so a word in the caption outranks the same word as a tag only.
+ */
+export class Fts5SearchIndex implements SearchIndex {
+  constructor(private readonly db: Db) {}
+
+  async upsert(db: Db, docs: SearchDocument[]): Promise<void> {
+    const at = nowIso();
+    for (const d of docs) {
+      const row = await sql<{ id: number }>`
+        insert into media_search_docs (media_id, tenant_id, indexed_at) values (${d.mediaId}, ${d.tenantId}, ${at})
+        on conflict (media_id) do update set indexed_at = excluded.indexed_at
+        returning id`.execute(db);
+      const rowid = row.rows[0]!.id;
+      await sql`delete from media_search_fts where rowid = ${rowid}`.execute(db);
+      await sql`insert into media_search_fts (rowid, title, filename, caption, description, tags, labels, tracks)
+        values (${rowid}, ${d.title}, ${d.filename}, ${d.caption}, ${d.description}, ${d.tags}, ${d.labels}, ${cap(d.tracks)})`.execute(db);
+    }
+  }
+
+  async remove(db: Db, tenantId: string, mediaIds: string[]): Promise<void> {
+    if (!mediaIds.length) return;
+    const rows = await sql<{ id: number }>`select id from media_search_docs where tenant_id = ${tenantId} and media_id in (${sql.join(mediaIds)})`.execute(db);
+    if (!rows.rows.length) return;
+    const ids = rows.rows.map((r) => r.id);
+    await sql`delete from media_search_fts where rowid in (${sql.join(ids)})`.execute(db);
+    await sql`delete from media_search_docs where id in (${sql.join(ids)})`.execute(db);
+  }
+
+  async search(q: IndexQuery): Promise<SearchHit[]> {
+    // Materialised and CROSS JOIN (SQLite keeps that join order): the full-text matches drive the
+    // query and each is looked up by primary key, rather than scanning the tenant's media.
+    const res = await sql<{ media_id: string; score: number }>`
+      with s as materialized (
+        select d.media_id, -bm25(media_search_fts, 10.0, 5.0, 8.0, 4.0, 3.0, 3.0, 1.0) as score
+        from media_search_fts f join media_search_docs d on d.id = f.rowid
+        where media_search_fts match ${fts5Expression(q.query)} and d.tenant_id = ${q.tenantId}
+      )
+      select s.media_id, s.score from s cross join mediaassets m on m.id = s.media_id
+      where ${filterSql(q, false)}
+      order by s.score desc, s.media_id desc
+      limit ${q.limit} offset ${q.after?.offset ?? 0}`.execute(this.db);
+    return res.rows.map((r) => ({ mediaId: r.media_id, score: Number(r.score) }));
+  }
+
+  async unindexed(limit: number) {
+    const res = await sql<{ tenant_id: string; id: string }>`
+      select m.tenant_id, m.id from mediaassets m
+      where not exists (select 1 from media_search_docs d where d.media_id = m.id) limit ${limit}`.execute(this.db);
+    return res.rows.map((r) => ({ tenantId: r.tenant_id, mediaId: r.id }));
+  }
+}
+
+/**
+ * PostgreSQL full-text search with the `simple` configuration (no stemming or stop words, like
+ * FTS5's unicode61: no language surprises, and type-ahead prefixes work on the words as typed).
+ * Weights: A title + caption, B filename + description, C tags + labels, D caption tracks;
+ * ts_rank_cd with weights {D 0.1, C 0.2, B 0.5, A 1.0} and length normalisation 1.
+ */
+export class PostgresSearchIndex implements SearchIndex {
+  constructor(private readonly db: Db) {}
+
+  async upsert(db: Db, docs: SearchDocument[]): Promise<void> {
+    if (!docs.length) return;
+    const at = nowIso();
+    const values = docs.map(
+      (d) => sql`(${d.mediaId}, ${d.tenantId},
+        setweight(to_tsvector('simple', ${`${d.title} ${d.caption}`}), 'A') ||
+        setweight(to_tsvector('simple', ${`${d.filename} ${d.description}`}), 'B') ||
+        setweight(to_tsvector('simple', ${`${d.tags} ${d.labels}`}), 'C') ||
+        setweight(to_tsvector('simple', ${cap(d.tracks)}), 'D'),
+        ${at}::timestamptz)`,
+    );
+    await sql`insert into media_search (media_id, tenant_id, document, indexed_at) values ${sql.join(values)}
+      on conflict (media_id) do update set document = excluded.document, indexed_at = excluded.indexed_at`.execute(db);
+  }
+
+  async remove(db: Db, tenantId: string, mediaIds: string[]): Promise<void> {
+    if (!mediaIds.length) return;
+    await sql`delete from media_search where tenant_id = ${tenantId} and media_id in (${sql.join(mediaIds)})`.execute(db);
+  }
+
+  async search(q: IndexQuery): Promise<SearchHit[]> {
+    const tsq = tsQueryExpression(q.query);
+    const res = await sql<{ media_id: string; score: number }>`
+      select s.media_id, s.score from (
+        select ms.media_id, ts_rank_cd('{0.1, 0.2, 0.5, 1.0}', ms.document, to_tsquery('simple', ${tsq}), 1)::float8 as score
+        from media_search ms
+        where ms.tenant_id = ${q.tenantId} and ms.document @@ to_tsquery('simple', ${tsq})
+      ) s join mediaassets m on m.id = s.media_id
+      where ${filterSql(q, true)}
+      order by s.score desc, s.media_id desc
+      limit ${q.limit}`.execute(this.db);
+    return res.rows.map((r) => ({ mediaId: r.media_id, score: Number(r.score) }));
+  }
+
+  async unindexed(limit: number) {
+    const res = await sql<{ tenant_id: string; id: string }>`
+      select m.tenant_id, m.id from mediaassets m
+      where not exists (select 1 from media_search s where s.media_id = m.id) limit ${limit}`.execute(this.db);
+    return res.rows.map((r) => ({ tenantId: r.tenant_id, mediaId: r.id }));
+  }
+}
+
+export function createSearchIndex(handle: DatabaseHandle): SearchIndex {
+  return handle.dialect === 'postgres' ? new PostgresSearchIndex(handle.db) : new Fts5SearchIndex(handle.db);
+}

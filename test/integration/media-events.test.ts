@@ -1,0 +1,200 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { statusChanged } from '../../src/media/media-changes.js';
+import type { RunningWorker } from '../../src/queue/queue.js';
+import { SAMPLES, startTestApp, waitFor, type TestApp } from '../support/harness.js';
+import { SessionClient } from '../support/upload-client.js';
+
+interface SseEvent {
+  id?: string;
+  event?: string;
+  data?: string;
+}
+
+/** A real HTTP SSE reader over fetch: parses frames as they arrive. */
+class SseReader {
+  readonly events: SseEvent[] = [];
+  readonly comments: string[] = [];
+  ended = false;
+  private buffer = '';
+  private readonly done: Promise<void>;
+
+  constructor(readonly res: Response, private readonly controller: AbortController) {
+    const reader = res.body!.getReader();
+    const decoder = new TextDecoder();
+    this.done = (async () => {
+      try {
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          this.buffer += decoder.decode(value, { stream: true });
+          let i: number;
+          while ((i = this.buffer.indexOf('\n\n')) >= 0) {
+            const frame = this.buffer.slice(0, i);
+            this.buffer = this.buffer.slice(i + 2);
+            const e: SseEvent = {};
+            for (const line of frame.split('\n')) {
+              if (line.startsWith(':')) this.comments.push(line);
+              const m = /^(id|event|data): ?(.*)$/.exec(line);
+              if (m) e[m[1] as keyof SseEvent] = m[2];
+            }
+            if (e.event) this.events.push(e);
+          }
+        }
+      } catch {
+        // aborted by the test
+      } finally {
+        this.ended = true;
+      }
+    })();
+  }
+
+  statuses(): string[] {
+    return this.events.filter((e) => e.event === 'status').map((e) => JSON.parse(e.data!).status);
+  }
+
+  async closed(): Promise<void> {
+    await this.done;
+  }
+
+  abort(): void {
+    this.controller.abort();
+  }
+}
+
+describe('media status events (Server-Sent Events)', () => {
+  let t: TestApp;
+  let origin: string;
+  let mediaId: string;
+  let worker: RunningWorker | undefined;
+
+  async function open(id: string, opts: { key?: string; headers?: Record<string, string>; query?: string } = {}): Promise<{ res: Response; sse?: SseReader }> {
+    const controller = new AbortController();
+    const res = await fetch(`${origin}/api/v1/media/${id}/events${opts.query ? `?${opts.query}` : ''}`, {
+      headers: { ...t.auth(opts.key ?? t.tenant.userKey), ...opts.headers },
+      signal: controller.signal,
+    });
+    if (res.status !== 200 || !String(res.headers.get('content-type')).startsWith('text/event-stream')) return { res };
+    return { res, sse: new SseReader(res, controller) };
+  }
+
+  before(async () => {
+    // The worker starts only once a client is listening, so every transition is seen live.
+    t = await startTestApp({ MEDIA_EVENTS_POLL_INTERVAL: '200ms', MEDIA_EVENTS_HEARTBEAT: '300ms' }, { worker: false });
+    origin = new URL(await t.app.listen({ host: '127.0.0.1', port: 0 })).origin;
+    const client = new SessionClient(t.app, t.tenant.userKey);
+    const { session, completed } = await client.uploadWhole(await fs.readFile(path.join(SAMPLES, 'h264-640x272-noaudio-bikes.mp4')), { filename: 'bikes.mp4', chunkSize: 256 * 1024 });
+    let res = completed;
+    for (let i = 0; res.statusCode === 409 && i < 50; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      res = await client.complete(session.session_id);
+    }
+    assert.equal(res.statusCode, 201, res.body);
+    mediaId = res.json().id;
+  });
+  after(async () => {
+    await worker?.close();
+    await t.close();
+  });
+
+  it('streams the current status, then each change, and ends after ready', async () => {
+    const { res, sse } = await open(mediaId);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('cache-control'), 'no-cache, no-transform');
+    assert.ok(res.headers.get('x-request-id'));
+    await waitFor('the current status', async () => sse!.events.length >= 1);
+    assert.deepEqual(sse!.statuses(), ['queued']);
+    // Heartbeats keep an idle stream alive.
+    await waitFor('a heartbeat', async () => sse!.comments.includes(': keep-alive'));
+
+    worker = t.ctx.worker.start(1);
+    await waitFor('the stream to end after ready', async () => sse!.ended, 60_000);
+    await sse!.closed();
+    assert.deepEqual(sse!.statuses(), ['queued', 'processing', 'ready']);
+    const ids = sse!.events.map((e) => e.id!);
+    assert.ok(ids.every((id) => /^[0-9a-f-]{36}$/.test(id)), JSON.stringify(ids));
+    assert.deepEqual([...ids].sort(), ids, 'event ids increase');
+    const ready = JSON.parse(sse!.events.at(-1)!.data!);
+    assert.equal(ready.error_code, null);
+    assert.equal(ready.error_reason, null);
+    assert.ok(!Number.isNaN(Date.parse(ready.at)));
+    const history = (await t.app.inject({ url: `/api/v1/media/${mediaId}`, headers: t.auth(t.tenant.userKey) })).json().status_history;
+    assert.deepEqual(history.map((h: { at: string }) => h.at), sse!.events.map((e) => JSON.parse(e.data!).at));
+  });
+
+  it('replays what followed a Last-Event-ID, and says 204 when nothing is left', async () => {
+    const first = await open(mediaId);
+    await first.sse!.closed();
+    assert.deepEqual(first.sse!.statuses(), ['ready'], 'a new client gets the current status only');
+
+    const all = (await t.ctx.database.db.selectFrom('media_status_events').select(['id', 'status']).where('media_id', '=', mediaId).orderBy('id').execute());
+    const queued = all.find((e) => e.status === 'queued')!;
+    const replay = await open(mediaId, { headers: { 'last-event-id': queued.id } });
+    await replay.sse!.closed();
+    assert.deepEqual(replay.sse!.statuses(), ['processing', 'ready']);
+    assert.deepEqual(replay.sse!.events.map((e) => e.id), all.slice(1).map((e) => e.id));
+
+    const viaQuery = await open(mediaId, { query: `last_event_id=${queued.id}` });
+    await viaQuery.sse!.closed();
+    assert.deepEqual(viaQuery.sse!.statuses(), ['processing', 'ready']);
+
+    const nothingLeft = await open(mediaId, { headers: { 'last-event-id': all.at(-1)!.id } });
+    assert.equal(nothingLeft.res.status, 204);
+    assert.equal(nothingLeft.sse, undefined);
+  });
+
+  it('follows a reprocess when asked to stay open', async () => {
+    const { sse } = await open(mediaId, { query: 'follow=true' });
+    await waitFor('the current status', async () => sse!.events.length >= 1);
+    const reprocess = await t.app.inject({ method: 'POST', url: `/api/v1/media/${mediaId}/reprocess`, headers: t.auth(t.tenant.userKey) });
+    assert.equal(reprocess.statusCode, 202, reprocess.body);
+    await waitFor('the reprocess to be ready', async () => sse!.statuses().length >= 4, 60_000);
+    assert.deepEqual(sse!.statuses(), ['ready', 'queued', 'processing', 'ready']);
+    assert.equal(sse!.ended, false, 'follow keeps the stream open');
+    sse!.abort();
+    await sse!.closed();
+  });
+
+  it('sees changes written by another process (no in-process notification) by polling, with the error reason', async () => {
+    const { sse } = await open(mediaId, { query: 'follow=true' });
+    await waitFor('the current status', async () => sse!.events.length >= 1);
+    // What a worker process elsewhere does: update the row, append the event; nothing is emitted here.
+    await t.ctx.database.db
+      .updateTable('mediaassets')
+      .set({ status: 'error', error_code: 'processing-failed', error_reason: 'the disk is full' })
+      .where('id', '=', mediaId)
+      .execute();
+    await statusChanged(t.ctx.database.db, undefined, { tenantId: t.tenant.id, mediaId, status: 'error', errorCode: 'processing-failed' });
+    await waitFor('the error event', async () => sse!.statuses().includes('error'), 10_000);
+    const e = JSON.parse(sse!.events.at(-1)!.data!);
+    assert.deepEqual([e.status, e.error_code, e.error_reason], ['error', 'processing-failed', 'the disk is full']);
+    sse!.abort();
+    await sse!.closed();
+  });
+
+  it('ends the stream when the media is deleted', async () => {
+    const { sse } = await open(mediaId, { query: 'follow=true' });
+    await waitFor('the current status', async () => sse!.events.length >= 1);
+    const del = await t.app.inject({ method: 'DELETE', url: `/api/v1/media/${mediaId}`, headers: t.auth(t.tenant.userKey) });
+    assert.equal(del.statusCode, 204);
+    await sse!.closed();
+    assert.equal(sse!.events.at(-1)!.event, 'deleted');
+  });
+
+  it('answers another tenant, and a missing media, with a 404 problem instead of a stream', async () => {
+    for (const key of [t.other.adminKey, t.other.userKey]) {
+      const { res, sse } = await open(mediaId, { key });
+      assert.equal(sse, undefined);
+      assert.equal(res.status, 404);
+      assert.match(String(res.headers.get('content-type')), /^application\/problem\+json/);
+      assert.equal(((await res.json()) as { type: string }).type, '/problems/not-found');
+    }
+    const missing = await open('01a21155-0000-7000-8000-000000000000');
+    assert.equal(missing.res.status, 404);
+    assert.equal(((await missing.res.json()) as { type: string }).type, '/problems/not-found');
+    const unauth = await fetch(`${origin}/api/v1/media/${mediaId}/events`);
+    assert.equal(unauth.status, 401);
+  });
+});

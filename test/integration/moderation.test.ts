@@ -1,0 +1,245 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { MediaChange } from '../../src/media/media-changes.js';
+import { expectProblem, startTestApp, type TestApp } from '../support/harness.js';
+import { SessionClient } from '../support/upload-client.js';
+
+const API = '/api/v1';
+
+describe('moderation workflow', () => {
+  let t: TestApp;
+  let bobKey: string;
+  const changes: MediaChange[] = [];
+
+  before(async () => {
+    t = await startTestApp();
+    bobKey = (await t.ctx.tenancy.createKey({ tenantId: t.tenant.id, userId: 'bob' })).key;
+    t.ctx.changes.on((c) => {
+      changes.push(c);
+    });
+  });
+  after(() => t.close());
+
+  function call(method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, key: string, payload?: unknown) {
+    return t.app.inject({ method, url: `${API}${url}`, headers: t.auth(key), ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}) });
+  }
+
+  /** A ready media of alice's with a poster file, so that its package has a playback URL. */
+  async function upload(key = t.tenant.userKey): Promise<string> {
+    const client = new SessionClient(t.app, key);
+    const { completed } = await client.uploadWhole(randomBytes(1000), { filename: 'clip.bin', chunkSize: 1024 });
+    assert.equal(completed.statusCode, 201, completed.body);
+    const media = completed.json();
+    const dir = t.ctx.layout.mediaDir({ tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id });
+    await fs.mkdir(path.join(dir, 'posters'), { recursive: true });
+    await fs.writeFile(path.join(dir, 'posters', 'poster.jpg'), 'jpeg bytes');
+    await t.ctx.database.db
+      .updateTable('mediaassets')
+      .set({ file_metadata: JSON.stringify({ artifacts: { poster: { jpeg: 'posters/poster.jpg' } } }) })
+      .where('id', '=', media.id)
+      .execute();
+    return media.id;
+  }
+
+  const flag = (mediaId: string, name: string, confidence: number) =>
+    t.ctx.labels.addLabels({ system: true, tenantId: t.tenant.id }, mediaId, [{ name, kind: 'moderation', confidence, source: 'model' }]);
+  const stateOf = async (mediaId: string) => (await call('GET', `/media/${mediaId}/moderation`, t.tenant.adminKey)).json().state;
+  const playUrl = async (mediaId: string, key: string) => {
+    const res = await call('GET', `/media/${mediaId}/package`, key);
+    assert.equal(res.statusCode, 200, res.body);
+    return new URL(res.json().poster.jpeg).pathname;
+  };
+  const play = (pathname: string) => t.app.inject({ method: 'GET', url: pathname });
+
+  it('holds a media when a moderation label meets the threshold, not below it', async () => {
+    const below = await upload();
+    const at = await upload();
+    await flag(below, 'nudity', 0.79);
+    await flag(at, 'nudity', 0.8);
+    assert.equal(await stateOf(below), 'none', 'the server default threshold is 0.8');
+    assert.equal(await stateOf(at), 'held');
+    const general = await upload();
+    await t.ctx.labels.addLabels({ system: true, tenantId: t.tenant.id }, general, [{ name: 'nudity', confidence: 1, source: 'model' }]);
+    assert.equal(await stateOf(general), 'none', 'only moderation labels hold');
+    assert.ok(changes.some((c) => c.mediaId === at && c.reason === 'moderation'));
+    assert.ok(changes.some((c) => c.mediaId === below && c.reason === 'labels'));
+    assert.ok(!changes.some((c) => c.mediaId === below && c.reason === 'moderation'));
+
+    const moderation = (await call('GET', `/media/${at}/moderation`, t.tenant.userKey)).json();
+    assert.equal(moderation.decisions.length, 1);
+    assert.equal(moderation.decisions[0].decision, 'hold');
+    assert.equal(moderation.decisions[0].decided_by, null, 'the system held it');
+    assert.deepEqual(moderation.decisions[0].labels, [{ name: 'nudity', confidence: 0.8, threshold: 0.8 }]);
+    expectProblem(await call('GET', `/media/${at}/moderation`, bobKey), 403, 'forbidden');
+  });
+
+  it('uses the per-label threshold before the bank entry, the tenant default and the server default', async () => {
+    expectProblem(await call('PUT', '/moderation/thresholds', t.tenant.userKey, { default: 0.5, labels: [] }), 403, 'forbidden');
+    expectProblem(await call('PUT', '/moderation/thresholds', t.tenant.adminKey, { default: 1.5, labels: [] }), 400, 'validation-failed');
+    expectProblem(await call('PUT', '/moderation/thresholds', t.tenant.adminKey, { labels: [{ label: 'x', threshold: 0.1 }, { label: 'X', threshold: 0.2 }] }), 400, 'validation-failed');
+    const put = await call('PUT', '/moderation/thresholds', t.tenant.adminKey, { default: 0.5, labels: [{ label: 'Violence', threshold: 0.95 }, { label: 'weapon', threshold: 0 }] });
+    assert.equal(put.statusCode, 200, put.body);
+    const thresholds = put.json() as Record<string, any>;
+    assert.deepEqual(
+      { ...thresholds, labels: thresholds.labels.map((l: { label: string; threshold: number }) => [l.label, l.threshold]) },
+      { default: 0.5, server_default: 0.8, effective_default: 0.5, labels: [['violence', 0.95], ['weapon', 0]] },
+    );
+    assert.equal((await call('GET', '/moderation/thresholds', t.tenant.userKey)).json().default, 0.5, 'every key reads them');
+    const bank = await call('POST', '/moderation-label-banks', t.tenant.adminKey, { name: 'safety', entries: [{ name: 'gore', threshold: 0.7, phrases: ['blood'] }] });
+    assert.equal(bank.statusCode, 201, bank.body);
+
+    const violence = await upload();
+    const gore = await upload();
+    const drugs = await upload();
+    await flag(violence, 'violence', 0.9);
+    await flag(gore, 'blood', 0.6);
+    await flag(drugs, 'drugs', 0.55);
+    assert.equal(await stateOf(violence), 'none', 'its own 0.95 beats the tenant default 0.5');
+    assert.equal(await stateOf(gore), 'none', "the bank entry's 0.7 (matched by phrase) beats the tenant default");
+    assert.equal(await stateOf(drugs), 'held', 'the tenant default 0.5 beats the server default 0.8');
+    await flag(gore, 'blood', 0.7);
+    assert.equal(await stateOf(gore), 'held');
+
+    // The other tenant keeps the server default.
+    const other = (await call('GET', '/moderation/thresholds', t.other.adminKey)).json();
+    assert.deepEqual(other, { default: null, server_default: 0.8, effective_default: 0.8, labels: [] });
+    // Reset for the tests that follow.
+    await call('PUT', '/moderation/thresholds', t.tenant.adminKey, { default: null, labels: [] });
+  });
+
+  it('lets only admin keys add or remove moderation labels by hand', async () => {
+    const media = await upload();
+    expectProblem(await call('POST', `/media/${media}/labels`, t.tenant.userKey, { labels: [{ name: 'nudity', kind: 'moderation' }] }), 403, 'forbidden');
+    const added = await call('POST', `/media/${media}/labels`, t.tenant.adminKey, { labels: [{ name: 'nudity', kind: 'moderation', confidence: 0.95 }] });
+    assert.equal(added.statusCode, 200, added.body);
+    assert.equal(await stateOf(media), 'held', 'a moderator flagging by hand holds too');
+    const labelId = added.json().items[0].label_id;
+    expectProblem(await call('DELETE', `/media/${media}/labels/${labelId}`, t.tenant.userKey), 403, 'forbidden');
+    assert.equal((await call('DELETE', `/media/${media}/labels/${labelId}`, t.tenant.adminKey)).statusCode, 204);
+    assert.equal(await stateOf(media), 'held', 'removing the label does not release the media: a moderator decides');
+  });
+
+  it("hides held media from other users' package and playback, not from the owner or admins", async () => {
+    const media = await upload();
+    const sharedBefore = await playUrl(media, bobKey);
+    assert.equal((await play(sharedBefore)).statusCode, 200);
+    await flag(media, 'nudity', 0.99);
+
+    expectProblem(await call('GET', `/media/${media}/package`, bobKey), 403, 'moderation-hidden');
+    expectProblem(await call('GET', `/media/${media}/labels`, bobKey), 403, 'moderation-hidden');
+    expectProblem(await call('GET', `/media/${media}/files/posters/poster.jpg`, bobKey), 403, 'moderation-hidden');
+    expectProblem(await play(sharedBefore), 403, 'moderation-hidden');
+
+    const ownerUrl = await playUrl(media, t.tenant.userKey);
+    const ownerPlay = await play(ownerUrl);
+    assert.equal(ownerPlay.statusCode, 200);
+    assert.equal(ownerPlay.body, 'jpeg bytes');
+    assert.equal((await play(await playUrl(media, t.tenant.adminKey))).statusCode, 200);
+    assert.equal((await call('GET', `/media/${media}/files/posters/poster.jpg`, t.tenant.userKey)).statusCode, 200);
+    assert.equal((await call('GET', `/media/${media}/labels`, t.tenant.userKey)).statusCode, 200);
+
+    // Approval releases it: earlier URLs play again.
+    const approved = await call('POST', `/media/${media}/moderation`, t.tenant.adminKey, { decision: 'approve', note: 'art, fine' });
+    assert.equal(approved.statusCode, 200, approved.body);
+    assert.equal((await play(sharedBefore)).statusCode, 200);
+    assert.equal((await play(ownerUrl)).statusCode, 200, "the owner's URL keeps working");
+    assert.equal((await call('GET', `/media/${media}/package`, bobKey)).statusCode, 200);
+  });
+
+  it('records approvals with who and when; the same labels do not hold it again, a new one does', async () => {
+    const media = await upload();
+    await flag(media, 'nudity', 0.85);
+    expectProblem(await call('POST', `/media/${media}/moderation`, t.tenant.userKey, { decision: 'approve' }), 403, 'forbidden');
+    expectProblem(await call('POST', `/media/${media}/moderation`, t.tenant.adminKey, { decision: 'maybe' }), 400, 'validation-failed');
+    expectProblem(await call('POST', `/media/${media}/moderation`, t.tenant.adminKey, {}), 400, 'validation-failed');
+    const startedAt = new Date().toISOString();
+    const res = await call('POST', `/media/${media}/moderation`, t.tenant.adminKey, { decision: 'approve', note: 'reviewed' });
+    assert.equal(res.statusCode, 200, res.body);
+    const body = res.json();
+    assert.equal(body.state, 'approved');
+    const decision = body.decisions.at(-1);
+    assert.equal(decision.decision, 'approve');
+    assert.equal(decision.previous_state, 'held');
+    assert.equal(decision.note, 'reviewed');
+    const adminKeyRow = await t.ctx.database.db.selectFrom('api_keys').select('id').where('tenant_id', '=', t.tenant.id).where('is_admin', '=', 1).executeTakeFirstOrThrow();
+    assert.equal(decision.decided_by.key_id, adminKeyRow.id);
+    assert.ok(decision.at >= startedAt);
+    assert.deepEqual(decision.labels, [{ name: 'nudity', confidence: 0.85, threshold: 0.8 }], 'what the moderator saw');
+
+    await flag(media, 'nudity', 0.97);
+    assert.equal(await stateOf(media), 'approved', 'a higher confidence of a label the moderator saw does not re-hold');
+    await flag(media, 'violence', 0.9);
+    assert.equal(await stateOf(media), 'held', 'a label the moderator never saw does');
+    const history = (await call('GET', `/media/${media}/moderation`, t.tenant.userKey)).json().decisions.map((d: { decision: string }) => d.decision);
+    assert.deepEqual(history, ['hold', 'approve', 'hold']);
+  });
+
+  it('keeps rejected media hidden', async () => {
+    const media = await upload();
+    const before = await playUrl(media, bobKey);
+    await flag(media, 'violence', 0.9);
+    const rejected = await call('POST', `/media/${media}/moderation`, t.tenant.adminKey, { decision: 'reject', note: null });
+    assert.equal(rejected.statusCode, 200, rejected.body);
+    assert.equal(rejected.json().state, 'rejected');
+    expectProblem(await call('GET', `/media/${media}/package`, bobKey), 403, 'moderation-hidden');
+    expectProblem(await play(before), 403, 'moderation-hidden');
+    assert.equal((await call('GET', `/media/${media}/package`, t.tenant.userKey)).statusCode, 200);
+    await flag(media, 'weapon', 0.99);
+    assert.equal(await stateOf(media), 'rejected', 'new labels do not move a rejected media');
+  });
+
+  it('lists held media only in the queue, longest held first, page by page; admin keys only', async () => {
+    const start = (await call('GET', '/moderation/queue?limit=200', t.tenant.adminKey)).json().items.length;
+    const held = [await upload(), await upload(), await upload()];
+    for (const m of held) await flag(m, 'nudity', 0.9);
+    const clean = await upload();
+    await flag(clean, 'nudity', 0.1);
+    await call('POST', `/media/${held[1]}/moderation`, t.tenant.adminKey, { decision: 'approve' });
+
+    const all = (await call('GET', '/moderation/queue?limit=200', t.tenant.adminKey)).json();
+    const ids = all.items.map((i: { media_id: string }) => i.media_id);
+    assert.equal(ids.length, start + 2);
+    assert.deepEqual(ids.slice(-2), [held[0], held[2]], 'oldest hold first; approved and clean media are not listed');
+    const item = all.items.at(-1);
+    assert.equal(item.user_id, 'alice');
+    assert.deepEqual(item.labels, [{ name: 'nudity', confidence: 0.9, threshold: 0.8 }]);
+    for (const i of all.items) assert.equal(await stateOf(i.media_id), 'held');
+
+    const paged: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: any = (await call('GET', `/moderation/queue?limit=2${cursor ? `&cursor=${cursor}` : ''}`, t.tenant.adminKey)).json();
+      paged.push(...page.items.map((i: { media_id: string }) => i.media_id));
+      cursor = page.next_cursor;
+    } while (cursor);
+    assert.deepEqual(paged, ids);
+    expectProblem(await call('GET', '/moderation/queue', t.tenant.userKey), 403, 'forbidden');
+    expectProblem(await call('GET', '/moderation/queue?cursor=bad', t.tenant.adminKey), 400, 'validation-failed');
+  });
+
+  it("never shows another tenant's moderation: 404 as if absent, empty queue", async () => {
+    const media = await upload();
+    await flag(media, 'nudity', 0.9);
+    for (const key of [t.other.adminKey, t.other.userKey]) {
+      expectProblem(await call('GET', `/media/${media}/moderation`, key), 404, 'not-found');
+      expectProblem(await call('POST', `/media/${media}/moderation`, key, { decision: 'approve' }), 404, 'not-found');
+      expectProblem(await call('GET', `/media/${media}/package`, key), 404, 'not-found');
+    }
+    assert.deepEqual((await call('GET', '/moderation/queue', t.other.adminKey)).json().items, []);
+    await assert.rejects(
+      t.ctx.labels.addLabels({ system: true, tenantId: t.other.id }, media, [{ name: 'x', kind: 'moderation', confidence: 1, source: 'model' }]),
+      /media not found/,
+    );
+    assert.equal(await stateOf(media), 'held', 'untouched');
+  });
+
+  it('documents the endpoints in the OpenAPI description', async () => {
+    const doc = (await t.app.inject({ method: 'GET', url: '/openapi.json' })).json();
+    for (const p of ['/api/v1/moderation/queue', '/api/v1/moderation/thresholds', '/api/v1/media/{media_id}/moderation', '/api/v1/label-banks/{bank_id}/stats', '/api/v1/moderation-label-banks/import']) {
+      assert.ok(doc.paths[p], p);
+    }
+  });
+});

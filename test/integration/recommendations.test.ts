@@ -1,0 +1,194 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { nowIso, toJson, type MediaKind, type MediaStatus, type ModerationState } from '../../src/db/schema.js';
+import { newId } from '../../src/ids.js';
+import { ensureLabel } from '../../src/labels/label-service.js';
+import { expectProblem, startTestApp, type TestApp } from '../support/harness.js';
+
+interface Seed {
+  tenantId?: string;
+  userId?: string;
+  caption?: string | null;
+  title?: string | null;
+  description?: string | null;
+  filename?: string;
+  tags?: string[];
+  labels?: string[];
+  /** Label confidence (0.9 unless given). */
+  confidence?: number;
+  fileMetadata?: Record<string, unknown>;
+  kind?: MediaKind;
+  status?: MediaStatus;
+  moderation?: ModerationState;
+  createdAt?: string;
+}
+
+/** Inserts a media row as ingest would, labels included, and tells the listeners (the indexer). */
+async function insertMedia(t: TestApp, s: Seed): Promise<string> {
+  const db = t.ctx.database.db;
+  const id = newId();
+  const tenantId = s.tenantId ?? t.tenant.id;
+  const userId = s.userId ?? 'alice';
+  const at = s.createdAt ?? nowIso();
+  await db
+    .insertInto('mediaassets')
+    .values({
+      id, tenant_id: tenantId, user_id: userId, status: s.status ?? 'ready', error_code: null, error_reason: null,
+      kind: s.kind ?? 'video', original_filename: s.filename ?? `${id}.mp4`, mime_type: 'video/mp4', size: 10, sha256: 'x'.repeat(64),
+      caption: s.caption ?? null, user_tags: toJson(s.tags ?? []), file_metadata: toJson(s.fileMetadata ?? { duration: 12.5, width: 1280, height: 720 }),
+      upload_session_id: null, created_at: at, updated_at: at, processing_started_at: null, ready_at: at,
+      playback_key: randomBytes(16).toString('hex'), title: s.title ?? null, description: s.description ?? null,
+      moderation_state: s.moderation ?? 'none',
+    })
+    .execute();
+  for (const name of s.labels ?? []) {
+    const labelId = await ensureLabel(db, tenantId, name);
+    await db
+      .insertInto('asset_labels')
+      .values({ id: newId(), tenant_id: tenantId, user_id: userId, media_id: id, label_id: labelId, source: 'model', count: 1, confidence: s.confidence ?? 0.9, frame_data: '[]', first_seen_at: at, last_seen_at: at })
+      .execute();
+  }
+  await t.ctx.changes.emit({ tenantId, mediaId: id, reason: 'created' });
+  return id;
+}
+
+type Page = { items: { id: string }[]; next_cursor: string | null };
+
+/** A real recommender endpoint: records what it was asked and answers with `answer()`. */
+async function recommender(answer: (body: any, res: http.ServerResponse) => void) {
+  const requests: any[] = [];
+  const server = http.createServer((req, res) => {
+    let data = '';
+    req.on('data', (c) => (data += c));
+    req.on('end', () => {
+      const body = JSON.parse(data);
+      requests.push(body);
+      answer(body, res);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/rank`;
+  return { url, requests, close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }) };
+}
+
+describe('recommendations', () => {
+  let t: TestApp;
+  const get = async (app: TestApp, url: string, key: string): Promise<Page> => {
+    const res = await app.app.inject({ url, headers: app.auth(key) });
+    assert.equal(res.statusCode, 200, res.body);
+    return res.json();
+  };
+  let seed: string, rare: string, common: string, both: string, held: string;
+
+  /** A small library: labels "common" on many media, "rare" on two, tags too. */
+  async function library(app: TestApp) {
+    const ids: Record<string, string> = {};
+    for (let i = 0; i < 8; i++) await insertMedia(app, { caption: `filler ${i}`, labels: ['common'], userId: 'carol' });
+    ids.seed = await insertMedia(app, { caption: 'seed', labels: ['common', 'rare'], tags: ['heron'], userId: 'carol' });
+    ids.rare = await insertMedia(app, { caption: 'shares the rare label', labels: ['rare'], userId: 'carol' });
+    ids.common = await insertMedia(app, { caption: 'shares the common label', labels: ['common'], userId: 'carol' });
+    ids.both = await insertMedia(app, { caption: 'shares rare label and tag', labels: ['rare'], tags: ['Heron'], userId: 'carol' });
+    ids.held = await insertMedia(app, { caption: 'held', labels: ['rare'], tags: ['heron'], moderation: 'held', userId: 'carol' });
+    return ids;
+  }
+
+  before(async () => {
+    t = await startTestApp();
+    const lib = await library(t);
+    [seed, rare, common, both, held] = [lib.seed!, lib.rare!, lib.common!, lib.both!, lib.held!];
+  });
+  after(() => t.close());
+
+  it('related: media sharing rare features rank above media sharing only common ones', async () => {
+    const page = await get(t, `/api/v1/media/${seed}/related?limit=20`, t.tenant.userKey);
+    const ids = page.items.map((i) => i.id);
+    assert.equal(ids[0], both, 'rare label + tag first');
+    assert.equal(ids[1], rare);
+    assert.ok(ids.indexOf(common) > ids.indexOf(rare), 'a common label alone ranks lower');
+    assert.ok(!ids.includes(seed), 'not the seed itself');
+    assert.ok(!ids.includes(held), 'not held media');
+    const few = await get(t, `/api/v1/media/${seed}/related?limit=2`, t.tenant.userKey);
+    assert.deepEqual(few.items.map((i) => i.id), [both, rare]);
+  });
+
+  it("related: another tenant's media is not found", async () => {
+    expectProblem(await t.app.inject({ url: `/api/v1/media/${seed}/related`, headers: t.auth(t.other.userKey) }), 404, 'not-found');
+    expectProblem(await t.app.inject({ url: '/api/v1/media/nope/related', headers: t.auth(t.tenant.userKey) }), 404, 'not-found');
+    const theirs = await insertMedia(t, { tenantId: t.other.id, labels: ['rare'], caption: 'theirs' });
+    const ids = (await get(t, `/api/v1/media/${seed}/related?limit=50`, t.tenant.userKey)).items.map((i) => i.id);
+    assert.ok(!ids.includes(theirs));
+  });
+
+  it('recommended: the new feed until the user has uploads or views, then from what they viewed', async () => {
+    const dave = t.tenant.adminKey;
+    const daveHeaders = { ...t.auth(dave), 'x-qasar-user': 'dave' };
+    const feed = async (url: string) => {
+      const res = await t.app.inject({ url, headers: daveHeaders });
+      assert.equal(res.statusCode, 200, res.body);
+      return res.json() as Page;
+    };
+    const cold = await feed('/api/v1/feed/recommended?limit=5');
+    const fresh = await get(t, '/api/v1/feed/new?limit=5', t.tenant.userKey);
+    assert.deepEqual(cold.items.map((i) => i.id), fresh.items.map((i) => i.id), 'no profile: the new feed');
+    const coldNext = await feed(`/api/v1/feed/recommended?limit=5&cursor=${encodeURIComponent(cold.next_cursor!)}`);
+    const freshNext = await get(t, `/api/v1/feed/new?limit=5&cursor=${encodeURIComponent(fresh.next_cursor!)}`, t.tenant.userKey);
+    assert.deepEqual(coldNext.items.map((i) => i.id), freshNext.items.map((i) => i.id));
+
+    const view = await t.app.inject({ url: `/api/v1/media/${rare}/package`, headers: daveHeaders });
+    assert.equal(view.statusCode, 200, view.body);
+    const warm = await feed('/api/v1/feed/recommended?limit=5');
+    assert.deepEqual(new Set(warm.items.map((i) => i.id)), new Set([seed, both]), "media sharing the viewed media's rare label, not the viewed one or held media");
+    assert.equal(warm.next_cursor, null);
+    const views = await t.ctx.database.db.selectFrom('media_views').selectAll().where('user_id', '=', 'dave').execute();
+    assert.equal(views.length, 1);
+    assert.equal(views[0]!.media_id, rare);
+    expectProblem(await t.app.inject({ url: '/api/v1/feed/recommended?cursor=x', headers: daveHeaders }), 400, 'validation-failed');
+  });
+
+  it('uses an external engine when configured, keeping only visible media of the tenant, and falls back on failure', async () => {
+    let mode: 'ok' | 'fail' | 'hang' = 'ok';
+    let answer: string[] = [];
+    const ext = await recommender((_body, res) => {
+      if (mode === 'hang') return;
+      if (mode === 'fail') {
+        res.statusCode = 500;
+        res.end('boom');
+        return;
+      }
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ ids: answer }));
+    });
+    const app = await startTestApp({ RECOMMENDER_URL: ext.url, RECOMMENDER_TIMEOUT: '300ms' });
+    try {
+      const lib = (await library(app)) as Record<string, string>;
+      const theirs = await insertMedia(app, { tenantId: app.other.id, caption: 'theirs' });
+      answer = [lib.common!, theirs, 'missing', lib.held!, lib.seed!, lib.rare!];
+      const related = await get(app, `/api/v1/media/${lib.seed}/related?limit=5`, app.tenant.userKey);
+      assert.deepEqual(ext.requests.at(-1), { tenant_id: app.tenant.id, media_id: lib.seed, limit: 20 });
+      assert.deepEqual(related.items.map((i) => i.id), [lib.common, lib.rare], "the engine's order; other tenants', unknown, held ids and the seed dropped");
+
+      answer = [lib.both!, lib.common!];
+      const headers = { ...app.auth(app.tenant.adminKey), 'x-qasar-user': 'erin' };
+      const rec = await app.app.inject({ url: '/api/v1/feed/recommended?limit=1', headers });
+      assert.equal(rec.statusCode, 200, rec.body);
+      assert.deepEqual(ext.requests.at(-1), { tenant_id: app.tenant.id, user_id: 'erin', limit: 14 });
+      assert.deepEqual(rec.json().items.map((i: { id: string }) => i.id), [lib.both]);
+      const next = await app.app.inject({ url: `/api/v1/feed/recommended?limit=1&cursor=${encodeURIComponent(rec.json().next_cursor)}`, headers });
+      assert.deepEqual(next.json().items.map((i: { id: string }) => i.id), [lib.common]);
+
+      for (const m of ['fail', 'hang'] as const) {
+        mode = m;
+        const asked = ext.requests.length;
+        const fallback = await get(app, `/api/v1/media/${lib.seed}/related?limit=2`, app.tenant.userKey);
+        assert.equal(ext.requests.length, asked + 1, 'the engine was asked');
+        assert.deepEqual(fallback.items.map((i) => i.id), [lib.both, lib.rare], `${m}: the built-in engine answers`);
+      }
+    } finally {
+      await app.close();
+      await ext.close();
+    }
+  });
+});

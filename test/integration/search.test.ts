@@ -1,0 +1,236 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { nowIso, toJson, type MediaKind, type MediaStatus, type ModerationState } from '../../src/db/schema.js';
+import { newId } from '../../src/ids.js';
+import { ensureLabel } from '../../src/labels/label-service.js';
+import { expectProblem, startTestApp, type TestApp } from '../support/harness.js';
+import { SessionClient } from '../support/upload-client.js';
+
+interface Seed {
+  tenantId?: string;
+  userId?: string;
+  caption?: string | null;
+  title?: string | null;
+  description?: string | null;
+  filename?: string;
+  tags?: string[];
+  labels?: string[];
+  kind?: MediaKind;
+  status?: MediaStatus;
+  moderation?: ModerationState;
+  createdAt?: string;
+}
+
+/** Inserts a media row as ingest would, labels included, and tells the listeners (the indexer). */
+async function insertMedia(t: TestApp, s: Seed): Promise<string> {
+  const db = t.ctx.database.db;
+  const id = newId();
+  const tenantId = s.tenantId ?? t.tenant.id;
+  const userId = s.userId ?? 'alice';
+  const at = s.createdAt ?? nowIso();
+  await db
+    .insertInto('mediaassets')
+    .values({
+      id, tenant_id: tenantId, user_id: userId, status: s.status ?? 'ready', error_code: null, error_reason: null,
+      kind: s.kind ?? 'video', original_filename: s.filename ?? `${id}.mp4`, mime_type: 'video/mp4', size: 10, sha256: 'x'.repeat(64),
+      caption: s.caption ?? null, user_tags: toJson(s.tags ?? []), file_metadata: toJson({ duration: 12.5, width: 1280, height: 720 }),
+      upload_session_id: null, created_at: at, updated_at: at, processing_started_at: null, ready_at: at,
+      playback_key: randomBytes(16).toString('hex'), title: s.title ?? null, description: s.description ?? null,
+      moderation_state: s.moderation ?? 'none',
+    })
+    .execute();
+  for (const name of s.labels ?? []) {
+    const labelId = await ensureLabel(db, tenantId, name);
+    await db
+      .insertInto('asset_labels')
+      .values({ id: newId(), tenant_id: tenantId, user_id: userId, media_id: id, label_id: labelId, source: 'model', count: 1, confidence: 0.9, frame_data: '[]', first_seen_at: at, last_seen_at: at })
+      .execute();
+  }
+  await t.ctx.changes.emit({ tenantId, mediaId: id, reason: 'created' });
+  return id;
+}
+
+describe('search', () => {
+  let t: TestApp;
+  const search = async (query: string, key?: string) => {
+    const res = await t.app.inject({ url: `/api/v1/search?${query}`, headers: t.auth(key ?? t.tenant.userKey) });
+    assert.equal(res.statusCode, 200, res.body);
+    return res.json() as { items: { id: string; score: number; caption: string | null; labels: string[]; playback: { hls: string | null } }[]; next_cursor: string | null };
+  };
+  const ids = async (query: string, key?: string) => (await search(query, key)).items.map((i) => i.id);
+
+  before(async () => {
+    t = await startTestApp();
+  });
+  after(() => t.close());
+
+  it('ranks an exact caption match above a tag-only match', async () => {
+    const tagOnly = await insertMedia(t, { caption: 'a walk in the park', tags: ['aurora'] });
+    const captioned = await insertMedia(t, { caption: 'aurora over the fjord', tags: ['night'] });
+    const result = await search('q=aurora');
+    assert.deepEqual(result.items.map((i) => i.id), [captioned, tagOnly]);
+    assert.ok(result.items[0]!.score > result.items[1]!.score);
+    assert.equal(result.items[0]!.caption, 'aurora over the fjord');
+  });
+
+  it('finds uploads by file name, caption, tags and labels given at upload', async () => {
+    const client = new SessionClient(t.app, t.tenant.userKey);
+    const { completed } = await client.uploadWhole(Buffer.from('plain text notes\n'), {
+      filename: 'quarterly_zebrafish-report.txt',
+      extra: { caption: 'Résumé of the harbour survey', user_tags: ['Lighthouse'], labels: ['seagull'] },
+    });
+    assert.equal(completed.statusCode, 201, completed.body);
+    const id = completed.json().id as string;
+    for (const q of ['zebrafish', 'resume', 'harbour survey', 'lighthouse', 'seagull', 'quarterly report']) {
+      assert.deepEqual(await ids(`q=${encodeURIComponent(q)}`), [id], q);
+    }
+  });
+
+  it('matches the last word as a prefix for type-ahead, and only whole words before it', async () => {
+    const id = await insertMedia(t, { caption: 'kaleidoscope patterns in glass' });
+    assert.deepEqual(await ids('q=kal'), [id]);
+    assert.deepEqual(await ids('q=glass%20kaleido'), [id]);
+    assert.deepEqual(await ids(`q=${encodeURIComponent('kaleido ')}`), [], 'a trailing space ends the word');
+    assert.deepEqual(await ids('q=kaleidoscope%20gla'), [id]);
+    assert.deepEqual(await ids('q=kaleido%20pattern%20glass'), [], 'only the last word is a prefix');
+  });
+
+  it('never passes user syntax to the engine', async () => {
+    const id = await insertMedia(t, { caption: 'quoted "tricky" OR NEAR stuff' });
+    for (const q of ['"tricky', 'tricky*', 'tricky:', '-tricky', 'tricky OR', '(tricky)', "tricky'", 'tricky & !', 'NEAR(tricky']) {
+      assert.deepEqual(await ids(`q=${encodeURIComponent(q)}`), [id], q);
+    }
+  });
+
+  it('finds media by a label synonym (bank phrase) and by a parent label', async () => {
+    const db = t.ctx.database.db;
+    const at = nowIso();
+    const bankId = newId();
+    await db.insertInto('label_banks').values({ id: bankId, tenant_id: t.tenant.id, name: 'animals', kind: 'general', description: null, created_at: at, updated_at: at }).execute();
+    const felineEntry = newId();
+    await db.insertInto('label_bank_entries').values({ id: felineEntry, bank_id: bankId, tenant_id: t.tenant.id, name: 'feline', label_id: null, parent_id: null, threshold: null, created_at: at }).execute();
+    await db.insertInto('label_bank_entries').values({ id: newId(), bank_id: bankId, tenant_id: t.tenant.id, name: 'ocelot', label_id: null, parent_id: felineEntry, threshold: null, created_at: at }).execute();
+    await db.insertInto('label_bank_phrases').values({ id: newId(), entry_id: felineEntry, tenant_id: t.tenant.id, phrase: 'wildcat' }).execute();
+    const parent = await ensureLabel(db, t.tenant.id, 'feline');
+    const child = await ensureLabel(db, t.tenant.id, 'ocelot');
+    await db.updateTable('labels').set({ parent_id: parent }).where('id', '=', child).execute();
+    const id = await insertMedia(t, { caption: 'in the jungle at dusk', labels: ['ocelot'] });
+    assert.deepEqual(await ids('q=ocelot'), [id]);
+    assert.deepEqual(await ids('q=feline'), [id], 'the parent label finds media labelled with a child');
+    assert.deepEqual(await ids('q=wildcat'), [id], 'the bank phrase of an ancestor is a synonym');
+    assert.deepEqual(await ids('q=jungle&label=feline'), [id], 'label filter includes descendants');
+    assert.deepEqual(await ids('q=jungle&label=wildcat'), [id], 'label filter by synonym');
+    assert.deepEqual(await ids('q=jungle&label=canine'), []);
+  });
+
+  it('filters by kind, status, label and creation date', async () => {
+    const old = await insertMedia(t, { caption: 'filterable one', kind: 'audio', createdAt: '2020-01-01T00:00:00.000Z', labels: ['podcast'] });
+    const image = await insertMedia(t, { caption: 'filterable two', kind: 'image' });
+    const queued = await insertMedia(t, { caption: 'filterable three', status: 'queued' });
+    const all = await ids('q=filterable');
+    assert.deepEqual(new Set(all), new Set([old, image]), 'ready only by default');
+    assert.deepEqual(await ids('q=filterable&kind=image'), [image]);
+    assert.deepEqual(await ids('q=filterable&label=podcast'), [old]);
+    assert.deepEqual(await ids('q=filterable&status=queued'), [queued]);
+    assert.deepEqual(await ids('q=filterable&to=2021-01-01T00:00:00Z'), [old]);
+    assert.deepEqual(await ids('q=filterable&from=2021-01-01T00:00:00Z'), [image]);
+    expectProblem(await t.app.inject({ url: '/api/v1/search?q=filterable&kind=movie', headers: t.auth(t.tenant.userKey) }), 400, 'validation-failed');
+    expectProblem(await t.app.inject({ url: '/api/v1/search?q=filterable&from=yesterday', headers: t.auth(t.tenant.userKey) }), 400, 'validation-failed');
+    expectProblem(
+      await t.app.inject({ url: '/api/v1/search?q=filterable&from=2022-01-01T00:00:00Z&to=2021-01-01T00:00:00Z', headers: t.auth(t.tenant.userKey) }),
+      400,
+      'validation-failed',
+    );
+  });
+
+  it('refuses empty, overlong and wordless queries and bad cursors', async () => {
+    const get = (q: string) => t.app.inject({ url: `/api/v1/search?${q}`, headers: t.auth(t.tenant.userKey) });
+    expectProblem(await get(''), 400, 'validation-failed');
+    expectProblem(await get('q='), 400, 'validation-failed');
+    expectProblem(await get(`q=${'a'.repeat(201)}`), 400, 'validation-failed');
+    expectProblem(await get(`q=${encodeURIComponent('!!! ***')}`), 400, 'validation-failed');
+    expectProblem(await get('q=aurora&cursor=garbage'), 400, 'validation-failed');
+    expectProblem(await get('q=aurora&limit=0'), 400, 'validation-failed');
+    expectProblem(await get('q=aurora&limit=101'), 400, 'validation-failed');
+  });
+
+  it('paginates stably: no duplicates or misses when media are added between pages', async () => {
+    const made: string[] = [];
+    for (let i = 0; i < 7; i++) made.push(await insertMedia(t, { caption: `marmalade jar number ${i}` }));
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const page = await search(`q=marmalade&limit=3${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+      seen.push(...page.items.map((i) => i.id));
+      cursor = page.next_cursor;
+      pages++;
+      // A better match arriving mid-way would shift an offset-based page.
+      await insertMedia(t, { caption: 'marmalade', title: 'marmalade' });
+    } while (cursor && pages < 10);
+    assert.equal(pages, 3);
+    assert.equal(new Set(seen).size, seen.length, 'no duplicates');
+    assert.deepEqual(new Set(seen), new Set(made), 'no misses and nothing added later');
+    expectProblem(
+      await t.app.inject({ url: `/api/v1/search?q=aurora&cursor=${encodeURIComponent((await search('q=marmalade&limit=1')).next_cursor!)}`, headers: t.auth(t.tenant.userKey) }),
+      400,
+      'validation-failed',
+    );
+  });
+
+  it('follows updates and deletes', async () => {
+    const id = await insertMedia(t, { caption: 'before the update' });
+    assert.deepEqual(await ids('q=before'), [id]);
+    await t.ctx.database.db.updateTable('mediaassets').set({ caption: 'pomegranate afterwards' }).where('id', '=', id).execute();
+    await t.ctx.changes.emit({ tenantId: t.tenant.id, mediaId: id, reason: 'metadata' });
+    assert.deepEqual(await ids('q=before'), []);
+    assert.deepEqual(await ids('q=pomegranate'), [id]);
+    const del = await t.app.inject({ method: 'DELETE', url: `/api/v1/media/${id}`, headers: t.auth(t.tenant.adminKey) });
+    assert.equal(del.statusCode, 204);
+    assert.deepEqual(await ids('q=pomegranate'), []);
+    if (t.ctx.database.dialect === 'sqlite') {
+      const rows = await t.ctx.database.db.selectFrom('media_search_docs').select('id').where('media_id', '=', id).execute();
+      assert.equal(rows.length, 0, 'the document is removed');
+    } else {
+      const rows = await t.ctx.database.db.selectFrom('media_search').select('media_id').where('media_id', '=', id).execute();
+      assert.equal(rows.length, 0, 'the document is removed');
+    }
+  });
+
+  it("never finds another tenant's media", async () => {
+    const mine = await insertMedia(t, { caption: 'xylophone concert' });
+    const theirs = await insertMedia(t, { tenantId: t.other.id, caption: 'xylophone concert' });
+    assert.deepEqual(await ids('q=xylophone'), [mine]);
+    assert.deepEqual(await ids('q=xylophone', t.other.userKey), [theirs]);
+  });
+
+  it('hides media held or rejected by moderation except from its owner and admins', async () => {
+    const held = await insertMedia(t, { caption: 'quokka selfie', moderation: 'held', userId: 'bob' });
+    const approved = await insertMedia(t, { caption: 'quokka portrait', moderation: 'approved', userId: 'bob' });
+    const rejected = await insertMedia(t, { caption: 'quokka blur', moderation: 'rejected', userId: 'alice' });
+    assert.deepEqual(new Set(await ids('q=quokka')), new Set([approved, rejected]), 'alice sees her own rejected media');
+    assert.deepEqual(new Set(await ids('q=quokka', t.tenant.adminKey)), new Set([held, approved, rejected]));
+    const feed = await t.app.inject({ url: '/api/v1/feed/search?q=quokka', headers: t.auth(t.tenant.adminKey) });
+    assert.equal(feed.statusCode, 200, feed.body);
+    assert.deepEqual(feed.json().items.map((i: { id: string }) => i.id), [approved], 'feeds never show held or rejected media');
+  });
+
+  it('indexes media created before the index existed (backfill)', async () => {
+    const db = t.ctx.database.db;
+    const id = await insertMedia(t, { caption: 'platypus backfill' });
+    await t.ctx.discovery.indexer.removeMedia(t.tenant.id, [id]);
+    assert.deepEqual(await ids('q=platypus'), []);
+    assert.ok((await t.ctx.discovery.indexer.backfill()) >= 1);
+    assert.deepEqual(await ids('q=platypus'), [id]);
+    const tags = await db.selectFrom('media_tags').select('tag').where('media_id', '=', id).execute();
+    assert.equal(tags.length, 0);
+  });
+
+  it('is described in the OpenAPI document', async () => {
+    const doc = (await t.app.inject({ url: '/openapi.json' })).json();
+    for (const p of ['/api/v1/search', '/api/v1/feed/new', '/api/v1/feed/recommended', '/api/v1/feed/search', '/api/v1/media/{media_id}/related']) {
+      assert.ok(doc.paths[p]?.get, p);
+    }
+  });
+});
