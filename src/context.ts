@@ -1,5 +1,5 @@
 import { MediaChanges } from './media/media-changes.js';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Settings } from './config/settings.js';
 import { openDatabase, type DatabaseHandle } from './db/database.js';
@@ -12,12 +12,6 @@ import { MediaStatusFeed } from './media/status-stream.js';
 import { PlaybackTokens, playbackSecret } from './media/playback-tokens.js';
 import { MediaWorker, type MediaSteps } from './processing/media-worker.js';
 import { createDiscovery, type Discovery } from './feeds/discovery.js';
-import { runAudioStep } from './processing/steps/audio-step.js';
-import { runDocumentStep } from './processing/steps/document-step.js';
-import { runImageStep } from './processing/steps/image-step.js';
-import { runVideoStep } from './processing/steps/video-step.js';
-import { runWebmStep } from './processing/steps/webm-step.js';
-import { BullmqQueue } from './queue/bullmq-queue.js';
 import { EmbeddedQueue } from './queue/embedded-queue.js';
 import { webmJobKey, type JobQueue } from './queue/queue.js';
 import { isWritableDir } from './storage/files.js';
@@ -76,6 +70,8 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   let queue: JobQueue;
   let chunkState: ChunkStateStore;
   if (settings.redisUrl) {
+    // Loaded only on the scale-up backends: the embedded default never pays for them.
+    const [{ Redis }, { BullmqQueue }] = await Promise.all([import('ioredis'), import('./queue/bullmq-queue.js')]);
     redis = new Redis(settings.redisUrl, { maxRetriesPerRequest: 2, enableOfflineQueue: true });
     redis.on('error', (err) => log.debug({ err }, 'redis connection error'));
     queue = new BullmqQueue(settings.redisUrl, settings.redisPrefix, queueSettings);
@@ -95,13 +91,15 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   const tokens = new PlaybackTokens(await playbackSecret(database.db, settings.playbackSecret));
   const delivery = new DeliveryService(database.db, layout, tokens, settings.playbackTtl);
   const stepDeps = { db: database.db, layout, settings };
+  // The steps (and sharp, with its libvips) are loaded by the first job that needs them, so an
+  // API process never loads them at all.
   const steps: MediaSteps = async (m, job) => {
     if (m.kind === 'video') {
-      if (job.name === 'make-webm') await runWebmStep(stepDeps, m, job);
-      else await runVideoStep(stepDeps, m);
-    } else if (m.kind === 'audio') await runAudioStep(stepDeps, m);
-    else if (m.kind === 'image') await runImageStep(stepDeps, m);
-    else if (m.kind === 'document') await runDocumentStep(stepDeps, m);
+      if (job.name === 'make-webm') await (await import('./processing/steps/webm-step.js')).runWebmStep(stepDeps, m, job);
+      else await (await import('./processing/steps/video-step.js')).runVideoStep(stepDeps, m);
+    } else if (m.kind === 'audio') await (await import('./processing/steps/audio-step.js')).runAudioStep(stepDeps, m);
+    else if (m.kind === 'image') await (await import('./processing/steps/image-step.js')).runImageStep(stepDeps, m);
+    else if (m.kind === 'document') await (await import('./processing/steps/document-step.js')).runDocumentStep(stepDeps, m);
   };
   const afterReady = async (m: { id: string; kind: string }) => {
     if (m.kind === 'video' && settings.enableWebm) await queue.enqueue('make-webm', { media_id: m.id }, { dedupeKey: webmJobKey(m.id) });
@@ -154,6 +152,7 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
     }),
     close: async () => {
       await queue.close();
+      await uploads.close();
       redis?.disconnect();
       await database.close();
     },

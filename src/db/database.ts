@@ -1,8 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import SqliteDatabase from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
-import pg from 'pg';
+import type pg from 'pg';
 import { databaseKind, sqliteFile, type Settings } from '../config/settings.js';
 import type { Dialect } from './dialect.js';
 import type { Database } from './schema.js';
@@ -21,13 +20,13 @@ export interface DatabaseHandle {
 const PG_INT8 = 20;
 const PG_TIMESTAMPTZ = 1184;
 
-function pgTypes(): pg.CustomTypesConfig {
+function pgTypes(types: typeof pg.types): pg.CustomTypesConfig {
   // Sizes fit in 2^53; timestamps come back as the same ISO strings SQLite stores.
   return {
     getTypeParser: ((oid: number, format?: 'text' | 'binary') => {
       if (oid === PG_INT8) return (v: string) => Number(v);
       if (oid === PG_TIMESTAMPTZ) return (v: string) => new Date(v).toISOString();
-      return pg.types.getTypeParser(oid, format);
+      return types.getTypeParser(oid, format);
     }) as pg.CustomTypesConfig['getTypeParser'],
   };
 }
@@ -38,6 +37,8 @@ export async function openDatabase(
   if (databaseKind(settings) === 'sqlite') {
     const file = sqliteFile(settings);
     if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true });
+    // Each driver is loaded only by the processes that use it (memory of a small box).
+    const { default: SqliteDatabase } = await import('better-sqlite3');
     const sqlite = new SqliteDatabase(file);
     sqlite.pragma('journal_mode = WAL');
     sqlite.pragma('synchronous = NORMAL');
@@ -55,10 +56,11 @@ export async function openDatabase(
   }
 
   const schema = settings.databaseSchema;
-  const pool = new pg.Pool({
+  const { default: pgModule } = await import('pg');
+  const pool = new pgModule.Pool({
     connectionString: settings.databaseUrl,
     max: settings.databasePoolSize,
-    types: pgTypes(),
+    types: pgTypes(pgModule.types),
     options: `-c search_path=${schema}`,
   });
   pool.on('error', () => {

@@ -7,6 +7,7 @@ import * as m0003 from './migrations/0003_media_management.js';
 import * as m0004 from './migrations/0004_labels_moderation.js';
 import * as m0005 from './migrations/0005_search.js';
 import * as m0006 from './migrations/0006_captions.js';
+import * as m0007 from './migrations/0007_chunk_checksums.js';
 
 type DialectMigration = { up(db: Kysely<any>, dialect: Dialect): Promise<void> };
 
@@ -17,6 +18,7 @@ const migrations: Record<string, DialectMigration> = {
   '0004_labels_moderation': m0004,
   '0005_search': m0005,
   '0006_captions': m0006,
+  '0007_chunk_checksums': m0007,
 };
 
 /** Every migration's name, oldest first. */

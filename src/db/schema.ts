@@ -56,7 +56,7 @@ export interface UploadChunksTable {
   session_id: string;
   chunk_index: number;
   size: number;
-  sha256: string;
+  checksum: string;
   received_at: Timestamp;
 }
 

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { AppError } from '../errors.js';
 import { removePath } from '../storage/files.js';
@@ -9,10 +8,6 @@ import { removePath } from '../storage/files.js';
 export const LOCK_STALE_MS = 3 * 60_000;
 /** How often a live chunk write touches its lock, so a slow but alive send is never taken for stale. */
 const LOCK_REFRESH_MS = 30_000;
-/** The content of a lock taken by a hashing pass (a send's lock is empty). */
-const HASHING = 'hashing';
-/** How long a send waits for a hashing pass of another process to let go of its index. */
-const HASH_WAIT_MS = 10_000;
 
 export interface ChunkLock {
   release(): Promise<void>;
@@ -27,36 +22,17 @@ export function closedMeanwhile(): AppError {
   return new AppError('upload-not-open', 'the upload was closed while this chunk was sent');
 }
 
-/** Who holds a lock file: a send, a hashing pass (which only reads its range), or nobody any more. */
-export async function lockHolder(file: string): Promise<'send' | 'hashing' | undefined> {
-  try {
-    return (await fsp.readFile(file, 'utf8')) === HASHING ? 'hashing' : 'send';
-  } catch (err) {
-    if (isErrno(err, 'ENOENT')) return undefined;
-    throw err;
-  }
-}
-
 /**
  * The per-index lock files of a chunked session (`<index>.lock` beside the data file), which
- * serialise everything that touches one index's range across processes sharing the storage:
- *
- *  - a send takes it for the whole write ('wx', empty); a second send of the same index gets
- *    409 upload-busy. A live send touches it every 30 s; one untouched for 3 minutes is stale and
- *    may be taken over.
- *  - a hashing pass takes it only while it reads the range (created with its content in one
- *    step, by a hard link, so it is never seen empty), and never waits for it. A send that finds
- *    an index held by a hashing pass waits for the pass instead of refusing.
+ * serialise the sends of one index across processes sharing the storage: a send takes it for
+ * the whole write ('wx'); a second send of the same index gets 409 upload-busy. A live send
+ * touches it every 30 s; one untouched for 3 minutes is stale and may be taken over.
  */
 export class ChunkLocks {
-  /** Hashing locks held by this process, by lock file, with what resolves when each is let go. */
-  private readonly hashing = new Map<string, Promise<void>>();
-
   constructor(private readonly log: Logger) {}
 
   async forSend(file: string, index: number): Promise<ChunkLock> {
     const busy = () => new AppError('upload-busy', `chunk ${index} is being sent by another request`, { index });
-    const deadline = Date.now() + HASH_WAIT_MS;
     let fh: fsp.FileHandle | undefined;
     for (let attempt = 0; !fh; attempt++) {
       try {
@@ -66,28 +42,17 @@ export class ChunkLocks {
         if (isErrno(err, 'ENOENT')) throw closedMeanwhile();
         if (!isErrno(err, 'EEXIST')) throw err;
       }
-      const local = this.hashing.get(file);
-      if (local) {
-        await local;
-        continue;
-      }
       const seen = await fsp.stat(file).catch(() => undefined);
       if (!seen) {
-        if (attempt > 0 && Date.now() > deadline) throw busy();
-        continue; // released meanwhile: try again
+        if (attempt > 0) throw busy();
+        continue; // released meanwhile: try once more
       }
-      if (Date.now() - seen.mtimeMs < LOCK_STALE_MS) {
-        if ((await lockHolder(file)) !== 'send' && Date.now() < deadline) {
-          await sleep(10);
-          continue;
-        }
-        throw busy();
-      }
+      if (Date.now() - seen.mtimeMs < LOCK_STALE_MS) throw busy();
       await this.takeOverStale(file, seen, busy);
       this.log.warn({ file }, 'took over a stale chunk lock');
     }
     const held = fh;
-    const ino = (await held.stat()).ino;
+    const takenAt = Date.now();
     const refresh = setInterval(() => {
       const now = new Date();
       held.utimes(now, now).catch(() => undefined);
@@ -96,31 +61,14 @@ export class ChunkLocks {
     return {
       release: async () => {
         clearInterval(refresh);
+        if (Date.now() - takenAt < LOCK_STALE_MS) {
+          // Held for less than the stale age: nobody can have taken it over, so it is ours.
+          await Promise.all([held.close().catch(() => undefined), fsp.unlink(file).catch(() => undefined)]);
+          return;
+        }
+        const ino = (await held.stat().catch(() => undefined))?.ino;
         await held.close().catch(() => undefined);
-        await removeIfOurs(file, ino);
-      },
-    };
-  }
-
-  /** A hashing pass's lock on one index, or undefined when anything holds it (the pass stops there). */
-  async forHashing(file: string): Promise<ChunkLock | undefined> {
-    const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
-    try {
-      await fsp.writeFile(tmp, HASHING, { flag: 'wx' });
-      await fsp.link(tmp, file);
-    } catch {
-      return undefined; // held (EEXIST), or the session is gone
-    } finally {
-      await fsp.unlink(tmp).catch(() => undefined);
-    }
-    const ino = (await fsp.stat(file).catch(() => undefined))?.ino;
-    let let_go!: () => void;
-    this.hashing.set(file, new Promise<void>((resolve) => (let_go = resolve)));
-    return {
-      release: async () => {
         if (ino !== undefined) await removeIfOurs(file, ino);
-        this.hashing.delete(file);
-        let_go();
       },
     };
   }

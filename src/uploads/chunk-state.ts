@@ -5,7 +5,8 @@ import { nowIso } from '../db/schema.js';
 export interface ChunkRecord {
   index: number;
   size: number;
-  sha256: string;
+  /** `crc32:<hex>` or `sha256:<hex>` (see chunk-checksum.ts). */
+  checksum: string;
 }
 
 export interface ChunkSummary {
@@ -42,8 +43,8 @@ export class DbChunkStateStore implements ChunkStateStore {
   async put(sessionId: string, chunk: ChunkRecord): Promise<void> {
     await this.db
       .insertInto('upload_chunks')
-      .values({ session_id: sessionId, chunk_index: chunk.index, size: chunk.size, sha256: chunk.sha256, received_at: nowIso() })
-      .onConflict((oc) => oc.columns(['session_id', 'chunk_index']).doUpdateSet({ size: chunk.size, sha256: chunk.sha256, received_at: nowIso() }))
+      .values({ session_id: sessionId, chunk_index: chunk.index, size: chunk.size, checksum: chunk.checksum, received_at: nowIso() })
+      .onConflict((oc) => oc.columns(['session_id', 'chunk_index']).doUpdateSet({ size: chunk.size, checksum: chunk.checksum, received_at: nowIso() }))
       .execute();
   }
 
@@ -54,11 +55,11 @@ export class DbChunkStateStore implements ChunkStateStore {
   async list(sessionId: string): Promise<ChunkRecord[]> {
     const rows = await this.db
       .selectFrom('upload_chunks')
-      .select(['chunk_index', 'size', 'sha256'])
+      .select(['chunk_index', 'size', 'checksum'])
       .where('session_id', '=', sessionId)
       .orderBy('chunk_index')
       .execute();
-    return rows.map((r) => ({ index: Number(r.chunk_index), size: Number(r.size), sha256: r.sha256 }));
+    return rows.map((r) => ({ index: Number(r.chunk_index), size: Number(r.size), checksum: r.checksum }));
   }
 
   async summary(sessionId: string, lastIndex: number): Promise<ChunkSummary> {
@@ -76,7 +77,7 @@ export class DbChunkStateStore implements ChunkStateStore {
       if (chunks.length) {
         await tx
           .insertInto('upload_chunks')
-          .values(chunks.map((c) => ({ session_id: sessionId, chunk_index: c.index, size: c.size, sha256: c.sha256, received_at: nowIso() })))
+          .values(chunks.map((c) => ({ session_id: sessionId, chunk_index: c.index, size: c.size, checksum: c.checksum, received_at: nowIso() })))
           .execute();
       }
     });
@@ -87,7 +88,7 @@ export class DbChunkStateStore implements ChunkStateStore {
   }
 }
 
-/** One hash per session: field "<index>" = "<size>:<sha256>", plus a marker that the state exists. */
+/** One hash per session: field "<index>" = "<size>:<checksum>", plus a marker that the state exists. */
 export class RedisChunkStateStore implements ChunkStateStore {
   private static readonly MARKER = 'state';
 
@@ -108,7 +109,7 @@ export class RedisChunkStateStore implements ChunkStateStore {
     const key = this.key(sessionId);
     await this.redis
       .multi()
-      .hset(key, RedisChunkStateStore.MARKER, '1', String(chunk.index), `${chunk.size}:${chunk.sha256}`)
+      .hset(key, RedisChunkStateStore.MARKER, '1', String(chunk.index), `${chunk.size}:${chunk.checksum}`)
       .pexpire(key, ttlMs)
       .exec();
   }
@@ -123,8 +124,10 @@ export class RedisChunkStateStore implements ChunkStateStore {
     const out: ChunkRecord[] = [];
     for (const [field, value] of Object.entries(all)) {
       if (field === RedisChunkStateStore.MARKER) continue;
-      const [size, sha256] = value.split(':');
-      out.push({ index: Number(field), size: Number(size), sha256: sha256 ?? '' });
+      const colon = value.indexOf(':');
+      const checksum = value.slice(colon + 1);
+      // State written before receipts were tagged holds a bare sha256.
+      out.push({ index: Number(field), size: Number(value.slice(0, colon)), checksum: checksum.includes(':') ? checksum : `sha256:${checksum}` });
     }
     return out.sort((a, b) => a.index - b.index);
   }
@@ -143,7 +146,7 @@ export class RedisChunkStateStore implements ChunkStateStore {
   async replace(sessionId: string, chunks: ChunkRecord[], ttlMs: number): Promise<void> {
     const key = this.key(sessionId);
     const fields: string[] = [RedisChunkStateStore.MARKER, '1'];
-    for (const c of chunks) fields.push(String(c.index), `${c.size}:${c.sha256}`);
+    for (const c of chunks) fields.push(String(c.index), `${c.size}:${c.checksum}`);
     await this.redis.multi().del(key).hset(key, ...fields).pexpire(key, ttlMs).exec();
   }
 

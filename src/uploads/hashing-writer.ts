@@ -1,54 +1,103 @@
-import type { Hash } from 'node:crypto';
-import fs from 'node:fs';
+import fsp from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
-import { Transform, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import type { ByteSink } from './chunk-checksum.js';
 
-/** The default write buffer of upload writes (the benchmark's baseline server uses the same). */
-const WRITE_HWM = 1024 * 1024;
-
-/**
- * Counts and hashes bytes as they pass, and fails the stream as soon as more arrive than
- * `limit`, so an oversized body never reaches the disk in full.
- */
-class MeteredHash extends Transform {
-  bytes = 0;
-  constructor(
-    private readonly hashes: Hash[],
-    private readonly limit: number,
-    private readonly tooLarge: () => Error,
-  ) {
-    super();
-  }
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null, data?: Buffer) => void): void {
-    this.bytes += chunk.length;
-    if (this.bytes > this.limit) return cb(this.tooLarge());
-    for (const h of this.hashes) h.update(chunk);
-    cb(null, chunk);
-  }
-}
+/** Bytes gathered before one write (the benchmark's baseline server buffers as much per write). */
+const WRITE_BATCH = 1024 * 1024;
 
 export interface HashedWrite {
-  /** Where to write: an open handle of `file` (the stream closes it) or flags to open it with. */
+  /** Where to write: an open handle of `file` (closed when done) or flags to open it with ('r+' unless said). */
   fd?: FileHandle;
   flags?: string;
   start: number;
-  /** Write buffer, 1 MiB unless said. */
+  /** Bytes gathered per write, 1 MiB unless said. */
   highWaterMark?: number;
-  hashes: Hash[];
+  hashes: ByteSink[];
   limit?: number;
   tooLarge?: () => Error;
 }
 
-/** Streams `body` into `file` at `start`, hashing on the way. Returns the bytes written. */
+async function writeAll(fh: FileHandle, buffers: Buffer[], position: number): Promise<void> {
+  let at = position;
+  let rest = buffers;
+  while (rest.length) {
+    const { bytesWritten } = await fh.writev(rest, at);
+    at += bytesWritten;
+    let skip = bytesWritten;
+    const left: Buffer[] = [];
+    for (const b of rest) {
+      if (skip >= b.length) skip -= b.length;
+      else {
+        left.push(skip ? b.subarray(skip) : b);
+        skip = 0;
+      }
+    }
+    if (left.length && bytesWritten === 0) throw new Error('the write made no progress');
+    rest = left;
+  }
+}
+
+/**
+ * Streams `body` into `file` at `start`, feeding every byte to `hashes` on the way, and fails
+ * as soon as more than `limit` bytes arrive, so an oversized body never reaches the disk past its
+ * range. Like a file write stream: while one write is under way, what arrives is gathered and
+ * goes out in one `writev` as soon as it ends; more than `highWaterMark` gathered waits for it.
+ * Returns the bytes written.
+ */
 export async function writeHashed(body: Readable, file: string, opts: HashedWrite): Promise<number> {
-  const meter = new MeteredHash(opts.hashes, opts.limit ?? Number.POSITIVE_INFINITY, opts.tooLarge ?? (() => new Error('too large')));
-  const out = fs.createWriteStream(file, {
-    start: opts.start,
-    highWaterMark: opts.highWaterMark ?? WRITE_HWM,
-    ...(opts.fd !== undefined ? { fd: opts.fd } : {}),
-    ...(opts.flags ? { flags: opts.flags } : {}),
-  });
-  await pipeline(body, meter, out);
-  return meter.bytes;
+  const limit = opts.limit ?? Number.POSITIVE_INFINITY;
+  const batchSize = opts.highWaterMark ?? WRITE_BATCH;
+  const fh = opts.fd ?? (await fsp.open(file, opts.flags ?? 'r+'));
+  let bytes = 0;
+  let position = opts.start;
+  let batch: Buffer[] = [];
+  let batchBytes = 0;
+  let inFlight: Promise<void> | undefined;
+  let writeError: unknown;
+  const startWrite = () => {
+    const buffers = batch;
+    const at = position;
+    position += batchBytes;
+    batch = [];
+    batchBytes = 0;
+    // Never rejects (a rejection nobody awaits yet would be unhandled): the error is kept and rethrown.
+    inFlight = writeAll(fh, buffers, at).then(
+      () => {
+        inFlight = undefined;
+        if (batchBytes && writeError === undefined) startWrite();
+      },
+      (err: unknown) => {
+        writeError = err;
+        inFlight = undefined;
+      },
+    );
+  };
+  const settle = async () => {
+    while (inFlight) await inFlight;
+    if (writeError !== undefined) throw writeError;
+  };
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      bytes += chunk.length;
+      if (bytes > limit) throw (opts.tooLarge ?? (() => new Error('too large')))();
+      for (const h of opts.hashes) h.update(chunk);
+      batch.push(chunk);
+      batchBytes += chunk.length;
+      if (!inFlight) {
+        if (writeError !== undefined) throw writeError;
+        startWrite();
+      } else if (batchBytes >= batchSize) {
+        await settle();
+        if (batchBytes) startWrite();
+      }
+    }
+    await settle();
+    if (batchBytes) startWrite();
+    await settle();
+    return bytes;
+  } finally {
+    while (inFlight) await inFlight;
+    await fh.close().catch(() => undefined);
+  }
 }

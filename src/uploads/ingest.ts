@@ -5,7 +5,7 @@ import type { Db } from '../db/database.js';
 import { nowIso, toJson } from '../db/schema.js';
 import { newId } from '../ids.js';
 import { attachUserLabels, labelsOfMedia } from '../labels/label-service.js';
-import { claimedKind, detectKind, needsProcessing } from '../media/detect-kind.js';
+import { claimedKind, detectKind, needsProcessing, type DetectedType } from '../media/detect-kind.js';
 import { toMediaView, type MediaView } from '../media/media-service.js';
 import { processJobKey, type JobQueue } from '../queue/queue.js';
 import { moveIntoPlace, removePath } from '../storage/files.js';
@@ -24,6 +24,8 @@ export interface IngestInput {
   caption: string | null;
   tags: string[];
   labels: string[];
+  /** What `detect` found in the file, when the caller ran it already (e.g. while hashing). */
+  detected?: DetectedType;
 }
 
 /**
@@ -41,8 +43,13 @@ export class IngestService {
     private readonly changes?: MediaChanges,
   ) {}
 
+  /** What a file is, from its bytes. */
+  detect(file: string): Promise<DetectedType> {
+    return detectKind(file, this.probeTimeoutMs);
+  }
+
   async ingest(input: IngestInput): Promise<MediaView> {
-    const detected = await detectKind(input.file, this.probeTimeoutMs);
+    const detected = input.detected ?? (await this.detect(input.file));
     const mediaId = newId();
     const ref = { tenantId: input.tenantId, userId: input.userId, mediaId };
     const target = this.layout.originalFile(ref, detected.ext);

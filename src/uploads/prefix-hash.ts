@@ -1,10 +1,7 @@
-import { createHash, type Hash } from 'node:crypto';
-import fsp from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { StorageLayout } from '../storage/layout.js';
 import type { ChunkRecord } from './chunk-state.js';
-import type { ChunkLocks } from './chunk-lock.js';
-import { hashFileFrom, hashRange } from './file-hash.js';
+import type { HashThread } from './hash-thread.js';
 
 /** What the hasher needs of a session. */
 export interface HashedSession {
@@ -16,16 +13,17 @@ export interface HashedSession {
 }
 
 interface PrefixState {
-  hash: Hash;
+  /** The name of the running sha256 in the hashing thread. */
+  hash: string;
   /** Chunks [0, next) are in `hash`. */
   next: number;
-  /** The receipt sha256 of each chunk in `hash`, as it was when the chunk was read. */
+  /** The receipt checksum of each chunk in `hash`, as it was when the chunk was read. */
   receipts: string[];
   /** Serialises the passes over this session. */
   chain: Promise<void>;
   /** A pass is queued and has not started yet (it will see whatever arrived meanwhile). */
   queued: boolean;
-  /** A pass failed part-way through a chunk: the state holds part of it and is of no use. */
+  /** A pass failed: the state may hold part of a chunk and is of no use. */
   broken: boolean;
 }
 
@@ -34,26 +32,35 @@ const MAX_SESSIONS = 256;
 
 /**
  * The whole-file sha256 of chunked sessions, computed while the chunks arrive: after each
- * chunk, a background pass hashes the contiguous prefix of verified chunks as far as it
- * reaches, reading their ranges back from the data file (the page cache, as a rule). At
- * complete only what the passes did not reach is left to hash.
+ * chunk, a background pass hashes the contiguous prefix of received chunks as far as it
+ * reaches, reading their ranges back from the data file (the page cache, as a rule). The pass
+ * runs whole in the hashing thread — receipts, reads and hashing — so neither the event loop nor
+ * the I/O threads that receive the chunks do any of it. At complete only what the passes did not
+ * reach is left to hash.
+ *
+ * A chunk is hashed only when its receipt exists, and kept only when its range has the receipt's
+ * checksum (computed in the same read) and the receipt is the same file after the range was read
+ * as before; a send of the same index meanwhile (which removes the receipt before it writes), or a
+ * range damaged since it was received, undoes that chunk. Each hashed chunk's receipt checksum is recorded:
+ * complete compares them with the final receipts and hashes the file from the start when one was
+ * sent again with other bytes since.
  *
  * The state is this process's memory: after a restart, or on a process that did not see the
- * session's chunks, it starts from the beginning of the file again. A pass reads a chunk only
- * while holding that index's lock and only when its receipt exists, so the bytes it hashes are
- * exactly the verified ones the receipt describes; it records the receipt's sha256. A chunk sent
- * again later with other bytes gets another receipt, and complete, which compares every recorded
- * receipt with the final one, then starts the hash over instead of trusting it.
+ * session's chunks, complete hashes the file from the start.
  */
 export class PrefixHasher {
   private readonly sessions = new Map<string, PrefixState>();
+  private generation = 0;
 
   constructor(
+    private readonly thread: HashThread,
     private readonly layout: StorageLayout,
-    private readonly locks: ChunkLocks,
-    private readonly readReceipt: (s: HashedSession, index: number) => Promise<ChunkRecord | undefined>,
     private readonly log: Logger,
   ) {}
+
+  private newHashName(id: string): string {
+    return `${id}:${++this.generation}`;
+  }
 
   private state(id: string): PrefixState {
     let st = this.sessions.get(id);
@@ -61,8 +68,8 @@ export class PrefixHasher {
       // Most recently used last.
       this.sessions.delete(id);
     } else {
-      st = { hash: createHash('sha256'), next: 0, receipts: [], chain: Promise.resolve(), queued: false, broken: false };
-      if (this.sessions.size >= MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value!);
+      st = { hash: this.newHashName(id), next: 0, receipts: [], chain: Promise.resolve(), queued: false, broken: false };
+      if (this.sessions.size >= MAX_SESSIONS) this.drop(this.sessions.keys().next().value!);
     }
     this.sessions.set(id, st);
     return st;
@@ -71,7 +78,7 @@ export class PrefixHasher {
   /** Starts a background pass over the session (unless one is already waiting to start). */
   advance(s: HashedSession): void {
     const st = this.state(s.id);
-    if (st.queued) return;
+    if (st.queued || st.broken) return;
     st.queued = true;
     st.chain = st.chain
       .then(() => {
@@ -81,38 +88,23 @@ export class PrefixHasher {
       .catch((err: unknown) => {
         // The session was closed meanwhile, or the disk failed: complete hashes from the start.
         st.broken = true;
-        if (this.sessions.get(s.id) === st) this.sessions.delete(s.id);
         this.log.debug({ err, sessionId: s.id }, 'upload hashing pass stopped');
       });
   }
 
-  /** Hashes the chunks from `st.next` on while their receipts are there and their locks free. */
   private async pass(s: HashedSession, st: PrefixState): Promise<void> {
     if (this.sessions.get(s.id) !== st || st.next >= s.chunk_count) return;
-    const dataFile = this.layout.sessionDataFile(s.tenant_id, s.id);
-    let fh: fsp.FileHandle | undefined;
-    try {
-      while (st.next < s.chunk_count) {
-        const index = st.next;
-        // Cheap look first: the chunk at the frontier has usually not arrived yet.
-        if (!(await this.readReceipt(s, index))) return;
-        const lock = await this.locks.forHashing(this.layout.chunkLockFile(s.tenant_id, s.id, index));
-        if (!lock) return; // being sent (again): its send starts another pass when it is done
-        try {
-          const receipt = await this.readReceipt(s, index);
-          if (!receipt) return;
-          fh ??= await fsp.open(dataFile, 'r');
-          const read = await hashRange(fh, st.hash, index * Number(s.chunk_size), receipt.size);
-          if (read !== receipt.size) throw new Error(`chunk ${index} is short in the data file`);
-          st.receipts[index] = receipt.sha256;
-          st.next = index + 1;
-        } finally {
-          await lock.release();
-        }
-      }
-    } finally {
-      await fh?.close();
-    }
+    const from = st.next;
+    const { next, checksums } = await this.thread.prefix(st.hash, {
+      dir: this.layout.sessionChunkDir(s.tenant_id, s.id),
+      dataFile: this.layout.sessionDataFile(s.tenant_id, s.id),
+      next: from,
+      chunkCount: s.chunk_count,
+      chunkSize: Number(s.chunk_size),
+      totalSize: Number(s.total_size),
+    });
+    checksums.forEach((c, i) => (st.receipts[from + i] = c));
+    st.next = next;
   }
 
   /**
@@ -123,14 +115,18 @@ export class PrefixHasher {
   async digest(s: HashedSession, received: ChunkRecord[]): Promise<string> {
     const st = this.state(s.id);
     const result = st.chain.then(async () => {
-      const final = new Map(received.map((c) => [c.index, c.sha256]));
+      const final = new Map(received.map((c) => [c.index, c.checksum]));
       let valid = !st.broken;
       for (let i = 0; i < st.next && valid; i++) valid = st.receipts[i] === final.get(i);
-      if (!valid) this.log.info({ sessionId: s.id }, 'the hashed prefix is of no use (a chunk in it was sent again with other bytes); hashing the upload from the start');
-      const hash = valid ? st.hash : createHash('sha256');
+      let hash = st.hash;
+      if (!valid) {
+        if (!st.broken) this.log.info({ sessionId: s.id }, 'the hashed prefix is of no use (a chunk in it was sent again with other bytes); hashing the upload from the start');
+        await this.thread.drop(hash);
+        hash = this.newHashName(s.id);
+      }
       const from = valid ? Math.min(st.next * Number(s.chunk_size), Number(s.total_size)) : 0;
-      await hashFileFrom(this.layout.sessionDataFile(s.tenant_id, s.id), hash, from);
-      return hash.digest('hex');
+      await this.thread.feed(hash, this.layout.sessionDataFile(s.tenant_id, s.id), from, -1);
+      return this.thread.digest(hash);
     });
     st.chain = result.then(
       () => undefined,
@@ -139,7 +135,7 @@ export class PrefixHasher {
     try {
       return await result;
     } finally {
-      this.sessions.delete(s.id);
+      this.drop(s.id);
     }
   }
 
@@ -151,7 +147,16 @@ export class PrefixHasher {
   /** Drops a session's state, once its running pass (if any) has stopped touching its folder. */
   async forget(sessionId: string): Promise<void> {
     const st = this.sessions.get(sessionId);
-    this.sessions.delete(sessionId);
+    this.drop(sessionId);
     await st?.chain;
+  }
+
+  /** Forgets a session's state here and in the hashing thread. */
+  private drop(sessionId: string): void {
+    const st = this.sessions.get(sessionId);
+    if (!st) return;
+    this.sessions.delete(sessionId);
+    // After whatever is still running on it; a digest already taken leaves nothing to drop.
+    void st.chain.then(() => this.thread.drop(st.hash)).catch(() => undefined);
   }
 }

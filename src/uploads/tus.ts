@@ -59,9 +59,6 @@ export function parseUploadChecksum(header: string | undefined): TusRequestConte
   return { algorithm, digest: Buffer.from(m[2]!, 'base64') };
 }
 
-/** FileStore's write buffer (the stream default): one PATCH at a time per upload needs no more. */
-const TUS_WRITE_HWM = 16 * 1024;
-
 /** tus uploads whose running sha256 is kept; beyond that the least recently written is dropped (and read again). */
 const MAX_RUNNING_HASHES = 1024;
 
@@ -132,7 +129,7 @@ class ChecksumFileStore extends FileStore {
     try {
       // The running hash must not see bytes of a write that does not count: on any failure it is
       // dropped, and the next write hashes what is on disk.
-      written = await writeHashed(readable, file, { flags: 'r+', start: offset, highWaterMark: TUS_WRITE_HWM, hashes: check ? [running, check] : [running] });
+      written = await writeHashed(readable, file, { flags: 'r+', start: offset, hashes: check ? [running, check] : [running] });
     } catch (err) {
       if (check) await this.truncate(id, offset);
       // tus's own errors (a body over the size limit) keep their status; anything else is a failed write, as in FileStore.

@@ -1,4 +1,3 @@
-import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
@@ -17,12 +16,13 @@ import { removePath } from '../storage/files.js';
 import type { StorageLayout } from '../storage/layout.js';
 import type { Principal } from '../tenancy/principal.js';
 import { ownerScope } from '../tenancy/principal.js';
-import { ChunkLocks, closedMeanwhile, isErrno, LOCK_STALE_MS, lockHolder } from './chunk-lock.js';
+import { ChunkLocks, closedMeanwhile, isErrno, LOCK_STALE_MS } from './chunk-lock.js';
 import type { ChunkRecord, ChunkStateStore } from './chunk-state.js';
-import { sha256Range } from './file-hash.js';
+import { algorithmOf, checksumRange, ChunkDigest, isChunkChecksum, sha256Of } from './chunk-checksum.js';
 import { writeHashed } from './hashing-writer.js';
 import { validateFilename } from './filename.js';
 import type { IngestService } from './ingest.js';
+import { HashThread } from './hash-thread.js';
 import { PrefixHasher } from './prefix-hash.js';
 
 export type SessionRow = Selectable<UploadSessionsTable>;
@@ -59,7 +59,10 @@ export interface SessionStatus {
 export interface ChunkReceipt {
   index: number;
   size: number;
-  sha256: string;
+  /** What the receipt records of the chunk's bytes: `crc32:<hex>`, or `sha256:<hex>` when a checksum was sent. */
+  checksum: string;
+  /** The chunk's verified sha256, when the client sent one to check against. */
+  sha256?: string;
   received_chunks: number;
   received_bytes: number;
   chunk_count: number;
@@ -84,6 +87,9 @@ export function parseChunkChecksum(headers: { contentDigest?: string; chunkCheck
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
+/** A session is touched (its idle expiry pushed back) at most this often while chunks arrive. */
+const TOUCH_INTERVAL_MS = 5_000;
+
 /** Receipts are read this many at a time (bounded open files). */
 const RECEIPT_BATCH = 64;
 
@@ -91,8 +97,8 @@ const RECEIPT_BATCH = 64;
 function parseReceipt(text: string, index: number): ChunkRecord | undefined {
   try {
     const r = JSON.parse(text) as Partial<ChunkRecord> | null;
-    if (r && r.index === index && Number.isSafeInteger(r.size) && typeof r.sha256 === 'string' && SHA256_HEX.test(r.sha256)) {
-      return { index, size: r.size!, sha256: r.sha256 };
+    if (r && r.index === index && Number.isSafeInteger(r.size) && isChunkChecksum(r.checksum)) {
+      return { index, size: r.size!, checksum: r.checksum };
     }
   } catch {
     // torn or not JSON
@@ -106,7 +112,7 @@ function parseReceipt(text: string, index: number): ChunkRecord | undefined {
  *
  * Each session has ONE data file (`<chunks>/<tenant>/<session>/upload.data`, created at its
  * full size — sparse — when the session is created). A chunk body is streamed straight into it
- * at index × chunk_size, counted and hashed on the way; nothing is copied at complete, which
+ * at index × chunk_size, counted and checksummed on the way; nothing is copied at complete, which
  * hands that very file (a hard link to it) to ingest, which renames it into the media folder.
  * The whole file's sha256 is computed while the chunks arrive (PrefixHasher: the contiguous
  * prefix of verified chunks, read back from the data file), so complete only hashes what that
@@ -114,11 +120,12 @@ function parseReceipt(text: string, index: number): ChunkRecord | undefined {
  *
  * Per index, next to the data file:
  *  - `<index>.lock`  — see ChunkLocks: one send at a time per index (the loser gets 409
- *    upload-busy), and no send while a hashing pass reads the index's range.
- *  - `<index>.chunk` — the receipt, `{"index","size","sha256"}`, written to a temporary name
- *    and renamed into place only after the chunk's size and checksum were verified. A receipt
- *    that exists always describes a verified range, which is what lets the state be rebuilt
- *    from disk (each receipt's range of the data file is hashed again and compared).
+ *    upload-busy).
+ *  - `<index>.chunk` — the receipt, `{"index","size","checksum"}` (CRC-32, or sha256 when the
+ *    client sent one to check), written only after the chunk's size and checksum were verified
+ *    and read strictly (a torn one reads as absent). A receipt that exists always describes a
+ *    verified range, which is what lets the state be rebuilt from disk (each receipt's range of
+ *    the data file is checksummed again and compared).
  *
  * A send of an index that was already received first deletes its receipt and marks the index
  * missing in the state store, then rewrites the range. So a refused re-send (oversized, short,
@@ -138,11 +145,17 @@ export class UploadService {
     private readonly log: Logger,
   ) {
     this.locks = new ChunkLocks(log);
-    this.hasher = new PrefixHasher(layout, this.locks, (s, index) => this.readReceipt(s as SessionRow, index), log);
+    this.hasher = new PrefixHasher(this.hashThread, layout, log);
   }
 
   private readonly locks: ChunkLocks;
+  private readonly hashThread = new HashThread();
   private readonly hasher: PrefixHasher;
+
+  /** Stops the hashing thread (the service is not used afterwards). */
+  async close(): Promise<void> {
+    await this.hashThread.close();
+  }
 
   private get ttlMs(): number {
     // Chunk state outlives the session's expiry a little, so the sweep always finds it.
@@ -299,7 +312,7 @@ export class UploadService {
           data !== undefined &&
           receipt !== undefined &&
           receipt.size === this.expectedChunkSize(s, index) &&
-          (await sha256Range(data, index * chunkSize, receipt.size)) === receipt.sha256;
+          (await checksumRange(data, index * chunkSize, receipt.size, algorithmOf(receipt.checksum))) === receipt.checksum;
         if (!ok) {
           await removePath(file);
           continue;
@@ -347,15 +360,16 @@ export class UploadService {
       });
     }
     const lock = await this.locks.forSend(this.layout.chunkLockFile(s.tenant_id, s.id, index), index);
-    let digest = '';
+    let checksum = '';
     try {
       // Checked again under the lock: complete claims the session before it looks for chunk
       // locks, so a chunk write and a completion never overlap on the data file.
       await this.assertStillOpen(s.id);
       await this.invalidate(s, index);
-      digest = await this.writeChunk(s, index, expected, body, opts.checksum);
-      await this.writeReceipt(s, { index, size: expected, sha256: digest });
-      await this.chunks.put(s.id, { index, size: expected, sha256: digest }, this.ttlMs);
+      checksum = await this.writeChunk(s, index, expected, body, opts.checksum);
+      const record = { index, size: expected, checksum };
+      // Either may land first: an index counts as received only when both say so (see verifiedOnDisk).
+      await Promise.all([this.writeReceipt(s, record), this.chunks.put(s.id, record, this.ttlMs)]);
     } catch (err) {
       if (isErrno(err, 'ENOENT')) throw closedMeanwhile();
       throw err;
@@ -363,14 +377,18 @@ export class UploadService {
       await lock.release();
     }
     const now = Date.now();
-    await this.db
-      .updateTable('upload_sessions')
-      .set({ updated_at: new Date(now).toISOString(), expires_at: this.expiresAt(now) })
-      .where('id', '=', s.id)
-      .execute();
+    // Expiry measures idleness: the session is touched, but not for every chunk of a fast upload.
+    if (now - Date.parse(String(s.updated_at)) >= TOUCH_INTERVAL_MS) {
+      await this.db
+        .updateTable('upload_sessions')
+        .set({ updated_at: new Date(now).toISOString(), expires_at: this.expiresAt(now) })
+        .where('id', '=', s.id)
+        .execute();
+    }
     this.hasher.advance(s);
     const { count, bytes } = await this.receivedSummary(s);
-    return { index, size: expected, sha256: digest, received_chunks: count, received_bytes: bytes, chunk_count: s.chunk_count };
+    const sha256 = sha256Of(checksum);
+    return { index, size: expected, checksum, ...(sha256 ? { sha256 } : {}), received_chunks: count, received_bytes: bytes, chunk_count: s.chunk_count };
   }
 
   /** How many chunks (and bytes) have arrived, without listing them when the store can tell. */
@@ -383,13 +401,6 @@ export class UploadService {
     }
     const full = summary.count - (summary.lastReceived ? 1 : 0);
     return { count: summary.count, bytes: full * Number(s.chunk_size) + (summary.lastReceived ? this.expectedChunkSize(s, last) : 0) };
-  }
-
-  /** An index's receipt, when it exists and has the size its index calls for. */
-  private async readReceipt(s: SessionRow, index: number): Promise<ChunkRecord | undefined> {
-    const text = await fsp.readFile(this.layout.chunkFile(s.tenant_id, s.id, index), 'utf8').catch(() => '');
-    const receipt = text ? parseReceipt(text, index) : undefined;
-    return receipt && receipt.size === this.expectedChunkSize(s, index) ? receipt : undefined;
   }
 
   private async assertStillOpen(sessionId: string): Promise<void> {
@@ -410,39 +421,35 @@ export class UploadService {
   }
 
   /**
-   * Streams the body into the data file at its offset, counting and hashing on the way; an
-   * oversized body fails the stream at the first byte too many (nothing is written past the
-   * chunk's range). Returns the verified sha256.
+   * Streams the body into the data file at its offset, counting and checksumming on the way
+   * (sha256 when the client sent one to check, else CRC-32); an oversized body fails the stream
+   * at the first byte too many (nothing is written past the chunk's range). Returns the checksum.
    */
-  private async writeChunk(s: SessionRow, index: number, expected: number, body: Readable, checksum: string | undefined): Promise<string> {
+  private async writeChunk(s: SessionRow, index: number, expected: number, body: Readable, sent: string | undefined): Promise<string> {
     const file = this.layout.sessionDataFile(s.tenant_id, s.id);
     // O_CREAT without O_TRUNC: normally the file exists (made at create); this also serves a
     // session created before data files existed. A vanished folder still fails with ENOENT.
     const fh = await fsp.open(file, fs.constants.O_RDWR | fs.constants.O_CREAT);
-    const hash = createHash('sha256');
+    const digest = new ChunkDigest(sent ? 'sha256' : 'crc32');
     const tooLarge = () => new AppError('payload-too-large', `chunk is larger than its expected ${expected} bytes`);
-    const bytes = await writeHashed(body, file, { fd: fh, start: index * Number(s.chunk_size), hashes: [hash], limit: expected, tooLarge });
+    const bytes = await writeHashed(body, file, { fd: fh, start: index * Number(s.chunk_size), hashes: [digest], limit: expected, tooLarge });
     if (bytes !== expected) {
       throw new AppError('chunk-size-mismatch', `chunk ${index} must be ${expected} bytes, got ${bytes}`, { expected_size: expected });
     }
-    const digest = hash.digest('hex');
-    if (checksum && checksum !== digest) {
-      throw new AppError('chunk-checksum-mismatch', `chunk ${index} hashes to ${digest}, not ${checksum}`);
+    const checksum = digest.digest();
+    if (sent && `sha256:${sent}` !== checksum) {
+      throw new AppError('chunk-checksum-mismatch', `chunk ${index} hashes to ${sha256Of(checksum)}, not ${sent}`);
     }
-    return digest;
+    return checksum;
   }
 
-  /** `<index>.chunk`, atomically: a temporary name, then a rename. */
+  /**
+   * `<index>.chunk`, written in place: it is read strictly (parseReceipt), so one caught half
+   * written — or torn by a crash — reads as no receipt, and the chunk as not received.
+   */
   private async writeReceipt(s: SessionRow, receipt: ChunkRecord): Promise<void> {
-    const final = this.layout.chunkFile(s.tenant_id, s.id, receipt.index);
-    const tmp = `${final}.${randomBytes(6).toString('hex')}.tmp`;
-    try {
-      await fsp.writeFile(tmp, JSON.stringify({ index: receipt.index, size: receipt.size, sha256: receipt.sha256 }), { flag: 'wx' });
-      await fsp.rename(tmp, final);
-    } catch (err) {
-      await removePath(tmp);
-      throw err;
-    }
+    const file = this.layout.chunkFile(s.tenant_id, s.id, receipt.index);
+    await fsp.writeFile(file, JSON.stringify({ index: receipt.index, size: receipt.size, checksum: receipt.checksum }));
   }
 
   /** Whether a chunk send holds a (fresh) lock on this session. */
@@ -453,8 +460,7 @@ export class UploadService {
       if (!/^\d+\.lock$/.test(name)) continue;
       const file = path.join(dir, name);
       const st = await fsp.stat(file).catch(() => undefined);
-      // A hashing pass only reads its range; it stops once the session is closed.
-      if (st && Date.now() - st.mtimeMs < LOCK_STALE_MS && (await lockHolder(file)) === 'send') return true;
+      if (st && Date.now() - st.mtimeMs < LOCK_STALE_MS) return true;
     }
     return false;
   }
@@ -490,8 +496,8 @@ export class UploadService {
         reopen = false;
         throw new AppError('upload-size-mismatch', `the data file holds ${size} bytes, expected ${s.total_size}`);
       }
-      // Mostly hashed already, while the chunks arrived.
-      const sha256 = await this.hasher.digest(s, received);
+      // Mostly hashed already, while the chunks arrived; what the file is is found meanwhile.
+      const [sha256, detected] = await Promise.all([this.hasher.digest(s, received), this.ingestService.detect(dataFile)]);
       if (s.sha256 && s.sha256 !== sha256) {
         reopen = false;
         throw new AppError('upload-checksum-mismatch', `the file hashes to ${sha256}, not the declared ${s.sha256}`);
@@ -520,6 +526,7 @@ export class UploadService {
         caption: s.caption,
         tags: fromJson<string[]>(s.user_tags, []),
         labels: fromJson<string[]>(s.labels, []),
+        detected,
       });
       reopen = false;
       await this.hasher.forget(s.id);
@@ -556,7 +563,7 @@ export class UploadService {
   }
 
   /**
-   * Keeps only chunks whose receipt is on disk and agrees with the store (size and sha256); the
+   * Keeps only chunks whose receipt is on disk and agrees with the store (size and checksum); the
    * others are dropped (the state and the disk disagree, e.g. after a disk was restored or a
    * re-send was refused), so they are reported missing instead of assembled.
    */
@@ -571,7 +578,7 @@ export class UploadService {
       );
       batch.forEach((c, j) => {
         const r = receipts[j];
-        if (r && r.size === c.size && r.sha256 === c.sha256 && c.size === this.expectedChunkSize(s, c.index)) ok.push(c);
+        if (r && r.size === c.size && r.checksum === c.checksum && c.size === this.expectedChunkSize(s, c.index)) ok.push(c);
       });
     }
     if (ok.length !== received.length) {
@@ -627,7 +634,7 @@ export class UploadService {
 }
 
 /**
- * Removes a session's folder. A hashing pass of another process may create its lock in it while
+ * Removes a session's folder. A late send of another process may create its lock in it while
  * it is being removed (ENOTEMPTY); it cannot once the folder is gone, so trying again settles it.
  */
 async function removeSessionDir(dir: string): Promise<void> {
