@@ -20,6 +20,7 @@ import { TenancyService } from './tenancy/tenancy-service.js';
 import { DbChunkStateStore, RedisChunkStateStore, type ChunkStateStore } from './uploads/chunk-state.js';
 import { IngestService } from './uploads/ingest.js';
 import { TusService } from './uploads/tus.js';
+import { HashThread } from './uploads/hash-thread.js';
 import { UploadService } from './uploads/upload-service.js';
 import { LabelBankService } from './labels/label-bank-service.js';
 import { MediaLabelService } from './labels/media-labels.js';
@@ -83,8 +84,9 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   const changes = new MediaChanges((err, change) => log.error({ err, change }, 'a media change listener failed'));
   const layout = new StorageLayout(settings.storageRoot, settings.chunkTmpDirName);
   const ingest = new IngestService(database.db, layout, queue, settings.ffprobeTimeout, log, changes);
-  const uploads = new UploadService(database.db, layout, chunkState, ingest, settings, log);
-  const tus = new TusService({ db: database.db, layout, ingest, settings, log });
+  const hashThread = new HashThread();
+  const uploads = new UploadService(database.db, layout, chunkState, ingest, settings, log, hashThread);
+  const tus = new TusService({ db: database.db, layout, ingest, hashThread, settings, log });
   const media = new MediaService(database.db, layout, queue, changes, settings.apiPrefix);
   const captions = new CaptionService(database.db, layout, settings.apiPrefix, changes);
   const statusFeed = new MediaStatusFeed(database.db, changes, settings.mediaEventsPollInterval);
@@ -152,7 +154,7 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
     }),
     close: async () => {
       await queue.close();
-      await uploads.close();
+      await hashThread.close();
       redis?.disconnect();
       await database.close();
     },

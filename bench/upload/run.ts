@@ -748,7 +748,9 @@ async function main(): Promise<void> {
     for (const c of cells) out.push(line(c));
     if (tusFinish.length) out.push(`tus finish (hash + ingest after the last PATCH), estimated: ${median(tusFinish).toFixed(2)} s`);
     const loads = results.map((r) => r.loadavg_1m);
-    out.push(`1-min load average during the cases: ${Math.min(...loads).toFixed(2)}-${Math.max(...loads).toFixed(2)} on ${os.cpus().length} CPUs (above the CPU count, other work skewed the times)`);
+    const cpus = os.cpus().length;
+    const busy = Math.max(...loads) > cpus ? ' (above the CPU count: other work may have skewed the times)' : '';
+    out.push(`1-min load average during the cases: ${Math.min(...loads).toFixed(2)}-${Math.max(...loads).toFixed(2)} on ${cpus} CPUs${busy}`);
 
     const qTotal = rows.find((r) => r.key === 'qasar-chunked');
     const qasarRss = Math.max(...results.filter((r) => r.case === 'qasar-chunked' || r.case === 'tus').map((r) => r.server_rss.peak_mb), 0);

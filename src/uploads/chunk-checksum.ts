@@ -28,7 +28,10 @@ export function sha256Of(checksum: ChunkChecksum): string | undefined {
   return checksum.startsWith('sha256:') ? checksum.slice(7) : undefined;
 }
 
-/** Something bytes can be fed to, as they pass (a chunk's checksum, a running sha256). */
+/**
+ * Something bytes can be fed to, as they pass (a chunk's checksum, a running sha256). A sink that
+ * answers a promise asks the writer to wait for it before feeding more.
+ */
 export interface ByteSink {
   update(data: Buffer): unknown;
 }

@@ -96,7 +96,10 @@ function prefix(m) {
 parentPort.on('message', (m) => {
   let reply;
   try {
-    if (m.op === 'prefix') reply = { value: prefix(m) };
+    if (m.op === 'update') {
+      stateOf(m.state).update(Buffer.from(m.buf, 0, m.length));
+      reply = { value: m.buf, transfer: [m.buf] };
+    } else if (m.op === 'prefix') reply = { value: prefix(m) };
     else if (m.op === 'feed') reply = { value: feed(m) };
     else if (m.op === 'digest') {
       const hash = states.get(m.state) || crypto.createHash('sha256');
@@ -108,7 +111,9 @@ parentPort.on('message', (m) => {
     reply = { error: { message: String(err && err.message || err), code: err && err.code } };
   }
   reply.id = m.id;
-  parentPort.postMessage(reply);
+  const transfer = reply.transfer;
+  delete reply.transfer;
+  parentPort.postMessage(reply, transfer);
 });
 `;
 
@@ -161,13 +166,13 @@ export class HashThread {
     return worker;
   }
 
-  private call(msg: Record<string, unknown>): Promise<unknown> {
+  private call(msg: Record<string, unknown>, transfer?: ArrayBuffer[]): Promise<unknown> {
     const worker = this.start();
     const id = this.nextId++;
     if (this.pending.size === 0) worker.ref();
     return new Promise<unknown>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      worker.postMessage({ ...msg, id });
+      worker.postMessage({ ...msg, id }, transfer);
     }).finally(() => {
       if (this.pending.size === 0) this.worker?.unref();
     });
@@ -188,6 +193,11 @@ export class HashThread {
     return (await this.call({ op: 'feed', state, file, start, length })) as number;
   }
 
+  /** Feeds the first `length` bytes of `buf` (handed over to the thread, and handed back) into the state. */
+  async update(state: string, buf: ArrayBuffer, length: number): Promise<ArrayBuffer> {
+    return (await this.call({ op: 'update', state, buf, length }, [buf])) as ArrayBuffer;
+  }
+
   /** The state's sha256 (of nothing when it was never fed); the state is gone afterwards. */
   async digest(state: string): Promise<string> {
     return (await this.call({ op: 'digest', state })) as string;
@@ -202,5 +212,76 @@ export class HashThread {
     const worker = this.worker;
     this.worker = undefined;
     await worker?.terminate();
+  }
+}
+
+/** Bytes copied into one block before it goes to the thread. */
+const SINK_BLOCK = 1024 * 1024;
+/** Blocks a sink may have in the thread at once; past that, writing waits (bounded memory). */
+const SINK_MAX_IN_FLIGHT = 4;
+/** Blocks kept for reuse across sinks. */
+const spareBlocks: ArrayBuffer[] = [];
+
+/**
+ * A running sha256 in the hashing thread, fed as bytes pass (e.g. a tus PATCH body): bytes are
+ * copied into 1 MiB blocks, each handed to the thread and back, so the event loop only copies.
+ * `update` answers a promise when too many blocks are in the thread; the writer waits for it.
+ * `flush` hands over the last partial block and waits until every byte was hashed.
+ */
+export class ThreadHashSink {
+  private block: Buffer | undefined;
+  private used = 0;
+  private inFlight = 0;
+  private failed: unknown;
+  private readonly idle: Array<() => void> = [];
+
+  constructor(
+    private readonly thread: HashThread,
+    readonly state: string,
+  ) {}
+
+  update(data: Buffer): Promise<void> | undefined {
+    let at = 0;
+    while (at < data.length) {
+      this.block ??= Buffer.from(spareBlocks.pop() ?? new ArrayBuffer(SINK_BLOCK));
+      const n = data.copy(this.block, this.used, at);
+      this.used += n;
+      at += n;
+      if (this.used === this.block.length) this.send();
+    }
+    return this.inFlight >= SINK_MAX_IN_FLIGHT ? this.below(SINK_MAX_IN_FLIGHT) : undefined;
+  }
+
+  async flush(): Promise<void> {
+    if (this.used) this.send();
+    await this.below(1);
+    if (this.failed !== undefined) throw this.failed;
+  }
+
+  private send(): void {
+    const block = this.block!;
+    const length = this.used;
+    this.block = undefined;
+    this.used = 0;
+    this.inFlight++;
+    this.thread.update(this.state, block.buffer as ArrayBuffer, length).then(
+      (back) => {
+        if (spareBlocks.length < 16) spareBlocks.push(back);
+        this.settled();
+      },
+      (err: unknown) => {
+        this.failed ??= err;
+        this.settled();
+      },
+    );
+  }
+
+  private settled(): void {
+    this.inFlight--;
+    for (const wake of this.idle.splice(0)) wake();
+  }
+
+  private async below(limit: number): Promise<void> {
+    while (this.inFlight >= limit) await new Promise<void>((resolve) => this.idle.push(resolve));
   }
 }

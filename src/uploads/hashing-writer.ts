@@ -81,7 +81,10 @@ export async function writeHashed(body: Readable, file: string, opts: HashedWrit
     for await (const chunk of body as AsyncIterable<Buffer>) {
       bytes += chunk.length;
       if (bytes > limit) throw (opts.tooLarge ?? (() => new Error('too large')))();
-      for (const h of opts.hashes) h.update(chunk);
+      for (const h of opts.hashes) {
+        const ready = h.update(chunk);
+        if (ready instanceof Promise) await ready;
+      }
       batch.push(chunk);
       batchBytes += chunk.length;
       if (!inFlight) {

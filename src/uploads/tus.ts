@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -20,7 +20,7 @@ import type { Principal } from '../tenancy/principal.js';
 import { ownerScope } from '../tenancy/principal.js';
 import { validateFilename } from './filename.js';
 import type { IngestService } from './ingest.js';
-import { hashRange, sha256File } from './file-hash.js';
+import { ThreadHashSink, type HashThread } from './hash-thread.js';
 import { writeHashed } from './hashing-writer.js';
 
 /** Checksum algorithms accepted in Upload-Checksum (the tus checksum extension). */
@@ -63,46 +63,68 @@ export function parseUploadChecksum(header: string | undefined): TusRequestConte
 const MAX_RUNNING_HASHES = 1024;
 
 /**
- * The sha256 of each tus upload's bytes so far, fed as they are written, so that finishing an
- * upload does not read the file again. An upload's state is this process's memory: when it is
- * missing (a restart) or at another offset than a write starts at (a write failed part-way, or
- * another process wrote), the bytes already on disk are hashed first. A tus upload only grows at
- * its end, so bytes once hashed never change.
+ * The sha256 of each tus upload's bytes so far, kept in the hashing thread and fed as they are
+ * written, so that finishing an upload does not read the file again and hashing never holds the
+ * event loop. An upload's state is this process's memory: when it is missing (a restart) or at
+ * another offset than a write starts at (a write failed part-way, or another process wrote), the
+ * bytes already on disk are hashed first. A tus upload only grows at its end, so bytes once
+ * hashed never change.
  */
 class RunningHashes {
-  private readonly states = new Map<string, { offset: number; hash: Hash }>();
+  private readonly states = new Map<string, { offset: number; state: string }>();
+  private generation = 0;
 
-  /** The state of `id` positioned at `offset`, taken out of the map until the write succeeds. */
-  async take(id: string, file: string, offset: number): Promise<Hash> {
-    const st = this.states.get(id);
-    this.states.delete(id);
-    if (st && st.offset === offset) return st.hash;
-    const hash = createHash('sha256');
-    const fh = await fsp.open(file, 'r');
-    try {
-      const read = await hashRange(fh, hash, 0, offset);
-      if (read !== offset) throw ERRORS.FILE_WRITE_ERROR;
-    } finally {
-      await fh.close();
-    }
-    return hash;
+  constructor(private readonly thread: HashThread) {}
+
+  private newState(id: string): string {
+    return `tus:${id}:${++this.generation}`;
   }
 
-  put(id: string, offset: number, hash: Hash): void {
-    if (this.states.size >= MAX_RUNNING_HASHES) this.states.delete(this.states.keys().next().value!);
-    this.states.set(id, { offset, hash });
+  /** A sink for the state of `id` positioned at `offset`, taken out of the map until the write succeeds. */
+  async take(id: string, file: string, offset: number): Promise<ThreadHashSink> {
+    const st = this.states.get(id);
+    this.states.delete(id);
+    if (st && st.offset === offset) return new ThreadHashSink(this.thread, st.state);
+    if (st) await this.thread.drop(st.state);
+    const state = this.newState(id);
+    const read = await this.thread.feed(state, file, 0, offset);
+    if (read !== offset) {
+      await this.thread.drop(state);
+      throw ERRORS.FILE_WRITE_ERROR;
+    }
+    return new ThreadHashSink(this.thread, state);
+  }
+
+  put(id: string, offset: number, sink: ThreadHashSink): void {
+    if (this.states.size >= MAX_RUNNING_HASHES) {
+      const oldest = this.states.keys().next().value!;
+      void this.thread.drop(this.states.get(oldest)!.state).catch(() => undefined);
+      this.states.delete(oldest);
+    }
+    this.states.set(id, { offset, state: sink.state });
   }
 
   /** The sha256 of the whole upload of `size` bytes, from the state when it covers them all. */
   async digest(id: string, file: string, size: number): Promise<string> {
     const st = this.states.get(id);
     this.states.delete(id);
-    if (st && st.offset === size) return st.hash.digest('hex');
-    return sha256File(file);
+    if (st && st.offset === size) return this.thread.digest(st.state);
+    if (st) await this.thread.drop(st.state);
+    const state = this.newState(id);
+    await this.thread.feed(state, file, 0, -1);
+    return this.thread.digest(state);
+  }
+
+  /** Drops the state a failed write may have fed part of. */
+  async discard(sink: ThreadHashSink): Promise<void> {
+    await sink.flush().catch(() => undefined);
+    await this.thread.drop(sink.state).catch(() => undefined);
   }
 
   forget(id: string): void {
+    const st = this.states.get(id);
     this.states.delete(id);
+    if (st) void this.thread.drop(st.state).catch(() => undefined);
   }
 }
 
@@ -113,10 +135,11 @@ class RunningHashes {
  * where this request started, as if it had never arrived (status 460, as the extension says).
  */
 class ChecksumFileStore extends FileStore {
-  readonly running = new RunningHashes();
+  readonly running: RunningHashes;
 
-  constructor(opts: ConstructorParameters<typeof FileStore>[0]) {
+  constructor(opts: ConstructorParameters<typeof FileStore>[0], thread: HashThread) {
     super(opts);
+    this.running = new RunningHashes(thread);
     this.extensions = ['creation', 'creation-with-upload', 'termination', 'expiration', 'checksum'];
   }
 
@@ -130,12 +153,15 @@ class ChecksumFileStore extends FileStore {
       // The running hash must not see bytes of a write that does not count: on any failure it is
       // dropped, and the next write hashes what is on disk.
       written = await writeHashed(readable, file, { flags: 'r+', start: offset, hashes: check ? [running, check] : [running] });
+      await running.flush();
     } catch (err) {
+      await this.running.discard(running);
       if (check) await this.truncate(id, offset);
       // tus's own errors (a body over the size limit) keep their status; anything else is a failed write, as in FileStore.
       throw err && typeof err === 'object' && 'status_code' in err ? err : ERRORS.FILE_WRITE_ERROR;
     }
     if (check && !check.digest().equals(checksum!.digest)) {
+      await this.running.discard(running);
       await this.truncate(id, offset);
       throw tusError(460, 'Checksum Mismatch');
     }
@@ -175,6 +201,8 @@ export interface TusDeps {
   db: Db;
   layout: StorageLayout;
   ingest: IngestService;
+  /** Where the running sha256 of each upload is kept and fed. */
+  hashThread: HashThread;
   settings: Pick<Settings, 'apiPrefix' | 'uploadMaxSize' | 'uploadSessionExpiry' | 'corsOrigins' | 'publicBaseUrl' | 'trustProxy'>;
   log: Logger;
 }
@@ -212,10 +240,13 @@ export class TusService {
 
   constructor(private readonly deps: TusDeps) {
     const { settings, layout } = deps;
-    this.store = new ChecksumFileStore({
-      directory: layout.tusDir(),
-      expirationPeriodInMilliseconds: settings.uploadSessionExpiry,
-    });
+    this.store = new ChecksumFileStore(
+      {
+        directory: layout.tusDir(),
+        expirationPeriodInMilliseconds: settings.uploadSessionExpiry,
+      },
+      deps.hashThread,
+    );
     const options: ServerOptions = {
       path: `${settings.apiPrefix}/tus`,
       maxSize: settings.uploadMaxSize,

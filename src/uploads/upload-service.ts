@@ -22,7 +22,7 @@ import { algorithmOf, checksumRange, ChunkDigest, isChunkChecksum, sha256Of } fr
 import { writeHashed } from './hashing-writer.js';
 import { validateFilename } from './filename.js';
 import type { IngestService } from './ingest.js';
-import { HashThread } from './hash-thread.js';
+import type { HashThread } from './hash-thread.js';
 import { PrefixHasher } from './prefix-hash.js';
 
 export type SessionRow = Selectable<UploadSessionsTable>;
@@ -143,19 +143,14 @@ export class UploadService {
       'uploadMaxSize' | 'uploadDefaultChunkSize' | 'uploadMinChunkSize' | 'uploadMaxChunkSize' | 'uploadSessionExpiry'
     >,
     private readonly log: Logger,
+    hashThread: HashThread,
   ) {
     this.locks = new ChunkLocks(log);
-    this.hasher = new PrefixHasher(this.hashThread, layout, log);
+    this.hasher = new PrefixHasher(hashThread, layout, log);
   }
 
   private readonly locks: ChunkLocks;
-  private readonly hashThread = new HashThread();
   private readonly hasher: PrefixHasher;
-
-  /** Stops the hashing thread (the service is not used afterwards). */
-  async close(): Promise<void> {
-    await this.hashThread.close();
-  }
 
   private get ttlMs(): number {
     // Chunk state outlives the session's expiry a little, so the sweep always finds it.
