@@ -1,45 +1,19 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { deflateSync } from 'node:zlib';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
+import type { MediaToProcess } from '../../src/processing/media-worker.js';
+import { runAudioStep } from '../../src/processing/steps/audio-step.js';
+import { runDocumentStep } from '../../src/processing/steps/document-step.js';
+import { runImageStep } from '../../src/processing/steps/image-step.js';
+import { PermanentJobError } from '../../src/queue/queue.js';
 import { listFiles, SAMPLES, startTestApp, waitFor, type TestApp } from '../support/harness.js';
 import { SessionClient } from '../support/upload-client.js';
-
-/** A PNG whose header declares width x height, with a tiny (invalid for that size) body. */
-function declaredPng(width: number, height: number): Buffer {
-  const crcTable = Array.from({ length: 256 }, (_, n) => {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    return c >>> 0;
-  });
-  const crc = (buf: Buffer) => {
-    let c = 0xffffffff;
-    for (const b of buf) c = crcTable[(c ^ b) & 0xff]! ^ (c >>> 8);
-    return (c ^ 0xffffffff) >>> 0;
-  };
-  const chunk = (type: string, data: Buffer) => {
-    const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
-    const out = Buffer.alloc(body.length + 8);
-    out.writeUInt32BE(data.length, 0);
-    body.copy(out, 4);
-    out.writeUInt32BE(crc(body), body.length + 4);
-    return out;
-  };
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0);
-  ihdr.writeUInt32BE(height, 4);
-  ihdr.set([8, 2, 0, 0, 0], 8);
-  return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk('IHDR', ihdr),
-    chunk('IDAT', deflateSync(Buffer.alloc(1024))),
-    chunk('IEND', Buffer.alloc(0)),
-  ]);
-}
+import { pngDeclaring } from '../unit/image-fixtures.js';
+import { chapterBombEpub } from '../unit/zip-fixtures.js';
 
 interface Upload {
   name: string;
@@ -77,11 +51,18 @@ describe('audio, images and documents through the worker', () => {
     tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'qasar-kinds-'));
     const flac = await sample('flac-192khz-32bit-7s.flac');
     const jpeg = await sample('jpeg-exif-orientation6-1512x2016.jpg');
+    const pdf = await sample('pdf-117-pages-geotopo.pdf');
+    const tagged = path.join(tmp, 'tagged.mp3');
+    execFileSync('ffmpeg', [
+      '-v', 'error', '-nostdin', '-f', 'lavfi', '-i', 'sine=frequency=330:duration=2', '-c:a', 'libmp3lame',
+      '-metadata', 'title=Harbour at Dawn', '-metadata', 'artist=The Qasar Trio', '-metadata', 'album=Field Recordings', '-y', tagged,
+    ]);
     const files: Upload[] = [
       { name: 'song.mp3', data: await sample('mp3-id3v2-cover-art-1s.mp3') },
       { name: 'whale.ogg', data: await sample('vorbis-humpback-whale-song.ogg') },
       { name: 'memo.m4a', data: await sample('m4a-aac-cover-art.m4a') },
       { name: 'hires.flac', data: flac },
+      { name: 'tagged.mp3', data: await fs.readFile(tagged) },
       { name: 'photo.jpg', data: jpeg },
       { name: 'iphone.heic', data: await sample('heic-iphone7-4032x3024.heic') },
       { name: 'alpha.png', data: await sample('png-rgba-alpha-2048x1536.png') },
@@ -93,9 +74,11 @@ describe('audio, images and documents through the worker', () => {
       // Broken on purpose.
       { name: 'cut.flac', data: flac.subarray(0, Math.floor(flac.length * 0.4)) },
       { name: 'corrupt.jpg', data: Buffer.concat([jpeg.subarray(0, 2000), Buffer.alloc(50_000, 0x5a)]) },
-      { name: 'bomb.png', data: declaredPng(100_000, 100_000) },
+      { name: 'bomb.png', data: pngDeclaring(100_000, 100_000) },
       { name: 'giant.jpg', data: await sample('jpeg-giant-20000x14000.jpg') },
       { name: 'fake.pdf', data: Buffer.from('this is not a PDF at all, just text named like one\n'.repeat(20)) },
+      { name: 'cut.pdf', data: pdf.subarray(0, 4096) },
+      { name: 'bomb.epub', data: await chapterBombEpub(200 * 1024 * 1024) },
     ];
     const client = new SessionClient(t.app, t.tenant.userKey);
     for (const f of files) {
@@ -168,10 +151,24 @@ describe('audio, images and documents through the worker', () => {
     it('high-resolution FLAC and AAC with two covers are packaged', async () => {
       const flac = await done('hires.flac');
       assert.equal(flac.status, 'ready', JSON.stringify(flac));
-      assert.equal(flac.file_metadata.audio.sample_rate, 192000);
+      assert.deepEqual([flac.file_metadata.audio.codec, flac.file_metadata.audio.sample_rate, flac.file_metadata.audio.channels], ['flac', 192000, 2]);
+      assert.equal(flac.file_metadata.title, 'Test 192khz 32bits');
+      assert.equal(flac.file_metadata.artist, 'Antonio Larrosa');
+      assert.equal(flac.file_metadata.album, undefined, 'no album tag, no album');
       const m4a = await done('memo.m4a');
       assert.equal(m4a.status, 'ready', JSON.stringify(m4a));
+      assert.deepEqual([m4a.file_metadata.audio.codec, m4a.file_metadata.audio.sample_rate, m4a.file_metadata.audio.channels], ['aac', 8000, 1]);
       assert.equal(m4a.file_metadata.audio.has_cover, true);
+      assert.equal(m4a.file_metadata.artist, 'test1');
+      assert.equal(m4a.file_metadata.title, undefined);
+    });
+
+    it('title, artist and album tags are recorded in file_metadata', async () => {
+      const m = await done('tagged.mp3');
+      assert.equal(m.status, 'ready', JSON.stringify(m));
+      const fm = m.file_metadata;
+      assert.deepEqual([fm.title, fm.artist, fm.album], ['Harbour at Dawn', 'The Qasar Trio', 'Field Recordings']);
+      assert.deepEqual(fm.audio.tags, { title: 'Harbour at Dawn', artist: 'The Qasar Trio', album: 'Field Recordings' });
     });
 
     it('a truncated FLAC ends in error with the reason; nothing of it is published', async () => {
@@ -222,7 +219,8 @@ describe('audio, images and documents through the worker', () => {
     it('a corrupt JPEG, a declared 100000x100000 PNG and a 280-megapixel JPEG end in error with clear reasons', async () => {
       const corrupt = await done('corrupt.jpg');
       assert.equal(corrupt.status, 'error');
-      assert.ok(corrupt.error.reason.length > 10, corrupt.error.reason);
+      assert.equal(corrupt.error.code, 'unreadable-media', corrupt.error.reason);
+      assert.match(corrupt.error.reason, /^the (file is not a readable image|image could not be decoded): \S/);
       for (const name of ['bomb.png', 'giant.jpg']) {
         const m = await done(name);
         assert.equal(m.status, 'error', name);
@@ -254,10 +252,87 @@ describe('audio, images and documents through the worker', () => {
       assert.equal(poster.format, 'jpeg');
     });
 
+    it('a damaged PDF (the sample cut to its first 4 KB) ends in error with the reason; only the original is kept', async () => {
+      const m = await done('cut.pdf');
+      assert.equal(m.kind, 'document', 'it starts with %PDF, so it is taken for one');
+      assert.equal(m.status, 'error');
+      assert.equal(m.error.code, 'unreadable-media', m.error.reason);
+      assert.match(m.error.reason, /PDF|pdfinfo/i);
+      const files = await listFiles(t.ctx.layout.mediaDir({ tenantId: t.tenant.id, userId: 'alice', mediaId: m.id }));
+      assert.deepEqual(files.filter((f) => !f.startsWith('media/')), [], `only the original is kept: ${files}`);
+    });
+
+    it('a zip-bomb EPUB (a chapter of 200 MB of zeros) ends in error as too large; only the original is kept', async () => {
+      const m = await done('bomb.epub');
+      assert.equal(m.kind, 'document');
+      assert.equal(m.status, 'error');
+      assert.equal(m.error.code, 'too-large', m.error.reason);
+      assert.match(m.error.reason, /chapter1\.xhtml in the EPUB is compressed over 200:1 \(a zip bomb\?\)/);
+      const files = await listFiles(t.ctx.layout.mediaDir({ tenantId: t.tenant.id, userId: 'alice', mediaId: m.id }));
+      assert.deepEqual(files.filter((f) => !f.startsWith('media/')), [], `only the original is kept: ${files}`);
+    });
+
     it('a file named .pdf that is not one is refused as unrecognized content', async () => {
       const m = await done('fake.pdf');
       assert.equal(m.status, 'error');
       assert.equal(m.error.code, 'unrecognized-content');
+    });
+  });
+
+  describe('processing again with outputs turned off (as after a restart with new settings)', () => {
+    const db = () => t.ctx.database.db;
+    async function row(key: string): Promise<MediaToProcess> {
+      return db().selectFrom('mediaassets').select(['id', 'tenant_id', 'user_id', 'kind', 'status']).where('id', '=', uploads.get(key)!.id!).executeTakeFirstOrThrow();
+    }
+    const folders = async (id: string) => {
+      const files = await listFiles(t.ctx.layout.mediaDir({ tenantId: t.tenant.id, userId: 'alice', mediaId: id }));
+      return [...new Set(files.map((f) => f.split('/')[0]))].sort();
+    };
+
+    it('an image without WebP drops its old webp/ folder and keeps the rest', async () => {
+      const media = await row('photo.jpg');
+      assert.deepEqual(await folders(media.id), ['media', 'posters', 'thumbnails', 'webp']);
+      await runImageStep({ db: db(), layout: t.ctx.layout, settings: { ...t.ctx.settings, enableWebp: false } }, media);
+      assert.deepEqual(await folders(media.id), ['media', 'posters', 'thumbnails']);
+      const m = await done('photo.jpg');
+      assert.equal(m.file_metadata.artifacts.webp, undefined);
+      const p = await pkg(m.id);
+      assert.equal(p.webp, null, 'the package offers no WebP');
+      assert.equal((await sharp((await fetchSigned(p.poster.jpeg)).body).metadata()).format, 'jpeg', 'the poster is still served');
+    });
+
+    it('audio with every output off drops webm/, hls/, posters/ and thumbnails/, and keeps its facts', async () => {
+      const media = await row('whale.ogg');
+      assert.deepEqual(await folders(media.id), ['hls', 'media', 'posters', 'thumbnails', 'webm']);
+      const off = { ...t.ctx.settings, enableWebm: false, enableHls: false, enablePosters: false, enableThumbnails: false };
+      await runAudioStep({ db: db(), layout: t.ctx.layout, settings: off }, media);
+      assert.deepEqual(await folders(media.id), ['media']);
+      const m = await done('whale.ogg');
+      assert.deepEqual(m.file_metadata.artifacts, {});
+      assert.equal(m.file_metadata.audio.codec, 'vorbis');
+      assert.ok(Math.abs(m.file_metadata.duration - 64.809) < 0.05);
+    });
+
+    it('a document without posters drops its old posters/ folder and keeps the thumbnail', async () => {
+      const media = await row('book.epub');
+      assert.deepEqual(await folders(media.id), ['media', 'posters', 'thumbnails']);
+      await runDocumentStep({ db: db(), layout: t.ctx.layout, settings: { ...t.ctx.settings, enablePosters: false } }, media);
+      assert.deepEqual(await folders(media.id), ['media', 'thumbnails']);
+      const m = await done('book.epub');
+      assert.equal(m.file_metadata.artifacts.poster, undefined);
+      assert.equal(m.file_metadata.artifacts.thumbnails.length, 1);
+      assert.equal(m.file_metadata.document.title, 'The Dark World');
+    });
+
+    it('a truncated FLAC still fails as truncated with every output off: it is decoded all the same', async () => {
+      const media = await row('cut.flac');
+      const off = { ...t.ctx.settings, enableWebm: false, enableHls: false, enablePosters: false, enableThumbnails: false };
+      await assert.rejects(runAudioStep({ db: db(), layout: t.ctx.layout, settings: off }, media), (err: unknown) => {
+        assert.ok(err instanceof PermanentJobError, String(err));
+        assert.equal(err.code, 'truncated-media');
+        return true;
+      });
+      assert.deepEqual(await folders(media.id), ['media']);
     });
   });
 

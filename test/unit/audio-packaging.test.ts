@@ -9,6 +9,7 @@ import { buildAudioCommand } from '../../src/processing/audio/audio-command.js';
 import { packageAudio, type AudioPackagingOptions } from '../../src/processing/audio/package-audio.js';
 import { PermanentJobError } from '../../src/queue/queue.js';
 import { SAMPLES } from '../support/harness.js';
+import { audioStreamOf, readManifest, samplesOfKind } from './media-manifest.js';
 
 const OPTIONS: AudioPackagingOptions = {
   webm: true, hls: true, posters: true, thumbnails: true, hlsMinDuration: 60, thumbnailSize: 320,
@@ -28,6 +29,12 @@ function decodedSeconds(file: string): number {
 function maxVolumeDb(file: string): number {
   const res = spawnSync('ffmpeg', ['-nostats', '-i', file, '-map', '0:a:0', '-af', 'volumedetect', '-f', 'null', '-'], { encoding: 'utf8' });
   return Number(/max_volume: (-?[\d.]+) dB/.exec(res.stderr)![1]);
+}
+
+/** A picture's metadata, after checking every pixel of it decodes. */
+async function decoded(file: string) {
+  await sharp(file).raw().toBuffer();
+  return sharp(file).metadata();
 }
 
 let tmp: string;
@@ -67,33 +74,56 @@ describe('audio command (pure)', () => {
     assert.ok(!args.includes('hls') && !args.some((a) => a.includes('showspectrumpic')));
     assert.equal(args[args.indexOf('-ac') + 1], '1');
   });
+
+  it('with nothing to make, still decodes the audio into a discarded copy', () => {
+    const args = buildAudioCommand({ input: 'a.flac', outDir: '/w', audioIndex: 0, channels: 2, threads: 1 });
+    assert.equal(args[args.indexOf('-filter_complex') + 1], '[0:0]anull[meter]');
+    assert.deepEqual(args.slice(args.indexOf('[meter]') - 1), ['-map', '[meter]', '-c:a', 'pcm_s16le', '-f', 'null', '-']);
+    assert.ok(!args.some((a) => a.startsWith('/w/')), 'no file written');
+  });
 });
 
 describe('audio packaging on real files', () => {
-  const samples: Array<{ file: string; channels: number; cover?: [number, number]; hls: boolean; tags?: Record<string, string> }> = [
-    { file: 'mp3-id3v2-cover-art-1s.mp3', channels: 1, cover: [256, 256], hls: false, tags: { title: 'image-encoding' } },
-    { file: 'mp3-32khz-stereo-10s.mp3', channels: 2, hls: false },
-    { file: 'm4a-aac-cover-art.m4a', channels: 1, cover: [30, 30], hls: false },
-    { file: 'flac-192khz-32bit-7s.flac', channels: 2, hls: false },
-    { file: 'vorbis-humpback-whale-song.ogg', channels: 1, hls: true },
-    { file: 'opus-8khz-5s.opus', channels: 1, hls: false },
-    { file: 'wav-pcm16-48khz-mono-8s.wav', channels: 1, hls: false },
+  const manifest = readManifest();
+  // Codec, sample rate, channels and duration come from MANIFEST.tsv; what the manifest does not say is here.
+  const samples: Array<{ file: string; cover?: [number, number]; hls: boolean; tags?: Record<string, string> }> = [
+    { file: 'mp3-id3v2-cover-art-1s.mp3', cover: [256, 256], hls: false, tags: { title: 'image-encoding' } },
+    { file: 'mp3-32khz-stereo-10s.mp3', hls: false },
+    { file: 'm4a-aac-cover-art.m4a', cover: [30, 30], hls: false, tags: { artist: 'test1', composer: 'test8' } },
+    { file: 'flac-192khz-32bit-7s.flac', hls: false, tags: { title: 'Test 192khz 32bits', artist: 'Antonio Larrosa', date: '2005-11-10' } },
+    { file: 'vorbis-humpback-whale-song.ogg', hls: true, tags: { comment: 'Processed by SoX' } },
+    { file: 'opus-8khz-5s.opus', hls: false },
+    { file: 'wav-pcm16-48khz-mono-8s.wav', hls: false },
   ];
+
+  it('every audio sample of MANIFEST.tsv is in this list', () => {
+    assert.deepEqual(samples.map((s) => s.file).sort(), samplesOfKind('audio').sort());
+  });
+
   for (const s of samples) {
     it(`${s.file}: Opus WebM to its duration, spectrogram, posters${s.cover ? ', cover art' : ''}${s.hls ? ', HLS' : ''}`, async () => {
+      const row = manifest.find((r) => r.file === s.file);
+      assert.ok(row, `${s.file} is in MANIFEST.tsv`);
+      const want = audioStreamOf(row);
       const source = path.join(SAMPLES, s.file);
       const dir = await workDir();
       const res = await packageAudio(source, dir, OPTIONS);
       const sourceSeconds = Number(probe(source).format.duration);
       assert.ok(Math.abs((res.facts.duration ?? 0) - sourceSeconds) < 0.01);
-      assert.equal(res.facts.channels, s.channels);
-      assert.ok(res.facts.sample_rate && res.facts.sample_rate > 0);
-      for (const [k, v] of Object.entries(s.tags ?? {})) assert.equal(res.facts.tags[k], v);
+      assert.ok(Math.abs((res.facts.duration ?? 0) - row.duration!) < 0.01, `duration ${res.facts.duration} s, the manifest says ${row.duration} s`);
+      assert.deepEqual(
+        { codec: res.facts.codec, sampleRate: res.facts.sample_rate, channels: res.facts.channels },
+        want,
+        'codec, sample rate and channels as MANIFEST.tsv has them',
+      );
+      assert.equal(res.facts.container, row.container);
+      assert.ok(res.facts.bit_rate && res.facts.bit_rate > 0);
+      assert.deepEqual(res.facts.tags, s.tags ?? {}, 'the kept tags, no more (the encoder tag is not one)');
 
       const webm = probe(path.join(dir, res.files.webm!));
       assert.equal(webm.format.format_name, 'matroska,webm');
       assert.deepEqual(webm.streams.map((x: any) => x.codec_name), ['opus']);
-      assert.equal(webm.streams[0].channels, Math.min(s.channels, 2));
+      assert.equal(webm.streams[0].channels, Math.min(want.channels, 2));
       // Compared with what the source decodes to: AAC priming makes that differ from the container's figure.
       const sourceDecoded = decodedSeconds(source);
       const webmDecoded = decodedSeconds(path.join(dir, res.files.webm!));
@@ -104,18 +134,18 @@ describe('audio packaging on real files', () => {
       const stats = await sharp(path.join(dir, res.files.spectrogram!)).stats();
       // Two samples are near-digital silence (about -90 dB): their spectrogram is rightly blank.
       assert.equal(stats.channels.some((c) => c.max - c.min > 50), maxVolumeDb(source) > -85, 'the spectrogram shows the sound');
-      for (const p of [res.files.posterWebp!, res.files.posterJpeg!]) {
-        const m = await sharp(path.join(dir, p)).metadata();
-        assert.deepEqual([m.width, m.height], [1280, 480]);
+      for (const [p, format] of [[res.files.posterWebp!, 'webp'], [res.files.posterJpeg!, 'jpeg']] as const) {
+        const m = await decoded(path.join(dir, p));
+        assert.deepEqual([m.format, m.width, m.height], [format, 1280, 480], p);
       }
-      const thumb = await sharp(path.join(dir, res.files.thumbnail!)).metadata();
+      const thumb = await decoded(path.join(dir, res.files.thumbnail!));
       assert.ok(thumb.format === 'webp' && Math.max(thumb.width!, thumb.height!) <= 320);
 
       if (s.cover) {
         assert.equal(res.facts.has_cover, true);
-        for (const p of [res.files.coverWebp!, res.files.coverJpeg!]) {
-          const m = await sharp(path.join(dir, p)).metadata();
-          assert.deepEqual([m.width, m.height], s.cover);
+        for (const [p, format] of [[res.files.coverWebp!, 'webp'], [res.files.coverJpeg!, 'jpeg']] as const) {
+          const m = await decoded(path.join(dir, p));
+          assert.deepEqual([m.format, m.width, m.height], [format, ...s.cover], p);
         }
         assert.deepEqual([thumb.width, thumb.height], s.cover, 'the thumbnail shows the cover art');
       } else {
@@ -187,6 +217,31 @@ describe('audio packaging on real files', () => {
     assert.equal(await codeOf(path.join(SAMPLES, 'broken-zero-bytes.mp3')), 'unreadable-media');
     assert.equal(await codeOf(path.join(SAMPLES, 'h264-640x272-noaudio-bikes.mp4')), 'no-audio-stream');
     assert.equal(await codeOf(path.join(SAMPLES, 'opus-8khz-5s.opus'), { ...OPTIONS, maxDurationSeconds: 2 }), 'too-long');
+  });
+
+  it('title, artist and album tags are recorded as tagged', async () => {
+    const file = path.join(tmp, 'tagged.mp3');
+    execFileSync('ffmpeg', [
+      '-v', 'error', '-f', 'lavfi', '-i', 'sine=frequency=330:duration=2', '-c:a', 'libmp3lame',
+      '-metadata', 'title=Ünder the Söa', '-metadata', 'artist=The Qasar Trio', '-metadata', 'album=Field Recordings, Vol. 2', '-metadata', 'genre=Ambient',
+      '-y', file,
+    ]);
+    const res = await packageAudio(file, await workDir(), OPTIONS);
+    assert.deepEqual(res.facts.tags, { title: 'Ünder the Söa', artist: 'The Qasar Trio', album: 'Field Recordings, Vol. 2', genre: 'Ambient' });
+  });
+
+  it('with every output turned off the file is still decoded whole: a truncated FLAC fails, a sound one makes nothing', async () => {
+    const off = { ...OPTIONS, webm: false, hls: false, posters: false, thumbnails: false };
+    const whole = await fs.readFile(path.join(SAMPLES, 'flac-192khz-32bit-7s.flac'));
+    const cut = path.join(tmp, 'cut-all-off.flac');
+    await fs.writeFile(cut, whole.subarray(0, Math.floor(whole.length * 0.4)));
+    const failed = await workDir();
+    await assert.rejects(packageAudio(cut, failed, off), (err: unknown) => err instanceof PermanentJobError && err.code === 'truncated-media');
+    const dir = await workDir();
+    const res = await packageAudio(path.join(SAMPLES, 'flac-192khz-32bit-7s.flac'), dir, off);
+    assert.deepEqual(res.files, {});
+    assert.deepEqual(await fs.readdir(dir), [], 'nothing written');
+    assert.ok(Math.abs(res.decodedSeconds! - 6.959) < 0.05, `decoded ${res.decodedSeconds} s of 6.959 s`);
   });
 
   it('makes only what the settings ask for', async () => {

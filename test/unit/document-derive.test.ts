@@ -1,16 +1,17 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import zlib from 'node:zlib';
 import sharp from 'sharp';
 import { deriveEpub, derivePdf, type DerivedDocument, type DocumentOptions } from '../../src/processing/document/derive-document.js';
 import { chooseCover, parseContainer, parseOpf, resolveHref } from '../../src/processing/document/epub-package.js';
 import { parsePdfInfo, pdfinfoArgs, pdftoppmArgs, popplerFailure } from '../../src/processing/document/pdf-tools.js';
 import { PermanentJobError } from '../../src/queue/queue.js';
 import { SAMPLES } from '../support/harness.js';
+import { samplesOfKind } from './media-manifest.js';
+import { buildZip, chapterBombEpub, deflatedZeros, type ZipItem } from './zip-fixtures.js';
 
 sharp.cache(false);
 
@@ -23,63 +24,9 @@ const OPTIONS: DocumentOptions = {
   maxPixels: 100_000_000,
   epubMaxEntries: 10_000,
   epubMaxEntryBytes: 50 * 1024 * 1024,
+  epubMaxTotalBytes: 2 * 1024 ** 3,
   epubMaxRatio: 200,
 };
-
-// ---- zips written by hand, so a test can also lie about an entry's size ----
-
-interface ZipItem {
-  name: string;
-  data: Buffer | string;
-  store?: boolean;
-  /** The uncompressed size written in the headers, when it should not be the real one. */
-  declaredSize?: number;
-}
-
-function buildZip(items: ZipItem[]): Buffer {
-  const parts: Buffer[] = [];
-  const central: Buffer[] = [];
-  let offset = 0;
-  for (const item of items) {
-    const raw = Buffer.isBuffer(item.data) ? item.data : Buffer.from(item.data, 'utf8');
-    const method = item.store ? 0 : 8;
-    const body = item.store ? raw : zlib.deflateRawSync(raw, { level: 9 });
-    const crc = zlib.crc32(raw);
-    const size = item.declaredSize ?? raw.length;
-    const name = Buffer.from(item.name, 'utf8');
-    const local = Buffer.alloc(30);
-    local.writeUInt32LE(0x04034b50, 0);
-    local.writeUInt16LE(20, 4);
-    local.writeUInt16LE(0x0800, 6); // names are UTF-8
-    local.writeUInt16LE(method, 8);
-    local.writeUInt32LE(crc, 14);
-    local.writeUInt32LE(body.length, 18);
-    local.writeUInt32LE(size, 22);
-    local.writeUInt16LE(name.length, 26);
-    const entry = Buffer.alloc(46);
-    entry.writeUInt32LE(0x02014b50, 0);
-    entry.writeUInt16LE(20, 4);
-    entry.writeUInt16LE(20, 6);
-    entry.writeUInt16LE(0x0800, 8);
-    entry.writeUInt16LE(method, 10);
-    entry.writeUInt32LE(crc, 16);
-    entry.writeUInt32LE(body.length, 20);
-    entry.writeUInt32LE(size, 24);
-    entry.writeUInt16LE(name.length, 28);
-    entry.writeUInt32LE(offset, 42);
-    parts.push(local, name, body);
-    central.push(entry, name);
-    offset += local.length + name.length + body.length;
-  }
-  const cd = Buffer.concat(central);
-  const end = Buffer.alloc(22);
-  end.writeUInt32LE(0x06054b50, 0);
-  end.writeUInt16LE(items.length, 8);
-  end.writeUInt16LE(items.length, 10);
-  end.writeUInt32LE(cd.length, 12);
-  end.writeUInt32LE(offset, 16);
-  return Buffer.concat([...parts, cd, end]);
-}
 
 const CONTAINER = `<?xml version="1.0"?>
 <container version="1.0" xmlns="urn:oasis:names:tc:opendocument:xmlns:container">
@@ -195,7 +142,15 @@ async function listTree(dir: string): Promise<string[]> {
   return entries.filter((e) => e.isFile()).map((e) => path.relative(dir, path.join(e.parentPath, e.name))).sort();
 }
 
+/** The document samples of MANIFEST.tsv, each with its own tests below. */
+const PDF_SAMPLE = path.join(SAMPLES, 'pdf-117-pages-geotopo.pdf');
+const EPUB_SAMPLE = path.join(SAMPLES, 'epub2-with-cover-dark-world.epub');
+
 describe('document derivation (real poppler, sharp and zips)', () => {
+  it('every document sample of MANIFEST.tsv has its tests here', () => {
+    assert.deepEqual([PDF_SAMPLE, EPUB_SAMPLE].map((f) => path.basename(f)).sort(), samplesOfKind('document').sort());
+  });
+
   let tmp: string;
   let count = 0;
   before(async () => {
@@ -234,7 +189,7 @@ describe('document derivation (real poppler, sharp and zips)', () => {
   describe('PDF', () => {
     it('the 117-page A4 sample: facts, A4 poster (JPEG + WebP) and thumbnail', async () => {
       const { caseDir, work } = await workDir();
-      const result = await derivePdf(path.join(SAMPLES, 'pdf-117-pages-geotopo.pdf'), work, OPTIONS);
+      const result = await derivePdf(PDF_SAMPLE, work, OPTIONS);
       assert.equal(result.facts.format, 'pdf');
       assert.equal(result.facts.pages, 117);
       assert.equal(result.facts.title, 'Geometrie und Topologie');
@@ -263,12 +218,12 @@ describe('document derivation (real poppler, sharp and zips)', () => {
 
     it('only a thumbnail when posters are off, and no render at all when both are off', async () => {
       const a = await workDir();
-      const thumbOnly = await derivePdf(path.join(SAMPLES, 'pdf-117-pages-geotopo.pdf'), a.work, { ...OPTIONS, posters: false, thumbnailSize: 200 });
+      const thumbOnly = await derivePdf(PDF_SAMPLE, a.work, { ...OPTIONS, posters: false, thumbnailSize: 200 });
       assert.deepEqual(thumbOnly.files, { thumbnail: 'thumbnails/thumb.webp' });
       const m = await sharp(path.join(a.work, 'thumbnails/thumb.webp')).metadata();
       assert.equal(m.height, 200);
       const b = await workDir();
-      const none = await derivePdf(path.join(SAMPLES, 'pdf-117-pages-geotopo.pdf'), b.work, { ...OPTIONS, posters: false, thumbnails: false });
+      const none = await derivePdf(PDF_SAMPLE, b.work, { ...OPTIONS, posters: false, thumbnails: false });
       assert.equal(none.facts.pages, 117);
       assert.equal(none.facts.cover_source, undefined);
       assert.deepEqual(await listTree(b.work), []);
@@ -297,12 +252,12 @@ describe('document derivation (real poppler, sharp and zips)', () => {
     });
 
     it('a PDF cut after its first 4 KB is unreadable-media', async () => {
-      const whole = await fs.readFile(path.join(SAMPLES, 'pdf-117-pages-geotopo.pdf'));
+      const whole = await fs.readFile(PDF_SAMPLE);
       await refused(derivePdf, await source('cut.pdf', whole.subarray(0, 4096)), 'unreadable-media');
     });
 
     it('a tool run past its time limit is a timeout', async () => {
-      await refused(derivePdf, path.join(SAMPLES, 'pdf-117-pages-geotopo.pdf'), 'timeout', { timeoutMs: 1 });
+      await refused(derivePdf, PDF_SAMPLE, 'timeout', { timeoutMs: 1 });
     });
 
     it('argv is plain data: first page only, bounded size, the file last', () => {
@@ -337,7 +292,7 @@ describe('document derivation (real poppler, sharp and zips)', () => {
   describe('EPUB', () => {
     it('the EPUB 2 sample: Dublin Core facts and the cover from its meta, not the first image', async () => {
       const { caseDir, work } = await workDir();
-      const result: DerivedDocument = await deriveEpub(path.join(SAMPLES, 'epub2-with-cover-dark-world.epub'), work, OPTIONS);
+      const result: DerivedDocument = await deriveEpub(EPUB_SAMPLE, work, OPTIONS);
       assert.equal(result.facts.format, 'epub');
       assert.equal(result.facts.title, 'The Dark World');
       assert.equal(result.facts.author, 'Henry Kuttner');
@@ -442,23 +397,42 @@ describe('document derivation (real poppler, sharp and zips)', () => {
       assert.equal((await deriveEpub(file, work, OPTIONS)).facts.encrypted, true);
     });
 
-    it('an OPF that inflates past the entry limit from a few KB is too-large (declared or not)', async () => {
-      const bloated = opf('', '', `<!--${' '.repeat(2 * 1024 * 1024)}-->`);
-      const honest = epub(bloated);
-      assert.ok(honest.length < 16 * 1024, `a small zip (${honest.length} bytes)`);
-      await refused(deriveEpub, await source('bomb.epub', honest), 'too-large', { epubMaxEntryBytes: 256 * 1024 }, /declares/);
+    it('an OPF over the entry limit is too-large, whether its size is declared or not', async () => {
+      // Random text: it does not compress, so only the entry size limit is at stake, not the ratio.
+      const bloated = opf('', '', `<!--${randomBytes(1536 * 1024).toString('base64')}-->`);
+      await refused(deriveEpub, await source('big-opf.epub', epub(bloated)), 'too-large', { epubMaxEntryBytes: 256 * 1024 }, /declares/);
       // The same entry claiming 1000 bytes: the count while inflating stops it.
       const lying = buildZip([
         { name: 'META-INF/container.xml', data: CONTAINER },
         { name: 'OEBPS/content.opf', data: bloated, declaredSize: 1000 },
       ]);
-      await refused(deriveEpub, await source('lying-bomb.epub', lying), 'too-large', { epubMaxEntryBytes: 256 * 1024 }, /inflates past/);
+      await refused(deriveEpub, await source('lying-opf.epub', lying), 'too-large', { epubMaxEntryBytes: 256 * 1024 }, /inflates past/);
     });
 
-    it('a cover compressed past the ratio limit is too-large', async () => {
-      const zeros = Buffer.alloc(4 * 1024 * 1024);
-      const file = await source('ratio.epub', epub(opf('<item id="c" href="c.png" media-type="image/png" properties="cover-image"/>'), [{ name: 'OEBPS/c.png', data: zeros }]));
-      await refused(deriveEpub, file, 'too-large', {}, /200:1/);
+    it('a zip bomb in a chapter that is never read (200 MB of zeros in about 200 KB) is too-large from the central directory', async () => {
+      const bomb = await chapterBombEpub(200 * 1024 * 1024);
+      assert.ok(bomb.length < 400 * 1024, `a small file (${bomb.length} bytes)`);
+      await refused(deriveEpub, await source('chapter-bomb.epub', bomb), 'too-large', {}, /OEBPS\/chapter1\.xhtml in the EPUB is compressed over 200:1/);
+    });
+
+    it('a bomb spread over many entries, each under the ratio floor, is caught on the whole zip', async () => {
+      const mib = await deflatedZeros(1024 * 1024);
+      const parts = Array.from({ length: 40 }, (_, i) => ({ name: `OEBPS/part${i}.xhtml`, data: mib }));
+      await refused(deriveEpub, await source('spread-bomb.epub', epub(opf(''), parts)), 'too-large', {}, /the EPUB as a whole is compressed over 200:1/);
+    });
+
+    it('entries declaring more than the total limit together are too-large, though each is small and incompressible', async () => {
+      const parts = Array.from({ length: 3 }, (_, i) => ({ name: `OEBPS/blob${i}.bin`, data: randomBytes(400 * 1024), store: true }));
+      await refused(deriveEpub, await source('total.epub', epub(opf(''), parts)), 'too-large', { epubMaxTotalBytes: 1024 * 1024 }, /would unpack to over 1048576 bytes/);
+    });
+
+    it('a cover compressed past the ratio limit is too-large, declared or found while inflating', async () => {
+      const zeros = await deflatedZeros(4 * 1024 * 1024);
+      const manifest = opf('<item id="c" href="c.png" media-type="image/png" properties="cover-image"/>');
+      await refused(deriveEpub, await source('ratio.epub', epub(manifest, [{ name: 'OEBPS/c.png', data: zeros }])), 'too-large', {}, /c\.png in the EPUB is compressed over 200:1/);
+      // Claiming 1000 bytes gets it past the central directory; the count while inflating stops it.
+      const lying = epub(manifest, [{ name: 'OEBPS/c.png', data: zeros, declaredSize: 1000 }]);
+      await refused(deriveEpub, await source('lying-ratio.epub', lying), 'too-large', {}, /c\.png in the EPUB is compressed over 200:1/);
     });
 
     it('more entries than the limit is too-large', async () => {
@@ -475,7 +449,7 @@ describe('document derivation (real poppler, sharp and zips)', () => {
     });
 
     it('broken zips are unreadable-media: truncated, not a zip, corrupt deflate data', async () => {
-      const whole = await fs.readFile(path.join(SAMPLES, 'epub2-with-cover-dark-world.epub'));
+      const whole = await fs.readFile(EPUB_SAMPLE);
       await refused(deriveEpub, await source('truncated.epub', whole.subarray(0, Math.floor(whole.length / 2))), 'unreadable-media');
       await refused(deriveEpub, await source('text.epub', 'This is plain text named .epub\n'), 'unreadable-media');
       await refused(deriveEpub, await source('zero.epub', ''), 'unreadable-media');

@@ -5,7 +5,6 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import zlib from 'node:zlib';
 import sharp from 'sharp';
 import { parseBmpHeader } from '../../src/processing/image/bmp-header.js';
 import { DEFAULT_IMAGE_OPTIONS, deriveImage, type DerivedImage, type ImageOptions } from '../../src/processing/image/derive-image.js';
@@ -15,6 +14,8 @@ import { readImageHeader } from '../../src/processing/image/image-header.js';
 import { bmpToPngArgs, heifConvertArgs, makeIntermediate } from '../../src/processing/image/intermediate.js';
 import { PermanentJobError } from '../../src/queue/queue.js';
 import { SAMPLES } from '../support/harness.js';
+import { pngDeclaring } from './image-fixtures.js';
+import { readManifest, samplesOfKind } from './media-manifest.js';
 
 const OPTIONS: ImageOptions = { ...DEFAULT_IMAGE_OPTIONS, timeoutMs: 60_000 };
 
@@ -28,7 +29,10 @@ interface Case {
   format: string;
   /** As displayed. */
   size: Size;
+  /** has_alpha as the decoder reports it (a GIF always has an alpha channel). */
   alpha?: boolean;
+  /** Some pixels really are transparent: every output but the JPEG poster must keep them. */
+  transparent?: boolean;
   frames?: number;
   orientation?: number;
   exif?: boolean;
@@ -62,28 +66,6 @@ async function rejectsWith(promise: Promise<unknown>, code: string): Promise<Per
   assert.fail(`expected a PermanentJobError ${code}`);
 }
 
-/** A PNG whose IHDR declares `width` x `height`, with a valid CRC, a tiny IDAT and IEND. */
-function pngDeclaring(width: number, height: number): Buffer {
-  const chunk = (type: string, data: Buffer) => {
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(data.length);
-    const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
-    const crc = Buffer.alloc(4);
-    crc.writeUInt32BE(zlib.crc32(body));
-    return Buffer.concat([len, body, crc]);
-  };
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0);
-  ihdr.writeUInt32BE(height, 4);
-  ihdr.set([8, 2, 0, 0, 0], 8); // 8-bit RGB, deflate, no filter, no interlace
-  return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk('IHDR', ihdr),
-    chunk('IDAT', zlib.deflateSync(Buffer.alloc(64))),
-    chunk('IEND', Buffer.alloc(0)),
-  ]);
-}
-
 describe('image derivation (real sharp, heif-convert and ffmpeg)', () => {
   let tmp: string;
   let made: string;
@@ -104,6 +86,18 @@ describe('image derivation (real sharp, heif-convert and ffmpeg)', () => {
     await sharp(path.join(SAMPLES, 'tiff-photo-725x489.tif')).avif({ effort: 0 }).toFile(path.join(made, 'photo-725x489.avif'));
     // An animated WebP from the GIF sample (44 frames x 90 ms).
     await sharp(path.join(SAMPLES, 'animated-gif-earth-400x400.gif'), { animated: true }).webp({ effort: 0 }).toFile(path.join(made, 'earth-animated-400x400.webp'));
+    // 4 frames of 120x80 (90 ms each): a red square moving over a transparent background.
+    const frame = { width: 120, height: 80 };
+    const frames = 4;
+    const rgba = Buffer.alloc(frame.width * frame.height * frames * 4);
+    for (let f = 0; f < frames; f++) {
+      for (let y = 20; y < 60; y++) {
+        for (let x = 10 + f * 20; x < 50 + f * 20; x++) rgba.set([255, 0, 0, 255], ((f * frame.height + y) * frame.width + x) * 4);
+      }
+    }
+    const strip = () => sharp(rgba, { raw: { width: frame.width, height: frame.height * frames, channels: 4, pageHeight: frame.height } });
+    await strip().gif({ delay: Array(frames).fill(90), loop: 0 }).toFile(path.join(made, 'transparent-animated-120x80.gif'));
+    await strip().webp({ delay: Array(frames).fill(90), loop: 0, lossless: true }).toFile(path.join(made, 'transparent-animated-120x80.webp'));
     // Stored 300x200, left half red, right half blue; EXIF orientation 6 (turn 90° clockwise to
     // display), so upright it is 200x300 with red on top; with a GPS position.
     const left = { r: 255, g: 0, b: 0 };
@@ -121,15 +115,30 @@ describe('image derivation (real sharp, heif-convert and ffmpeg)', () => {
   const CASES: Case[] = [
     { file: 'jpeg-exif-orientation6-1512x2016.jpg', format: 'jpeg', size: { width: 2016, height: 1512 }, orientation: 6, exif: true },
     { file: 'heic-iphone7-4032x3024.heic', format: 'heif', size: { width: 4032, height: 3024 }, exif: true },
-    { file: 'png-rgba-alpha-2048x1536.png', format: 'png', size: { width: 2048, height: 1536 }, alpha: true },
+    { file: 'png-rgba-alpha-2048x1536.png', format: 'png', size: { width: 2048, height: 1536 }, alpha: true, transparent: true },
     { file: 'webp-photo-600x315.webp', format: 'webp', size: { width: 600, height: 315 }, exif: true },
     { file: 'tiff-photo-725x489.tif', format: 'tiff', size: { width: 725, height: 489 } },
     { file: 'animated-gif-earth-400x400.gif', format: 'gif', size: { width: 400, height: 400 }, alpha: true, frames: 44 },
     { file: 'made/earth-animated-400x400.webp', format: 'webp', size: { width: 400, height: 400 }, alpha: true, frames: 44 },
+    { file: 'made/transparent-animated-120x80.gif', format: 'gif', size: { width: 120, height: 80 }, alpha: true, transparent: true, frames: 4 },
+    { file: 'made/transparent-animated-120x80.webp', format: 'webp', size: { width: 120, height: 80 }, alpha: true, transparent: true, frames: 4 },
     { file: 'made/photo-725x489.bmp', format: 'bmp', size: { width: 725, height: 489 } },
     { file: 'made/photo-725x489.avif', format: 'avif', size: { width: 725, height: 489 } },
     { file: 'made/gps-orientation6-300x200.jpg', format: 'jpeg', size: { width: 200, height: 300 }, orientation: 6, exif: true, gps: true },
   ];
+  const GIANT = 'jpeg-giant-20000x14000.jpg';
+
+  it('every image sample of MANIFEST.tsv is derived or refused here, at the stored size the manifest gives', () => {
+    const fromSamples = CASES.filter((c) => !c.file.startsWith('made/'));
+    assert.deepEqual([...fromSamples.map((c) => c.file), GIANT].sort(), samplesOfKind('image').sort());
+    const manifest = readManifest();
+    for (const c of fromSamples) {
+      const row = manifest.find((r) => r.file === c.file)!;
+      const quarter = (c.orientation ?? 1) >= 5;
+      assert.deepEqual([row.width, row.height], quarter ? [c.size.height, c.size.width] : [c.size.width, c.size.height], c.file);
+    }
+  });
+
   const sourceOf = (file: string) => (file.startsWith('made/') ? path.join(made, file.slice(5)) : path.join(SAMPLES, file));
 
   for (const c of CASES) {
@@ -173,12 +182,19 @@ describe('image derivation (real sharp, heif-convert and ffmpeg)', () => {
         const animatedOutput = rel === 'webp/image.webp' && (c.frames ?? 1) > 1;
         assert.equal(m.pages ?? 1, animatedOutput ? c.frames : 1, `${rel} frames`);
         if (rel === 'posters/poster.jpg') assert.equal(m.hasAlpha, false, 'the JPEG poster is flattened');
-        else if (c.alpha && !c.frames) assert.equal(m.hasAlpha, true, `${rel} keeps alpha`);
+        else if (c.transparent) assert.equal(m.hasAlpha, true, `${rel} keeps alpha`);
       }
       if (c.frames) {
         const m = await sharp(path.join(work, 'webp/image.webp'), { animated: true }).metadata();
         assert.equal(m.delay?.length, c.frames, 'frame delays kept');
         assert.ok(m.delay!.every((d) => d === 90), 'each frame 90 ms as in the GIF');
+      }
+      if (c.transparent) {
+        // The top-left corner of every frame is transparent in these sources; so it stays, frame by frame.
+        for (let page = 0; page < (c.frames ?? 1); page++) {
+          const corner = await sharp(path.join(work, 'webp/image.webp'), { page }).ensureAlpha().extract({ left: 0, top: 0, width: 1, height: 1 }).raw().toBuffer();
+          assert.equal(corner[3], 0, `frame ${page} of the WebP is transparent in its corner`);
+        }
       }
     });
   }
@@ -218,7 +234,7 @@ describe('image derivation (real sharp, heif-convert and ffmpeg)', () => {
   describe('refusals', () => {
     it('the 280-megapixel JPEG is too large, refused from its header', async () => {
       const { parent, work } = await freshWork();
-      const err = await rejectsWith(deriveImage(path.join(SAMPLES, 'jpeg-giant-20000x14000.jpg'), work, OPTIONS), 'too-large');
+      const err = await rejectsWith(deriveImage(path.join(SAMPLES, GIANT), work, OPTIONS), 'too-large');
       assert.match(err.message, /20000x14000/);
       assert.deepEqual(await listTree(parent), [], 'nothing written');
     });

@@ -3,7 +3,7 @@ import { hardenedInputArgs } from '../ffmpeg-hardening.js';
 /** Everything one audio job's single ffmpeg run produces, as plain data. */
 export interface AudioCommandPlan {
   input: string;
-  /** Work folder: the run writes webm/, hls/ and posters/ inside it. */
+  /** Work folder: the run writes webm/, hls/ and posters/ inside it (nothing when only checking the decode). */
   outDir: string;
   /** Index (in the input) of the audio stream to use. */
   audioIndex: number;
@@ -39,9 +39,9 @@ export function buildAudioCommand(plan: AudioCommandPlan): string[] {
   if (plan.opus) branches.push('opus');
   if (plan.hls) branches.push('hls');
   if (plan.spectrogram) branches.push('spec');
-  // With no audio output, a discarded copy still decodes the whole file, so the progress
-  // report says how much of it could be read.
-  if (!plan.opus && !plan.hls && branches.length) branches.push('meter');
+  // With no audio output (even with nothing to make at all), a discarded copy still decodes
+  // the whole file, so the progress report says how much of it could be read.
+  if (!plan.opus && !plan.hls) branches.push('meter');
   const args = ['-hide_banner', '-nostdin', '-nostats', '-v', 'error', '-progress', 'pipe:1', ...hardenedInputArgs(), '-i', plan.input];
   const filters: string[] = [];
   const label = (b: string) => (b === 'spec' ? '[specin]' : `[${b}]`);

@@ -61,7 +61,10 @@ function tagsOf(probe: ProbeResult, stream: ProbeStream): Record<string, string>
   for (const source of [stream.tags as Record<string, string> | undefined, probe.format.tags]) {
     for (const [k, v] of Object.entries(source ?? {})) {
       const key = k.toLowerCase();
-      if (KEPT_TAGS.includes(key) && typeof v === 'string' && v.trim()) out[key] = v.trim().slice(0, 500);
+      if (!KEPT_TAGS.includes(key) || typeof v !== 'string' || !v.trim()) continue;
+      // MP4 and Matroska tracks say `und` (ISO 639 "undetermined") when nobody set a language.
+      if (key === 'language' && v.trim() === 'und') continue;
+      out[key] = v.trim().slice(0, 500);
     }
   }
   return out;
@@ -128,8 +131,7 @@ export async function packageAudio(source: string, workDir: string, opts: AudioP
     has_cover: !!cover,
   };
   const files: PackagedAudio['files'] = {};
-  if (!plan.opus && !plan.hls && !plan.spectrogram) return { facts: audioFacts, probe: facts, files, decodedSeconds: null, ffmpegMs: 0 };
-
+  // Even with nothing to make, the file is decoded (into a discarded copy): a damaged one fails.
   for (const dir of ['webm', 'hls', 'posters', 'thumbnails']) await fs.mkdir(path.join(workDir, dir), { recursive: true });
   const run = await runFfmpegStep(buildAudioCommand(plan), opts.ffmpegTimeoutMs, 'audio packaging', 'audio');
   const decodedSeconds = decodedSecondsOf(run.stdout);

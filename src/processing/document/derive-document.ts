@@ -16,9 +16,11 @@ export interface DocumentOptions {
   timeoutMs: number;
   /** Guard for the rendered page and the EPUB cover image. */
   maxPixels: number;
-  /** Zip-bomb guards for the EPUB: entry count, and for each entry we read its size and ratio. */
+  /** Zip-bomb guards for the EPUB: entry count, every entry's ratio and their total size, and the size of each entry we read. */
   epubMaxEntries: number;
   epubMaxEntryBytes: number;
+  /** All entries together, as declared. */
+  epubMaxTotalBytes: number;
   epubMaxRatio: number;
 }
 
@@ -85,7 +87,7 @@ export async function derivePdf(source: string, workDir: string, opts: DocumentO
  */
 export async function deriveEpub(source: string, workDir: string, opts: DocumentOptions): Promise<DerivedDocument> {
   const started = Date.now();
-  const zip = await EpubZip.open(source, { maxEntries: opts.epubMaxEntries, maxEntryBytes: opts.epubMaxEntryBytes, maxRatio: opts.epubMaxRatio });
+  const zip = await EpubZip.open(source, { maxEntries: opts.epubMaxEntries, maxEntryBytes: opts.epubMaxEntryBytes, maxTotalBytes: opts.epubMaxTotalBytes, maxRatio: opts.epubMaxRatio });
   try {
     const containerName = zip.find('META-INF/container.xml');
     if (!containerName) throw new PermanentJobError('the file is not an EPUB: it has no META-INF/container.xml', 'unreadable-media');

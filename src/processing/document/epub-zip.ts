@@ -6,7 +6,9 @@ export interface ZipLimits {
   maxEntries: number;
   /** Uncompressed bytes of any one entry we read. */
   maxEntryBytes: number;
-  /** Uncompressed : compressed, for entries we read. */
+  /** Uncompressed bytes of all entries together, as the central directory declares them. */
+  maxTotalBytes: number;
+  /** Uncompressed : compressed, for every entry (declared, and counted for entries we read) and for the whole zip. */
   maxRatio: number;
 }
 
@@ -29,7 +31,9 @@ function unreadable(what: string, err: unknown): Error {
 /**
  * An EPUB's zip, read lazily: the central directory is listed once (names and sizes only) and
  * an entry's bytes are inflated only when asked for, one entry at a time, counting bytes as
- * they come (declared sizes are checked but never trusted). Limits refuse the file as
+ * they come (declared sizes are checked but never trusted). The declared sizes of every entry,
+ * read or not, are held against the ratio and total limits when listing: a bomb in a chapter we
+ * never inflate would still blow up a reader that unpacks the book. Limits refuse the file as
  * `too-large`; a damaged zip is `unreadable-media`.
  */
 export class EpubZip {
@@ -53,10 +57,20 @@ export class EpubZip {
         throw new PermanentJobError(`the EPUB holds ${zip.entryCount} files, over the limit of ${limits.maxEntries}`, 'too-large');
       }
       const entries = new Map<string, yauzl.Entry>();
+      let uncompressed = 0;
+      let compressed = 0;
       for await (const entry of zip.eachEntry()) {
         if (entries.size >= limits.maxEntries) throw new PermanentJobError(`the EPUB holds over ${limits.maxEntries} files`, 'too-large');
+        checkRatio(`${entry.fileName} in the EPUB`, entry.uncompressedSize, entry.compressedSize, limits.maxRatio);
+        uncompressed += entry.uncompressedSize;
+        compressed += entry.compressedSize;
+        if (uncompressed > limits.maxTotalBytes) {
+          throw new PermanentJobError(`the EPUB would unpack to over ${limits.maxTotalBytes} bytes, its limit (a zip bomb?)`, 'too-large');
+        }
         if (!entry.fileName.endsWith('/')) entries.set(entry.fileName, entry);
       }
+      // Many small entries each under the ratio floor can still add up to a bomb.
+      checkRatio('the EPUB as a whole', uncompressed, compressed, limits.maxRatio);
       return new EpubZip(zip, entries, limits);
     } catch (err) {
       zip.close();
@@ -81,7 +95,7 @@ export class EpubZip {
     if (entry.uncompressedSize > maxEntryBytes) {
       throw new PermanentJobError(`${name} in the EPUB declares ${entry.uncompressedSize} bytes, over the limit of ${maxEntryBytes}`, 'too-large');
     }
-    this.checkRatio(name, entry.uncompressedSize, entry.compressedSize);
+    checkRatio(`${name} in the EPUB`, entry.uncompressedSize, entry.compressedSize, this.limits.maxRatio);
     let stream: Readable;
     try {
       stream = await this.zip.openReadStreamPromise(entry);
@@ -94,7 +108,7 @@ export class EpubZip {
       for await (const chunk of stream as AsyncIterable<Buffer>) {
         total += chunk.length;
         if (total > maxEntryBytes) throw new PermanentJobError(`${name} in the EPUB inflates past the limit of ${maxEntryBytes} bytes`, 'too-large');
-        this.checkRatio(name, total, entry.compressedSize);
+        checkRatio(`${name} in the EPUB`, total, entry.compressedSize, this.limits.maxRatio);
         chunks.push(chunk);
       }
     } catch (err) {
@@ -111,10 +125,10 @@ export class EpubZip {
   close(): void {
     this.zip.close();
   }
+}
 
-  private checkRatio(name: string, uncompressed: number, compressed: number): void {
-    if (uncompressed > RATIO_FLOOR_BYTES && uncompressed / Math.max(1, compressed) > this.limits.maxRatio) {
-      throw new PermanentJobError(`${name} in the EPUB is compressed over ${this.limits.maxRatio}:1 (a zip bomb?)`, 'too-large');
-    }
+function checkRatio(what: string, uncompressed: number, compressed: number, maxRatio: number): void {
+  if (uncompressed > RATIO_FLOOR_BYTES && uncompressed / Math.max(1, compressed) > maxRatio) {
+    throw new PermanentJobError(`${what} is compressed over ${maxRatio}:1 (a zip bomb?)`, 'too-large');
   }
 }

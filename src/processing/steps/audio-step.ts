@@ -8,7 +8,9 @@ import { safeJoin, type StorageLayout } from '../../storage/layout.js';
 import { packageAudio } from '../audio/package-audio.js';
 import type { MediaToProcess } from '../media-worker.js';
 import { artifactApiUrls } from './artifact-urls.js';
-import { clearLeftovers, makeWorkDir, publishFolders } from './publish.js';
+import { clearLeftovers, makeWorkDir, publishFolders, removeUnpublished } from './publish.js';
+
+const FOLDERS = ['webm', 'hls', 'posters', 'thumbnails'] as const;
 
 type AudioSettings = Pick<
   Settings,
@@ -20,6 +22,7 @@ type AudioSettings = Pick<
  * The audio step: probe, then WebM/Opus, an HLS (AAC) rendition for long audio, the
  * spectrogram and cover art in one ffmpeg run inside a scratch folder; posters and a thumbnail
  * from them; published folder by folder, with the facts and tags recorded in file_metadata.
+ * Folders an earlier run filled and this one does not (a setting turned off) are removed.
  */
 export async function runAudioStep(deps: { db: Db; layout: StorageLayout; settings: AudioSettings }, media: MediaToProcess): Promise<void> {
   const { db, layout, settings } = deps;
@@ -42,7 +45,7 @@ export async function runAudioStep(deps: { db: Db; layout: StorageLayout; settin
       ffmpegTimeoutMs: settings.ffmpegTimeout,
       maxDurationSeconds: settings.maxVideoDuration / 1000,
     });
-    await publishFolders(work, mediaDir, ['webm', 'hls', 'posters', 'thumbnails']);
+    const published = await publishFolders(work, mediaDir, FOLDERS);
     const f = result.files;
     const artifacts: ArtifactPaths = {
       ...(f.hlsMaster ? { hls: f.hlsMaster } : {}),
@@ -68,6 +71,7 @@ export async function runAudioStep(deps: { db: Db; layout: StorageLayout; settin
       timings: { ffmpeg_ms: result.ffmpegMs },
     };
     await db.updateTable('mediaassets').set({ file_metadata: toJson(next), updated_at: nowIso() }).where('id', '=', media.id).execute();
+    await removeUnpublished(mediaDir, FOLDERS, published);
   } finally {
     await removePath(work);
   }

@@ -1,4 +1,3 @@
-import path from 'node:path';
 import type { Db } from '../../db/database.js';
 import { fromJson, nowIso, toJson } from '../../db/schema.js';
 import type { ArtifactPaths } from '../../media/delivery.js';
@@ -8,7 +7,7 @@ import { safeJoin, type StorageLayout } from '../../storage/layout.js';
 import { deriveEpub, derivePdf, type DocumentOptions } from '../document/derive-document.js';
 import type { MediaToProcess } from '../media-worker.js';
 import { artifactApiUrls } from './artifact-urls.js';
-import { clearLeftovers, makeWorkDir, publishFolders } from './publish.js';
+import { clearLeftovers, makeWorkDir, publishFolders, removeUnpublished } from './publish.js';
 
 export interface DocumentStepSettings {
   apiPrefix: string;
@@ -21,8 +20,11 @@ export interface DocumentStepSettings {
   imageMaxPixels: number;
   epubMaxEntries: number;
   epubMaxEntryBytes: number;
+  epubMaxTotalBytes: number;
   epubMaxRatio: number;
 }
+
+const FOLDERS = ['thumbnails', 'posters'] as const;
 
 const DERIVERS: Record<string, (source: string, workDir: string, opts: DocumentOptions) => ReturnType<typeof derivePdf>> = {
   'application/pdf': derivePdf,
@@ -55,9 +57,10 @@ export async function runDocumentStep(deps: { db: Db; layout: StorageLayout; set
       maxPixels: settings.imageMaxPixels,
       epubMaxEntries: settings.epubMaxEntries,
       epubMaxEntryBytes: settings.epubMaxEntryBytes,
+      epubMaxTotalBytes: settings.epubMaxTotalBytes,
       epubMaxRatio: settings.epubMaxRatio,
     });
-    await publishFolders(work, mediaDir, ['thumbnails', 'posters']);
+    const published = await publishFolders(work, mediaDir, FOLDERS);
     const f = result.files;
     const artifacts: ArtifactPaths = {
       ...(f.thumbnail ? { thumbnails: [f.thumbnail] } : {}),
@@ -78,8 +81,7 @@ export async function runDocumentStep(deps: { db: Db; layout: StorageLayout; set
     };
     await db.updateTable('mediaassets').set({ file_metadata: toJson(next), updated_at: nowIso() }).where('id', '=', media.id).execute();
     // A reprocess that makes no poster (or thumbnail) this time drops the previous one.
-    if (!artifacts.poster) await removePath(path.join(mediaDir, 'posters'));
-    if (!artifacts.thumbnails) await removePath(path.join(mediaDir, 'thumbnails'));
+    await removeUnpublished(mediaDir, FOLDERS, published);
   } finally {
     await removePath(work);
   }

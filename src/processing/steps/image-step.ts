@@ -6,7 +6,7 @@ import { safeJoin, type StorageLayout } from '../../storage/layout.js';
 import { deriveImage, DEFAULT_IMAGE_OPTIONS, type DerivedImage } from '../image/derive-image.js';
 import type { MediaToProcess } from '../media-worker.js';
 import { artifactApiUrls } from './artifact-urls.js';
-import { clearLeftovers, makeWorkDir, publishFolders } from './publish.js';
+import { clearLeftovers, makeWorkDir, publishFolders, removeUnpublished } from './publish.js';
 
 export interface ImageStepSettings {
   apiPrefix: string;
@@ -21,6 +21,8 @@ export interface ImageStepSettings {
   imageTimeout: number;
 }
 
+const FOLDERS = ['webp', 'thumbnails', 'posters'] as const;
+
 function artifactsOf(f: DerivedImage['files']): ArtifactPaths {
   return {
     ...(f.webp ? { webp: f.webp } : {}),
@@ -32,7 +34,8 @@ function artifactsOf(f: DerivedImage['files']): ArtifactPaths {
 /**
  * The image step: the full image as WebP, a thumbnail and a poster, made with sharp inside a
  * scratch folder, published folder by folder, and the facts and artifact paths recorded in
- * file_metadata.
+ * file_metadata. Folders an earlier run filled and this one does not (a setting turned off)
+ * are removed.
  */
 export async function runImageStep(deps: { db: Db; layout: StorageLayout; settings: ImageStepSettings }, media: MediaToProcess): Promise<void> {
   const { db, layout, settings } = deps;
@@ -54,7 +57,7 @@ export async function runImageStep(deps: { db: Db; layout: StorageLayout; settin
       maxPixels: settings.imageMaxPixels,
       timeoutMs: settings.imageTimeout,
     });
-    await publishFolders(work, mediaDir, ['webp', 'thumbnails', 'posters']);
+    const published = await publishFolders(work, mediaDir, FOLDERS);
     const artifacts = artifactsOf(result.files);
     const next = {
       ...meta,
@@ -69,6 +72,7 @@ export async function runImageStep(deps: { db: Db; layout: StorageLayout; settin
       timings: { image_ms: result.ms },
     };
     await db.updateTable('mediaassets').set({ file_metadata: toJson(next), updated_at: nowIso() }).where('id', '=', media.id).execute();
+    await removeUnpublished(mediaDir, FOLDERS, published);
   } finally {
     await removePath(work);
   }

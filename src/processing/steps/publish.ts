@@ -31,13 +31,16 @@ export async function clearLeftovers(mediaDir: string): Promise<void> {
 /**
  * Moves each produced folder of `workDir` into the media folder, replacing the previous
  * version: the old folder is renamed aside first, the new one renamed in, then the old one
- * removed. A reader sees the old or the new folder, never a half-written one.
+ * removed. A reader sees the old or the new folder, never a half-written one. Returns the
+ * folders published.
  */
-export async function publishFolders(workDir: string, mediaDir: string, folders: readonly string[]): Promise<void> {
+export async function publishFolders(workDir: string, mediaDir: string, folders: readonly string[]): Promise<string[]> {
   const aside: string[] = [];
+  const published: string[] = [];
   for (const name of folders) {
     const fresh = path.join(workDir, name);
     if (!(await fs.stat(fresh).catch(() => undefined))) continue;
+    published.push(name);
     const target = path.join(mediaDir, name);
     if (await fs.stat(target).catch(() => undefined)) {
       const old = path.join(mediaDir, `${OLD_PREFIX}${name}-${randomBytes(4).toString('hex')}`);
@@ -48,4 +51,14 @@ export async function publishFolders(workDir: string, mediaDir: string, folders:
   }
   await Promise.all(aside.map((p) => removePath(p)));
   await removePath(workDir);
+  return published;
+}
+
+/**
+ * Removes the folders of `folders` this run did not publish: what an earlier run made and a
+ * reprocess with other settings no longer makes (WebP turned off, audio now too short for
+ * HLS…). Called once the record no longer points at them.
+ */
+export async function removeUnpublished(mediaDir: string, folders: readonly string[], published: readonly string[]): Promise<void> {
+  await Promise.all(folders.filter((f) => !published.includes(f)).map((f) => removePath(path.join(mediaDir, f))));
 }
