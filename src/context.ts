@@ -110,8 +110,13 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   const tenancy = new TenancyService(database.db);
   const moderation = new ModerationService(database.db, changes, settings.moderationDefaultThreshold);
   const labels = new MediaLabelService(database.db, changes, moderation);
-  const labelBanks = new LabelBankService(database.db, settings.labelBankMaxEntries);
-  const discovery = await createDiscovery({ database, delivery, changes, settings, log });
+  const discovery = await createDiscovery({ database, changes, settings, log });
+  const labelBanks = new LabelBankService(database.db, settings.labelBankMaxEntries, {
+    labelWordsChanged: (tenantId) => discovery.indexer.refreshStaleQuietly(tenantId),
+    moderationChanged: async (tenantId) => {
+      await moderation.reevaluate(tenantId);
+    },
+  });
 
   const check = async (fn: () => Promise<unknown>) => {
     try {

@@ -8,6 +8,7 @@ import * as m0004 from './migrations/0004_labels_moderation.js';
 import * as m0005 from './migrations/0005_search.js';
 import * as m0006 from './migrations/0006_captions.js';
 import * as m0007 from './migrations/0007_chunk_checksums.js';
+import * as m0008 from './migrations/0008_search_consistency.js';
 
 type DialectMigration = { up(db: Kysely<any>, dialect: Dialect): Promise<void> };
 
@@ -19,6 +20,7 @@ const migrations: Record<string, DialectMigration> = {
   '0005_search': m0005,
   '0006_captions': m0006,
   '0007_chunk_checksums': m0007,
+  '0008_search_consistency': m0008,
 };
 
 /** Every migration's name, oldest first. */

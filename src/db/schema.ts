@@ -145,6 +145,8 @@ export interface AssetLabelsTable {
   source: 'user' | 'model';
   count: number;
   confidence: number;
+  /** Sum of the confidences written (for bank statistics); null on rows from before it: confidence × count. */
+  confidence_sum: ColumnType<number | null, number | null | undefined, number | null>;
   frame_data: Json;
   first_seen_at: Timestamp;
   last_seen_at: Timestamp;
@@ -222,7 +224,7 @@ export interface ModerationDecisionsTable {
   at: Timestamp;
 }
 
-/** SQLite only: maps a media to the integer rowid of its FTS5 document (media_search_fts). */
+/** SQLite only: maps a media to the integer rowid of its FTS5 document (in its tenant's media_search_fts_<hash>). */
 export interface MediaSearchDocsTable {
   id: Generated<number>;
   media_id: string;
@@ -236,6 +238,24 @@ export interface MediaSearchTable {
   tenant_id: string;
   document: string;
   indexed_at: Timestamp;
+}
+
+/** Media whose search documents must be rebuilt (their label words changed). */
+export interface SearchStaleTable {
+  media_id: string;
+  tenant_id: string;
+  /** Grows with each new mark, so a mark made during a rebuild is not lost. */
+  version: Generated<number>;
+}
+
+/** SQLite only: the ranked hits of a search, taken with its first page, that later pages read. */
+export interface SearchSnapshotsTable {
+  id: string;
+  tenant_id: string;
+  fingerprint: string;
+  /** JSON [[media_id, score], …], best first. */
+  hits: string;
+  expires_at: Timestamp;
 }
 
 /** User tags normalised (lower-cased), maintained by the search indexer. */
@@ -294,6 +314,8 @@ export interface Database {
   media_search_docs: MediaSearchDocsTable;
   media_search: MediaSearchTable;
   media_tags: MediaTagsTable;
+  search_stale: SearchStaleTable;
+  search_snapshots: SearchSnapshotsTable;
   media_views: MediaViewsTable;
   queue_jobs: QueueJobsTable;
   server_secrets: ServerSecretsTable;

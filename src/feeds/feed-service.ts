@@ -67,7 +67,8 @@ export class FeedService {
   async searchResults(p: Principal, params: SearchParams, baseUrl: string): Promise<FeedPage> {
     const page = await this.search.search(p, params, { kind: 'member', userId: p.userId, isAdmin: p.isAdmin });
     const scores = new Map(page.hits.map((h) => [h.mediaId, h.score]));
-    return { items: await this.items.build(p, page.hits.map((h) => h.mediaId), baseUrl, scores), next_cursor: page.next_cursor };
+    const audience = { kind: 'member', userId: p.userId, isAdmin: p.isAdmin } as const;
+    return { items: await this.items.build(p, page.hits.map((h) => h.mediaId), baseUrl, { audience, scores }), next_cursor: page.next_cursor };
   }
 
   async related(p: Principal, mediaId: string, limit: number, baseUrl: string): Promise<FeedPage> {

@@ -3,8 +3,9 @@ import type { Database, LabelKind } from '../db/schema.js';
 import { fromJson, nowIso, toJson } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import { newId } from '../ids.js';
+import { markMediaOfLabelsStale } from '../search/stale-documents.js';
 import { matchingEntries } from './effective-banks.js';
-import { ensureLabelId, syncLabelHierarchy } from './hierarchy.js';
+import { ensureLabelId, syncLabelHierarchy, withDescendants } from './hierarchy.js';
 import { normalizeLabelName } from './label-service.js';
 
 export type LabelSource = 'user' | 'model';
@@ -91,6 +92,7 @@ export async function writeAssetLabels(
         source: l.source,
         count: 1,
         confidence: l.confidence,
+        confidence_sum: l.confidence,
         frame_data: toJson(l.frames ?? []),
         first_seen_at: now,
         last_seen_at: now,
@@ -99,6 +101,7 @@ export async function writeAssetLabels(
         oc.columns(['media_id', 'label_id', 'source']).doUpdateSet({
           count: sql`asset_labels.count + 1`,
           confidence: sql`case when excluded.confidence > asset_labels.confidence then excluded.confidence else asset_labels.confidence end`,
+          confidence_sum: sql`coalesce(asset_labels.confidence_sum, asset_labels.confidence * asset_labels.count) + excluded.confidence`,
           last_seen_at: sql`excluded.last_seen_at`,
           ...(l.frames ? { frame_data: sql`excluded.frame_data` } : {}),
         }),
@@ -114,7 +117,12 @@ export async function writeAssetLabels(
       for (const w of ofKind.filter((x) => x.name === m.matched)) await recordMatch(db, target.tenantId, m.entryId, w.confidence, w.isNew, now);
     }
   }
-  if (created) await syncLabelHierarchy(db, target.tenantId);
+  if (created) {
+    // A new label may be named like a bank phrase and move under its entry: its media (and
+    // those of anything that moved with it) have new label words.
+    const moved = await syncLabelHierarchy(db, target.tenantId);
+    if (moved.length) await markMediaOfLabelsStale(db, target.tenantId, await withDescendants(db, target.tenantId, moved));
+  }
   return { labelIds };
 }
 
@@ -140,6 +148,50 @@ async function recordMatch(db: Kysely<Database>, tenantId: string, entryId: stri
       }),
     )
     .execute();
+}
+
+/**
+ * Recomputes, from the tenant's asset labels, the statistics of every entry of its effective
+ * banks that a label of this name matches (by name or phrase): after a label is removed, its
+ * entries count only what remains. An entry nothing matches any more has no statistics row.
+ */
+export async function recomputeEntryStats(db: Kysely<Database>, tenantId: string, kind: LabelKind, labelName: string): Promise<void> {
+  const entries = [...new Map((await matchingEntries(db, tenantId, kind, [labelName])).map((m) => [m.entryId, m])).values()];
+  for (const entry of entries) {
+    const phrases = await db.selectFrom('label_bank_phrases').select('phrase').where('entry_id', '=', entry.entryId).execute();
+    const names = [entry.name, ...phrases.map((p) => p.phrase)];
+    const agg = await db
+      .selectFrom('asset_labels as al')
+      .innerJoin('labels as l', 'l.id', 'al.label_id')
+      .select((eb) => [
+        eb.fn.countAll<number>().as('usage'),
+        eb.fn.sum<number>('al.count').as('matches'),
+        eb.fn.sum<number>(sql`coalesce(al.confidence_sum, al.confidence * al.count)`).as('confidence_sum'),
+        eb.fn.max('al.confidence').as('max_confidence'),
+        eb.fn.max('al.last_seen_at').as('last_matched_at'),
+      ])
+      .where('al.tenant_id', '=', tenantId)
+      .where('l.tenant_id', '=', tenantId)
+      .where('l.kind', '=', kind)
+      .where('l.name', 'in', names)
+      .executeTakeFirstOrThrow();
+    if (Number(agg.usage) === 0) {
+      await db.deleteFrom('label_bank_stats').where('entry_id', '=', entry.entryId).where('tenant_id', '=', tenantId).execute();
+      continue;
+    }
+    const stats = {
+      usage_count: Number(agg.usage),
+      match_count: Number(agg.matches),
+      confidence_sum: Number(agg.confidence_sum),
+      max_confidence: Number(agg.max_confidence),
+      last_matched_at: agg.last_matched_at,
+    };
+    await db
+      .insertInto('label_bank_stats')
+      .values({ entry_id: entry.entryId, tenant_id: tenantId, ...stats })
+      .onConflict((oc) => oc.columns(['entry_id', 'tenant_id']).doUpdateSet(stats))
+      .execute();
+  }
 }
 
 /** Every label of one media, with frames and times (one row per label and source). */

@@ -36,9 +36,9 @@ export async function ensureLabelId(db: Kysely<Database>, tenantId: string, name
  * label named like an entry's phrase becomes a child of that entry's label (a synonym implies
  * its entry). `labels.parent_id` is derived from the banks only, so links no bank gives any more
  * are cleared. The first bank (tenant banks first) wins when banks disagree; a link that would
- * close a cycle across banks is dropped.
+ * close a cycle across banks is dropped. Returns the labels whose parent changed.
  */
-export async function syncLabelHierarchy(db: Kysely<Database>, tenantId: string): Promise<void> {
+export async function syncLabelHierarchy(db: Kysely<Database>, tenantId: string): Promise<string[]> {
   const banks = await effectiveBanks(db, tenantId);
   const kindOf = new Map(banks.map((b) => [b.id, b.kind]));
   const bankIds = banks.map((b) => b.id);
@@ -109,6 +109,7 @@ export async function syncLabelHierarchy(db: Kysely<Database>, tenantId: string)
     const want = parentKey ? (ids.get(parentKey) ?? null) : null;
     if (want !== l.parent_id) updates.set(want, [...(updates.get(want) ?? []), l.id]);
   }
+  const reparented = [...updates.values()].flat();
   for (const [parentId, labelIds] of updates) {
     for (let i = 0; i < labelIds.length; i += 500) {
       await db
@@ -127,6 +128,23 @@ export async function syncLabelHierarchy(db: Kysely<Database>, tenantId: string)
     const labelId = ids.get(key(bank.kind, e.name)) ?? null;
     await db.updateTable('label_bank_entries').set({ label_id: labelId }).where('id', '=', e.id).where('label_id', 'is distinct from', labelId).execute();
   }
+  return reparented;
+}
+
+/** The given labels of a tenant and all their descendants. */
+export async function withDescendants(db: Kysely<Database>, tenantId: string, labelIds: readonly string[]): Promise<string[]> {
+  const out = new Set(labelIds);
+  let frontier = [...out];
+  while (frontier.length) {
+    const next: string[] = [];
+    for (let i = 0; i < frontier.length; i += 500) {
+      const rows = await db.selectFrom('labels').select('id').where('tenant_id', '=', tenantId).where('parent_id', 'in', frontier.slice(i, i + 500)).execute();
+      for (const r of rows) if (!out.has(r.id)) next.push(r.id);
+    }
+    for (const id of next) out.add(id);
+    frontier = next;
+  }
+  return [...out];
 }
 
 /**
@@ -190,12 +208,5 @@ export async function labelIdsMatchingTerm(db: Kysely<Database>, tenantId: strin
       if (l) seeds.add(l.id);
     }
   }
-  const out = new Set(seeds);
-  let frontier = [...seeds];
-  while (frontier.length) {
-    const rows = await db.selectFrom('labels').select('id').where('tenant_id', '=', tenantId).where('parent_id', 'in', frontier).execute();
-    frontier = rows.map((r) => r.id).filter((id) => !out.has(id));
-    for (const id of frontier) out.add(id);
-  }
-  return [...out];
+  return withDescendants(db, tenantId, [...seeds]);
 }

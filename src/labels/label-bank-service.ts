@@ -3,6 +3,8 @@ import type { Database, LabelKind } from '../db/schema.js';
 import { nowIso } from '../db/schema.js';
 import { AppError, notFound } from '../errors.js';
 import { newId } from '../ids.js';
+import { changedLabels, labelWordsOf, type LabelWords } from '../search/label-words.js';
+import { markMediaOfLabelsStale } from '../search/stale-documents.js';
 import type { Principal } from '../tenancy/principal.js';
 import { BANK_FORMAT, BANK_FORMAT_VERSION, MAX_PHRASES_PER_ENTRY, type BankDoc, type BankEntryDoc } from './bank-format.js';
 import { effectiveBanks, type BankRow } from './effective-banks.js';
@@ -81,12 +83,22 @@ function isUniqueViolation(err: unknown): boolean {
 /**
  * Label banks: tenant-specific or global collections of entries (a name, phrases that are its
  * synonyms, a parent), general or moderation. Every write re-derives the tenant's label
- * hierarchy from its effective banks (for a global bank: every tenant's).
+ * hierarchy from its effective banks (for a global bank: every tenant's), and the search
+ * documents of the media whose label words it changed.
  */
+/** What other parts of the server do after a bank write commits. */
+export interface LabelBankHooks {
+  /** Rebuild the search documents marked stale by the write (of one tenant, or of all for a global bank). */
+  labelWordsChanged?(tenantId: string | undefined): Promise<void>;
+  /** Re-evaluate the tenant's media against its moderation thresholds. */
+  moderationChanged?(tenantId: string): Promise<void>;
+}
+
 export class LabelBankService {
   constructor(
     private readonly db: Kysely<Database>,
     private readonly maxEntries: number,
+    private readonly hooks: LabelBankHooks = {},
   ) {}
 
   /** The principal's scope for a write: admin keys only, their own tenant. */
@@ -120,12 +132,12 @@ export class LabelBankService {
   }
 
   async create(scope: BankScope, kind: LabelKind, input: { name: string; description?: string | null; entries?: BankEntryDoc[] }): Promise<BankDetailView> {
-    const id = await this.afterWrite(scope, (tx) => this.insertBank(tx, scope, kind, input));
+    const id = await this.afterWrite(scope, kind, (tx) => this.insertBank(tx, scope, kind, input));
     return this.get(tenantOf(scope), kind, id);
   }
 
   async update(scope: BankScope, kind: LabelKind, bankId: string, input: { name?: string; description?: string | null }): Promise<BankDetailView> {
-    await this.afterWrite(scope, async (tx) => {
+    await this.afterWrite(scope, kind, async (tx) => {
       await this.writable(tx, scope, kind, bankId);
       try {
         await tx
@@ -146,7 +158,7 @@ export class LabelBankService {
   }
 
   async delete(scope: BankScope, kind: LabelKind, bankId: string): Promise<void> {
-    await this.afterWrite(scope, async (tx) => {
+    await this.afterWrite(scope, kind, async (tx) => {
       await this.writable(tx, scope, kind, bankId);
       // Entries point at each other; remove the links first so no engine trips over the order.
       await tx.updateTable('label_bank_entries').set({ parent_id: null }).where('bank_id', '=', bankId).execute();
@@ -155,7 +167,7 @@ export class LabelBankService {
   }
 
   async addEntry(scope: BankScope, kind: LabelKind, bankId: string, input: EntryInput): Promise<BankEntryView> {
-    const id = await this.afterWrite(scope, async (tx) => {
+    const id = await this.afterWrite(scope, kind, async (tx) => {
       const bank = await this.writable(tx, scope, kind, bankId);
       const count = await tx.selectFrom('label_bank_entries').select((eb) => eb.fn.countAll<number>().as('n')).where('bank_id', '=', bankId).executeTakeFirstOrThrow();
       if (Number(count.n) >= this.maxEntries) throw new AppError('bank-too-large', `a bank may hold at most ${this.maxEntries} entries`);
@@ -179,7 +191,7 @@ export class LabelBankService {
   }
 
   async updateEntry(scope: BankScope, kind: LabelKind, bankId: string, entryId: string, input: Partial<EntryInput>): Promise<BankEntryView> {
-    await this.afterWrite(scope, async (tx) => {
+    await this.afterWrite(scope, kind, async (tx) => {
       const bank = await this.writable(tx, scope, kind, bankId);
       const entry = await this.entryIn(tx, bankId, entryId, 'entry');
       const name = input.name !== undefined ? normalizeLabelName(input.name) : entry.name;
@@ -212,7 +224,7 @@ export class LabelBankService {
   }
 
   async deleteEntry(scope: BankScope, kind: LabelKind, bankId: string, entryId: string): Promise<void> {
-    await this.afterWrite(scope, async (tx) => {
+    await this.afterWrite(scope, kind, async (tx) => {
       await this.writable(tx, scope, kind, bankId);
       await this.entryIn(tx, bankId, entryId, 'entry');
       // Children move up to the removed entry's parent rather than losing their place.
@@ -260,7 +272,7 @@ export class LabelBankService {
     if (doc.kind && doc.kind !== kind) throw new AppError('validation-failed', `kind: this document is a ${doc.kind} bank; import it under the ${doc.kind} banks`);
     const name = bankName(doc.name);
     let created = false;
-    const id = await this.afterWrite(scope, async (tx) => {
+    const id = await this.afterWrite(scope, kind, async (tx) => {
       const existing = await tx
         .selectFrom('label_banks')
         .selectAll()
@@ -333,16 +345,26 @@ export class LabelBankService {
     return new Map(rows.map((r) => [r.bank_id, Number(r.n)]));
   }
 
-  /** Runs a write in a transaction, then re-derives the label hierarchy of whoever it affects. */
-  private async afterWrite<T>(scope: BankScope, fn: (tx: Transaction<Database>) => Promise<T>): Promise<T> {
+  /**
+   * Runs a write in a transaction that also re-derives the label hierarchy of whoever it affects
+   * (for a global bank: every tenant) and marks the search documents of media whose label words
+   * (names, ancestors, phrases) changed; those documents are rebuilt once it commits.
+   */
+  private async afterWrite<T>(scope: BankScope, kind: LabelKind, fn: (tx: Transaction<Database>) => Promise<T>): Promise<T> {
+    const tenantIds = 'tenantId' in scope ? [scope.tenantId] : (await this.db.selectFrom('tenants').select('id').execute()).map((t) => t.id);
     const result = await this.db.transaction().execute(async (tx) => {
+      const before = new Map<string, LabelWords>();
+      for (const t of tenantIds) before.set(t, await labelWordsOf(tx, t));
       const r = await fn(tx);
-      if ('tenantId' in scope) await syncLabelHierarchy(tx, scope.tenantId);
+      for (const t of tenantIds) {
+        await syncLabelHierarchy(tx, t);
+        await markMediaOfLabelsStale(tx, t, changedLabels(before.get(t)!, await labelWordsOf(tx, t)));
+      }
       return r;
     });
-    if (!('tenantId' in scope)) {
-      for (const t of await this.db.selectFrom('tenants').select('id').execute()) await syncLabelHierarchy(this.db, t.id);
-    }
+    await this.hooks.labelWordsChanged?.('tenantId' in scope ? scope.tenantId : undefined);
+    // A moderation entry's threshold may have changed: media that now meet one are held.
+    if (kind === 'moderation') for (const t of tenantIds) await this.hooks.moderationChanged?.(t);
     return result;
   }
 

@@ -5,7 +5,7 @@ import type { MediaChanges } from '../media/media-changes.js';
 import type { ModerationService } from '../moderation/moderation-service.js';
 import { assertModerationVisible } from '../moderation/visibility.js';
 import type { Principal } from '../tenancy/principal.js';
-import { assetLabelsOf, writeAssetLabels, type AssetLabelDetail, type LabelInput, type LabelSource } from './asset-labels.js';
+import { assetLabelsOf, recomputeEntryStats, writeAssetLabels, type AssetLabelDetail, type LabelInput, type LabelSource } from './asset-labels.js';
 
 /** The worker (or any other part of the server) writing labels on its own authority, for one tenant. */
 export interface SystemActor {
@@ -56,23 +56,30 @@ export class MediaLabelService {
     return assetLabelsOf(this.db, actor.tenantId, mediaId);
   }
 
-  /** Removes one label of a media (the `user` one unless another source is named; `model` needs an admin key). */
+  /**
+   * Removes one label of a media (the `user` one unless another source is named; `model` needs
+   * an admin key), and takes it out of the statistics of the bank entries it matched.
+   */
   async removeLabel(actor: LabelActor, mediaId: string, labelId: string, source: LabelSource = 'user'): Promise<void> {
     const media = await this.media(actor.tenantId, mediaId);
+    const label = await this.db.selectFrom('labels').select(['name', 'kind']).where('id', '=', labelId).where('tenant_id', '=', actor.tenantId).executeTakeFirst();
     if (!isSystem(actor)) {
       this.assertWriter(actor, media.user_id);
       if (source === 'model' && !actor.isAdmin) throw new AppError('forbidden', 'only an admin key may remove model labels');
-      const label = await this.db.selectFrom('labels').select('kind').where('id', '=', labelId).where('tenant_id', '=', actor.tenantId).executeTakeFirst();
       if (label?.kind === 'moderation' && !actor.isAdmin) throw new AppError('forbidden', 'only an admin key may remove moderation labels');
     }
-    const res = await this.db
-      .deleteFrom('asset_labels')
-      .where('tenant_id', '=', actor.tenantId)
-      .where('media_id', '=', mediaId)
-      .where('label_id', '=', labelId)
-      .where('source', '=', source)
-      .executeTakeFirst();
-    if (Number(res.numDeletedRows) === 0) throw notFound('label of this media');
+    if (!label) throw notFound('label of this media');
+    await this.db.transaction().execute(async (tx) => {
+      const res = await tx
+        .deleteFrom('asset_labels')
+        .where('tenant_id', '=', actor.tenantId)
+        .where('media_id', '=', mediaId)
+        .where('label_id', '=', labelId)
+        .where('source', '=', source)
+        .executeTakeFirst();
+      if (Number(res.numDeletedRows) === 0) throw notFound('label of this media');
+      await recomputeEntryStats(tx, actor.tenantId, label.kind, label.name);
+    });
     await this.changes.emit({ tenantId: actor.tenantId, mediaId, reason: 'labels' });
   }
 

@@ -3,6 +3,7 @@ import type { Db } from '../db/database.js';
 import { nowIso, type CaptionKind } from '../db/schema.js';
 import { AppError, notFound } from '../errors.js';
 import { newId } from '../ids.js';
+import { assertModerationVisible } from '../moderation/visibility.js';
 import { safeJoin, type StorageLayout } from '../storage/layout.js';
 import type { Principal } from '../tenancy/principal.js';
 import { CaptionFormatError, parseCaptions } from './captions-format.js';
@@ -61,7 +62,7 @@ function cleanLabel(raw: string | undefined, language: string): string {
 /**
  * Caption tracks of ready videos: stored as WebVTT under the media's transcripts folder and
  * offered in its HLS master and DASH manifest. Only the owner or an admin may change them;
- * anyone of the tenant may list them; another tenant gets 404.
+ * anyone of the tenant may list them (unless moderation hides the media); another tenant gets 404.
  */
 export class CaptionService {
   constructor(
@@ -74,7 +75,7 @@ export class CaptionService {
   private async media(p: Principal, mediaId: string) {
     const row = await this.db
       .selectFrom('mediaassets')
-      .select(['id', 'tenant_id', 'user_id', 'kind', 'status'])
+      .select(['id', 'tenant_id', 'user_id', 'kind', 'status', 'moderation_state'])
       .where('id', '=', mediaId)
       .where('tenant_id', '=', p.tenantId)
       .executeTakeFirst();
@@ -91,8 +92,10 @@ export class CaptionService {
     return row;
   }
 
+  /** The tracks of a media; of a held or rejected one only for its owner and admins. */
   async list(p: Principal, mediaId: string): Promise<CaptionTrackView[]> {
     const row = await this.media(p, mediaId);
+    assertModerationVisible(p, row);
     return (await tracksOfMedia(this.db, this.apiPrefix, p.tenantId, [row.id])).get(row.id) ?? [];
   }
 

@@ -4,6 +4,7 @@ import type { Db } from '../db/database.js';
 import { fromJson, type MediaAssetsTable } from '../db/schema.js';
 import { AppError, notFound } from '../errors.js';
 import { labelsOfMedia, type AssetLabelView } from '../labels/label-service.js';
+import { recomputeEntryStats } from '../labels/asset-labels.js';
 import { removePath } from '../storage/files.js';
 import type { StorageLayout } from '../storage/layout.js';
 import type { Principal } from '../tenancy/principal.js';
@@ -13,6 +14,7 @@ import { nowIso, toJson } from '../db/schema.js';
 import { needsProcessing } from './detect-kind.js';
 import { normalizeCaption, normalizeTags } from './tags.js';
 import { tracksOfMedia, type CaptionTrackView } from './captions-service.js';
+import { assertModerationVisible } from '../moderation/visibility.js';
 
 export type MediaRow = Selectable<MediaAssetsTable>;
 
@@ -163,7 +165,8 @@ export class MediaService {
 
   /**
    * Reading is tenant-wide (a team shares its library); every query is scoped by tenant, so
-   * another tenant's id answers exactly like an id that does not exist.
+   * another tenant's id answers exactly like an id that does not exist. Media held or rejected
+   * by moderation is readable by its owner and admin keys only (`moderation-hidden`, as playback).
    */
   async get(p: Principal, mediaId: string): Promise<MediaView> {
     const row = await this.db
@@ -173,6 +176,7 @@ export class MediaService {
       .where('tenant_id', '=', p.tenantId)
       .executeTakeFirst();
     if (!row) throw notFound('media');
+    assertModerationVisible(p, row);
     const labels = await labelsOfMedia(this.db, p.tenantId, [row.id]);
     return toMediaView(row, labels.get(row.id));
   }
@@ -213,39 +217,44 @@ export class MediaService {
   }
 
   /**
-   * Changes the caption, title, description and tags (owner or admin). Tags are read and
-   * written under an optimistic check on updated_at, so concurrent add/remove calls never
-   * lose each other's changes. Returns the whole record.
+   * Changes the caption, title, description and tags (owner or admin). The row is locked for
+   * the read-modify-write of the tags, so concurrent add/remove calls apply one after another
+   * and never lose each other's changes. Returns the whole record.
    */
   async update(p: Principal, mediaId: string, patch: MediaPatch): Promise<MediaRecord> {
     const set: { caption?: string | null; title?: string | null; description?: string | null } = {};
     if (patch.caption !== undefined) set.caption = normalizeCaption(patch.caption);
     if (patch.title !== undefined) set.title = normalizeTitle(patch.title);
     if (patch.description !== undefined) set.description = normalizeDescription(patch.description);
-    for (let attempt = 0; ; attempt++) {
-      const row = await this.db
+    const changed = await this.db.transaction().execute(async (tx) => {
+      // A no-op update takes the row's write lock on PostgreSQL; SQLite runs one transaction at a time.
+      const locked = await tx
+        .updateTable('mediaassets')
+        .set((eb) => ({ updated_at: eb.ref('updated_at') }))
+        .where('id', '=', mediaId)
+        .where('tenant_id', '=', p.tenantId)
+        .executeTakeFirst();
+      if (Number(locked.numUpdatedRows) === 0) throw notFound('media');
+      const row = await tx
         .selectFrom('mediaassets')
         .select(['id', 'user_id', 'user_tags', 'updated_at'])
         .where('id', '=', mediaId)
         .where('tenant_id', '=', p.tenantId)
-        .executeTakeFirst();
-      if (!row) throw notFound('media');
+        .executeTakeFirstOrThrow();
       if (!p.isAdmin && row.user_id !== p.userId) throw new AppError('forbidden', 'only the owner or an admin key may edit this media');
       const tags = patch.tags === undefined ? undefined : patchedTags(fromJson<string[]>(row.user_tags, []), patch.tags);
-      if (tags === undefined && !Object.keys(set).length) return this.record(p, row.id);
+      if (tags === undefined && !Object.keys(set).length) return false;
       let now = nowIso();
       if (now <= row.updated_at) now = new Date(Date.parse(row.updated_at) + 1).toISOString();
-      const res = await this.db
+      await tx
         .updateTable('mediaassets')
         .set({ ...set, ...(tags ? { user_tags: toJson(tags) } : {}), updated_at: now })
         .where('id', '=', row.id)
         .where('tenant_id', '=', p.tenantId)
-        .where('updated_at', '=', row.updated_at)
-        .executeTakeFirst();
-      if (Number(res.numUpdatedRows) > 0) break;
-      if (attempt >= 4) throw new AppError('conflict', 'the media changed concurrently; try again');
-    }
-    await this.changes?.emit({ tenantId: p.tenantId, mediaId, reason: 'metadata' });
+        .execute();
+      return true;
+    });
+    if (changed) await this.changes?.emit({ tenantId: p.tenantId, mediaId, reason: 'metadata' });
     return this.record(p, mediaId);
   }
 
@@ -310,7 +319,17 @@ export class MediaService {
       .executeTakeFirst();
     if (!row) throw notFound('media');
     if (!p.isAdmin && row.user_id !== p.userId) throw new AppError('forbidden', 'only the owner or an admin key may delete this media');
+    const labels = await this.db
+      .selectFrom('asset_labels as al')
+      .innerJoin('labels as l', 'l.id', 'al.label_id')
+      .select(['l.kind', 'l.name'])
+      .distinct()
+      .where('al.media_id', '=', row.id)
+      .where('al.tenant_id', '=', p.tenantId)
+      .execute();
     await this.db.deleteFrom('mediaassets').where('id', '=', row.id).where('tenant_id', '=', p.tenantId).execute();
+    // Bank entry statistics count what is labelled now: a deleted media no longer is.
+    for (const l of labels) await recomputeEntryStats(this.db, p.tenantId, l.kind, l.name);
     await removePath(this.layout.mediaDir({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id }));
     await this.changes?.emit({ tenantId: row.tenant_id, mediaId: row.id, reason: 'deleted' });
   }

@@ -1,6 +1,7 @@
 import type { Db } from '../db/database.js';
 import type { MediaStatus } from '../db/schema.js';
 import { notFound } from '../errors.js';
+import { assertModerationVisible, hiddenByModeration, maySeeHidden } from '../moderation/visibility.js';
 import type { Principal } from '../tenancy/principal.js';
 import type { MediaChanges } from './media-changes.js';
 
@@ -13,7 +14,7 @@ export interface StatusEvent {
   error_reason: string | null;
 }
 
-/** An idle stream checks that its media still exists once per this many polls (deletes in this process are seen at once). */
+/** An idle stream checks that its media still exists and is visible once per this many polls (changes in this process are seen at once). */
 const GONE_CHECK_EVERY = 10;
 
 export const TERMINAL_STATUSES: ReadonlySet<MediaStatus> = new Set(['ready', 'error']);
@@ -47,7 +48,7 @@ export class MediaStatusFeed {
   private async mediaRow(tenantId: string, mediaId: string) {
     return this.db
       .selectFrom('mediaassets')
-      .select(['id', 'status', 'error_code', 'error_reason', 'updated_at'])
+      .select(['id', 'user_id', 'status', 'error_code', 'error_reason', 'updated_at', 'moderation_state'])
       .where('id', '=', mediaId)
       .where('tenant_id', '=', tenantId)
       .executeTakeFirst();
@@ -78,12 +79,14 @@ export class MediaStatusFeed {
   }
 
   /**
-   * Checks the media is the caller's tenant's (404 otherwise) and returns the backlog: with no
+   * Checks the media is the caller's tenant's (404 otherwise) and visible to them under the
+   * moderation rule (`moderation-hidden` otherwise) and returns the backlog: with no
    * `lastEventId`, the current status (the newest event); with one, every event after it.
    */
   async backlog(p: Principal, mediaId: string, lastEventId?: string): Promise<StatusBacklog> {
     const media = await this.mediaRow(p.tenantId, mediaId);
     if (!media) throw notFound('media');
+    assertModerationVisible(p, media);
     if (lastEventId) {
       const events = await this.eventsAfter(p.tenantId, mediaId, lastEventId);
       return { events, cursor: events.at(-1)?.id ?? lastEventId, status: events.at(-1)?.status ?? media.status };
@@ -106,19 +109,31 @@ export class MediaStatusFeed {
   }
 
   /**
-   * Calls `onEvents` with each batch of new events after `cursor`, and `onGone` if the media is
-   * deleted, until stopped. Polls at the configured interval; same-process changes poll at once.
+   * Calls `onEvents` with each batch of new events after `cursor` for `viewer`, `onGone` if the
+   * media is deleted and `onHidden` if moderation hides it from the viewer, until stopped.
+   * Polls at the configured interval; same-process changes poll at once.
    */
   watch(
-    tenantId: string,
+    viewer: Principal,
     mediaId: string,
     cursor: string,
-    handlers: { onEvents(events: StatusEvent[]): void; onGone(): void; onError(err: unknown): void },
+    handlers: { onEvents(events: StatusEvent[]): void; onGone(): void; onHidden(): void; onError(err: unknown): void },
   ): StatusWatch {
+    const { tenantId } = viewer;
     let stopped = false;
     let running = false;
     let again = false;
     let checkGone = false;
+    /** Whether the media is still there and visible to the viewer; tells the handlers and stops if not. */
+    const stillVisible = async (): Promise<boolean> => {
+      const row = await this.mediaRow(tenantId, mediaId);
+      if (stopped) return false;
+      if (row && !(hiddenByModeration(row.moderation_state) && !maySeeHidden(viewer, row.user_id))) return true;
+      stopped = true;
+      if (row) handlers.onHidden();
+      else handlers.onGone();
+      return false;
+    };
     let idlePolls = 0;
     let timer: NodeJS.Timeout | undefined;
     const poll = async () => {
@@ -134,13 +149,13 @@ export class MediaStatusFeed {
           again = false;
           const events = await this.eventsAfter(tenantId, mediaId, cursor);
           if (stopped) return;
+          // Events are rare: each batch is checked against moderation before it is sent.
           if (events.length) {
+            if (!(await stillVisible())) return;
             cursor = events.at(-1)!.id!;
             handlers.onEvents(events);
             idlePolls = 0;
-          } else if ((checkGone || ++idlePolls % GONE_CHECK_EVERY === 0) && !(await this.mediaRow(tenantId, mediaId))) {
-            stopped = true;
-            handlers.onGone();
+          } else if ((checkGone || ++idlePolls % GONE_CHECK_EVERY === 0) && !(await stillVisible())) {
             return;
           }
           checkGone = false;
@@ -154,8 +169,8 @@ export class MediaStatusFeed {
     };
     const unsubscribe = this.changes?.on((change) => {
       if (change.mediaId !== mediaId || change.tenantId !== tenantId) return;
-      if (change.reason === 'deleted') checkGone = true;
-      if (change.reason === 'status' || change.reason === 'deleted') void poll();
+      if (change.reason === 'deleted' || change.reason === 'moderation') checkGone = true;
+      if (change.reason === 'status' || change.reason === 'deleted' || change.reason === 'moderation') void poll();
     });
     timer = setTimeout(() => void poll(), this.pollMs);
     return {

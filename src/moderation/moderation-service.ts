@@ -192,13 +192,60 @@ export class ModerationService {
   }
 
   /**
-   * Replaces the tenant's thresholds. They apply to label writes from now on; media already
-   * labelled is not re-evaluated (that would hold or release a library at once, unreviewed).
+   * Replaces the tenant's thresholds and re-evaluates the media they now hold: a lower threshold
+   * holds media whose labels meet it, as if they had just been labelled. A higher one releases
+   * nothing (held media waits for a moderator). `held` counts the media this change held.
    */
-  async setThresholds(p: Principal, input: { default: number | null; labels: Array<{ label: string; threshold: number }> }): Promise<ThresholdsView> {
+  async setThresholds(
+    p: Principal,
+    input: { default: number | null; labels: Array<{ label: string; threshold: number }> },
+  ): Promise<ThresholdsView & { held: number }> {
     requireAdmin(p, 'change moderation thresholds');
     await writeThresholds(this.db, p.tenantId, input);
-    return this.thresholds(p);
+    const held = await this.reevaluate(p.tenantId);
+    return { ...(await this.thresholds(p)), held };
+  }
+
+  /**
+   * Evaluates every media of the tenant that is not held or rejected and has a moderation label
+   * meeting its current threshold; returns how many it held. Call after thresholds change
+   * (per label, tenant default, or a moderation bank entry's). The work is one query per
+   * moderation label in use plus one evaluation per candidate, not per media of the tenant.
+   */
+  async reevaluate(tenantId: string): Promise<number> {
+    const inUse = await this.db
+      .selectFrom('labels as l')
+      .select(['l.id', 'l.name'])
+      .where('l.tenant_id', '=', tenantId)
+      .where('l.kind', '=', 'moderation')
+      .where((eb) => eb.exists(eb.selectFrom('asset_labels as al').select('al.id').where('al.tenant_id', '=', tenantId).whereRef('al.label_id', '=', 'l.id')))
+      .execute();
+    const thresholds = await thresholdsFor(this.db, tenantId, inUse, this.serverDefault);
+    const candidates = new Set<string>();
+    for (const label of inUse) {
+      const rows = await this.db
+        .selectFrom('asset_labels as al')
+        .innerJoin('mediaassets as m', 'm.id', 'al.media_id')
+        .select('al.media_id')
+        .distinct()
+        .where('al.tenant_id', '=', tenantId)
+        .where('m.tenant_id', '=', tenantId)
+        .where('al.label_id', '=', label.id)
+        .where('al.confidence', '>=', thresholds.get(label.id)!)
+        .where('m.moderation_state', 'in', ['none', 'approved'])
+        .execute();
+      for (const r of rows) candidates.add(r.media_id);
+    }
+    let held = 0;
+    for (const mediaId of candidates) {
+      try {
+        if ((await this.evaluate(tenantId, mediaId)) === 'held') held++;
+      } catch (err) {
+        // Deleted meanwhile: nothing to hold.
+        if (!(err instanceof AppError && err.slug === 'not-found')) throw err;
+      }
+    }
+    return held;
   }
 
   private async stateOf(tenantId: string, mediaId: string): Promise<ModerationState> {

@@ -27,6 +27,12 @@ export function moderatedPlaybackKey(playbackKey: string): string {
   return `${playbackKey}:moderated`;
 }
 
+/** The key to sign a media's playback URLs with, for a principal allowed to see it (null: nothing to play). */
+export function playbackSigningKey(media: { playback_key: string | null; moderation_state: ModerationState | string }): string | null {
+  if (!media.playback_key) return null;
+  return hiddenByModeration(media.moderation_state) ? moderatedPlaybackKey(media.playback_key) : media.playback_key;
+}
+
 export interface ModerationSummary {
   state: ModerationState;
   decided_at: string | null;

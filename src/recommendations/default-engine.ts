@@ -7,6 +7,8 @@ import type { RecommendationEngine } from './engine.js';
 type FeatureKey = string;
 const labelKey = (id: string): FeatureKey => `l:${id}`;
 const tagKey = (tag: string): FeatureKey => `t:${tag}`;
+/** Features of a seed or a user's profile: summed weight, and how many of its media carry each. */
+type Profile = Map<FeatureKey, { w: number; carriers: number }>;
 
 export interface DefaultEngineOptions {
   /** Features of the seed or profile used to find candidates (the most informative first). */
@@ -68,23 +70,32 @@ export class DefaultRecommendationEngine implements RecommendationEngine {
     const ids = [...new Set([...own.map((r) => r.id), ...viewed.map((r) => r.media_id)])];
     if (!ids.length) return [];
     const profile = await this.featuresOf(tenantId, ids);
-    return this.rank(tenantId, profile, limit, { excludeUserId: userId });
+    // The profile's own media score highest of all: dropped before ranking, so they cannot crowd out the rest.
+    return this.rank(tenantId, profile, limit, { excludeIds: ids, excludeUserId: userId });
   }
 
-  /** Summed feature weights of some media (labels by confidence, tags 1). */
-  private async featuresOf(tenantId: string, mediaIds: string[]): Promise<Map<FeatureKey, number>> {
-    const out = new Map<FeatureKey, number>();
+  /**
+   * Summed feature weights of some media (labels by their highest confidence over sources, tags
+   * 1), and how many of them carry each feature.
+   */
+  private async featuresOf(tenantId: string, mediaIds: string[]): Promise<Profile> {
+    const out: Profile = new Map();
+    const add = (f: FeatureKey, w: number) => {
+      const cur = out.get(f);
+      out.set(f, { w: (cur?.w ?? 0) + w, carriers: (cur?.carriers ?? 0) + 1 });
+    };
     const labels = await this.db
       .selectFrom('asset_labels as al')
       .innerJoin('labels as l', 'l.id', 'al.label_id')
-      .select(['al.label_id', 'al.confidence'])
+      .select(['al.label_id', (eb) => eb.fn.max('al.confidence').as('confidence')])
       .where('al.tenant_id', '=', tenantId)
       .where('al.media_id', 'in', mediaIds)
       .where('l.kind', '=', 'general')
+      .groupBy(['al.media_id', 'al.label_id'])
       .execute();
-    for (const l of labels) out.set(labelKey(l.label_id), (out.get(labelKey(l.label_id)) ?? 0) + Number(l.confidence));
+    for (const l of labels) add(labelKey(l.label_id), Number(l.confidence));
     const tags = await this.db.selectFrom('media_tags').select('tag').where('tenant_id', '=', tenantId).where('media_id', 'in', mediaIds).execute();
-    for (const t of tags) out.set(tagKey(t.tag), (out.get(tagKey(t.tag)) ?? 0) + 1);
+    for (const t of tags) add(tagKey(t.tag), 1);
     return out;
   }
 
@@ -110,7 +121,7 @@ export class DefaultRecommendationEngine implements RecommendationEngine {
       const r = f.startsWith('l:')
         ? await this.db
             .selectFrom('asset_labels')
-            .select((eb) => eb.fn.countAll<number>().as('n'))
+            .select((eb) => eb.fn.count<number>('media_id').distinct().as('n'))
             .where('tenant_id', '=', tenantId)
             .where('label_id', '=', f.slice(2))
             .executeTakeFirst()
@@ -128,9 +139,10 @@ export class DefaultRecommendationEngine implements RecommendationEngine {
     if (f.startsWith('l:')) {
       const rows = await this.db
         .selectFrom('asset_labels')
-        .select(['media_id', 'confidence'])
+        .select(['media_id', (eb) => eb.fn.max('confidence').as('confidence')])
         .where('tenant_id', '=', tenantId)
         .where('label_id', '=', f.slice(2))
+        .groupBy('media_id')
         .orderBy('media_id', 'desc')
         .limit(this.opts.postingCap)
         .execute();
@@ -149,17 +161,17 @@ export class DefaultRecommendationEngine implements RecommendationEngine {
 
   private async rank(
     tenantId: string,
-    profile: Map<FeatureKey, number>,
+    profile: Profile,
     limit: number,
     exclude: { excludeIds?: string[]; excludeUserId?: string },
   ): Promise<string[]> {
     if (!profile.size || limit < 1) return [];
     const n = await this.mediaCount(tenantId);
     const weighted: { f: FeatureKey; w: number; idf: number }[] = [];
-    for (const [f, w] of profile) {
+    for (const [f, { w, carriers }] of profile) {
       const df = await this.documentFrequency(tenantId, f);
-      // A feature only the seed has cannot find anything; one everything has says nothing.
-      if (df < 1) continue;
+      // A feature only the seed (or profile) has cannot find anything; one everything has says nothing.
+      if (df <= carriers) continue;
       weighted.push({ f, w, idf: Math.log(Math.max(n, df + 1) / df) });
     }
     weighted.sort((a, b) => b.w * b.idf - a.w * a.idf);
@@ -169,31 +181,37 @@ export class DefaultRecommendationEngine implements RecommendationEngine {
       for (const p of await this.postings(tenantId, f)) scores.set(p.mediaId, (scores.get(p.mediaId) ?? 0) + w * p.weight * idf);
     }
     for (const id of exclude.excludeIds ?? []) scores.delete(id);
-    if (!scores.size) return [];
-    const shortlist = [...scores.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? 1 : -1)).slice(0, Math.max(limit * 3, 50));
-    const ids = shortlist.map(([id]) => id);
+    const ordered = [...scores.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? 1 : -1));
+    const now = Date.now();
+    const halfLifeMs = this.opts.recencyHalfLifeDays * 86_400_000;
+    const found: { id: string; score: number }[] = [];
+    // Visibility is checked a slice at a time, the slices growing, until enough candidates pass.
+    let size = Math.max(limit * 3, 50);
+    for (let start = 0; start < ordered.length && found.length < limit; start += size, size *= 2) {
+      for (const r of await this.visibleCandidates(tenantId, ordered.slice(start, start + size).map(([id]) => id), exclude.excludeUserId)) {
+        const age = Math.max(0, now - Date.parse(r.created_at));
+        found.push({ id: r.id, score: scores.get(r.id)! * (0.5 + 0.5 * 2 ** (-age / halfLifeMs)) });
+      }
+    }
+    return found
+      .sort((a, b) => b.score - a.score || (a.id < b.id ? 1 : -1))
+      .slice(0, limit)
+      .map((r) => r.id);
+  }
+
+  /** The candidates anyone may see, less the user's own media and what they viewed. */
+  private async visibleCandidates(tenantId: string, ids: string[], excludeUserId?: string): Promise<{ id: string; created_at: string }[]> {
     let q = this.db
       .selectFrom('mediaassets as m')
       .select(['m.id', 'm.created_at'])
       .where('m.tenant_id', '=', tenantId)
       .where('m.id', 'in', ids)
       .where(publiclyVisible('m'));
-    if (exclude.excludeUserId) {
-      const userId = exclude.excludeUserId;
+    if (excludeUserId) {
       q = q
-        .where('m.user_id', '<>', userId)
-        .where(sql<boolean>`not exists (select 1 from media_views v where v.tenant_id = ${tenantId} and v.user_id = ${userId} and v.media_id = m.id)`);
+        .where('m.user_id', '<>', excludeUserId)
+        .where(sql<boolean>`not exists (select 1 from media_views v where v.tenant_id = ${tenantId} and v.user_id = ${excludeUserId} and v.media_id = m.id)`);
     }
-    const rows = await q.execute();
-    const now = Date.now();
-    const halfLifeMs = this.opts.recencyHalfLifeDays * 86_400_000;
-    return rows
-      .map((r) => {
-        const age = Math.max(0, now - Date.parse(r.created_at));
-        return { id: r.id, score: scores.get(r.id)! * (0.5 + 0.5 * 2 ** (-age / halfLifeMs)) };
-      })
-      .sort((a, b) => b.score - a.score || (a.id < b.id ? 1 : -1))
-      .slice(0, limit)
-      .map((r) => r.id);
+    return q.execute();
   }
 }

@@ -2,7 +2,8 @@ import type { Logger } from 'pino';
 import type { Db } from '../db/database.js';
 import { nowIso } from '../db/schema.js';
 import { notFound } from '../errors.js';
-import { publiclyVisible, visibleTo } from '../search/visibility.js';
+import { assertModerationVisible, maySeeHidden } from '../moderation/visibility.js';
+import { publiclyVisible } from '../search/visibility.js';
 import type { Principal } from '../tenancy/principal.js';
 import type { RecommendationEngine } from './engine.js';
 
@@ -22,16 +23,20 @@ export class RecommendationService {
     private readonly log: Logger,
   ) {}
 
-  /** Media similar to one the caller can see; 404 for a media of another tenant or none. */
+  /**
+   * Media similar to one the caller can see: 404 for a media of another tenant or none (or one
+   * not ready, but to its owner and admins), `moderation-hidden` for a held one, as its record.
+   */
   async related(p: Principal, mediaId: string, limit: number): Promise<string[]> {
     const seed = await this.db
       .selectFrom('mediaassets as m')
-      .select('m.id')
+      .select(['m.id', 'm.user_id', 'm.status', 'm.moderation_state'])
       .where('m.tenant_id', '=', p.tenantId)
       .where('m.id', '=', mediaId)
-      .where(visibleTo({ kind: 'member', userId: p.userId, isAdmin: p.isAdmin }, 'm'))
       .executeTakeFirst();
     if (!seed) throw notFound('media');
+    assertModerationVisible(p, seed);
+    if (seed.status !== 'ready' && !maySeeHidden(p, seed.user_id)) throw notFound('media');
     const ids = await this.ask('related', (e) => e.related(p.tenantId, mediaId, overAsk(limit)));
     return this.visible(p.tenantId, ids.filter((id) => id !== mediaId), limit);
   }

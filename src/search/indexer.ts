@@ -4,13 +4,17 @@ import type { MediaChange } from '../media/media-changes.js';
 import { buildDocuments, type SearchDocument } from './documents.js';
 import type { SearchIndex } from './search-index.js';
 
-const BATCH = 500;
+const BATCH = 1000;
 
 /**
  * Keeps the derived search state (the full-text document and `media_tags`) in step with the
- * media tables. It listens to media changes in every process; the state lives in the database.
+ * media tables. It listens to media changes in every process and rebuilds the documents that
+ * label bank writes mark stale; the state lives in the database.
  */
 export class SearchIndexer {
+  /** Stale-document refreshes of this process run one after another. */
+  private refreshing: Promise<unknown> = Promise.resolve();
+
   constructor(
     private readonly handle: DatabaseHandle,
     private readonly index: SearchIndex,
@@ -21,18 +25,23 @@ export class SearchIndexer {
     return this.handle.db;
   }
 
-  /** The media change listener: every write re-indexes the media; a delete removes it. */
+  /**
+   * The media change listener: every write re-indexes the media; a delete removes it. Documents
+   * of the tenant still marked stale (by a process that could not rebuild them) follow.
+   */
   async onChange(change: MediaChange): Promise<void> {
     if (change.reason === 'deleted') await this.removeMedia(change.tenantId, [change.mediaId]);
     else await this.reindexMedia(change.tenantId, change.mediaId);
+    const stale = await this.db.selectFrom('search_stale').select('media_id').where('tenant_id', '=', change.tenantId).limit(1).executeTakeFirst();
+    if (stale) await this.refreshStale(change.tenantId);
   }
 
   async reindexMedia(tenantId: string, mediaId: string): Promise<void> {
     await this.reindexMany(tenantId, [mediaId]);
   }
 
-  /** Rebuilds the documents of media of one tenant; ids that no longer exist are removed. */
-  async reindexMany(tenantId: string, mediaIds: string[]): Promise<void> {
+  /** Rebuilds the documents (and tags) of media of one tenant; ids that no longer exist are removed. */
+  async reindexMany(tenantId: string, mediaIds: string[], opts: { tags: boolean } = { tags: true }): Promise<void> {
     for (let i = 0; i < mediaIds.length; i += BATCH) {
       const ids = [...new Set(mediaIds.slice(i, i + BATCH))];
       const docs = await buildDocuments(this.db, this.handle.dialect, tenantId, ids);
@@ -40,7 +49,7 @@ export class SearchIndexer {
       const gone = ids.filter((id) => !found.has(id));
       await this.db.transaction().execute(async (trx) => {
         await this.index.upsert(trx, docs);
-        await writeTags(trx, docs);
+        if (opts.tags) await writeTags(trx, docs);
         if (gone.length) await this.index.remove(trx, tenantId, gone);
       });
     }
@@ -53,30 +62,45 @@ export class SearchIndexer {
     });
   }
 
-  /**
-   * Re-indexes every media carrying a label or one of its descendants: call after a label's
-   * name, parent or bank phrases change, since documents hold those words.
-   */
-  async reindexLabel(tenantId: string, labelId: string): Promise<number> {
-    const labelIds = new Set([labelId]);
-    let frontier = [labelId];
-    for (let depth = 0; frontier.length && depth < 16; depth++) {
-      const children = await this.db.selectFrom('labels').select('id').where('tenant_id', '=', tenantId).where('parent_id', 'in', frontier).execute();
-      frontier = children.map((c) => c.id).filter((id) => !labelIds.has(id));
-      for (const id of frontier) labelIds.add(id);
-    }
-    const media = await this.db
-      .selectFrom('asset_labels')
-      .select('media_id')
-      .distinct()
-      .where('tenant_id', '=', tenantId)
-      .where('label_id', 'in', [...labelIds])
-      .execute();
-    await this.reindexMany(tenantId, media.map((m) => m.media_id));
-    return media.length;
+  /** Rebuilds the documents marked stale, of one tenant or of all, in batches; returns how many. */
+  refreshStale(tenantId?: string): Promise<number> {
+    const run = this.refreshing.then(() => this.drainStale(tenantId));
+    this.refreshing = run.catch(() => undefined);
+    return run;
   }
 
-  /** Indexes media that have no document yet (those created before search existed). */
+  /**
+   * After a label bank write committed: rebuilds what it marked stale. A failure must not fail
+   * the write: the marks stay, and the next media change of the tenant (or start-up) rebuilds them.
+   */
+  async refreshStaleQuietly(tenantId?: string): Promise<void> {
+    await this.refreshStale(tenantId).catch((err: unknown) => this.log?.error({ err, tenantId }, 'rebuilding stale search documents failed'));
+  }
+
+  private async drainStale(tenantId?: string): Promise<number> {
+    let total = 0;
+    for (;;) {
+      let q = this.db.selectFrom('search_stale').select(['media_id', 'tenant_id', 'version']);
+      if (tenantId) q = q.where('tenant_id', '=', tenantId);
+      const marks = await q.orderBy('media_id').limit(BATCH).execute();
+      if (!marks.length) break;
+      const byTenant = new Map<string, string[]>();
+      for (const m of marks) byTenant.set(m.tenant_id, [...(byTenant.get(m.tenant_id) ?? []), m.media_id]);
+      // Marks come from label words, which tags do not hold.
+      for (const [t, ids] of byTenant) await this.reindexMany(t, ids, { tags: false });
+      // A mark made again while its document was rebuilt has a new version and stays.
+      const byVersion = new Map<number, string[]>();
+      for (const m of marks) byVersion.set(Number(m.version), [...(byVersion.get(Number(m.version)) ?? []), m.media_id]);
+      for (const [version, ids] of byVersion) {
+        await this.db.deleteFrom('search_stale').where('version', '=', version).where('media_id', 'in', ids).execute();
+      }
+      total += marks.length;
+    }
+    if (total) this.log?.debug({ media: total }, 'stale search documents rebuilt');
+    return total;
+  }
+
+  /** Indexes media that have no document yet (those created before search existed), and stale ones. */
   async backfill(): Promise<number> {
     let total = 0;
     for (;;) {
@@ -88,6 +112,7 @@ export class SearchIndexer {
       total += missing.length;
       if (missing.length < BATCH) break;
     }
+    total += await this.refreshStale();
     if (total) this.log?.info({ media: total }, 'search index backfilled');
     return total;
   }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { sql, type RawBuilder } from 'kysely';
 import type { Db, DatabaseHandle } from '../db/database.js';
 import type { MediaKind, MediaStatus } from '../db/schema.js';
@@ -22,13 +23,8 @@ export interface IndexQuery {
   audience: Audience;
   /** Only media created up to this instant: later pages of a search ignore media added since its first. */
   asOf: string;
-  /**
-   * Where the previous page ended: its last (score, id) and how many results came before.
-   * PostgreSQL continues after (score, id) (ts_rank_cd depends on the document and query only);
-   * SQLite skips `offset` results, since bm25() depends on corpus statistics that any write
-   * shifts, which would break a keyset on the score.
-   */
-  after?: { score: number; id: string; offset: number };
+  /** Where the previous page ended (engines with stable scores only): continue after this (score, id). */
+  after?: { score: number; id: string };
   limit: number;
 }
 
@@ -40,6 +36,11 @@ export interface SearchHit {
 
 /** A full-text index of media documents, kept in the application database. */
 export interface SearchIndex {
+  /**
+   * Whether a media's score depends on its document and the query only, so that a keyset on
+   * (score, id) pages stably. Otherwise later pages are read from a snapshot of the ranking.
+   */
+  readonly stableScores: boolean;
   upsert(db: Db, docs: SearchDocument[]): Promise<void>;
   remove(db: Db, tenantId: string, mediaIds: string[]): Promise<void>;
   search(q: IndexQuery): Promise<SearchHit[]>;
@@ -51,8 +52,11 @@ export interface SearchIndex {
 const MAX_FIELD = 200_000;
 const cap = (s: string) => (s.length > MAX_FIELD ? s.slice(0, MAX_FIELD) : s);
 
-function filterSql(q: IndexQuery, keyset: boolean): RawBuilder<boolean> {
-  const parts: RawBuilder<unknown>[] = [sql`m.tenant_id = ${q.tenantId}`, visibleTo(q.audience), sql`m.created_at <= ${q.asOf}`];
+export type FilterQuery = Pick<IndexQuery, 'tenantId' | 'filters' | 'audience' | 'after'> & { asOf?: string };
+
+function filterSql(q: FilterQuery, keyset: boolean): RawBuilder<boolean> {
+  const parts: RawBuilder<unknown>[] = [sql`m.tenant_id = ${q.tenantId}`, visibleTo(q.audience)];
+  if (q.asOf) parts.push(sql`m.created_at <= ${q.asOf}`);
   const f = q.filters;
   if (f.kind) parts.push(sql`m.kind = ${f.kind}`);
   if (f.status) parts.push(sql`m.status = ${f.status}`);
@@ -69,24 +73,71 @@ function filterSql(q: IndexQuery, keyset: boolean): RawBuilder<boolean> {
   return sql<boolean>`${sql.join(parts, sql` and `)}`;
 }
 
+/** Which of these media still pass a search's filters and visibility (for pages read from a snapshot). */
+export async function stillMatching(db: Db, q: FilterQuery, mediaIds: string[]): Promise<Set<string>> {
+  if (!mediaIds.length) return new Set();
+  const res = await sql<{ id: string }>`select m.id from mediaassets m where m.id in (${sql.join(mediaIds)}) and ${filterSql(q, false)}`.execute(db);
+  return new Set(res.rows.map((r) => r.id));
+}
+
+/** A tenant's FTS5 table. Its name comes from a hash of the tenant id, so only hex digits reach the SQL. */
+export function ftsTableOf(tenantId: string): string {
+  return `media_search_fts_${createHash('sha256').update(tenantId).digest('hex').slice(0, 24)}`;
+}
+
+const ROWS_PER_STATEMENT = 250;
+
+function chunks<T>(items: T[], size = ROWS_PER_STATEMENT): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
 /**
- * SQLite FTS5. bm25() weighs the columns (title 10, caption 8, filename 5, description 4, tags 3,
- * labels 3, caption tracks 1), so a word in the caption outranks the same word as a tag only.
+ * SQLite FTS5, one table per tenant so bm25's statistics are the tenant's own. bm25() weighs the
+ * columns (title 10, caption 8, filename 5, description 4, tags 3, labels 3, caption tracks 1), so
+ * a word in the caption outranks the same word as a tag only. Those statistics move with every
+ * write of the tenant, so scores are not stable across pages.
  */
 export class Fts5SearchIndex implements SearchIndex {
+  readonly stableScores = false;
+  /** Tables seen to exist (they are never dropped). */
+  private readonly existing = new Set<string>();
+
   constructor(private readonly db: Db) {}
+
+  private async exists(db: Db, table: string): Promise<boolean> {
+    if (this.existing.has(table)) return true;
+    const found = await sql<{ n: number }>`select count(*) as n from sqlite_master where type = 'table' and name = ${table}`.execute(db);
+    if (Number(found.rows[0]?.n ?? 0) === 0) return false;
+    // Inside a transaction the table may be new and still be rolled back.
+    if (db === this.db) this.existing.add(table);
+    return true;
+  }
 
   async upsert(db: Db, docs: SearchDocument[]): Promise<void> {
     const at = nowIso();
-    for (const d of docs) {
-      const row = await sql<{ id: number }>`
-        insert into media_search_docs (media_id, tenant_id, indexed_at) values (${d.mediaId}, ${d.tenantId}, ${at})
-        on conflict (media_id) do update set indexed_at = excluded.indexed_at
-        returning id`.execute(db);
-      const rowid = row.rows[0]!.id;
-      await sql`delete from media_search_fts where rowid = ${rowid}`.execute(db);
-      await sql`insert into media_search_fts (rowid, title, filename, caption, description, tags, labels, tracks)
-        values (${rowid}, ${d.title}, ${d.filename}, ${d.caption}, ${d.description}, ${d.tags}, ${d.labels}, ${cap(d.tracks)})`.execute(db);
+    const byTenant = new Map<string, SearchDocument[]>();
+    for (const d of docs) byTenant.set(d.tenantId, [...(byTenant.get(d.tenantId) ?? []), d]);
+    for (const [tenantId, tenantDocs] of byTenant) {
+      const t = sql.raw(ftsTableOf(tenantId));
+      await sql`create virtual table if not exists ${t} using fts5(
+        title, filename, caption, description, tags, labels, tracks,
+        tokenize = 'unicode61 remove_diacritics 2', prefix = '2 3'
+      )`.execute(db);
+      for (const part of chunks(tenantDocs)) {
+        const rows = await sql<{ id: number; media_id: string }>`
+          insert into media_search_docs (media_id, tenant_id, indexed_at)
+          values ${sql.join(part.map((d) => sql`(${d.mediaId}, ${d.tenantId}, ${at})`))}
+          on conflict (media_id) do update set indexed_at = excluded.indexed_at
+          returning id, media_id`.execute(db);
+        const rowids = new Map(rows.rows.map((r) => [r.media_id, Number(r.id)]));
+        await sql`delete from ${t} where rowid in (${sql.join([...rowids.values()])})`.execute(db);
+        const values = part.map(
+          (d) => sql`(${rowids.get(d.mediaId)!}, ${d.title}, ${d.filename}, ${d.caption}, ${d.description}, ${d.tags}, ${d.labels}, ${cap(d.tracks)})`,
+        );
+        await sql`insert into ${t} (rowid, title, filename, caption, description, tags, labels, tracks) values ${sql.join(values)}`.execute(db);
+      }
     }
   }
 
@@ -95,23 +146,27 @@ export class Fts5SearchIndex implements SearchIndex {
     const rows = await sql<{ id: number }>`select id from media_search_docs where tenant_id = ${tenantId} and media_id in (${sql.join(mediaIds)})`.execute(db);
     if (!rows.rows.length) return;
     const ids = rows.rows.map((r) => r.id);
-    await sql`delete from media_search_fts where rowid in (${sql.join(ids)})`.execute(db);
+    const table = ftsTableOf(tenantId);
+    if (await this.exists(db, table)) await sql`delete from ${sql.raw(table)} where rowid in (${sql.join(ids)})`.execute(db);
     await sql`delete from media_search_docs where id in (${sql.join(ids)})`.execute(db);
   }
 
   async search(q: IndexQuery): Promise<SearchHit[]> {
+    const table = ftsTableOf(q.tenantId);
+    if (!(await this.exists(this.db, table))) return [];
+    const t = sql.raw(table);
     // Materialised and CROSS JOIN (SQLite keeps that join order): the full-text matches drive the
     // query and each is looked up by primary key, rather than scanning the tenant's media.
     const res = await sql<{ media_id: string; score: number }>`
       with s as materialized (
-        select d.media_id, -bm25(media_search_fts, 10.0, 5.0, 8.0, 4.0, 3.0, 3.0, 1.0) as score
-        from media_search_fts f join media_search_docs d on d.id = f.rowid
-        where media_search_fts match ${fts5Expression(q.query)} and d.tenant_id = ${q.tenantId}
+        select d.media_id, -bm25(${t}, 10.0, 5.0, 8.0, 4.0, 3.0, 3.0, 1.0) as score
+        from ${t} join media_search_docs d on d.id = ${t}.rowid
+        where ${t} match ${fts5Expression(q.query)} and d.tenant_id = ${q.tenantId}
       )
       select s.media_id, s.score from s cross join mediaassets m on m.id = s.media_id
       where ${filterSql(q, false)}
       order by s.score desc, s.media_id desc
-      limit ${q.limit} offset ${q.after?.offset ?? 0}`.execute(this.db);
+      limit ${q.limit}`.execute(this.db);
     return res.rows.map((r) => ({ mediaId: r.media_id, score: Number(r.score) }));
   }
 
@@ -127,9 +182,13 @@ export class Fts5SearchIndex implements SearchIndex {
  * PostgreSQL full-text search with the `simple` configuration (no stemming or stop words, like
  * FTS5's unicode61: no language surprises, and type-ahead prefixes work on the words as typed).
  * Weights: A title + caption, B filename + description, C tags + labels, D caption tracks;
- * ts_rank_cd with weights {D 0.1, C 0.2, B 0.5, A 1.0} and length normalisation 1.
+ * ts_rank_cd with weights {D 0.1, C 0.2, B 0.5, A 1.0} and length normalisation 1. The score
+ * depends on the document and the query only (no corpus statistics): it is the same whatever
+ * other media or tenants hold, so pages continue after the last (score, id).
  */
 export class PostgresSearchIndex implements SearchIndex {
+  readonly stableScores = true;
+
   constructor(private readonly db: Db) {}
 
   async upsert(db: Db, docs: SearchDocument[]): Promise<void> {

@@ -5,7 +5,8 @@ import { AppError } from '../errors.js';
 import { labelIdsMatchingTerm } from '../labels/hierarchy.js';
 import type { Principal } from '../tenancy/principal.js';
 import { decodeCursor, encodeCursor, fingerprintOf } from './cursor.js';
-import type { SearchHit, SearchIndex } from './search-index.js';
+import { saveSnapshot, loadSnapshot } from './snapshots.js';
+import { stillMatching, type IndexQuery, type SearchFilters, type SearchHit, type SearchIndex } from './search-index.js';
 import { parseQuery } from './text.js';
 import type { Audience } from './visibility.js';
 
@@ -34,12 +35,31 @@ function isoOrThrow(value: string | undefined, field: string): string | undefine
   return new Date(t).toISOString();
 }
 
+/** A search pages through at most this many of its best results. */
+export const MAX_SEARCH_RESULTS = 500;
+
+type KeysetPosition = { kind: 'keyset'; asOf: string; shown: number; score: number; id: string };
+type Position = KeysetPosition | { kind: 'snapshot'; snapshotId: string; position: number };
+
+function parsePosition(state: unknown[]): Position {
+  const [kind, a, b, c, d] = state;
+  if (kind === 'k' && typeof a === 'string' && Number.isInteger(b) && (b as number) > 0 && (b as number) < MAX_SEARCH_RESULTS && typeof c === 'number' && typeof d === 'string') {
+    return { kind: 'keyset', asOf: a, shown: b as number, score: c, id: d };
+  }
+  if (kind === 's' && typeof a === 'string' && Number.isInteger(b) && (b as number) >= 0) return { kind: 'snapshot', snapshotId: a, position: b as number };
+  throw new AppError('validation-failed', 'cursor is not valid');
+}
+
 /**
- * Full-text search of a tenant's media, ranked by relevance.
+ * Full-text search of a tenant's media, ranked by relevance, paged stably: a page never repeats
+ * or skips a result of an earlier page of the same search, whatever is written in between.
  *
- * Pages are pinned to the first page's instant: media created after it never shift later pages
- * (a new search sees them). The cursor carries that instant, the position and last (score, id)
- * reached, and a fingerprint of the query and filters.
+ * - Engines whose scores depend on the document and query only (PostgreSQL) continue after the
+ *   last (score, id), among media created up to the first page's instant.
+ * - Otherwise (SQLite's bm25 moves with every write) the first page ranks the best
+ *   MAX_SEARCH_RESULTS results once and keeps those after the page in a snapshot that later
+ *   pages read; media deleted, hidden or no longer matching the filters since are left out.
+ * The cursor carries the position and a fingerprint of the query and filters.
  */
 export class SearchService {
   constructor(
@@ -56,38 +76,54 @@ export class SearchService {
     const status = audience.kind === 'feed' ? 'ready' : (params.status ?? 'ready');
     const label = params.label?.trim();
     const fingerprint = fingerprintOf([query, params.kind, status, label, from, to, audience.kind]);
+    const position = params.cursor ? parsePosition(decodeCursor(params.cursor, fingerprint)) : undefined;
 
-    let asOf = nowIso();
-    let after: { score: number; id: string; offset: number } | undefined;
-    if (params.cursor) {
-      const [at, offset, score, id] = decodeCursor(params.cursor, fingerprint);
-      if (typeof at !== 'string' || !Number.isInteger(offset) || (offset as number) < 1 || typeof score !== 'number' || typeof id !== 'string') {
-        throw new AppError('validation-failed', 'cursor is not valid');
-      }
-      asOf = at;
-      after = { score, id, offset: offset as number };
-    }
     const labelIds = label ? await labelIdsMatchingTerm(this.db, p.tenantId, label) : undefined;
-    const hits = await this.index.search({
-      tenantId: p.tenantId,
-      query,
-      filters: {
-        ...(params.kind ? { kind: params.kind } : {}),
-        status,
-        ...(labelIds ? { labelIds } : {}),
-        ...(from ? { createdFrom: from } : {}),
-        ...(to ? { createdTo: to } : {}),
-      },
-      audience,
-      asOf,
-      ...(after ? { after } : {}),
-      limit: params.limit + 1,
-    });
-    const page = hits.slice(0, params.limit);
-    const last = page[page.length - 1];
-    return {
-      hits: page,
-      next_cursor: hits.length > params.limit && last ? encodeCursor(fingerprint, [asOf, (after?.offset ?? 0) + page.length, last.score, last.mediaId]) : null,
+    const filters: SearchFilters = {
+      ...(params.kind ? { kind: params.kind } : {}),
+      status,
+      ...(labelIds ? { labelIds } : {}),
+      ...(from ? { createdFrom: from } : {}),
+      ...(to ? { createdTo: to } : {}),
     };
+    const base = { tenantId: p.tenantId, query, filters, audience };
+
+    if (position && (position.kind === 'keyset') !== this.index.stableScores) throw new AppError('validation-failed', 'cursor is not valid');
+    if (position?.kind === 'snapshot') return this.fromSnapshot(base, fingerprint, position, params.limit);
+    if (this.index.stableScores) return this.byKeyset(base, fingerprint, position, params.limit);
+    const ranked = await this.index.search({ ...base, asOf: nowIso(), limit: MAX_SEARCH_RESULTS });
+    if (ranked.length <= params.limit) return { hits: ranked, next_cursor: null };
+    const snapshotId = await saveSnapshot(this.db, p.tenantId, fingerprint, ranked.slice(params.limit));
+    return { hits: ranked.slice(0, params.limit), next_cursor: encodeCursor(fingerprint, ['s', snapshotId, 0]) };
+  }
+
+  private async byKeyset(base: Omit<IndexQuery, 'asOf' | 'after' | 'limit'>, fingerprint: string, at: KeysetPosition | undefined, pageSize: number): Promise<SearchPage> {
+    const asOf = at?.asOf ?? nowIso();
+    const shown = at?.shown ?? 0;
+    const limit = Math.min(pageSize, MAX_SEARCH_RESULTS - shown);
+    const hits = await this.index.search({ ...base, asOf, limit: limit + 1, ...(at ? { after: { score: at.score, id: at.id } } : {}) });
+    const page = hits.slice(0, limit);
+    const last = page[page.length - 1];
+    const more = hits.length > limit && shown + page.length < MAX_SEARCH_RESULTS;
+    return { hits: page, next_cursor: more && last ? encodeCursor(fingerprint, ['k', asOf, shown + page.length, last.score, last.mediaId]) : null };
+  }
+
+  private async fromSnapshot(
+    base: Pick<IndexQuery, 'tenantId' | 'filters' | 'audience'>,
+    fingerprint: string,
+    at: { snapshotId: string; position: number },
+    limit: number,
+  ): Promise<SearchPage> {
+    const hits = await loadSnapshot(this.db, base.tenantId, fingerprint, at.snapshotId);
+    if (!hits) throw new AppError('validation-failed', 'cursor has expired; search again');
+    const page: SearchHit[] = [];
+    let next = at.position;
+    while (page.length < limit && next < hits.length) {
+      const candidates = hits.slice(next, next + limit - page.length);
+      const matching = await stillMatching(this.db, base, candidates.map((h) => h.mediaId));
+      page.push(...candidates.filter((h) => matching.has(h.mediaId)));
+      next += candidates.length;
+    }
+    return { hits: page, next_cursor: next < hits.length ? encodeCursor(fingerprint, ['s', at.snapshotId, next]) : null };
   }
 }

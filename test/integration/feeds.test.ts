@@ -3,7 +3,11 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { nowIso, toJson, type MediaKind, type MediaStatus, type ModerationState } from '../../src/db/schema.js';
 import { newId } from '../../src/ids.js';
+import type { KyselyPlugin } from 'kysely';
+import { FeedItemBuilder } from '../../src/feeds/feed-items.js';
 import { ensureLabel } from '../../src/labels/label-service.js';
+import { PlaybackTokens, playbackSecret } from '../../src/media/playback-tokens.js';
+import type { Principal } from '../../src/tenancy/principal.js';
 import { expectProblem, startTestApp, type TestApp } from '../support/harness.js';
 
 interface Seed {
@@ -146,5 +150,114 @@ describe('feeds', () => {
     assert.equal(second.next_cursor, null);
     expectProblem(await t.app.inject({ url: '/api/v1/feed/search?q=womb&status=queued', headers: t.auth(t.tenant.userKey) }), 400, 'validation-failed');
     expectProblem(await t.app.inject({ url: '/api/v1/feed/search', headers: t.auth(t.tenant.userKey) }), 400, 'validation-failed');
+  });
+
+  it('lists each general label with its ancestors, and a parent label filters the search feed', async () => {
+    // A media labelled before the hierarchy exists: items follow the hierarchy as it is now.
+    const early = await insertMedia(t, { caption: 'kingfisher on a branch', labels: ['kingfisher'] });
+    const bank = await t.app.inject({
+      method: 'POST',
+      url: '/api/v1/label-banks',
+      headers: t.auth(t.tenant.adminKey),
+      payload: { name: 'wildlife', entries: [{ name: 'animal' }, { name: 'bird', parent: 'animal' }, { name: 'heron', parent: 'bird' }, { name: 'kingfisher', parent: 'bird' }, { name: 'fox', parent: 'animal' }] },
+    });
+    assert.equal(bank.statusCode, 201, bank.body);
+    const heron = await insertMedia(t, { caption: 'heron by the pond', labels: ['heron', 'water'] });
+    const fox = await insertMedia(t, { caption: 'fox by the pond', labels: ['fox'] });
+    const flagged = await insertMedia(t, { caption: 'pond with a moderation label', labels: ['heron'] });
+    await t.ctx.labels.addLabels({ system: true, tenantId: t.tenant.id }, flagged, [{ name: 'gore', kind: 'moderation', confidence: 0.1, source: 'model' }]);
+
+    const items = new Map((await get('/api/v1/feed/new?limit=100')).items.map((i) => [i.id, i]));
+    assert.deepEqual(items.get(heron).labels, ['animal', 'bird', 'heron', 'water']);
+    assert.deepEqual(items.get(fox).labels, ['animal', 'fox']);
+    assert.deepEqual(items.get(early).labels, ['animal', 'bird', 'kingfisher']);
+    assert.deepEqual(items.get(flagged).labels, ['animal', 'bird', 'heron'], 'moderation labels are not shown');
+
+    const birds = await get('/api/v1/feed/search?q=pond&label=bird&limit=100');
+    assert.deepEqual(new Set(birds.items.map((i) => i.id)), new Set([heron, flagged]), 'a parent label finds media labelled with a child');
+    assert.deepEqual(birds.items.find((i) => i.id === heron).labels, ['animal', 'bird', 'heron', 'water']);
+    const animals = await get('/api/v1/feed/search?q=pond&label=animal&limit=100');
+    assert.deepEqual(new Set(animals.items.map((i) => i.id)), new Set([heron, fox, flagged]), 'and with a grandchild');
+  });
+
+  it('builds items from ranked ids in a fixed number of queries, leaving out media deleted or held since ranking', async () => {
+    const db = t.ctx.database.db;
+    let queries = 0;
+    const counting: KyselyPlugin = {
+      transformQuery: (args) => {
+        queries++;
+        return args.node;
+      },
+      transformResult: async (args) => args.result,
+    };
+    const tokens = new PlaybackTokens(await playbackSecret(db, t.env.settings.playbackSecret));
+    const builder = new FeedItemBuilder(db.withPlugin(counting), tokens, t.env.settings.playbackTtl);
+    const alice: Principal = { tenantId: t.tenant.id, keyId: 'k1', userId: 'alice', isAdmin: false };
+    const bob: Principal = { tenantId: t.tenant.id, keyId: 'k2', userId: 'bob', isAdmin: false };
+    const artifacts = { duration: 3, artifacts: { hls: 'hls/master.m3u8', poster: { jpeg: 'posters/poster.jpg' } } };
+
+    const ids: string[] = [];
+    for (let i = 0; i < 8; i++) ids.push(await insertMedia(t, { caption: `ranked ${i}`, labels: ['heron', `own-${i}`], tags: [`t${i}`], fileMetadata: artifacts }));
+    const [kept1, deleted, held, kept2] = ids as [string, string, string, string];
+    const baseUrl = 'http://qasar.test';
+    // Counted before anything changes: the cost of a page does not grow with its length.
+    queries = 0;
+    assert.equal((await builder.build(bob, ids.slice(0, 2), baseUrl)).length, 2);
+    const forTwo = queries;
+    queries = 0;
+    assert.equal((await builder.build(bob, ids, baseUrl)).length, 8);
+    assert.equal(queries, forTwo, `queries for 8 items (${queries}) = for 2 items (${forTwo})`);
+
+    // Ranked, then deleted and held through the API and the moderation workflow.
+    const del = await t.app.inject({ method: 'DELETE', url: `/api/v1/media/${deleted}`, headers: t.auth(t.tenant.userKey) });
+    assert.equal(del.statusCode, 204);
+    await t.ctx.labels.addLabels({ system: true, tenantId: t.tenant.id }, held, [{ name: 'violence', kind: 'moderation', confidence: 0.99, source: 'model' }]);
+    const otherTenant = await insertMedia(t, { tenantId: t.other.id, caption: 'theirs' });
+    const ranked = [kept1, deleted, held, 'no-such-media', otherTenant, kept2];
+
+    const items = await builder.build(bob, ranked, baseUrl);
+    assert.deepEqual(items.map((i) => i.id), [kept1, kept2], 'in the ranked order, without what became invisible');
+    assert.deepEqual(items[0]!.labels, ['animal', 'bird', 'heron', 'own-0']);
+    assert.deepEqual(items[0]!.tags, ['t0']);
+    assert.equal(items[0]!.duration, 3);
+    assert.match(items[0]!.playback.hls!, /^http:\/\/qasar\.test\/play\/[^/]+\/hls\/master\.m3u8$/);
+    const play = await t.app.inject({ url: new URL(items[0]!.poster.jpeg!).pathname });
+    assert.notEqual(play.statusCode, 403, 'validly signed');
+
+    // Search results are built for a member: the owner still sees her held media, with URLs that play for her.
+    const own = await builder.build(alice, ranked, baseUrl, { audience: { kind: 'member', userId: 'alice', isAdmin: false } });
+    assert.deepEqual(own.map((i) => i.id), [kept1, held, kept2]);
+    const ownPlay = await t.app.inject({ url: new URL(own[1]!.poster.jpeg!).pathname });
+    assert.notEqual(ownPlay.statusCode, 403, "the owner's URL of her held media is signed with the moderated key");
+    const bobAsMember = await builder.build(bob, ranked, baseUrl, { audience: { kind: 'member', userId: 'bob', isAdmin: false } });
+    assert.deepEqual(bobAsMember.map((i) => i.id), [kept1, kept2]);
+
+    // And over HTTP: the new feed skips both without failing.
+    const feed = (await get('/api/v1/feed/new?limit=100', (await t.ctx.tenancy.createKey({ tenantId: t.tenant.id, userId: 'bob' })).key)).items.map((i) => i.id);
+    assert.ok(feed.includes(kept1) && feed.includes(kept2));
+    assert.ok(!feed.includes(deleted) && !feed.includes(held));
+  });
+
+  it("never shows another tenant's media in the search feed or the recommended feed", async () => {
+    // Both tenants have a user "alice" and a label "otter": ids, names and users collide, tenants do not.
+    const ours = [await insertMedia(t, { caption: 'otter slide', labels: ['otter'], userId: 'carol' }), await insertMedia(t, { caption: 'otter nap', labels: ['otter'], userId: 'carol' })];
+    const theirs = [
+      await insertMedia(t, { tenantId: t.other.id, caption: 'otter slide', labels: ['otter'], userId: 'carol' }),
+      await insertMedia(t, { tenantId: t.other.id, caption: 'otter nap', labels: ['otter'], userId: 'carol' }),
+    ];
+    const ourSearch = (await get('/api/v1/feed/search?q=otter&limit=100')).items.map((i) => i.id);
+    assert.deepEqual(new Set(ourSearch), new Set(ours));
+    const theirSearch = (await get('/api/v1/feed/search?q=otter&label=otter&limit=100', t.other.userKey)).items.map((i) => i.id);
+    assert.deepEqual(new Set(theirSearch), new Set(theirs));
+
+    // zoe of each tenant views the first otter media of her tenant: her recommendations come from her tenant only.
+    for (const [tenantId, mine] of [[t.tenant.id, ours], [t.other.id, theirs]] as const) {
+      const key = (await t.ctx.tenancy.createKey({ tenantId, userId: 'zoe' })).key;
+      const view = await t.app.inject({ url: `/api/v1/media/${mine[0]}/package`, headers: t.auth(key) });
+      assert.equal(view.statusCode, 200, view.body);
+      const ids = (await get('/api/v1/feed/recommended?limit=100', key)).items.map((i) => i.id);
+      assert.deepEqual(ids, [mine[1]], 'the other otter media of her tenant, from her view');
+    }
+    expectProblem(await t.app.inject({ url: `/api/v1/media/${theirs[0]}/related`, headers: t.auth(t.tenant.userKey) }), 404, 'not-found');
   });
 });

@@ -272,6 +272,164 @@ describe('labels and label banks', () => {
     expectProblem(await call('GET', `/label-banks/${bank.id}/stats`, t.other.adminKey), 404, 'not-found');
   });
 
+  it('takes a removed label out of its entries\' statistics (by name and by phrase, user and model)', async () => {
+    const bank = await createBank(t.tenant.adminKey, { name: 'climate', entries: [{ name: 'hail', phrases: ['sleet'] }, { name: 'fog' }] });
+    const [m1, m2] = [await upload(t.tenant.userKey), await upload(t.tenant.userKey)];
+    await call('POST', `/media/${m1}/labels`, t.tenant.userKey, { labels: [{ name: 'hail', confidence: 0.4 }] });
+    await call('POST', `/media/${m1}/labels`, t.tenant.userKey, { labels: [{ name: 'hail', confidence: 0.6 }] });
+    await call('POST', `/media/${m2}/labels`, t.tenant.userKey, { labels: [{ name: 'sleet', confidence: 0.8 }, { name: 'fog', confidence: 0.3 }] });
+    const statsOf = async (name: string) => {
+      const res = await call('GET', `/label-banks/${bank.id}/stats`, t.tenant.userKey);
+      assert.equal(res.statusCode, 200, res.body);
+      const e = res.json().entries.find((x: { name: string }) => x.name === name);
+      return { usage: e.usage_count, matches: e.match_count, mean: e.mean_confidence === null ? null : Math.round(e.mean_confidence * 1e9) / 1e9, max: e.max_confidence, last: e.last_matched_at };
+    };
+    const labelsOf = async (media: string) => (await call('GET', `/media/${media}/labels`, t.tenant.userKey)).json().items as Array<{ label_id: string; name: string; source: string; last_seen_at: string }>;
+    assert.deepEqual({ ...(await statsOf('hail')), last: undefined }, { usage: 2, matches: 3, mean: 0.6, max: 0.8, last: undefined });
+    const fogBefore = await statsOf('fog');
+
+    const sleet = (await labelsOf(m2)).find((l) => l.name === 'sleet')!;
+    assert.equal((await call('DELETE', `/media/${m2}/labels/${sleet.label_id}`, t.tenant.userKey)).statusCode, 204);
+    const hailOnM1 = (await labelsOf(m1)).find((l) => l.name === 'hail')!;
+    assert.deepEqual(await statsOf('hail'), { usage: 1, matches: 2, mean: 0.5, max: 0.6, last: hailOnM1.last_seen_at }, 'the phrase label is taken out');
+    assert.deepEqual(await statsOf('fog'), fogBefore, 'other entries are untouched');
+
+    // A model label on the same media counts on its own, and its removal takes only its share.
+    await t.ctx.labels.addLabels({ system: true, tenantId: t.tenant.id }, m1, [{ name: 'hail', confidence: 0.9, source: 'model' }]);
+    assert.deepEqual({ ...(await statsOf('hail')), last: undefined }, { usage: 2, matches: 3, mean: 0.633333333, max: 0.9, last: undefined });
+    assert.equal((await call('DELETE', `/media/${m1}/labels/${hailOnM1.label_id}?source=model`, t.tenant.adminKey)).statusCode, 204);
+    assert.deepEqual(await statsOf('hail'), { usage: 1, matches: 2, mean: 0.5, max: 0.6, last: hailOnM1.last_seen_at });
+
+    expectProblem(await call('DELETE', `/media/${m1}/labels/${hailOnM1.label_id}`, t.other.adminKey), 404, 'not-found');
+    expectProblem(await call('DELETE', `/media/${m1}/labels/${hailOnM1.label_id}`, bobKey), 403, 'forbidden');
+    expectProblem(await call('DELETE', `/media/${m1}/labels/no-such-label`, t.tenant.userKey), 404, 'not-found');
+    assert.equal((await statsOf('hail')).usage, 1, 'refused removals change nothing');
+
+    assert.equal((await call('DELETE', `/media/${m1}/labels/${hailOnM1.label_id}`, t.tenant.userKey)).statusCode, 204);
+    assert.deepEqual(await statsOf('hail'), { usage: 0, matches: 0, mean: null, max: null, last: null }, 'nothing left');
+    assert.deepEqual(await statsOf('fog'), fogBefore);
+
+    // Deleting a media takes its labels out too.
+    assert.equal((await call('DELETE', `/media/${m2}`, t.tenant.userKey)).statusCode, 204);
+    assert.deepEqual(await statsOf('fog'), { usage: 0, matches: 0, mean: null, max: null, last: null }, 'the deleted media was the only one labelled fog');
+  });
+
+  it('moderation label banks: entries with thresholds, PATCH, export and import, statistics; validated; admin only; 404 for other tenants', async () => {
+    const base = '/moderation-label-banks';
+    const bank = await createBank(t.tenant.adminKey, { name: 'Safety', description: 'house rules', entries: [{ name: 'violence', threshold: 0.9 }, { name: 'gore', parent: 'violence', phrases: ['blood'], threshold: 0.95 }] }, base);
+    assert.equal(bank.kind, 'moderation');
+    assert.equal(bank.name, 'safety');
+    const violence = entryNamed(bank, 'violence');
+    const gore = entryNamed(bank, 'gore');
+    assert.equal(violence.threshold, 0.9);
+    assert.deepEqual([gore.parent_id, gore.threshold, gore.phrases], [violence.id, 0.95, ['blood']]);
+    assert.ok((await call('GET', base, t.tenant.userKey)).json().items.some((b: { id: string }) => b.id === bank.id));
+    assert.ok(!(await call('GET', '/label-banks', t.tenant.userKey)).json().items.some((b: { id: string }) => b.id === bank.id), 'general banks do not list it');
+    expectProblem(await call('GET', `/label-banks/${bank.id}`, t.tenant.userKey), 404, 'not-found');
+
+    // Entries.
+    const add = (body: Record<string, unknown>, key = t.tenant.adminKey) => call('POST', `${base}/${bank.id}/entries`, key, body);
+    const weapons = await add({ name: 'Weapons', threshold: 0.7, phrases: ['gun', 'Knife'] });
+    assert.equal(weapons.statusCode, 201, weapons.body);
+    assert.deepEqual([weapons.json().name, weapons.json().threshold, weapons.json().phrases], ['weapons', 0.7, ['gun', 'knife']]);
+    expectProblem(await add({ name: 'x', threshold: 1.5 }), 400, 'validation-failed');
+    expectProblem(await add({ name: 'x', threshold: -0.1 }), 400, 'validation-failed');
+    expectProblem(await add({ name: 'weapons' }), 409, 'conflict');
+    expectProblem(await add({ name: 'x', parent_id: 'nope' }), 400, 'validation-failed');
+    expectProblem(await add({ name: 'x', extra: true }), 400, 'validation-failed');
+    expectProblem(await add({ name: 'x' }, t.tenant.userKey), 403, 'forbidden');
+    const entryUrl = (id: string) => `${base}/${bank.id}/entries/${id}`;
+    const patched = await call('PATCH', entryUrl(weapons.json().id), t.tenant.adminKey, { name: 'arms', threshold: null, parent_id: violence.id });
+    assert.equal(patched.statusCode, 200, patched.body);
+    assert.deepEqual([patched.json().name, patched.json().threshold, patched.json().parent_id, patched.json().phrases], ['arms', null, violence.id, ['gun', 'knife']]);
+    const read = await call('GET', entryUrl(weapons.json().id), t.tenant.userKey);
+    assert.equal(read.statusCode, 200);
+    assert.equal(read.json().name, 'arms');
+    expectProblem(await call('PATCH', entryUrl(violence.id), t.tenant.adminKey, { parent_id: gore.id }), 422, 'bank-entry-cycle');
+    expectProblem(await call('PATCH', entryUrl(violence.id), t.tenant.adminKey, { threshold: 2 }), 400, 'validation-failed');
+    expectProblem(await call('PATCH', entryUrl(violence.id), t.tenant.adminKey, { name: 'gore' }), 409, 'conflict');
+    expectProblem(await call('PATCH', entryUrl(violence.id), t.tenant.userKey, { threshold: 0.5 }), 403, 'forbidden');
+    expectProblem(await call('PATCH', entryUrl('no-such-entry'), t.tenant.adminKey, { threshold: 0.5 }), 404, 'not-found');
+    expectProblem(await call('GET', entryUrl('no-such-entry'), t.tenant.userKey), 404, 'not-found');
+
+    // The bank itself.
+    await createBank(t.tenant.adminKey, { name: 'other rules' }, base);
+    const renamed = await call('PATCH', `${base}/${bank.id}`, t.tenant.adminKey, { name: 'Safety Rules', description: null });
+    assert.equal(renamed.statusCode, 200, renamed.body);
+    assert.deepEqual([renamed.json().name, renamed.json().description, renamed.json().entries.length], ['safety rules', null, 3]);
+    expectProblem(await call('PATCH', `${base}/${bank.id}`, t.tenant.adminKey, { name: 'other rules' }), 409, 'conflict');
+    expectProblem(await call('PATCH', `${base}/${bank.id}`, t.tenant.adminKey, { kind: 'general' }), 400, 'validation-failed');
+    expectProblem(await call('PATCH', `${base}/${bank.id}`, t.tenant.userKey, { name: 'mine' }), 403, 'forbidden');
+    expectProblem(await call('PATCH', `${base}/no-such-bank`, t.tenant.adminKey, { name: 'x' }), 404, 'not-found');
+
+    // Export and import.
+    const exported = await call('GET', `${base}/${bank.id}/export`, t.tenant.userKey);
+    assert.equal(exported.statusCode, 200);
+    const doc = exported.json();
+    assert.deepEqual([doc.format, doc.version, doc.kind, doc.name], ['qasar.label-bank', 1, 'moderation', 'safety rules']);
+    assert.equal(doc.entries[0].name, 'violence', 'parents first');
+    assert.deepEqual(doc.entries.find((e: { name: string }) => e.name === 'gore'), { name: 'gore', parent: 'violence', phrases: ['blood'], threshold: 0.95 });
+    const imported = await call('POST', `${base}/import`, t.other.adminKey, doc);
+    assert.equal(imported.statusCode, 201, imported.body);
+    assert.equal(imported.json().kind, 'moderation');
+    assert.deepEqual((await call('GET', `${base}/${imported.json().id}/export`, t.other.adminKey)).json(), doc, 'the round trip gives the same document');
+    assert.equal((await call('DELETE', `${base}/${imported.json().id}`, t.other.adminKey)).statusCode, 204);
+    expectProblem(await call('POST', `${base}/import`, t.tenant.adminKey, doc), 409, 'conflict');
+    expectProblem(await call('POST', '/label-banks/import', t.tenant.adminKey, doc), 400, 'validation-failed');
+    expectProblem(await call('POST', `${base}/import`, t.tenant.adminKey, { ...doc, entries: [{ name: 'a', threshold: 3 }] }), 400, 'validation-failed');
+    expectProblem(await call('POST', `${base}/import`, t.tenant.userKey, { ...doc, name: 'new' }), 403, 'forbidden');
+
+    // Statistics: moderation labels (admin keys) under the threshold, by name and by phrase.
+    const media = await upload(t.tenant.userKey);
+    await call('POST', `/media/${media}/labels`, t.tenant.adminKey, { labels: [{ name: 'violence', kind: 'moderation', confidence: 0.5 }, { name: 'blood', kind: 'moderation', confidence: 0.6 }] });
+    await call('POST', `/media/${media}/labels`, t.tenant.adminKey, { labels: [{ name: 'blood', kind: 'moderation', confidence: 0.2 }] });
+    await call('POST', `/media/${media}/labels`, t.tenant.userKey, { labels: [{ name: 'violence', confidence: 0.99 }] });
+    const stats = async () => {
+      const res = await call('GET', `${base}/${bank.id}/stats`, t.tenant.userKey);
+      assert.equal(res.statusCode, 200, res.body);
+      return Object.fromEntries(res.json().entries.map((e: { name: string; usage_count: number; match_count: number; max_confidence: number | null }) => [e.name, [e.usage_count, e.match_count, e.max_confidence]]));
+    };
+    assert.deepEqual(await stats(), { arms: [0, 0, null], gore: [1, 2, 0.6], violence: [1, 1, 0.5] }, 'a general label of the same name does not count');
+    assert.equal((await call('GET', `/media/${media}`, t.tenant.userKey)).json().moderation_state, 'none', 'under the thresholds');
+    const blood = (await call('GET', `/media/${media}/labels`, t.tenant.adminKey)).json().items.find((l: { name: string }) => l.name === 'blood');
+    expectProblem(await call('DELETE', `/media/${media}/labels/${blood.label_id}`, t.tenant.userKey), 403, 'forbidden');
+    assert.equal((await call('DELETE', `/media/${media}/labels/${blood.label_id}`, t.tenant.adminKey)).statusCode, 204);
+    assert.deepEqual(await stats(), { arms: [0, 0, null], gore: [0, 0, null], violence: [1, 1, 0.5] });
+
+    // Replace: entries matched by name keep their statistics; missing ones go.
+    const replaced = await call('POST', `${base}/import?replace=true`, t.tenant.adminKey, { ...doc, entries: [{ name: 'violence', threshold: 0.6 }, { name: 'nudity', threshold: 0.8 }] });
+    assert.equal(replaced.statusCode, 200, replaced.body);
+    assert.equal(replaced.json().id, bank.id);
+    assert.deepEqual(replaced.json().entries.map((e: { name: string; threshold: number }) => [e.name, e.threshold]), [['nudity', 0.8], ['violence', 0.6]]);
+    assert.deepEqual(await stats(), { nudity: [0, 0, null], violence: [1, 1, 0.5] });
+
+    // Another tenant: 404 everywhere, nothing changed.
+    const nudity = entryNamed(replaced.json(), 'nudity');
+    for (const [method, url, body] of [
+      ['GET', `${base}/${bank.id}`],
+      ['PATCH', `${base}/${bank.id}`, { name: 'theirs' }],
+      ['GET', `${base}/${bank.id}/export`],
+      ['GET', `${base}/${bank.id}/stats`],
+      ['POST', `${base}/${bank.id}/entries`, { name: 'x', threshold: 0.5 }],
+      ['GET', entryUrl(nudity.id)],
+      ['PATCH', entryUrl(nudity.id), { threshold: 0.1 }],
+      ['DELETE', entryUrl(nudity.id)],
+      ['DELETE', `${base}/${bank.id}`],
+    ] as Array<['GET' | 'POST' | 'PATCH' | 'DELETE', string, unknown?]>) {
+      const res = await call(method, url, t.other.adminKey, body);
+      expectProblem(res, 404, 'not-found');
+      assert.doesNotMatch(res.body, new RegExp(`${t.tenant.id}|safety|nudity`));
+    }
+    assert.ok(!(await call('GET', base, t.other.adminKey)).json().items.some((b: { id: string }) => b.id === bank.id));
+    const mine = (await call('GET', `${base}/${bank.id}`, t.tenant.userKey)).json();
+    assert.deepEqual([mine.name, mine.entries.length, entryNamed(mine, 'nudity').threshold], ['safety rules', 2, 0.8]);
+
+    assert.equal((await call('DELETE', entryUrl(nudity.id), t.tenant.adminKey)).statusCode, 204);
+    expectProblem(await call('GET', entryUrl(nudity.id), t.tenant.userKey), 404, 'not-found');
+    assert.equal((await call('DELETE', `${base}/${bank.id}`, t.tenant.adminKey)).statusCode, 204);
+    expectProblem(await call('GET', `${base}/${bank.id}`, t.tenant.userKey), 404, 'not-found');
+  });
+
   it('applies the hierarchy: a child label implies its ancestors, a search term finds descendants and synonyms', async () => {
     await createBank(t.tenant.adminKey, {
       name: 'taxonomy',

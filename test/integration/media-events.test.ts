@@ -197,4 +197,34 @@ describe('media status events (Server-Sent Events)', () => {
     const unauth = await fetch(`${origin}/api/v1/media/${mediaId}/events`);
     assert.equal(unauth.status, 401);
   });
+
+  it('answers moderation-hidden instead of a stream for held media, except to its owner and admins; ends open streams when held', async () => {
+    const bobKey = (await t.ctx.tenancy.createKey({ tenantId: t.tenant.id, userId: 'bob' })).key;
+    const client = new SessionClient(t.app, t.tenant.userKey);
+    const { completed } = await client.uploadWhole(Buffer.alloc(3000, 7), { filename: 'plain.bin', chunkSize: 1024 });
+    assert.equal(completed.statusCode, 201, completed.body);
+    const id = completed.json().id;
+
+    const bobs = await open(id, { key: bobKey, query: 'follow=true' });
+    const owners = await open(id, { query: 'follow=true' });
+    await waitFor('both current statuses', async () => bobs.sse!.events.length >= 1 && owners.sse!.events.length >= 1);
+    await t.ctx.labels.addLabels({ system: true, tenantId: t.tenant.id }, id, [{ name: 'nudity', kind: 'moderation', confidence: 0.99, source: 'model' }]);
+    await bobs.sse!.closed();
+    assert.equal(bobs.sse!.events.at(-1)!.event, 'hidden');
+    assert.equal(owners.sse!.ended, false, "the owner's stream stays open");
+    owners.sse!.abort();
+    await owners.sse!.closed();
+
+    const refused = await open(id, { key: bobKey });
+    assert.equal(refused.sse, undefined);
+    assert.equal(refused.res.status, 403);
+    assert.match(String(refused.res.headers.get('content-type')), /^application\/problem\+json/);
+    assert.equal(((await refused.res.json()) as { type: string }).type, '/problems/moderation-hidden');
+    for (const key of [t.tenant.userKey, t.tenant.adminKey]) {
+      const { res, sse } = await open(id, { key });
+      assert.equal(res.status, 200);
+      await sse!.closed();
+      assert.deepEqual(sse!.statuses(), ['ready']);
+    }
+  });
 });

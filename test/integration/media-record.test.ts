@@ -183,6 +183,36 @@ describe('the whole media record and metadata edits', () => {
     assert.deepEqual(m.moderation, { decision: 'approve', state: 'approved', note: 'fine', labels: [{ name: 'violence', confidence: 0.7 }], actor_user_id: 'mod', at: '2026-01-02T00:00:00.000Z' });
   });
 
+  it('answers moderation-hidden for the record and caption tracks of held media to anyone but its owner and admins', async () => {
+    const client = new SessionClient(t.app, t.tenant.userKey);
+    const held = await upload(client, randomBytes(2000), { filename: 'held.bin', chunkSize: 1024 });
+    const captions = (id: string, key: string) => t.app.inject({ url: `/api/v1/media/${id}/captions`, headers: t.auth(key) });
+    assert.equal((await get(held, bobKey)).statusCode, 200, 'readable before it is held');
+    await t.ctx.labels.addLabels({ system: true, tenantId: t.tenant.id }, held, [{ name: 'nudity', kind: 'moderation', confidence: 0.95, source: 'model' }]);
+
+    const asBob = expectProblem(await get(held, bobKey), 403, 'moderation-hidden');
+    assert.equal(asBob.labels, undefined, 'nothing of the record');
+    expectProblem(await captions(held, bobKey), 403, 'moderation-hidden');
+    expectProblem(await t.app.inject({ url: `/api/v1/media/${held}/package`, headers: t.auth(bobKey) }), 403, 'moderation-hidden');
+    for (const key of [t.tenant.userKey, t.tenant.adminKey]) {
+      const res = await get(held, key);
+      assert.equal(res.statusCode, 200, res.body);
+      assert.equal(res.json().moderation_state, 'held');
+      assert.deepEqual(res.json().labels.map((l: { name: string }) => l.name), ['nudity']);
+      assert.equal((await captions(held, key)).statusCode, 200);
+    }
+    expectProblem(await get(held, t.other.adminKey), 404, 'not-found');
+    expectProblem(await captions(held, t.other.adminKey), 404, 'not-found');
+
+    const rejected = await t.app.inject({ method: 'POST', url: `/api/v1/media/${held}/moderation`, headers: t.auth(t.tenant.adminKey), payload: { decision: 'reject' } });
+    assert.equal(rejected.statusCode, 200, rejected.body);
+    expectProblem(await get(held, bobKey), 403, 'moderation-hidden');
+    const approved = await t.app.inject({ method: 'POST', url: `/api/v1/media/${held}/moderation`, headers: t.auth(t.tenant.adminKey), payload: { decision: 'approve' } });
+    assert.equal(approved.statusCode, 200, approved.body);
+    assert.equal((await get(held, bobKey)).statusCode, 200);
+    assert.equal((await captions(held, bobKey)).statusCode, 200);
+  });
+
   it('computes tag edits case-insensitively (unit)', () => {
     assert.deepEqual(patchedTags(['Alpha', 'Beta'], { remove: ['alpha'], add: ['BETA', 'Gamma '] }), ['Beta', 'Gamma']);
     assert.deepEqual(patchedTags(['Alpha'], ['  x ', 'X', '']), ['x']);

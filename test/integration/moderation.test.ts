@@ -13,6 +13,8 @@ describe('moderation workflow', () => {
   let t: TestApp;
   let bobKey: string;
   const changes: MediaChange[] = [];
+  /** The first test's media flagged just below the server default. */
+  let belowDefault: string;
 
   before(async () => {
     t = await startTestApp();
@@ -23,7 +25,7 @@ describe('moderation workflow', () => {
   });
   after(() => t.close());
 
-  function call(method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, key: string, payload?: unknown) {
+  function call(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', url: string, key: string, payload?: unknown) {
     return t.app.inject({ method, url: `${API}${url}`, headers: t.auth(key), ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}) });
   }
 
@@ -54,12 +56,25 @@ describe('moderation workflow', () => {
   };
   const play = (pathname: string) => t.app.inject({ method: 'GET', url: pathname });
 
+  it('holds existing media when a moderation bank entry gives its label a lower threshold', async () => {
+    const media = await upload();
+    await flag(media, 'weapons', 0.7);
+    assert.equal(await stateOf(media), 'none', 'below the server default of 0.8');
+    const bank = await call('POST', '/moderation-label-banks', t.tenant.adminKey, { name: 'arms', entries: [{ name: 'weapons', threshold: 0.65 }] });
+    assert.equal(bank.statusCode, 201, bank.body);
+    assert.equal(await stateOf(media), 'held', 'the entry threshold applies to media labelled before it existed');
+    const other = await upload();
+    await flag(other, 'weapons', 0.6);
+    assert.equal(await stateOf(other), 'none', 'still below the entry threshold');
+  });
+
   it('holds a media when a moderation label meets the threshold, not below it', async () => {
     const below = await upload();
     const at = await upload();
     await flag(below, 'nudity', 0.79);
     await flag(at, 'nudity', 0.8);
     assert.equal(await stateOf(below), 'none', 'the server default threshold is 0.8');
+    belowDefault = below;
     assert.equal(await stateOf(at), 'held');
     const general = await upload();
     await t.ctx.labels.addLabels({ system: true, tenantId: t.tenant.id }, general, [{ name: 'nudity', confidence: 1, source: 'model' }]);
@@ -82,7 +97,9 @@ describe('moderation workflow', () => {
     expectProblem(await call('PUT', '/moderation/thresholds', t.tenant.adminKey, { labels: [{ label: 'x', threshold: 0.1 }, { label: 'X', threshold: 0.2 }] }), 400, 'validation-failed');
     const put = await call('PUT', '/moderation/thresholds', t.tenant.adminKey, { default: 0.5, labels: [{ label: 'Violence', threshold: 0.95 }, { label: 'weapon', threshold: 0 }] });
     assert.equal(put.statusCode, 200, put.body);
-    const thresholds = put.json() as Record<string, any>;
+    const { held, ...thresholds } = put.json() as Record<string, any>;
+    assert.equal(held, 1, 'the tenant default 0.5 holds the media flagged nudity 0.79 before');
+    assert.equal(await stateOf(belowDefault), 'held');
     assert.deepEqual(
       { ...thresholds, labels: thresholds.labels.map((l: { label: string; threshold: number }) => [l.label, l.threshold]) },
       { default: 0.5, server_default: 0.8, effective_default: 0.5, labels: [['violence', 0.95], ['weapon', 0]] },
@@ -234,6 +251,79 @@ describe('moderation workflow', () => {
       /media not found/,
     );
     assert.equal(await stateOf(media), 'held', 'untouched');
+  });
+
+  it('holds existing media when a threshold is lowered, releases nothing when it is raised; other tenants untouched', async () => {
+    const mild = await upload();
+    const milder = await upload();
+    const theirs = await upload(t.other.userKey);
+    await flag(mild, 'smoking', 0.6);
+    await flag(milder, 'smoking', 0.3);
+    await t.ctx.labels.addLabels({ system: true, tenantId: t.other.id }, theirs, [{ name: 'smoking', kind: 'moderation', confidence: 0.6, source: 'model' }]);
+    // Approved with the label at 0.6: lowering the threshold does not override the moderator.
+    const approved = await upload();
+    await flag(approved, 'smoking', 0.9);
+    await call('POST', `/media/${approved}/moderation`, t.tenant.adminKey, { decision: 'approve' });
+    await flag(approved, 'smoking', 0.6);
+    for (const m of [mild, milder]) assert.equal(await stateOf(m), 'none');
+
+    const lowered = await call('PUT', '/moderation/thresholds', t.tenant.adminKey, { labels: [{ label: 'smoking', threshold: 0.5 }] });
+    assert.equal(lowered.statusCode, 200, lowered.body);
+    assert.equal(lowered.json().held, 1);
+    assert.equal(await stateOf(mild), 'held');
+    assert.equal(await stateOf(milder), 'none');
+    assert.equal(await stateOf(approved), 'approved');
+    const decision = (await call('GET', `/media/${mild}/moderation`, t.tenant.adminKey)).json().decisions.at(-1);
+    assert.deepEqual([decision.decision, decision.decided_by, decision.labels], ['hold', null, [{ name: 'smoking', confidence: 0.6, threshold: 0.5 }]]);
+    expectProblem(await call('GET', `/media/${mild}/package`, bobKey), 403, 'moderation-hidden');
+    const queue = (await call('GET', '/moderation/queue?limit=200', t.tenant.adminKey)).json().items.map((i: { media_id: string }) => i.media_id);
+    assert.ok(queue.includes(mild));
+    const theirState = (await call('GET', `/media/${theirs}/moderation`, t.other.adminKey)).json().state;
+    assert.equal(theirState, 'none', "another tenant's media keeps its own thresholds");
+
+    const raised = await call('PUT', '/moderation/thresholds', t.tenant.adminKey, { default: null, labels: [] });
+    assert.equal(raised.json().held, 0);
+    assert.equal(await stateOf(mild), 'held', 'a moderator releases it, not a threshold');
+  });
+
+  it('hides media held through the workflow from feeds, search and related media of other users until approved', async () => {
+    const put = await call('PUT', '/moderation/thresholds', t.tenant.adminKey, { labels: [{ label: 'graphic', threshold: 0.6 }] });
+    assert.equal(put.statusCode, 200, put.body);
+    const media = await upload();
+    const sibling = await upload();
+    for (const [id, caption] of [[media, 'lighthouse keeper at dusk'], [sibling, 'another lighthouse']] as const) {
+      assert.equal((await call('PATCH', `/media/${id}`, t.tenant.userKey, { caption })).statusCode, 200);
+      assert.equal((await call('POST', `/media/${id}/labels`, t.tenant.userKey, { labels: [{ name: 'lighthouse' }] })).statusCode, 200);
+    }
+    const seenBy = async (key: string) => {
+      const ids = async (url: string) => {
+        const res = await call('GET', url, key);
+        assert.equal(res.statusCode, 200, res.body);
+        return res.json().items.map((i: { id: string }) => i.id) as string[];
+      };
+      return {
+        feed: (await ids('/feed/new?limit=100')).includes(media),
+        search: (await ids('/search?q=lighthouse&limit=100')).includes(media),
+        feedSearch: (await ids('/feed/search?q=lighthouse&limit=100')).includes(media),
+        related: (await ids(`/media/${sibling}/related?limit=100`)).includes(media),
+      };
+    };
+    const everywhere = { feed: true, search: true, feedSearch: true, related: true };
+    assert.deepEqual(await seenBy(bobKey), everywhere, 'visible before');
+
+    const flagged = await call('POST', `/media/${media}/labels`, t.tenant.adminKey, { labels: [{ name: 'graphic', kind: 'moderation', confidence: 0.7 }] });
+    assert.equal(flagged.statusCode, 200, flagged.body);
+    assert.equal(await stateOf(media), 'held');
+    assert.deepEqual(await seenBy(bobKey), { feed: false, search: false, feedSearch: false, related: false }, 'hidden from bob');
+    assert.deepEqual(await seenBy(t.tenant.userKey), { feed: false, search: true, feedSearch: false, related: false }, 'the owner finds it in search only');
+    expectProblem(await call('GET', `/media/${media}`, bobKey), 403, 'moderation-hidden');
+    expectProblem(await call('GET', `/media/${media}/related`, bobKey), 403, 'moderation-hidden');
+
+    const approved = await call('POST', `/media/${media}/moderation`, t.tenant.adminKey, { decision: 'approve', note: 'a painting' });
+    assert.equal(approved.statusCode, 200, approved.body);
+    assert.deepEqual(await seenBy(bobKey), everywhere, 'back after approval');
+    assert.equal((await call('GET', `/media/${media}`, bobKey)).statusCode, 200);
+    await call('PUT', '/moderation/thresholds', t.tenant.adminKey, { default: null, labels: [] });
   });
 
   it('documents the endpoints in the OpenAPI description', async () => {

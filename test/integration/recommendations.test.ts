@@ -191,4 +191,86 @@ describe('recommendations', () => {
       await ext.close();
     }
   });
+
+  /** A user of the tenant with a key of their own, and what they get. */
+  async function user(app: TestApp, userId: string, tenantId = app.tenant.id) {
+    const key = (await app.ctx.tenancy.createKey({ tenantId, userId })).key;
+    return {
+      view: async (mediaId: string) => {
+        const res = await app.app.inject({ url: `/api/v1/media/${mediaId}/package`, headers: app.auth(key) });
+        assert.equal(res.statusCode, 200, res.body);
+      },
+      recommended: async (limit = 20) => (await get(app, `/api/v1/feed/recommended?limit=${limit}`, key)).items.map((i) => i.id),
+      related: async (mediaId: string) => (await get(app, `/api/v1/media/${mediaId}/related?limit=20`, key)).items.map((i) => i.id),
+    };
+  }
+  const daysAgo = (d: number) => new Date(Date.now() - d * 86_400_000).toISOString();
+
+  // Each test uses labels of its own: the engine caches document frequencies for a minute.
+  it('recency: of two otherwise equal media the newer ranks first', async () => {
+    const seen = await insertMedia(t, { caption: 'lynx seen', labels: ['lynx'], userId: 'carol' });
+    // The newer is inserted first, so that the id tie-break would put the older first.
+    const newer = await insertMedia(t, { caption: 'lynx new', labels: ['lynx'], userId: 'carol', createdAt: daysAgo(1) });
+    const older = await insertMedia(t, { caption: 'lynx old', labels: ['lynx'], userId: 'carol', createdAt: daysAgo(90) });
+    const ruth = await user(t, 'ruth');
+    assert.deepEqual(await ruth.related(seen), [newer, older]);
+    await ruth.view(seen);
+    assert.deepEqual(await ruth.recommended(), [newer, older]);
+  });
+
+  it('confidence: a shared label of higher confidence ranks above a lower one', async () => {
+    const at = daysAgo(2);
+    const seen = await insertMedia(t, { caption: 'puffin seen', labels: ['puffin'], userId: 'carol', createdAt: at });
+    const high = await insertMedia(t, { caption: 'puffin sure', labels: ['puffin'], confidence: 0.95, userId: 'carol', createdAt: at });
+    const low = await insertMedia(t, { caption: 'puffin unsure', labels: ['puffin'], confidence: 0.3, userId: 'carol', createdAt: at });
+    const sam = await user(t, 'sam');
+    assert.deepEqual(await sam.related(seen), [high, low]);
+    await sam.view(seen);
+    assert.deepEqual(await sam.recommended(), [high, low]);
+  });
+
+  it("the user's own uploads shape the recommended feed, however many there are", async () => {
+    const kayaks = [await insertMedia(t, { caption: 'kayak a', labels: ['kayak'], userId: 'carol' }), await insertMedia(t, { caption: 'kayak b', tags: ['Paddle'], userId: 'carol' })];
+    await insertMedia(t, { caption: 'unrelated', labels: ['zebra'], userId: 'carol' });
+    // tess never viewed anything; she uploads (more than a ranking shortlist holds) media labelled kayak, tagged paddle.
+    for (let i = 0; i < 70; i++) await insertMedia(t, { caption: `my kayak ${i}`, labels: ['kayak'], tags: ['paddle'], userId: 'tess' });
+    const tess = await user(t, 'tess');
+    const first = await tess.recommended(5);
+    assert.deepEqual(new Set(first), new Set(kayaks), 'media sharing her uploads\u2019 label or tag, none of her own');
+    const newFeed = (await get(t, '/api/v1/feed/new?limit=5', t.tenant.userKey)).items.map((i) => i.id);
+    assert.notDeepEqual(first, newFeed, 'not the new feed');
+  });
+
+  it('features only the seed has do not crowd out the ones it shares', async () => {
+    const unique = Array.from({ length: 12 }, (_v, i) => `solo-${i}`);
+    const seedId = await insertMedia(t, { caption: 'many unique labels', labels: ['kestrel', ...unique], tags: unique, userId: 'carol' });
+    const sharing = await insertMedia(t, { caption: 'kestrel too', labels: ['kestrel'], confidence: 0.5, userId: 'carol' });
+    const vic = await user(t, 'vic');
+    assert.deepEqual(await vic.related(seedId), [sharing]);
+  });
+
+  it("never recommends held or rejected media, nor another tenant's", async () => {
+    const seen = await insertMedia(t, { caption: 'ibis seen', labels: ['ibis'], userId: 'carol' });
+    const visible = await insertMedia(t, { caption: 'ibis visible', labels: ['ibis'], userId: 'carol' });
+    const later = await insertMedia(t, { caption: 'ibis held later', labels: ['ibis'], userId: 'carol' });
+    await insertMedia(t, { caption: 'ibis rejected', labels: ['ibis'], moderation: 'rejected', userId: 'carol' });
+    const theirs = await insertMedia(t, { tenantId: t.other.id, caption: 'ibis theirs', labels: ['ibis'], userId: 'carol' });
+    const uma = await user(t, 'uma');
+    await uma.view(seen);
+    assert.deepEqual(new Set(await uma.recommended()), new Set([visible, later]));
+    assert.deepEqual(new Set(await uma.related(seen)), new Set([visible, later]));
+
+    // Held through the moderation workflow after it was recommended.
+    await t.ctx.labels.addLabels({ system: true, tenantId: t.tenant.id }, later, [{ name: 'gore', kind: 'moderation', confidence: 0.99, source: 'model' }]);
+    assert.deepEqual(await uma.recommended(), [visible]);
+    assert.deepEqual(await uma.related(seen), [visible]);
+
+    // The other tenant's uma, viewing their ibis, gets their other ibis only.
+    const theirsToo = await insertMedia(t, { tenantId: t.other.id, caption: 'ibis theirs too', labels: ['ibis'], userId: 'carol' });
+    const otherUma = await user(t, 'uma', t.other.id);
+    await otherUma.view(theirs);
+    assert.deepEqual(await otherUma.recommended(), [theirsToo]);
+    assert.deepEqual(await otherUma.related(theirs), [theirsToo]);
+    assert.ok(!(await uma.recommended()).includes(theirsToo));
+  });
 });

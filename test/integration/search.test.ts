@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { nowIso, toJson, type MediaKind, type MediaStatus, type ModerationState } from '../../src/db/schema.js';
 import { newId } from '../../src/ids.js';
 import { ensureLabel } from '../../src/labels/label-service.js';
+import { MAX_SEARCH_RESULTS } from '../../src/search/search-service.js';
 import { expectProblem, startTestApp, type TestApp } from '../support/harness.js';
 import { SessionClient } from '../support/upload-client.js';
 
@@ -177,6 +178,152 @@ describe('search', () => {
       400,
       'validation-failed',
     );
+  });
+
+  it('paginates a multi-word query stably while media are added (here and in another tenant) and deleted between pages', async () => {
+    // Orange-heavy and marmalade-heavy captions: their order depends on how rare each word is.
+    const captions = [
+      'orange orange orange orange orange marmalade',
+      'orange orange orange orange marmalade',
+      'orange orange orange marmalade',
+      'orange orange marmalade',
+      'orange marmalade marmalade',
+      'orange marmalade marmalade marmalade',
+      'orange marmalade marmalade marmalade marmalade',
+      'orange marmalade marmalade marmalade marmalade marmalade',
+    ];
+    const made = [];
+    for (const caption of captions) made.push(await insertMedia(t, { caption }));
+    const seen: { id: string; score: number }[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const page = await search(`q=${encodeURIComponent('orange marmalade')}&limit=2${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+      seen.push(...page.items.map((i) => ({ id: i.id, score: i.score })));
+      cursor = page.next_cursor;
+      pages++;
+      // A better match arrives mid-way, and "orange" becomes common (here and in another tenant),
+      // which reorders the earlier media under corpus-wide statistics.
+      await insertMedia(t, { caption: 'orange marmalade', title: 'orange marmalade orange marmalade' });
+      for (let i = 0; i < 12; i++) await insertMedia(t, { caption: `orange squash ${i}` });
+      for (let i = 0; i < 4; i++) await insertMedia(t, { tenantId: t.other.id, caption: `orange orange squash ${'filler '.repeat(i * 5)}` });
+    } while (cursor && pages < 20);
+    assert.equal(pages, 4);
+    const shown = seen.map((s) => s.id);
+    assert.equal(new Set(shown).size, shown.length, 'no duplicates');
+    assert.deepEqual(new Set(shown), new Set(made), 'no misses and nothing added later');
+    for (let i = 1; i < seen.length; i++) assert.ok(seen[i]!.score <= seen[i - 1]!.score, `ranked across pages at ${i}`);
+
+    // A media deleted before its page is left out; the rest still come, once.
+    const first = await search(`q=${encodeURIComponent('orange marmalade')}&limit=3`);
+    const later = made.filter((id) => !first.items.some((i) => i.id === id));
+    const gone = later[0]!;
+    assert.equal((await t.app.inject({ method: 'DELETE', url: `/api/v1/media/${gone}`, headers: t.auth(t.tenant.adminKey) })).statusCode, 204);
+    const rest: string[] = [];
+    cursor = first.next_cursor;
+    while (cursor) {
+      const page = await search(`q=${encodeURIComponent('orange marmalade')}&limit=3&cursor=${encodeURIComponent(cursor)}`);
+      rest.push(...page.items.map((i) => i.id));
+      cursor = page.next_cursor;
+    }
+    const all = [...first.items.map((i) => i.id), ...rest];
+    assert.ok(all.length > made.length, 'a new search sees the media added since');
+    assert.ok(!rest.includes(gone), 'the deleted media is left out');
+    assert.equal(new Set(all).size, all.length);
+
+    // Another tenant's key cannot use the cursor to read this tenant's results.
+    const mine = await search(`q=${encodeURIComponent('orange marmalade')}&limit=1`);
+    const res = await t.app.inject({ url: `/api/v1/search?q=${encodeURIComponent('orange marmalade')}&limit=1&cursor=${encodeURIComponent(mine.next_cursor!)}`, headers: t.auth(t.other.userKey) });
+    if (res.statusCode === 200) {
+      const theirs = new Set(await ids(`q=${encodeURIComponent('orange marmalade')}&limit=100`, t.other.userKey));
+      for (const item of res.json().items as { id: string }[]) assert.ok(theirs.has(item.id), 'only their own media');
+    } else expectProblem(res, 400, 'validation-failed');
+  });
+
+  it("ranks a tenant's media the same whatever other tenants index", async () => {
+    await insertMedia(t, { caption: 'walrus on the ice', tags: ['walrus'] });
+    await insertMedia(t, { title: 'walrus', caption: 'a very long caption about many things and also one walrus' });
+    await insertMedia(t, { caption: 'walrus walrus', description: 'tusks' });
+    const before = await search(`q=${encodeURIComponent('walrus ice')}`);
+    const beforeAll = await search('q=walrus');
+    for (let i = 0; i < 25; i++) await insertMedia(t, { tenantId: t.other.id, caption: `walrus ${'ice '.repeat(i % 4)}${'word '.repeat(i)}`, tags: i % 2 ? ['walrus'] : [] });
+    const after = await search(`q=${encodeURIComponent('walrus ice')}`);
+    const afterAll = await search('q=walrus');
+    assert.equal(beforeAll.items.length, 3);
+    assert.deepEqual(after.items.map((i) => [i.id, i.score]), before.items.map((i) => [i.id, i.score]));
+    assert.deepEqual(afterAll.items.map((i) => [i.id, i.score]), beforeAll.items.map((i) => [i.id, i.score]));
+  });
+
+  it(`pages through at most ${MAX_SEARCH_RESULTS} results of one search`, async () => {
+    const db = t.ctx.database.db;
+    const at = nowIso();
+    const made: string[] = [];
+    for (let b = 0; b < MAX_SEARCH_RESULTS + 20; b += 130) {
+      const rows = Array.from({ length: 130 }, (_, k) => {
+        const id = newId();
+        made.push(id);
+        return {
+          id, tenant_id: t.tenant.id, user_id: 'alice', status: 'ready' as const, error_code: null, error_reason: null, kind: 'image' as const,
+          original_filename: `pebble-${b + k}.jpg`, mime_type: 'image/jpeg', size: 10, sha256: 'x'.repeat(64), caption: `pebble ${'stone '.repeat(k % 7)}`,
+          user_tags: toJson([]), file_metadata: toJson({}), upload_session_id: null, created_at: at, updated_at: at, processing_started_at: null, ready_at: at,
+          playback_key: randomBytes(8).toString('hex'), title: null, description: null,
+        };
+      });
+      await db.insertInto('mediaassets').values(rows).execute();
+      await t.ctx.discovery.indexer.reindexMany(t.tenant.id, rows.map((r) => r.id));
+    }
+    assert.ok(made.length > MAX_SEARCH_RESULTS);
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const page = await search(`q=pebble&limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+      seen.push(...page.items.map((i) => i.id));
+      cursor = page.next_cursor;
+      pages++;
+    } while (cursor && pages < 20);
+    assert.equal(seen.length, MAX_SEARCH_RESULTS);
+    assert.equal(new Set(seen).size, seen.length);
+    assert.ok(seen.every((id) => made.includes(id)));
+  });
+
+  it('finds media by words of its caption tracks, until the track is removed', async () => {
+    const id = await insertMedia(t, { caption: 'wharfside at dawn', kind: 'video' });
+    const srt = ['1', '00:00:01,000 --> 00:00:03,000', 'The quetzal feathers shimmer', '', '2', '00:00:04,000 --> 00:00:06,000', 'Over the lagoon', ''].join('\n');
+    const put = await t.app.inject({
+      method: 'PUT',
+      url: `/api/v1/media/${id}/captions/en`,
+      headers: { ...t.auth(t.tenant.userKey), 'content-type': 'application/x-subrip' },
+      payload: srt,
+    });
+    assert.equal(put.statusCode, 201, put.body);
+    assert.deepEqual(await ids('q=quetzal'), [id], 'a word only the track has');
+    assert.deepEqual(await ids(`q=${encodeURIComponent('lagoon wharfside')}`), [id], 'track and caption words together');
+    assert.deepEqual(await ids('q=quetzal', t.other.userKey), []);
+    const del = await t.app.inject({ method: 'DELETE', url: `/api/v1/media/${id}/captions/en`, headers: t.auth(t.tenant.userKey) });
+    assert.equal(del.statusCode, 204, del.body);
+    assert.deepEqual(await ids('q=quetzal'), [], 'gone with the track');
+    assert.deepEqual(await ids('q=wharfside'), [id]);
+  });
+
+  it('follows PATCH of caption, title, description and tags', async () => {
+    const id = await insertMedia(t, { caption: 'plain beginning', tags: ['oldtag'] });
+    const patch = async (body: Record<string, unknown>) => {
+      const res = await t.app.inject({ method: 'PATCH', url: `/api/v1/media/${id}`, headers: t.auth(t.tenant.userKey), payload: body });
+      assert.equal(res.statusCode, 200, res.body);
+    };
+    await patch({ caption: 'Zanzibar spice market', title: 'Cinnamon Stalls', description: 'cardamom everywhere' });
+    assert.deepEqual(await ids('q=zanzibar'), [id]);
+    assert.deepEqual(await ids('q=cinnamon'), [id]);
+    assert.deepEqual(await ids('q=cardamom'), [id]);
+    assert.deepEqual(await ids('q=beginning'), [], 'the old caption is gone');
+    await patch({ tags: { add: ['Nutmeg'], remove: ['OLDTAG'] } });
+    assert.deepEqual(await ids('q=nutmeg'), [id]);
+    assert.deepEqual(await ids('q=oldtag'), []);
+    await patch({ caption: null, title: null });
+    assert.deepEqual(await ids('q=zanzibar'), []);
+    assert.deepEqual(await ids('q=cinnamon'), []);
+    assert.deepEqual(await ids('q=cardamom'), [id]);
   });
 
   it('follows updates and deletes', async () => {

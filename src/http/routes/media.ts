@@ -95,8 +95,9 @@ export function mediaRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         schema: {
           tags: ['media'],
           summary: 'The whole media record: status and its history, probe facts, artifacts, caption tracks, tags, labels, moderation state',
+          description: 'Media held or rejected by moderation answers `moderation-hidden` (403) to anyone but its owner and admin keys, like its playback.',
           params: MediaParams,
-          response: { 200: MediaRecordSchema, ...problemResponses() },
+          response: { 200: MediaRecordSchema, ...problemResponses(403) },
         },
       },
       async (req) => ctx.media.record(principalOf(req), req.params.media_id),
@@ -128,7 +129,7 @@ export function mediaRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           tags: ['media'],
           summary: 'Status changes as Server-Sent Events (event `status`): the current status, then each change; ends after ready or error unless follow=true',
           description:
-            'Reconnecting with `Last-Event-ID` (or `last_event_id`) replays the events after that one. A reconnect with nothing left to say answers 204, which tells EventSource to stop.',
+            'Reconnecting with `Last-Event-ID` (or `last_event_id`) replays the events after that one. A reconnect with nothing left to say answers 204, which tells EventSource to stop. The stream ends with event `deleted` when the media is deleted, and with event `hidden` when moderation holds it (for anyone but its owner and admin keys, who get `moderation-hidden` on reconnecting).',
           params: MediaParams,
           querystring: Type.Object({
             follow: Type.Boolean({ default: false, description: 'Keep the stream open after ready/error (to watch a reprocess)' }),
@@ -138,7 +139,7 @@ export function mediaRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           response: {
             200: { description: 'text/event-stream', content: { 'text/event-stream': { schema: Type.String() } } },
             204: Type.Null(),
-            ...problemResponses(),
+            ...problemResponses(403),
           },
         },
       },
@@ -178,10 +179,14 @@ export function mediaRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         raw.write('retry: 3000\n\n');
         send(backlog.events);
         if (raw.writableEnded) return;
-        watch = ctx.statusFeed.watch(p.tenantId, req.params.media_id, backlog.cursor, {
+        watch = ctx.statusFeed.watch(p, req.params.media_id, backlog.cursor, {
           onEvents: send,
           onGone: () => {
             raw.write('event: deleted\ndata: {}\n\n');
+            finish();
+          },
+          onHidden: () => {
+            raw.write('event: hidden\ndata: {}\n\n');
             finish();
           },
           onError: (err) => req.log.warn({ err }, 'media event stream poll failed'),

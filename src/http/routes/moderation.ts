@@ -52,6 +52,8 @@ export function moderationRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         schema: {
           tags,
           summary: 'Replace the moderation thresholds (admin keys); default null uses the server default',
+          description:
+            'Media whose moderation labels meet a lowered threshold is held at once (`held` counts it); raising a threshold releases nothing: held media waits for a moderator.',
           body: Type.Object(
             {
               default: Type.Optional(nullable(Threshold)),
@@ -59,7 +61,10 @@ export function moderationRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
             },
             { additionalProperties: false },
           ),
-          response: { 200: ThresholdsSchema, ...problemResponses(400, 403) },
+          response: {
+            200: Type.Object({ ...ThresholdsSchema.properties, held: Type.Integer({ description: 'Media this change held' }) }),
+            ...problemResponses(400, 403),
+          },
         },
       },
       async (req) => ctx.moderation.setThresholds(principalOf(req), { default: req.body.default ?? null, labels: req.body.labels }),

@@ -65,7 +65,7 @@ export function searchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           tags: ['search'],
           summary: "Full-text search of the tenant's media (file names, titles, captions, descriptions, tags, labels and their synonyms, caption tracks), most relevant first",
           description:
-            'Only ready media unless `status` says otherwise; media that is not ready or is held by moderation is found only by its owner or an admin key. Results are pinned to the first page: media added later appear in a new search.',
+            'Only ready media unless `status` says otherwise; media that is not ready or is held by moderation is found only by its owner or an admin key. Pages are stable: a later page never repeats or skips a result of an earlier one, whatever is written in between (media deleted or hidden since are left out; media added since appear in a new search). A search pages through its 500 best results; a cursor may expire after an hour (search again).',
           querystring: Type.Object({ ...searchFields, status: Type.Optional(StatusFilter) }),
           response: { 200: Page, ...problemResponses(400) },
         },
@@ -121,7 +121,7 @@ export function searchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           summary: 'Media similar to this one (shared labels and tags, rarer ones weigh more), best first',
           params: Type.Object({ media_id: Type.String({ minLength: 1, maxLength: 64 }) }),
           querystring: Type.Object({ limit }),
-          response: { 200: Page, ...problemResponses(400) },
+          response: { 200: Page, ...problemResponses(400, 403) },
         },
       },
       async (req) => feeds.related(principalOf(req), req.params.media_id, req.query.limit, baseUrlOf(req)),
