@@ -4,6 +4,7 @@
  *
  *   node --import tsx bench/api/run.ts [--media 100000] [--requests 2000] [--concurrency 16]
  *                                      [--backends sqlite,postgres] [--out bench/results/api.json]
+ *                                      [--cases get,search,feed,related] [--server-node-args="--cpu-prof"]
  *
  * Vocabulary: 3,000 words drawn with a Zipf distribution (s = 1.07) for captions, titles and
  * tags; 300 labels in a hierarchy (30 parents × 9 children) of which 100 have bank phrases;
@@ -36,6 +37,10 @@ const { values: argv } = parseArgs({
     concurrency: { type: 'string', default: '16' },
     backends: { type: 'string', default: 'sqlite,postgres' },
     out: { type: 'string', default: path.join(ROOT, 'bench/results/api.json') },
+    /** Only the endpoints whose names contain one of these (comma-separated), e.g. --cases search,feed. */
+    cases: { type: 'string', default: '' },
+    /** Extra node flags for the server child, e.g. --server-node-args="--cpu-prof --cpu-prof-dir=/tmp/prof". */
+    'server-node-args': { type: 'string', default: '' },
     help: { type: 'boolean', default: false },
   },
   strict: true,
@@ -224,7 +229,8 @@ async function measure(name: string, urls: () => string, key: string): Promise<R
 }
 
 function startServer(env: Record<string, string>): Promise<{ proc: ChildProcess; base: string }> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli/main.ts'), 'api'], {
+  const nodeArgs = argv['server-node-args']!.split(/\s+/).filter(Boolean);
+  const proc = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', path.join(ROOT, 'src/cli/main.ts'), 'api'], {
     cwd: ROOT,
     env: { ...process.env, ...env, PORT: '0', LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -273,7 +279,9 @@ async function bench(backend: 'sqlite' | 'postgres'): Promise<Result[]> {
         ['feed/new', () => `${api}/feed/new`],
         ['related', () => `${api}/media/${pick()}/related`],
       ];
+      const only = argv.cases!.split(',').map((c) => c.trim()).filter(Boolean);
       for (const [name, url] of cases) {
+        if (only.length && !only.some((c) => name.includes(c))) continue;
         const r = await measure(name, url, seeded.key);
         log(`${backend} ${name}: p50 ${r.p50_ms} ms, p95 ${r.p95_ms} ms, p99 ${r.p99_ms} ms, ${r.rps} req/s, errors ${r.errors}`);
         results.push(r);
@@ -284,13 +292,14 @@ async function bench(backend: 'sqlite' | 'postgres'): Promise<Result[]> {
       await new Promise((r) => proc.once('exit', r));
     }
   } finally {
-    if (backend === 'postgres') {
+    if (backend === 'postgres' && !process.env.BENCH_KEEP) {
       const c = new pg.Client({ connectionString: PG_URL });
       await c.connect();
       await c.query(`drop schema if exists "${schema}" cascade`);
       await c.end();
     }
-    await fsp.rm(tmp, { recursive: true, force: true });
+    if (process.env.BENCH_KEEP) log(`kept ${tmp}`);
+    else await fsp.rm(tmp, { recursive: true, force: true });
   }
 }
 

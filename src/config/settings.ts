@@ -190,6 +190,7 @@ const spec = {
   playbackSecret: { env: 'PLAYBACK_SECRET', default: '', description: 'Secret that signs playback URLs (at least 32 characters); empty generates one and keeps it in the database, shared by every process.', parse: secret },
   playbackTtl: { env: 'PLAYBACK_TTL', default: '6h', description: 'How long a signed playback URL stays valid.', parse: parseDuration },
   searchMaxQueryLength: { env: 'SEARCH_MAX_QUERY_LENGTH', default: '200', description: 'Longest search query accepted, in characters.', parse: int(10, 2000) },
+  searchRankCandidates: { env: 'SEARCH_RANK_CANDIDATES', default: '5000', description: 'SQLite only: most matches of one search ranked by relevance; a query matching more is ranked among its this-many most recently indexed matches (filters that leave too few of them rank every match).', parse: int(10, 10_000_000) },
   feedPageSize: { env: 'FEED_PAGE_SIZE', default: '20', description: 'Items per page of search results and feeds when the client gives no limit.', parse: int(1, 1000) },
   feedMaxPageSize: { env: 'FEED_MAX_PAGE_SIZE', default: '100', description: 'Most items a client may ask for per page of search results, feeds and related media.', parse: int(1, 1000) },
   recommenderUrl: { env: 'RECOMMENDER_URL', default: '', description: 'HTTP endpoint of an external recommendation engine (POST {tenant_id, user_id or media_id, limit}, answers {ids}); empty uses the built-in engine, which is also the fallback.', parse: optionalUrl },

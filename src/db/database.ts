@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import { Kysely, PostgresDialect, SqliteDialect, sql, type SqliteDatabase as SqliteDialectDatabase, type SqliteStatement } from 'kysely';
+import type { Database as SqliteDatabase } from 'better-sqlite3';
 import type pg from 'pg';
 import { databaseKind, sqliteFile, type Settings } from '../config/settings.js';
 import type { Dialect } from './dialect.js';
@@ -17,6 +18,9 @@ export interface DatabaseHandle {
   close(): Promise<void>;
 }
 
+/** How often SQLite's query planner statistics are brought up to date. */
+const OPTIMIZE_INTERVAL_MS = 60 * 60_000;
+
 const PG_INT8 = 20;
 const PG_TIMESTAMPTZ = 1184;
 
@@ -28,6 +32,32 @@ function pgTypes(types: typeof pg.types): pg.CustomTypesConfig {
       if (oid === PG_TIMESTAMPTZ) return (v: string) => new Date(v).toISOString();
       return types.getTypeParser(oid, format);
     }) as pg.CustomTypesConfig['getTypeParser'],
+  };
+}
+
+/** Statements kept compiled per SQLite connection (the most recently used). */
+const STATEMENT_CACHE_SIZE = 500;
+
+/**
+ * Kysely prepares every query anew; compiling a statement costs more than running most of ours.
+ * The same SQL text gets the same compiled statement back. Safe because every statement runs to
+ * completion synchronously on this one connection (an iterating reader is never shared).
+ */
+function withStatementCache(sqlite: SqliteDatabase): SqliteDialectDatabase {
+  const cache = new Map<string, SqliteStatement>();
+  return {
+    close: () => sqlite.close(),
+    prepare: (text: string) => {
+      let stmt = cache.get(text);
+      if (stmt) {
+        cache.delete(text);
+      } else {
+        stmt = sqlite.prepare(text) as unknown as SqliteStatement;
+        if (cache.size >= STATEMENT_CACHE_SIZE) cache.delete(cache.keys().next().value!);
+      }
+      cache.set(text, stmt);
+      return stmt;
+    },
   };
 }
 
@@ -44,14 +74,33 @@ export async function openDatabase(
     sqlite.pragma('synchronous = NORMAL');
     sqlite.pragma('foreign_keys = ON');
     sqlite.pragma('busy_timeout = 5000');
-    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+    // SQLite plans queries from table statistics; without any it may scan a tenant's whole index
+    // where one media's rows were wanted (seen: 4 ms instead of 0.1 ms at 20,000 media). The
+    // statistics are refreshed at open and hourly, each time only where tables changed a lot.
+    // They are exact (no analysis_limit): a sampled ANALYZE estimates ~1,000 rows per tenant
+    // whatever the truth, which brings the same bad plans back (about 0.3 s per 100,000 media).
+    const optimize = () => {
+      try {
+        sqlite.pragma('optimize = 0x10002');
+      } catch {
+        // Busy (another process writes): the next round does it.
+      }
+    };
+    optimize();
+    const timer = setInterval(optimize, OPTIMIZE_INTERVAL_MS);
+    timer.unref();
+    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
     return {
       db,
       dialect: 'sqlite',
       ping: async () => {
         await sql`select 1`.execute(db);
       },
-      close: () => db.destroy(),
+      close: async () => {
+        clearInterval(timer);
+        optimize();
+        await db.destroy();
+      },
     };
   }
 

@@ -32,7 +32,7 @@ export async function createDiscovery(deps: {
   log: Logger;
 }): Promise<Discovery> {
   const { database, settings, log } = deps;
-  const index = createSearchIndex(database);
+  const index = createSearchIndex(database, settings.searchRankCandidates);
   const indexer = new SearchIndexer(database, index, log);
   deps.changes.on((change) => indexer.onChange(change));
   await indexer.backfill();

@@ -87,6 +87,9 @@ export function ftsTableOf(tenantId: string): string {
 
 const ROWS_PER_STATEMENT = 250;
 
+/** Best full-text matches ranked before the filters are applied, beyond 1.25 × the results wanted (see Fts5SearchIndex.search). */
+const FTS_WINDOW_SLACK = 20;
+
 function chunks<T>(items: T[], size = ROWS_PER_STATEMENT): T[][] {
   const out: T[][] = [];
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
@@ -104,7 +107,10 @@ export class Fts5SearchIndex implements SearchIndex {
   /** Tables seen to exist (they are never dropped). */
   private readonly existing = new Set<string>();
 
-  constructor(private readonly db: Db) {}
+  constructor(
+    private readonly db: Db,
+    private readonly rankCandidates: number,
+  ) {}
 
   private async exists(db: Db, table: string): Promise<boolean> {
     if (this.existing.has(table)) return true;
@@ -155,19 +161,56 @@ export class Fts5SearchIndex implements SearchIndex {
     const table = ftsTableOf(q.tenantId);
     if (!(await this.exists(this.db, table))) return [];
     const t = sql.raw(table);
+    const match = fts5Expression(q.query);
+    const bm25 = sql`bm25(${t}, 10.0, 5.0, 8.0, 4.0, 3.0, 3.0, 1.0)`;
+    const hits = (rows: { media_id: string; score: number }[]) => rows.map((r) => ({ mediaId: r.media_id, score: Number(r.score) }));
+    // Past rankCandidates matches, only the most recently indexed ones (the highest rowids) are ranked.
+    const counted = await sql<{ n: number }>`select count(*) as n from (select rowid from ${t} where ${t} match ${match} limit ${this.rankCandidates + 1})`.execute(this.db);
+    const capped = Number(counted.rows[0]?.n ?? 0) > this.rankCandidates;
+    const candidates = Math.min(Number(counted.rows[0]?.n ?? 0), this.rankCandidates);
+    if (!candidates) return [];
+    const from = capped
+      ? (await sql<{ rowid: number }>`select rowid from ${t} where ${t} match ${match} order by rowid desc limit 1 offset ${this.rankCandidates - 1}`.execute(this.db)).rows[0]?.rowid
+      : undefined;
+    // The best candidates by relevance alone, inside FTS5 (its own top-N sort), then the filters
+    // on those only: a common word matches a large share of the library, and looking each match
+    // up to filter it before ranking is what made such searches slow. Most searches keep nearly
+    // all of their best matches; when the filters leave too few, more candidates are taken.
+    const ranked = async (window: number) =>
+      hits(
+        (
+          await sql<{ media_id: string; score: number }>`
+            with top as materialized (
+              select rowid, -${bm25} as score from ${t}
+              where ${t} match ${match} ${from !== undefined ? sql`and rowid >= ${from}` : sql``}
+              order by ${bm25} limit ${window})
+            select d.media_id, top.score from top
+              cross join media_search_docs d on d.id = top.rowid
+              cross join mediaassets m on m.id = d.media_id
+            where ${filterSql(q, false)}
+            order by top.score desc, d.media_id desc
+            limit ${q.limit}`.execute(this.db)
+        ).rows,
+      );
+    let found = await ranked(Math.ceil(q.limit * 1.25) + FTS_WINDOW_SLACK);
+    if (found.length < q.limit && Math.ceil(q.limit * 1.25) + FTS_WINDOW_SLACK < candidates) found = await ranked(candidates);
+    // Complete when every match was a candidate; good enough when the filters kept at least half
+    // of the candidates (the cap, not the filters, is why there are not more). Otherwise the
+    // filters are selective: every match is filtered, then ranked.
+    if (found.length >= q.limit || !capped || found.length >= candidates / 2) return found;
     // Materialised and CROSS JOIN (SQLite keeps that join order): the full-text matches drive the
     // query and each is looked up by primary key, rather than scanning the tenant's media.
     const res = await sql<{ media_id: string; score: number }>`
       with s as materialized (
-        select d.media_id, -bm25(${t}, 10.0, 5.0, 8.0, 4.0, 3.0, 3.0, 1.0) as score
+        select d.media_id, -${bm25} as score
         from ${t} join media_search_docs d on d.id = ${t}.rowid
-        where ${t} match ${fts5Expression(q.query)} and d.tenant_id = ${q.tenantId}
+        where ${t} match ${match}
       )
       select s.media_id, s.score from s cross join mediaassets m on m.id = s.media_id
       where ${filterSql(q, false)}
       order by s.score desc, s.media_id desc
       limit ${q.limit}`.execute(this.db);
-    return res.rows.map((r) => ({ mediaId: r.media_id, score: Number(r.score) }));
+    return hits(res.rows);
   }
 
   async unindexed(limit: number) {
@@ -212,6 +255,9 @@ export class PostgresSearchIndex implements SearchIndex {
   }
 
   async search(q: IndexQuery): Promise<SearchHit[]> {
+    // Every match is ranked: PostgreSQL finds them through the GIN index, and a cap on the
+    // candidates (as on SQLite) measured no faster here, since reading the matches costs about as
+    // much as ranking them.
     const tsq = tsQueryExpression(q.query);
     const res = await sql<{ media_id: string; score: number }>`
       select s.media_id, s.score from (
@@ -233,6 +279,11 @@ export class PostgresSearchIndex implements SearchIndex {
   }
 }
 
-export function createSearchIndex(handle: DatabaseHandle): SearchIndex {
-  return handle.dialect === 'postgres' ? new PostgresSearchIndex(handle.db) : new Fts5SearchIndex(handle.db);
+/**
+ * @param rankCandidates the most matches one SQLite search ranks: bm25 is computed for every match,
+ *   so a word found in a large share of the library would cost time in proportion to the library;
+ *   beyond this many matches only the most recent ones are ranked (unless filters leave too few).
+ */
+export function createSearchIndex(handle: DatabaseHandle, rankCandidates = 5000): SearchIndex {
+  return handle.dialect === 'postgres' ? new PostgresSearchIndex(handle.db) : new Fts5SearchIndex(handle.db, rankCandidates);
 }

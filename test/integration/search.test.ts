@@ -5,7 +5,7 @@ import { nowIso, toJson, type MediaKind, type MediaStatus, type ModerationState 
 import { newId } from '../../src/ids.js';
 import { ensureLabel } from '../../src/labels/label-service.js';
 import { MAX_SEARCH_RESULTS } from '../../src/search/search-service.js';
-import { expectProblem, startTestApp, type TestApp } from '../support/harness.js';
+import { BACKEND, expectProblem, startTestApp, type TestApp } from '../support/harness.js';
 import { SessionClient } from '../support/upload-client.js';
 
 interface Seed {
@@ -379,5 +379,43 @@ describe('search', () => {
     for (const p of ['/api/v1/search', '/api/v1/feed/new', '/api/v1/feed/recommended', '/api/v1/feed/search', '/api/v1/media/{media_id}/related']) {
       assert.ok(doc.paths[p]?.get, p);
     }
+  });
+});
+
+describe('search of a very common word (SEARCH_RANK_CANDIDATES)', () => {
+  let t: TestApp;
+  before(async () => {
+    t = await startTestApp({ SEARCH_RANK_CANDIDATES: '10' });
+  });
+  after(() => t.close());
+
+  it('ranks only the most recent matches past the cap, and every match when filters leave too few', async () => {
+    const base = Date.now() - 60_000;
+    const at = (i: number) => new Date(base + i * 1000).toISOString();
+    // The two oldest are the best matches by far; twelve newer ones mention the word once.
+    const oldest = [
+      await insertMedia(t, { title: 'heron heron', caption: 'heron heron heron', labels: ['wader'], createdAt: at(0) }),
+      await insertMedia(t, { title: 'heron heron', caption: 'heron heron heron', labels: ['wader'], createdAt: at(1) }),
+    ];
+    const newer: string[] = [];
+    for (let i = 0; i < 12; i++) newer.push(await insertMedia(t, { caption: `a walk by the lake, heron number ${i}, and more words to make it longer`, createdAt: at(2 + i) }));
+    const get = async (query: string) => {
+      const res = await t.app.inject({ url: `/api/v1/search?${query}`, headers: t.auth(t.tenant.userKey) });
+      assert.equal(res.statusCode, 200, res.body);
+      return (res.json().items as { id: string }[]).map((i) => i.id);
+    };
+    const capped = await get('q=heron&limit=50');
+    if (BACKEND === 'embedded') {
+      assert.equal(capped.length, 10, 'fourteen match; on SQLite the ten most recent are ranked');
+      assert.deepEqual(new Set(capped), new Set(newer.slice(2)));
+    } else {
+      assert.deepEqual(capped.slice(0, 2).sort(), [...oldest].sort(), 'PostgreSQL ranks every match: the best two first');
+      assert.equal(capped.length, 14);
+    }
+    // A filter that the recent candidates do not pass: every match is filtered, then ranked.
+    assert.deepEqual(new Set(await get('q=heron&label=wader')), new Set(oldest));
+    // A more specific query matches fewer than the cap and ranks them all.
+    const specific = await get('q=heron%20heron&limit=50');
+    assert.ok(specific.length <= 14);
   });
 });
