@@ -113,7 +113,9 @@ function imagePipeline(input: string): Measured {
 }
 
 function sharpReference(input: string): Measured {
-  return script('sharp-24mp', (out) => `import sharp from 'sharp';
+  // Resolved from the project (the snippet lives in a scratch folder, where ESM would not find it).
+  return script('sharp-24mp', (out) => `import { createRequire } from 'node:module';
+    const sharp = createRequire(${JSON.stringify(path.join(ROOT, 'package.json'))})('sharp');
     const src = ${JSON.stringify(input)};
     await sharp(src).rotate().webp().toFile(${JSON.stringify(path.join(out, 'image.webp'))});
     await sharp(src).rotate().resize(320, 320, { fit: 'inside' }).webp().toFile(${JSON.stringify(path.join(out, 'thumb.webp'))});

@@ -145,7 +145,8 @@ export class HashThread {
 
   private start(): Worker {
     if (this.worker) return this.worker;
-    const worker = new Worker(WORKER_SOURCE, { eval: true, name: 'qasar-hash' });
+    // The thread holds a few hash states and one 1 MiB block: a small heap is plenty.
+    const worker = new Worker(WORKER_SOURCE, { eval: true, name: 'qasar-hash', resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 } });
     worker.on('message', (r: Reply) => {
       const p = this.pending.get(r.id);
       if (!p) return;

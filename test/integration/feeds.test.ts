@@ -1,61 +1,12 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { nowIso, toJson, type MediaKind, type MediaStatus, type ModerationState } from '../../src/db/schema.js';
-import { newId } from '../../src/ids.js';
 import type { KyselyPlugin } from 'kysely';
 import { FeedItemBuilder } from '../../src/feeds/feed-items.js';
-import { ensureLabel } from '../../src/labels/label-service.js';
 import { PlaybackTokens, playbackSecret } from '../../src/media/playback-tokens.js';
 import type { Principal } from '../../src/tenancy/principal.js';
+import { insertMedia } from '../support/media-seed.js';
 import { expectProblem, startTestApp, type TestApp } from '../support/harness.js';
 
-interface Seed {
-  tenantId?: string;
-  userId?: string;
-  caption?: string | null;
-  title?: string | null;
-  description?: string | null;
-  filename?: string;
-  tags?: string[];
-  labels?: string[];
-  /** Label confidence (0.9 unless given). */
-  confidence?: number;
-  fileMetadata?: Record<string, unknown>;
-  kind?: MediaKind;
-  status?: MediaStatus;
-  moderation?: ModerationState;
-  createdAt?: string;
-}
-
-/** Inserts a media row as ingest would, labels included, and tells the listeners (the indexer). */
-async function insertMedia(t: TestApp, s: Seed): Promise<string> {
-  const db = t.ctx.database.db;
-  const id = newId();
-  const tenantId = s.tenantId ?? t.tenant.id;
-  const userId = s.userId ?? 'alice';
-  const at = s.createdAt ?? nowIso();
-  await db
-    .insertInto('mediaassets')
-    .values({
-      id, tenant_id: tenantId, user_id: userId, status: s.status ?? 'ready', error_code: null, error_reason: null,
-      kind: s.kind ?? 'video', original_filename: s.filename ?? `${id}.mp4`, mime_type: 'video/mp4', size: 10, sha256: 'x'.repeat(64),
-      caption: s.caption ?? null, user_tags: toJson(s.tags ?? []), file_metadata: toJson(s.fileMetadata ?? { duration: 12.5, width: 1280, height: 720 }),
-      upload_session_id: null, created_at: at, updated_at: at, processing_started_at: null, ready_at: at,
-      playback_key: randomBytes(16).toString('hex'), title: s.title ?? null, description: s.description ?? null,
-      moderation_state: s.moderation ?? 'none',
-    })
-    .execute();
-  for (const name of s.labels ?? []) {
-    const labelId = await ensureLabel(db, tenantId, name);
-    await db
-      .insertInto('asset_labels')
-      .values({ id: newId(), tenant_id: tenantId, user_id: userId, media_id: id, label_id: labelId, source: 'model', count: 1, confidence: s.confidence ?? 0.9, frame_data: '[]', first_seen_at: at, last_seen_at: at })
-      .execute();
-  }
-  await t.ctx.changes.emit({ tenantId, mediaId: id, reason: 'created' });
-  return id;
-}
 
 type Page = { items: any[]; next_cursor: string | null };
 
