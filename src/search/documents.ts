@@ -3,6 +3,7 @@ import type { Db } from '../db/database.js';
 import type { Dialect } from '../db/dialect.js';
 import { fromJson } from '../db/schema.js';
 import { effectiveBanks } from '../labels/effective-banks.js';
+import { labelWithAncestors } from '../labels/hierarchy.js';
 import { documentField } from './text.js';
 
 /** What the search index holds for one media: each field already folded and tokenised. */
@@ -26,20 +27,9 @@ interface LabelNode {
 }
 
 /** Names of labels and all their ancestors (the hierarchy is walked upward, at most 16 levels). */
-async function labelsWithAncestors(db: Db, tenantId: string, labelIds: Iterable<string>): Promise<Map<string, LabelNode>> {
-  const nodes = new Map<string, LabelNode>();
-  let pending = [...new Set(labelIds)];
-  for (let depth = 0; pending.length && depth < 16; depth++) {
-    const rows = await db
-      .selectFrom('labels')
-      .select(['id', 'name', 'parent_id'])
-      .where('tenant_id', '=', tenantId)
-      .where('id', 'in', pending)
-      .execute();
-    for (const r of rows) nodes.set(r.id, { name: r.name, parentId: r.parent_id });
-    pending = [...new Set(rows.map((r) => r.parent_id).filter((p): p is string => !!p && !nodes.has(p)))];
-  }
-  return nodes;
+/** The labels and all their ancestors, by id (the hierarchy's own walk up the parents). */
+async function labelsWithAncestors(db: Db, tenantId: string, labelIds: readonly string[]): Promise<Map<string, LabelNode>> {
+  return new Map((await labelWithAncestors(db, tenantId, labelIds)).map((l) => [l.id, { name: l.name, parentId: l.parent_id }]));
 }
 
 /**

@@ -1,4 +1,3 @@
-import { createHash, type Hash } from 'node:crypto';
 import fsp from 'node:fs/promises';
 
 /** Size of the blocks of the hashing passes over files. */
@@ -38,28 +37,4 @@ export async function hashRange(fh: fsp.FileHandle, hash: { update(data: Buffer)
     giveBack(next);
   }
   return done;
-}
-
-/** sha256 of one range of an open file (a chunk's range of a session's data file); '' when the file is shorter. */
-export async function sha256Range(fh: fsp.FileHandle, start: number, length: number): Promise<string> {
-  const hash = createHash('sha256');
-  const read = await hashRange(fh, hash, start, length);
-  return read === length ? hash.digest('hex') : '';
-}
-
-/** Feeds a file from `start` to its end into `hash`. */
-export async function hashFileFrom(file: string, hash: Hash, start = 0): Promise<void> {
-  const fh = await fsp.open(file, 'r');
-  try {
-    await hashRange(fh, hash, start, Math.max(0, (await fh.stat()).size - start));
-  } finally {
-    await fh.close();
-  }
-}
-
-/** sha256 of a whole file. */
-export async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  await hashFileFrom(file, hash);
-  return hash.digest('hex');
 }

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { expectProblem, listFiles, SAMPLES, startTestApp, waitFor, type TestApp } from '../support/harness.js';
 import { SessionClient } from '../support/upload-client.js';
+import { runVideoStep } from '../../src/processing/steps/video-step.js';
 
 describe('video pipeline through the API', () => {
   let t: TestApp;
@@ -122,6 +123,21 @@ describe('video pipeline through the API', () => {
     assert.equal((await t.app.inject({ url: original, headers: t.auth(bob) })).statusCode, 404);
     assert.equal((await t.app.inject({ url: m.file_metadata.urls.hls, headers: t.auth(bob) })).statusCode, 200);
     expectProblem(await t.app.inject({ url: m.file_metadata.urls.hls, headers: t.auth(t.other.userKey) }), 404, 'not-found');
+  });
+
+  it('processing again with thumbnails and posters off drops those folders and keeps the ladder', async () => {
+    const row = await t.ctx.database.db.selectFrom('mediaassets').select(['id', 'tenant_id', 'user_id', 'kind', 'status']).where('id', '=', mediaId).executeTakeFirstOrThrow();
+    const dir = t.ctx.layout.mediaDir({ tenantId: row.tenant_id, userId: row.user_id, mediaId });
+    const folders = async () => [...new Set((await listFiles(dir)).map((f) => f.split('/')[0]))].sort();
+    assert.deepEqual(await folders(), ['dash', 'hls', 'media', 'posters', 'thumbnails']);
+    await runVideoStep({ db: t.ctx.database.db, layout: t.ctx.layout, settings: { ...t.ctx.settings, enableThumbnails: false, enablePosters: false } }, row);
+    assert.deepEqual(await folders(), ['dash', 'hls', 'media']);
+    const m = await media(mediaId);
+    assert.equal(m.file_metadata.artifacts.thumbnails, undefined);
+    assert.equal(m.file_metadata.artifacts.poster, undefined);
+    const master = await t.app.inject({ url: `/api/v1/media/${mediaId}/files/${m.file_metadata.artifacts.hls}`, headers: t.auth(t.tenant.userKey) });
+    assert.equal(master.statusCode, 200);
+    assert.match(master.body, /#EXT-X-STREAM-INF/);
   });
 
   it('kills playback URLs when the media is deleted', async () => {

@@ -15,3 +15,9 @@ function mapStrings<T>(value: T, f: (s: string) => string): UrlTree<T> {
 export function artifactApiUrls(prefix: string, mediaId: string, artifacts: ArtifactPaths): UrlTree<ArtifactPaths> {
   return mapStrings(artifacts, (p) => `${prefix}/media/${mediaId}/files/${p}`);
 }
+
+/** A picture offered as JPEG and/or WebP (poster, cover), or nothing when neither was made. */
+export function imagePair(jpeg: string | undefined, webp: string | undefined): { jpeg?: string; webp?: string } | undefined {
+  if (!jpeg && !webp) return undefined;
+  return { ...(jpeg ? { jpeg } : {}), ...(webp ? { webp } : {}) };
+}

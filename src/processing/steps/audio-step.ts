@@ -1,14 +1,12 @@
 import os from 'node:os';
 import type { Settings } from '../../config/settings.js';
 import type { Db } from '../../db/database.js';
-import { fromJson, nowIso, toJson } from '../../db/schema.js';
 import type { ArtifactPaths } from '../../media/delivery.js';
-import { removePath } from '../../storage/files.js';
-import { safeJoin, type StorageLayout } from '../../storage/layout.js';
+import type { StorageLayout } from '../../storage/layout.js';
 import { packageAudio } from '../audio/package-audio.js';
 import type { MediaToProcess } from '../media-worker.js';
-import { artifactApiUrls } from './artifact-urls.js';
-import { clearLeftovers, makeWorkDir, publishFolders, removeUnpublished } from './publish.js';
+import { imagePair } from './artifact-urls.js';
+import { runInScratch } from './scratch-step.js';
 
 const FOLDERS = ['webm', 'hls', 'posters', 'thumbnails'] as const;
 
@@ -25,14 +23,8 @@ type AudioSettings = Pick<
  * Folders an earlier run filled and this one does not (a setting turned off) are removed.
  */
 export async function runAudioStep(deps: { db: Db; layout: StorageLayout; settings: AudioSettings }, media: MediaToProcess): Promise<void> {
-  const { db, layout, settings } = deps;
-  const row = await db.selectFrom('mediaassets').select(['file_metadata']).where('id', '=', media.id).executeTakeFirstOrThrow();
-  const meta = fromJson<Record<string, any>>(row.file_metadata, {});
-  const mediaDir = layout.mediaDir({ tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id });
-  const source = safeJoin(layout.root, String(meta.original?.path ?? ''));
-  await clearLeftovers(mediaDir);
-  const work = await makeWorkDir(mediaDir);
-  try {
+  const { settings } = deps;
+  await runInScratch({ ...deps, apiPrefix: settings.apiPrefix }, media, FOLDERS, async ({ source, work }) => {
     const result = await packageAudio(source, work, {
       webm: settings.enableWebm,
       hls: settings.enableHls,
@@ -45,34 +37,29 @@ export async function runAudioStep(deps: { db: Db; layout: StorageLayout; settin
       ffmpegTimeoutMs: settings.ffmpegTimeout,
       maxDurationSeconds: settings.maxVideoDuration / 1000,
     });
-    const published = await publishFolders(work, mediaDir, FOLDERS);
     const f = result.files;
+    const poster = imagePair(f.posterJpeg, f.posterWebp);
+    const cover = imagePair(f.coverJpeg, f.coverWebp);
     const artifacts: ArtifactPaths = {
       ...(f.hlsMaster ? { hls: f.hlsMaster } : {}),
       ...(f.webm ? { webm: f.webm } : {}),
       ...(f.thumbnail ? { thumbnails: [f.thumbnail] } : {}),
-      ...(f.posterJpeg || f.posterWebp ? { poster: { ...(f.posterJpeg ? { jpeg: f.posterJpeg } : {}), ...(f.posterWebp ? { webp: f.posterWebp } : {}) } } : {}),
+      ...(poster ? { poster } : {}),
       ...(f.spectrogram ? { spectrogram: f.spectrogram } : {}),
-      ...(f.coverJpeg || f.coverWebp ? { cover: { ...(f.coverJpeg ? { jpeg: f.coverJpeg } : {}), ...(f.coverWebp ? { webp: f.coverWebp } : {}) } } : {}),
+      ...(cover ? { cover } : {}),
     };
     const a = result.facts;
-    const next = {
-      ...meta,
-      duration: a.duration,
-      audio: a,
-      ...(a.tags.title ? { title: a.tags.title } : {}),
-      ...(a.tags.artist ? { artist: a.tags.artist } : {}),
-      ...(a.tags.album ? { album: a.tags.album } : {}),
-      probe: result.probe,
+    return {
       artifacts,
-      urls: artifactApiUrls(settings.apiPrefix, media.id, artifacts),
-      pending: [],
-      processed_at: nowIso(),
-      timings: { ffmpeg_ms: result.ffmpegMs },
+      metadata: {
+        duration: a.duration,
+        audio: a,
+        ...(a.tags.title ? { title: a.tags.title } : {}),
+        ...(a.tags.artist ? { artist: a.tags.artist } : {}),
+        ...(a.tags.album ? { album: a.tags.album } : {}),
+        probe: result.probe,
+        timings: { ffmpeg_ms: result.ffmpegMs },
+      },
     };
-    await db.updateTable('mediaassets').set({ file_metadata: toJson(next), updated_at: nowIso() }).where('id', '=', media.id).execute();
-    await removeUnpublished(mediaDir, FOLDERS, published);
-  } finally {
-    await removePath(work);
-  }
+  });
 }

@@ -1,13 +1,10 @@
 import type { Db } from '../../db/database.js';
-import { fromJson, nowIso, toJson } from '../../db/schema.js';
-import type { ArtifactPaths } from '../../media/delivery.js';
 import { PermanentJobError } from '../../queue/queue.js';
-import { removePath } from '../../storage/files.js';
-import { safeJoin, type StorageLayout } from '../../storage/layout.js';
+import type { StorageLayout } from '../../storage/layout.js';
 import { deriveEpub, derivePdf, type DocumentOptions } from '../document/derive-document.js';
 import type { MediaToProcess } from '../media-worker.js';
-import { artifactApiUrls } from './artifact-urls.js';
-import { clearLeftovers, makeWorkDir, publishFolders, removeUnpublished } from './publish.js';
+import { imagePair } from './artifact-urls.js';
+import { runInScratch } from './scratch-step.js';
 
 export interface DocumentStepSettings {
   apiPrefix: string;
@@ -36,18 +33,11 @@ const DERIVERS: Record<string, (source: string, workDir: string, opts: DocumentO
  * cover, made in a scratch folder, published folder by folder, and recorded in file_metadata.
  */
 export async function runDocumentStep(deps: { db: Db; layout: StorageLayout; settings: DocumentStepSettings }, media: MediaToProcess): Promise<void> {
-  const { db, layout, settings } = deps;
-  const row = await db.selectFrom('mediaassets').select(['file_metadata']).where('id', '=', media.id).executeTakeFirstOrThrow();
-  const meta = fromJson<Record<string, any>>(row.file_metadata, {});
-  const mimeType = String(meta.original?.mime_type ?? '');
-  const derive = Object.hasOwn(DERIVERS, mimeType) ? DERIVERS[mimeType] : undefined;
-  if (!derive) throw new PermanentJobError(`documents of type ${mimeType || '(unknown)'} are not processed`, 'unreadable-media');
-  const ref = { tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id };
-  const mediaDir = layout.mediaDir(ref);
-  const source = safeJoin(layout.root, String(meta.original?.path ?? ''));
-  await clearLeftovers(mediaDir);
-  const work = await makeWorkDir(mediaDir);
-  try {
+  const { settings } = deps;
+  await runInScratch({ ...deps, apiPrefix: settings.apiPrefix }, media, FOLDERS, async ({ source, work, meta }) => {
+    const mimeType = String(meta.original?.mime_type ?? '');
+    const derive = Object.hasOwn(DERIVERS, mimeType) ? DERIVERS[mimeType] : undefined;
+    if (!derive) throw new PermanentJobError(`documents of type ${mimeType || '(unknown)'} are not processed`, 'unreadable-media');
     const result = await derive(source, work, {
       thumbnails: settings.enableThumbnails,
       posters: settings.enablePosters,
@@ -60,29 +50,18 @@ export async function runDocumentStep(deps: { db: Db; layout: StorageLayout; set
       epubMaxTotalBytes: settings.epubMaxTotalBytes,
       epubMaxRatio: settings.epubMaxRatio,
     });
-    const published = await publishFolders(work, mediaDir, FOLDERS);
     const f = result.files;
-    const artifacts: ArtifactPaths = {
-      ...(f.thumbnail ? { thumbnails: [f.thumbnail] } : {}),
-      ...(f.posterJpeg || f.posterWebp ? { poster: { ...(f.posterJpeg ? { jpeg: f.posterJpeg } : {}), ...(f.posterWebp ? { webp: f.posterWebp } : {}) } } : {}),
-    };
+    const poster = imagePair(f.posterJpeg, f.posterWebp);
     const { facts } = result;
-    const next = {
-      ...meta,
-      ...(facts.pages !== undefined ? { pages: facts.pages } : {}),
-      ...(facts.title ? { title: facts.title } : {}),
-      ...(facts.author ? { author: facts.author } : {}),
-      document: facts,
-      artifacts,
-      urls: artifactApiUrls(settings.apiPrefix, media.id, artifacts),
-      pending: [],
-      processed_at: nowIso(),
-      timings: { document_ms: result.ms },
+    return {
+      artifacts: { ...(f.thumbnail ? { thumbnails: [f.thumbnail] } : {}), ...(poster ? { poster } : {}) },
+      metadata: {
+        ...(facts.pages !== undefined ? { pages: facts.pages } : {}),
+        ...(facts.title ? { title: facts.title } : {}),
+        ...(facts.author ? { author: facts.author } : {}),
+        document: facts,
+        timings: { document_ms: result.ms },
+      },
     };
-    await db.updateTable('mediaassets').set({ file_metadata: toJson(next), updated_at: nowIso() }).where('id', '=', media.id).execute();
-    // A reprocess that makes no poster (or thumbnail) this time drops the previous one.
-    await removeUnpublished(mediaDir, FOLDERS, published);
-  } finally {
-    await removePath(work);
-  }
+  });
 }

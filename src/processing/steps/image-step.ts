@@ -1,12 +1,10 @@
 import type { Db } from '../../db/database.js';
 import type { ArtifactPaths } from '../../media/delivery.js';
-import { fromJson, nowIso, toJson } from '../../db/schema.js';
-import { removePath } from '../../storage/files.js';
-import { safeJoin, type StorageLayout } from '../../storage/layout.js';
+import type { StorageLayout } from '../../storage/layout.js';
 import { deriveImage, DEFAULT_IMAGE_OPTIONS, type DerivedImage } from '../image/derive-image.js';
 import type { MediaToProcess } from '../media-worker.js';
-import { artifactApiUrls } from './artifact-urls.js';
-import { clearLeftovers, makeWorkDir, publishFolders, removeUnpublished } from './publish.js';
+import { imagePair } from './artifact-urls.js';
+import { runInScratch } from './scratch-step.js';
 
 export interface ImageStepSettings {
   apiPrefix: string;
@@ -27,7 +25,7 @@ function artifactsOf(f: DerivedImage['files']): ArtifactPaths {
   return {
     ...(f.webp ? { webp: f.webp } : {}),
     ...(f.thumbnail ? { thumbnails: [f.thumbnail] } : {}),
-    ...(f.posterWebp || f.posterJpeg ? { poster: { ...(f.posterWebp ? { webp: f.posterWebp } : {}), ...(f.posterJpeg ? { jpeg: f.posterJpeg } : {}) } } : {}),
+    ...(f.posterWebp || f.posterJpeg ? { poster: imagePair(f.posterJpeg, f.posterWebp)! } : {}),
   };
 }
 
@@ -38,15 +36,8 @@ function artifactsOf(f: DerivedImage['files']): ArtifactPaths {
  * are removed.
  */
 export async function runImageStep(deps: { db: Db; layout: StorageLayout; settings: ImageStepSettings }, media: MediaToProcess): Promise<void> {
-  const { db, layout, settings } = deps;
-  const row = await db.selectFrom('mediaassets').select(['file_metadata']).where('id', '=', media.id).executeTakeFirstOrThrow();
-  const meta = fromJson<Record<string, any>>(row.file_metadata, {});
-  const ref = { tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id };
-  const mediaDir = layout.mediaDir(ref);
-  const source = safeJoin(layout.root, String(meta.original?.path ?? ''));
-  await clearLeftovers(mediaDir);
-  const work = await makeWorkDir(mediaDir);
-  try {
+  const { settings } = deps;
+  await runInScratch({ ...deps, apiPrefix: settings.apiPrefix }, media, FOLDERS, async ({ source, work }) => {
     const result = await deriveImage(source, work, {
       ...DEFAULT_IMAGE_OPTIONS,
       webp: settings.enableWebp,
@@ -57,23 +48,10 @@ export async function runImageStep(deps: { db: Db; layout: StorageLayout; settin
       maxPixels: settings.imageMaxPixels,
       timeoutMs: settings.imageTimeout,
     });
-    const published = await publishFolders(work, mediaDir, FOLDERS);
-    const artifacts = artifactsOf(result.files);
-    const next = {
-      ...meta,
+    return {
+      artifacts: artifactsOf(result.files),
       // The seed's names, at the top level: the size as displayed.
-      width: result.facts.width,
-      height: result.facts.height,
-      image: result.facts,
-      artifacts,
-      urls: artifactApiUrls(settings.apiPrefix, media.id, artifacts),
-      pending: [],
-      processed_at: nowIso(),
-      timings: { image_ms: result.ms },
+      metadata: { width: result.facts.width, height: result.facts.height, image: result.facts, timings: { image_ms: result.ms } },
     };
-    await db.updateTable('mediaassets').set({ file_metadata: toJson(next), updated_at: nowIso() }).where('id', '=', media.id).execute();
-    await removeUnpublished(mediaDir, FOLDERS, published);
-  } finally {
-    await removePath(work);
-  }
+  });
 }

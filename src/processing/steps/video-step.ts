@@ -1,14 +1,12 @@
 import os from 'node:os';
 import type { Settings } from '../../config/settings.js';
 import type { Db } from '../../db/database.js';
-import { fromJson, nowIso, toJson } from '../../db/schema.js';
 import type { ArtifactPaths } from '../../media/delivery.js';
-import { removePath } from '../../storage/files.js';
-import { safeJoin, type StorageLayout } from '../../storage/layout.js';
+import type { StorageLayout } from '../../storage/layout.js';
 import type { MediaToProcess } from '../media-worker.js';
 import { packageVideo } from '../video/package-video.js';
-import { artifactApiUrls } from './artifact-urls.js';
-import { clearLeftovers, makeWorkDir, publishFolders } from './publish.js';
+import { imagePair } from './artifact-urls.js';
+import { runInScratch } from './scratch-step.js';
 import { writeCaptionManifests } from '../../media/captions-manifests.js';
 
 type VideoSettings = Pick<
@@ -17,21 +15,16 @@ type VideoSettings = Pick<
   | 'ffmpegThreads' | 'ffprobeTimeout' | 'ffmpegTimeout' | 'maxVideoDuration' | 'maxVideoPixels'
 >;
 
+/** Folders the video step fills; the WebM step publishes `webm/` on its own. */
+const FOLDERS = ['dash', 'hls', 'thumbnails', 'posters'] as const;
+
 /**
  * The video step: probe, then the ladder (HLS + DASH over one CMAF segment set), thumbnails,
- * sprite and poster in one ffmpeg run inside a scratch folder, published folder by folder,
- * and the facts and artifact paths recorded in file_metadata.
+ * sprite and poster in one ffmpeg run inside a scratch folder (see runInScratch).
  */
 export async function runVideoStep(deps: { db: Db; layout: StorageLayout; settings: VideoSettings }, media: MediaToProcess): Promise<void> {
-  const { db, layout, settings } = deps;
-  const row = await db.selectFrom('mediaassets').select(['file_metadata']).where('id', '=', media.id).executeTakeFirstOrThrow();
-  const meta = fromJson<Record<string, any>>(row.file_metadata, {});
-  const ref = { tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id };
-  const mediaDir = layout.mediaDir(ref);
-  const source = safeJoin(layout.root, String(meta.original?.path ?? ''));
-  await clearLeftovers(mediaDir);
-  const work = await makeWorkDir(mediaDir);
-  try {
+  const { db, settings } = deps;
+  await runInScratch({ ...deps, apiPrefix: settings.apiPrefix }, media, FOLDERS, async ({ source, work, meta }) => {
     const result = await packageVideo(source, work, {
       hls: settings.enableHls,
       dash: settings.enableDash,
@@ -46,38 +39,35 @@ export async function runVideoStep(deps: { db: Db; layout: StorageLayout; settin
     });
     // Caption tracks outlive a reprocess: the new manifests offer them before they are published.
     await writeCaptionManifests(db, work, media);
-    await publishFolders(work, mediaDir, ['dash', 'hls', 'thumbnails', 'posters']);
     const f = result.files;
+    const poster = imagePair(f.posterJpeg, f.posterWebp);
     const artifacts: ArtifactPaths = {
       ...(f.hlsMaster ? { hls: f.hlsMaster } : {}),
       ...(f.dashManifest ? { dash: f.dashManifest } : {}),
       ...(f.thumbnails.length ? { thumbnails: f.thumbnails } : {}),
       ...(f.sprite && f.spriteVtt ? { sprite: { image: f.sprite, vtt: f.spriteVtt } } : {}),
-      ...(f.posterJpeg || f.posterWebp ? { poster: { ...(f.posterJpeg ? { jpeg: f.posterJpeg } : {}), ...(f.posterWebp ? { webp: f.posterWebp } : {}) } } : {}),
+      ...(poster ? { poster } : {}),
+      // A reprocess keeps the published WebM until the new one replaces it (its own job, its own folder).
+      ...(meta.artifacts?.webm ? { webm: meta.artifacts.webm } : {}),
     };
     const v = result.facts.video!;
-    const next = {
-      ...meta,
-      // The seed's names, at the top level.
-      duration: result.facts.duration,
-      width: v.width,
-      height: v.height,
-      sar: v.sar,
-      dar: v.dar,
-      display_width: v.display_width,
-      display_height: v.display_height,
-      rotation: v.rotation,
-      probe: result.facts,
-      renditions: result.rungs,
-      // A reprocess keeps the published WebM until the new one replaces it.
-      artifacts: meta.artifacts?.webm ? { ...artifacts, webm: meta.artifacts.webm } : artifacts,
-      urls: artifactApiUrls(settings.apiPrefix, media.id, meta.artifacts?.webm ? { ...artifacts, webm: meta.artifacts.webm } : artifacts),
-      pending: settings.enableWebm ? ['webm'] : [],
-      processed_at: nowIso(),
-      timings: { ffmpeg_ms: result.ffmpegMs },
+    return {
+      artifacts,
+      metadata: {
+        // The seed's names, at the top level.
+        duration: result.facts.duration,
+        width: v.width,
+        height: v.height,
+        sar: v.sar,
+        dar: v.dar,
+        display_width: v.display_width,
+        display_height: v.display_height,
+        rotation: v.rotation,
+        probe: result.facts,
+        renditions: result.rungs,
+        pending: settings.enableWebm ? ['webm'] : [],
+        timings: { ffmpeg_ms: result.ffmpegMs },
+      },
     };
-    await db.updateTable('mediaassets').set({ file_metadata: toJson(next), updated_at: nowIso() }).where('id', '=', media.id).execute();
-  } finally {
-    await removePath(work);
-  }
+  });
 }

@@ -1,0 +1,60 @@
+import type { Db } from '../../db/database.js';
+import { fromJson, nowIso, toJson } from '../../db/schema.js';
+import type { ArtifactPaths } from '../../media/delivery.js';
+import { removePath } from '../../storage/files.js';
+import { safeJoin, type StorageLayout } from '../../storage/layout.js';
+import type { MediaToProcess } from '../media-worker.js';
+import { artifactApiUrls } from './artifact-urls.js';
+import { clearLeftovers, makeWorkDir, publishFolders, removeUnpublished } from './publish.js';
+
+export interface ScratchInput {
+  /** The stored original, checked to be under the storage root. */
+  source: string;
+  /** A fresh scratch folder inside the media folder; what it holds of `folders` is published. */
+  work: string;
+  /** The record's file_metadata as it was. */
+  meta: Record<string, any>;
+}
+
+export interface ScratchOutput {
+  artifacts: ArtifactPaths;
+  /** Facts merged into file_metadata (`pending` is [] unless given). */
+  metadata: Record<string, unknown>;
+}
+
+/**
+ * The frame every processing step shares: clear what a dead attempt left, make the outputs in
+ * a scratch folder, publish its folders one by one, record the facts, artifacts and their API
+ * URLs in file_metadata, then remove the folders an earlier run filled and this one did not (a
+ * setting turned off), once the record no longer points at them.
+ */
+export async function runInScratch(
+  deps: { db: Db; layout: StorageLayout; apiPrefix: string },
+  media: MediaToProcess,
+  folders: readonly string[],
+  make: (input: ScratchInput) => Promise<ScratchOutput>,
+): Promise<void> {
+  const { db, layout } = deps;
+  const row = await db.selectFrom('mediaassets').select(['file_metadata']).where('id', '=', media.id).executeTakeFirstOrThrow();
+  const meta = fromJson<Record<string, any>>(row.file_metadata, {});
+  const mediaDir = layout.mediaDir({ tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id });
+  const source = safeJoin(layout.root, String(meta.original?.path ?? ''));
+  await clearLeftovers(mediaDir);
+  const work = await makeWorkDir(mediaDir);
+  try {
+    const { artifacts, metadata } = await make({ source, work, meta });
+    const published = await publishFolders(work, mediaDir, folders);
+    const next = {
+      ...meta,
+      pending: [],
+      ...metadata,
+      artifacts,
+      urls: artifactApiUrls(deps.apiPrefix, media.id, artifacts),
+      processed_at: nowIso(),
+    };
+    await db.updateTable('mediaassets').set({ file_metadata: toJson(next), updated_at: nowIso() }).where('id', '=', media.id).execute();
+    await removeUnpublished(mediaDir, folders, published);
+  } finally {
+    await removePath(work);
+  }
+}
