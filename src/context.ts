@@ -110,7 +110,7 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   const tenancy = new TenancyService(database.db);
   const moderation = new ModerationService(database.db, changes, settings.moderationDefaultThreshold);
   const labels = new MediaLabelService(database.db, changes, moderation);
-  const discovery = await createDiscovery({ database, changes, settings, log });
+  const discovery = await createDiscovery({ database, tokens, changes, settings, log });
   const labelBanks = new LabelBankService(database.db, settings.labelBankMaxEntries, {
     labelWordsChanged: (tenantId) => discovery.indexer.refreshStaleQuietly(tenantId),
     moderationChanged: async (tenantId) => {

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { Settings } from '../config/settings.js';
 import type { DatabaseHandle } from '../db/database.js';
 import type { MediaChanges } from '../media/media-changes.js';
-import { PlaybackTokens, playbackSecret } from '../media/playback-tokens.js';
+import type { PlaybackTokens } from '../media/playback-tokens.js';
 import { DefaultRecommendationEngine } from '../recommendations/default-engine.js';
 import { ExternalRecommendationEngine } from '../recommendations/external-engine.js';
 import { RecommendationService } from '../recommendations/recommendation-service.js';
@@ -27,6 +27,8 @@ export interface Discovery {
  */
 export async function createDiscovery(deps: {
   database: DatabaseHandle;
+  /** The playback URL signer (the delivery service's). */
+  tokens: PlaybackTokens;
   changes: MediaChanges;
   settings: Settings;
   log: Logger;
@@ -39,9 +41,7 @@ export async function createDiscovery(deps: {
   const search = new SearchService(database.db, index, settings.searchMaxQueryLength);
   const external = settings.recommenderUrl ? new ExternalRecommendationEngine(settings.recommenderUrl, settings.recommenderTimeout) : undefined;
   const recommendations = new RecommendationService(database.db, new DefaultRecommendationEngine(database.db), external, log);
-  // The same secret as the delivery service's (configured, or kept in the database).
-  const tokens = new PlaybackTokens(await playbackSecret(database.db, settings.playbackSecret));
-  const items = new FeedItemBuilder(database.db, tokens, settings.playbackTtl);
+  const items = new FeedItemBuilder(database.db, deps.tokens, settings.playbackTtl);
   const feeds = new FeedService(database, items, search, recommendations);
   return { indexer, search, recommendations, feeds, items };
 }

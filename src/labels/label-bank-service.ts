@@ -352,17 +352,19 @@ export class LabelBankService {
    */
   private async afterWrite<T>(scope: BankScope, kind: LabelKind, fn: (tx: Transaction<Database>) => Promise<T>): Promise<T> {
     const tenantIds = 'tenantId' in scope ? [scope.tenantId] : (await this.db.selectFrom('tenants').select('id').execute()).map((t) => t.id);
+    // Moderation labels are not searchable: their banks change no search words.
+    const searchable = kind === 'general';
     const result = await this.db.transaction().execute(async (tx) => {
       const before = new Map<string, LabelWords>();
-      for (const t of tenantIds) before.set(t, await labelWordsOf(tx, t));
+      if (searchable) for (const t of tenantIds) before.set(t, await labelWordsOf(tx, t));
       const r = await fn(tx);
       for (const t of tenantIds) {
         await syncLabelHierarchy(tx, t);
-        await markMediaOfLabelsStale(tx, t, changedLabels(before.get(t)!, await labelWordsOf(tx, t)));
+        if (searchable) await markMediaOfLabelsStale(tx, t, changedLabels(before.get(t)!, await labelWordsOf(tx, t)));
       }
       return r;
     });
-    await this.hooks.labelWordsChanged?.('tenantId' in scope ? scope.tenantId : undefined);
+    if (searchable) await this.hooks.labelWordsChanged?.('tenantId' in scope ? scope.tenantId : undefined);
     // A moderation entry's threshold may have changed: media that now meet one are held.
     if (kind === 'moderation') for (const t of tenantIds) await this.hooks.moderationChanged?.(t);
     return result;

@@ -1,8 +1,7 @@
+import { ensureLabelId } from './hierarchy.js';
 import type { Kysely } from 'kysely';
 import type { Database, LabelKind } from '../db/schema.js';
-import { nowIso } from '../db/schema.js';
 import { AppError } from '../errors.js';
-import { newId } from '../ids.js';
 import { writeAssetLabels } from './asset-labels.js';
 
 export const MAX_LABEL_LENGTH = 100;
@@ -30,28 +29,7 @@ export interface AssetLabelView {
 
 /** Finds or creates a tenant's label by name and kind; returns its id. */
 export async function ensureLabel(db: Kysely<Database>, tenantId: string, name: string, kind: LabelKind = 'general'): Promise<string> {
-  const existing = await db
-    .selectFrom('labels')
-    .select('id')
-    .where('tenant_id', '=', tenantId)
-    .where('name', '=', name)
-    .where('kind', '=', kind)
-    .executeTakeFirst();
-  if (existing) return existing.id;
-  const id = newId();
-  await db
-    .insertInto('labels')
-    .values({ id, tenant_id: tenantId, name, kind, parent_id: null, created_at: nowIso() })
-    .onConflict((oc) => oc.columns(['tenant_id', 'name', 'kind']).doNothing())
-    .execute();
-  const row = await db
-    .selectFrom('labels')
-    .select('id')
-    .where('tenant_id', '=', tenantId)
-    .where('name', '=', name)
-    .where('kind', '=', kind)
-    .executeTakeFirstOrThrow();
-  return row.id;
+  return (await ensureLabelId(db, tenantId, name, kind)).id;
 }
 
 /** Links labels a user gave at upload (source `user`, confidence 1) to a new media item. */

@@ -5,7 +5,7 @@ import { AppError, notFound } from '../errors.js';
 import { safeJoin, type StorageLayout } from '../storage/layout.js';
 import type { Principal } from '../tenancy/principal.js';
 import type { PlaybackTokens } from './playback-tokens.js';
-import { assertModerationVisible, checkPlaybackToken, hiddenByModeration, moderatedPlaybackKey } from '../moderation/visibility.js';
+import { assertModerationVisible, checkPlaybackToken, playbackSigningKey } from '../moderation/visibility.js';
 import { captionFile } from './captions-manifests.js';
 
 /** Folders of a media item that playback URLs may reach (never the original upload). */
@@ -105,7 +105,7 @@ export class DeliveryService {
     const meta = fromJson<{ artifacts?: ArtifactPaths; pending?: string[] }>(row.file_metadata, {});
     const a = meta.artifacts ?? {};
     const expiresAt = now + this.ttlMs;
-    const signKey = row.playback_key && hiddenByModeration(row.moderation_state) ? moderatedPlaybackKey(row.playback_key) : row.playback_key;
+    const signKey = playbackSigningKey(row);
     const token = signKey ? this.tokens.sign(row.id, signKey, expiresAt) : undefined;
     const url = (rel: string | undefined) => (rel && token ? `${baseUrl}/play/${token}/${rel}` : null);
     const captionTracks = await this.db

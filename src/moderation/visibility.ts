@@ -33,39 +33,6 @@ export function playbackSigningKey(media: { playback_key: string | null; moderat
   return hiddenByModeration(media.moderation_state) ? moderatedPlaybackKey(media.playback_key) : media.playback_key;
 }
 
-export interface ModerationSummary {
-  state: ModerationState;
-  decided_at: string | null;
-  decision: 'hold' | 'approve' | 'reject' | null;
-  note: string | null;
-  decided_by: { key_id: string; user_id: string | null } | null;
-}
-
-/** The moderation state and latest decision of each media, for the media record. */
-export async function moderationSummaryOf(db: Kysely<Database>, tenantId: string, mediaIds: readonly string[]): Promise<Map<string, ModerationSummary>> {
-  const out = new Map<string, ModerationSummary>();
-  if (!mediaIds.length) return out;
-  const media = await db.selectFrom('mediaassets').select(['id', 'moderation_state']).where('tenant_id', '=', tenantId).where('id', 'in', [...mediaIds]).execute();
-  const decisions = await db
-    .selectFrom('moderation_decisions')
-    .select(['media_id', 'decision', 'note', 'actor_key_id', 'actor_user_id', 'at', 'id'])
-    .where('tenant_id', '=', tenantId)
-    .where('media_id', 'in', [...mediaIds])
-    .orderBy('id')
-    .execute();
-  const latest = new Map(decisions.map((d) => [d.media_id, d]));
-  for (const m of media) {
-    const d = latest.get(m.id);
-    out.set(m.id, {
-      state: m.moderation_state,
-      decided_at: d?.at ?? null,
-      decision: d?.decision ?? null,
-      note: d?.note ?? null,
-      decided_by: d?.actor_key_id ? { key_id: d.actor_key_id, user_id: d.actor_user_id } : null,
-    });
-  }
-  return out;
-}
 
 /**
  * Checks a playback token against a media's keys: a token of the moderated key (handed to the

@@ -1,6 +1,5 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
-import type { Dialect } from '../db/dialect.js';
 import { fromJson } from '../db/schema.js';
 import { effectiveBanks } from '../labels/effective-banks.js';
 import { labelWithAncestors } from '../labels/hierarchy.js';
@@ -56,31 +55,10 @@ async function phrasesOf(db: Db, tenantId: string, labels: Map<string, LabelNode
   return out;
 }
 
-const captionTrackSupport = new WeakMap<Db, Promise<boolean>>();
-
-async function hasCaptionTracks(db: Db, dialect: Dialect): Promise<boolean> {
-  let known = captionTrackSupport.get(db);
-  if (!known) {
-    known = (async () => {
-      const found =
-        dialect === 'postgres'
-          ? await sql<{ n: number }>`select count(*)::int as n from information_schema.tables where table_schema = current_schema() and table_name = 'caption_tracks'`.execute(db)
-          : await sql<{ n: number }>`select count(*) as n from sqlite_master where type = 'table' and name = 'caption_tracks'`.execute(db);
-      return Number(found.rows[0]?.n ?? 0) > 0;
-    })();
-    captionTrackSupport.set(db, known);
-  }
-  return known;
-}
-
-/**
- * Caption-track text of media, by media id. This is the one place the caption tracks plug into
- * search: the `caption_tracks` table (tenant_id, media_id, language, label, text) is read when the
- * schema has it; until then media have no track text.
- */
-async function captionTrackText(db: Db, dialect: Dialect, tenantId: string, mediaIds: string[]): Promise<Map<string, string[]>> {
+/** Caption-track text of media (each track's label and cue text), by media id. */
+async function captionTrackText(db: Db, tenantId: string, mediaIds: string[]): Promise<Map<string, string[]>> {
   const out = new Map<string, string[]>();
-  if (!mediaIds.length || !(await hasCaptionTracks(db, dialect))) return out;
+  if (!mediaIds.length) return out;
   const rows = await sql<{ media_id: string; label: string | null; text: string | null }>`
     select media_id, label, text from caption_tracks
     where tenant_id = ${tenantId} and media_id in (${sql.join(mediaIds)})`.execute(db);
@@ -97,7 +75,7 @@ async function captionTrackText(db: Db, dialect: Dialect, tenantId: string, medi
  * holds its general labels, their ancestors' names and the bank phrases of all of them, so a
  * search for a parent label or a synonym finds it. Moderation labels are not searchable.
  */
-export async function buildDocuments(db: Db, dialect: Dialect, tenantId: string, mediaIds: string[]): Promise<SearchDocument[]> {
+export async function buildDocuments(db: Db, tenantId: string, mediaIds: string[]): Promise<SearchDocument[]> {
   if (!mediaIds.length) return [];
   const rows = await db
     .selectFrom('mediaassets')
@@ -117,7 +95,7 @@ export async function buildDocuments(db: Db, dialect: Dialect, tenantId: string,
     .execute();
   const nodes = await labelsWithAncestors(db, tenantId, links.map((l) => l.label_id));
   const phrases = await phrasesOf(db, tenantId, nodes);
-  const tracks = await captionTrackText(db, dialect, tenantId, ids);
+  const tracks = await captionTrackText(db, tenantId, ids);
 
   const labelWords = (labelId: string): string[] => {
     const words: string[] = [];

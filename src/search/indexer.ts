@@ -26,10 +26,13 @@ export class SearchIndexer {
   }
 
   /**
-   * The media change listener: every write re-indexes the media; a delete removes it. Documents
-   * of the tenant still marked stale (by a process that could not rebuild them) follow.
+   * The media change listener: a write to what a document holds re-indexes the media; a delete
+   * removes it. Documents of the tenant still marked stale (by a process that could not rebuild
+   * them) follow. Status and moderation changes leave the document as it is: searches filter on
+   * them at query time.
    */
   async onChange(change: MediaChange): Promise<void> {
+    if (change.reason === 'status' || change.reason === 'moderation') return;
     if (change.reason === 'deleted') await this.removeMedia(change.tenantId, [change.mediaId]);
     else await this.reindexMedia(change.tenantId, change.mediaId);
     const stale = await this.db.selectFrom('search_stale').select('media_id').where('tenant_id', '=', change.tenantId).limit(1).executeTakeFirst();
@@ -44,7 +47,7 @@ export class SearchIndexer {
   async reindexMany(tenantId: string, mediaIds: string[], opts: { tags: boolean } = { tags: true }): Promise<void> {
     for (let i = 0; i < mediaIds.length; i += BATCH) {
       const ids = [...new Set(mediaIds.slice(i, i + BATCH))];
-      const docs = await buildDocuments(this.db, this.handle.dialect, tenantId, ids);
+      const docs = await buildDocuments(this.db, tenantId, ids);
       const found = new Set(docs.map((d) => d.mediaId));
       const gone = ids.filter((id) => !found.has(id));
       await this.db.transaction().execute(async (trx) => {

@@ -1,3 +1,5 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { KyselyPlugin } from 'kysely';
@@ -9,6 +11,15 @@ import { expectProblem, startTestApp, type TestApp } from '../support/harness.js
 
 
 type Page = { items: any[]; next_cursor: string | null };
+
+const POSTER_BYTES = 'not really a jpeg, but the bytes of posters/poster.jpg';
+
+/** Puts a poster file where a media's artifacts say it is, so that its signed URL can be fetched. */
+async function writePoster(t: TestApp, tenantId: string, userId: string, mediaId: string): Promise<void> {
+  const dir = path.join(t.ctx.layout.mediaDir({ tenantId, userId, mediaId }), 'posters');
+  await fs.mkdir(dir, { recursive: true });
+  await fs.writeFile(path.join(dir, 'poster.jpg'), POSTER_BYTES);
+}
 
 describe('feeds', () => {
   let t: TestApp;
@@ -53,8 +64,10 @@ describe('feeds', () => {
     assert.match(item.playback.hls, /\/play\/[^/]+\/hls\/master\.m3u8$/);
     assert.match(item.playback.dash, /\/play\/[^/]+\/dash\/manifest\.mpd$/);
     assert.equal(item.playback.webm, null);
+    await writePoster(t, t.tenant.id, 'alice', video);
     const poster = await t.app.inject({ url: new URL(item.poster.jpeg).pathname });
-    assert.notEqual(poster.statusCode, 403, 'the poster URL is validly signed');
+    assert.equal(poster.statusCode, 200, 'the poster URL is validly signed');
+    assert.equal(poster.body, POSTER_BYTES);
     const audio = page.items[0];
     assert.equal(audio.duration, 5);
     assert.equal(audio.width, null);
@@ -172,14 +185,18 @@ describe('feeds', () => {
     assert.deepEqual(items[0]!.tags, ['t0']);
     assert.equal(items[0]!.duration, 3);
     assert.match(items[0]!.playback.hls!, /^http:\/\/qasar\.test\/play\/[^/]+\/hls\/master\.m3u8$/);
+    await writePoster(t, t.tenant.id, 'alice', kept1);
     const play = await t.app.inject({ url: new URL(items[0]!.poster.jpeg!).pathname });
-    assert.notEqual(play.statusCode, 403, 'validly signed');
+    assert.equal(play.statusCode, 200, 'validly signed');
+    assert.equal(play.body, POSTER_BYTES);
 
     // Search results are built for a member: the owner still sees her held media, with URLs that play for her.
     const own = await builder.build(alice, ranked, baseUrl, { audience: { kind: 'member', userId: 'alice', isAdmin: false } });
     assert.deepEqual(own.map((i) => i.id), [kept1, held, kept2]);
+    await writePoster(t, t.tenant.id, 'alice', held);
     const ownPlay = await t.app.inject({ url: new URL(own[1]!.poster.jpeg!).pathname });
-    assert.notEqual(ownPlay.statusCode, 403, "the owner's URL of her held media is signed with the moderated key");
+    assert.equal(ownPlay.statusCode, 200, "the owner's URL of her held media is signed with the moderated key");
+    assert.equal(ownPlay.body, POSTER_BYTES);
     const bobAsMember = await builder.build(bob, ranked, baseUrl, { audience: { kind: 'member', userId: 'bob', isAdmin: false } });
     assert.deepEqual(bobAsMember.map((i) => i.id), [kept1, kept2]);
 

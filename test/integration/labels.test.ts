@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { labelIdsMatchingTerm, labelWithAncestors } from '../../src/labels/index.js';
+import { labelIdsMatchingTerm, labelWithAncestors } from '../../src/labels/hierarchy.js';
 import { expectProblem, startTestApp, type TestApp } from '../support/harness.js';
 import { SessionClient } from '../support/upload-client.js';
 
