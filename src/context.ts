@@ -107,7 +107,7 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
     if (m.kind === 'video' && settings.enableWebm) await queue.enqueue('make-webm', { media_id: m.id }, { dedupeKey: webmJobKey(m.id) });
   };
   const worker = new MediaWorker(database.db, queue, log, settings.jobAttempts, steps, afterReady, changes);
-  const tenancy = new TenancyService(database.db);
+  const tenancy = new TenancyService(database.db, settings.apiKeyCacheTtl);
   const moderation = new ModerationService(database.db, changes, settings.moderationDefaultThreshold);
   const labels = new MediaLabelService(database.db, changes, moderation);
   const discovery = await createDiscovery({ database, tokens, changes, settings, log });

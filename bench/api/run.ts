@@ -2,18 +2,23 @@
  * API benchmark (not a test): seeds a library of media with labels, tags and captions, starts the
  * real server (`qasar api`, a child process) and measures read endpoints with real HTTP requests.
  *
- *   node --import tsx bench/api/run.ts [--media 100000] [--requests 2000] [--concurrency 16]
- *                                      [--backends sqlite,postgres] [--out bench/results/api.json]
- *                                      [--cases get,search,feed,related] [--server-node-args="--cpu-prof"]
+ *   npm run bench:api -- [--media 100000] [--concurrency 16] [--client wrk|node] [--duration 8]
+ *                        [--requests 2000 (node client)] [--backends sqlite,postgres] [--out bench/results/api.json]
+ *                        [--cases get,search,feed,related] [--server-node-args="--cpu-prof"]
+ *                        [--data <folder to keep the seeded library in and reuse>]
  *
  * Vocabulary: 3,000 words drawn with a Zipf distribution (s = 1.07) for captions, titles and
  * tags; 300 labels in a hierarchy (30 parents × 9 children) of which 100 have bank phrases;
  * each media gets 1-4 labels (child labels Zipf-weighted) with model confidences. The library is
- * seeded with direct bulk inserts and the search indexer's bulk path, then every endpoint gets a
- * warm-up and N requests at the given concurrency over keep-alive connections.
+ * seeded with direct bulk inserts and the search indexer's bulk path; the built server (`dist`)
+ * runs as `qasar api`. Every endpoint gets a warm-up, then a closed loop of the given concurrency
+ * over keep-alive connections: by default wrk (C, Debian's `wrk`), which takes little of the
+ * CPU the server shares with it, for --duration seconds; or node:http here for N requests.
+ * Searches are measured as the server runs (a repeated search reuses its ranking for
+ * SEARCH_CACHE_TTL) and again ranked on every request (SEARCH_CACHE_TTL=0).
  * PostgreSQL runs in its own schema (dropped afterwards); TEST_DATABASE_URL points elsewhere.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -39,6 +44,12 @@ const { values: argv } = parseArgs({
     out: { type: 'string', default: path.join(ROOT, 'bench/results/api.json') },
     /** Only the endpoints whose names contain one of these (comma-separated), e.g. --cases search,feed. */
     cases: { type: 'string', default: '' },
+    /** Load generator: wrk (C, Debian package `wrk`; light, so the server gets the CPU) or node (node:http in this process). */
+    client: { type: 'string', default: 'wrk' },
+    /** Seconds each endpoint is measured with wrk (after a one-second warm-up). */
+    duration: { type: 'string', default: '8' },
+    /** A folder to keep the seeded library in and reuse on the next run with the same --data (PostgreSQL keeps its schema). */
+    data: { type: 'string', default: '' },
     /** Extra node flags for the server child, e.g. --server-node-args="--cpu-prof --cpu-prof-dir=/tmp/prof". */
     'server-node-args': { type: 'string', default: '' },
     help: { type: 'boolean', default: false },
@@ -52,6 +63,8 @@ if (argv.help) {
 const MEDIA = Number(argv.media);
 const REQUESTS = Number(argv.requests);
 const CONCURRENCY = Number(argv.concurrency);
+const CLIENT = argv.client === 'node' ? 'node' : 'wrk';
+if (CLIENT === 'wrk' && spawnSync('wrk', ['-v']).error) throw new Error('wrk is not installed (Debian: apt-get install wrk), or pass --client node');
 const PG_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
 
@@ -204,6 +217,49 @@ interface Result {
   rps: number;
 }
 
+/**
+ * The same measurement with wrk: one thread, CONCURRENCY connections, each request a path drawn
+ * from a list made here (a Lua script picks one per request); latencies from wrk's histogram.
+ */
+async function measureWithWrk(name: string, urls: () => string, key: string, seconds: number): Promise<Result> {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'qasar-bench-wrk-'));
+  try {
+    const first = new URL(urls());
+    const paths = [first, ...Array.from({ length: 4999 }, () => new URL(urls()))].map((u) => u.pathname + u.search);
+    await fsp.writeFile(path.join(dir, 'paths.txt'), `${paths.join('\n')}\n`);
+    const script = path.join(dir, 'bench.lua');
+    await fsp.writeFile(
+      script,
+      `local paths = {}
+for line in io.lines(${JSON.stringify(path.join(dir, 'paths.txt'))}) do paths[#paths + 1] = line end
+local i = 0
+wrk.headers["Authorization"] = "Bearer ${key}"
+request = function()
+  i = i % #paths + 1
+  return wrk.format("GET", paths[i])
+end
+done = function(summary, latency, requests)
+  local errors = summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
+  io.write(string.format('WRK_RESULT {"requests": %d, "errors": %d, "seconds": %f, "p50": %f, "p95": %f, "p99": %f}\\n',
+    summary.requests, errors, summary.duration / 1e6, latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000))
+end
+`,
+    );
+    const run = (secs: number) => {
+      const out = spawnSync('wrk', ['-t1', `-c${CONCURRENCY}`, `-d${secs}s`, '-s', script, first.origin], { encoding: 'utf8' });
+      const m = /WRK_RESULT (\{.*\})/.exec(out.stdout ?? '');
+      if (out.status !== 0 || !m) throw new Error(`wrk failed: ${out.stderr || out.stdout}`);
+      return JSON.parse(m[1]!) as { requests: number; errors: number; seconds: number; p50: number; p95: number; p99: number };
+    };
+    run(1);
+    const r = run(seconds);
+    const round = (x: number) => Math.round(x * 100) / 100;
+    return { endpoint: name, requests: r.requests, errors: r.errors, p50_ms: round(r.p50), p95_ms: round(r.p95), p99_ms: round(r.p99), rps: Math.round(r.requests / r.seconds) };
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+}
+
 async function measure(name: string, urls: () => string, key: string): Promise<Result> {
   const run = async (n: number) => {
     const times: number[] = [];
@@ -230,7 +286,10 @@ async function measure(name: string, urls: () => string, key: string): Promise<R
 
 function startServer(env: Record<string, string>): Promise<{ proc: ChildProcess; base: string }> {
   const nodeArgs = argv['server-node-args']!.split(/\s+/).filter(Boolean);
-  const proc = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', path.join(ROOT, 'src/cli/main.ts'), 'api'], {
+  // The built server, as `qasar api` runs it (the TypeScript loader would be measured too).
+  const main = path.join(ROOT, 'dist/cli/main.js');
+  if (!fs.existsSync(main)) throw new Error('dist/cli/main.js is missing: run npm run build first');
+  const proc = spawn(process.execPath, [...nodeArgs, main, 'api'], {
     cwd: ROOT,
     env: { ...process.env, ...env, PORT: '0', LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -247,8 +306,13 @@ function startServer(env: Record<string, string>): Promise<{ proc: ChildProcess;
 }
 
 async function bench(backend: 'sqlite' | 'postgres'): Promise<Result[]> {
-  const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'qasar-bench-api-'));
-  const schema = `qasar_bench_${randomBytes(4).toString('hex')}`;
+  const keep = Boolean(argv.data);
+  const tmp = keep ? path.resolve(argv.data!, backend) : await fsp.mkdtemp(path.join(os.tmpdir(), 'qasar-bench-api-'));
+  await fsp.mkdir(tmp, { recursive: true });
+  const seededFile = path.join(tmp, 'seeded.json');
+  const reused = keep ? (JSON.parse(await fsp.readFile(seededFile, 'utf8').catch(() => 'null')) as (Seeded & { schema: string }) | null) : null;
+  if (reused && reused.mediaIds.length !== MEDIA) throw new Error(`${tmp} holds ${reused.mediaIds.length} media, not ${MEDIA}`);
+  const schema = reused?.schema ?? `qasar_bench_${randomBytes(4).toString('hex')}`;
   const env: Record<string, string> = {
     STORAGE_ROOT: path.join(tmp, 'storage'),
     REDIS_URL: '',
@@ -257,48 +321,59 @@ async function bench(backend: 'sqlite' | 'postgres'): Promise<Result[]> {
     LOG_LEVEL: 'warn',
   };
   try {
-    const settings = loadSettings(env);
-    const ctx = await createContext(settings, { log: createLogger('warn') });
     let seeded: Seeded;
-    try {
-      seeded = await seedLibrary(ctx);
-      if (backend === 'postgres') await sql`analyze`.execute(ctx.database.db);
-    } finally {
-      await ctx.close();
-    }
-    const { proc, base } = await startServer(env);
-    try {
-      const api = `${base}/api/v1`;
-      const pick = () => seeded.mediaIds[Math.floor(rand() * seeded.mediaIds.length)]!;
-      const results: Result[] = [];
-      const cases: [string, () => string][] = [
-        ['get-by-id', () => `${api}/media/${pick()}`],
-        [`search common "${seeded.commonTerm}"`, () => `${api}/search?q=${seeded.commonTerm}%20`],
-        [`search rare "${seeded.rareTerm}"`, () => `${api}/search?q=${seeded.rareTerm}%20`],
-        [`search prefix "${seeded.prefix}"`, () => `${api}/search?q=${seeded.prefix}`],
-        ['feed/new', () => `${api}/feed/new`],
-        ['related', () => `${api}/media/${pick()}/related`],
-      ];
-      const only = argv.cases!.split(',').map((c) => c.trim()).filter(Boolean);
-      for (const [name, url] of cases) {
-        if (only.length && !only.some((c) => name.includes(c))) continue;
-        const r = await measure(name, url, seeded.key);
-        log(`${backend} ${name}: p50 ${r.p50_ms} ms, p95 ${r.p95_ms} ms, p99 ${r.p99_ms} ms, ${r.rps} req/s, errors ${r.errors}`);
-        results.push(r);
+    if (reused) {
+      seeded = reused;
+      log(`${backend}: reusing the library seeded in ${tmp}`);
+    } else {
+      const ctx = await createContext(loadSettings(env), { log: createLogger('warn') });
+      try {
+        seeded = await seedLibrary(ctx);
+        if (backend === 'postgres') await sql`analyze`.execute(ctx.database.db);
+      } finally {
+        await ctx.close();
       }
-      return results;
-    } finally {
-      proc.kill('SIGTERM');
-      await new Promise((r) => proc.once('exit', r));
+      if (keep) await fsp.writeFile(seededFile, JSON.stringify({ ...seeded, schema }));
     }
+    const results: Result[] = [];
+    const only = argv.cases!.split(',').map((c) => c.trim()).filter(Boolean);
+    // Searches are measured twice: as the server runs by default (a search repeated within
+    // SEARCH_CACHE_TTL reuses its ranking), and ranked anew every time (SEARCH_CACHE_TTL=0).
+    for (const ranking of ['default', 'uncached'] as const) {
+      const { proc, base } = await startServer(ranking === 'uncached' ? { ...env, SEARCH_CACHE_TTL: '0' } : env);
+      try {
+        const api = `${base}/api/v1`;
+        const pick = () => seeded.mediaIds[Math.floor(rand() * seeded.mediaIds.length)]!;
+        const cases: [string, () => string][] = [
+          ['get-by-id', () => `${api}/media/${pick()}`],
+          [`search common "${seeded.commonTerm}"`, () => `${api}/search?q=${seeded.commonTerm}%20`],
+          [`search rare "${seeded.rareTerm}"`, () => `${api}/search?q=${seeded.rareTerm}%20`],
+          [`search prefix "${seeded.prefix}"`, () => `${api}/search?q=${seeded.prefix}`],
+          ['feed/new', () => `${api}/feed/new`],
+          ['related', () => `${api}/media/${pick()}/related`],
+        ];
+        for (const [caseName, url] of cases) {
+          if (only.length && !only.some((c) => caseName.includes(c))) continue;
+          if (ranking === 'uncached' && !caseName.startsWith('search')) continue;
+          const name = ranking === 'uncached' ? `${caseName}, ranked every time` : caseName;
+          const r = CLIENT === 'wrk' ? await measureWithWrk(name, url, seeded.key, Number(argv.duration)) : await measure(name, url, seeded.key);
+          log(`${backend} ${name}: p50 ${r.p50_ms} ms, p95 ${r.p95_ms} ms, p99 ${r.p99_ms} ms, ${r.rps} req/s, errors ${r.errors}`);
+          results.push(r);
+        }
+      } finally {
+        proc.kill('SIGTERM');
+        await new Promise((r) => proc.once('exit', r));
+      }
+    }
+    return results;
   } finally {
-    if (backend === 'postgres' && !process.env.BENCH_KEEP) {
+    if (backend === 'postgres' && !process.env.BENCH_KEEP && !keep) {
       const c = new pg.Client({ connectionString: PG_URL });
       await c.connect();
       await c.query(`drop schema if exists "${schema}" cascade`);
       await c.end();
     }
-    if (process.env.BENCH_KEEP) log(`kept ${tmp}`);
+    if (process.env.BENCH_KEEP || keep) log(`kept ${tmp}`);
     else await fsp.rm(tmp, { recursive: true, force: true });
   }
 }

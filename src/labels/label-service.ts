@@ -3,6 +3,7 @@ import type { Kysely } from 'kysely';
 import type { Database, LabelKind } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import { writeAssetLabels } from './asset-labels.js';
+import { preparedQuery } from '../db/prepared.js';
 
 export const MAX_LABEL_LENGTH = 100;
 
@@ -42,17 +43,20 @@ export async function attachUserLabels(
   await writeAssetLabels(db, target, names.map((name) => ({ name, source: 'user' as const })));
 }
 
-export async function labelsOfMedia(db: Kysely<Database>, tenantId: string, mediaIds: readonly string[]): Promise<Map<string, AssetLabelView[]>> {
-  const out = new Map<string, AssetLabelView[]>();
-  if (!mediaIds.length) return out;
-  const rows = await db
+const labelsOfMediaQuery = preparedQuery((db, tenantId: string, mediaIds: readonly string[]) =>
+  db
     .selectFrom('asset_labels as al')
     .innerJoin('labels as l', 'l.id', 'al.label_id')
     .select(['al.media_id', 'l.name', 'l.kind', 'al.source', 'al.confidence', 'al.count'])
     .where('al.tenant_id', '=', tenantId)
     .where('al.media_id', 'in', mediaIds)
-    .orderBy('l.name')
-    .execute();
+    .orderBy('l.name'),
+);
+
+export async function labelsOfMedia(db: Kysely<Database>, tenantId: string, mediaIds: readonly string[]): Promise<Map<string, AssetLabelView[]>> {
+  const out = new Map<string, AssetLabelView[]>();
+  if (!mediaIds.length) return out;
+  const rows = await labelsOfMediaQuery.all(db, tenantId, mediaIds);
   for (const r of rows) {
     const list = out.get(r.media_id) ?? [];
     list.push({ name: r.name, kind: r.kind, source: r.source, confidence: Number(r.confidence), count: Number(r.count) });

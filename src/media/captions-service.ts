@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import type { Db } from '../db/database.js';
 import { nowIso, type CaptionKind } from '../db/schema.js';
+import { preparedQuery } from '../db/prepared.js';
 import { AppError, notFound } from '../errors.js';
 import { newId } from '../ids.js';
 import { assertModerationVisible } from '../moderation/visibility.js';
@@ -163,18 +164,21 @@ export class CaptionService {
   }
 }
 
-/** Caption tracks of several media of one tenant, keyed by media id. */
-export async function tracksOfMedia(db: Db, apiPrefix: string, tenantId: string, mediaIds: string[]): Promise<Map<string, CaptionTrackView[]>> {
-  const out = new Map<string, CaptionTrackView[]>();
-  if (!mediaIds.length) return out;
-  const rows = await db
+const tracksOfMediaQuery = preparedQuery((db, tenantId: string, mediaIds: readonly string[]) =>
+  db
     .selectFrom('caption_tracks')
     .select(['media_id', 'language', 'label', 'kind', 'cue_count', 'created_at', 'updated_at'])
     .where('tenant_id', '=', tenantId)
     .where('media_id', 'in', mediaIds)
     .orderBy('media_id')
-    .orderBy('language')
-    .execute();
+    .orderBy('language'),
+);
+
+/** Caption tracks of several media of one tenant, keyed by media id. */
+export async function tracksOfMedia(db: Db, apiPrefix: string, tenantId: string, mediaIds: string[]): Promise<Map<string, CaptionTrackView[]>> {
+  const out = new Map<string, CaptionTrackView[]>();
+  if (!mediaIds.length) return out;
+  const rows = await tracksOfMediaQuery.all(db, tenantId, mediaIds);
   for (const r of rows) {
     const list = out.get(r.media_id) ?? [];
     list.push({

@@ -1,6 +1,7 @@
 import { statusChanged, type MediaChanges } from './media-changes.js';
 import type { Selectable } from 'kysely';
 import type { Db } from '../db/database.js';
+import { preparedQuery } from '../db/prepared.js';
 import { fromJson, type MediaAssetsTable } from '../db/schema.js';
 import { AppError, notFound } from '../errors.js';
 import { labelsOfMedia, type AssetLabelView } from '../labels/label-service.js';
@@ -17,6 +18,30 @@ import { tracksOfMedia, type CaptionTrackView } from './captions-service.js';
 import { assertModerationVisible } from '../moderation/visibility.js';
 
 export type MediaRow = Selectable<MediaAssetsTable>;
+
+const mediaByIdQuery = preparedQuery((db, tenantId: string, mediaId: string) =>
+  db.selectFrom('mediaassets').selectAll().where('id', '=', mediaId).where('tenant_id', '=', tenantId),
+);
+
+const statusHistoryQuery = preparedQuery((db, tenantId: string, mediaId: string) =>
+  db
+    .selectFrom('media_status_events')
+    .select(['status', 'at', 'error_code'])
+    .where('tenant_id', '=', tenantId)
+    .where('media_id', '=', mediaId)
+    .orderBy('at')
+    .orderBy('id'),
+);
+
+const lastDecisionQuery = preparedQuery((db, tenantId: string, mediaId: string) =>
+  db
+    .selectFrom('moderation_decisions')
+    .select(['decision', 'state', 'note', 'labels', 'actor_user_id', 'at'])
+    .where('tenant_id', '=', tenantId)
+    .where('media_id', '=', mediaId)
+    .orderBy('id', 'desc')
+    .limit(1),
+);
 
 export interface MediaView {
   id: string;
@@ -169,12 +194,7 @@ export class MediaService {
    * by moderation is readable by its owner and admin keys only (`moderation-hidden`, as playback).
    */
   async get(p: Principal, mediaId: string): Promise<MediaView> {
-    const row = await this.db
-      .selectFrom('mediaassets')
-      .selectAll()
-      .where('id', '=', mediaId)
-      .where('tenant_id', '=', p.tenantId)
-      .executeTakeFirst();
+    const row = await mediaByIdQuery.first(this.db, p.tenantId, mediaId);
     if (!row) throw notFound('media');
     assertModerationVisible(p, row);
     const labels = await labelsOfMedia(this.db, p.tenantId, [row.id]);
@@ -186,22 +206,9 @@ export class MediaService {
     const view = await this.get(p, mediaId);
     const [tracks, history, decision] = await Promise.all([
       tracksOfMedia(this.db, this.apiPrefix, p.tenantId, [view.id]),
-      this.db
-        .selectFrom('media_status_events')
-        .select(['status', 'at', 'error_code'])
-        .where('tenant_id', '=', p.tenantId)
-        .where('media_id', '=', view.id)
-        .orderBy('at')
-        .orderBy('id')
-        .execute(),
-      this.db
-        .selectFrom('moderation_decisions')
-        .select(['decision', 'state', 'note', 'labels', 'actor_user_id', 'at'])
-        .where('tenant_id', '=', p.tenantId)
-        .where('media_id', '=', view.id)
-        .orderBy('id', 'desc')
-        .limit(1)
-        .executeTakeFirst(),
+      statusHistoryQuery.all(this.db, p.tenantId, view.id),
+      // Every move out of `none` records a decision and none leads back, so `none` has none.
+      view.moderation_state === 'none' ? undefined : lastDecisionQuery.first(this.db, p.tenantId, view.id),
     ]);
     const fm = view.file_metadata as { probe?: Record<string, unknown>; artifacts?: Record<string, unknown>; urls?: Record<string, unknown>; pending?: string[] };
     return {

@@ -7,6 +7,7 @@ import type { Principal } from '../tenancy/principal.js';
 import { decodeCursor, encodeCursor, fingerprintOf } from './cursor.js';
 import { saveSnapshot, loadSnapshot } from './snapshots.js';
 import { stillMatching, type IndexQuery, type SearchFilters, type SearchHit, type SearchIndex } from './search-index.js';
+import { SearchResultCache } from './result-cache.js';
 import { parseQuery } from './text.js';
 import type { Audience } from './visibility.js';
 
@@ -61,11 +62,15 @@ function parsePosition(state: unknown[]): Position {
  *   pages read; media deleted, hidden or no longer matching the filters since are left out.
  * The cursor carries the position and a fingerprint of the query and filters.
  */
+/** A first page as ranked: every ranked hit and the snapshot later pages read (engines without stable scores), or the page itself (keyset). */
+export type CachedSearch = { ranked: SearchHit[]; snapshotId: string | null } | { page: SearchPage };
+
 export class SearchService {
   constructor(
     private readonly db: Db,
     private readonly index: SearchIndex,
     private readonly maxQueryLength: number,
+    private readonly cache = new SearchResultCache<CachedSearch>(0),
   ) {}
 
   async search(p: Principal, params: SearchParams, audience: Audience): Promise<SearchPage> {
@@ -90,11 +95,28 @@ export class SearchService {
 
     if (position && (position.kind === 'keyset') !== this.index.stableScores) throw new AppError('validation-failed', 'cursor is not valid');
     if (position?.kind === 'snapshot') return this.fromSnapshot(base, fingerprint, position, params.limit);
-    if (this.index.stableScores) return this.byKeyset(base, fingerprint, position, params.limit);
+    if (position) return this.byKeyset(base, fingerprint, position, params.limit);
+
+    // The first page: ranked now, or read from a ranking made a moment ago (re-filtered).
+    const who = audience.kind === 'member' ? [audience.userId, audience.isAdmin] : null;
+    const cacheKey = JSON.stringify([fingerprint, labelIds ?? null, who, this.index.stableScores ? params.limit : 0]);
+    const cached = this.cache.get(p.tenantId, cacheKey);
+    if (cached && 'page' in cached) {
+      const matching = await stillMatching(this.db, base, cached.page.hits.map((h) => h.mediaId));
+      return { hits: cached.page.hits.filter((h) => matching.has(h.mediaId)), next_cursor: cached.page.next_cursor };
+    }
+    if (cached) return this.walk(base, fingerprint, cached.ranked, cached.snapshotId, 0, params.limit);
+    const generation = this.cache.generationOf(p.tenantId);
+    if (this.index.stableScores) {
+      const page = await this.byKeyset(base, fingerprint, undefined, params.limit);
+      this.cache.set(p.tenantId, cacheKey, { page }, generation);
+      return page;
+    }
     const ranked = await this.index.search({ ...base, asOf: nowIso(), limit: MAX_SEARCH_RESULTS });
-    if (ranked.length <= params.limit) return { hits: ranked, next_cursor: null };
-    const snapshotId = await saveSnapshot(this.db, p.tenantId, fingerprint, ranked.slice(params.limit));
-    return { hits: ranked.slice(0, params.limit), next_cursor: encodeCursor(fingerprint, ['s', snapshotId, 0]) };
+    // The snapshot holds the whole ranking, so a repeated search can hand out cursors into it too.
+    const snapshotId = ranked.length > params.limit ? await saveSnapshot(this.db, p.tenantId, fingerprint, ranked) : null;
+    this.cache.set(p.tenantId, cacheKey, { ranked, snapshotId }, generation);
+    return { hits: ranked.slice(0, params.limit), next_cursor: snapshotId ? encodeCursor(fingerprint, ['s', snapshotId, params.limit]) : null };
   }
 
   private async byKeyset(base: Omit<IndexQuery, 'asOf' | 'after' | 'limit'>, fingerprint: string, at: KeysetPosition | undefined, pageSize: number): Promise<SearchPage> {
@@ -116,14 +138,26 @@ export class SearchService {
   ): Promise<SearchPage> {
     const hits = await loadSnapshot(this.db, base.tenantId, fingerprint, at.snapshotId);
     if (!hits) throw new AppError('validation-failed', 'cursor has expired; search again');
+    return this.walk(base, fingerprint, hits, at.snapshotId, at.position, limit);
+  }
+
+  /** A page of a ranking from `position` on, leaving out media deleted, hidden or no longer matching since. */
+  private async walk(
+    base: Pick<IndexQuery, 'tenantId' | 'filters' | 'audience'>,
+    fingerprint: string,
+    hits: SearchHit[],
+    snapshotId: string | null,
+    position: number,
+    limit: number,
+  ): Promise<SearchPage> {
     const page: SearchHit[] = [];
-    let next = at.position;
+    let next = position;
     while (page.length < limit && next < hits.length) {
       const candidates = hits.slice(next, next + limit - page.length);
       const matching = await stillMatching(this.db, base, candidates.map((h) => h.mediaId));
       page.push(...candidates.filter((h) => matching.has(h.mediaId)));
       next += candidates.length;
     }
-    return { hits: page, next_cursor: next < hits.length ? encodeCursor(fingerprint, ['s', at.snapshotId, next]) : null };
+    return { hits: page, next_cursor: snapshotId && next < hits.length ? encodeCursor(fingerprint, ['s', snapshotId, next]) : null };
   }
 }

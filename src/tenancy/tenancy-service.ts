@@ -1,4 +1,5 @@
 import type { Db } from '../db/database.js';
+import { preparedQuery } from '../db/prepared.js';
 import { nowIso } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import { newId, USER_ID_PATTERN } from '../ids.js';
@@ -16,8 +17,33 @@ export interface CreatedKey {
 /** The user an admin key acts as when it names none. */
 export const DEFAULT_USER_ID = 'default';
 
+/** A key as a request needs it, kept for a short while so a request costs no key lookup. */
+interface CachedKey {
+  id: string;
+  tenantId: string;
+  userId: string | null;
+  isAdmin: boolean;
+  until: number;
+}
+
+/** Most keys remembered at once (the oldest is forgotten first). */
+const KEY_CACHE_SIZE = 10_000;
+
+const keyByHashQuery = preparedQuery((db, keyHash: string) =>
+  db.selectFrom('api_keys').select(['id', 'tenant_id', 'user_id', 'is_admin', 'revoked_at']).where('key_hash', '=', keyHash),
+);
+
 export class TenancyService {
-  constructor(private readonly db: Db) {}
+  private readonly keys = new Map<string, CachedKey>();
+
+  /**
+   * `keyCacheTtlMs`: how long a valid key is remembered. A revocation through this process
+   * takes effect at once; other processes stop accepting the key within that time.
+   */
+  constructor(
+    private readonly db: Db,
+    private readonly keyCacheTtlMs = 0,
+  ) {}
 
   async createTenant(name: string): Promise<{ id: string; name: string }> {
     const clean = name.trim();
@@ -74,6 +100,7 @@ export class TenancyService {
       .where('tenant_id', '=', tenantId)
       .where('revoked_at', 'is', null)
       .executeTakeFirst();
+    for (const [hash, k] of this.keys) if (k.id === keyId) this.keys.delete(hash);
     return Number(res.numUpdatedRows) > 0;
   }
 
@@ -83,19 +110,32 @@ export class TenancyService {
    */
   async authenticate(key: string | undefined, actAs?: string): Promise<Principal> {
     if (!key || !looksLikeApiKey(key)) throw new AppError('unauthenticated', 'missing or malformed API key');
-    const row = await this.db
-      .selectFrom('api_keys')
-      .select(['id', 'tenant_id', 'user_id', 'is_admin', 'revoked_at'])
-      .where('key_hash', '=', hashApiKey(key))
-      .executeTakeFirst();
-    if (!row || row.revoked_at) throw new AppError('unauthenticated', 'unknown or revoked API key');
-    const isAdmin = Number(row.is_admin) === 1;
-    let userId = row.user_id ?? DEFAULT_USER_ID;
+    const k = await this.lookUpKey(hashApiKey(key));
+    let userId = k.userId ?? DEFAULT_USER_ID;
     if (actAs !== undefined && actAs !== userId) {
-      if (!isAdmin) throw new AppError('forbidden', 'only an admin key may act for another user');
+      if (!k.isAdmin) throw new AppError('forbidden', 'only an admin key may act for another user');
       if (!USER_ID_PATTERN.test(actAs)) throw new AppError('validation-failed', 'invalid user id in X-Qasar-User');
       userId = actAs;
     }
-    return { tenantId: row.tenant_id, keyId: row.id, userId, isAdmin };
+    return { tenantId: k.tenantId, keyId: k.id, userId, isAdmin: k.isAdmin };
+  }
+
+  /** A valid key by its hash, from memory while it is fresh; unknown and revoked keys always ask the database. */
+  private async lookUpKey(keyHash: string): Promise<CachedKey> {
+    const now = Date.now();
+    const cached = this.keys.get(keyHash);
+    if (cached && cached.until > now) return cached;
+    const row = await keyByHashQuery.first(this.db, keyHash);
+    if (!row || row.revoked_at) {
+      this.keys.delete(keyHash);
+      throw new AppError('unauthenticated', 'unknown or revoked API key');
+    }
+    const k: CachedKey = { id: row.id, tenantId: row.tenant_id, userId: row.user_id, isAdmin: Number(row.is_admin) === 1, until: now + this.keyCacheTtlMs };
+    if (this.keyCacheTtlMs > 0) {
+      this.keys.delete(keyHash);
+      if (this.keys.size >= KEY_CACHE_SIZE) this.keys.delete(this.keys.keys().next().value!);
+      this.keys.set(keyHash, k);
+    }
+    return k;
   }
 }

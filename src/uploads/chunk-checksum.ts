@@ -1,6 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import type fsp from 'node:fs/promises';
-import { crc32 } from 'node:zlib';
+import { crc32 } from '@node-rs/crc32';
 import { hashRange } from './file-hash.js';
 
 /**

@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 
 /**
@@ -5,15 +6,19 @@ import { Worker } from 'node:worker_threads';
  * itself (the page cache, as a rule), so that hashing an upload never holds the event loop
  * that receives it: on two cores the bytes arrive on one while they are hashed on the other.
  *
- * The worker's code is plain CommonJS evaluated from a string: it needs only `fs`, `path` and
- * `crypto`, and it loads the same way from the compiled package and under a TypeScript loader.
+ * The worker's code is plain CommonJS evaluated from a string: it needs only `fs`, `path`,
+ * `crypto` and the CRC-32 package, and it loads the same way from the compiled package and under
+ * a TypeScript loader.
  */
+/** Resolved here: code evaluated from a string resolves packages from the working directory. */
+const CRC32_MODULE = createRequire(import.meta.url).resolve('@node-rs/crc32');
+
 const WORKER_SOURCE = `
-const { parentPort } = require('node:worker_threads');
+const { parentPort, workerData } = require('node:worker_threads');
 const fs = require('node:fs');
 const path = require('node:path');
 const crypto = require('node:crypto');
-const zlib = require('node:zlib');
+const { crc32 } = require(workerData.crc32Module);
 const BLOCK = 1024 * 1024;
 const block = Buffer.allocUnsafeSlow(BLOCK);
 const states = new Map();
@@ -34,7 +39,7 @@ function hashRange(hash, fd, start, length, check) {
     const part = n === BLOCK ? block : block.subarray(0, n);
     hash.update(part);
     if (sha) sha.update(part);
-    else if (check === 'crc32') crc = zlib.crc32(part, crc);
+    else if (check === 'crc32') crc = crc32(part, crc);
     done += n;
   }
   if (!check) return { done };
@@ -146,7 +151,7 @@ export class HashThread {
   private start(): Worker {
     if (this.worker) return this.worker;
     // The thread holds a few hash states and one 1 MiB block: a small heap is plenty.
-    const worker = new Worker(WORKER_SOURCE, { eval: true, name: 'qasar-hash', resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 } });
+    const worker = new Worker(WORKER_SOURCE, { eval: true, name: 'qasar-hash', workerData: { crc32Module: CRC32_MODULE }, resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 } });
     worker.on('message', (r: Reply) => {
       const p = this.pending.get(r.id);
       if (!p) return;

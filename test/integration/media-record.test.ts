@@ -178,7 +178,10 @@ describe('the whole media record and metadata edits', () => {
       id, tenant_id: t.tenant.id, media_id: videoId, decision, previous_state: 'none' as const, state, note: decision === 'approve' ? 'fine' : null,
       labels: toJson([{ name: 'violence', confidence: 0.7 }]), actor_key_id: null, actor_user_id: decision === 'approve' ? 'mod' : null, at,
     });
+    assert.equal((await get(videoId)).json().moderation, null, 'never moderated');
+    // As two transitions leave them: each records a decision and moves the state.
     await db.insertInto('moderation_decisions').values([row('2026-01-01T00:00:00.000Z', 'hold', 'held', newId()), row('2026-01-02T00:00:00.000Z', 'approve', 'approved', newId())]).execute();
+    await db.updateTable('mediaassets').set({ moderation_state: 'approved' }).where('id', '=', videoId).execute();
     const m = (await get(videoId)).json();
     assert.deepEqual(m.moderation, { decision: 'approve', state: 'approved', note: 'fine', labels: [{ name: 'violence', confidence: 0.7 }], actor_user_id: 'mod', at: '2026-01-02T00:00:00.000Z' });
   });

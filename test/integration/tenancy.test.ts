@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
+import { AppError } from '../../src/errors.js';
 import { hashApiKey } from '../../src/tenancy/api-keys.js';
+import { TenancyService } from '../../src/tenancy/tenancy-service.js';
 import { expectProblem, startTestApp, type TestApp } from '../support/harness.js';
 import { SessionClient } from '../support/upload-client.js';
 
@@ -133,6 +135,26 @@ describe('tenants and API keys', () => {
     assert.equal(await t.ctx.tenancy.revokeKey(t.other.id, created.id), false, 'another tenant cannot revoke it');
     assert.equal(await t.ctx.tenancy.revokeKey(t.tenant.id, created.id), true);
     expectProblem(await call({ method: 'GET', url: '/api/v1/me' }, created.key), 401, 'unauthenticated');
+  });
+
+  it('remembers a valid key for API_KEY_CACHE_TTL: a revocation by another process takes effect within it', async () => {
+    const created = await t.ctx.tenancy.createKey({ tenantId: t.tenant.id, userId: 'erin' });
+    const remembering = new TenancyService(t.ctx.database.db, 300);
+    const asking = new TenancyService(t.ctx.database.db, 0);
+    assert.equal((await remembering.authenticate(created.key)).userId, 'erin');
+    assert.equal((await asking.authenticate(created.key)).userId, 'erin');
+    // Revoked as another process would: straight in the database, past both services.
+    await t.ctx.database.db.updateTable('api_keys').set({ revoked_at: new Date().toISOString() }).where('id', '=', created.id).execute();
+    await assert.rejects(asking.authenticate(created.key), (e: AppError) => e.slug === 'unauthenticated');
+    assert.equal((await remembering.authenticate(created.key)).keyId, created.id, 'still remembered within the time');
+    await new Promise((r) => setTimeout(r, 350));
+    await assert.rejects(remembering.authenticate(created.key), (e: AppError) => e.slug === 'unauthenticated');
+    // A revocation through the service itself is immediate, whatever the time.
+    const second = await t.ctx.tenancy.createKey({ tenantId: t.tenant.id, userId: 'erin' });
+    const longMemory = new TenancyService(t.ctx.database.db, 60_000);
+    await longMemory.authenticate(second.key);
+    assert.equal(await longMemory.revokeKey(t.tenant.id, second.id), true);
+    await assert.rejects(longMemory.authenticate(second.key), (e: AppError) => e.slug === 'unauthenticated');
   });
 
   it('refuses duplicate tenant names and keys for unknown tenants', async () => {

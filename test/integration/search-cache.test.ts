@@ -1,0 +1,62 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { buildDocuments } from '../../src/search/documents.js';
+import { createSearchIndex } from '../../src/search/search-index.js';
+import { startTestApp, type TestApp } from '../support/harness.js';
+import { insertMedia } from '../support/media-seed.js';
+
+describe('search result cache (SEARCH_CACHE_TTL)', () => {
+  let t: TestApp;
+  const ids = async (query: string, key?: string) => {
+    const res = await t.app.inject({ url: `/api/v1/search?${query}`, headers: t.auth(key ?? t.tenant.userKey) });
+    assert.equal(res.statusCode, 200, res.body);
+    return (res.json() as { items: { id: string }[] }).items.map((i) => i.id);
+  };
+  /** Indexes a media the way another process would: straight into the index, telling no one here. */
+  const indexQuietly = async (mediaId: string) => {
+    const index = createSearchIndex(t.ctx.database, t.ctx.settings.searchRankCandidates);
+    await index.upsert(t.ctx.database.db, await buildDocuments(t.ctx.database.db, t.tenant.id, [mediaId]));
+  };
+
+  before(async () => {
+    t = await startTestApp({ SEARCH_CACHE_TTL: '1500ms' });
+  });
+  after(() => t.close());
+
+  it('reuses a ranking until a write through this process, which shows at once', async () => {
+    const first = await insertMedia(t, { caption: 'okapi in the rain forest' });
+    const quiet = await insertMedia(t, { caption: 'placeholder' });
+    assert.deepEqual(await ids('q=okapi'), [first]);
+    // Written past this process: the ranking made a moment ago is reused, without the new match.
+    await t.ctx.database.db.updateTable('mediaassets').set({ caption: 'okapi calf' }).where('id', '=', quiet).execute();
+    await indexQuietly(quiet);
+    assert.deepEqual(await ids('q=okapi'), [first], 'a match indexed by another process waits for the cached ranking to expire');
+    const told = await insertMedia(t, { caption: 'okapi mother and okapi calf' });
+    assert.deepEqual((await ids('q=okapi')).sort(), [first, quiet, told].sort(), 'a write through this process forgets the cached ranking');
+  });
+
+  it('shows writes of other processes once the ranking expires', async () => {
+    const seen = await insertMedia(t, { caption: 'quokka smiling' });
+    const other = await insertMedia(t, { caption: 'placeholder' });
+    assert.deepEqual(await ids('q=quokka'), [seen]);
+    await t.ctx.database.db.updateTable('mediaassets').set({ caption: 'quokka jumping' }).where('id', '=', other).execute();
+    await indexQuietly(other);
+    assert.deepEqual(await ids('q=quokka'), [seen], 'still the cached ranking');
+    await new Promise((r) => setTimeout(r, 1600));
+    assert.deepEqual((await ids('q=quokka')).sort(), [seen, other].sort());
+  });
+
+  it('never shows media deleted or hidden since the ranking was made, and keeps users apart', async () => {
+    const a = await insertMedia(t, { caption: 'narwhal tusk', userId: 'carol' });
+    const b = await insertMedia(t, { caption: 'narwhal pod', userId: 'carol' });
+    const mine = await insertMedia(t, { caption: 'narwhal sketch', moderation: 'held', userId: 'alice' });
+    const bobKey = (await t.ctx.tenancy.createKey({ tenantId: t.tenant.id, userId: 'bob' })).key;
+    assert.deepEqual((await ids('q=narwhal')).sort(), [a, b, mine].sort(), 'alice sees her own held media');
+    assert.deepEqual((await ids('q=narwhal', bobKey)).sort(), [a, b].sort(), 'bob does not, though alice ranked first');
+    // Hidden and deleted past this process (no change told): the cached ranking is filtered again.
+    await t.ctx.database.db.updateTable('mediaassets').set({ moderation_state: 'held' }).where('id', '=', a).execute();
+    await t.ctx.database.db.deleteFrom('mediaassets').where('id', '=', b).execute();
+    assert.deepEqual(await ids('q=narwhal', bobKey), []);
+    assert.deepEqual(await ids('q=narwhal'), [mine]);
+  });
+});
