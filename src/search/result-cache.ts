@@ -1,15 +1,29 @@
+interface Entry<T> {
+  value: T;
+  generation: number;
+  /** Served as it is until then. */
+  freshUntil: number;
+  /** Then served while one request ranks again in the background, until this. */
+  staleUntil: number;
+}
+
 /**
  * The ranked results of recent searches, per tenant, so a search repeated within a few seconds
  * is not ranked again (as a search engine's query-result cache; ranking a very common word costs
- * milliseconds of bm25 per thousand matches). What a cached ranking leaves out or orders
- * differently is bounded in time:
+ * milliseconds of bm25 per thousand matches on SQLite, and more on PostgreSQL).
+ *
+ * What a cached ranking leaves out or orders differently is bounded in time:
  * - every write this process tells of (the search index, a status, moderation, labels, a
  *   deletion) forgets the tenant's rankings at once;
- * - writes by other processes are seen after at most `ttlMs`, as a near-real-time index would.
- * Rankings are re-filtered when shown, so media deleted or hidden since never appear.
+ * - writes by other processes are seen within about two `ttlMs`: a ranking is fresh for `ttlMs`,
+ *   then for as long again it is still served while one request ranks anew in the background,
+ *   so a popular search never stalls every caller at once when its ranking expires.
+ * Identical searches that miss together wait for one ranking. Rankings are re-filtered when
+ * shown, so media deleted or hidden since never appear.
  */
 export class SearchResultCache<T> {
-  private readonly entries = new Map<string, { value: T; generation: number; until: number }>();
+  private readonly entries = new Map<string, Entry<T>>();
+  private readonly running = new Map<string, { generation: number; promise: Promise<T> }>();
   private readonly generations = new Map<string, number>();
 
   constructor(
@@ -17,31 +31,52 @@ export class SearchResultCache<T> {
     private readonly maxEntries = 256,
   ) {}
 
-  get enabled(): boolean {
-    return this.ttlMs > 0;
-  }
-
-  get(tenantId: string, key: string): T | undefined {
+  /** The cached value of `key`, or `compute()`'s (shared with identical calls under way). */
+  async get(tenantId: string, key: string, compute: () => Promise<T>): Promise<T> {
+    if (this.ttlMs <= 0) return compute();
     const k = `${tenantId}\u0000${key}`;
+    const generation = this.generationOf(tenantId);
     const e = this.entries.get(k);
-    if (!e) return undefined;
-    if (e.until <= Date.now() || e.generation !== this.generationOf(tenantId)) {
-      this.entries.delete(k);
-      return undefined;
+    const now = Date.now();
+    if (e && e.generation === generation && now < e.staleUntil) {
+      if (now >= e.freshUntil) {
+        this.run(k, tenantId, compute).catch(() => {
+          // The next caller ranks again and sees the error.
+        });
+      }
+      return e.value;
     }
-    return e.value;
+    if (e) this.entries.delete(k);
+    return this.run(k, tenantId, compute);
   }
 
-  /** Keeps a value computed at `generation` (read before the work began, so a write meanwhile makes it stale at once). */
-  set(tenantId: string, key: string, value: T, generation: number): void {
-    if (!this.enabled || generation !== this.generationOf(tenantId)) return;
-    const k = `${tenantId}\u0000${key}`;
+  private run(k: string, tenantId: string, compute: () => Promise<T>): Promise<T> {
+    // Read before the work begins, so a write meanwhile makes the result stale at once.
+    const generation = this.generationOf(tenantId);
+    const under = this.running.get(k);
+    if (under && under.generation === generation) return under.promise;
+    const promise = compute().then(
+      (value) => {
+        if (this.running.get(k)?.promise === promise) this.running.delete(k);
+        if (generation === this.generationOf(tenantId)) this.keep(k, { value, generation, freshUntil: Date.now() + this.ttlMs, staleUntil: Date.now() + 2 * this.ttlMs });
+        return value;
+      },
+      (err: unknown) => {
+        if (this.running.get(k)?.promise === promise) this.running.delete(k);
+        throw err;
+      },
+    );
+    this.running.set(k, { generation, promise });
+    return promise;
+  }
+
+  private keep(k: string, entry: Entry<T>): void {
     this.entries.delete(k);
     if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
-    this.entries.set(k, { value, generation, until: Date.now() + this.ttlMs });
+    this.entries.set(k, entry);
   }
 
-  generationOf(tenantId: string): number {
+  private generationOf(tenantId: string): number {
     return this.generations.get(tenantId) ?? 0;
   }
 

@@ -100,23 +100,19 @@ export class SearchService {
     // The first page: ranked now, or read from a ranking made a moment ago (re-filtered).
     const who = audience.kind === 'member' ? [audience.userId, audience.isAdmin] : null;
     const cacheKey = JSON.stringify([fingerprint, labelIds ?? null, who, this.index.stableScores ? params.limit : 0]);
-    const cached = this.cache.get(p.tenantId, cacheKey);
-    if (cached && 'page' in cached) {
+    const cached = await this.cache.get(p.tenantId, cacheKey, async () => {
+      if (this.index.stableScores) return { page: await this.byKeyset(base, fingerprint, undefined, params.limit) };
+      const ranked = await this.index.search({ ...base, asOf: nowIso(), limit: MAX_SEARCH_RESULTS });
+      // The snapshot holds the whole ranking, so a repeated search hands out cursors into it too.
+      const snapshotId = ranked.length > params.limit ? await saveSnapshot(this.db, p.tenantId, fingerprint, ranked) : null;
+      return { ranked, snapshotId };
+    });
+    // Re-filtered even when just ranked: the ranking may be a moment old, or shared with another caller.
+    if ('page' in cached) {
       const matching = await stillMatching(this.db, base, cached.page.hits.map((h) => h.mediaId));
       return { hits: cached.page.hits.filter((h) => matching.has(h.mediaId)), next_cursor: cached.page.next_cursor };
     }
-    if (cached) return this.walk(base, fingerprint, cached.ranked, cached.snapshotId, 0, params.limit);
-    const generation = this.cache.generationOf(p.tenantId);
-    if (this.index.stableScores) {
-      const page = await this.byKeyset(base, fingerprint, undefined, params.limit);
-      this.cache.set(p.tenantId, cacheKey, { page }, generation);
-      return page;
-    }
-    const ranked = await this.index.search({ ...base, asOf: nowIso(), limit: MAX_SEARCH_RESULTS });
-    // The snapshot holds the whole ranking, so a repeated search can hand out cursors into it too.
-    const snapshotId = ranked.length > params.limit ? await saveSnapshot(this.db, p.tenantId, fingerprint, ranked) : null;
-    this.cache.set(p.tenantId, cacheKey, { ranked, snapshotId }, generation);
-    return { hits: ranked.slice(0, params.limit), next_cursor: snapshotId ? encodeCursor(fingerprint, ['s', snapshotId, params.limit]) : null };
+    return this.walk(base, fingerprint, cached.ranked, cached.snapshotId, 0, params.limit);
   }
 
   private async byKeyset(base: Omit<IndexQuery, 'asOf' | 'after' | 'limit'>, fingerprint: string, at: KeysetPosition | undefined, pageSize: number): Promise<SearchPage> {
