@@ -1,6 +1,6 @@
 import type { Db } from '../db/database.js';
 import { fromJson, type MediaKind, type MediaStatus } from '../db/schema.js';
-import { labelWithAncestors } from '../labels/hierarchy.js';
+import { ancestorChain, generalLabelLinks, labelWithAncestors } from '../labels/hierarchy.js';
 import type { ArtifactPaths } from '../media/delivery.js';
 import type { PlaybackTokens } from '../media/playback-tokens.js';
 import { playbackSigningKey } from '../moderation/visibility.js';
@@ -102,25 +102,13 @@ export class FeedItemBuilder {
   private async generalLabelNames(tenantId: string, mediaIds: string[]): Promise<Map<string, string[]>> {
     const out = new Map<string, string[]>();
     if (!mediaIds.length) return out;
-    const links = await this.db
-      .selectFrom('asset_labels as al')
-      .innerJoin('labels as l', 'l.id', 'al.label_id')
-      .select(['al.media_id', 'al.label_id'])
-      .where('al.tenant_id', '=', tenantId)
-      .where('al.media_id', 'in', mediaIds)
-      .where('l.kind', '=', 'general')
-      .execute();
+    const links = await generalLabelLinks(this.db, tenantId, mediaIds);
     if (!links.length) return out;
     const nodes = new Map((await labelWithAncestors(this.db, tenantId, links.map((l) => l.label_id))).map((l) => [l.id, l]));
     const names = new Map<string, Set<string>>();
     for (const link of links) {
       const set = names.get(link.media_id) ?? new Set<string>();
-      const seen = new Set<string>();
-      for (let id: string | null = link.label_id; id && !seen.has(id); id = nodes.get(id)?.parent_id ?? null) {
-        seen.add(id);
-        const node = nodes.get(id);
-        if (node?.kind === 'general') set.add(node.name);
-      }
+      for (const node of ancestorChain(link.label_id, nodes)) if (node.kind === 'general') set.add(node.name);
       names.set(link.media_id, set);
     }
     for (const [mediaId, set] of names) out.set(mediaId, [...set].sort());

@@ -147,6 +147,39 @@ export async function withDescendants(db: Kysely<Database>, tenantId: string, la
   return [...out];
 }
 
+/** Most levels an upward walk climbs: a guard against a cycle, and the same bound for every reader. */
+export const MAX_LABEL_DEPTH = 16;
+
+/**
+ * A label and its ancestors, nearest first, from labels by id: what a media labelled with it is
+ * also labelled with. Stops at an unknown parent, a cycle or MAX_LABEL_DEPTH levels.
+ */
+export function ancestorChain<T extends { parent_id: string | null }>(labelId: string, byId: ReadonlyMap<string, T>): T[] {
+  const chain: T[] = [];
+  const seen = new Set<string>();
+  for (let id: string | null = labelId; id && !seen.has(id) && chain.length < MAX_LABEL_DEPTH; ) {
+    seen.add(id);
+    const node = byId.get(id);
+    if (!node) break;
+    chain.push(node);
+    id = node.parent_id;
+  }
+  return chain;
+}
+
+/** The general labels of some media of a tenant (moderation labels are neither searched nor shown in feeds). */
+export async function generalLabelLinks(db: Kysely<Database>, tenantId: string, mediaIds: readonly string[]): Promise<{ media_id: string; label_id: string }[]> {
+  if (!mediaIds.length) return [];
+  return db
+    .selectFrom('asset_labels as al')
+    .innerJoin('labels as l', 'l.id', 'al.label_id')
+    .select(['al.media_id', 'al.label_id'])
+    .where('al.tenant_id', '=', tenantId)
+    .where('al.media_id', 'in', mediaIds)
+    .where('l.kind', '=', 'general')
+    .execute();
+}
+
 /**
  * The given labels and all their ancestors (deduplicated): what a media labelled with them is
  * also labelled with, for search and feeds. Unknown ids and other tenants' ids are left out.
@@ -197,15 +230,14 @@ export async function labelIdsMatchingTerm(db: Kysely<Database>, tenantId: strin
       .where('b.id', 'in', banks.map((b) => b.id))
       .where('p.phrase', '=', name)
       .execute();
-    for (const e of entries) {
-      const l = await db
+    if (entries.length) {
+      const labels = await db
         .selectFrom('labels')
         .select('id')
         .where('tenant_id', '=', tenantId)
-        .where('name', '=', e.name)
-        .where('kind', '=', e.kind)
-        .executeTakeFirst();
-      if (l) seeds.add(l.id);
+        .where((eb) => eb.or(entries.map((e) => eb.and([eb('name', '=', e.name), eb('kind', '=', e.kind)]))))
+        .execute();
+      for (const l of labels) seeds.add(l.id);
     }
   }
   return withDescendants(db, tenantId, [...seeds]);

@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
 import { fromJson } from '../db/schema.js';
 import { effectiveBanks } from '../labels/effective-banks.js';
-import { labelWithAncestors } from '../labels/hierarchy.js';
+import { ancestorChain, generalLabelLinks, labelWithAncestors, type LabelRef } from '../labels/hierarchy.js';
 import { documentField } from './text.js';
 
 /** What the search index holds for one media: each field already folded and tokenised. */
@@ -20,22 +20,12 @@ export interface SearchDocument {
   tagList: string[];
 }
 
-interface LabelNode {
-  name: string;
-  parentId: string | null;
-}
-
-/** Names of labels and all their ancestors (the hierarchy is walked upward, at most 16 levels). */
-/** The labels and all their ancestors, by id (the hierarchy's own walk up the parents). */
-async function labelsWithAncestors(db: Db, tenantId: string, labelIds: readonly string[]): Promise<Map<string, LabelNode>> {
-  return new Map((await labelWithAncestors(db, tenantId, labelIds)).map((l) => [l.id, { name: l.name, parentId: l.parent_id }]));
-}
 
 /**
  * Bank phrases (synonyms) of labels, by label id: the phrases of the entries of the tenant's
  * effective general banks named like the label (entries and labels are matched by name).
  */
-async function phrasesOf(db: Db, tenantId: string, labels: Map<string, LabelNode>): Promise<Map<string, string[]>> {
+async function phrasesOf(db: Db, tenantId: string, labels: ReadonlyMap<string, LabelRef>): Promise<Map<string, string[]>> {
   const out = new Map<string, string[]>();
   if (!labels.size) return out;
   const banks = await effectiveBanks(db, tenantId, 'general');
@@ -85,29 +75,12 @@ export async function buildDocuments(db: Db, tenantId: string, mediaIds: string[
     .execute();
   if (!rows.length) return [];
   const ids = rows.map((r) => r.id);
-  const links = await db
-    .selectFrom('asset_labels as al')
-    .innerJoin('labels as l', 'l.id', 'al.label_id')
-    .select(['al.media_id', 'al.label_id'])
-    .where('al.tenant_id', '=', tenantId)
-    .where('al.media_id', 'in', ids)
-    .where('l.kind', '=', 'general')
-    .execute();
-  const nodes = await labelsWithAncestors(db, tenantId, links.map((l) => l.label_id));
+  const links = await generalLabelLinks(db, tenantId, ids);
+  const nodes = new Map((await labelWithAncestors(db, tenantId, links.map((l) => l.label_id))).map((l) => [l.id, l]));
   const phrases = await phrasesOf(db, tenantId, nodes);
   const tracks = await captionTrackText(db, tenantId, ids);
 
-  const labelWords = (labelId: string): string[] => {
-    const words: string[] = [];
-    const seen = new Set<string>();
-    for (let id: string | null = labelId; id && !seen.has(id); id = nodes.get(id)?.parentId ?? null) {
-      seen.add(id);
-      const node = nodes.get(id);
-      if (!node) break;
-      words.push(node.name, ...(phrases.get(id) ?? []));
-    }
-    return words;
-  };
+  const labelWords = (labelId: string) => ancestorChain(labelId, nodes).flatMap((n) => [n.name, ...(phrases.get(n.id) ?? [])]);
   const labelsByMedia = new Map<string, string[]>();
   for (const l of links) labelsByMedia.set(l.media_id, [...(labelsByMedia.get(l.media_id) ?? []), ...labelWords(l.label_id)]);
 

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Db } from '../db/database.js';
 import { effectiveBanks } from '../labels/effective-banks.js';
+import { ancestorChain } from '../labels/hierarchy.js';
 
 /** A digest, per general label of a tenant, of the words it puts into search documents. */
 export type LabelWords = Map<string, string>;
@@ -29,12 +30,7 @@ export async function labelWordsOf(db: Db, tenantId: string): Promise<LabelWords
   const byId = new Map(labels.map((l) => [l.id, l]));
   for (const label of labels) {
     if (label.kind !== 'general') continue;
-    const words: string[] = [];
-    const seen = new Set<string>();
-    for (let cur: typeof label | undefined = label; cur && !seen.has(cur.id) && seen.size < 16; cur = cur.parent_id ? byId.get(cur.parent_id) : undefined) {
-      seen.add(cur.id);
-      words.push(cur.name, ...(phrases.get(cur.name) ?? []).sort());
-    }
+    const words = ancestorChain(label.id, byId).flatMap((l) => [l.name, ...(phrases.get(l.name) ?? []).sort()]);
     out.set(label.id, createHash('sha256').update(words.join('\n')).digest('base64url').slice(0, 16));
   }
   return out;
