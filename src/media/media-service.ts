@@ -326,17 +326,20 @@ export class MediaService {
       .executeTakeFirst();
     if (!row) throw notFound('media');
     if (!p.isAdmin && row.user_id !== p.userId) throw new AppError('forbidden', 'only the owner or an admin key may delete this media');
-    const labels = await this.db
-      .selectFrom('asset_labels as al')
-      .innerJoin('labels as l', 'l.id', 'al.label_id')
-      .select(['l.kind', 'l.name'])
-      .distinct()
-      .where('al.media_id', '=', row.id)
-      .where('al.tenant_id', '=', p.tenantId)
-      .execute();
-    await this.db.deleteFrom('mediaassets').where('id', '=', row.id).where('tenant_id', '=', p.tenantId).execute();
-    // Bank entry statistics count what is labelled now: a deleted media no longer is.
-    for (const l of labels) await recomputeEntryStats(this.db, p.tenantId, l.kind, l.name);
+    await this.db.transaction().execute(async (tx) => {
+      const labels = await tx
+        .selectFrom('asset_labels as al')
+        .innerJoin('labels as l', 'l.id', 'al.label_id')
+        .select(['l.kind', 'l.name'])
+        .distinct()
+        .where('al.media_id', '=', row.id)
+        .where('al.tenant_id', '=', p.tenantId)
+        .execute();
+      await tx.deleteFrom('mediaassets').where('id', '=', row.id).where('tenant_id', '=', p.tenantId).execute();
+      // Bank entry statistics count what is labelled now: a deleted media no longer is. In the
+      // same transaction, so no crash or concurrent label write leaves them counting it.
+      for (const l of labels) await recomputeEntryStats(tx, p.tenantId, l.kind, l.name);
+    });
     await removePath(this.layout.mediaDir({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id }));
     await this.changes?.emit({ tenantId: row.tenant_id, mediaId: row.id, reason: 'deleted' });
   }
