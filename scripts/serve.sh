@@ -8,4 +8,5 @@ export HOST="${HOST:-127.0.0.1}"
 export PORT="${PORT:-8000}"
 export STORAGE_ROOT="${STORAGE_ROOT:-./data/storage}"
 export DATABASE_URL="${DATABASE_URL:-sqlite:./data/qasar.sqlite}"
-exec node bin/qasar.js serve
+# Through its shebang, with the node flags it ships with.
+exec ./bin/qasar.js serve

@@ -33,6 +33,7 @@ import { createContext, type AppContext } from '../../src/context.js';
 import type { AssetLabelsTable, MediaAssetsTable } from '../../src/db/schema.js';
 import { newId } from '../../src/ids.js';
 import { createLogger } from '../../src/logger.js';
+import { shippedNodeFlags } from '../lib/shipped-node-flags.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const { values: argv } = parseArgs({
@@ -287,9 +288,8 @@ async function measure(name: string, urls: () => string, key: string): Promise<R
 function startServer(env: Record<string, string>): Promise<{ proc: ChildProcess; base: string }> {
   const nodeArgs = argv['server-node-args']!.split(/\s+/).filter(Boolean);
   // The built server, as `qasar api` runs it (the TypeScript loader would be measured too).
-  const main = path.join(ROOT, 'dist/cli/main.js');
-  if (!fs.existsSync(main)) throw new Error('dist/cli/main.js is missing: run npm run build first');
-  const proc = spawn(process.execPath, [...nodeArgs, main, 'api'], {
+  if (!fs.existsSync(path.join(ROOT, 'dist/cli/main.js'))) throw new Error('dist/cli/main.js is missing: run npm run build first');
+  const proc = spawn(process.execPath, [...shippedNodeFlags(ROOT), ...nodeArgs, path.join(ROOT, 'bin/qasar.js'), 'api'], {
     cwd: ROOT,
     env: { ...process.env, ...env, PORT: '0', LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'inherit'],

@@ -27,6 +27,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { shippedNodeFlags } from '../lib/shipped-node-flags.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const REFERENCE = path.resolve(ROOT, '../shared/bench-reference');
@@ -220,7 +221,7 @@ function percentile(values: number[], p: number): number {
 async function endToEnd(input: string): Promise<Measured & Record<string, unknown>> {
   const dir = scratch('e2e');
   const env = { ...process.env, STORAGE_ROOT: path.join(dir, 'storage'), DATABASE_URL: `sqlite:${path.join(dir, 'q.sqlite')}`, REDIS_URL: '', PORT: '0', LOG_LEVEL: 'warn', ENABLE_WEBM: 'false' };
-  const serve = spawn(process.execPath, [path.join(ROOT, 'bin/qasar.js'), 'serve'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+  const serve = spawn(process.execPath, [...shippedNodeFlags(ROOT), path.join(ROOT, 'bin/qasar.js'), 'serve'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
   try {
     const m = await waitForLine(serve, /QASAR_API_KEY=(\S+)[\s\S]*API docs: (http:\/\/[^/]+)\/docs/);
     const key = m[1]!;

@@ -33,6 +33,7 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { DefaultHttpStack, Upload } from 'tus-js-client';
 import { parseBytes, settingSpecs } from '../../src/config/settings.js';
+import { shippedNodeFlags } from '../lib/shipped-node-flags.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const MB = 1e6;
@@ -654,7 +655,7 @@ async function main(): Promise<void> {
       UPLOAD_MAX_SIZE: String(Math.max(SIZE, 20 * GiB)),
     });
     const nodeArgs = argv['server-node-args']!.split(/\s+/).filter(Boolean);
-    const qasar = await startChild('qasar', QASAR_ROOT, [...nodeArgs, 'bin/qasar.js', 'serve'], qasarEnv, /Qasar API listening on (http:\/\/\S+)\n/);
+    const qasar = await startChild('qasar', QASAR_ROOT, [...shippedNodeFlags(QASAR_ROOT), ...nodeArgs, 'bin/qasar.js', 'serve'], qasarEnv, /Qasar API listening on (http:\/\/\S+)\n/);
     const key = /QASAR_API_KEY=(\S+)/.exec(qasar.child.stdout)?.[1];
     if (!key) throw new Error(`qasar printed no QASAR_API_KEY:\n${qasar.child.stdout}`);
     const env: Env = {

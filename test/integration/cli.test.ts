@@ -8,6 +8,10 @@ import { migrationNames } from '../../src/db/migrate.js';
 
 const BIN = path.resolve(import.meta.dirname, '../../bin/qasar.js');
 
+/** Makes short-lived garbage until the young generation has grown as far as it may, then prints its size. */
+const GROW_YOUNG_GENERATION = `let keep = []; for (let i = 0; i < 2e6; i++) { keep.push({ i, s: 'x' + i }); if (keep.length > 50000) keep = []; }
+console.log(require('v8').getHeapSpaceStatistics().find((s) => s.space_name === 'new_space').space_size)`;
+
 function qasar(args: string[], env: Record<string, string>) {
   const res = spawnSync(process.execPath, [BIN, ...args], { env: { ...process.env, ...env, LOG_LEVEL: 'silent' }, encoding: 'utf8', timeout: 60_000 });
   return { code: res.status, stdout: res.stdout, stderr: res.stderr };
@@ -95,6 +99,21 @@ describe('qasar CLI', () => {
       assert.equal(res.code, 0, sub.join(' '));
       assert.match(res.stdout, /Usage: qasar/);
     }
+  });
+
+  it('runs through its own shebang with the node flags it ships with (a 4 MB young generation)', () => {
+    const res = spawnSync(BIN, ['--help'], { env: { ...process.env, ...env.env }, encoding: 'utf8' });
+    assert.equal(res.status, 0, res.stderr);
+    assert.match(res.stdout, /Usage: qasar/);
+    const probe = spawnSync(
+      '/usr/bin/env',
+      ['-S', fs.readFileSync(BIN, 'utf8').split('\n', 1)[0]!.replace(/^#!\/usr\/bin\/env -S /, ''), '-e', GROW_YOUNG_GENERATION],
+      { encoding: 'utf8' },
+    );
+    assert.equal(probe.status, 0, probe.stderr);
+    assert.ok(Number(probe.stdout) <= 8 * 1024 * 1024, `new space ${probe.stdout.trim()} bytes`);
+    const unflagged = spawnSync(process.execPath, ['-e', GROW_YOUNG_GENERATION], { encoding: 'utf8' });
+    assert.ok(Number(unflagged.stdout) > 8 * 1024 * 1024, `without the flag the new space grows past 8 MB: ${unflagged.stdout.trim()} bytes`);
   });
 
   it('stops at start-up on a bad setting with one line naming it', () => {
