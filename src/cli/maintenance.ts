@@ -1,5 +1,6 @@
 import type { AppContext } from '../context.js';
 import { EmbeddedQueue } from '../queue/embedded-queue.js';
+import { sweepSnapshots } from '../search/snapshots.js';
 
 /** Periodic housekeeping of a process: each task runs on its own timer and never overlaps itself. */
 export function startMaintenance(ctx: AppContext, roles: { api: boolean; worker: boolean }): () => void {
@@ -27,6 +28,8 @@ export function startMaintenance(ctx: AppContext, roles: { api: boolean; worker:
       await ctx.uploads.sweepExpired();
       await ctx.tus.sweepExpired();
     });
+    // Only SQLite keeps ranking snapshots (PostgreSQL pages by keyset).
+    if (ctx.database.dialect === 'sqlite') every(60_000, 'sweep-search-snapshots', () => sweepSnapshots(ctx.database.db));
   }
   if (roles.worker) {
     every(60_000, 'requeue-stale-media', () => ctx.worker.requeueStale(60_000));

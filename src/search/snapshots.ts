@@ -7,30 +7,39 @@ import type { SearchHit } from './search-index.js';
 export const SNAPSHOT_TTL_MS = 60 * 60 * 1000;
 
 /**
- * Keeps the ranked hits of a search (those after its first page) for its later pages, bound to
- * the tenant and the query's fingerprint. Expired snapshots are removed a few at a time with
- * each new one, so the table stays small without a sweeper.
+ * Keeps the ranked hits of a search for its later pages, bound to the tenant and the query's
+ * fingerprint. Expired snapshots are removed by the API processes' maintenance sweep
+ * (sweepSnapshots), not by the searches: a snapshot is tens of KB, and deleting a few inline
+ * cost a search about 30 ms on SQLite.
  */
 export async function saveSnapshot(db: Db, tenantId: string, fingerprint: string, hits: SearchHit[]): Promise<string> {
   const id = newId();
-  const now = Date.now();
-  await db.transaction().execute(async (tx) => {
-    await tx
-      .insertInto('search_snapshots')
-      .values({
-        id,
-        tenant_id: tenantId,
-        fingerprint,
-        hits: JSON.stringify(hits.map((h) => [h.mediaId, h.score])),
-        expires_at: new Date(now + SNAPSHOT_TTL_MS).toISOString(),
-      })
-      .execute();
-    await tx
-      .deleteFrom('search_snapshots')
-      .where('id', 'in', (eb) => eb.selectFrom('search_snapshots').select('id').where('expires_at', '<', new Date(now).toISOString()).limit(20))
-      .execute();
-  });
+  await db
+    .insertInto('search_snapshots')
+    .values({
+      id,
+      tenant_id: tenantId,
+      fingerprint,
+      hits: JSON.stringify(hits.map((h) => [h.mediaId, h.score])),
+      expires_at: new Date(Date.now() + SNAPSHOT_TTL_MS).toISOString(),
+    })
+    .execute();
   return id;
+}
+
+/** Deletes expired snapshots, a batch per statement so no transaction grows large; returns how many. */
+export async function sweepSnapshots(db: Db, now = Date.now(), batch = 200): Promise<number> {
+  const cutoff = new Date(now).toISOString();
+  let removed = 0;
+  for (;;) {
+    const res = await db
+      .deleteFrom('search_snapshots')
+      .where('id', 'in', (eb) => eb.selectFrom('search_snapshots').select('id').where('expires_at', '<', cutoff).limit(batch))
+      .executeTakeFirst();
+    const n = Number(res.numDeletedRows);
+    removed += n;
+    if (n < batch) return removed;
+  }
 }
 
 /** The hits of a snapshot, or undefined when it expired or belongs to another tenant or query. */

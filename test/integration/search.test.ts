@@ -5,6 +5,7 @@ import { nowIso, toJson } from '../../src/db/schema.js';
 import { newId } from '../../src/ids.js';
 import { ensureLabel } from '../../src/labels/label-service.js';
 import { MAX_SEARCH_RESULTS } from '../../src/search/search-service.js';
+import { loadSnapshot, saveSnapshot, SNAPSHOT_TTL_MS, sweepSnapshots } from '../../src/search/snapshots.js';
 import { insertMedia } from '../support/media-seed.js';
 import { expectProblem, startTestApp, type TestApp } from '../support/harness.js';
 import { SessionClient } from '../support/upload-client.js';
@@ -332,6 +333,25 @@ describe('search', () => {
     assert.deepEqual(await ids('q=platypus'), [id]);
     const tags = await db.selectFrom('media_tags').select('tag').where('media_id', '=', id).execute();
     assert.equal(tags.length, 0);
+  });
+
+  it('sweeps expired ranking snapshots apart from searches, in batches (SQLite; PostgreSQL pages by keyset)', async () => {
+    const db = t.ctx.database.db;
+    if (t.ctx.database.dialect === 'postgres') {
+      await assert.rejects(db.selectFrom('search_snapshots').select('id').execute(), /does not exist/, 'no snapshots on PostgreSQL');
+      return;
+    }
+    const hits = [{ mediaId: 'a', score: 2 }, { mediaId: 'b', score: 1 }];
+    const ids = [];
+    for (let i = 0; i < 5; i++) ids.push(await saveSnapshot(db, t.tenant.id, 'fp', hits));
+    assert.deepEqual(await loadSnapshot(db, t.tenant.id, 'fp', ids[0]!), hits);
+    assert.equal(await sweepSnapshots(db), 0, 'none has expired yet');
+    // Earlier searches of this file left snapshots too: an hour on, every one has expired.
+    const all = (await db.selectFrom('search_snapshots').select('id').execute()).length;
+    assert.ok(all >= 5);
+    const later = Date.now() + SNAPSHOT_TTL_MS + 1000;
+    assert.equal(await sweepSnapshots(db, later, 2), all, 'every expired one, two per statement');
+    assert.deepEqual(await db.selectFrom('search_snapshots').select('id').execute(), []);
   });
 
   it('is described in the OpenAPI document', async () => {
