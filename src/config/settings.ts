@@ -68,6 +68,15 @@ export function parseDuration(raw: string): number {
   return Math.round(Number(m[1]) * DURATION_UNITS[m[2] ?? 'ms']!);
 }
 
+/** A duration no longer than `maxMs`. */
+function durationAtMost(maxMs: number): Parser<number> {
+  return (raw) => {
+    const ms = parseDuration(raw);
+    if (ms > maxMs) throw new Error(`expected at most ${maxMs / 1000} s, got "${raw}"`);
+    return ms;
+  };
+}
+
 function oneOf<T extends string>(...values: T[]): Parser<T> {
   return (raw) => {
     if (!values.includes(raw as T)) throw new Error(`expected one of ${values.join(', ')}, got "${raw}"`);
@@ -193,7 +202,7 @@ const spec = {
   playbackTtl: { env: 'PLAYBACK_TTL', default: '6h', description: 'How long a signed playback URL stays valid.', parse: parseDuration },
   searchMaxQueryLength: { env: 'SEARCH_MAX_QUERY_LENGTH', default: '200', description: 'Longest search query accepted, in characters.', parse: int(10, 2000) },
   searchRankCandidates: { env: 'SEARCH_RANK_CANDIDATES', default: '5000', description: 'SQLite only: most matches of one search ranked by relevance; a query matching more is ranked among its this-many most recently indexed matches (filters that leave too few of them rank every match).', parse: int(10, 10_000_000) },
-  searchCacheTtl: { env: 'SEARCH_CACHE_TTL', default: '2s', description: 'How long a search ranking is reused for the same query, filters and user (for as long again it is served while one request ranks anew); writes through this process forget a tenant\'s rankings at once, writes by other processes show within about twice this time (0 ranks every search).', parse: parseDuration },
+  searchCacheTtl: { env: 'SEARCH_CACHE_TTL', default: '2s', description: 'How long a search ranking is reused for the same query, filters and user (for as long again it is served while one request ranks anew); writes through this process forget a tenant\'s rankings at once, writes by other processes show within about twice this time (0 ranks every search; at most 10m, well inside the hour a result cursor lives).', parse: durationAtMost(600_000) },
   feedPageSize: { env: 'FEED_PAGE_SIZE', default: '20', description: 'Items per page of search results and feeds when the client gives no limit.', parse: int(1, 1000) },
   feedMaxPageSize: { env: 'FEED_MAX_PAGE_SIZE', default: '100', description: 'Most items a client may ask for per page of search results, feeds and related media.', parse: int(1, 1000) },
   recommenderUrl: { env: 'RECOMMENDER_URL', default: '', description: 'HTTP endpoint of an external recommendation engine (POST {tenant_id, user_id or media_id, limit}, answers {ids}); empty uses the built-in engine, which is also the fallback.', parse: optionalUrl },

@@ -36,6 +36,11 @@ export function preparedQuery<A extends unknown[], R>(build: (db: Kysely<Databas
       const stand = args.map((a, i) => (Array.isArray(a) ? a.map((_, j) => new Slot(i, j)) : new Slot(i, -1))) as A;
       const compiled = build(db, ...stand).compile();
       t = { compiled, slots: compiled.parameters.map((p) => (p instanceof Slot ? p : null)) };
+      // An argument the query turned into something else (stringified, wrapped) would be fixed
+      // in the template with the first call's value: refuse such a query outright.
+      const bound = new Set(t.slots.filter((s) => s !== null).map((s) => `${s.arg}:${s.element}`));
+      const expected = stand.flatMap((a) => (Array.isArray(a) ? (a as Slot[]) : [a as Slot])).map((s) => `${s.arg}:${s.element}`);
+      if (expected.some((k) => !bound.has(k))) throw new Error('preparedQuery: every argument must be bound as a value (an array as an in-list)');
       if (byShape.size < MAX_SHAPES) byShape.set(shape, t);
     }
     const { compiled, slots } = t;

@@ -8,7 +8,7 @@ import { ExternalRecommendationEngine } from '../recommendations/external-engine
 import { RecommendationService } from '../recommendations/recommendation-service.js';
 import { SearchIndexer } from '../search/indexer.js';
 import { SearchResultCache } from '../search/result-cache.js';
-import { createSearchIndex, type SearchIndex } from '../search/search-index.js';
+import { createSearchIndex } from '../search/search-index.js';
 import { SearchService, type CachedSearch } from '../search/search-service.js';
 import { FeedItemBuilder } from './feed-items.js';
 import { FeedService } from './feed-service.js';
@@ -20,23 +20,6 @@ export interface Discovery {
   recommendations: RecommendationService;
   feeds: FeedService;
   items: FeedItemBuilder;
-}
-
-/** The index, forgetting a tenant's cached rankings after each write of its documents. */
-function invalidatingWrites(index: SearchIndex, cache: SearchResultCache<unknown>): SearchIndex {
-  return {
-    stableScores: index.stableScores,
-    search: (q) => index.search(q),
-    unindexed: (limit) => index.unindexed(limit),
-    async upsert(db, docs) {
-      await index.upsert(db, docs);
-      for (const tenantId of new Set(docs.map((d) => d.tenantId))) cache.invalidate(tenantId);
-    },
-    async remove(db, tenantId, mediaIds) {
-      await index.remove(db, tenantId, mediaIds);
-      cache.invalidate(tenantId);
-    },
-  };
 }
 
 /**
@@ -54,11 +37,16 @@ export async function createDiscovery(deps: {
   const { database, settings, log } = deps;
   const index = createSearchIndex(database, settings.searchRankCandidates);
   const cache = new SearchResultCache<CachedSearch>(settings.searchCacheTtl);
-  const indexer = new SearchIndexer(database, invalidatingWrites(index, cache), log);
-  deps.changes.on((change) => {
-    // Status, moderation and deletions change what a search shows without an index write.
-    cache.invalidate(change.tenantId);
-    return indexer.onChange(change);
+  // Forgotten after commits, never before: a search between a forget and its commit would keep
+  // the old ranking under the new generation (PostgreSQL reads on other connections meanwhile).
+  const indexer = new SearchIndexer(database, index, log, (tenantId) => cache.invalidate(tenantId));
+  deps.changes.on(async (change) => {
+    try {
+      await indexer.onChange(change);
+    } finally {
+      // Status and moderation change what a search shows without an index write; they were committed before being told.
+      cache.invalidate(change.tenantId);
+    }
   });
   await indexer.backfill();
   const search = new SearchService(database.db, index, settings.searchMaxQueryLength, cache);

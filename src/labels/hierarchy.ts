@@ -230,12 +230,14 @@ export async function labelIdsMatchingTerm(db: Kysely<Database>, tenantId: strin
       .where('b.id', 'in', banks.map((b) => b.id))
       .where('p.phrase', '=', name)
       .execute();
-    if (entries.length) {
+    // A query per 100 entries: one OR of them all could pass SQLite's expression depth.
+    for (let i = 0; i < entries.length; i += 100) {
+      const part = entries.slice(i, i + 100);
       const labels = await db
         .selectFrom('labels')
         .select('id')
         .where('tenant_id', '=', tenantId)
-        .where((eb) => eb.or(entries.map((e) => eb.and([eb('name', '=', e.name), eb('kind', '=', e.kind)]))))
+        .where((eb) => eb.or(part.map((e) => eb.and([eb('name', '=', e.name), eb('kind', '=', e.kind)]))))
         .execute();
       for (const l of labels) seeds.add(l.id);
     }

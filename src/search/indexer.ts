@@ -15,10 +15,12 @@ export class SearchIndexer {
   /** Stale-document refreshes of this process run one after another. */
   private refreshing: Promise<unknown> = Promise.resolve();
 
+  /** `indexed` is told, after each commit, the tenant whose documents changed (search caches forget it). */
   constructor(
     private readonly handle: DatabaseHandle,
     private readonly index: SearchIndex,
     private readonly log?: Logger,
+    private readonly indexed: (tenantId: string) => void = () => undefined,
   ) {}
 
   private get db(): Db {
@@ -55,6 +57,7 @@ export class SearchIndexer {
         if (opts.tags) await writeTags(trx, docs);
         if (gone.length) await this.index.remove(trx, tenantId, gone);
       });
+      this.indexed(tenantId);
     }
   }
 
@@ -63,6 +66,7 @@ export class SearchIndexer {
       await this.index.remove(trx, tenantId, mediaIds);
       if (mediaIds.length) await trx.deleteFrom('media_tags').where('tenant_id', '=', tenantId).where('media_id', 'in', mediaIds).execute();
     });
+    this.indexed(tenantId);
   }
 
   /** Rebuilds the documents marked stale, of one tenant or of all, in batches; returns how many. */

@@ -103,14 +103,17 @@ export class SearchService {
     const cached = await this.cache.get(p.tenantId, cacheKey, async () => {
       if (this.index.stableScores) return { page: await this.byKeyset(base, fingerprint, undefined, params.limit) };
       const ranked = await this.index.search({ ...base, asOf: nowIso(), limit: MAX_SEARCH_RESULTS });
-      // The snapshot holds the whole ranking, so a repeated search hands out cursors into it too.
-      const snapshotId = ranked.length > params.limit ? await saveSnapshot(this.db, p.tenantId, fingerprint, ranked) : null;
-      return { ranked, snapshotId };
+      return { ranked, snapshotId: null };
     });
     // Re-filtered even when just ranked: the ranking may be a moment old, or shared with another caller.
     if ('page' in cached) {
       const matching = await stillMatching(this.db, base, cached.page.hits.map((h) => h.mediaId));
       return { hits: cached.page.hits.filter((h) => matching.has(h.mediaId)), next_cursor: cached.page.next_cursor };
+    }
+    // Saved once the ranking is longer than a page asked for (whichever caller's page size ranked
+    // it), and kept with it: a repeated search hands out cursors into the same snapshot.
+    if (cached.snapshotId === null && cached.ranked.length > params.limit) {
+      cached.snapshotId = await saveSnapshot(this.db, p.tenantId, fingerprint, cached.ranked);
     }
     return this.walk(base, fingerprint, cached.ranked, cached.snapshotId, 0, params.limit);
   }

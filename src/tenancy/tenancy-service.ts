@@ -35,6 +35,8 @@ const keyByHashQuery = preparedQuery((db, keyHash: string) =>
 
 export class TenancyService {
   private readonly keys = new Map<string, CachedKey>();
+  /** Counts revocations through this process, so a lookup racing one is not remembered. */
+  private revocations = 0;
 
   /**
    * `keyCacheTtlMs`: how long a valid key is remembered. A revocation through this process
@@ -100,6 +102,7 @@ export class TenancyService {
       .where('tenant_id', '=', tenantId)
       .where('revoked_at', 'is', null)
       .executeTakeFirst();
+    this.revocations++;
     for (const [hash, k] of this.keys) if (k.id === keyId) this.keys.delete(hash);
     return Number(res.numUpdatedRows) > 0;
   }
@@ -125,13 +128,15 @@ export class TenancyService {
     const now = Date.now();
     const cached = this.keys.get(keyHash);
     if (cached && cached.until > now) return cached;
+    const revocations = this.revocations;
     const row = await keyByHashQuery.first(this.db, keyHash);
     if (!row || row.revoked_at) {
       this.keys.delete(keyHash);
       throw new AppError('unauthenticated', 'unknown or revoked API key');
     }
     const k: CachedKey = { id: row.id, tenantId: row.tenant_id, userId: row.user_id, isAdmin: Number(row.is_admin) === 1, until: now + this.keyCacheTtlMs };
-    if (this.keyCacheTtlMs > 0) {
+    // A revocation that ran meanwhile may have read this key's row before it was remembered.
+    if (this.keyCacheTtlMs > 0 && revocations === this.revocations) {
       this.keys.delete(keyHash);
       if (this.keys.size >= KEY_CACHE_SIZE) this.keys.delete(this.keys.keys().next().value!);
       this.keys.set(keyHash, k);

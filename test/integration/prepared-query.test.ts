@@ -52,6 +52,11 @@ describe('prepared queries (compiled once, bound per call)', () => {
     assert.deepEqual((await readyByIds.all(other.ctx.database.db, other.tenant.id, [theirs])).map((r) => r.caption), ['elsewhere']);
   });
 
+  it('refuses a query that does not bind every argument as a value', async () => {
+    const stringified = preparedQuery((db, tags: string) => db.selectFrom('mediaassets').select('id').where('user_tags', '=', JSON.stringify([tags])));
+    await assert.rejects(stringified.all(t.ctx.database.db, 'x'), /every argument must be bound/);
+  });
+
   it('binds arguments as parameters, never as SQL text', async () => {
     const hostile = "x' or '1'='1";
     assert.deepEqual(await readyByIds.all(t.ctx.database.db, hostile, [hostile]), []);

@@ -49,6 +49,49 @@ describe('search result cache (SEARCH_CACHE_TTL)', () => {
     assert.deepEqual((await ids('q=quokka')).sort(), [seen, other].sort());
   });
 
+  it('forgets rankings after the index write commits, so a search during the write is not kept', async () => {
+    const first = await insertMedia(t, { caption: 'tapir by the river' });
+    const second = await insertMedia(t, { caption: 'placeholder' });
+    assert.deepEqual(await ids('q=tapir'), [first]);
+    await t.ctx.database.db.updateTable('mediaassets').set({ caption: 'tapir calf' }).where('id', '=', second).execute();
+    // A search started while the write's transaction is open (on PostgreSQL it runs on another
+    // connection and sees the old index) must not leave its ranking behind.
+    const index = (t.ctx.discovery.indexer as unknown as { index: { upsert: (...a: unknown[]) => Promise<void> } }).index;
+    const upsert = index.upsert.bind(index);
+    let during: Promise<string[]> | undefined;
+    index.upsert = async (...a: unknown[]) => {
+      await upsert(...a);
+      during = ids('q=tapir');
+      await new Promise((r) => setTimeout(r, 50));
+    };
+    try {
+      await t.ctx.discovery.indexer.reindexMedia(t.tenant.id, second);
+    } finally {
+      index.upsert = upsert;
+    }
+    await during;
+    assert.deepEqual((await ids('q=tapir')).sort(), [first, second].sort());
+  });
+
+  it('pages a reused ranking at any page size, whichever size ranked it', async () => {
+    const made = [];
+    for (let i = 0; i < 5; i++) made.push(await insertMedia(t, { caption: `gecko number ${i}` }));
+    const bigPage = await t.app.inject({ url: '/api/v1/search?q=gecko&limit=10', headers: t.auth(t.tenant.userKey) });
+    assert.equal(bigPage.json().items.length, 5);
+    assert.equal(bigPage.json().next_cursor, null);
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const res: { json(): { items: { id: string }[]; next_cursor: string | null } } = await t.app.inject({
+        url: `/api/v1/search?q=gecko&limit=2${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`,
+        headers: t.auth(t.tenant.userKey),
+      });
+      seen.push(...res.json().items.map((i) => i.id));
+      cursor = res.json().next_cursor;
+    } while (cursor && seen.length < 10);
+    assert.deepEqual(seen.sort(), [...made].sort());
+  });
+
   it('never shows media deleted or hidden since the ranking was made, and keeps users apart', async () => {
     const a = await insertMedia(t, { caption: 'narwhal tusk', userId: 'carol' });
     const b = await insertMedia(t, { caption: 'narwhal pod', userId: 'carol' });

@@ -78,6 +78,11 @@ describe('settings', () => {
     assert.throws(() => loadSettings({ UPLOAD_DEFAULT_CHUNK_SIZE: '1KiB' }), /UPLOAD_DEFAULT_CHUNK_SIZE/);
   });
 
+  it('keeps a cached search ranking well inside the hour its cursors live', () => {
+    assert.throws(() => loadSettings({ SEARCH_CACHE_TTL: '11m' }), /SEARCH_CACHE_TTL/);
+    assert.equal(loadSettings({ SEARCH_CACHE_TTL: '10m' }).searchCacheTtl, 600_000);
+  });
+
   it('parses sizes and durations with units', () => {
     assert.equal(parseBytes('512'), 512);
     assert.equal(parseBytes('1.5KiB'), 1536);
