@@ -38,8 +38,6 @@ function pgTypes(types: typeof pg.types): pg.CustomTypesConfig {
 /** Statements kept compiled per SQLite connection (the most recently used). */
 const STATEMENT_CACHE_SIZE = 500;
 
-/** SQLite page cache per connection when no setting says otherwise (SQLITE_CACHE_SIZE). */
-const DEFAULT_SQLITE_CACHE_SIZE = 64 * 1024 * 1024;
 
 /**
  * Kysely prepares every query anew; compiling a statement costs more than running most of ours.
@@ -65,7 +63,7 @@ function withStatementCache(sqlite: SqliteDatabase): SqliteDialectDatabase {
 }
 
 export async function openDatabase(
-  settings: Pick<Settings, 'databaseUrl' | 'databaseSchema' | 'databasePoolSize'> & Partial<Pick<Settings, 'sqliteCacheSize'>>,
+  settings: Pick<Settings, 'databaseUrl' | 'databaseSchema' | 'databasePoolSize' | 'sqliteCacheSize'>,
 ): Promise<DatabaseHandle> {
   if (databaseKind(settings) === 'sqlite') {
     const file = sqliteFile(settings);
@@ -79,7 +77,7 @@ export async function openDatabase(
     sqlite.pragma('busy_timeout = 5000');
     // In KiB when negative. The default 2 MB makes a random read of a large library go to the
     // operating system for most pages (get-by-id at 100,000 media: 2,350 → 2,900 req/s with 64 MiB).
-    sqlite.pragma(`cache_size = -${Math.max(1, Math.floor((settings.sqliteCacheSize ?? DEFAULT_SQLITE_CACHE_SIZE) / 1024))}`);
+    sqlite.pragma(`cache_size = -${Math.max(1, Math.floor(settings.sqliteCacheSize / 1024))}`);
     // SQLite plans queries from table statistics; without any it may scan a tenant's whole index
     // where one media's rows were wanted (seen: 4 ms instead of 0.1 ms at 20,000 media). The
     // statistics are refreshed at open and hourly, each time only where tables changed a lot.

@@ -51,6 +51,9 @@ function parsePosition(state: unknown[]): Position {
   throw new AppError('validation-failed', 'cursor is not valid');
 }
 
+/** A first page as ranked: every ranked hit and the snapshot later pages read (engines without stable scores), or the page itself (keyset). */
+export type CachedSearch = { ranked: SearchHit[]; snapshotId: string | null } | { page: SearchPage };
+
 /**
  * Full-text search of a tenant's media, ranked by relevance, paged stably: a page never repeats
  * or skips a result of an earlier page of the same search, whatever is written in between.
@@ -58,13 +61,11 @@ function parsePosition(state: unknown[]): Position {
  * - Engines whose scores depend on the document and query only (PostgreSQL) continue after the
  *   last (score, id), among media created up to the first page's instant.
  * - Otherwise (SQLite's bm25 moves with every write) the first page ranks the best
- *   MAX_SEARCH_RESULTS results once and keeps those after the page in a snapshot that later
- *   pages read; media deleted, hidden or no longer matching the filters since are left out.
+ *   MAX_SEARCH_RESULTS results once and keeps the ranking in a snapshot that later pages read;
+ *   media deleted, hidden or no longer matching the filters since are left out.
+ * A first page may come from a ranking made a moment ago (SearchResultCache), re-filtered too.
  * The cursor carries the position and a fingerprint of the query and filters.
  */
-/** A first page as ranked: every ranked hit and the snapshot later pages read (engines without stable scores), or the page itself (keyset). */
-export type CachedSearch = { ranked: SearchHit[]; snapshotId: string | null } | { page: SearchPage };
-
 export class SearchService {
   constructor(
     private readonly db: Db,
