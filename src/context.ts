@@ -1,4 +1,6 @@
 import { MediaChanges } from './media/media-changes.js';
+import { RedisChangeBus } from './media/change-bus.js';
+import { RecordCache } from './media/record-cache.js';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Settings } from './config/settings.js';
@@ -6,7 +8,7 @@ import { openDatabase, type DatabaseHandle } from './db/database.js';
 import { migrateToLatest } from './db/migrate.js';
 import { createLogger } from './logger.js';
 import { DeliveryService } from './media/delivery.js';
-import { MediaService } from './media/media-service.js';
+import { MediaService, type MediaRecord } from './media/media-service.js';
 import { CaptionService } from './media/captions-service.js';
 import { MediaStatusFeed } from './media/status-stream.js';
 import { PlaybackTokens, playbackSecret } from './media/playback-tokens.js';
@@ -82,17 +84,20 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
     chunkState = new DbChunkStateStore(database.db);
   }
   const changes = new MediaChanges((err, change) => log.error({ err, change }, 'a media change listener failed'));
+  const records = new RecordCache<MediaRecord>(settings.mediaCacheTtl, settings.mediaCacheSize, database.dataVersion?.bind(database));
+  // The first listener: a changed record is forgotten before anything slower runs.
+  changes.on((c) => records.invalidate(c.tenantId, c.mediaId));
   const layout = new StorageLayout(settings.storageRoot, settings.chunkTmpDirName);
   const ingest = new IngestService(database.db, layout, queue, settings.ffprobeTimeout, log, changes);
   const hashThread = new HashThread();
   const uploads = new UploadService(database.db, layout, chunkState, ingest, settings, log, hashThread);
   const tus = new TusService({ db: database.db, layout, ingest, hashThread, settings, log });
-  const media = new MediaService(database.db, layout, queue, changes, settings.apiPrefix);
+  const media = new MediaService(database.db, layout, queue, changes, settings.apiPrefix, records);
   const captions = new CaptionService(database.db, layout, settings.apiPrefix, changes);
   const statusFeed = new MediaStatusFeed(database.db, changes, settings.mediaEventsPollInterval);
   const tokens = new PlaybackTokens(await playbackSecret(database.db, settings.playbackSecret));
   const delivery = new DeliveryService(database.db, layout, tokens, settings.playbackTtl);
-  const stepDeps = { db: database.db, layout, settings };
+  const stepDeps = { db: database.db, layout, settings, changes };
   // The steps (and sharp, with its libvips) are loaded by the first job that needs them, so an
   // API process never loads them at all.
   const steps: MediaSteps = async (m, job) => {
@@ -111,6 +116,21 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   const moderation = new ModerationService(database.db, changes, settings.moderationDefaultThreshold);
   const labels = new MediaLabelService(database.db, changes, moderation);
   const discovery = await createDiscovery({ database, tokens, changes, settings, log });
+  // Other processes hear of each change after this one's listeners ran (the search index is written by then).
+  const bus = redis ? new RedisChangeBus(redis, settings.redisPrefix, log) : undefined;
+  if (bus) {
+    bus.publishFrom(changes);
+    bus.subscribe({
+      change: (c) => {
+        records.invalidate(c.tenantId, c.mediaId);
+        discovery.searchCache.invalidate(c.tenantId);
+      },
+      reset: () => {
+        records.clear();
+        discovery.searchCache.clear();
+      },
+    });
+  }
   const labelBanks = new LabelBankService(database.db, settings.labelBankMaxEntries, {
     labelWordsChanged: (tenantId) => discovery.indexer.refreshStaleQuietly(tenantId),
     moderationChanged: async (tenantId) => {
@@ -160,6 +180,7 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
     close: async () => {
       await queue.close();
       await hashThread.close();
+      await bus?.close();
       redis?.disconnect();
       await database.close();
     },

@@ -2,7 +2,7 @@
  * API benchmark (not a test): seeds a library of media with labels, tags and captions, starts the
  * real server (`qasar api`, a child process) and measures read endpoints with real HTTP requests.
  *
- *   npm run bench:api -- [--media 100000] [--concurrency 16] [--client wrk|node] [--duration 8]
+ *   npm run bench:api -- [--media 100000] [--concurrency 16] [--client wrk|node] [--duration 8] [--warmup 4]
  *                        [--requests 2000 (node client)] [--backends sqlite,postgres] [--out bench/results/api.json]
  *                        [--cases get,search,feed,related] [--server-node-args="--cpu-prof"]
  *                        [--data <folder to keep the seeded library in and reuse>]
@@ -11,11 +11,13 @@
  * tags; 300 labels in a hierarchy (30 parents × 9 children) of which 100 have bank phrases;
  * each media gets 1-4 labels (child labels Zipf-weighted) with model confidences. The library is
  * seeded with direct bulk inserts and the search indexer's bulk path; the built server (`dist`)
- * runs as `qasar api`. Every endpoint gets a warm-up, then a closed loop of the given concurrency
+ * runs as `qasar api`. Every endpoint gets a warm-up (--warmup seconds, 4, and longer until one pass over its paths), then a closed loop of the given concurrency
  * over keep-alive connections: by default wrk (C, Debian's `wrk`), which takes little of the
  * CPU the server shares with it, for --duration seconds; or node:http here for N requests.
- * Searches are measured as the server runs (a repeated search reuses its ranking for
- * SEARCH_CACHE_TTL) and again ranked on every request (SEARCH_CACHE_TTL=0).
+ * Searches and get-by-id are measured as the server runs (a repeated search reuses its ranking
+ * for SEARCH_CACHE_TTL; a record read again within MEDIA_CACHE_TTL is served from memory; each
+ * endpoint cycles through 5,000 paths drawn at random, so get-by-id reads 5,000 of the media over
+ * and over) and again with both caches off (SEARCH_CACHE_TTL=0 MEDIA_CACHE_TTL=0).
  * PostgreSQL runs in its own schema (dropped afterwards); TEST_DATABASE_URL points elsewhere.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -47,8 +49,10 @@ const { values: argv } = parseArgs({
     cases: { type: 'string', default: '' },
     /** Load generator: wrk (C, Debian package `wrk`; light, so the server gets the CPU) or node (node:http in this process). */
     client: { type: 'string', default: 'wrk' },
-    /** Seconds each endpoint is measured with wrk (after a one-second warm-up). */
+    /** Seconds each endpoint is measured with wrk (after the warm-up). */
     duration: { type: 'string', default: '8' },
+    /** Seconds of wrk warm-up per endpoint, extended until it made one pass over its 5,000 paths (caches are measured warm). */
+    warmup: { type: 'string', default: '4' },
     /** A folder to keep the seeded library in and reuse on the next run with the same --data (PostgreSQL keeps its schema). */
     data: { type: 'string', default: '' },
     /** Extra node flags for the server child, e.g. --server-node-args="--cpu-prof --cpu-prof-dir=/tmp/prof". */
@@ -252,7 +256,14 @@ end
       if (out.status !== 0 || !m) throw new Error(`wrk failed: ${out.stderr || out.stdout}`);
       return JSON.parse(m[1]!) as { requests: number; errors: number; seconds: number; p50: number; p95: number; p99: number };
     };
-    run(1);
+    // The same closed loop, unmeasured, until it made one pass over the paths at least (a server's
+    // caches are measured as they run, warm).
+    let warmed = 0;
+    for (let secs = Number(argv.warmup); warmed < paths.length && secs > 0; ) {
+      const w = run(secs);
+      warmed += w.requests;
+      secs = Math.min(60, Math.ceil(((paths.length - warmed) / Math.max(1, w.requests / w.seconds)) * 1.2));
+    }
     const r = run(seconds);
     const round = (x: number) => Math.round(x * 100) / 100;
     return { endpoint: name, requests: r.requests, errors: r.errors, p50_ms: round(r.p50), p95_ms: round(r.p95), p99_ms: round(r.p99), rps: Math.round(r.requests / r.seconds) };
@@ -337,10 +348,11 @@ async function bench(backend: 'sqlite' | 'postgres'): Promise<Result[]> {
     }
     const results: Result[] = [];
     const only = argv.cases!.split(',').map((c) => c.trim()).filter(Boolean);
-    // Searches are measured twice: as the server runs by default (a search repeated within
-    // SEARCH_CACHE_TTL reuses its ranking), and ranked anew every time (SEARCH_CACHE_TTL=0).
+    // Searches and get-by-id are measured twice: as the server runs by default (a search
+    // repeated within SEARCH_CACHE_TTL reuses its ranking; a record read within MEDIA_CACHE_TTL
+    // is served again), and with both caches off (ranked and read anew every time).
     for (const ranking of ['default', 'uncached'] as const) {
-      const { proc, base } = await startServer(ranking === 'uncached' ? { ...env, SEARCH_CACHE_TTL: '0' } : env);
+      const { proc, base } = await startServer(ranking === 'uncached' ? { ...env, SEARCH_CACHE_TTL: '0', MEDIA_CACHE_TTL: '0' } : env);
       try {
         const api = `${base}/api/v1`;
         const pick = () => seeded.mediaIds[Math.floor(rand() * seeded.mediaIds.length)]!;
@@ -354,8 +366,8 @@ async function bench(backend: 'sqlite' | 'postgres'): Promise<Result[]> {
         ];
         for (const [caseName, url] of cases) {
           if (only.length && !only.some((c) => caseName.includes(c))) continue;
-          if (ranking === 'uncached' && !caseName.startsWith('search')) continue;
-          const name = ranking === 'uncached' ? `${caseName}, ranked every time` : caseName;
+          if (ranking === 'uncached' && !caseName.startsWith('search') && caseName !== 'get-by-id') continue;
+          const name = ranking === 'uncached' ? `${caseName}, ${caseName === 'get-by-id' ? 'read' : 'ranked'} every time` : caseName;
           const r = CLIENT === 'wrk' ? await measureWithWrk(name, url, seeded.key, Number(argv.duration)) : await measure(name, url, seeded.key);
           log(`${backend} ${name}: p50 ${r.p50_ms} ms, p95 ${r.p95_ms} ms, p99 ${r.p99_ms} ms, ${r.rps} req/s, errors ${r.errors}`);
           results.push(r);

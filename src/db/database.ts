@@ -16,7 +16,17 @@ export interface DatabaseHandle {
   schema?: string;
   ping(): Promise<void>;
   close(): Promise<void>;
+  /**
+   * SQLite only: a number that changes when another connection (another process) committed a
+   * write to the database file, and never for this connection's own writes (`PRAGMA
+   * data_version`, looked at most every 20 ms). Caches compare it to forget what another process
+   * may have changed.
+   */
+  dataVersion?(): number;
 }
+
+/** SQLite: how stale the view of other processes' writes (data_version) may be. */
+const DATA_VERSION_INTERVAL_MS = 20;
 
 /** How often SQLite's query planner statistics are brought up to date. */
 const OPTIMIZE_INTERVAL_MS = 60 * 60_000;
@@ -94,9 +104,22 @@ export async function openDatabase(
     const timer = setInterval(optimize, OPTIMIZE_INTERVAL_MS);
     timer.unref();
     const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
+    const dataVersionQuery = sqlite.prepare('PRAGMA data_version').pluck();
+    let dataVersion = Number(dataVersionQuery.get());
+    let dataVersionAt = performance.now();
     return {
       db,
       dialect: 'sqlite',
+      // Asked at most every DATA_VERSION_INTERVAL_MS: the pragma opens a read transaction (~20 µs),
+      // as much as serving a cached record.
+      dataVersion: () => {
+        const now = performance.now();
+        if (now - dataVersionAt >= DATA_VERSION_INTERVAL_MS) {
+          dataVersion = Number(dataVersionQuery.get());
+          dataVersionAt = now;
+        }
+        return dataVersion;
+      },
       ping: async () => {
         await sql`select 1`.execute(db);
       },

@@ -20,6 +20,8 @@ export interface Discovery {
   recommendations: RecommendationService;
   feeds: FeedService;
   items: FeedItemBuilder;
+  /** Recent rankings (forgotten by writes of this process itself; others' through the change bus). */
+  searchCache: SearchResultCache<CachedSearch>;
 }
 
 /**
@@ -36,7 +38,7 @@ export async function createDiscovery(deps: {
 }): Promise<Discovery> {
   const { database, settings, log } = deps;
   const index = createSearchIndex(database, settings.searchRankCandidates);
-  const cache = new SearchResultCache<CachedSearch>(settings.searchCacheTtl);
+  const cache = new SearchResultCache<CachedSearch>(settings.searchCacheTtl, undefined, database.dataVersion?.bind(database));
   // Forgotten after commits, never before: a search between a forget and its commit would keep
   // the old ranking under the new generation (PostgreSQL reads on other connections meanwhile).
   const indexer = new SearchIndexer(database, index, log, (tenantId) => cache.invalidate(tenantId));
@@ -54,5 +56,5 @@ export async function createDiscovery(deps: {
   const recommendations = new RecommendationService(database.db, new DefaultRecommendationEngine(database.db), external, log);
   const items = new FeedItemBuilder(database.db, deps.tokens, settings.playbackTtl);
   const feeds = new FeedService(database, items, search, recommendations);
-  return { indexer, search, recommendations, feeds, items };
+  return { indexer, search, recommendations, feeds, items, searchCache: cache };
 }

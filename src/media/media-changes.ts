@@ -3,7 +3,8 @@ import type { MediaStatus } from '../db/schema.js';
 import { newId } from '../ids.js';
 import { nowIso } from '../db/schema.js';
 
-export type MediaChangeReason = 'created' | 'status' | 'metadata' | 'labels' | 'captions' | 'moderation' | 'deleted';
+/** `artifacts`: derived files and their facts in file_metadata (written by processing steps). */
+export type MediaChangeReason = 'created' | 'status' | 'metadata' | 'labels' | 'captions' | 'moderation' | 'artifacts' | 'deleted';
 
 export interface MediaChange {
   tenantId: string;

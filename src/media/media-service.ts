@@ -6,6 +6,7 @@ import { fromJson, type MediaAssetsTable } from '../db/schema.js';
 import { AppError, notFound } from '../errors.js';
 import { labelsOfMedia, type AssetLabelView } from '../labels/label-service.js';
 import { recomputeEntryStats } from '../labels/asset-labels.js';
+import type { RecordCache } from './record-cache.js';
 import { removePath } from '../storage/files.js';
 import type { StorageLayout } from '../storage/layout.js';
 import type { Principal } from '../tenancy/principal.js';
@@ -186,6 +187,7 @@ export class MediaService {
     private readonly queue: JobQueue,
     private readonly changes?: MediaChanges,
     private readonly apiPrefix = '/api/v1',
+    private readonly records?: RecordCache<MediaRecord>,
   ) {}
 
   /**
@@ -201,15 +203,30 @@ export class MediaService {
     return toMediaView(row, labels.get(row.id));
   }
 
-  /** The whole record of one media: the view, probe facts, artifacts, caption tracks and status history. */
+  /**
+   * The whole record of one media: the view, probe facts, artifacts, caption tracks and status
+   * history. Read through the record cache when there is one (the returned object is then frozen
+   * and shared).
+   */
   async record(p: Principal, mediaId: string): Promise<MediaRecord> {
-    const view = await this.get(p, mediaId);
-    const [tracks, history, decision] = await Promise.all([
-      tracksOfMedia(this.db, this.apiPrefix, p.tenantId, [view.id]),
-      statusHistoryQuery.all(this.db, p.tenantId, view.id),
+    const record = this.records
+      ? await this.records.get(p.tenantId, mediaId, () => this.loadRecord(p.tenantId, mediaId))
+      : await this.loadRecord(p.tenantId, mediaId);
+    assertModerationVisible(p, record);
+    return record;
+  }
+
+  private async loadRecord(tenantId: string, mediaId: string): Promise<MediaRecord> {
+    const row = await mediaByIdQuery.first(this.db, tenantId, mediaId);
+    if (!row) throw notFound('media');
+    const [labels, tracks, history, decision] = await Promise.all([
+      labelsOfMedia(this.db, tenantId, [row.id]),
+      tracksOfMedia(this.db, this.apiPrefix, tenantId, [row.id]),
+      statusHistoryQuery.all(this.db, tenantId, row.id),
       // Every move out of `none` records a decision and none leads back, so `none` has none.
-      view.moderation_state === 'none' ? undefined : lastDecisionQuery.first(this.db, p.tenantId, view.id),
+      (row.moderation_state ?? 'none') === 'none' ? undefined : lastDecisionQuery.first(this.db, tenantId, row.id),
     ]);
+    const view = toMediaView(row, labels.get(row.id));
     const fm = view.file_metadata as { probe?: Record<string, unknown>; artifacts?: Record<string, unknown>; urls?: Record<string, unknown>; pending?: string[] };
     return {
       ...view,

@@ -34,7 +34,8 @@ export class SearchIndexer {
    * them at query time.
    */
   async onChange(change: MediaChange): Promise<void> {
-    if (change.reason === 'status' || change.reason === 'moderation') return;
+    // Search documents hold no status, moderation state or artifacts (they are read when shown).
+    if (change.reason === 'status' || change.reason === 'moderation' || change.reason === 'artifacts') return;
     if (change.reason === 'deleted') await this.removeMedia(change.tenantId, [change.mediaId]);
     else await this.reindexMedia(change.tenantId, change.mediaId);
     const stale = await this.db.selectFrom('search_stale').select('media_id').where('tenant_id', '=', change.tenantId).limit(1).executeTakeFirst();

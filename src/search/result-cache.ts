@@ -25,15 +25,28 @@ export class SearchResultCache<T> {
   private readonly entries = new Map<string, Entry<T>>();
   private readonly running = new Map<string, { generation: number; promise: Promise<T> }>();
   private readonly generations = new Map<string, number>();
+  /** Raised by clear(): every tenant's rankings are forgotten at once. */
+  private epoch = 0;
+
+  private lastVersion: number | undefined;
 
   constructor(
     private readonly ttlMs: number,
     private readonly maxEntries = 256,
+    /** Changes when another process wrote to the database (SQLite's data_version): every ranking is forgotten then. */
+    private readonly dataVersion?: () => number,
   ) {}
 
   /** The cached value of `key`, or `compute()`'s (shared with identical calls under way). */
   async get(tenantId: string, key: string, compute: () => Promise<T>): Promise<T> {
     if (this.ttlMs <= 0) return compute();
+    if (this.dataVersion) {
+      const version = this.dataVersion();
+      if (version !== this.lastVersion) {
+        if (this.lastVersion !== undefined) this.clear();
+        this.lastVersion = version;
+      }
+    }
     const k = `${tenantId}\u0000${key}`;
     const generation = this.generationOf(tenantId);
     const e = this.entries.get(k);
@@ -77,11 +90,18 @@ export class SearchResultCache<T> {
   }
 
   private generationOf(tenantId: string): number {
-    return this.generations.get(tenantId) ?? 0;
+    // Both parts only grow, so an equal sum means neither changed.
+    return (this.generations.get(tenantId) ?? 0) + this.epoch;
   }
 
   /** Forgets every ranking of the tenant (entries are dropped lazily, when next read). */
   invalidate(tenantId: string): void {
-    this.generations.set(tenantId, this.generationOf(tenantId) + 1);
+    this.generations.set(tenantId, (this.generations.get(tenantId) ?? 0) + 1);
+  }
+
+  /** Forgets every ranking of every tenant (e.g. when writes announced meanwhile may have been missed). */
+  clear(): void {
+    this.epoch++;
+    this.entries.clear();
   }
 }

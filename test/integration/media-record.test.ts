@@ -182,6 +182,8 @@ describe('the whole media record and metadata edits', () => {
     // As two transitions leave them: each records a decision and moves the state.
     await db.insertInto('moderation_decisions').values([row('2026-01-01T00:00:00.000Z', 'hold', 'held', newId()), row('2026-01-02T00:00:00.000Z', 'approve', 'approved', newId())]).execute();
     await db.updateTable('mediaassets').set({ moderation_state: 'approved' }).where('id', '=', videoId).execute();
+    // As the moderation service does after its writes: readers forget what they cached.
+    await t.ctx.changes.emit({ tenantId: t.tenant.id, mediaId: videoId, reason: 'moderation' });
     const m = (await get(videoId)).json();
     assert.deepEqual(m.moderation, { decision: 'approve', state: 'approved', note: 'fine', labels: [{ name: 'violence', confidence: 0.7 }], actor_user_id: 'mod', at: '2026-01-02T00:00:00.000Z' });
   });

@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { AppContext } from '../../context.js';
 import { AppError } from '../../errors.js';
+import { statusChanged } from '../../media/media-changes.js';
 import { principalOf } from '../auth.js';
 import { problemResponses } from '../schemas.js';
 
@@ -99,12 +100,13 @@ export function adminRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           : undefined;
         if (!job || !owned) throw new AppError('not-found', 'failed job not found');
         if (!(await ctx.queue.retry(job.id))) throw new AppError('conflict', 'the job is no longer failed');
-        await ctx.database.db
+        const requeued = await ctx.database.db
           .updateTable('mediaassets')
           .set({ status: 'queued', error_code: null, error_reason: null, updated_at: new Date().toISOString() })
           .where('id', '=', mediaId!)
           .where('status', '=', 'error')
-          .execute();
+          .executeTakeFirst();
+        if (Number(requeued.numUpdatedRows) > 0) await statusChanged(ctx.database.db, ctx.changes, { tenantId: p.tenantId, mediaId: mediaId!, status: 'queued' });
         return reply.code(202).send({ id: job.id, retried: true });
       },
     );

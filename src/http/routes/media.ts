@@ -61,6 +61,7 @@ function sseFrame(e: StatusEvent): string {
 }
 
 export function mediaRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
+  const serializedRecords = new WeakMap<object, string>();
   return async (app) => {
     app.get(
       '/media',
@@ -100,7 +101,18 @@ export function mediaRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           response: { 200: MediaRecordSchema, ...problemResponses(403) },
         },
       },
-      async (req) => ctx.media.record(principalOf(req), req.params.media_id),
+      async (req, reply) => {
+        const record = await ctx.media.record(principalOf(req), req.params.media_id);
+        // A cached record is one frozen object shared by every request: serialized once.
+        if (!Object.isFrozen(record)) return record;
+        let json = serializedRecords.get(record);
+        if (json === undefined) {
+          json = reply.serialize(record) as string;
+          serializedRecords.set(record, json);
+        }
+        // Sent as it is: a string with a JSON content type skips serialization (the type provider only knows objects).
+        return reply.type('application/json; charset=utf-8').send(json as never);
+      },
     );
 
     app.patch(

@@ -1,12 +1,10 @@
 import os from 'node:os';
 import type { Settings } from '../../config/settings.js';
-import type { Db } from '../../db/database.js';
 import type { ArtifactPaths } from '../../media/delivery.js';
-import type { StorageLayout } from '../../storage/layout.js';
 import { packageAudio } from '../audio/package-audio.js';
 import type { MediaToProcess } from '../media-worker.js';
 import { imagePair } from './artifact-urls.js';
-import { runInScratch } from './scratch-step.js';
+import { runInScratch, type StepDeps } from './scratch-step.js';
 
 const FOLDERS = ['webm', 'hls', 'posters', 'thumbnails'] as const;
 
@@ -22,7 +20,7 @@ type AudioSettings = Pick<
  * from them; published folder by folder, with the facts and tags recorded in file_metadata.
  * Folders an earlier run filled and this one does not (a setting turned off) are removed.
  */
-export async function runAudioStep(deps: { db: Db; layout: StorageLayout; settings: AudioSettings }, media: MediaToProcess): Promise<void> {
+export async function runAudioStep(deps: StepDeps<AudioSettings>, media: MediaToProcess): Promise<void> {
   const { settings } = deps;
   await runInScratch({ ...deps, apiPrefix: settings.apiPrefix }, media, FOLDERS, async ({ source, work }) => {
     const result = await packageAudio(source, work, {

@@ -1,10 +1,8 @@
-import type { Db } from '../../db/database.js';
 import { PermanentJobError } from '../../queue/queue.js';
-import type { StorageLayout } from '../../storage/layout.js';
 import { deriveEpub, derivePdf, type DocumentOptions } from '../document/derive-document.js';
 import type { MediaToProcess } from '../media-worker.js';
 import { imagePair } from './artifact-urls.js';
-import { runInScratch } from './scratch-step.js';
+import { runInScratch, type StepDeps } from './scratch-step.js';
 
 export interface DocumentStepSettings {
   apiPrefix: string;
@@ -32,7 +30,7 @@ const DERIVERS: Record<string, (source: string, workDir: string, opts: DocumentO
  * The document step: PDF or EPUB facts, and a poster and thumbnail from the first page or the
  * cover, made in a scratch folder, published folder by folder, and recorded in file_metadata.
  */
-export async function runDocumentStep(deps: { db: Db; layout: StorageLayout; settings: DocumentStepSettings }, media: MediaToProcess): Promise<void> {
+export async function runDocumentStep(deps: StepDeps<DocumentStepSettings>, media: MediaToProcess): Promise<void> {
   const { settings } = deps;
   await runInScratch({ ...deps, apiPrefix: settings.apiPrefix }, media, FOLDERS, async ({ source, work, meta }) => {
     const mimeType = String(meta.original?.mime_type ?? '');

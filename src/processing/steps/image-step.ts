@@ -1,10 +1,8 @@
-import type { Db } from '../../db/database.js';
 import type { ArtifactPaths } from '../../media/delivery.js';
-import type { StorageLayout } from '../../storage/layout.js';
 import { deriveImage, DEFAULT_IMAGE_OPTIONS, type DerivedImage } from '../image/derive-image.js';
 import type { MediaToProcess } from '../media-worker.js';
 import { imagePair } from './artifact-urls.js';
-import { runInScratch } from './scratch-step.js';
+import { runInScratch, type StepDeps } from './scratch-step.js';
 
 export interface ImageStepSettings {
   apiPrefix: string;
@@ -35,7 +33,7 @@ function artifactsOf(f: DerivedImage['files']): ArtifactPaths {
  * file_metadata. Folders an earlier run filled and this one does not (a setting turned off)
  * are removed.
  */
-export async function runImageStep(deps: { db: Db; layout: StorageLayout; settings: ImageStepSettings }, media: MediaToProcess): Promise<void> {
+export async function runImageStep(deps: StepDeps<ImageStepSettings>, media: MediaToProcess): Promise<void> {
   const { settings } = deps;
   await runInScratch({ ...deps, apiPrefix: settings.apiPrefix }, media, FOLDERS, async ({ source, work }) => {
     const result = await deriveImage(source, work, {

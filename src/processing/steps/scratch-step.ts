@@ -1,4 +1,5 @@
 import type { Db } from '../../db/database.js';
+import type { MediaChanges } from '../../media/media-changes.js';
 import { fromJson, nowIso, toJson } from '../../db/schema.js';
 import type { ArtifactPaths } from '../../media/delivery.js';
 import { removePath } from '../../storage/files.js';
@@ -6,6 +7,15 @@ import { safeJoin, type StorageLayout } from '../../storage/layout.js';
 import type { MediaToProcess } from '../media-worker.js';
 import { artifactApiUrls } from './artifact-urls.js';
 import { clearLeftovers, makeWorkDir, publishFolders, removeUnpublished } from './publish.js';
+
+/** What every processing step is given: the database, the storage layout, its settings, and whom to tell of what it wrote. */
+export interface StepDeps<S> {
+  db: Db;
+  layout: StorageLayout;
+  settings: S;
+  /** Told after each write of file_metadata, so readers forget the record they cached. */
+  changes?: MediaChanges;
+}
 
 export interface ScratchInput {
   /** The stored original, checked to be under the storage root. */
@@ -29,7 +39,7 @@ export interface ScratchOutput {
  * setting turned off), once the record no longer points at them.
  */
 export async function runInScratch(
-  deps: { db: Db; layout: StorageLayout; apiPrefix: string },
+  deps: { db: Db; layout: StorageLayout; apiPrefix: string; changes?: MediaChanges },
   media: MediaToProcess,
   folders: readonly string[],
   make: (input: ScratchInput) => Promise<ScratchOutput>,
@@ -53,6 +63,7 @@ export async function runInScratch(
       processed_at: nowIso(),
     };
     await db.updateTable('mediaassets').set({ file_metadata: toJson(next), updated_at: nowIso() }).where('id', '=', media.id).execute();
+    await deps.changes?.emit({ tenantId: media.tenant_id, mediaId: media.id, reason: 'artifacts' });
     await removeUnpublished(mediaDir, folders, published);
   } finally {
     await removePath(work);

@@ -1,12 +1,10 @@
 import os from 'node:os';
 import type { Settings } from '../../config/settings.js';
-import type { Db } from '../../db/database.js';
 import type { ArtifactPaths } from '../../media/delivery.js';
-import type { StorageLayout } from '../../storage/layout.js';
 import type { MediaToProcess } from '../media-worker.js';
 import { packageVideo } from '../video/package-video.js';
 import { imagePair } from './artifact-urls.js';
-import { runInScratch } from './scratch-step.js';
+import { runInScratch, type StepDeps } from './scratch-step.js';
 import { writeCaptionManifests } from '../../media/captions-manifests.js';
 
 type VideoSettings = Pick<
@@ -22,7 +20,7 @@ const FOLDERS = ['dash', 'hls', 'thumbnails', 'posters'] as const;
  * The video step: probe, then the ladder (HLS + DASH over one CMAF segment set), thumbnails,
  * sprite and poster in one ffmpeg run inside a scratch folder (see runInScratch).
  */
-export async function runVideoStep(deps: { db: Db; layout: StorageLayout; settings: VideoSettings }, media: MediaToProcess): Promise<void> {
+export async function runVideoStep(deps: StepDeps<VideoSettings>, media: MediaToProcess): Promise<void> {
   const { db, settings } = deps;
   await runInScratch({ ...deps, apiPrefix: settings.apiPrefix }, media, FOLDERS, async ({ source, work, meta }) => {
     const result = await packageVideo(source, work, {

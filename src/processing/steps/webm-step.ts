@@ -1,10 +1,10 @@
 import os from 'node:os';
 import type { Settings } from '../../config/settings.js';
-import type { Db } from '../../db/database.js';
+import type { StepDeps } from './scratch-step.js';
 import { fromJson, nowIso, toJson } from '../../db/schema.js';
 import { PermanentJobError, type Job } from '../../queue/queue.js';
 import { removePath } from '../../storage/files.js';
-import { safeJoin, type StorageLayout } from '../../storage/layout.js';
+import { safeJoin } from '../../storage/layout.js';
 import type { MediaToProcess } from '../media-worker.js';
 import { makeWebm } from '../video/webm.js';
 import { makeWorkDir, publishFolders } from './publish.js';
@@ -12,11 +12,12 @@ import { makeWorkDir, publishFolders } from './publish.js';
 type WebmSettings = Pick<Settings, 'apiPrefix' | 'ffmpegThreads' | 'ffprobeTimeout' | 'ffmpegTimeout' | 'jobAttempts'>;
 
 /** Reads, changes and writes a media's file_metadata (the only writer of a media at a time is its job). */
-async function updateMetadata(db: Db, mediaId: string, change: (meta: Record<string, any>) => Record<string, any>): Promise<void> {
-  const row = await db.selectFrom('mediaassets').select(['file_metadata']).where('id', '=', mediaId).executeTakeFirst();
+async function updateMetadata(deps: StepDeps<unknown>, media: MediaToProcess, change: (meta: Record<string, any>) => Record<string, any>): Promise<void> {
+  const row = await deps.db.selectFrom('mediaassets').select(['file_metadata']).where('id', '=', media.id).executeTakeFirst();
   if (!row) return;
   const next = change(fromJson<Record<string, any>>(row.file_metadata, {}));
-  await db.updateTable('mediaassets').set({ file_metadata: toJson(next), updated_at: nowIso() }).where('id', '=', mediaId).execute();
+  await deps.db.updateTable('mediaassets').set({ file_metadata: toJson(next), updated_at: nowIso() }).where('id', '=', media.id).execute();
+  await deps.changes?.emit({ tenantId: media.tenant_id, mediaId: media.id, reason: 'artifacts' });
 }
 
 /**
@@ -24,7 +25,7 @@ async function updateMetadata(db: Db, mediaId: string, change: (meta: Record<str
  * is published, file_metadata.pending lists "webm"; a broken source, or the last failed attempt,
  * records webm_error and clears the pending entry instead (the media stays ready).
  */
-export async function runWebmStep(deps: { db: Db; layout: StorageLayout; settings: WebmSettings }, media: MediaToProcess, job: Job): Promise<void> {
+export async function runWebmStep(deps: StepDeps<WebmSettings>, media: MediaToProcess, job: Job): Promise<void> {
   const { db, layout, settings } = deps;
   const row = await db.selectFrom('mediaassets').select(['file_metadata']).where('id', '=', media.id).executeTakeFirstOrThrow();
   const meta = fromJson<Record<string, any>>(row.file_metadata, {});
@@ -39,7 +40,7 @@ export async function runWebmStep(deps: { db: Db; layout: StorageLayout; setting
       ...(meta.probe ? { facts: meta.probe } : {}),
     });
     await publishFolders(work, mediaDir, ['webm']);
-    await updateMetadata(db, media.id, (m) => ({
+    await updateMetadata(deps, media, (m) => ({
       ...m,
       artifacts: { ...m.artifacts, webm: 'webm/video.webm' },
       urls: { ...m.urls, webm: `${settings.apiPrefix}/media/${media.id}/files/webm/video.webm` },
@@ -49,7 +50,7 @@ export async function runWebmStep(deps: { db: Db; layout: StorageLayout; setting
     }));
   } catch (err) {
     if (err instanceof PermanentJobError || job.attempt >= settings.jobAttempts) {
-      await updateMetadata(db, media.id, (m) => ({
+      await updateMetadata(deps, media, (m) => ({
         ...m,
         pending: (m.pending ?? []).filter((p: string) => p !== 'webm'),
         webm_error: err instanceof Error ? err.message : String(err),

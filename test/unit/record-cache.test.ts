@@ -1,0 +1,130 @@
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, it } from 'node:test';
+import { RecordCache } from '../../src/media/record-cache.js';
+
+/** A loader that counts its calls and can be held until released. */
+function loader<T>(value: () => T) {
+  let calls = 0;
+  let gate: Promise<void> = Promise.resolve();
+  let open = () => {};
+  return {
+    get calls() {
+      return calls;
+    },
+    hold() {
+      gate = new Promise<void>((resolve) => (open = resolve));
+    },
+    release: () => open(),
+    load: async () => {
+      calls++;
+      await gate;
+      return value();
+    },
+  };
+}
+
+describe('record cache', () => {
+  it('loads once and hands every caller the same frozen record until it expires', async () => {
+    const cache = new RecordCache<{ n: number; nested: { tags: string[] } }>(60_000, 10);
+    let n = 0;
+    const l = loader(() => ({ n: ++n, nested: { tags: ['a'] } }));
+    const a = await cache.get('t1', 'm1', l.load);
+    const b = await cache.get('t1', 'm1', l.load);
+    assert.equal(l.calls, 1);
+    assert.equal(a, b);
+    assert.ok(Object.isFrozen(a) && Object.isFrozen(a.nested) && Object.isFrozen(a.nested.tags), 'deeply frozen');
+    assert.throws(() => (a.nested.tags as string[]).push('b'));
+    const other = await cache.get('t2', 'm1', l.load);
+    assert.equal(other.n, 2, 'the same id in another tenant is another record');
+  });
+
+  it('reloads after the TTL', async () => {
+    const cache = new RecordCache<number>(40, 10);
+    let n = 0;
+    const l = loader(() => ++n);
+    assert.equal(await cache.get('t', 'm', l.load), 1);
+    assert.equal(await cache.get('t', 'm', l.load), 1);
+    await sleep(60);
+    assert.equal(await cache.get('t', 'm', l.load), 2);
+  });
+
+  it('shares one load between identical misses', async () => {
+    const cache = new RecordCache<number>(60_000, 10);
+    let n = 0;
+    const l = loader(() => ++n);
+    l.hold();
+    const both = Promise.all([cache.get('t', 'm', l.load), cache.get('t', 'm', l.load)]);
+    l.release();
+    assert.deepEqual(await both, [1, 1]);
+    assert.equal(l.calls, 1);
+  });
+
+  it('forgets a record on invalidate, and never keeps a load that was under way when it was forgotten', async () => {
+    const cache = new RecordCache<number>(60_000, 10);
+    let n = 0;
+    const l = loader(() => ++n);
+    await cache.get('t', 'm', l.load);
+    cache.invalidate('t', 'm');
+    assert.equal(await cache.get('t', 'm', l.load), 2, 'read again after a write');
+
+    cache.invalidate('t', 'm');
+    l.hold();
+    const waiting = cache.get('t', 'm', l.load);
+    await sleep(5);
+    cache.invalidate('t', 'm'); // a write finished while the load read the old state
+    l.release();
+    assert.equal(await waiting, 3, 'a caller that asked before the write ended gets what was read');
+    assert.equal(await cache.get('t', 'm', l.load), 4, 'but it was not kept');
+
+    l.hold();
+    const during = cache.get('t', 'm2', l.load);
+    await sleep(5);
+    cache.clear();
+    l.release();
+    await during;
+    const calls = l.calls;
+    await cache.get('t', 'm2', l.load);
+    assert.equal(l.calls, calls + 1, 'clear() also drops loads under way');
+  });
+
+  it('never keeps an error', async () => {
+    const cache = new RecordCache<number>(60_000, 10);
+    let fail = true;
+    const load = async () => {
+      if (fail) throw new Error('not found');
+      return 7;
+    };
+    await assert.rejects(cache.get('t', 'm', load), /not found/);
+    fail = false;
+    assert.equal(await cache.get('t', 'm', load), 7);
+    assert.equal(cache.size, 1);
+  });
+
+  it('keeps at most maxEntries, dropping the least recently read', async () => {
+    const cache = new RecordCache<string>(60_000, 2);
+    const loads: string[] = [];
+    const load = (id: string) => async () => {
+      loads.push(id);
+      return id;
+    };
+    await cache.get('t', 'a', load('a'));
+    await cache.get('t', 'b', load('b'));
+    await cache.get('t', 'a', load('a')); // a is now the most recent
+    await cache.get('t', 'c', load('c')); // b goes
+    assert.equal(cache.size, 2);
+    await cache.get('t', 'a', load('a'));
+    await cache.get('t', 'b', load('b'));
+    assert.deepEqual(loads, ['a', 'b', 'c', 'b']);
+  });
+
+  it('reads every time when turned off (TTL 0), handing out objects it does not freeze', async () => {
+    const cache = new RecordCache<{ n: number }>(0, 10);
+    let n = 0;
+    const load = async () => ({ n: ++n });
+    const a = await cache.get('t', 'm', load);
+    assert.equal((await cache.get('t', 'm', load)).n, 2);
+    assert.equal(Object.isFrozen(a), false);
+    assert.equal(cache.size, 0);
+  });
+});
