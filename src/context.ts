@@ -92,7 +92,8 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   const hashThread = new HashThread();
   const uploads = new UploadService(database.db, layout, chunkState, ingest, settings, log, hashThread);
   const tus = new TusService({ db: database.db, layout, ingest, hashThread, settings, log });
-  const media = new MediaService(database.db, layout, queue, changes, settings.apiPrefix, records);
+  // Holds made by other processes reach this one's cache on SQLite (data_version) and with Redis; otherwise visibility is read fresh.
+  const media = new MediaService(database.db, layout, queue, changes, settings.apiPrefix, records, database.dialect === 'postgres' && !redis);
   const captions = new CaptionService(database.db, layout, settings.apiPrefix, changes);
   const statusFeed = new MediaStatusFeed(database.db, changes, settings.mediaEventsPollInterval);
   const tokens = new PlaybackTokens(await playbackSecret(database.db, settings.playbackSecret));

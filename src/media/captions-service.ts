@@ -159,8 +159,12 @@ export class CaptionService {
   /** Rewrites the manifests to offer exactly the stored tracks, then tells the listeners. */
   private async republish(row: { id: string; tenant_id: string; user_id: string }): Promise<void> {
     const dir = this.layout.mediaDir({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id });
-    await applyCaptionTracks(dir, await captionTrackRefs(this.db, row.tenant_id, row.id));
-    await this.changes?.emit({ tenantId: row.tenant_id, mediaId: row.id, reason: 'captions' });
+    try {
+      await applyCaptionTracks(dir, await captionTrackRefs(this.db, row.tenant_id, row.id));
+    } finally {
+      // The tracks were written whatever happened to the manifests: readers must not keep the old list.
+      await this.changes?.emit({ tenantId: row.tenant_id, mediaId: row.id, reason: 'captions' });
+    }
   }
 }
 

@@ -39,10 +39,11 @@ export class RedisChangeBus {
 
   /** Publishes every change of this process's `changes` (emitted after commit). */
   publishFrom(changes: MediaChanges): void {
-    changes.on(async (c) => {
+    changes.on((c) => {
       const message = JSON.stringify({ o: this.origin, t: c.tenantId, m: c.mediaId, r: c.reason });
-      // Never fails the write that was made: a lost message is bounded by the receivers' TTL.
-      await this.redis.publish(this.channel, message).catch((err: unknown) => this.log.warn({ err }, 'could not announce a media change'));
+      // Not awaited: a write never waits for Redis (ioredis keeps the order of what one process
+      // sends). A lost message is bounded by the receivers' TTL.
+      this.redis.publish(this.channel, message).catch((err: unknown) => this.log.warn({ err }, 'could not announce a media change'));
     });
   }
 
@@ -53,16 +54,20 @@ export class RedisChangeBus {
    */
   subscribe(handlers: ChangeBusHandlers): void {
     // Named, so an operator (or a test) can tell it in CLIENT LIST.
-    const sub = this.redis.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null, connectionName: this.channel });
+    // Subscribed again here on every (re)connection, not by ioredis, so that the caches are
+    // emptied only once Redis confirmed the subscription: what was sent while it was away is lost.
+    const sub = this.redis.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null, connectionName: this.channel, autoResubscribe: false });
     this.subscriber = sub;
     sub.on('error', (err) => this.log.debug({ err }, 'media change subscription error'));
     sub.on('ready', () => {
-      // ioredis subscribes again by itself on every reconnect; what was sent while it was away is lost.
-      if (this.connectedBefore) {
-        this.log.info('media change subscription is back; forgetting cached records');
-        handlers.reset();
-      }
-      this.connectedBefore = true;
+      sub.subscribe(this.channel).then(
+        () => {
+          if (this.connectedBefore) this.log.info('media change subscription is back; forgetting cached records');
+          this.connectedBefore = true;
+          handlers.reset();
+        },
+        (err: unknown) => this.log.warn({ err }, 'could not subscribe to media changes'),
+      );
     });
     sub.on('message', (channel: string, message: string) => {
       if (channel !== this.channel) return;
@@ -74,10 +79,6 @@ export class RedisChangeBus {
         // not ours
       }
     });
-    sub.subscribe(this.channel).then(
-      () => handlers.reset(),
-      (err: unknown) => this.log.warn({ err }, 'could not subscribe to media changes'),
-    );
   }
 
   /**

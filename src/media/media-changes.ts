@@ -51,9 +51,13 @@ export async function statusChanged(
   changes: MediaChanges | undefined,
   m: { tenantId: string; mediaId: string; status: MediaStatus; errorCode?: string | null },
 ): Promise<void> {
-  await db
-    .insertInto('media_status_events')
-    .values({ id: newId(), tenant_id: m.tenantId, media_id: m.mediaId, status: m.status, error_code: m.errorCode ?? null, at: nowIso() })
-    .execute();
-  await changes?.emit({ tenantId: m.tenantId, mediaId: m.mediaId, reason: 'status', status: m.status });
+  try {
+    await db
+      .insertInto('media_status_events')
+      .values({ id: newId(), tenant_id: m.tenantId, media_id: m.mediaId, status: m.status, error_code: m.errorCode ?? null, at: nowIso() })
+      .execute();
+  } finally {
+    // The status itself was written before: readers must not keep the old one.
+    await changes?.emit({ tenantId: m.tenantId, mediaId: m.mediaId, reason: 'status', status: m.status });
+  }
 }

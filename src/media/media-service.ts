@@ -24,6 +24,10 @@ const mediaByIdQuery = preparedQuery((db, tenantId: string, mediaId: string) =>
   db.selectFrom('mediaassets').selectAll().where('id', '=', mediaId).where('tenant_id', '=', tenantId),
 );
 
+const visibilityQuery = preparedQuery((db, tenantId: string, mediaId: string) =>
+  db.selectFrom('mediaassets').select(['user_id', 'moderation_state']).where('id', '=', mediaId).where('tenant_id', '=', tenantId),
+);
+
 const statusHistoryQuery = preparedQuery((db, tenantId: string, mediaId: string) =>
   db
     .selectFrom('media_status_events')
@@ -188,6 +192,8 @@ export class MediaService {
     private readonly changes?: MediaChanges,
     private readonly apiPrefix = '/api/v1',
     private readonly records?: RecordCache<MediaRecord>,
+    /** Reads owner and moderation state fresh for each cached record served (when other processes' holds are not announced). */
+    private readonly recheckVisibility = false,
   ) {}
 
   /**
@@ -209,9 +215,22 @@ export class MediaService {
    * and shared).
    */
   async record(p: Principal, mediaId: string): Promise<MediaRecord> {
-    const record = this.records
-      ? await this.records.get(p.tenantId, mediaId, () => this.loadRecord(p.tenantId, mediaId))
-      : await this.loadRecord(p.tenantId, mediaId);
+    if (!this.records) return this.visible(p, await this.loadRecord(p.tenantId, mediaId));
+    let loaded = false;
+    const record = await this.records.get(p.tenantId, mediaId, () => {
+      loaded = true;
+      return this.loadRecord(p.tenantId, mediaId);
+    });
+    if (!loaded && this.recheckVisibility) {
+      // Nothing tells this process of holds made by others: who may see it is read fresh.
+      const now = await visibilityQuery.first(this.db, p.tenantId, mediaId);
+      if (!now) throw notFound('media');
+      assertModerationVisible(p, now);
+    }
+    return this.visible(p, record);
+  }
+
+  private visible(p: Principal, record: MediaRecord): MediaRecord {
     assertModerationVisible(p, record);
     return record;
   }
@@ -357,7 +376,11 @@ export class MediaService {
       // same transaction, so no crash or concurrent label write leaves them counting it.
       for (const l of labels) await recomputeEntryStats(tx, p.tenantId, l.kind, l.name);
     });
-    await removePath(this.layout.mediaDir({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id }));
-    await this.changes?.emit({ tenantId: row.tenant_id, mediaId: row.id, reason: 'deleted' });
+    try {
+      await removePath(this.layout.mediaDir({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id }));
+    } finally {
+      // The row is gone whatever happened to its files: readers must not keep it.
+      await this.changes?.emit({ tenantId: row.tenant_id, mediaId: row.id, reason: 'deleted' });
+    }
   }
 }

@@ -62,7 +62,7 @@ export class RecordCache<T> {
       }
     }
     const key = `${tenantId}\u0000${id}`;
-    const now = Date.now();
+    const now = performance.now();
     const e = this.entries.get(key);
     if (e) {
       if (e.loading) return e.loading;
@@ -80,7 +80,7 @@ export class RecordCache<T> {
         if (this.entries.get(key) === entry) {
           entry.value = frozen;
           entry.loading = undefined;
-          entry.freshUntil = Date.now() + this.ttlMs;
+          entry.freshUntil = performance.now() + this.ttlMs;
         }
         return frozen;
       },

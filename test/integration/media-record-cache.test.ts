@@ -58,8 +58,9 @@ describe('media record cache (MEDIA_CACHE_TTL)', () => {
     const bob = await t.ctx.tenancy.createKey({ tenantId: t.tenant.id, userId: 'bob' });
     assert.equal((await get(id, bob.key)).statusCode, 200, 'another user of the tenant reads it (and caches it)');
     await t.ctx.labels.addLabels({ system: true, tenantId: t.tenant.id }, id, [{ name: 'gore', kind: 'moderation', confidence: 0.99, source: 'model' }]);
-    assert.equal((await get(id, bob.key)).statusCode, 403, 'held: hidden from others at once, though the record was cached');
-    assert.equal((await record(id)).moderation_state, 'held', 'the owner sees the new state');
+    assert.equal((await record(id)).moderation_state, 'held', 'the owner sees the new state (and the held record is cached now)');
+    assert.equal((await get(id, bob.key)).statusCode, 403, 'held: the cached record is not shown to others');
+    assert.equal((await get(id, t.tenant.adminKey)).statusCode, 200, 'but it is to an admin key');
     const decided = await t.app.inject({ method: 'POST', url: `/api/v1/media/${id}/moderation`, headers: t.auth(t.tenant.adminKey), payload: { decision: 'approve', note: 'ok' } });
     assert.equal(decided.statusCode, 200, decided.body);
     const approved = await record(id, bob.key);
@@ -153,6 +154,24 @@ describe('media record cache (MEDIA_CACHE_TTL)', () => {
         assert.deepEqual(await search(), [id], 'the cached ranking was forgotten too');
       },
     );
+
+    if (BACKEND === 'scale') it('on PostgreSQL without Redis, serves the cached record but reads who may see it fresh', async () => {
+      const lone = await open({ ...t.env.settings, redisUrl: '', mediaCacheTtl: ttl });
+      try {
+        const id = await insertMedia(t, { caption: 'cached without a bus' });
+        const bob = await t.ctx.tenancy.createKey({ tenantId: t.tenant.id, userId: 'bob' });
+        const read = (key: string) => lone.app.inject({ url: `/api/v1/media/${id}`, headers: t.auth(key) });
+        assert.equal((await read(bob.key)).statusCode, 200);
+        await quietCaption(id, 'changed elsewhere');
+        assert.equal((await read(bob.key)).json().caption, 'cached without a bus', 'nothing tells it: the record is served from its cache');
+        await t.ctx.labels.addLabels({ system: true, tenantId: t.tenant.id }, id, [{ name: 'gore', kind: 'moderation', confidence: 0.99, source: 'model' }]);
+        assert.equal((await read(bob.key)).statusCode, 403, 'a hold made by another process hides it at once');
+        assert.equal((await read(t.tenant.userKey)).statusCode, 200, 'from others only');
+      } finally {
+        await lone.app.close();
+        await lone.ctx.close();
+      }
+    });
 
     if (BACKEND === 'scale') it('forgets everything when the change subscription comes back after a loss (Redis)', async () => {
       const id = await insertMedia(t, { caption: 'kept' });

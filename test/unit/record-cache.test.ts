@@ -40,12 +40,12 @@ describe('record cache', () => {
   });
 
   it('reloads after the TTL', async () => {
-    const cache = new RecordCache<number>(40, 10);
+    const cache = new RecordCache<number>(300, 10);
     let n = 0;
     const l = loader(() => ++n);
     assert.equal(await cache.get('t', 'm', l.load), 1);
     assert.equal(await cache.get('t', 'm', l.load), 1);
-    await sleep(60);
+    await sleep(350);
     assert.equal(await cache.get('t', 'm', l.load), 2);
   });
 
@@ -86,6 +86,18 @@ describe('record cache', () => {
     const calls = l.calls;
     await cache.get('t', 'm2', l.load);
     assert.equal(l.calls, calls + 1, 'clear() also drops loads under way');
+  });
+
+  it('forgets everything when the database says another process wrote (dataVersion)', async () => {
+    let version = 1;
+    const cache = new RecordCache<number>(60_000, 10, () => version);
+    let n = 0;
+    const l = loader(() => ++n);
+    assert.equal(await cache.get('t', 'a', l.load), 1);
+    assert.equal(await cache.get('t', 'a', l.load), 1, 'same version: served');
+    version = 2;
+    assert.equal(await cache.get('t', 'a', l.load), 2, 'another process wrote: read again');
+    assert.equal(await cache.get('t', 'a', l.load), 2);
   });
 
   it('never keeps an error', async () => {
