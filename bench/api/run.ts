@@ -4,7 +4,7 @@
  *
  *   npm run bench:api -- [--media 100000] [--concurrency 16] [--client wrk|node] [--duration 8] [--warmup 4]
  *                        [--requests 2000 (node client)] [--backends sqlite,postgres] [--out bench/results/api.json]
- *                        [--cases get,search,feed,related] [--server-node-args="--cpu-prof"]
+ *                        [--cases get,search,feed,related] [--redis] [--server-node-args="--cpu-prof"]
  *                        [--data <folder to keep the seeded library in and reuse>]
  *
  * Vocabulary: 3,000 words drawn with a Zipf distribution (s = 1.07) for captions, titles and
@@ -55,6 +55,8 @@ const { values: argv } = parseArgs({
     warmup: { type: 'string', default: '4' },
     /** A folder to keep the seeded library in and reuse on the next run with the same --data (PostgreSQL keeps its schema). */
     data: { type: 'string', default: '' },
+    /** PostgreSQL with Redis (the scale-up topology: BullMQ, change announcements), not PostgreSQL alone. */
+    redis: { type: 'boolean', default: false },
     /** Extra node flags for the server child, e.g. --server-node-args="--cpu-prof --cpu-prof-dir=/tmp/prof". */
     'server-node-args': { type: 'string', default: '' },
     help: { type: 'boolean', default: false },
@@ -71,6 +73,7 @@ const CONCURRENCY = Number(argv.concurrency);
 const CLIENT = argv.client === 'node' ? 'node' : 'wrk';
 if (CLIENT === 'wrk' && spawnSync('wrk', ['-v']).error) throw new Error('wrk is not installed (Debian: apt-get install wrk), or pass --client node');
 const PG_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
 
 // ---------------------------------------------------------------------------------------------
@@ -326,7 +329,9 @@ async function bench(backend: 'sqlite' | 'postgres'): Promise<Result[]> {
   const schema = reused?.schema ?? `qasar_bench_${randomBytes(4).toString('hex')}`;
   const env: Record<string, string> = {
     STORAGE_ROOT: path.join(tmp, 'storage'),
-    REDIS_URL: '',
+    // The scale-up topology (PostgreSQL + Redis) with --redis: the server then hears of changes on Redis.
+    REDIS_URL: backend === 'postgres' && argv.redis ? REDIS_URL : '',
+    REDIS_PREFIX: `qasar-bench-${randomBytes(4).toString('hex')}`,
     DATABASE_URL: backend === 'sqlite' ? `sqlite:${path.join(tmp, 'qasar.sqlite')}` : PG_URL,
     DATABASE_SCHEMA: schema,
     LOG_LEVEL: 'warn',
