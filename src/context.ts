@@ -84,7 +84,7 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
     chunkState = new DbChunkStateStore(database.db);
   }
   const changes = new MediaChanges((err, change) => log.error({ err, change }, 'a media change listener failed'));
-  const records = new RecordCache<MediaRecord>(settings.mediaCacheTtl, settings.mediaCacheSize, database.dataVersion?.bind(database));
+  const records = new RecordCache<MediaRecord>(settings.mediaCacheTtl, settings.mediaCacheSize, database.watchOtherWrites?.());
   // The first listener: a changed record is forgotten before anything slower runs.
   changes.on((c) => records.invalidate(c.tenantId, c.mediaId));
   const layout = new StorageLayout(settings.storageRoot, settings.chunkTmpDirName);

@@ -17,12 +17,12 @@ export interface DatabaseHandle {
   ping(): Promise<void>;
   close(): Promise<void>;
   /**
-   * SQLite only: a number that changes when another connection (another process) committed a
-   * write to the database file, and never for this connection's own writes (`PRAGMA
-   * data_version`, looked at most every 20 ms). Caches compare it to forget what another process
-   * may have changed.
+   * SQLite only: a new watch of writes other connections (other processes) commit to the
+   * database file; each call of the watch tells whether one did since its previous call (never
+   * this connection's own writes). Backed by `PRAGMA data_version`, looked at most every 20 ms.
+   * Caches hold one each, to forget what another process may have changed.
    */
-  dataVersion?(): number;
+  watchOtherWrites?(): () => boolean;
 }
 
 /** SQLite: how stale the view of other processes' writes (data_version) may be. */
@@ -107,18 +107,27 @@ export async function openDatabase(
     const dataVersionQuery = sqlite.prepare('PRAGMA data_version').pluck();
     let dataVersion = Number(dataVersionQuery.get());
     let dataVersionAt = performance.now();
+    const currentDataVersion = () => {
+      const now = performance.now();
+      if (now - dataVersionAt >= DATA_VERSION_INTERVAL_MS) {
+        dataVersion = Number(dataVersionQuery.get());
+        dataVersionAt = now;
+      }
+      return dataVersion;
+    };
     return {
       db,
       dialect: 'sqlite',
-      // Asked at most every DATA_VERSION_INTERVAL_MS: the pragma opens a read transaction (~20 µs),
-      // as much as serving a cached record.
-      dataVersion: () => {
-        const now = performance.now();
-        if (now - dataVersionAt >= DATA_VERSION_INTERVAL_MS) {
-          dataVersion = Number(dataVersionQuery.get());
-          dataVersionAt = now;
-        }
-        return dataVersion;
+      // The version is asked at most every DATA_VERSION_INTERVAL_MS: the pragma opens a read
+      // transaction (~20 µs), as much as serving a cached record.
+      watchOtherWrites: () => {
+        let seen = currentDataVersion();
+        return () => {
+          const v = currentDataVersion();
+          if (v === seen) return false;
+          seen = v;
+          return true;
+        };
       },
       ping: async () => {
         await sql`select 1`.execute(db);

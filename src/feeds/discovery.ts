@@ -38,7 +38,7 @@ export async function createDiscovery(deps: {
 }): Promise<Discovery> {
   const { database, settings, log } = deps;
   const index = createSearchIndex(database, settings.searchRankCandidates);
-  const cache = new SearchResultCache<CachedSearch>(settings.searchCacheTtl, undefined, database.dataVersion?.bind(database));
+  const cache = new SearchResultCache<CachedSearch>(settings.searchCacheTtl, undefined, database.watchOtherWrites?.());
   // Forgotten after commits, never before: a search between a forget and its commit would keep
   // the old ranking under the new generation (PostgreSQL reads on other connections meanwhile).
   const indexer = new SearchIndexer(database, index, log, (tenantId) => cache.invalidate(tenantId));

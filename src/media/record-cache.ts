@@ -23,7 +23,7 @@ export function deepFreeze<T>(value: T): T {
  * - every media change this process makes (MediaChanges, emitted after the write committed),
  *   and every change another process announces (the change bus, with Redis), forgets the
  *   record at once; on SQLite, any write of another process to the database file forgets every
- *   record (`dataVersion`), so processes sharing one file need no Redis;
+ *   record (`otherWrites`), so processes sharing one file need no Redis;
  * - a load that was under way when its record was forgotten is handed to the callers that were
  *   already waiting for it (they asked before the write ended), but never kept;
  * - anything else (a write made past every service, by hand; on PostgreSQL without Redis, a
@@ -35,13 +35,11 @@ export function deepFreeze<T>(value: T): T {
 export class RecordCache<T> {
   private readonly entries = new Map<string, Entry<T>>();
 
-  private lastVersion: number | undefined;
-
   constructor(
     private readonly ttlMs: number,
     private readonly maxEntries: number,
-    /** Changes when another process wrote to the database (SQLite's data_version): everything is forgotten then. */
-    private readonly dataVersion?: () => number,
+    /** True when another process wrote to the database since it was last asked (SQLite): everything is forgotten then. */
+    private readonly otherWrites?: () => boolean,
   ) {}
 
   get enabled(): boolean {
@@ -54,13 +52,7 @@ export class RecordCache<T> {
 
   async get(tenantId: string, id: string, load: () => Promise<T>): Promise<T> {
     if (!this.enabled) return load();
-    if (this.dataVersion) {
-      const version = this.dataVersion();
-      if (version !== this.lastVersion) {
-        if (this.lastVersion !== undefined) this.clear();
-        this.lastVersion = version;
-      }
-    }
+    if (this.otherWrites?.()) this.clear();
     const key = `${tenantId}\u0000${id}`;
     const now = performance.now();
     const e = this.entries.get(key);

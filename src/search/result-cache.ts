@@ -15,9 +15,11 @@ interface Entry<T> {
  * What a cached ranking leaves out or orders differently is bounded in time:
  * - every write this process tells of (the search index, a status, moderation, labels, a
  *   deletion) forgets the tenant's rankings at once;
- * - writes by other processes are seen within about two `ttlMs`: a ranking is fresh for `ttlMs`,
- *   then for as long again it is still served while one request ranks anew in the background,
- *   so a popular search never stalls every caller at once when its ranking expires.
+ * - so do writes of other processes on SQLite (`otherWrites`) and, with Redis, those they
+ *   announce (the change bus);
+ * - other writes are seen within about two `ttlMs`: a ranking is fresh for `ttlMs`, then for as
+ *   long again it is still served while one request ranks anew in the background, so a popular
+ *   search never stalls every caller at once when its ranking expires.
  * Identical searches that miss together wait for one ranking. Rankings are re-filtered when
  * shown, so media deleted or hidden since never appear.
  */
@@ -28,29 +30,21 @@ export class SearchResultCache<T> {
   /** Raised by clear(): every tenant's rankings are forgotten at once. */
   private epoch = 0;
 
-  private lastVersion: number | undefined;
-
   constructor(
     private readonly ttlMs: number,
     private readonly maxEntries = 256,
-    /** Changes when another process wrote to the database (SQLite's data_version): every ranking is forgotten then. */
-    private readonly dataVersion?: () => number,
+    /** True when another process wrote to the database since it was last asked (SQLite): every ranking is forgotten then. */
+    private readonly otherWrites?: () => boolean,
   ) {}
 
   /** The cached value of `key`, or `compute()`'s (shared with identical calls under way). */
   async get(tenantId: string, key: string, compute: () => Promise<T>): Promise<T> {
     if (this.ttlMs <= 0) return compute();
-    if (this.dataVersion) {
-      const version = this.dataVersion();
-      if (version !== this.lastVersion) {
-        if (this.lastVersion !== undefined) this.clear();
-        this.lastVersion = version;
-      }
-    }
+    if (this.otherWrites?.()) this.clear();
     const k = `${tenantId}\u0000${key}`;
     const generation = this.generationOf(tenantId);
     const e = this.entries.get(k);
-    const now = Date.now();
+    const now = performance.now();
     if (e && e.generation === generation && now < e.staleUntil) {
       if (now >= e.freshUntil) {
         this.run(k, tenantId, compute).catch(() => {
@@ -71,7 +65,7 @@ export class SearchResultCache<T> {
     const promise = compute().then(
       (value) => {
         if (this.running.get(k)?.promise === promise) this.running.delete(k);
-        if (generation === this.generationOf(tenantId)) this.keep(k, { value, generation, freshUntil: Date.now() + this.ttlMs, staleUntil: Date.now() + 2 * this.ttlMs });
+        if (generation === this.generationOf(tenantId)) this.keep(k, { value, generation, freshUntil: performance.now() + this.ttlMs, staleUntil: performance.now() + 2 * this.ttlMs });
         return value;
       },
       (err: unknown) => {

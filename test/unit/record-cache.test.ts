@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { sql } from 'kysely';
+import { openDatabase } from '../../src/db/database.js';
 import { RecordCache } from '../../src/media/record-cache.js';
 
 /** A loader that counts its calls and can be held until released. */
@@ -88,16 +93,29 @@ describe('record cache', () => {
     assert.equal(l.calls, calls + 1, 'clear() also drops loads under way');
   });
 
-  it('forgets everything when the database says another process wrote (dataVersion)', async () => {
-    let version = 1;
-    const cache = new RecordCache<number>(60_000, 10, () => version);
-    let n = 0;
-    const l = loader(() => ++n);
-    assert.equal(await cache.get('t', 'a', l.load), 1);
-    assert.equal(await cache.get('t', 'a', l.load), 1, 'same version: served');
-    version = 2;
-    assert.equal(await cache.get('t', 'a', l.load), 2, 'another process wrote: read again');
-    assert.equal(await cache.get('t', 'a', l.load), 2);
+  it('forgets everything when another connection wrote to the SQLite file (watchOtherWrites)', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'qasar-record-cache-'));
+    const settings = { databaseUrl: `sqlite:${path.join(dir, 'q.sqlite')}`, databaseSchema: 'public', databasePoolSize: 1, sqliteCacheSize: 1 << 20 };
+    const mine = await openDatabase(settings);
+    const other = await openDatabase(settings);
+    try {
+      await sql`create table t (x integer)`.execute(mine.db);
+      const cache = new RecordCache<number>(60_000, 10, mine.watchOtherWrites!());
+      let n = 0;
+      const l = loader(() => ++n);
+      assert.equal(await cache.get('t', 'a', l.load), 1);
+      await sql`insert into t values (1)`.execute(mine.db);
+      await sleep(30);
+      assert.equal(await cache.get('t', 'a', l.load), 1, 'its own connection\'s writes are told otherwise: served');
+      await sql`insert into t values (2)`.execute(other.db);
+      await sleep(30); // the file is looked at every 20 ms
+      assert.equal(await cache.get('t', 'a', l.load), 2, 'another connection wrote: read again');
+      assert.equal(await cache.get('t', 'a', l.load), 2);
+    } finally {
+      await mine.close();
+      await other.close();
+      await fs.rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('never keeps an error', async () => {

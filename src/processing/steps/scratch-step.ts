@@ -17,6 +17,12 @@ export interface StepDeps<S> {
   changes?: MediaChanges;
 }
 
+/** Writes a media's file_metadata and tells the listeners (readers forget the record they cached). */
+export async function saveFileMetadata(deps: Pick<StepDeps<unknown>, 'db' | 'changes'>, media: MediaToProcess, meta: Record<string, unknown>): Promise<void> {
+  await deps.db.updateTable('mediaassets').set({ file_metadata: toJson(meta), updated_at: nowIso() }).where('id', '=', media.id).execute();
+  await deps.changes?.emit({ tenantId: media.tenant_id, mediaId: media.id, reason: 'artifacts' });
+}
+
 export interface ScratchInput {
   /** The stored original, checked to be under the storage root. */
   source: string;
@@ -39,7 +45,7 @@ export interface ScratchOutput {
  * setting turned off), once the record no longer points at them.
  */
 export async function runInScratch(
-  deps: { db: Db; layout: StorageLayout; apiPrefix: string; changes?: MediaChanges },
+  deps: Omit<StepDeps<unknown>, 'settings'> & { apiPrefix: string },
   media: MediaToProcess,
   folders: readonly string[],
   make: (input: ScratchInput) => Promise<ScratchOutput>,
@@ -62,8 +68,7 @@ export async function runInScratch(
       urls: artifactApiUrls(deps.apiPrefix, media.id, artifacts),
       processed_at: nowIso(),
     };
-    await db.updateTable('mediaassets').set({ file_metadata: toJson(next), updated_at: nowIso() }).where('id', '=', media.id).execute();
-    await deps.changes?.emit({ tenantId: media.tenant_id, mediaId: media.id, reason: 'artifacts' });
+    await saveFileMetadata(deps, media, next);
     await removeUnpublished(mediaDir, folders, published);
   } finally {
     await removePath(work);

@@ -1,7 +1,7 @@
 import os from 'node:os';
 import type { Settings } from '../../config/settings.js';
-import type { StepDeps } from './scratch-step.js';
-import { fromJson, nowIso, toJson } from '../../db/schema.js';
+import { saveFileMetadata, type StepDeps } from './scratch-step.js';
+import { fromJson } from '../../db/schema.js';
 import { PermanentJobError, type Job } from '../../queue/queue.js';
 import { removePath } from '../../storage/files.js';
 import { safeJoin } from '../../storage/layout.js';
@@ -15,9 +15,7 @@ type WebmSettings = Pick<Settings, 'apiPrefix' | 'ffmpegThreads' | 'ffprobeTimeo
 async function updateMetadata(deps: StepDeps<unknown>, media: MediaToProcess, change: (meta: Record<string, any>) => Record<string, any>): Promise<void> {
   const row = await deps.db.selectFrom('mediaassets').select(['file_metadata']).where('id', '=', media.id).executeTakeFirst();
   if (!row) return;
-  const next = change(fromJson<Record<string, any>>(row.file_metadata, {}));
-  await deps.db.updateTable('mediaassets').set({ file_metadata: toJson(next), updated_at: nowIso() }).where('id', '=', media.id).execute();
-  await deps.changes?.emit({ tenantId: media.tenant_id, mediaId: media.id, reason: 'artifacts' });
+  await saveFileMetadata(deps, media, change(fromJson<Record<string, any>>(row.file_metadata, {})));
 }
 
 /**
