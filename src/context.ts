@@ -1,6 +1,8 @@
 import { MediaChanges } from './media/media-changes.js';
 import { RedisChangeBus } from './media/change-bus.js';
 import { RecordCache } from './media/record-cache.js';
+import { MediaFactsSource, type MediaFacts } from './feeds/media-facts.js';
+import { LABEL_DIRECTORY_TENANTS, LabelDirectory } from './labels/label-directory.js';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Settings } from './config/settings.js';
@@ -85,15 +87,26 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   }
   const changes = new MediaChanges((err, change) => log.error({ err, change }, 'a media change listener failed'));
   const records = new RecordCache<MediaRecord>(settings.mediaCacheTtl, settings.mediaCacheSize, database.watchOtherWrites?.());
+  // Lists (feeds, search results, related media) read media facts and label names from caches of their own, forgotten with the records.
+  const factsCache = new RecordCache<MediaFacts>(settings.mediaCacheTtl, settings.mediaCacheSize, database.watchOtherWrites?.());
+  const labelDirectory = new LabelDirectory(database.db, new RecordCache(settings.mediaCacheTtl, LABEL_DIRECTORY_TENANTS, database.watchOtherWrites?.()));
+  const forget = (c: { tenantId: string; mediaId: string; reason: string }) => {
+    records.invalidate(c.tenantId, c.mediaId);
+    factsCache.invalidate(c.tenantId, c.mediaId);
+    // Labels written to a media may have created labels that moved in the hierarchy.
+    if (c.reason === 'labels') labelDirectory.invalidate(c.tenantId);
+  };
   // The first listener: a changed record is forgotten before anything slower runs.
-  changes.on((c) => records.invalidate(c.tenantId, c.mediaId));
+  changes.on(forget);
   const layout = new StorageLayout(settings.storageRoot, settings.chunkTmpDirName);
   const ingest = new IngestService(database.db, layout, queue, settings.ffprobeTimeout, log, changes);
   const hashThread = new HashThread();
   const uploads = new UploadService(database.db, layout, chunkState, ingest, settings, log, hashThread);
   const tus = new TusService({ db: database.db, layout, ingest, hashThread, settings, log });
-  // Holds made by other processes reach this one's cache on SQLite (data_version) and with Redis; otherwise visibility is read fresh.
-  const media = new MediaService(database.db, layout, queue, changes, settings.apiPrefix, records, database.dialect === 'postgres' && !redis);
+  // Holds made by other processes reach this one's caches on SQLite (data_version) and with Redis; otherwise visibility is read fresh.
+  const unannounced = database.dialect === 'postgres' && !redis;
+  const media = new MediaService(database.db, layout, queue, changes, settings.apiPrefix, records, unannounced);
+  const facts = new MediaFactsSource(database.db, factsCache, unannounced);
   const captions = new CaptionService(database.db, layout, settings.apiPrefix, changes);
   const statusFeed = new MediaStatusFeed(database.db, changes, settings.mediaEventsPollInterval);
   const tokens = new PlaybackTokens(await playbackSecret(database.db, settings.playbackSecret));
@@ -116,24 +129,41 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   const tenancy = new TenancyService(database.db, settings.apiKeyCacheTtl);
   const moderation = new ModerationService(database.db, changes, settings.moderationDefaultThreshold);
   const labels = new MediaLabelService(database.db, changes, moderation);
-  const discovery = await createDiscovery({ database, tokens, changes, settings, log });
+  const discovery = await createDiscovery({ database, tokens, changes, settings, log, facts, labelDirectory });
   // Other processes hear of each change after this one's listeners ran (the search index is written by then).
   const bus = redis ? new RedisChangeBus(redis, settings.redisPrefix, log) : undefined;
   if (bus) {
     bus.publishFrom(changes);
     bus.subscribe({
       change: (c) => {
-        records.invalidate(c.tenantId, c.mediaId);
+        forget(c);
         discovery.searchCache.invalidate(c.tenantId);
+      },
+      labels: (tenantId) => {
+        if (tenantId) {
+          labelDirectory.invalidate(tenantId);
+          discovery.searchCache.invalidate(tenantId);
+        } else {
+          labelDirectory.clear();
+          discovery.searchCache.clear();
+        }
       },
       reset: () => {
         records.clear();
+        factsCache.clear();
+        labelDirectory.clear();
         discovery.searchCache.clear();
       },
     });
   }
   const labelBanks = new LabelBankService(database.db, settings.labelBankMaxEntries, {
-    labelWordsChanged: (tenantId) => discovery.indexer.refreshStaleQuietly(tenantId),
+    labelWordsChanged: async (tenantId) => {
+      // The hierarchy may have changed (a global bank: every tenant's).
+      if (tenantId) labelDirectory.invalidate(tenantId);
+      else labelDirectory.clear();
+      bus?.announceLabels(tenantId ?? null);
+      await discovery.indexer.refreshStaleQuietly(tenantId);
+    },
     moderationChanged: async (tenantId) => {
       await moderation.reevaluate(tenantId);
     },

@@ -11,6 +11,8 @@ import { SearchResultCache } from '../search/result-cache.js';
 import { createSearchIndex } from '../search/search-index.js';
 import { SearchService, type CachedSearch } from '../search/search-service.js';
 import { FeedItemBuilder } from './feed-items.js';
+import type { MediaFactsSource } from './media-facts.js';
+import type { LabelDirectory } from '../labels/label-directory.js';
 import { FeedService } from './feed-service.js';
 
 /** Search, feeds and recommendations, wired together. */
@@ -35,6 +37,8 @@ export async function createDiscovery(deps: {
   changes: MediaChanges;
   settings: Settings;
   log: Logger;
+  facts: MediaFactsSource;
+  labelDirectory: LabelDirectory;
 }): Promise<Discovery> {
   const { database, settings, log } = deps;
   const index = createSearchIndex(database, settings.searchRankCandidates);
@@ -51,10 +55,10 @@ export async function createDiscovery(deps: {
     }
   });
   await indexer.backfill();
-  const search = new SearchService(database.db, index, settings.searchMaxQueryLength, cache);
+  const search = new SearchService(database.db, index, deps.facts, settings.searchMaxQueryLength, cache);
   const external = settings.recommenderUrl ? new ExternalRecommendationEngine(settings.recommenderUrl, settings.recommenderTimeout) : undefined;
   const recommendations = new RecommendationService(database.db, new DefaultRecommendationEngine(database.db), external, log);
-  const items = new FeedItemBuilder(database.db, deps.tokens, settings.playbackTtl);
+  const items = new FeedItemBuilder(deps.facts, deps.labelDirectory, deps.tokens, settings.playbackTtl);
   const feeds = new FeedService(database, items, search, recommendations);
   return { indexer, search, recommendations, feeds, items, searchCache: cache };
 }

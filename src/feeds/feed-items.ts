@@ -1,10 +1,10 @@
-import type { Db } from '../db/database.js';
-import { fromJson, type MediaKind, type MediaStatus } from '../db/schema.js';
-import { ancestorChain, generalLabelLinks, labelWithAncestors } from '../labels/hierarchy.js';
-import type { ArtifactPaths } from '../media/delivery.js';
+import type { MediaKind, MediaStatus } from '../db/schema.js';
+import { ancestorChain } from '../labels/hierarchy.js';
+import type { LabelDirectory } from '../labels/label-directory.js';
 import type { PlaybackTokens } from '../media/playback-tokens.js';
 import { playbackSigningKey } from '../moderation/visibility.js';
-import { visibleTo, type Audience } from '../search/visibility.js';
+import type { Audience } from '../search/visibility.js';
+import { visibleFactsTo, type MediaFacts, type MediaFactsSource } from './media-facts.js';
 import type { Principal } from '../tenancy/principal.js';
 
 /** The one shape of an item in every feed (new, recommended, search) and in search results. */
@@ -36,82 +36,72 @@ export interface BuildOptions {
   audience?: Audience;
   /** Search scores by media id. */
   scores?: Map<string, number>;
+  /** Facts of these media already read for this request (a search's re-check): not read again. */
+  facts?: ReadonlyMap<string, MediaFacts>;
 }
 
-const numberOrNull = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
-
 /**
- * Turns ranked media ids into feed items, in the given order, in a fixed number of queries per
- * page (records, labels, one per level of label ancestry). Media deleted, held or otherwise
- * made invisible since it was ranked is dropped, so one such media never fails a whole page.
+ * Turns ranked media ids into feed items, in the given order, from the media facts and the
+ * tenant's label directory (both cached: a page read again costs no query, or one where
+ * visibility is read fresh). Media deleted, held or otherwise made invisible since it was
+ * ranked is dropped, so one such media never fails a whole page.
  */
 export class FeedItemBuilder {
   constructor(
-    private readonly db: Db,
+    private readonly facts: MediaFactsSource,
+    private readonly labels: LabelDirectory,
     private readonly tokens: PlaybackTokens,
     private readonly playbackTtlMs: number,
   ) {}
 
   async build(p: Principal, ids: string[], baseUrl: string, opts: BuildOptions = {}): Promise<FeedItem[]> {
-    const wanted = [...new Set(ids)];
-    if (!wanted.length) return [];
-    const rows = await this.db
-      .selectFrom('mediaassets as m')
-      .select(['m.id', 'm.kind', 'm.status', 'm.user_id', 'm.title', 'm.caption', 'm.original_filename', 'm.user_tags', 'm.file_metadata', 'm.created_at', 'm.playback_key', 'm.moderation_state'])
-      .where('m.tenant_id', '=', p.tenantId)
-      .where('m.id', 'in', wanted)
-      .where(visibleTo(opts.audience ?? { kind: 'feed' }, 'm'))
-      .execute();
-    const byId = new Map(rows.map((r) => [r.id, r]));
-    const labels = await this.generalLabelNames(p.tenantId, rows.map((r) => r.id));
+    if (!ids.length) return [];
+    const audience = opts.audience ?? { kind: 'feed' };
+    const facts = opts.facts ?? (await this.facts.get(p.tenantId, ids));
+    const shown = [...new Set(ids)].map((id) => facts.get(id)).filter((m): m is MediaFacts => m !== undefined && visibleFactsTo(audience, m));
+    const labels = await this.generalLabelNames(p.tenantId, shown);
     const expiresAt = Date.now() + this.playbackTtlMs;
     const expiresAtIso = new Date(Math.floor(expiresAt / 1000) * 1000).toISOString();
-    const items: FeedItem[] = [];
-    for (const id of wanted) {
-      const r = byId.get(id);
-      if (!r) continue;
-      const meta = fromJson<Record<string, unknown> & { artifacts?: ArtifactPaths }>(r.file_metadata, {});
-      const a = meta.artifacts ?? {};
-      const signKey = playbackSigningKey(r);
-      const token = signKey ? this.tokens.sign(r.id, signKey, expiresAt) : undefined;
+    return shown.map((m) => {
+      const a = m.artifacts;
+      const signKey = playbackSigningKey(m);
+      const token = signKey ? this.tokens.sign(m.id, signKey, expiresAt) : undefined;
       const url = (rel: string | undefined) => (rel && token ? `${baseUrl}/play/${token}/${rel}` : null);
-      const score = opts.scores?.get(id);
-      items.push({
-        id: r.id,
-        kind: r.kind,
-        status: r.status,
-        user_id: r.user_id,
-        title: r.title,
-        caption: r.caption,
-        original_filename: r.original_filename,
-        duration: numberOrNull(meta.duration),
-        width: numberOrNull(meta.display_width) ?? numberOrNull(meta.width),
-        height: numberOrNull(meta.display_height) ?? numberOrNull(meta.height),
+      const score = opts.scores?.get(m.id);
+      return {
+        id: m.id,
+        kind: m.kind,
+        status: m.status,
+        user_id: m.user_id,
+        title: m.title,
+        caption: m.caption,
+        original_filename: m.original_filename,
+        duration: m.duration,
+        width: m.width,
+        height: m.height,
         poster: { jpeg: url(a.poster?.jpeg), webp: url(a.poster?.webp) },
-        labels: labels.get(id) ?? [],
-        tags: fromJson<string[]>(r.user_tags, []),
+        labels: labels.get(m.id) ?? [],
+        tags: m.tags,
         playback: { hls: url(a.hls), dash: url(a.dash), webm: url(a.webm), expires_at: expiresAtIso },
-        created_at: r.created_at,
+        created_at: m.created_at,
         ...(score !== undefined ? { score } : {}),
-      });
-    }
-    return items;
+      };
+    });
   }
 
   /** Names of each media's general labels and of all their ancestors, sorted. */
-  private async generalLabelNames(tenantId: string, mediaIds: string[]): Promise<Map<string, string[]>> {
+  private async generalLabelNames(tenantId: string, media: readonly MediaFacts[]): Promise<Map<string, string[]>> {
     const out = new Map<string, string[]>();
-    if (!mediaIds.length) return out;
-    const links = await generalLabelLinks(this.db, tenantId, mediaIds);
-    if (!links.length) return out;
-    const nodes = new Map((await labelWithAncestors(this.db, tenantId, links.map((l) => l.label_id))).map((l) => [l.id, l]));
-    const names = new Map<string, Set<string>>();
-    for (const link of links) {
-      const set = names.get(link.media_id) ?? new Set<string>();
-      for (const node of ancestorChain(link.label_id, nodes)) if (node.kind === 'general') set.add(node.name);
-      names.set(link.media_id, set);
+    const nodes = await this.labels.withAncestors(tenantId, [...new Set(media.flatMap((m) => m.label_ids))]);
+    for (const m of media) {
+      // Moderation labels (and what they imply) are not shown in feeds.
+      const names = new Set<string>();
+      for (const id of m.label_ids) {
+        if (nodes.get(id)?.kind !== 'general') continue;
+        for (const node of ancestorChain(id, nodes)) if (node.kind === 'general') names.add(node.name);
+      }
+      if (names.size) out.set(m.id, [...names].sort());
     }
-    for (const [mediaId, set] of names) out.set(mediaId, [...set].sort());
     return out;
   }
 }

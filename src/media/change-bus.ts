@@ -13,6 +13,8 @@ export interface RemoteChange {
 export interface ChangeBusHandlers {
   /** A change made by another process (after it committed). */
   change(change: RemoteChange): void;
+  /** Another process changed a tenant's label hierarchy (null: every tenant's, a global bank). */
+  labels(tenantId: string | null): void;
   /** Changes announced meanwhile may have been missed (the subscription was down): forget everything. */
   reset(): void;
 }
@@ -47,6 +49,12 @@ export class RedisChangeBus {
     });
   }
 
+  /** Tells the others that a tenant's label hierarchy may have changed (null: every tenant's). */
+  announceLabels(tenantId: string | null): void {
+    const message = JSON.stringify({ o: this.origin, l: tenantId });
+    this.redis.publish(this.channel, message).catch((err: unknown) => this.log.warn({ err }, 'could not announce a label change'));
+  }
+
   /**
    * Subscribes on a connection of its own (a subscribing connection can do nothing else). Does
    * not wait for Redis: until the subscription stands, `ttlMs` bounds what is missed, and
@@ -72,8 +80,10 @@ export class RedisChangeBus {
     sub.on('message', (channel: string, message: string) => {
       if (channel !== this.channel) return;
       try {
-        const m = JSON.parse(message) as { o?: unknown; t?: unknown; m?: unknown; r?: unknown };
-        if (m.o === this.origin || typeof m.t !== 'string' || typeof m.m !== 'string') return;
+        const m = JSON.parse(message) as { o?: unknown; t?: unknown; m?: unknown; r?: unknown; l?: unknown };
+        if (m.o === this.origin) return;
+        if ('l' in m && (m.l === null || typeof m.l === 'string')) return handlers.labels(m.l);
+        if (typeof m.t !== 'string' || typeof m.m !== 'string') return;
         handlers.change({ tenantId: m.t, mediaId: m.m, reason: String(m.r) as MediaChange['reason'] });
       } catch {
         // not ours

@@ -1,3 +1,8 @@
+/** Rejects a load of getMany for an id its batch did not find (never kept, never thrown to callers). */
+const ABSENT = Symbol('absent');
+
+const keyOf = (tenantId: string, id: string) => `${tenantId}\u0000${id}`;
+
 interface Entry<T> {
   /** Set once loaded; until then `loading` is. */
   value?: T;
@@ -53,20 +58,62 @@ export class RecordCache<T> {
   async get(tenantId: string, id: string, load: () => Promise<T>): Promise<T> {
     if (!this.enabled) return load();
     if (this.otherWrites?.()) this.clear();
-    const key = `${tenantId}\u0000${id}`;
-    const now = performance.now();
-    const e = this.entries.get(key);
-    if (e) {
-      if (e.loading) return e.loading;
-      if (e.freshUntil > now) {
-        // Most recently used last.
-        this.entries.delete(key);
-        this.entries.set(key, e);
-        return e.value as T;
+    const key = keyOf(tenantId, id);
+    return this.cached(key) ?? this.startLoad(key, load());
+  }
+
+  /**
+   * The records of these ids that exist (absent ones are left out), loading those not cached
+   * with one call of `loadMany` (it answers the ones it found). Records being loaded by another
+   * call are waited for.
+   */
+  async getMany(tenantId: string, ids: readonly string[], loadMany: (ids: string[]) => Promise<Map<string, T>>): Promise<Map<string, T>> {
+    const unique = [...new Set(ids)];
+    if (!this.enabled) return loadMany(unique);
+    if (this.otherWrites?.()) this.clear();
+    const found: Array<[string, T | Promise<T>]> = [];
+    const missing: string[] = [];
+    for (const id of unique) {
+      const hit = this.cached(keyOf(tenantId, id));
+      if (hit === undefined) missing.push(id);
+      else found.push([id, hit]);
+    }
+    if (missing.length) {
+      const batch = loadMany(missing);
+      for (const id of missing) {
+        const one = batch.then((m) => {
+          const v = m.get(id);
+          if (v === undefined) throw ABSENT;
+          return v;
+        });
+        found.push([id, this.startLoad(keyOf(tenantId, id), one)]);
       }
     }
+    const settled = await Promise.allSettled(found.map(([, v]) => v));
+    const out = new Map<string, T>();
+    settled.forEach((r, i) => {
+      if (r.status === 'fulfilled') out.set(found[i]![0], r.value);
+      else if (r.reason !== ABSENT) throw r.reason;
+    });
+    // In the order asked for.
+    return new Map(unique.filter((id) => out.has(id)).map((id) => [id, out.get(id)!]));
+  }
+
+  /** A fresh value, a load under way, or undefined. */
+  private cached(key: string): T | Promise<T> | undefined {
+    const e = this.entries.get(key);
+    if (!e) return undefined;
+    if (e.loading) return e.loading;
+    if (e.freshUntil <= performance.now()) return undefined;
+    // Most recently used last.
+    this.entries.delete(key);
+    this.entries.set(key, e);
+    return e.value as T;
+  }
+
+  private startLoad(key: string, loading: Promise<T>): Promise<T> {
     const entry: Entry<T> = { freshUntil: 0 };
-    entry.loading = load().then(
+    entry.loading = loading.then(
       (value) => {
         const frozen = deepFreeze(value);
         if (this.entries.get(key) === entry) {
@@ -89,7 +136,7 @@ export class RecordCache<T> {
 
   /** Forgets one record (a load under way for it is not kept). */
   invalidate(tenantId: string, id: string): void {
-    this.entries.delete(`${tenantId}\u0000${id}`);
+    this.entries.delete(keyOf(tenantId, id));
   }
 
   /** Forgets every record (e.g. when changes announced meanwhile may have been missed). */

@@ -73,13 +73,6 @@ function filterSql(q: FilterQuery, keyset: boolean): RawBuilder<boolean> {
   return sql<boolean>`${sql.join(parts, sql` and `)}`;
 }
 
-/** Which of these media still pass a search's filters and visibility (for pages read from a snapshot). */
-export async function stillMatching(db: Db, q: FilterQuery, mediaIds: string[]): Promise<Set<string>> {
-  if (!mediaIds.length) return new Set();
-  const res = await sql<{ id: string }>`select m.id from mediaassets m where m.id in (${sql.join(mediaIds)}) and ${filterSql(q, false)}`.execute(db);
-  return new Set(res.rows.map((r) => r.id));
-}
-
 /** A tenant's FTS5 table. Its name comes from a hash of the tenant id, so only hex digits reach the SQL. */
 export function ftsTableOf(tenantId: string): string {
   return `media_search_fts_${createHash('sha256').update(tenantId).digest('hex').slice(0, 24)}`;

@@ -1,4 +1,5 @@
 import type { Db } from '../db/database.js';
+import { factsMatch, type MediaFacts, type MediaFactsSource } from '../feeds/media-facts.js';
 import type { MediaKind, MediaStatus } from '../db/schema.js';
 import { nowIso } from '../db/schema.js';
 import { AppError } from '../errors.js';
@@ -6,7 +7,7 @@ import { labelIdsMatchingTerm } from '../labels/hierarchy.js';
 import type { Principal } from '../tenancy/principal.js';
 import { decodeCursor, encodeCursor, fingerprintOf } from './cursor.js';
 import { saveSnapshot, loadSnapshot } from './snapshots.js';
-import { stillMatching, type IndexQuery, type SearchFilters, type SearchHit, type SearchIndex } from './search-index.js';
+import type { IndexQuery, SearchFilters, SearchHit, SearchIndex } from './search-index.js';
 import { SearchResultCache } from './result-cache.js';
 import { parseQuery } from './text.js';
 import type { Audience } from './visibility.js';
@@ -27,6 +28,8 @@ export interface SearchParams {
 export interface SearchPage {
   hits: SearchHit[];
   next_cursor: string | null;
+  /** The facts of the hits as re-checked for this request (items are built from them). */
+  facts?: ReadonlyMap<string, MediaFacts>;
 }
 
 function isoOrThrow(value: string | undefined, field: string): string | undefined {
@@ -70,6 +73,7 @@ export class SearchService {
   constructor(
     private readonly db: Db,
     private readonly index: SearchIndex,
+    private readonly facts: MediaFactsSource,
     private readonly maxQueryLength: number,
     private readonly cache = new SearchResultCache<CachedSearch>(0),
   ) {}
@@ -108,8 +112,8 @@ export class SearchService {
     });
     // Re-filtered even when just ranked: the ranking may be a moment old, or shared with another caller.
     if ('page' in cached) {
-      const matching = await stillMatching(this.db, base, cached.page.hits.map((h) => h.mediaId));
-      return { hits: cached.page.hits.filter((h) => matching.has(h.mediaId)), next_cursor: cached.page.next_cursor };
+      const matching = await this.stillMatching(base, cached.page.hits);
+      return { hits: cached.page.hits.filter((h) => matching.has(h.mediaId)), next_cursor: cached.page.next_cursor, facts: matching };
     }
     // Saved once the ranking is longer than a page asked for (whichever caller's page size ranked
     // it), and kept with it: a repeated search hands out cursors into the same snapshot.
@@ -151,13 +155,21 @@ export class SearchService {
     limit: number,
   ): Promise<SearchPage> {
     const page: SearchHit[] = [];
+    const facts = new Map<string, MediaFacts>();
     let next = position;
     while (page.length < limit && next < hits.length) {
       const candidates = hits.slice(next, next + limit - page.length);
-      const matching = await stillMatching(this.db, base, candidates.map((h) => h.mediaId));
+      const matching = await this.stillMatching(base, candidates);
+      for (const [id, m] of matching) facts.set(id, m);
       page.push(...candidates.filter((h) => matching.has(h.mediaId)));
       next += candidates.length;
     }
-    return { hits: page, next_cursor: snapshotId && next < hits.length ? encodeCursor(fingerprint, ['s', snapshotId, next]) : null };
+    return { hits: page, next_cursor: snapshotId && next < hits.length ? encodeCursor(fingerprint, ['s', snapshotId, next]) : null, facts };
+  }
+
+  /** The facts of those hits that still pass the search's filters and visibility (deleted, hidden or changed media are left out). */
+  private async stillMatching(base: Pick<IndexQuery, 'tenantId' | 'filters' | 'audience'>, hits: readonly SearchHit[]): Promise<Map<string, MediaFacts>> {
+    const facts = await this.facts.get(base.tenantId, hits.map((h) => h.mediaId));
+    return new Map([...facts].filter(([, m]) => factsMatch(base, m)));
   }
 }

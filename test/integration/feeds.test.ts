@@ -4,6 +4,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { KyselyPlugin } from 'kysely';
 import { FeedItemBuilder } from '../../src/feeds/feed-items.js';
+import { MediaFactsSource } from '../../src/feeds/media-facts.js';
+import { LabelDirectory } from '../../src/labels/label-directory.js';
 import { PlaybackTokens, playbackSecret } from '../../src/media/playback-tokens.js';
 import type { Principal } from '../../src/tenancy/principal.js';
 import { insertMedia } from '../support/media-seed.js';
@@ -155,7 +157,9 @@ describe('feeds', () => {
       transformResult: async (args) => args.result,
     };
     const tokens = new PlaybackTokens(await playbackSecret(db, t.env.settings.playbackSecret));
-    const builder = new FeedItemBuilder(db.withPlugin(counting), tokens, t.env.settings.playbackTtl);
+    // Uncached: every build reads what it shows (the cached builder is tested below and in media-record-cache).
+    const countingDb = db.withPlugin(counting);
+    const builder = new FeedItemBuilder(new MediaFactsSource(countingDb, undefined), new LabelDirectory(countingDb, undefined), tokens, t.env.settings.playbackTtl);
     const alice: Principal = { tenantId: t.tenant.id, keyId: 'k1', userId: 'alice', isAdmin: false };
     const bob: Principal = { tenantId: t.tenant.id, keyId: 'k2', userId: 'bob', isAdmin: false };
     const artifacts = { duration: 3, artifacts: { hls: 'hls/master.m3u8', poster: { jpeg: 'posters/poster.jpg' } } };

@@ -72,6 +72,52 @@ describe('media record cache (MEDIA_CACHE_TTL)', () => {
     assert.equal((await get(id)).statusCode, 404);
   });
 
+  it('lists (feeds, search results) are built from cached facts, and writes through the services show at once', async () => {
+    const bob = await t.ctx.tenancy.createKey({ tenantId: t.tenant.id, userId: 'bob' });
+    const id = await insertMedia(t, { caption: 'walrus on the ice', labels: ['walrus'] });
+    const item = async (url: string, key = t.tenant.userKey) => {
+      const res = await t.app.inject({ url, headers: t.auth(key) });
+      assert.equal(res.statusCode, 200, res.body);
+      return (res.json() as { items: Record<string, any>[] }).items.find((i) => i.id === id);
+    };
+    const feed = (key?: string) => item('/api/v1/feed/new?limit=100', key);
+    const found = (key?: string) => item('/api/v1/search?q=walrus&limit=100', key);
+    assert.equal((await feed())?.caption, 'walrus on the ice');
+    await quietCaption(id, 'changed quietly');
+    assert.equal((await feed())?.caption, 'walrus on the ice', 'served from the cached facts: nobody was told of that write');
+
+    const patched = await t.app.inject({ method: 'PATCH', url: `/api/v1/media/${id}`, headers: t.auth(t.tenant.userKey), payload: { caption: 'walrus pup', tags: ['Tusks'] } });
+    assert.equal(patched.statusCode, 200, patched.body);
+    assert.deepEqual([(await feed())?.caption, (await feed())?.tags], ['walrus pup', ['Tusks']]);
+    assert.equal((await found())?.caption, 'walrus pup');
+
+    // The hierarchy changes through a bank: the item lists the new ancestors at once.
+    assert.deepEqual((await feed())?.labels, ['walrus']);
+    const bank = await t.app.inject({
+      method: 'POST',
+      url: '/api/v1/label-banks',
+      headers: t.auth(t.tenant.adminKey),
+      payload: { name: 'arctic', entries: [{ name: 'pinniped' }, { name: 'walrus', parent: 'pinniped' }] },
+    });
+    assert.equal(bank.statusCode, 201, bank.body);
+    assert.deepEqual((await feed())?.labels, ['pinniped', 'walrus']);
+    const labelled = await t.app.inject({ method: 'POST', url: `/api/v1/media/${id}/labels`, headers: t.auth(t.tenant.adminKey), payload: { labels: [{ name: 'Iceberg' }] } });
+    assert.equal(labelled.statusCode, 200, labelled.body);
+    assert.deepEqual((await feed())?.labels, ['iceberg', 'pinniped', 'walrus']);
+    assert.deepEqual((await found())?.labels, ['iceberg', 'pinniped', 'walrus']);
+
+    assert.ok(await feed(bob.key), 'bob sees it (and his lists cached it)');
+    assert.ok(await found(bob.key));
+    await t.ctx.labels.addLabels({ system: true, tenantId: t.tenant.id }, id, [{ name: 'gore', kind: 'moderation', confidence: 0.99, source: 'model' }]);
+    assert.equal(await feed(bob.key), undefined, 'held: out of the feed at once');
+    assert.equal(await found(bob.key), undefined, 'and out of his search results');
+    assert.ok(await found(), "the owner's search still finds it");
+    const del = await t.app.inject({ method: 'DELETE', url: `/api/v1/media/${id}`, headers: t.auth(t.tenant.adminKey) });
+    assert.equal(del.statusCode, 204, del.body);
+    assert.equal(await found(), undefined);
+    assert.equal(await feed(t.tenant.adminKey), undefined);
+  });
+
   it('keeps tenants apart: the same id read by another tenant is not found', async () => {
     const id = await insertMedia(t, {});
     await record(id);
@@ -152,20 +198,49 @@ describe('media record cache (MEDIA_CACHE_TTL)', () => {
           assert.equal(await caption(mine!, id), 'after the aardwolf', 'seen with no message at all');
         }
         assert.deepEqual(await search(), [id], 'the cached ranking was forgotten too');
+
+        // A list item: its facts and the label hierarchy, changed by the other process.
+        const item = async () => {
+          const res = await mine!.app.inject({ url: '/api/v1/feed/search?q=aardwolf', headers: t.auth(t.tenant.userKey) });
+          assert.equal(res.statusCode, 200, res.body);
+          return (res.json() as { items: Record<string, any>[] }).items.find((i) => i.id === id);
+        };
+        const labelled = await other!.app.inject({ method: 'POST', url: `/api/v1/media/${id}/labels`, headers: t.auth(t.tenant.adminKey), payload: { labels: [{ name: 'hyena' }] } });
+        assert.equal(labelled.statusCode, 200, labelled.body);
+        await waitFor('the label written by the other process to show', async () => (await item())?.labels.includes('hyena'), 3_000);
+        assert.deepEqual((await item())?.labels, ['hyena']);
+        const bank = await other!.app.inject({
+          method: 'POST',
+          url: '/api/v1/label-banks',
+          headers: t.auth(t.tenant.adminKey),
+          payload: { name: 'savanna', entries: [{ name: 'carnivore' }, { name: 'hyena', parent: 'carnivore' }] },
+        });
+        assert.equal(bank.statusCode, 201, bank.body);
+        await waitFor("the other process's hierarchy to show", async () => (await item())?.labels.includes('carnivore'), 3_000);
+        assert.deepEqual((await item())?.labels, ['carnivore', 'hyena']);
       },
     );
 
     if (BACKEND === 'scale') it('on PostgreSQL without Redis, serves the cached record but reads who may see it fresh', async () => {
-      const lone = await open({ ...t.env.settings, redisUrl: '', mediaCacheTtl: ttl });
+      const lone = await open({ ...t.env.settings, redisUrl: '', mediaCacheTtl: ttl, searchCacheTtl: ttl });
       try {
         const id = await insertMedia(t, { caption: 'cached without a bus' });
         const bob = await t.ctx.tenancy.createKey({ tenantId: t.tenant.id, userId: 'bob' });
         const read = (key: string) => lone.app.inject({ url: `/api/v1/media/${id}`, headers: t.auth(key) });
+        const listed = async (url: string) => {
+          const res = await lone.app.inject({ url, headers: t.auth(bob.key) });
+          assert.equal(res.statusCode, 200, res.body);
+          return (res.json() as { items: Record<string, any>[] }).items.find((i) => i.id === id);
+        };
+        const lists = ['/api/v1/feed/new?limit=100', '/api/v1/search?q=cached&limit=100', '/api/v1/feed/search?q=cached&limit=100'];
         assert.equal((await read(bob.key)).statusCode, 200);
+        for (const url of lists) assert.ok(await listed(url), `${url}: listed (and cached)`);
         await quietCaption(id, 'changed elsewhere');
         assert.equal((await read(bob.key)).json().caption, 'cached without a bus', 'nothing tells it: the record is served from its cache');
+        for (const url of lists) assert.equal((await listed(url))?.caption, 'cached without a bus', `${url}: from the cached facts`);
         await t.ctx.labels.addLabels({ system: true, tenantId: t.tenant.id }, id, [{ name: 'gore', kind: 'moderation', confidence: 0.99, source: 'model' }]);
         assert.equal((await read(bob.key)).statusCode, 403, 'a hold made by another process hides it at once');
+        for (const url of lists) assert.equal(await listed(url), undefined, `${url}: and from lists (the ranking was cached too)`);
         assert.equal((await read(t.tenant.userKey)).statusCode, 200, 'from others only');
       } finally {
         await lone.app.close();

@@ -118,6 +118,44 @@ describe('record cache', () => {
     }
   });
 
+  it('getMany loads only the ids not cached, in one call, leaves out absent ids and keeps the order asked for', async () => {
+    const cache = new RecordCache<{ id: string }>(60_000, 100);
+    const batches: string[][] = [];
+    const loadMany = async (ids: string[]) => {
+      batches.push(ids);
+      return new Map(ids.filter((id) => id !== 'gone').map((id) => [id, { id }]));
+    };
+    const first = await cache.getMany('t1', ['a', 'b', 'gone', 'a'], loadMany);
+    assert.deepEqual([...first.keys()], ['a', 'b']);
+    assert.ok(Object.isFrozen(first.get('a')));
+    const second = await cache.getMany('t1', ['c', 'b', 'gone', 'a'], loadMany);
+    assert.deepEqual([...second.keys()], ['c', 'b', 'a']);
+    assert.equal(second.get('a'), first.get('a'), 'the same frozen object');
+    assert.deepEqual(batches, [['a', 'b', 'gone'], ['c', 'gone']], 'an absent id is never kept');
+    // One record read alone meanwhile is shared too.
+    assert.equal(await cache.get('t1', 'c', async () => ({ id: 'other' })), second.get('c'));
+  });
+
+  it('getMany waits for loads under way and passes a failed load on', async () => {
+    const cache = new RecordCache<{ id: string }>(60_000, 100);
+    let open = () => {};
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    let calls = 0;
+    const slow = async (ids: string[]) => {
+      calls++;
+      await gate;
+      return new Map(ids.map((id) => [id, { id }]));
+    };
+    const one = cache.getMany('t1', ['a', 'b'], slow);
+    const two = cache.getMany('t1', ['b', 'a'], slow);
+    open();
+    assert.deepEqual([...(await two).keys()], ['b', 'a']);
+    assert.equal((await one).get('a'), (await two).get('a'));
+    assert.equal(calls, 1);
+    await assert.rejects(cache.getMany('t1', ['x', 'a'], async () => Promise.reject(new Error('database down'))), /database down/);
+    assert.equal((await cache.getMany('t1', ['x'], async (ids) => new Map(ids.map((id) => [id, { id }])))).size, 1, 'the failure was not kept');
+  });
+
   it('never keeps an error', async () => {
     const cache = new RecordCache<number>(60_000, 10);
     let fail = true;
