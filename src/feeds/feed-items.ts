@@ -37,7 +37,7 @@ export interface BuildOptions {
   /** Search scores by media id. */
   scores?: Map<string, number>;
   /** Facts of these media already read for this request (a search's re-check): not read again. */
-  facts?: ReadonlyMap<string, MediaFacts>;
+  facts?: ReadonlyMap<string, MediaFacts> | undefined;
 }
 
 /**

@@ -60,7 +60,7 @@ export class FeedService {
 
   async searchFeed(p: Principal, params: SearchParams, baseUrl: string): Promise<FeedPage> {
     const page = await this.search.search(p, params, { kind: 'feed' });
-    return { items: await this.items.build(p, page.hits.map((h) => h.mediaId), baseUrl, { ...(page.facts ? { facts: page.facts } : {}) }), next_cursor: page.next_cursor };
+    return { items: await this.items.build(p, page.hits.map((h) => h.mediaId), baseUrl, { facts: page.facts }), next_cursor: page.next_cursor };
   }
 
   /** Search results (a member's view: their own media that is not ready or held too) as items with a score. */
@@ -68,7 +68,7 @@ export class FeedService {
     const page = await this.search.search(p, params, { kind: 'member', userId: p.userId, isAdmin: p.isAdmin });
     const scores = new Map(page.hits.map((h) => [h.mediaId, h.score]));
     const audience = { kind: 'member', userId: p.userId, isAdmin: p.isAdmin } as const;
-    return { items: await this.items.build(p, page.hits.map((h) => h.mediaId), baseUrl, { audience, scores, ...(page.facts ? { facts: page.facts } : {}) }), next_cursor: page.next_cursor };
+    return { items: await this.items.build(p, page.hits.map((h) => h.mediaId), baseUrl, { audience, scores, facts: page.facts }), next_cursor: page.next_cursor };
   }
 
   async related(p: Principal, mediaId: string, limit: number, baseUrl: string): Promise<FeedPage> {

@@ -1,5 +1,6 @@
 import type { Db } from '../db/database.js';
-import { fromJson, type MediaKind, type MediaStatus, type ModerationState } from '../db/schema.js';
+import { fromJson, type ModerationState } from '../db/schema.js';
+import type { FeedItem } from './feed-items.js';
 import type { ArtifactPaths } from '../media/delivery.js';
 import type { RecordCache } from '../media/record-cache.js';
 import { hiddenByModeration } from '../moderation/visibility.js';
@@ -11,23 +12,11 @@ import type { Audience } from '../search/visibility.js';
  * visibility rules test. Labels are the ones linked to the media itself, of every kind; their
  * names and ancestors come from the tenant's LabelDirectory.
  */
-export interface MediaFacts {
-  id: string;
-  kind: MediaKind;
-  status: MediaStatus;
-  user_id: string;
+export interface MediaFacts
+  extends Pick<FeedItem, 'id' | 'kind' | 'status' | 'user_id' | 'title' | 'caption' | 'original_filename' | 'duration' | 'width' | 'height' | 'tags' | 'created_at'> {
   moderation_state: ModerationState;
-  created_at: string;
-  title: string | null;
-  caption: string | null;
-  original_filename: string;
-  duration: number | null;
-  /** As displayed (sample aspect and rotation applied); null when not a picture. */
-  width: number | null;
-  height: number | null;
   artifacts: Pick<ArtifactPaths, 'hls' | 'dash' | 'webm' | 'poster'>;
   playback_key: string | null;
-  tags: string[];
   label_ids: string[];
 }
 
