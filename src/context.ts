@@ -1,5 +1,6 @@
 import { MediaChanges } from './media/media-changes.js';
-import { RedisChangeBus } from './media/change-bus.js';
+import type { ChangeBus } from './media/change-bus.js';
+import { RedisChangeBus } from './media/redis-change-bus.js';
 import { RecordCache } from './media/record-cache.js';
 import { MediaFactsSource, type MediaFacts } from './feeds/media-facts.js';
 import { LABEL_DIRECTORY_TENANTS, LabelDirectory } from './labels/label-directory.js';
@@ -86,10 +87,25 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
     chunkState = new DbChunkStateStore(database.db);
   }
   const changes = new MediaChanges((err, change) => log.error({ err, change }, 'a media change listener failed'));
-  const records = new RecordCache<MediaRecord>(settings.mediaCacheTtl, settings.mediaCacheSize, database.watchOtherWrites?.());
+  // Other processes' changes reach this one's caches through SQLite's data_version, or through a
+  // change bus (Redis publish/subscribe, else PostgreSQL LISTEN/NOTIFY).
+  let bus: ChangeBus | undefined;
+  if (redis) bus = new RedisChangeBus(redis, settings.redisPrefix, log);
+  else if (database.dialect === 'postgres') {
+    const { PgChangeBus } = await import('./media/pg-change-bus.js');
+    bus = new PgChangeBus(database.db, settings.databaseUrl, settings.databaseSchema, log);
+  }
+  const watchOthers = (): (() => boolean) | undefined => {
+    const dataVersion = database.watchOtherWrites?.();
+    if (dataVersion) return dataVersion;
+    // While the bus is not listening, announcements are missed: nothing cached is trusted.
+    if (bus) return () => !bus.live;
+    return undefined;
+  };
+  const records = new RecordCache<MediaRecord>(settings.mediaCacheTtl, settings.mediaCacheSize, watchOthers());
   // Lists (feeds, search results, related media) read media facts and label names from caches of their own, forgotten with the records.
-  const factsCache = new RecordCache<MediaFacts>(settings.mediaCacheTtl, settings.mediaCacheSize, database.watchOtherWrites?.());
-  const labelDirectory = new LabelDirectory(database.db, new RecordCache(settings.mediaCacheTtl, LABEL_DIRECTORY_TENANTS, database.watchOtherWrites?.()));
+  const factsCache = new RecordCache<MediaFacts>(settings.mediaCacheTtl, settings.mediaCacheSize, watchOthers());
+  const labelDirectory = new LabelDirectory(database.db, new RecordCache(settings.mediaCacheTtl, LABEL_DIRECTORY_TENANTS, watchOthers()));
   const forget = (c: { tenantId: string; mediaId: string; reason: string }) => {
     records.invalidate(c.tenantId, c.mediaId);
     factsCache.invalidate(c.tenantId, c.mediaId);
@@ -103,10 +119,8 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   const hashThread = new HashThread();
   const uploads = new UploadService(database.db, layout, chunkState, ingest, settings, log, hashThread);
   const tus = new TusService({ db: database.db, layout, ingest, hashThread, settings, log });
-  // Holds made by other processes reach this one's caches on SQLite (data_version) and with Redis; otherwise visibility is read fresh.
-  const unannounced = database.dialect === 'postgres' && !redis;
-  const media = new MediaService(database.db, layout, queue, changes, settings.apiPrefix, records, unannounced);
-  const facts = new MediaFactsSource(database.db, factsCache, unannounced);
+  const media = new MediaService(database.db, layout, queue, changes, settings.apiPrefix, records);
+  const facts = new MediaFactsSource(database.db, factsCache);
   const captions = new CaptionService(database.db, layout, settings.apiPrefix, changes);
   const statusFeed = new MediaStatusFeed(database.db, changes, settings.mediaEventsPollInterval);
   const tokens = new PlaybackTokens(await playbackSecret(database.db, settings.playbackSecret));
@@ -129,9 +143,8 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   const tenancy = new TenancyService(database.db, settings.apiKeyCacheTtl);
   const moderation = new ModerationService(database.db, changes, settings.moderationDefaultThreshold);
   const labels = new MediaLabelService(database.db, changes, moderation);
-  const discovery = await createDiscovery({ database, tokens, changes, settings, log, facts, labelDirectory });
+  const discovery = await createDiscovery({ database, tokens, changes, settings, log, facts, labelDirectory, watchOthers });
   // Other processes hear of each change after this one's listeners ran (the search index is written by then).
-  const bus = redis ? new RedisChangeBus(redis, settings.redisPrefix, log) : undefined;
   if (bus) {
     bus.publishFrom(changes);
     bus.subscribe({

@@ -1,11 +1,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { Kysely, PostgresDialect, SqliteDialect, sql, type SqliteDatabase as SqliteDialectDatabase, type SqliteStatement } from 'kysely';
+import { Kysely, PostgresDialect, SqliteDialect, sql, type DatabaseIntrospector, type SqliteDatabase as SqliteDialectDatabase, type SqliteStatement } from 'kysely';
 import type { Database as SqliteDatabase } from 'better-sqlite3';
 import type pg from 'pg';
 import { databaseKind, sqliteFile, type Settings } from '../config/settings.js';
 import type { Dialect } from './dialect.js';
 import type { Database } from './schema.js';
+import { SchemaIntrospector } from './schema-introspector.js';
 
 export type Db = Kysely<Database>;
 
@@ -157,7 +158,7 @@ export async function openDatabase(
   } finally {
     client.release();
   }
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const db = new Kysely<Database>({ dialect: new OwnSchemaPostgresDialect({ pool }, schema) });
   return {
     db,
     dialect: 'postgres',
@@ -167,4 +168,18 @@ export async function openDatabase(
     },
     close: () => db.destroy(),
   };
+}
+
+/** PostgreSQL whose introspection (the migrator's) sees Qasar's schema only. */
+class OwnSchemaPostgresDialect extends PostgresDialect {
+  constructor(
+    config: ConstructorParameters<typeof PostgresDialect>[0],
+    private readonly schema: string,
+  ) {
+    super(config);
+  }
+
+  override createIntrospector(db: Kysely<any>): DatabaseIntrospector {
+    return new SchemaIntrospector(db, this.schema);
+  }
 }

@@ -39,10 +39,12 @@ export async function createDiscovery(deps: {
   log: Logger;
   facts: MediaFactsSource;
   labelDirectory: LabelDirectory;
+  /** A watch of other processes' writes (see RecordCache): when it tells, every ranking is forgotten. */
+  watchOthers: () => (() => boolean) | undefined;
 }): Promise<Discovery> {
   const { database, settings, log } = deps;
   const index = createSearchIndex(database, settings.searchRankCandidates);
-  const cache = new SearchResultCache<CachedSearch>(settings.searchCacheTtl, undefined, database.watchOtherWrites?.());
+  const cache = new SearchResultCache<CachedSearch>(settings.searchCacheTtl, undefined, deps.watchOthers());
   // Forgotten after commits, never before: a search between a forget and its commit would keep
   // the old ranking under the new generation (PostgreSQL reads on other connections meanwhile).
   const indexer = new SearchIndexer(database, index, log, (tenantId) => cache.invalidate(tenantId));

@@ -106,16 +106,11 @@ export function factsMatch(q: Omit<FilterQuery, 'tenantId' | 'after'>, m: MediaF
  * The facts of media for lists (feeds, search results, related media), from a per-process
  * cache shared with nothing else and forgotten exactly when the media record cache is (every
  * media change of this process, other processes' through data_version or the change bus).
- *
- * Where other processes' changes are not announced (PostgreSQL without Redis), what decides who
- * may see a media (status, moderation state, owner) is read fresh for every list, in one query:
- * a hold made elsewhere hides the media at once; the rest is as stale as MEDIA_CACHE_TTL allows.
  */
 export class MediaFactsSource {
   constructor(
     private readonly db: Db,
     private readonly cache: RecordCache<MediaFacts> | undefined,
-    private readonly freshVisibility = false,
   ) {}
 
   /** Facts of the media of these ids that exist in the tenant, in the order given. */
@@ -123,24 +118,6 @@ export class MediaFactsSource {
     if (!ids.length) return new Map();
     const load = (missing: string[]) => loadMediaFacts(this.db, tenantId, missing);
     if (!this.cache?.enabled) return load([...new Set(ids)]);
-    const [cached, fresh] = await Promise.all([this.cache.getMany(tenantId, ids, load), this.freshVisibility ? this.visibility(tenantId, ids) : undefined]);
-    if (!fresh) return cached;
-    const out = new Map<string, MediaFacts>();
-    for (const [id, m] of cached) {
-      const now = fresh.get(id);
-      if (!now) continue;
-      out.set(id, now.status === m.status && now.moderation_state === m.moderation_state && now.user_id === m.user_id ? m : { ...m, ...now });
-    }
-    return out;
-  }
-
-  private async visibility(tenantId: string, ids: readonly string[]): Promise<Map<string, Pick<MediaFacts, 'status' | 'moderation_state' | 'user_id'>>> {
-    const rows = await this.db
-      .selectFrom('mediaassets')
-      .select(['id', 'status', 'moderation_state', 'user_id'])
-      .where('tenant_id', '=', tenantId)
-      .where('id', 'in', [...new Set(ids)])
-      .execute();
-    return new Map(rows.map((r) => [r.id, { status: r.status, moderation_state: r.moderation_state ?? 'none', user_id: r.user_id }]));
+    return this.cache.getMany(tenantId, ids, load);
   }
 }

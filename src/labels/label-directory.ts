@@ -20,9 +20,7 @@ interface Directory {
  *
  * A label created since the dictionary was read is found by reading it again. A hierarchy
  * changed by this process is forgotten at once (label bank writes, labels written to media);
- * by other processes: on SQLite through data_version, with Redis through the change bus, and
- * otherwise within the cache's TTL (label banks change rarely; until then a feed item may show
- * a label's former ancestors).
+ * by other processes: on SQLite through data_version, on PostgreSQL through the change bus.
  */
 export class LabelDirectory {
   constructor(

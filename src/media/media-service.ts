@@ -24,10 +24,6 @@ const mediaByIdQuery = preparedQuery((db, tenantId: string, mediaId: string) =>
   db.selectFrom('mediaassets').selectAll().where('id', '=', mediaId).where('tenant_id', '=', tenantId),
 );
 
-const visibilityQuery = preparedQuery((db, tenantId: string, mediaId: string) =>
-  db.selectFrom('mediaassets').select(['user_id', 'moderation_state']).where('id', '=', mediaId).where('tenant_id', '=', tenantId),
-);
-
 const statusHistoryQuery = preparedQuery((db, tenantId: string, mediaId: string) =>
   db
     .selectFrom('media_status_events')
@@ -192,8 +188,6 @@ export class MediaService {
     private readonly changes?: MediaChanges,
     private readonly apiPrefix = '/api/v1',
     private readonly records?: RecordCache<MediaRecord>,
-    /** Reads owner and moderation state fresh for each cached record served (when other processes' holds are not announced). */
-    private readonly recheckVisibility = false,
   ) {}
 
   /**
@@ -216,18 +210,7 @@ export class MediaService {
    */
   async record(p: Principal, mediaId: string): Promise<MediaRecord> {
     if (!this.records) return this.visible(p, await this.loadRecord(p.tenantId, mediaId));
-    let loaded = false;
-    const record = await this.records.get(p.tenantId, mediaId, () => {
-      loaded = true;
-      return this.loadRecord(p.tenantId, mediaId);
-    });
-    if (!loaded && this.recheckVisibility) {
-      // Nothing tells this process of holds made by others: who may see it is read fresh.
-      const now = await visibilityQuery.first(this.db, p.tenantId, mediaId);
-      if (!now) throw notFound('media');
-      assertModerationVisible(p, now);
-    }
-    return this.visible(p, record);
+    return this.visible(p, await this.records.get(p.tenantId, mediaId, () => this.loadRecord(p.tenantId, mediaId)));
   }
 
   private visible(p: Principal, record: MediaRecord): MediaRecord {

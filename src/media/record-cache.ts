@@ -26,14 +26,14 @@ export function deepFreeze<T>(value: T): T {
  *
  * A record is never served after a write that this process was told of has finished:
  * - every media change this process makes (MediaChanges, emitted after the write committed),
- *   and every change another process announces (the change bus, with Redis), forgets the
+ *   and every change another process announces (the change bus, on PostgreSQL), forgets the
  *   record at once; on SQLite, any write of another process to the database file forgets every
- *   record (`otherWrites`), so processes sharing one file need no Redis;
+ *   record (`otherWrites`), so processes sharing one file need no Redis; while a change bus is
+ *   not listening, `otherWrites` keeps telling, so nothing is served from memory;
  * - a load that was under way when its record was forgotten is handed to the callers that were
  *   already waiting for it (they asked before the write ended), but never kept;
- * - anything else (a write made past every service, by hand; on PostgreSQL without Redis, a
- *   write of another process; a bus message lost while Redis was unreachable, though the cache is
- *   emptied when the subscription comes back) is bounded by `ttlMs`.
+ * - anything else (a write made past every service, by hand; a bus message lost in flight) is
+ *   bounded by `ttlMs`.
  * Identical misses wait for one load; errors (not found) are never kept. Values are frozen:
  * every caller gets the same object.
  */

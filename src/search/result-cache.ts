@@ -15,8 +15,8 @@ interface Entry<T> {
  * What a cached ranking leaves out or orders differently is bounded in time:
  * - every write this process tells of (the search index, a status, moderation, labels, a
  *   deletion) forgets the tenant's rankings at once;
- * - so do writes of other processes on SQLite (`otherWrites`) and, with Redis, those they
- *   announce (the change bus);
+ * - so do writes of other processes on SQLite (`otherWrites`) and, on PostgreSQL, those they
+ *   announce (the change bus; while it is not listening, `otherWrites` keeps nothing cached);
  * - other writes are seen within about two `ttlMs`: a ranking is fresh for `ttlMs`, then for as
  *   long again it is still served while one request ranks anew in the background, so a popular
  *   search never stalls every caller at once when its ranking expires.

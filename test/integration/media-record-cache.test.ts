@@ -4,9 +4,11 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
+import pg from 'pg';
 import { createContext, type AppContext } from '../../src/context.js';
 import { buildApp } from '../../src/http/app.js';
 import { createLogger } from '../../src/logger.js';
+import { changeChannel } from '../../src/media/pg-change-bus.js';
 import { BACKEND, SAMPLES, startTestApp, waitFor, type TestApp } from '../support/harness.js';
 import { insertMedia } from '../support/media-seed.js';
 import { SessionClient } from '../support/upload-client.js';
@@ -221,10 +223,18 @@ describe('media record cache (MEDIA_CACHE_TTL)', () => {
       },
     );
 
-    if (BACKEND === 'scale') it('on PostgreSQL without Redis, serves the cached record but reads who may see it fresh', async () => {
+    if (BACKEND === 'scale') it('on PostgreSQL without Redis, processes announce their writes with LISTEN/NOTIFY; while not listening, nothing is served from memory', async () => {
       const lone = await open({ ...t.env.settings, redisUrl: '', mediaCacheTtl: ttl, searchCacheTtl: ttl });
+      const writer = await open({ ...t.env.settings, redisUrl: '' });
+      const pgAdmin = new pg.Client({ connectionString: t.env.settings.databaseUrl });
+      await pgAdmin.connect();
       try {
-        const id = await insertMedia(t, { caption: 'cached without a bus' });
+        const channel = changeChannel(t.env.settings.databaseSchema);
+        const listeners = async () =>
+          (await pgAdmin.query<{ pid: number }>('select pid from pg_stat_activity where application_name = $1', [channel])).rows.map((r) => r.pid);
+        await waitFor('both processes to listen', async () => (await listeners()).length === 2, 5_000);
+
+        const id = await insertMedia(t, { caption: 'cached on postgres' });
         const bob = await t.ctx.tenancy.createKey({ tenantId: t.tenant.id, userId: 'bob' });
         const read = (key: string) => lone.app.inject({ url: `/api/v1/media/${id}`, headers: t.auth(key) });
         const listed = async (url: string) => {
@@ -235,16 +245,35 @@ describe('media record cache (MEDIA_CACHE_TTL)', () => {
         const lists = ['/api/v1/feed/new?limit=100', '/api/v1/search?q=cached&limit=100', '/api/v1/feed/search?q=cached&limit=100'];
         assert.equal((await read(bob.key)).statusCode, 200);
         for (const url of lists) assert.ok(await listed(url), `${url}: listed (and cached)`);
-        await quietCaption(id, 'changed elsewhere');
-        assert.equal((await read(bob.key)).json().caption, 'cached without a bus', 'nothing tells it: the record is served from its cache');
-        for (const url of lists) assert.equal((await listed(url))?.caption, 'cached without a bus', `${url}: from the cached facts`);
-        await t.ctx.labels.addLabels({ system: true, tenantId: t.tenant.id }, id, [{ name: 'gore', kind: 'moderation', confidence: 0.99, source: 'model' }]);
-        assert.equal((await read(bob.key)).statusCode, 403, 'a hold made by another process hides it at once');
+        await quietCaption(id, 'changed by hand');
+        assert.equal((await read(bob.key)).json().caption, 'cached on postgres', 'nothing tells it: the record is served from its cache');
+        for (const url of lists) assert.equal((await listed(url))?.caption, 'cached on postgres', `${url}: from the cached facts`);
+
+        const patched = await writer.app.inject({ method: 'PATCH', url: `/api/v1/media/${id}`, headers: t.auth(t.tenant.userKey), payload: { caption: 'cached on postgres, patched' } });
+        assert.equal(patched.statusCode, 200, patched.body);
+        await waitFor('the other process\'s write to show', async () => (await read(bob.key)).json().caption === 'cached on postgres, patched', 3_000);
+        for (const url of lists) assert.equal((await listed(url))?.caption, 'cached on postgres, patched', `${url}: facts forgotten too`);
+
+        await writer.ctx.labels.addLabels({ system: true, tenantId: t.tenant.id }, id, [{ name: 'gore', kind: 'moderation', confidence: 0.99, source: 'model' }]);
+        await waitFor('a hold made by another process to hide it', async () => (await read(bob.key)).statusCode === 403, 3_000);
         for (const url of lists) assert.equal(await listed(url), undefined, `${url}: and from lists (the ranking was cached too)`);
         assert.equal((await read(t.tenant.userKey)).statusCode, 200, 'from others only');
+
+        // A lost listening connection: until it listens again, every read goes to the database.
+        const before = await listeners();
+        for (const pid of before) await pgAdmin.query('select pg_terminate_backend($1)', [pid]);
+        await quietCaption(id, 'written while deaf');
+        await waitFor('reads to bypass the cache while not listening', async () => (await read(t.tenant.userKey)).json().caption === 'written while deaf', 3_000);
+        await waitFor('both processes to listen again', async () => (await listeners()).filter((p) => !before.includes(p)).length === 2, 5_000);
+        assert.equal((await read(t.tenant.userKey)).json().caption, 'written while deaf');
+        await quietCaption(id, 'by hand again');
+        assert.equal((await read(t.tenant.userKey)).json().caption, 'written while deaf', 'listening again: served from the cache');
       } finally {
-        await lone.app.close();
-        await lone.ctx.close();
+        await pgAdmin.end();
+        for (const p of [lone, writer]) {
+          await p.app.close();
+          await p.ctx.close();
+        }
       }
     });
 
