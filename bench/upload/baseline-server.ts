@@ -8,7 +8,8 @@
  * Listens on 127.0.0.1 on a free port and prints `BASELINE_LISTENING <port>` once it does.
  *
  *   POST   /files/<name>?size=<n>  create (or truncate) the file: the start of a chunked upload
- *   PUT    /files/<name>?offset=<n> write the body at that offset of an existing file (a chunk)
+ *   PUT    /files/<name>?offset=<n> write the body at that offset of an existing file (a chunk);
+ *                                   with &sha256, also hash the body as it passes (answers its digest)
  *   PUT    /files/<name>            write the body as the whole file (one streaming request)
  *   DELETE /files/<name>            remove it
  */
@@ -16,6 +17,8 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
+import { createHash } from 'node:crypto';
+import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 
 const dir = path.resolve(process.argv[2] ?? process.env.BASELINE_DIR ?? '');
@@ -51,8 +54,21 @@ async function handle(req: http.IncomingMessage, res: http.ServerResponse): Prom
     const start = offset === null ? 0 : Number(offset);
     if (!Number.isSafeInteger(start) || start < 0) return reply(res, 400, 'bad offset');
     const out = fs.createWriteStream(file, { flags: offset === null ? 'w' : 'r+', start, highWaterMark: WRITE_HWM });
-    await pipeline(req, out);
-    return reply(res, 201, String(out.bytesWritten));
+    if (!url.searchParams.has('sha256')) {
+      await pipeline(req, out);
+      return reply(res, 201, String(out.bytesWritten));
+    }
+    // The least a server must add to verify an upload against a declared sha256: every byte
+    // hashed once, on the thread that receives it.
+    const hash = createHash('sha256');
+    const hashing = new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        hash.update(chunk);
+        done(null, chunk);
+      },
+    });
+    await pipeline(req, hashing, out);
+    return reply(res, 201, hash.digest('hex'));
   }
   if (req.method === 'DELETE') {
     await fsp.rm(file, { force: true });

@@ -10,6 +10,8 @@
  * Cases (every one sends the same bytes from the same file over loopback, with keep-alive):
  *   baseline-chunks   8 MiB chunks, 4 in flight, each its own PUT, written at its offset  (the reference)
  *   baseline-stream   the whole file in one streaming PUT
+ *   baseline-sha256   as baseline-chunks, the server also hashing every byte (sha256) as it
+ *                     passes: the floor for any server that verifies a declared whole-file sha256
  *   qasar-chunked     POST /upload, PUT 8 MiB chunks with 4 in flight, POST complete
  *   tus               tus-js-client, chunkSize 8 MiB (sequential by protocol)
  *
@@ -40,7 +42,7 @@ const MB = 1e6;
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 const READ_HWM = MiB;
-const ALL_CASES = ['baseline-chunks', 'baseline-stream', 'qasar-chunked', 'tus'] as const;
+const ALL_CASES = ['baseline-chunks', 'baseline-stream', 'baseline-sha256', 'qasar-chunked', 'tus'] as const;
 type CaseName = (typeof ALL_CASES)[number];
 
 // ---------------------------------------------------------------------------------------------
@@ -414,22 +416,22 @@ async function verifyBaselineFile(env: Env, name: string): Promise<Record<string
   return { size, sha256, ok: true };
 }
 
-async function baselineChunks(env: Env, run: number): Promise<Omit<CaseResult, 'run' | 'position'>> {
+async function baselineChunks(env: Env, run: number, hashed = false): Promise<Omit<CaseResult, 'run' | 'position'>> {
   const agent = newAgent();
-  const name = `chunks-${run}.bin`;
+  const name = `chunks-${hashed ? 'sha256-' : ''}${run}.bin`;
   const url = `${env.baseline.url}/files/${name}`;
   try {
     const m = await measure(env.baseline.pid, async () => {
       expectStatus(await send(agent, 'POST', `${url}?size=${SIZE}`, { 'content-length': 0 }), 201, 'baseline create');
       await pool(PARALLEL, chunkCount(), async (i) => {
         const len = chunkLen(i);
-        const res = await send(agent, 'PUT', `${url}?offset=${i * CHUNK}`, { 'content-type': 'application/octet-stream', 'content-length': len }, sliceOf(env.file, i * CHUNK, len));
+        const res = await send(agent, 'PUT', `${url}?offset=${i * CHUNK}${hashed ? '&sha256' : ''}`, { 'content-type': 'application/octet-stream', 'content-length': len }, sliceOf(env.file, i * CHUNK, len));
         expectStatus(res, 201, `baseline chunk ${i}`);
       });
     });
     const verified = await verifyBaselineFile(env, name);
     expectStatus(await send(agent, 'DELETE', url, {}), 204, 'baseline delete');
-    return { case: 'baseline-chunks', ...phaseOf(m), mb_per_s: SIZE / MB / m.seconds, phases: {}, verified };
+    return { case: hashed ? 'baseline-sha256' : 'baseline-chunks', ...phaseOf(m), mb_per_s: SIZE / MB / m.seconds, phases: {}, verified };
   } finally {
     agent.destroy();
   }
@@ -585,6 +587,7 @@ async function tus(env: Env): Promise<Omit<CaseResult, 'run' | 'position'>> {
 const RUNNERS: Record<CaseName, (env: Env, run: number) => Promise<Omit<CaseResult, 'run' | 'position'>>> = {
   'baseline-chunks': baselineChunks,
   'baseline-stream': baselineStream,
+  'baseline-sha256': (env, run) => baselineChunks(env, run, true),
   'qasar-chunked': (env) => qasarChunked(env),
   tus: (env) => tus(env),
 };
@@ -719,6 +722,7 @@ async function main(): Promise<void> {
     const chunkLabel = `${CHUNK / MiB} MiB chunks x${PARALLEL}`;
     if (by('baseline-chunks').length) addRow(`baseline: ${chunkLabel}`, 'baseline-chunks', by('baseline-chunks'), true);
     if (by('baseline-stream').length) addRow('baseline: one streaming PUT', 'baseline-stream', by('baseline-stream'), true);
+    if (by('baseline-sha256').length) addRow(`baseline + sha256 of every byte: ${chunkLabel}`, 'baseline-sha256', by('baseline-sha256'), true);
     const q = by('qasar-chunked');
     if (q.length) {
       addRow(`qasar chunked: total`, 'qasar-chunked', q, true);
@@ -761,6 +765,8 @@ async function main(): Promise<void> {
       qasar_chunked_ratio: qTotal?.ratio ?? null,
       qasar_chunked_ratio_ok: qTotal?.ratio != null ? qTotal.ratio >= 0.7 : null,
       tus_ratio: rows.find((r) => r.key === 'tus')?.ratio ?? null,
+      /** What the least server that verifies a sha256 reaches: the ceiling of any such server's ratio here. */
+      hashing_floor_ratio: rows.find((r) => r.key === 'baseline-sha256')?.ratio ?? null,
       qasar_server_peak_rss_mb: qasarRss,
       qasar_server_rss_ok: qasarRss < 200,
     };
@@ -769,6 +775,9 @@ async function main(): Promise<void> {
         `Goal: qasar chunked >= 0.70 of the baseline: ${qTotal.ratio?.toFixed(2)} ${goals.qasar_chunked_ratio_ok ? 'MET' : 'NOT MET'}; ` +
           `qasar server RSS < 200 MB: peak ${qasarRss.toFixed(1)} MB ${goals.qasar_server_rss_ok ? 'MET' : 'NOT MET'}`,
       );
+    }
+    if (goals.hashing_floor_ratio !== null) {
+      out.push(`The least server that hashes what it receives (baseline + sha256) reaches ${goals.hashing_floor_ratio.toFixed(2)} of the baseline here.`);
     }
     process.stdout.write(`\n${out.join('\n')}\n\n`);
 
