@@ -17,11 +17,18 @@ export interface DefaultEngineOptions {
   postingCap: number;
   /** Half-life of the recency boost, in days. */
   recencyHalfLifeDays: number;
-  /** How long document frequencies and the media count are cached per process. */
+  /** How long document frequencies, the media count and posting lists are cached per process. */
   statsTtlMs: number;
+  /** Posting lists kept per process (each up to `postingCap` ids), the least recently used dropped first. */
+  postingCacheSize: number;
 }
 
-const DEFAULTS: DefaultEngineOptions = { maxFeatures: 8, postingCap: 400, recencyHalfLifeDays: 30, statsTtlMs: 60_000 };
+const DEFAULTS: DefaultEngineOptions = { maxFeatures: 8, postingCap: 400, recencyHalfLifeDays: 30, statsTtlMs: 60_000, postingCacheSize: 512 };
+
+interface Posting {
+  mediaId: string;
+  weight: number;
+}
 const PROFILE_UPLOADS = 50;
 const PROFILE_VIEWS = 100;
 
@@ -31,12 +38,15 @@ const PROFILE_VIEWS = 100;
  * score(candidate) = Σ over shared features f of w_seed(f) × w_cand(f) × idf(f), idf = ln(N / df),
  * times a recency factor 0.5 + 0.5 × 2^(−age / half-life). Candidates come from the posting lists
  * of the seed's most informative features (highest w × idf), each capped, so the cost is bounded
- * whatever the library size. Document frequencies are cached per process for a minute.
+ * whatever the library size. Document frequencies and posting lists are cached per process for a
+ * minute (popular features serve many seeds): media labelled or tagged since may take that long to
+ * be recommended, while visibility is always checked fresh, so deleted or held media never are.
  */
 export class DefaultRecommendationEngine implements RecommendationEngine {
   readonly name = 'default';
   private readonly opts: DefaultEngineOptions;
   private readonly stats = new Map<string, { value: number; at: number }>();
+  private readonly postingLists = new Map<string, { value: readonly Posting[]; at: number }>();
 
   constructor(
     private readonly db: Db,
@@ -135,7 +145,23 @@ export class DefaultRecommendationEngine implements RecommendationEngine {
     });
   }
 
-  private async postings(tenantId: string, f: FeatureKey): Promise<{ mediaId: string; weight: number }[]> {
+  private async postings(tenantId: string, f: FeatureKey): Promise<readonly Posting[]> {
+    const key = `${tenantId}:${f}`;
+    const hit = this.postingLists.get(key);
+    const now = Date.now();
+    // Most recently used last.
+    this.postingLists.delete(key);
+    if (hit && now - hit.at < this.opts.statsTtlMs) {
+      this.postingLists.set(key, hit);
+      return hit.value;
+    }
+    const value = await this.readPostings(tenantId, f);
+    this.postingLists.set(key, { value, at: now });
+    while (this.postingLists.size > this.opts.postingCacheSize) this.postingLists.delete(this.postingLists.keys().next().value!);
+    return value;
+  }
+
+  private async readPostings(tenantId: string, f: FeatureKey): Promise<Posting[]> {
     if (f.startsWith('l:')) {
       const rows = await this.db
         .selectFrom('asset_labels')
