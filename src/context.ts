@@ -45,6 +45,8 @@ export interface AppContext {
   media: MediaService;
   /** Listeners of writes to media (search index, event streams). */
   changes: MediaChanges;
+  /** How other processes' changes are heard (none on SQLite: the database file tells). */
+  changeBus: ChangeBus | undefined;
   delivery: DeliveryService;
   captions: CaptionService;
   statusFeed: MediaStatusFeed;
@@ -203,6 +205,7 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
     tus,
     media,
     changes,
+    changeBus: bus,
     delivery,
     captions,
     statusFeed,

@@ -1,6 +1,17 @@
-import { sql, type DatabaseIntrospector, type DatabaseMetadata, type Kysely, type SchemaMetadata, type TableMetadata } from 'kysely';
+import {
+  DEFAULT_MIGRATION_LOCK_TABLE,
+  DEFAULT_MIGRATION_TABLE,
+  sql,
+  type DatabaseIntrospector,
+  type DatabaseMetadata,
+  type DatabaseMetadataOptions,
+  type Kysely,
+  type SchemaMetadata,
+  type TableMetadata,
+} from 'kysely';
 
 interface ColumnRow {
+  schema: string;
   table: string;
   table_type: string;
   column: string;
@@ -30,9 +41,10 @@ export class SchemaIntrospector implements DatabaseIntrospector {
     return rows.map((r) => ({ name: r.nspname }));
   }
 
-  async getTables(): Promise<TableMetadata[]> {
+  /** Tables and views of the schema; Kysely's own tables only when asked for (as Kysely's introspectors do). */
+  async getTables(options: DatabaseMetadataOptions = { withInternalKyselyTables: false }): Promise<TableMetadata[]> {
     const { rows } = await sql<ColumnRow>`
-      select c.relname as "table", c.relkind as table_type, a.attname as "column",
+      select ns.nspname as "schema", c.relname as "table", c.relkind as table_type, a.attname as "column",
              typ.typname as type, tns.nspname as type_schema, a.attnotnull as not_null, a.atthasdef as has_default,
              (a.attidentity <> '' or coalesce(pg_get_expr(d.adbin, d.adrelid) like 'nextval(%', false)) as auto_incrementing,
              col_description(a.attrelid, a.attnum) as column_description
@@ -46,9 +58,10 @@ export class SchemaIntrospector implements DatabaseIntrospector {
        order by c.relname, a.attnum`.execute(this.db);
     const tables = new Map<string, { name: string; isView: boolean; schema: string; columns: TableMetadata['columns'][number][] }>();
     for (const r of rows) {
+      if (!options.withInternalKyselyTables && (r.table === DEFAULT_MIGRATION_TABLE || r.table === DEFAULT_MIGRATION_LOCK_TABLE)) continue;
       let table = tables.get(r.table);
       if (!table) {
-        table = { name: r.table, isView: r.table_type === 'v', schema: this.schema, columns: [] };
+        table = { name: r.table, isView: r.table_type === 'v', schema: r.schema, columns: [] };
         tables.set(r.table, table);
       }
       table.columns.push({
@@ -64,7 +77,7 @@ export class SchemaIntrospector implements DatabaseIntrospector {
     return [...tables.values()];
   }
 
-  async getMetadata(): Promise<DatabaseMetadata> {
-    return { tables: await this.getTables() };
+  async getMetadata(options?: DatabaseMetadataOptions): Promise<DatabaseMetadata> {
+    return { tables: await this.getTables(options) };
   }
 }

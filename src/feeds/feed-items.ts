@@ -42,8 +42,7 @@ export interface BuildOptions {
 
 /**
  * Turns ranked media ids into feed items, in the given order, from the media facts and the
- * tenant's label directory (both cached: a page read again costs no query, or one where
- * visibility is read fresh). Media deleted, held or otherwise made invisible since it was
+ * tenant's label directory (both cached: a page read again costs no query). Media deleted, held or otherwise made invisible since it was
  * ranked is dropped, so one such media never fails a whole page.
  */
 export class FeedItemBuilder {

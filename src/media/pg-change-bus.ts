@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
@@ -9,9 +9,18 @@ import type { MediaChanges } from './media-changes.js';
 const MAX_IDENTIFIER = 63;
 const RETRY_FIRST_MS = 100;
 const RETRY_MAX_MS = 5_000;
-/** How often the listening connection is asked whether it is still there (a dead peer sends nothing). */
-const HEARTBEAT_MS = 15_000;
-const QUERY_TIMEOUT_MS = 5_000;
+/** How often a probe goes round (pool → NOTIFY → this listener): a dead or deaf listener sends nothing. */
+const PROBE_INTERVAL_MS = 10_000;
+/** How long a probe may take to come back before the listener is taken for lost. */
+const PROBE_TIMEOUT_MS = 5_000;
+
+/** A probe under way: its nonce, and how it ends. */
+interface Probe {
+  nonce: string;
+  back(): void;
+  fail(err: Error): void;
+  timer: NodeJS.Timeout;
+}
 
 /** The notification channel of a deployment: one per schema, since channels are database-wide. */
 export function changeChannel(schema: string): string {
@@ -22,8 +31,11 @@ export function changeChannel(schema: string): string {
 /**
  * The change bus over PostgreSQL LISTEN/NOTIFY, for deployments on PostgreSQL without Redis.
  * Announcements go through the pool (`pg_notify`, after the change committed); one connection
- * of its own listens, is checked every HEARTBEAT_MS, and is opened again with backoff when lost.
- * LISTEN needs a session that stays: DATABASE_URL must not point at a pooler in transaction mode.
+ * of its own listens and is opened again with backoff when lost.
+ *
+ * It counts as listening only once a probe sent through the pool came back to it, and again every
+ * PROBE_INTERVAL_MS: a LISTEN that succeeds where nothing is ever delivered (a pooler in
+ * transaction mode) or a connection that died silently is found out within PROBE_TIMEOUT_MS.
  */
 export class PgChangeBus implements ChangeBus {
   private readonly messages = new ChangeMessages();
@@ -35,7 +47,9 @@ export class PgChangeBus implements ChangeBus {
   private closed = false;
   private retryMs = RETRY_FIRST_MS;
   private retryTimer: NodeJS.Timeout | undefined;
-  private heartbeat: NodeJS.Timeout | undefined;
+  private probeTimer: NodeJS.Timeout | undefined;
+  private probe: Probe | undefined;
+  private warnedDeaf = false;
 
   constructor(
     private readonly db: Kysely<any>,
@@ -63,6 +77,7 @@ export class PgChangeBus implements ChangeBus {
   }
 
   subscribe(handlers: ChangeBusHandlers): void {
+    if (this.handlers) throw new Error('the change bus is subscribed already');
     this.handlers = handlers;
     void this.connect();
   }
@@ -70,23 +85,21 @@ export class PgChangeBus implements ChangeBus {
   private async connect(): Promise<void> {
     if (this.closed || !this.handlers) return;
     const handlers = this.handlers;
-    const client = new pg.Client({
-      connectionString: this.connectionString,
-      // Named, so an operator (or a test) can tell it in pg_stat_activity.
-      application_name: this.channel,
-      keepAlive: true,
-      query_timeout: QUERY_TIMEOUT_MS,
-      connectionTimeoutMillis: QUERY_TIMEOUT_MS,
-    });
+    const client = new pg.Client({ connectionString: this.connectionString, keepAlive: true, connectionTimeoutMillis: PROBE_TIMEOUT_MS });
     this.client = client;
     client.on('error', (err) => this.lost(client, err));
     client.on('end', () => this.lost(client));
     client.on('notification', (n) => {
-      if (n.channel === this.channel && n.payload) this.messages.dispatch(n.payload, handlers);
+      if (n.channel !== this.channel || !n.payload) return;
+      if (this.probe && n.payload === this.probe.nonce) return this.probe.back();
+      this.messages.dispatch(n.payload, handlers);
     });
     try {
       await client.connect();
+      // Named, so an operator (or a test) can tell it in pg_stat_activity.
+      await client.query(`set application_name = '${this.channel}'`);
       await client.query(`listen "${this.channel}"`);
+      await this.roundTrip(client);
     } catch (err) {
       this.lost(client, err);
       return;
@@ -94,21 +107,63 @@ export class PgChangeBus implements ChangeBus {
     if (this.client !== client) return;
     this.listening = true;
     this.retryMs = RETRY_FIRST_MS;
+    this.warnedDeaf = false;
     if (this.connectedBefore) this.log.info('media change subscription is back; forgetting cached records');
     this.connectedBefore = true;
-    // Only now: what was announced before the LISTEN stood is lost.
-    handlers.reset();
-    this.heartbeat = setInterval(() => {
-      client.query('select 1').catch((err: unknown) => this.lost(client, err));
-    }, HEARTBEAT_MS);
-    this.heartbeat.unref();
+    // Only now: what was announced before the probe came back may have been missed.
+    try {
+      handlers.reset();
+    } catch (err) {
+      this.log.error({ err }, 'forgetting cached records failed');
+    }
+    this.scheduleProbe(client);
+  }
+
+  /** Sends a probe through the pool and waits for it on the listening connection. */
+  private roundTrip(client: pg.Client): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const probe: Probe = {
+        nonce: `probe:${randomUUID()}`,
+        back: () => settle(),
+        fail: (err) => settle(err),
+        timer: setTimeout(() => {
+          if (!this.warnedDeaf && this.client === client) {
+            this.warnedDeaf = true;
+            this.log.warn('change notifications do not come back to this process (is DATABASE_URL a pooler in transaction mode? then set REDIS_URL); caches are bypassed meanwhile');
+          }
+          settle(new Error(`a change notification did not come back within ${PROBE_TIMEOUT_MS} ms`));
+        }, PROBE_TIMEOUT_MS),
+      };
+      const settle = (err?: Error) => {
+        clearTimeout(probe.timer);
+        if (this.probe === probe) this.probe = undefined;
+        if (err) reject(err);
+        else resolve();
+      };
+      this.probe?.fail(new Error('a newer probe was sent'));
+      this.probe = probe;
+      this.notify(probe.nonce).catch((err: unknown) => settle(err instanceof Error ? err : new Error(String(err))));
+    });
+  }
+
+  private scheduleProbe(client: pg.Client): void {
+    this.probeTimer = setTimeout(() => {
+      this.roundTrip(client).then(
+        () => {
+          if (this.client === client) this.scheduleProbe(client);
+        },
+        (err: unknown) => this.lost(client, err),
+      );
+    }, PROBE_INTERVAL_MS);
+    this.probeTimer.unref();
   }
 
   private lost(client: pg.Client, err?: unknown): void {
     if (this.client !== client) return;
     this.client = undefined;
     this.listening = false;
-    clearInterval(this.heartbeat);
+    clearTimeout(this.probeTimer);
+    this.probe?.fail(new Error('the listening connection was lost'));
     client.removeAllListeners('notification');
     client.on('error', () => undefined);
     client.end().catch(() => undefined);
@@ -119,13 +174,20 @@ export class PgChangeBus implements ChangeBus {
     this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
   }
 
+  /** Stops listening; gives up waiting for the connection to close after a second. */
   async close(): Promise<void> {
     this.closed = true;
     this.listening = false;
     clearTimeout(this.retryTimer);
-    clearInterval(this.heartbeat);
+    clearTimeout(this.probeTimer);
+    this.probe?.fail(new Error('the change bus was closed'));
     const client = this.client;
     this.client = undefined;
-    if (client) await client.end().catch(() => undefined);
+    if (!client) return;
+    client.on('error', () => undefined);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, 1000)));
+    await Promise.race([client.end().catch(() => undefined), late]);
+    clearTimeout(timer);
   }
 }

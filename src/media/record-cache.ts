@@ -43,7 +43,7 @@ export class RecordCache<T> {
   constructor(
     private readonly ttlMs: number,
     private readonly maxEntries: number,
-    /** True when another process wrote to the database since it was last asked (SQLite): everything is forgotten then. */
+    /** True when other processes may have written unannounced since it was last asked (SQLite's data_version moved, or the change bus is not listening): everything is forgotten then. */
     private readonly otherWrites?: () => boolean,
   ) {}
 

@@ -10,6 +10,7 @@ export class RedisChangeBus implements ChangeBus {
   private subscriber: Redis | undefined;
   private connectedBefore = false;
   private subscribed = false;
+  private closed = false;
 
   constructor(
     private readonly redis: Redis,
@@ -33,6 +34,7 @@ export class RedisChangeBus implements ChangeBus {
   }
 
   subscribe(handlers: ChangeBusHandlers): void {
+    if (this.subscriber) throw new Error('the change bus is subscribed already');
     // On a connection of its own (a subscribing connection can do nothing else), named so that
     // an operator (or a test) can tell it in CLIENT LIST. Subscribed again here on every
     // (re)connection, not by ioredis, so that the caches are emptied only once Redis confirmed
@@ -46,10 +48,15 @@ export class RedisChangeBus implements ChangeBus {
     sub.on('ready', () => {
       sub.subscribe(this.channel).then(
         () => {
+          if (this.closed) return;
           if (this.connectedBefore) this.log.info('media change subscription is back; forgetting cached records');
           this.connectedBefore = true;
           this.subscribed = true;
-          handlers.reset();
+          try {
+            handlers.reset();
+          } catch (err) {
+            this.log.error({ err }, 'forgetting cached records failed');
+          }
         },
         (err: unknown) => this.log.warn({ err }, 'could not subscribe to media changes'),
       );
@@ -64,6 +71,7 @@ export class RedisChangeBus implements ChangeBus {
    * nobody holds); gives up waiting after a second, e.g. when Redis is unreachable.
    */
   async close(): Promise<void> {
+    this.closed = true;
     const sub = this.subscriber;
     this.subscriber = undefined;
     this.subscribed = false;

@@ -33,7 +33,7 @@ export class SearchResultCache<T> {
   constructor(
     private readonly ttlMs: number,
     private readonly maxEntries = 256,
-    /** True when another process wrote to the database since it was last asked (SQLite): every ranking is forgotten then. */
+    /** True when other processes may have written unannounced since it was last asked (SQLite's data_version moved, or the change bus is not listening): every ranking is forgotten then. */
     private readonly otherWrites?: () => boolean,
   ) {}
 

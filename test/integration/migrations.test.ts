@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
+import { sql } from 'kysely';
 import pg from 'pg';
 import { openDatabase, type DatabaseHandle } from '../../src/db/database.js';
 import { migrateToLatest } from '../../src/db/migrate.js';
-import { BACKEND, testEnv, type TestEnv } from '../support/harness.js';
+import { BACKEND, TEST_DATABASE_URL, testEnv, type TestEnv } from '../support/harness.js';
 
 // Several deployments (or test runs) may share one PostgreSQL database, each in its schema.
 if (BACKEND === 'scale') describe('migrations on a PostgreSQL database shared by other schemas', () => {
@@ -30,12 +31,19 @@ if (BACKEND === 'scale') describe('migrations on a PostgreSQL database shared by
     assert.ok(applied.length > 0, 'the other schema\'s migration table does not count as ours');
     const tables = await b.handle.db.introspection.getTables();
     assert.ok(tables.some((t) => t.name === 'mediaassets'));
-    assert.ok(tables.every((t) => t.schema === b.env.settings.databaseSchema), 'only our schema is introspected');
+    assert.ok(!tables.some((t) => t.name === 'kysely_migration'), "Kysely's own tables only when asked for");
+    assert.ok((await b.handle.db.introspection.getTables({ withInternalKyselyTables: true })).some((t) => t.name === 'kysely_migration'));
+    // A table only the other schema has is not ours.
+    await sql`create table ${sql.table(`${a.env.settings.databaseSchema}.only_there`)} (id int)`.execute(a.handle.db);
+    assert.ok((await a.handle.db.introspection.getTables()).some((t) => t.name === 'only_there'));
+    const ours = await b.handle.db.introspection.getTables();
+    assert.ok(!ours.some((t) => t.name === 'only_there'), 'only our schema is introspected');
+    assert.ok(ours.every((t) => t.schema === b.env.settings.databaseSchema));
     assert.deepEqual(await migrateToLatest(b.handle), [], 'nothing left to apply');
   });
 
   it('succeed while other schemas are created and dropped meanwhile', async () => {
-    const churn = new pg.Client({ connectionString: envs[0]!.settings.databaseUrl });
+    const churn = new pg.Client({ connectionString: TEST_DATABASE_URL });
     await churn.connect();
     let stop = false;
     let dropped = 0;

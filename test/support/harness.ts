@@ -142,6 +142,8 @@ export async function startTestApp(overrides: Record<string, string> = {}, opts:
     const user = await ctx.tenancy.createKey({ tenantId: t.id, userId: 'alice' });
     return { id: t.id, adminKey: admin.key, userKey: user.key, userId: 'alice' };
   };
+  // Caches are bypassed until the change bus listens: tests of caching start once it does.
+  await waitFor('the change bus to listen', async () => ctx.changeBus?.live ?? true, 15_000);
   const tenant = await makeTenant('acme');
   const other = await makeTenant('globex');
   let worker = opts.worker ? ctx.worker.start(1) : undefined;
