@@ -42,8 +42,9 @@ export interface BuildOptions {
 
 /**
  * Turns ranked media ids into feed items, in the given order, from the media facts and the
- * tenant's label directory (both cached: a page read again costs no query). Media deleted, held or otherwise made invisible since it was
- * ranked is dropped, so one such media never fails a whole page.
+ * tenant's label directory (both cached: a page read again costs no query). Media deleted, held
+ * or otherwise made invisible since it was ranked is dropped, so one such media never fails a
+ * whole page.
  */
 export class FeedItemBuilder {
   constructor(

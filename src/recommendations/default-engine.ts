@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
+import { RecordCache } from '../media/record-cache.js';
 import { publiclyVisible } from '../search/visibility.js';
 import type { RecommendationEngine } from './engine.js';
 
@@ -30,6 +31,8 @@ interface Posting {
   weight: number;
 }
 const PROFILE_UPLOADS = 50;
+/** Media counts and document frequencies kept per process. */
+const STATS_CACHE_SIZE = 50_000;
 const PROFILE_VIEWS = 100;
 
 /**
@@ -45,14 +48,17 @@ const PROFILE_VIEWS = 100;
 export class DefaultRecommendationEngine implements RecommendationEngine {
   readonly name = 'default';
   private readonly opts: DefaultEngineOptions;
-  private readonly stats = new Map<string, { value: number; at: number }>();
-  private readonly postingLists = new Map<string, { value: readonly Posting[]; at: number }>();
+  /** The media count and document frequencies, by tenant. */
+  private readonly stats: RecordCache<number>;
+  private readonly postingLists: RecordCache<readonly Posting[]>;
 
   constructor(
     private readonly db: Db,
     opts: Partial<DefaultEngineOptions> = {},
   ) {
     this.opts = { ...DEFAULTS, ...opts };
+    this.stats = new RecordCache(this.opts.statsTtlMs, STATS_CACHE_SIZE);
+    this.postingLists = new RecordCache(this.opts.statsTtlMs, this.opts.postingCacheSize);
   }
 
   async related(tenantId: string, mediaId: string, limit: number): Promise<string[]> {
@@ -109,25 +115,15 @@ export class DefaultRecommendationEngine implements RecommendationEngine {
     return out;
   }
 
-  private async cached(key: string, load: () => Promise<number>): Promise<number> {
-    const hit = this.stats.get(key);
-    const now = Date.now();
-    if (hit && now - hit.at < this.opts.statsTtlMs) return hit.value;
-    const value = await load();
-    if (this.stats.size > 50_000) this.stats.clear();
-    this.stats.set(key, { value, at: now });
-    return value;
-  }
-
   private mediaCount(tenantId: string): Promise<number> {
-    return this.cached(`n:${tenantId}`, async () => {
+    return this.stats.get(tenantId, 'n', async () => {
       const r = await this.db.selectFrom('mediaassets').select((eb) => eb.fn.countAll<number>().as('n')).where('tenant_id', '=', tenantId).executeTakeFirst();
       return Number(r?.n ?? 0);
     });
   }
 
   private documentFrequency(tenantId: string, f: FeatureKey): Promise<number> {
-    return this.cached(`df:${tenantId}:${f}`, async () => {
+    return this.stats.get(tenantId, `df:${f}`, async () => {
       const r = f.startsWith('l:')
         ? await this.db
             .selectFrom('asset_labels')
@@ -145,20 +141,8 @@ export class DefaultRecommendationEngine implements RecommendationEngine {
     });
   }
 
-  private async postings(tenantId: string, f: FeatureKey): Promise<readonly Posting[]> {
-    const key = `${tenantId}:${f}`;
-    const hit = this.postingLists.get(key);
-    const now = Date.now();
-    // Most recently used last.
-    this.postingLists.delete(key);
-    if (hit && now - hit.at < this.opts.statsTtlMs) {
-      this.postingLists.set(key, hit);
-      return hit.value;
-    }
-    const value = await this.readPostings(tenantId, f);
-    this.postingLists.set(key, { value, at: now });
-    while (this.postingLists.size > this.opts.postingCacheSize) this.postingLists.delete(this.postingLists.keys().next().value!);
-    return value;
+  private postings(tenantId: string, f: FeatureKey): Promise<readonly Posting[]> {
+    return this.postingLists.get(tenantId, f, () => this.readPostings(tenantId, f));
   }
 
   private async readPostings(tenantId: string, f: FeatureKey): Promise<Posting[]> {

@@ -9,7 +9,7 @@ import { createContext, type AppContext } from '../../src/context.js';
 import { buildApp } from '../../src/http/app.js';
 import { createLogger } from '../../src/logger.js';
 import { PgChangeBus, changeChannel } from '../../src/media/pg-change-bus.js';
-import { BACKEND, SAMPLES, startTestApp, waitFor, type TestApp } from '../support/harness.js';
+import { BACKEND, SAMPLES, changeBusListening, startTestApp, waitFor, type TestApp } from '../support/harness.js';
 import { insertMedia } from '../support/media-seed.js';
 import { SessionClient } from '../support/upload-client.js';
 
@@ -157,8 +157,7 @@ describe('media record cache (MEDIA_CACHE_TTL)', () => {
       const ctx = await createContext(settings, { log: createLogger('silent') });
       const app = await buildApp(ctx);
       await app.ready();
-      // Nothing is served from memory until the change bus listens.
-      await waitFor('the change bus to listen', async () => ctx.changeBus?.live ?? true, 15_000);
+      await changeBusListening(ctx);
       return { ctx, app };
     };
     const caption = async (p: { app: Awaited<ReturnType<typeof buildApp>> }, id: string) => {

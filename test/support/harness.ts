@@ -142,8 +142,7 @@ export async function startTestApp(overrides: Record<string, string> = {}, opts:
     const user = await ctx.tenancy.createKey({ tenantId: t.id, userId: 'alice' });
     return { id: t.id, adminKey: admin.key, userKey: user.key, userId: 'alice' };
   };
-  // Caches are bypassed until the change bus listens: tests of caching start once it does.
-  await waitFor('the change bus to listen', async () => ctx.changeBus?.live ?? true, 15_000);
+  await changeBusListening(ctx);
   const tenant = await makeTenant('acme');
   const other = await makeTenant('globex');
   let worker = opts.worker ? ctx.worker.start(1) : undefined;
@@ -166,6 +165,11 @@ export async function startTestApp(overrides: Record<string, string> = {}, opts:
       await env.cleanup();
     },
   };
+}
+
+/** Caches are bypassed until a context's change bus listens: tests of caching start once it does. */
+export async function changeBusListening(ctx: AppContext): Promise<void> {
+  await waitFor('the change bus to listen', async () => ctx.changeBus?.live ?? true, 15_000);
 }
 
 /** Waits until `fn` returns a truthy value, polling; throws with `what` after `timeoutMs`. */
