@@ -46,9 +46,9 @@ async function writeAll(fh: FileHandle, buffers: Buffer[], position: number): Pr
  * until then, and while a sink asks to wait. Returns the bytes written.
  *
  * The body is read through 'data' events rather than an async iterator: a 1 GiB upload arrives
- * in some 16,000 socket reads, and a promise and a generator step for each cost the event loop
- * about a fifth more than the writing itself (bench/upload). A failed write or sink, or a body
- * over the limit, destroys the body as an iterator would.
+ * in some 16,000 socket reads, and a promise and a generator step for each made the server spend
+ * about 15 % more CPU on 1 GiB of 8 MiB PUTs (and take as much longer) than this does. A failed
+ * write or sink, or a body over the limit, destroys the body as an iterator would.
  */
 export async function writeHashed(body: Readable, file: string, opts: HashedWrite): Promise<number> {
   const limit = opts.limit ?? Number.POSITIVE_INFINITY;
