@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Db, DatabaseHandle } from '../db/database.js';
+import type { Dialect } from '../db/dialect.js';
 import type { MediaChange } from '../media/media-changes.js';
 import { buildDocuments, type SearchDocument } from './documents.js';
 import type { SearchIndex } from './search-index.js';
@@ -46,14 +47,23 @@ export class SearchIndexer {
     await this.reindexMany(tenantId, [mediaId]);
   }
 
-  /** Rebuilds the documents (and tags) of media of one tenant; ids that no longer exist are removed. */
+  /**
+   * Rebuilds the documents (and tags) of media of one tenant; ids that no longer exist are removed.
+   *
+   * The documents are read and written in one transaction that first locks the media rows, so
+   * rebuilds of one media (in any process) run one after another and each reads what was
+   * committed before it took the lock. Every change is followed by a rebuild that starts after
+   * its commit, so the last document written holds the last change: a rebuild that read before a
+   * change can no longer overwrite the document of the rebuild that read after it.
+   */
   async reindexMany(tenantId: string, mediaIds: string[], opts: { tags: boolean } = { tags: true }): Promise<void> {
     for (let i = 0; i < mediaIds.length; i += BATCH) {
-      const ids = [...new Set(mediaIds.slice(i, i + BATCH))];
-      const docs = await buildDocuments(this.db, tenantId, ids);
-      const found = new Set(docs.map((d) => d.mediaId));
-      const gone = ids.filter((id) => !found.has(id));
+      const ids = [...new Set(mediaIds.slice(i, i + BATCH))].sort();
       await this.db.transaction().execute(async (trx) => {
+        await lockMediaRows(trx, this.handle.dialect, tenantId, ids);
+        const docs = await buildDocuments(trx, tenantId, ids);
+        const found = new Set(docs.map((d) => d.mediaId));
+        const gone = ids.filter((id) => !found.has(id));
         await this.index.upsert(trx, docs);
         if (opts.tags) await writeTags(trx, docs);
         if (gone.length) await this.index.remove(trx, tenantId, gone);
@@ -123,6 +133,21 @@ export class SearchIndexer {
     total += await this.refreshStale();
     if (total) this.log?.info({ media: total }, 'search index backfilled');
     return total;
+  }
+}
+
+/**
+ * Takes the write locks of media rows for the rest of the transaction: on PostgreSQL the rows
+ * themselves, in id order (two rebuilds of overlapping batches never wait on each other in a
+ * circle); on SQLite a write as the first statement takes the database's one write lock, and
+ * what the transaction reads after it is the latest committed state.
+ */
+async function lockMediaRows(trx: Db, dialect: Dialect, tenantId: string, ids: string[]): Promise<void> {
+  if (!ids.length) return;
+  if (dialect === 'postgres') {
+    await trx.selectFrom('mediaassets').select('id').where('tenant_id', '=', tenantId).where('id', 'in', ids).orderBy('id').forUpdate().execute();
+  } else {
+    await trx.updateTable('mediaassets').set((eb) => ({ updated_at: eb.ref('updated_at') })).where('tenant_id', '=', tenantId).where('id', 'in', ids).execute();
   }
 }
 
