@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Db, DatabaseHandle } from '../db/database.js';
-import type { Dialect } from '../db/dialect.js';
+import { writeTransaction } from '../db/write-transaction.js';
 import type { MediaChange } from '../media/media-changes.js';
 import { buildDocuments, type SearchDocument } from './documents.js';
 import type { SearchIndex } from './search-index.js';
@@ -50,17 +50,18 @@ export class SearchIndexer {
   /**
    * Rebuilds the documents (and tags) of media of one tenant; ids that no longer exist are removed.
    *
-   * The documents are read and written in one transaction that first locks the media rows, so
-   * rebuilds of one media (in any process) run one after another and each reads what was
-   * committed before it took the lock. Every change is followed by a rebuild that starts after
-   * its commit, so the last document written holds the last change: a rebuild that read before a
-   * change can no longer overwrite the document of the rebuild that read after it.
+   * The documents are read and written in one transaction that first locks the media rows (on
+   * SQLite: holds the write lock from its start), so rebuilds of one media (in any process) run
+   * one after another and each reads what was committed before it took the lock. Every change is
+   * followed by a rebuild that starts after its commit, so the last document written holds the
+   * last change: a rebuild that read before a change can no longer overwrite the document of the
+   * rebuild that read after it.
    */
   async reindexMany(tenantId: string, mediaIds: string[], opts: { tags: boolean } = { tags: true }): Promise<void> {
     for (let i = 0; i < mediaIds.length; i += BATCH) {
       const ids = [...new Set(mediaIds.slice(i, i + BATCH))].sort();
-      await this.db.transaction().execute(async (trx) => {
-        await lockMediaRows(trx, this.handle.dialect, tenantId, ids);
+      await writeTransaction(this.handle, async (trx) => {
+        if (this.handle.dialect === 'postgres') await lockMediaRows(trx, tenantId, ids);
         const docs = await buildDocuments(trx, tenantId, ids);
         const found = new Set(docs.map((d) => d.mediaId));
         const gone = ids.filter((id) => !found.has(id));
@@ -137,18 +138,16 @@ export class SearchIndexer {
 }
 
 /**
- * Takes the write locks of media rows for the rest of the transaction: on PostgreSQL the rows
- * themselves, in id order (two rebuilds of overlapping batches never wait on each other in a
- * circle); on SQLite a write as the first statement takes the database's one write lock, and
- * what the transaction reads after it is the latest committed state.
+ * PostgreSQL: locks media rows against other rebuilds and edits for the rest of the transaction,
+ * in id order (two rebuilds of overlapping batches never wait on each other in a circle). FOR NO
+ * KEY UPDATE, not FOR UPDATE: inserts of rows that refer to a media (stale marks, labels, views)
+ * take a key-share lock on it, which this one lets through, so a label write marking many media
+ * stale never deadlocks with a rebuild. SQLite needs none: the transaction holds the database's
+ * write lock from its start (writeTransaction).
  */
-async function lockMediaRows(trx: Db, dialect: Dialect, tenantId: string, ids: string[]): Promise<void> {
+async function lockMediaRows(trx: Db, tenantId: string, ids: string[]): Promise<void> {
   if (!ids.length) return;
-  if (dialect === 'postgres') {
-    await trx.selectFrom('mediaassets').select('id').where('tenant_id', '=', tenantId).where('id', 'in', ids).orderBy('id').forUpdate().execute();
-  } else {
-    await trx.updateTable('mediaassets').set((eb) => ({ updated_at: eb.ref('updated_at') })).where('tenant_id', '=', tenantId).where('id', 'in', ids).execute();
-  }
+  await trx.selectFrom('mediaassets').select('id').where('tenant_id', '=', tenantId).where('id', 'in', ids).orderBy('id').forNoKeyUpdate().execute();
 }
 
 async function writeTags(db: Db, docs: SearchDocument[]): Promise<void> {

@@ -102,27 +102,32 @@ export async function writeHashed(body: Readable, file: string, opts: HashedWrit
       };
       const onData = (chunk: Buffer) => {
         if (settled) return;
-        bytes += chunk.length;
-        if (bytes > limit) return settle((opts.tooLarge ?? (() => new Error('too large')))());
-        for (const h of opts.hashes) {
-          const ready = h.update(chunk);
-          if (ready instanceof Promise) {
-            sinkWaits++;
-            body.pause();
-            ready.then(
-              () => {
-                sinkWaits--;
-                flow();
-                settleIfDone();
-              },
-              (err: unknown) => settle(err),
-            );
+        // A throw here would escape through the body's emit as an uncaught exception.
+        try {
+          bytes += chunk.length;
+          if (bytes > limit) return settle((opts.tooLarge ?? (() => new Error('too large')))());
+          for (const h of opts.hashes) {
+            const ready = h.update(chunk);
+            if (ready instanceof Promise) {
+              sinkWaits++;
+              body.pause();
+              ready.then(
+                () => {
+                  sinkWaits--;
+                  flow();
+                  settleIfDone();
+                },
+                (err: unknown) => settle(err),
+              );
+            }
           }
+          batch.push(chunk);
+          batchBytes += chunk.length;
+          if (!writing) flush();
+          else if (batchBytes >= batchSize) body.pause();
+        } catch (err) {
+          settle(err);
         }
-        batch.push(chunk);
-        batchBytes += chunk.length;
-        if (!writing) flush();
-        else if (batchBytes >= batchSize) body.pause();
       };
       const stopWatching = finished(body, { writable: false }, (err) => {
         if (err) return settle(err);
@@ -131,6 +136,8 @@ export async function writeHashed(body: Readable, file: string, opts: HashedWrit
         settleIfDone();
       });
       body.on('data', onData);
+      // A 'data' listener does not start a body that was paused before.
+      flow();
     });
     return bytes;
   } finally {

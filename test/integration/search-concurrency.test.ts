@@ -84,7 +84,7 @@ describe(`search documents under concurrent changes (${BACKEND})`, () => {
     assert.deepEqual(await ids('marmalade'), [id]);
     // The change is made and holds its lock; the rebuild starts before it commits. Read outside
     // the lock, the rebuild would index the old caption and write it after the commit.
-    const { committed } = await changeCaptionElsewhere(t, id, 'quetzal plumage', 400);
+    const { committed } = await changeCaptionElsewhere(t, id, 'quetzal plumage', 1000);
     const rebuild = t.ctx.discovery.indexer.reindexMedia(t.tenant.id, id);
     await Promise.all([rebuild, committed]);
     assert.deepEqual(await ids('quetzal'), [id], 'the document holds the caption committed while it was rebuilt');
