@@ -71,3 +71,14 @@ export class ChangeMessages {
 export function publishQuietly(send: Promise<unknown>, log: Logger, what: string): void {
   send.catch((err: unknown) => log.warn({ err }, `could not announce ${what}`));
 }
+
+/** How long closing a bus waits for its connection to end before it lets go (e.g. the server is unreachable). */
+const CLOSE_WAIT_MS = 1000;
+
+/** Waits for a bus connection to end, at most CLOSE_WAIT_MS; never rejects. */
+export async function endWithin(ending: Promise<unknown>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_WAIT_MS)));
+  await Promise.race([ending.then(() => undefined, () => undefined), late]);
+  clearTimeout(timer);
+}

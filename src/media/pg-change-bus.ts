@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
-import { ChangeMessages, publishQuietly, type ChangeBus, type ChangeBusHandlers } from './change-bus.js';
+import { ChangeMessages, endWithin, publishQuietly, type ChangeBus, type ChangeBusHandlers } from './change-bus.js';
 import type { MediaChanges } from './media-changes.js';
 
 /** Longest PostgreSQL identifier (a channel name is one). */
@@ -185,9 +185,6 @@ export class PgChangeBus implements ChangeBus {
     this.client = undefined;
     if (!client) return;
     client.on('error', () => undefined);
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, 1000)));
-    await Promise.race([client.end().catch(() => undefined), late]);
-    clearTimeout(timer);
+    await endWithin(client.end());
   }
 }

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { ChangeMessages, publishQuietly, type ChangeBus, type ChangeBusHandlers } from './change-bus.js';
+import { ChangeMessages, endWithin, publishQuietly, type ChangeBus, type ChangeBusHandlers } from './change-bus.js';
 import type { MediaChanges } from './media-changes.js';
 
 /** The change bus over Redis publish/subscribe (REDIS_URL set). */
@@ -76,10 +76,7 @@ export class RedisChangeBus implements ChangeBus {
     this.subscriber = undefined;
     this.subscribed = false;
     if (!sub) return;
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, 1000)));
-    await Promise.race([sub.quit().then(() => undefined, () => undefined), late]);
-    clearTimeout(timer);
+    await endWithin(sub.quit());
     sub.disconnect();
   }
 }

@@ -26,14 +26,15 @@ export interface DefaultEngineOptions {
 
 const DEFAULTS: DefaultEngineOptions = { maxFeatures: 8, postingCap: 400, recencyHalfLifeDays: 30, statsTtlMs: 60_000, postingCacheSize: 512 };
 
+const PROFILE_UPLOADS = 50;
+const PROFILE_VIEWS = 100;
+/** Media counts and document frequencies kept per process. */
+const STATS_CACHE_SIZE = 50_000;
+
 interface Posting {
   mediaId: string;
   weight: number;
 }
-const PROFILE_UPLOADS = 50;
-/** Media counts and document frequencies kept per process. */
-const STATS_CACHE_SIZE = 50_000;
-const PROFILE_VIEWS = 100;
 
 /**
  * Content-based recommendations from shared labels and tags.
