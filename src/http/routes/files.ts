@@ -1,12 +1,13 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { AppContext } from '../../context.js';
 import { notFound } from '../../errors.js';
 import type { ServableFile } from '../../media/delivery.js';
 import { principalOf } from '../auth.js';
+import { problemBody, sendProblem } from '../problem-details.js';
 import { problemResponses } from '../schemas.js';
 
 /** Sends a stored file with Range and ETag; its type and caching come from the static plugin's setHeaders. */
@@ -14,6 +15,20 @@ async function sendStored(reply: FastifyReply, file: ServableFile): Promise<Fast
   const stat = await fsp.stat(path.join(file.root, file.relative)).catch(() => undefined);
   if (!stat?.isFile()) throw notFound('file');
   return reply.sendFile(file.relative, file.root, { cacheControl: false, dotfiles: 'deny', acceptRanges: true, etag: true, lastModified: true });
+}
+
+/**
+ * An unsatisfiable Range reaches Fastify as the static plugin's 416 error, which lost the size the
+ * client needs: it answers 416 with the Content-Range that names the size. Anything else goes on to the
+ * app's error handler.
+ */
+function answerUnsatisfiableRange(app: FastifyInstance): void {
+  app.setErrorHandler((err: FastifyError & { headers?: Record<string, string> }, req, reply) => {
+    if (err.statusCode !== 416) throw err;
+    const contentRange = err.headers?.['Content-Range'];
+    if (contentRange) reply.header('content-range', contentRange);
+    return sendProblem(reply, problemBody('range-not-satisfiable', req, 'the requested range lies outside the file'));
+  });
 }
 
 /** The base URL clients reach the server under (the configured one, or the request's). */
@@ -24,6 +39,7 @@ function baseUrlOf(ctx: AppContext, req: { protocol: string; host: string }): st
 /** Unauthenticated playback: the signed token in the path is the credential. */
 export function playbackRoutes(ctx: AppContext) {
   return async (app: FastifyInstance) => {
+    answerUnsatisfiableRange(app);
     app.addHook('onSend', async (_req, reply) => {
       reply.header('access-control-allow-origin', '*');
       reply.header('access-control-expose-headers', 'Content-Length, Content-Range, ETag');
@@ -38,6 +54,7 @@ export function playbackRoutes(ctx: AppContext) {
 
 export function mediaFileRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
   return async (app) => {
+    answerUnsatisfiableRange(app);
     app.get(
       '/media/:media_id/package',
       {
