@@ -4,6 +4,8 @@ import path from 'node:path';
 import { XMLBuilder, XMLParser } from 'fast-xml-parser';
 import type { Db } from '../db/database.js';
 import type { CaptionKind } from '../db/schema.js';
+import { realPathInside } from '../storage/files.js';
+import { UnsafePathError } from '../storage/layout.js';
 
 /**
  * Offers the caption tracks of a video in its HLS master (a SUBTITLES group, one single-file
@@ -43,11 +45,16 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array): 
   }
 }
 
-async function readIfExists(file: string): Promise<string | undefined> {
+/**
+ * A manifest of the folder `dir`, or undefined when there is none. One that is a link out of the
+ * folder counts as none: its contents would otherwise be rewritten into a manifest clients read.
+ */
+async function readIfExists(dir: string, relative: string): Promise<string | undefined> {
   try {
-    return await fs.readFile(file, 'utf8');
+    const real = await realPathInside(dir, dir, relative);
+    return await fs.readFile(path.join(real.folder, real.relative), 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if (err instanceof UnsafePathError || (err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
 }
@@ -177,7 +184,7 @@ export function mpdWithTextTracks(mpd: string, tracks: readonly CaptionTrackRef[
 export async function applyCaptionTracks(dir: string, tracks: readonly CaptionTrackRef[]): Promise<void> {
   const masterFile = path.join(dir, 'hls', 'master.m3u8');
   const mpdFile = path.join(dir, 'dash', 'manifest.mpd');
-  const [master, mpd] = await Promise.all([readIfExists(masterFile), readIfExists(mpdFile)]);
+  const [master, mpd] = await Promise.all([readIfExists(dir, 'hls/master.m3u8'), readIfExists(dir, 'dash/manifest.mpd')]);
   let seconds = 0;
   if (mpd !== undefined) {
     const next = mpdWithTextTracks(mpd, tracks);
@@ -187,7 +194,7 @@ export async function applyCaptionTracks(dir: string, tracks: readonly CaptionTr
   if (master === undefined) return;
   const firstVariant = master.split('\n').find((l) => l.trim() && !l.startsWith('#'));
   if (firstVariant) {
-    const variant = await readIfExists(path.join(dir, 'hls', path.basename(firstVariant.trim())));
+    const variant = await readIfExists(dir, `hls/${path.basename(firstVariant.trim())}`);
     if (variant) seconds = playlistSeconds(variant) || seconds;
   }
   for (const t of tracks) await writeFileAtomic(path.join(dir, 'hls', subtitlePlaylistName(t.language)), subtitlePlaylist(t.language, seconds));

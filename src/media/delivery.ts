@@ -2,7 +2,8 @@ import path from 'node:path';
 import type { Db } from '../db/database.js';
 import { fromJson } from '../db/schema.js';
 import { AppError, notFound } from '../errors.js';
-import { safeJoin, type StorageLayout } from '../storage/layout.js';
+import { realPathInside } from '../storage/files.js';
+import { safeJoin, UnsafePathError, type MediaRef, type StorageLayout } from '../storage/layout.js';
 import type { Principal } from '../tenancy/principal.js';
 import type { PlaybackTokens } from './playback-tokens.js';
 import { assertModerationVisible, checkPlaybackToken, playbackSigningKey } from '../moderation/visibility.js';
@@ -74,6 +75,9 @@ export interface ServableFile {
   root: string;
   relative: string;
 }
+
+/** What realpath answers for a file that is not there (or a path through something that is no folder, or a loop of links). */
+const MISSING = new Set(['ENOENT', 'ENOTDIR', 'ELOOP']);
 
 function cleanRelative(rel: string): string {
   const decoded = rel.split('/').filter((s) => s && s !== '.');
@@ -148,10 +152,9 @@ export class DeliveryService {
       throw new AppError('forbidden', claims.expiresAt <= now ? 'the playback token has expired' : 'the playback token is not valid');
     }
     const clean = cleanRelative(rel);
-    if (!PLAYABLE.has(clean.split('/')[0]!)) throw notFound('file');
-    const root = this.layout.mediaDir({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id });
-    safeJoin(root, clean);
-    return { root, relative: clean };
+    const playable = (file: string) => PLAYABLE.has(file.split('/')[0]!);
+    if (!playable(clean)) throw notFound('file');
+    return this.stored({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id }, clean, playable);
   }
 
   /** A stored file of a media of the caller's tenant (the original included, for its owner or an admin). */
@@ -165,11 +168,29 @@ export class DeliveryService {
     if (!row) throw notFound('media');
     assertModerationVisible(p, row);
     const clean = cleanRelative(rel);
-    const folder = clean.split('/')[0]!;
     const ownerOrAdmin = p.isAdmin || row.user_id === p.userId;
-    if (!PLAYABLE.has(folder) && !(folder === 'media' && ownerOrAdmin)) throw notFound('file');
-    const root = this.layout.mediaDir({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id });
+    const allowed = (file: string) => {
+      const folder = file.split('/')[0]!;
+      return PLAYABLE.has(folder) || (folder === 'media' && ownerOrAdmin);
+    };
+    if (!allowed(clean)) throw notFound('file');
+    return this.stored({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id }, clean, allowed);
+  }
+
+  /**
+   * A file of a media's folder where it really is: a symbolic link that leads out of the folder,
+   * or into a part of it the caller may not read (the original), is not found.
+   */
+  private async stored(ref: MediaRef, clean: string, allowed: (file: string) => boolean): Promise<ServableFile> {
+    const root = this.layout.mediaDir(ref);
     safeJoin(root, clean);
-    return { root, relative: clean };
+    try {
+      const real = await realPathInside(this.layout.root, root, clean);
+      if (!allowed(real.relative)) throw notFound('file');
+      return { root: real.folder, relative: real.relative };
+    } catch (err) {
+      if (err instanceof UnsafePathError || MISSING.has((err as NodeJS.ErrnoException).code ?? '')) throw notFound('file');
+      throw err;
+    }
   }
 }

@@ -57,4 +57,70 @@ describe('serving stored files to clients', () => {
       assert.equal(res.body, POSTER.slice(2, 5), route);
     }
   });
+
+  it('refuses symbolic links that lead out of the media folder, on both routes', async () => {
+    const m = await mediaWithPoster();
+    const theirs = await mediaWithPoster(t.other.userKey);
+    const sibling = await mediaWithPoster();
+    // A file of another tenant, one of another media of the same user, and the system's.
+    await fs.symlink('/etc/passwd', path.join(m.dir, 'posters', 'e.jpg'));
+    await fs.symlink(path.join(theirs.dir, 'posters', 'poster.jpg'), path.join(m.dir, 'posters', 'theirs.jpg'));
+    await fs.symlink(path.join('..', '..', sibling.id, 'posters', 'poster.jpg'), path.join(m.dir, 'posters', 'sibling.jpg'));
+    // Whole folders: a linked folder of another tenant's media, and one of the system.
+    await fs.symlink(path.join(theirs.dir, 'posters'), path.join(m.dir, 'thumbnails'));
+    await fs.symlink('/etc', path.join(m.dir, 'webp'));
+    // Into the media's own original, which playback URLs never reach.
+    await fs.mkdir(path.join(m.dir, 'media'), { recursive: true });
+    await fs.writeFile(path.join(m.dir, 'media', 'secret.bin'), 'the original');
+    await fs.symlink(path.join('..', 'media', 'secret.bin'), path.join(m.dir, 'posters', 'original.jpg'));
+
+    for (const rel of ['posters/e.jpg', 'posters/theirs.jpg', 'posters/sibling.jpg', 'thumbnails/poster.jpg', 'webp/passwd', 'webp/hostname']) {
+      for (const { route, get } of bothRoutes(m, rel)) {
+        const res = await get();
+        expectProblem(res, 404, 'not-found');
+        assert.ok(!res.body.includes('root:') && !res.body.includes(POSTER), `${route} ${rel}: ${res.body}`);
+      }
+    }
+    expectProblem(await t.app.inject({ url: `/play/${m.token}/posters/original.jpg` }), 404, 'not-found');
+    // A link that stays inside the folder is an ordinary file of it.
+    await fs.symlink('poster.jpg', path.join(m.dir, 'posters', 'alias.jpg'));
+    for (const { route, get } of bothRoutes(m, 'posters/alias.jpg')) {
+      const res = await get();
+      assert.equal(res.statusCode, 200, route);
+      assert.equal(res.body, POSTER, route);
+    }
+  });
+
+  it("refuses a media whose own folder is a link to another tenant's media", async () => {
+    const m = await mediaWithPoster();
+    const theirs = await mediaWithPoster(t.other.userKey);
+    await fs.rm(m.dir, { recursive: true });
+    await fs.symlink(theirs.dir, m.dir);
+    for (const { route, get } of bothRoutes(m, 'posters/poster.jpg')) {
+      const res = await get();
+      expectProblem(res, 404, 'not-found');
+      assert.ok(!res.body.includes(POSTER), route);
+    }
+  });
+
+  it('does not copy a linked manifest into the one clients read when caption tracks change', async () => {
+    const m = await mediaWithPoster();
+    await t.ctx.database.db.updateTable('mediaassets').set({ kind: 'video', status: 'ready' }).where('id', '=', m.id).execute();
+    await fs.mkdir(path.join(m.dir, 'hls'), { recursive: true });
+    await fs.symlink('/etc/passwd', path.join(m.dir, 'hls', 'master.m3u8'));
+    const vtt = 'WEBVTT\n\n00:00:00.000 --> 00:00:01.000\nhello\n';
+    const put = await t.app.inject({
+      method: 'PUT',
+      url: `${API}/media/${m.id}/captions/en`,
+      headers: { ...t.auth(t.tenant.userKey), 'content-type': 'text/vtt' },
+      payload: vtt,
+    });
+    assert.equal(put.statusCode, 201, put.body);
+    assert.ok((await fs.lstat(path.join(m.dir, 'hls', 'master.m3u8'))).isSymbolicLink(), 'the link was left as it was, not replaced by its target');
+    for (const { route, get } of bothRoutes(m, 'hls/master.m3u8')) {
+      const res = await get();
+      expectProblem(res, 404, 'not-found');
+      assert.ok(!res.body.includes('root:'), route);
+    }
+  });
 });
