@@ -7,12 +7,11 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { AppContext } from '../context.js';
-import { cacheControlFor, contentTypeFor } from '../media/delivery.js';
 import { requireApiKey } from './auth.js';
 import { registerProblemHandlers } from './problem-details.js';
 import { adminRoutes } from './routes/admin.js';
 import { captionRoutes } from './routes/captions.js';
-import { mediaFileRoutes, playbackRoutes } from './routes/files.js';
+import { mediaFileRoutes, playbackRoutes, storedFileHeaders } from './routes/files.js';
 import { labelRoutes } from './routes/labels.js';
 import { mediaRoutes } from './routes/media.js';
 import { moderationRoutes } from './routes/moderation.js';
@@ -82,12 +81,9 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   await app.register(fastifyStatic, {
     root: ctx.layout.root,
     serve: false,
-    // Our own types (.m4s is video/mp4, playlists as players expect) and caching: public for
-    // signed playback URLs, private for files fetched with an API key.
-    setHeaders: (reply, file) => {
-      reply.header('content-type', contentTypeFor(file));
-      reply.header('cache-control', cacheControlFor(file, reply.request.url.startsWith('/play/') ? 'public' : 'private'));
-    },
+    // Our own types (.m4s is video/mp4, playlists as players expect) and the caching the file
+    // route chose (never longer than a playback token lives).
+    setHeaders: storedFileHeaders,
   });
   await app.register(publicRoutes(ctx));
   await app.register(playbackRoutes(ctx));

@@ -33,9 +33,20 @@ export function contentTypeFor(file: string): string {
   return TYPES[path.extname(file).toLowerCase()] ?? 'application/octet-stream';
 }
 
-/** Playlists change when media is reprocessed; everything else is written once under its name. */
-export function cacheControlFor(file: string, visibility: 'public' | 'private'): string {
-  return /\.(m3u8|mpd)$/i.test(file) ? `${visibility}, max-age=30` : `${visibility}, max-age=31536000, immutable`;
+const PLAYLIST = /\.(m3u8|mpd)$/i;
+
+/** A file fetched with an API key: playlists change when media is reprocessed; everything else is written once under its name. */
+export function apiCacheControl(file: string): string {
+  return PLAYLIST.test(file) ? 'private, max-age=30' : 'private, max-age=31536000, immutable';
+}
+
+/**
+ * A file behind a playback token is cached no longer than the token is valid, and only by the
+ * player's own browser: a shared cache would go on serving it after the media was held.
+ */
+export function playbackCacheControl(file: string, tokenExpiresAt: number, now = Date.now()): string {
+  const left = Math.max(0, Math.floor((tokenExpiresAt - now) / 1000));
+  return `private, max-age=${PLAYLIST.test(file) ? Math.min(30, left) : left}`;
 }
 
 /** Artifacts as the worker records them in file_metadata.artifacts: paths relative to the media folder. */
@@ -74,6 +85,7 @@ export interface PackageView {
 export interface ServableFile {
   root: string;
   relative: string;
+  cacheControl: string;
 }
 
 /** What realpath answers for a file that is not there (or a path through something that is no folder, or a loop of links). */
@@ -154,7 +166,8 @@ export class DeliveryService {
     const clean = cleanRelative(rel);
     const playable = (file: string) => PLAYABLE.has(file.split('/')[0]!);
     if (!playable(clean)) throw notFound('file');
-    return this.stored({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id }, clean, playable);
+    const file = await this.stored({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id }, clean, playable);
+    return { ...file, cacheControl: playbackCacheControl(file.relative, claims.expiresAt, now) };
   }
 
   /** A stored file of a media of the caller's tenant (the original included, for its owner or an admin). */
@@ -174,14 +187,15 @@ export class DeliveryService {
       return PLAYABLE.has(folder) || (folder === 'media' && ownerOrAdmin);
     };
     if (!allowed(clean)) throw notFound('file');
-    return this.stored({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id }, clean, allowed);
+    const file = await this.stored({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id }, clean, allowed);
+    return { ...file, cacheControl: apiCacheControl(file.relative) };
   }
 
   /**
    * A file of a media's folder where it really is: a symbolic link that leads out of the folder,
    * or into a part of it the caller may not read (the original), is not found.
    */
-  private async stored(ref: MediaRef, clean: string, allowed: (file: string) => boolean): Promise<ServableFile> {
+  private async stored(ref: MediaRef, clean: string, allowed: (file: string) => boolean): Promise<Omit<ServableFile, 'cacheControl'>> {
     const root = this.layout.mediaDir(ref);
     safeJoin(root, clean);
     try {

@@ -20,26 +20,18 @@ export function assertModerationVisible(p: Principal, media: { user_id: string; 
 }
 
 /**
- * Playback tokens of a hidden media handed to its owner or an admin are signed with a key of
- * their own, so URLs handed out before the media was held stop working while it is hidden.
+ * The key to sign a media's playback URLs with, or null when it gets none: a media held or
+ * rejected by moderation has no public playback URL for anyone (its owner and admins read its
+ * files through the authenticated API instead), since a bearer URL, once handed out, plays for
+ * whoever holds it.
  */
-export function moderatedPlaybackKey(playbackKey: string): string {
-  return `${playbackKey}:moderated`;
-}
-
-/** The key to sign a media's playback URLs with, for a principal allowed to see it (null: nothing to play). */
 export function playbackSigningKey(media: { playback_key: string | null; moderation_state: ModerationState | string }): string | null {
-  if (!media.playback_key) return null;
-  return hiddenByModeration(media.moderation_state) ? moderatedPlaybackKey(media.playback_key) : media.playback_key;
+  if (!media.playback_key || hiddenByModeration(media.moderation_state)) return null;
+  return media.playback_key;
 }
 
-
-/**
- * Checks a playback token against a media's keys: a token of the moderated key (handed to the
- * owner or an admin) always plays; an ordinary one only while the media is not hidden.
- */
+/** Checks a playback token at serve time: a valid one stops playing while the media is held or rejected. */
 export function checkPlaybackToken(verify: (key: string) => boolean, playbackKey: string, state: ModerationState | string): 'ok' | 'hidden' | 'invalid' {
-  if (verify(moderatedPlaybackKey(playbackKey))) return 'ok';
   if (!verify(playbackKey)) return 'invalid';
   return hiddenByModeration(state) ? 'hidden' : 'ok';
 }

@@ -150,19 +150,22 @@ describe('moderation workflow', () => {
     expectProblem(await call('GET', `/media/${media}/files/posters/poster.jpg`, bobKey), 403, 'moderation-hidden');
     expectProblem(await play(sharedBefore), 403, 'moderation-hidden');
 
-    const ownerUrl = await playUrl(media, t.tenant.userKey);
-    const ownerPlay = await play(ownerUrl);
-    assert.equal(ownerPlay.statusCode, 200);
-    assert.equal(ownerPlay.body, 'jpeg bytes');
-    assert.equal((await play(await playUrl(media, t.tenant.adminKey))).statusCode, 200);
-    assert.equal((await call('GET', `/media/${media}/files/posters/poster.jpg`, t.tenant.userKey)).statusCode, 200);
+    // The owner and admins see the package, with no playback URL, and read the files with their key.
+    for (const key of [t.tenant.userKey, t.tenant.adminKey]) {
+      const pkg = await call('GET', `/media/${media}/package`, key);
+      assert.equal(pkg.statusCode, 200, pkg.body);
+      assert.deepEqual(pkg.json().poster, { jpeg: null, webp: null });
+      const own = await call('GET', `/media/${media}/files/posters/poster.jpg`, key);
+      assert.equal(own.statusCode, 200);
+      assert.equal(own.body, 'jpeg bytes');
+    }
     assert.equal((await call('GET', `/media/${media}/labels`, t.tenant.userKey)).statusCode, 200);
 
-    // Approval releases it: earlier URLs play again.
+    // Approval releases it: earlier URLs play again, and the package hands out new ones.
     const approved = await call('POST', `/media/${media}/moderation`, t.tenant.adminKey, { decision: 'approve', note: 'art, fine' });
     assert.equal(approved.statusCode, 200, approved.body);
     assert.equal((await play(sharedBefore)).statusCode, 200);
-    assert.equal((await play(ownerUrl)).statusCode, 200, "the owner's URL keeps working");
+    assert.equal((await play(await playUrl(media, t.tenant.userKey))).statusCode, 200);
     assert.equal((await call('GET', `/media/${media}/package`, bobKey)).statusCode, 200);
   });
 

@@ -1,19 +1,29 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { AppContext } from '../../context.js';
 import { notFound } from '../../errors.js';
-import type { ServableFile } from '../../media/delivery.js';
+import { contentTypeFor, type ServableFile } from '../../media/delivery.js';
 import { principalOf } from '../auth.js';
 import { problemBody, sendProblem } from '../problem-details.js';
 import { problemResponses } from '../schemas.js';
 
-/** Sends a stored file with Range and ETag; its type and caching come from the static plugin's setHeaders. */
+/** The caching each file answer asked for, read when the static plugin sets its headers. */
+const cachingOf = new WeakMap<FastifyRequest, string>();
+
+/** Headers of a stored file sent with sendFile (the static plugin's setHeaders): our types and the route's caching. */
+export function storedFileHeaders(reply: FastifyReply, file: string): void {
+  reply.header('content-type', contentTypeFor(file));
+  reply.header('cache-control', cachingOf.get(reply.request) ?? 'no-store');
+}
+
+/** Sends a stored file with Range and ETag; its type and caching are set by storedFileHeaders. */
 async function sendStored(reply: FastifyReply, file: ServableFile): Promise<FastifyReply> {
   const stat = await fsp.stat(path.join(file.root, file.relative)).catch(() => undefined);
   if (!stat?.isFile()) throw notFound('file');
+  cachingOf.set(reply.request, file.cacheControl);
   return reply.sendFile(file.relative, file.root, { cacheControl: false, dotfiles: 'deny', acceptRanges: true, etag: true, lastModified: true });
 }
 
