@@ -88,8 +88,8 @@ export interface ServableFile {
   cacheControl: string;
 }
 
-/** What realpath answers for a file that is not there (or a path through something that is no folder, or a loop of links). */
-const MISSING = new Set(['ENOENT', 'ENOTDIR', 'ELOOP']);
+/** What realpath answers for a file that cannot be served: not there, a path through something that is no folder, a loop of links, a name too long, no access. */
+const MISSING = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'ENAMETOOLONG', 'EACCES']);
 
 function cleanRelative(rel: string): string {
   const decoded = rel.split('/').filter((s) => s && s !== '.');

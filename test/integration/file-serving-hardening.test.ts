@@ -82,6 +82,8 @@ describe('serving stored files to clients', () => {
       }
     }
     expectProblem(await t.app.inject({ url: `/play/${m.token}/posters/original.jpg` }), 404, 'not-found');
+    // A name the file system refuses is not there either (it was a 500).
+    for (const { get } of bothRoutes(m, `posters/${'a'.repeat(300)}.jpg`)) expectProblem(await get(), 404, 'not-found');
     // A link that stays inside the folder is an ordinary file of it.
     await fs.symlink('poster.jpg', path.join(m.dir, 'posters', 'alias.jpg'));
     for (const { route, get } of bothRoutes(m, 'posters/alias.jpg')) {
