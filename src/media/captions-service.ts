@@ -1,11 +1,13 @@
 import fs from 'node:fs/promises';
+import path from 'node:path';
 import type { Db } from '../db/database.js';
 import { nowIso, type CaptionKind } from '../db/schema.js';
 import { preparedQuery } from '../db/prepared.js';
 import { AppError, notFound } from '../errors.js';
 import { newId } from '../ids.js';
 import { assertModerationVisible } from '../moderation/visibility.js';
-import { safeJoin, type StorageLayout } from '../storage/layout.js';
+import { realPathInside } from '../storage/files.js';
+import { safeJoin, UnsafePathError, type StorageLayout } from '../storage/layout.js';
 import type { Principal } from '../tenancy/principal.js';
 import { CaptionFormatError, parseCaptions } from './captions-format.js';
 import { applyCaptionTracks, CAPTIONS_FOLDER, captionFile, captionTrackRefs, writeFileAtomic } from './captions-manifests.js';
@@ -116,7 +118,9 @@ export class CaptionService {
     }
     const dir = this.layout.mediaDir({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id });
     await fs.mkdir(safeJoin(dir, CAPTIONS_FOLDER), { recursive: true });
-    await writeFileAtomic(safeJoin(dir, captionFile(language)), parsed.vtt);
+    const folder = await this.captionsFolder(dir);
+    if (!folder) throw new AppError('conflict', "the media's caption folder is not a folder of its own; nothing was written");
+    await writeFileAtomic(path.join(folder, path.basename(captionFile(language))), parsed.vtt);
 
     const now = nowIso();
     const existing = await this.db
@@ -153,7 +157,22 @@ export class CaptionService {
     if (Number(res.numDeletedRows) === 0) throw notFound('caption track');
     await this.republish(row);
     const dir = this.layout.mediaDir({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id });
-    await fs.rm(safeJoin(dir, captionFile(language)), { force: true });
+    const folder = await this.captionsFolder(dir);
+    if (folder) await fs.rm(path.join(folder, path.basename(captionFile(language))), { force: true });
+  }
+
+  /**
+   * Where the media's caption folder really is, or undefined when it is missing or a link out of
+   * the media folder: writing or removing through such a link would reach another media's files.
+   */
+  private async captionsFolder(dir: string): Promise<string | undefined> {
+    try {
+      const real = await realPathInside(this.layout.root, dir, CAPTIONS_FOLDER);
+      return path.join(real.folder, real.relative);
+    } catch (err) {
+      if (err instanceof UnsafePathError || (err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
   }
 
   /** Rewrites the manifests to offer exactly the stored tracks, then tells the listeners. */

@@ -125,4 +125,28 @@ describe('serving stored files to clients', () => {
       assert.ok(!res.body.includes('root:'), route);
     }
   });
+  it("neither writes nor removes caption files through a linked caption folder", async () => {
+    const m = await mediaWithPoster();
+    const theirs = await mediaWithPoster(t.other.userKey);
+    await t.ctx.database.db.updateTable('mediaassets').set({ kind: 'video', status: 'ready' }).where('id', '=', m.id).execute();
+    const captions = (method: 'PUT' | 'DELETE') =>
+      t.app.inject({
+        method,
+        url: `${API}/media/${m.id}/captions/en`,
+        headers: { ...t.auth(t.tenant.userKey), 'content-type': 'text/vtt' },
+        ...(method === 'PUT' ? { payload: 'WEBVTT\n\n00:00:00.000 --> 00:00:01.000\nours\n' } : {}),
+      });
+    assert.equal((await captions('PUT')).statusCode, 201);
+    // The caption folder is swapped for a link to another tenant's folder that has a file of that name.
+    const foreign = path.join(theirs.dir, 'transcripts');
+    await fs.mkdir(foreign, { recursive: true });
+    await fs.writeFile(path.join(foreign, 'en.vtt'), 'theirs');
+    await fs.rm(path.join(m.dir, 'transcripts'), { recursive: true });
+    await fs.symlink(foreign, path.join(m.dir, 'transcripts'));
+
+    expectProblem(await captions('PUT'), 409, 'conflict');
+    assert.equal(await fs.readFile(path.join(foreign, 'en.vtt'), 'utf8'), 'theirs', 'not overwritten');
+    assert.equal((await captions('DELETE')).statusCode, 204);
+    assert.equal(await fs.readFile(path.join(foreign, 'en.vtt'), 'utf8'), 'theirs', 'not removed');
+  });
 });
