@@ -89,7 +89,7 @@ export interface ServableFile {
 }
 
 /** What realpath answers for a file that cannot be served: not there, a path through something that is no folder, a loop of links, a name too long, no access. */
-const MISSING = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'ENAMETOOLONG', 'EACCES']);
+const UNSERVABLE = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'ENAMETOOLONG', 'EACCES']);
 
 function cleanRelative(rel: string): string {
   const decoded = rel.split('/').filter((s) => s && s !== '.');
@@ -197,13 +197,13 @@ export class DeliveryService {
    */
   private async stored(ref: MediaRef, clean: string, allowed: (file: string) => boolean): Promise<Omit<ServableFile, 'cacheControl'>> {
     const root = this.layout.mediaDir(ref);
-    safeJoin(root, clean);
     try {
+      safeJoin(root, clean);
       const real = await realPathInside(this.layout.root, root, clean);
       if (!allowed(real.relative)) throw notFound('file');
       return { root: real.folder, relative: real.relative };
     } catch (err) {
-      if (err instanceof UnsafePathError || MISSING.has((err as NodeJS.ErrnoException).code ?? '')) throw notFound('file');
+      if (err instanceof UnsafePathError || UNSERVABLE.has((err as NodeJS.ErrnoException).code ?? '')) throw notFound('file');
       throw err;
     }
   }
