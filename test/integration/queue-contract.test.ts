@@ -409,7 +409,10 @@ describe(`job queue contract (${BACKEND} backend)`, () => {
   // PostgreSQL (DATABASE_URL=postgres and no REDIS_URL), so it is checked there too.
   const fairVariants: Array<{ label: string; overrides: Record<string, string> }> =
     BACKEND === 'scale'
-      ? [{ label: 'embedded queue on PostgreSQL', overrides: { REDIS_URL: '' } }]
+      ? [
+          { label: 'bullmq', overrides: {} },
+          { label: 'embedded queue on PostgreSQL', overrides: { REDIS_URL: '' } },
+        ]
       : [{ label: 'embedded', overrides: {} }];
   for (const variant of fairVariants) {
     it(`runs a tenant's one job among the first two while another tenant has 20 queued, with concurrency 1 (${variant.label})`, async () => {
