@@ -171,6 +171,17 @@ export class BullmqQueue implements JobQueue {
     };
   }
 
+  async runningByTenant(): Promise<Record<string, number>> {
+    // Active jobs are at most the workers' slots: few enough to read.
+    const running: Record<string, number> = {};
+    for (const job of await this.queue.getActive()) {
+      if (!job) continue;
+      const tenant = jobTenant(job.data);
+      running[tenant] = (running[tenant] ?? 0) + 1;
+    }
+    return running;
+  }
+
   async ping(): Promise<void> {
     await this.connection.ping();
   }

@@ -432,6 +432,20 @@ export class EmbeddedQueue implements JobQueue {
     return counts;
   }
 
+  async runningByTenant(): Promise<Record<string, number>> {
+    // A literal '' (not a parameter), so that PostgreSQL sees the same expression in both places.
+    const tenant = sql<string>`coalesce(tenant_id, '')`;
+    const rows = await this.db
+      .selectFrom('queue_jobs')
+      .select([tenant.as('tenant'), (eb) => eb.fn.countAll().as('n')])
+      .where('queue', '=', this.queueName)
+      .where('state', '=', 'active')
+      .where('lease_until', '>=', Date.now())
+      .groupBy(tenant)
+      .execute();
+    return Object.fromEntries(rows.map((r) => [String(r.tenant), Number(r.n)]));
+  }
+
   /** Removes finished jobs older than `olderThanMs` (failed ones stay until retried or pruned by an operator). */
   async pruneCompleted(olderThanMs: number): Promise<number> {
     const res = await this.db

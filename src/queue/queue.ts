@@ -82,6 +82,8 @@ export interface JobQueue {
   listFailed(limit?: number): Promise<FailedJob[]>;
   retry(jobId: string): Promise<boolean>;
   counts(): Promise<JobCounts>;
+  /** Jobs running now, per tenant ('' for jobs that name none): what fair scheduling shares out. */
+  runningByTenant(): Promise<Record<string, number>>;
   /** Whether a job with this dedupe key is waiting, delayed or running. */
   hasPending(dedupeKey: string): Promise<boolean>;
   ping(): Promise<void>;

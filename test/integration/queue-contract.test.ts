@@ -478,6 +478,7 @@ describe(`job queue contract (${BACKEND} backend)`, () => {
       await queue.enqueue('process-media', { media_id: 'b1', tenant_id: 'tenant-b' });
       await waitFor("tenant B's job to take the free slot", async () => calls.some((c) => c.job.data.media_id === 'b1'));
       assert.equal(running.get('tenant-a'), 2);
+      assert.deepEqual(await queue.runningByTenant(), { 'tenant-a': 2, 'tenant-b': 1 });
       gate.resolve();
       await waitFor('all nine jobs to complete', async () => (await queue.counts()).completed === 9, 30_000);
       assert.equal(most.get('tenant-a'), 2, 'tenant A ran more jobs at once than its limit');
