@@ -73,7 +73,12 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
     await database.close();
     throw err;
   }
-  const queueSettings = { attempts: settings.jobAttempts, backoffMs: settings.jobBackoff, leaseMs: settings.jobLease };
+  const queueSettings = {
+    attempts: settings.jobAttempts,
+    backoffMs: settings.jobBackoff,
+    leaseMs: settings.jobLease,
+    tenantConcurrency: settings.workerTenantConcurrency,
+  };
   let redis: Redis | undefined;
   let queue: JobQueue;
   let chunkState: ChunkStateStore;
@@ -85,7 +90,7 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
     queue = new BullmqQueue(settings.redisUrl, settings.redisPrefix, queueSettings);
     chunkState = new RedisChunkStateStore(redis, settings.redisPrefix);
   } else {
-    queue = new EmbeddedQueue(database.db, queueSettings);
+    queue = new EmbeddedQueue(database, queueSettings);
     chunkState = new DbChunkStateStore(database.db);
   }
   const changes = new MediaChanges((err, change) => log.error({ err, change }, 'a media change listener failed'));
@@ -138,8 +143,10 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
     else if (m.kind === 'image') await (await import('./processing/steps/image-step.js')).runImageStep(stepDeps, m);
     else if (m.kind === 'document') await (await import('./processing/steps/document-step.js')).runDocumentStep(stepDeps, m);
   };
-  const afterReady = async (m: { id: string; kind: string }) => {
-    if (m.kind === 'video' && settings.enableWebm) await queue.enqueue('make-webm', { media_id: m.id }, { dedupeKey: webmJobKey(m.id) });
+  const afterReady = async (m: { id: string; tenant_id: string; kind: string }) => {
+    if (m.kind === 'video' && settings.enableWebm) {
+      await queue.enqueue('make-webm', { media_id: m.id, tenant_id: m.tenant_id }, { dedupeKey: webmJobKey(m.id) });
+    }
   };
   const worker = new MediaWorker(database.db, queue, log, settings.jobAttempts, steps, afterReady, changes);
   const tenancy = new TenancyService(database.db, settings.apiKeyCacheTtl);

@@ -221,8 +221,8 @@ jobs
   .action((jobId: string) => withContext(async (ctx) => printJson({ retried: await ctx.queue.retry(jobId) })));
 jobs
   .command('counts')
-  .description('Jobs per state as JSON.')
-  .action(() => withContext(async (ctx) => printJson(await ctx.queue.counts())));
+  .description('Jobs per state, and running jobs per tenant, as JSON.')
+  .action(() => withContext(async (ctx) => printJson({ ...(await ctx.queue.counts()), running_by_tenant: await ctx.queue.runningByTenant() })));
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof AppError) {

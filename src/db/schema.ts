@@ -292,6 +292,15 @@ export interface QueueJobsTable {
   created_at: Timestamp;
   updated_at: Timestamp;
   finished_at: Timestamp | null;
+  /** The job's tenant ('' when its payload names none); null only on rows of older code. */
+  tenant_id: string | null;
+}
+
+export interface QueueTenantTurnsTable {
+  queue: string;
+  tenant_id: string;
+  /** Grows with each job started in the queue: the tenant with the smallest was served longest ago. */
+  turn: number;
 }
 
 export interface Database {
@@ -318,6 +327,7 @@ export interface Database {
   search_snapshots: SearchSnapshotsTable;
   media_views: MediaViewsTable;
   queue_jobs: QueueJobsTable;
+  queue_tenant_turns: QueueTenantTurnsTable;
   server_secrets: ServerSecretsTable;
 }
 

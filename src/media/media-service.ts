@@ -331,7 +331,7 @@ export class MediaService {
       .where('id', '=', row.id)
       .execute();
     await statusChanged(this.db, this.changes, { tenantId: p.tenantId, mediaId: row.id, status: 'queued' });
-    await this.queue.enqueue('process-media', { media_id: row.id }, { dedupeKey: processJobKey(row.id) });
+    await this.queue.enqueue('process-media', { media_id: row.id, tenant_id: p.tenantId }, { dedupeKey: processJobKey(row.id) });
     return this.get(p, row.id);
   }
 

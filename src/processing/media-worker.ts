@@ -163,12 +163,14 @@ export class MediaWorker {
   async requeueStale(olderThanMs: number): Promise<number> {
     const rows = await this.db
       .selectFrom('mediaassets')
-      .select('id')
+      .select(['id', 'tenant_id'])
       .where('status', '=', 'queued')
       .where('updated_at', '<', new Date(Date.now() - olderThanMs).toISOString())
       .limit(1000)
       .execute();
-    for (const r of rows) await this.queue.enqueue('process-media', { media_id: r.id }, { dedupeKey: processJobKey(r.id) });
+    for (const r of rows) {
+      await this.queue.enqueue('process-media', { media_id: r.id, tenant_id: r.tenant_id }, { dedupeKey: processJobKey(r.id) });
+    }
     return rows.length;
   }
 }

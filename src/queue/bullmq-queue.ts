@@ -1,6 +1,8 @@
-import { Queue, UnrecoverableError, Worker, type ConnectionOptions } from 'bullmq';
+import { Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job as BullJob } from 'bullmq';
 import { Redis } from 'ioredis';
+import { TenantFairness } from './bullmq-fairness.js';
 import {
+  jobTenant,
   PermanentJobError,
   type EnqueueOptions,
   type FailedJob,
@@ -17,6 +19,9 @@ import {
 /** Completed jobs are kept for counts and inspection as long as the embedded backend keeps them. */
 const KEEP_COMPLETED = { age: 7 * 86_400, count: 10_000 };
 
+/** How long a job whose tenant has no free slot waits before a worker looks at it again. */
+const HOLD_BACK_MS = 1000;
+
 /**
  * The Redis/Valkey backend. BullMQ's locks play the part of the embedded backend's leases:
  * a job whose worker dies is found stalled and moved back to wait.
@@ -26,6 +31,7 @@ export class BullmqQueue implements JobQueue {
   private readonly queue: Queue;
   private readonly connection: Redis;
   private readonly workers = new Set<RunningWorker>();
+  private readonly fair: TenantFairness;
 
   constructor(
     redisUrl: string,
@@ -37,10 +43,17 @@ export class BullmqQueue implements JobQueue {
     this.connection.on('error', () => undefined);
     this.queue = new Queue(this.queueName, { connection: this.connection as unknown as ConnectionOptions, prefix });
     this.queue.on('error', () => undefined);
+    this.fair = new TenantFairness(this.connection, `${prefix}:${this.queueName}`, settings.tenantConcurrency, settings.leaseMs);
   }
 
   async enqueue<N extends JobName>(name: N, data: JobPayloads[N], opts: EnqueueOptions = {}): Promise<string> {
+    await this.fair.resetTurnsIfIdle(async () => {
+      const c = await this.queue.getJobCounts('waiting', 'prioritized', 'delayed');
+      return !c.waiting && !c.prioritized && !c.delayed;
+    });
     const job = await this.queue.add(name, data, {
+      // The tenant's turn (see TenantFairness): round-robin across tenants.
+      priority: await this.fair.nextTurn(jobTenant(data)),
       // BullMQ's deduplication (simple mode) holds the key from the add until the job completes
       // or fails, and returns the holder's id meanwhile: at most one waiting/active job per key.
       // (A custom jobId would also match finished jobs: a failed job would swallow the key.)
@@ -60,21 +73,19 @@ export class BullmqQueue implements JobQueue {
     connection.on('error', () => undefined);
     const worker = new Worker(
       this.queueName,
-      async (job) => {
-        // Every start counts, as in the embedded backend: a run cut short by a dead worker (a
-        // stalled job) is an attempt too, so the next run is attempt 2. attemptsMade only
-        // counts failures that were caught.
-        const attempt = Math.max(job.attemptsStarted, job.attemptsMade + 1);
+      async (job, token) => {
+        const tenant = jobTenant(job.data);
+        if (!(await this.fair.take(tenant, job.id!, job.priority))) await this.fair.holdBack(job, token, Math.min(HOLD_BACK_MS, this.settings.leaseMs));
+        const renewal = setInterval(
+          () => void this.fair.renew(tenant, job.id!).catch(() => undefined),
+          Math.max(50, Math.floor(this.settings.leaseMs / 3)),
+        );
         try {
-          await handler({ id: job.id!, name: job.name as JobName, data: job.data, attempt });
-        } catch (err) {
-          const error = err instanceof Error ? err : new Error(String(err ?? 'job failed'));
-          if (error instanceof PermanentJobError) {
-            const final = new UnrecoverableError(error.message);
-            final.stack = error.stack;
-            throw final;
-          }
-          throw error;
+          await this.run(handler, job);
+        } finally {
+          clearInterval(renewal);
+          // If this fails, the slot lapses with its lease.
+          await this.fair.release(tenant, job.id!).catch(() => undefined);
         }
       },
       {
@@ -99,6 +110,24 @@ export class BullmqQueue implements JobQueue {
     };
     this.workers.add(running);
     return running;
+  }
+
+  private async run(handler: JobHandler, job: BullJob): Promise<void> {
+    // Every start counts, as in the embedded backend: a run cut short by a dead worker (a
+    // stalled job) is an attempt too, so the next run is attempt 2. attemptsMade only
+    // counts failures that were caught.
+    const attempt = Math.max(job.attemptsStarted, job.attemptsMade + 1);
+    try {
+      await handler({ id: job.id!, name: job.name as JobName, data: job.data, attempt });
+    } catch (err) {
+      const error = err instanceof Error ? err : new Error(String(err ?? 'job failed'));
+      if (error instanceof PermanentJobError) {
+        const final = new UnrecoverableError(error.message);
+        final.stack = error.stack;
+        throw final;
+      }
+      throw error;
+    }
   }
 
   async listFailed(limit = 100): Promise<FailedJob[]> {
@@ -142,6 +171,17 @@ export class BullmqQueue implements JobQueue {
     };
   }
 
+  async runningByTenant(): Promise<Record<string, number>> {
+    // Active jobs are at most the workers' slots: few enough to read.
+    const running: Record<string, number> = {};
+    for (const job of await this.queue.getActive()) {
+      if (!job) continue;
+      const tenant = jobTenant(job.data);
+      running[tenant] = (running[tenant] ?? 0) + 1;
+    }
+    return running;
+  }
+
   async ping(): Promise<void> {
     await this.connection.ping();
   }
@@ -149,6 +189,7 @@ export class BullmqQueue implements JobQueue {
   /** Deletes every key of this queue (tests use a throw-away prefix). */
   async obliterate(): Promise<void> {
     await this.queue.obliterate({ force: true });
+    await this.fair.obliterate();
   }
 
   async close(): Promise<void> {

@@ -1,7 +1,9 @@
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
-import type { Db } from '../db/database.js';
+import { sql } from 'kysely';
+import type { DatabaseHandle, Db } from '../db/database.js';
 import { fromJson, nowIso, toJson } from '../db/schema.js';
+import { writeTransaction } from '../db/write-transaction.js';
 import { newId } from '../ids.js';
 import {
   backoffDelay,
@@ -13,6 +15,7 @@ import {
   type JobHandler,
   type JobName,
   type JobPayloads,
+  jobTenant,
   type JobQueue,
   type QueueSettings,
   type RunningWorker,
@@ -30,12 +33,14 @@ export class EmbeddedQueue implements JobQueue {
   readonly backend = 'embedded' as const;
   private readonly wake = new EventEmitter();
   private readonly workers = new Set<RunningWorker>();
+  private readonly db: Db;
 
   constructor(
-    private readonly db: Db,
+    private readonly database: Pick<DatabaseHandle, 'db' | 'dialect'>,
     private readonly settings: QueueSettings,
     private readonly queueName = 'media',
   ) {
+    this.db = database.db;
     this.wake.setMaxListeners(0);
   }
 
@@ -55,6 +60,7 @@ export class EmbeddedQueue implements JobQueue {
           name,
           data: toJson(data),
           dedupe_key: opts.dedupeKey ?? null,
+          tenant_id: jobTenant(data),
           state: 'waiting',
           attempts: 0,
           max_attempts: this.settings.attempts,
@@ -94,46 +100,46 @@ export class EmbeddedQueue implements JobQueue {
     return row?.id;
   }
 
-  /** Claims the next runnable job for `owner`, or returns undefined. */
+  /**
+   * Claims the next runnable job for `owner`, or returns undefined. Among the tenants that have
+   * a runnable job and run fewer than `tenantConcurrency` jobs (jobs that name no tenant are not
+   * limited: only older versions queued such jobs), the tenant running the fewest
+   * goes first, then the one whose last job started longest ago, then its oldest job: with one
+   * worker that is round-robin across tenants, not first-come first-served, so a tenant that
+   * queued many jobs delays another's by at most one of its jobs.
+   *
+   * The choice and the claim are one transaction that holds the queue's write right (SQLite's
+   * write lock; on PostgreSQL a transaction-scoped advisory lock of this queue), so claims of
+   * several processes cannot both pass a tenant's limit.
+   */
   async claim(owner: string): Promise<Job | undefined> {
-    for (let tries = 0; tries < 20; tries++) {
-      const now = Date.now();
-      const candidate = await this.db
-        .selectFrom('queue_jobs')
-        .select(['id', 'state', 'attempts', 'max_attempts'])
-        .where('queue', '=', this.queueName)
-        .where((eb) =>
-          eb.or([
-            eb.and([eb('state', '=', 'waiting'), eb('run_at', '<=', now)]),
-            eb.and([eb('state', '=', 'active'), eb('lease_until', '<', now)]),
-          ]),
-        )
-        .orderBy('run_at')
-        .orderBy('id')
-        .limit(1)
-        .executeTakeFirst();
-      if (!candidate) return undefined;
-      if (candidate.state === 'active' && Number(candidate.attempts) >= Number(candidate.max_attempts)) {
-        // Its worker died on the last attempt (each start counts, as BullMQ's
-        // maxStartedAttempts does): fail it rather than run it for ever if it kills workers.
-        const at = nowIso();
-        await this.db
-          .updateTable('queue_jobs')
-          .set({
-            state: 'failed',
-            lease_owner: null,
-            lease_until: null,
-            last_error: `the worker running attempt ${Number(candidate.attempts)} of ${Number(candidate.max_attempts)} stopped (its lease expired)`,
-            updated_at: at,
-            finished_at: at,
-          })
-          .where('id', '=', candidate.id)
-          .where('state', '=', 'active')
-          .where('lease_until', '<', now)
-          .execute();
-        continue;
+    // Most polls find nothing: they take no lock.
+    if (!(await this.anyRunnable(Date.now()))) return undefined;
+    return writeTransaction(this.database, async (trx) => {
+      if (this.database.dialect === 'postgres') {
+        await sql`select pg_advisory_xact_lock(hashtext(current_schema() || ${`:qasar-queue:${this.queueName}`}))`.execute(trx);
       }
-      const claimed = await this.db
+      const now = Date.now();
+      await this.failDeadLastAttempts(trx, now);
+      const limit = this.settings.tenantConcurrency;
+      const candidate = await sql<{ id: string; tenant: string }>`
+        with running as (
+          select coalesce(tenant_id, '') as tenant, count(*) as n from queue_jobs
+          where queue = ${this.queueName} and state = 'active' and lease_until >= ${now}
+          group by coalesce(tenant_id, '')
+        )
+        select j.id as id, coalesce(j.tenant_id, '') as tenant
+        from queue_jobs j
+        left join running r on r.tenant = coalesce(j.tenant_id, '')
+        left join queue_tenant_turns t on t.queue = j.queue and t.tenant_id = coalesce(j.tenant_id, '')
+        where j.queue = ${this.queueName}
+          and ((j.state = 'waiting' and j.run_at <= ${now}) or (j.state = 'active' and j.lease_until < ${now}))
+          and (${limit} = 0 or coalesce(j.tenant_id, '') = '' or coalesce(r.n, 0) < ${limit})
+        order by coalesce(r.n, 0), coalesce(t.turn, 0), j.run_at, j.id
+        limit 1`.execute(trx);
+      const pick = candidate.rows[0];
+      if (!pick) return undefined;
+      const claimed = await trx
         .updateTable('queue_jobs')
         .set((eb) => ({
           state: 'active',
@@ -142,38 +148,83 @@ export class EmbeddedQueue implements JobQueue {
           attempts: eb('attempts', '+', 1),
           updated_at: nowIso(),
         }))
-        .where('id', '=', candidate.id)
-        .where((eb) =>
-          eb.or([
-            eb.and([eb('state', '=', 'waiting'), eb('run_at', '<=', now)]),
-            eb.and([eb('state', '=', 'active'), eb('lease_until', '<', now)]),
-          ]),
-        )
+        .where('id', '=', pick.id)
         .returning(['id', 'name', 'data', 'attempts'])
-        .executeTakeFirst();
-      if (claimed) {
-        return {
-          id: claimed.id,
-          name: claimed.name as JobName,
-          data: fromJson(claimed.data, {}) as Job['data'],
-          attempt: Number(claimed.attempts),
-        };
-      }
-      // Another worker took it between our read and update: look again.
-    }
-    return undefined;
+        .executeTakeFirstOrThrow();
+      await sql`
+        insert into queue_tenant_turns (queue, tenant_id, turn)
+        values (${this.queueName}, ${pick.tenant}, (select coalesce(max(turn), 0) + 1 from queue_tenant_turns where queue = ${this.queueName}))
+        on conflict (queue, tenant_id) do update set turn = excluded.turn`.execute(trx);
+      return {
+        id: claimed.id,
+        name: claimed.name as JobName,
+        data: fromJson(claimed.data, {}) as Job['data'],
+        attempt: Number(claimed.attempts),
+      };
+    });
   }
 
-  /** Milliseconds until the next waiting job is due (at most `cap`). */
+  private async anyRunnable(now: number): Promise<boolean> {
+    const row = await this.db
+      .selectFrom('queue_jobs')
+      .select('id')
+      .where('queue', '=', this.queueName)
+      .where((eb) =>
+        eb.or([
+          eb.and([eb('state', '=', 'waiting'), eb('run_at', '<=', now)]),
+          eb.and([eb('state', '=', 'active'), eb('lease_until', '<', now)]),
+        ]),
+      )
+      .limit(1)
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  /**
+   * Fails the jobs whose worker died on their last attempt (each start counts, as BullMQ's
+   * maxStartedAttempts does), rather than run them for ever if they kill workers.
+   */
+  private async failDeadLastAttempts(trx: Db, now: number): Promise<void> {
+    const dead = await trx
+      .selectFrom('queue_jobs')
+      .select(['id', 'attempts', 'max_attempts'])
+      .where('queue', '=', this.queueName)
+      .where('state', '=', 'active')
+      .where('lease_until', '<', now)
+      .where((eb) => eb('attempts', '>=', eb.ref('max_attempts')))
+      .execute();
+    for (const job of dead) {
+      const at = nowIso();
+      await trx
+        .updateTable('queue_jobs')
+        .set({
+          state: 'failed',
+          lease_owner: null,
+          lease_until: null,
+          last_error: `the worker running attempt ${Number(job.attempts)} of ${Number(job.max_attempts)} stopped (its lease expired)`,
+          updated_at: at,
+          finished_at: at,
+        })
+        .where('id', '=', job.id)
+        .execute();
+    }
+  }
+
+  /**
+   * Milliseconds until the next delayed job is due (at most `cap`). Jobs already due but held
+   * back by their tenant's limit wait for a settle (this process) or the next poll (others).
+   */
   private async nextDueIn(cap: number): Promise<number> {
+    const now = Date.now();
     const row = await this.db
       .selectFrom('queue_jobs')
       .select((eb) => eb.fn.min('run_at').as('next'))
       .where('queue', '=', this.queueName)
       .where('state', '=', 'waiting')
+      .where('run_at', '>', now)
       .executeTakeFirst();
     if (row?.next === null || row?.next === undefined) return cap;
-    return Math.min(cap, Math.max(0, Number(row.next) - Date.now()));
+    return Math.min(cap, Math.max(0, Number(row.next) - now));
   }
 
   private async renew(jobId: string, owner: string): Promise<void> {
@@ -254,6 +305,8 @@ export class EmbeddedQueue implements JobQueue {
       } catch {
         // The database is unreachable: the lease will lapse and the job run again.
       }
+      // A tenant slot is free: jobs held back by the tenant limit may run in other workers too.
+      this.wake.emit('job');
     };
 
     const start = (job: Job) => {
@@ -377,6 +430,20 @@ export class EmbeddedQueue implements JobQueue {
     counts.delayed = Number(delayed.n);
     counts.waiting -= counts.delayed;
     return counts;
+  }
+
+  async runningByTenant(): Promise<Record<string, number>> {
+    // A literal '' (not a parameter), so that PostgreSQL sees the same expression in both places.
+    const tenant = sql<string>`coalesce(tenant_id, '')`;
+    const rows = await this.db
+      .selectFrom('queue_jobs')
+      .select([tenant.as('tenant'), (eb) => eb.fn.countAll().as('n')])
+      .where('queue', '=', this.queueName)
+      .where('state', '=', 'active')
+      .where('lease_until', '>=', Date.now())
+      .groupBy(tenant)
+      .execute();
+    return Object.fromEntries(rows.map((r) => [String(r.tenant), Number(r.n)]));
   }
 
   /** Removes finished jobs older than `olderThanMs` (failed ones stay until retried or pruned by an operator). */

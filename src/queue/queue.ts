@@ -1,8 +1,16 @@
+/**
+ * What every payload may carry: the tenant whose work the job is. The queue runs tenants' jobs
+ * fairly by it. Jobs queued before it existed have none; they share one group.
+ */
+export interface TenantJob {
+  tenant_id?: string;
+}
+
 /** The jobs Qasar runs, and their payloads. */
 export interface JobPayloads {
-  'process-media': { media_id: string };
+  'process-media': TenantJob & { media_id: string };
   /** The slow renditions (WebM) made after the media is already ready. */
-  'make-webm': { media_id: string };
+  'make-webm': TenantJob & { media_id: string };
 }
 export type JobName = keyof JobPayloads;
 
@@ -74,6 +82,8 @@ export interface JobQueue {
   listFailed(limit?: number): Promise<FailedJob[]>;
   retry(jobId: string): Promise<boolean>;
   counts(): Promise<JobCounts>;
+  /** Jobs running now, per tenant ('' for jobs that name none): what fair scheduling shares out. */
+  runningByTenant(): Promise<Record<string, number>>;
   /** Whether a job with this dedupe key is waiting, delayed or running. */
   hasPending(dedupeKey: string): Promise<boolean>;
   ping(): Promise<void>;
@@ -84,6 +94,14 @@ export interface QueueSettings {
   attempts: number;
   backoffMs: number;
   leaseMs: number;
+  /** Most jobs of one tenant active at once in the whole queue; 0 for no limit. */
+  tenantConcurrency: number;
+}
+
+/** The group a job is scheduled in: its tenant, or '' for a job that names none. */
+export function jobTenant(data: unknown): string {
+  const t = (data as TenantJob | null)?.tenant_id;
+  return typeof t === 'string' ? t : '';
 }
 
 export function backoffDelay(backoffMs: number, attempt: number): number {

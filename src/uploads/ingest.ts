@@ -104,7 +104,7 @@ export class IngestService {
     await this.changes?.emit({ tenantId: input.tenantId, mediaId, reason: 'created' });
     if (status === 'queued') {
       try {
-        await this.queue.enqueue('process-media', { media_id: mediaId }, { dedupeKey: processJobKey(mediaId) });
+        await this.queue.enqueue('process-media', { media_id: mediaId, tenant_id: input.tenantId }, { dedupeKey: processJobKey(mediaId) });
       } catch (err) {
         // The record is safe; the worker's sweep of stale queued media enqueues it again.
         this.log.warn({ err, mediaId }, 'enqueue failed; media stays queued until the next sweep');

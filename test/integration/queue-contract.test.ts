@@ -60,7 +60,7 @@ describe(`job queue contract (${BACKEND} backend)`, () => {
       return q;
     };
     const q = await reopen();
-    assert.equal(q.queue.backend, BACKEND === 'scale' ? 'bullmq' : 'embedded');
+    assert.equal(q.queue.backend, env.settings.redisUrl ? 'bullmq' : 'embedded');
     return { ...q, env, reopen };
   }
 
@@ -404,6 +404,110 @@ describe(`job queue contract (${BACKEND} backend)`, () => {
     await queue.close();
     assert.equal(finished, 2, 'queue.close() returned before the running job finished');
   });
+
+  // Fair scheduling across tenants. On the scale-up backend the embedded queue also runs on
+  // PostgreSQL (DATABASE_URL=postgres and no REDIS_URL), so it is checked there too.
+  const fairVariants: Array<{ label: string; overrides: Record<string, string> }> =
+    BACKEND === 'scale'
+      ? [
+          { label: 'bullmq', overrides: {} },
+          { label: 'embedded queue on PostgreSQL', overrides: { REDIS_URL: '' } },
+        ]
+      : [{ label: 'embedded', overrides: {} }];
+  for (const variant of fairVariants) {
+    it(`runs a tenant's one job among the first two while another tenant has 20 queued, with concurrency 1 (${variant.label})`, async () => {
+      const { queue } = await setup({ ...variant.overrides, WORKER_TENANT_CONCURRENCY: '1' });
+      const order: string[] = [];
+      const firstRunning = deferred();
+      const worker = queue.work(
+        async (job) => {
+          order.push(job.data.media_id);
+          if (order.length === 1) await firstRunning.promise;
+        },
+        { concurrency: 1 },
+      );
+      cleanups.push(() => worker.close());
+      cleanups.push(async () => firstRunning.resolve());
+      for (let i = 1; i <= 20; i++) await queue.enqueue('process-media', { media_id: `a${i}`, tenant_id: 'tenant-a' });
+      await waitFor("tenant A's first job to start", async () => order.length === 1);
+      // Tenant B comes while A's first job runs and 19 more of A's wait.
+      await queue.enqueue('process-media', { media_id: 'b1', tenant_id: 'tenant-b' });
+      firstRunning.resolve();
+      await waitFor('all 21 jobs to complete', async () => (await queue.counts()).completed === 21, 30_000);
+      assert.equal(order.length, 21);
+      assert.ok(order.indexOf('b1') <= 1, `tenant B's job ran at position ${order.indexOf('b1') + 1}: ${order.join(' ')}`);
+      // Within a tenant, jobs keep their order.
+      assert.deepEqual(
+        order.filter((m) => m !== 'b1'),
+        Array.from({ length: 20 }, (_, i) => `a${i + 1}`),
+      );
+    });
+
+    it(`never runs more than WORKER_TENANT_CONCURRENCY jobs of one tenant at once, and free slots take other tenants' jobs (${variant.label})`, async () => {
+      // One attempt only: a job held back by its tenant's limit must not use one up.
+      const { queue } = await setup({ ...variant.overrides, WORKER_TENANT_CONCURRENCY: '2', JOB_ATTEMPTS: '1' });
+      const gate = deferred();
+      const running = new Map<string, number>();
+      const most = new Map<string, number>();
+      const calls: Call[] = [];
+      const worker = queue.work(
+        async (job) => {
+          record(calls, job);
+          const t = job.data.tenant_id ?? '';
+          running.set(t, (running.get(t) ?? 0) + 1);
+          most.set(t, Math.max(most.get(t) ?? 0, running.get(t)!));
+          try {
+            await gate.promise;
+          } finally {
+            running.set(t, running.get(t)! - 1);
+          }
+        },
+        { concurrency: 3 },
+      );
+      cleanups.push(() => worker.close());
+      // Runs first: a failed assertion must not leave close() waiting on the gate.
+      cleanups.push(async () => gate.resolve());
+      for (let i = 1; i <= 8; i++) await queue.enqueue('process-media', { media_id: `a${i}`, tenant_id: 'tenant-a' });
+      await waitFor("two of tenant A's jobs to start", async () => calls.length === 2);
+      // The third slot is free, yet A is at its limit: it stays free however long we look.
+      await sleep(1500);
+      assert.deepEqual(
+        calls.map((c) => c.job.data.media_id),
+        ['a1', 'a2'],
+      );
+      await queue.enqueue('process-media', { media_id: 'b1', tenant_id: 'tenant-b' });
+      await waitFor("tenant B's job to take the free slot", async () => calls.some((c) => c.job.data.media_id === 'b1'));
+      assert.equal(running.get('tenant-a'), 2);
+      assert.deepEqual(await queue.runningByTenant(), { 'tenant-a': 2, 'tenant-b': 1 });
+      gate.resolve();
+      await waitFor('all nine jobs to complete', async () => (await queue.counts()).completed === 9, 30_000);
+      assert.equal(most.get('tenant-a'), 2, 'tenant A ran more jobs at once than its limit');
+      assert.deepEqual(await queue.listFailed(), []);
+      assert.ok(
+        calls.every((c) => c.job.attempt === 1),
+        `a job held back by its tenant's limit used up an attempt: ${JSON.stringify(calls.map((c) => [c.job.data.media_id, c.job.attempt]))}`,
+      );
+      assert.equal(calls.length, 9);
+    });
+
+    it(`frees the tenant slot of a worker killed (SIGKILL) while it held it (${variant.label})`, async () => {
+      const { queue, env } = await setup({ ...variant.overrides, JOB_LEASE: '1s', JOB_ATTEMPTS: '3', JOB_BACKOFF: '50ms', WORKER_TENANT_CONCURRENCY: '1' });
+      const held = await queue.enqueue('process-media', { media_id: 'a1', tenant_id: 'tenant-a' });
+      const child = spawnChildWorker(env);
+      const started = await waitForLine(child, /^STARTED (\S+) (\d+)$/, 30_000);
+      assert.equal(started[1], held);
+      await killAndWait(child);
+      await queue.enqueue('process-media', { media_id: 'a2', tenant_id: 'tenant-a' });
+      const calls: Call[] = [];
+      const worker = queue.work(async (job) => record(calls, job), { concurrency: 2 });
+      cleanups.push(() => worker.close());
+      await waitFor("both of tenant A's jobs to complete", async () => (await queue.counts()).completed === 2, 20_000);
+      assert.deepEqual(calls.map((c) => [c.job.data.media_id, c.job.attempt]).sort(), [
+        ['a1', 2],
+        ['a2', 1],
+      ]);
+    });
+  }
 });
 
 /** Resolves with the match of the first stdout line matching `re`; rejects if the child exits first. */

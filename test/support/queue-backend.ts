@@ -18,7 +18,12 @@ export interface OpenQueue {
  * the embedded queue on the (migrated) app database. Nothing else of the context is opened.
  */
 export async function openQueue(settings: Settings): Promise<OpenQueue> {
-  const queueSettings = { attempts: settings.jobAttempts, backoffMs: settings.jobBackoff, leaseMs: settings.jobLease };
+  const queueSettings = {
+    attempts: settings.jobAttempts,
+    backoffMs: settings.jobBackoff,
+    leaseMs: settings.jobLease,
+    tenantConcurrency: settings.workerTenantConcurrency,
+  };
   if (settings.redisUrl) {
     const queue = new BullmqQueue(settings.redisUrl, settings.redisPrefix, queueSettings);
     return { queue, database: undefined, close: once(() => queue.close()) };
@@ -30,7 +35,7 @@ export async function openQueue(settings: Settings): Promise<OpenQueue> {
     await database.close();
     throw err;
   }
-  const queue = new EmbeddedQueue(database.db, queueSettings);
+  const queue = new EmbeddedQueue(database, queueSettings);
   return {
     queue,
     database,
