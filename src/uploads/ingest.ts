@@ -26,6 +26,8 @@ export interface IngestInput {
   labels: string[];
   /** What `detect` found in the file, when the caller ran it already (e.g. while hashing). */
   detected?: DetectedType;
+  /** The media's id, when the caller recorded it beforehand (to find the files of a completion that died). */
+  mediaId?: string;
 }
 
 /**
@@ -50,7 +52,7 @@ export class IngestService {
 
   async ingest(input: IngestInput): Promise<MediaView> {
     const detected = input.detected ?? (await this.detect(input.file));
-    const mediaId = newId();
+    const mediaId = input.mediaId ?? newId();
     const ref = { tenantId: input.tenantId, userId: input.userId, mediaId };
     const target = this.layout.originalFile(ref, detected.ext);
     const claimed = claimedKind(input.filename, input.contentType);

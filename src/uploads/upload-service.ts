@@ -16,7 +16,18 @@ import { removePath } from '../storage/files.js';
 import type { StorageLayout } from '../storage/layout.js';
 import type { Principal } from '../tenancy/principal.js';
 import { ownerScope } from '../tenancy/principal.js';
-import { ChunkLocks, closedMeanwhile, isErrno, LOCK_STALE_MS } from './chunk-lock.js';
+import {
+  claimCompletion,
+  findStranded,
+  isStranded,
+  keepCompletionAlive,
+  NO_LEASE,
+  reclaimPendingMedia,
+  strandedSession,
+  takeOver,
+  type StrandedSession,
+} from './completion-lease.js';
+import { ChunkLocks, closedMeanwhile, holderIsGone, isErrno, LOCK_STALE_MS } from './chunk-lock.js';
 import type { ChunkRecord, ChunkStateStore } from './chunk-state.js';
 import { algorithmOf, checksumRange, ChunkDigest, isChunkChecksum, sha256Of } from './chunk-checksum.js';
 import { writeHashed } from './hashing-writer.js';
@@ -205,6 +216,7 @@ export class UploadService {
       created_at: nowIso(),
       updated_at: nowIso(),
       expires_at: this.expiresAt(),
+      ...NO_LEASE,
     };
     await fsp.mkdir(this.layout.sessionChunkDir(p.tenantId, row.id), { recursive: true });
     // The data file at its full size: sparse, so it takes no disk space until chunks arrive.
@@ -447,7 +459,7 @@ export class UploadService {
     await fsp.writeFile(file, JSON.stringify({ index: receipt.index, size: receipt.size, checksum: receipt.checksum }));
   }
 
-  /** Whether a chunk send holds a (fresh) lock on this session. */
+  /** Whether a chunk send holds a (fresh) lock on this session, in a process that still runs. */
   private async hasLiveLocks(s: SessionRow): Promise<boolean> {
     const dir = this.layout.sessionChunkDir(s.tenant_id, s.id);
     const names = await fsp.readdir(dir).catch(() => [] as string[]);
@@ -455,25 +467,22 @@ export class UploadService {
       if (!/^\d+\.lock$/.test(name)) continue;
       const file = path.join(dir, name);
       const st = await fsp.stat(file).catch(() => undefined);
-      if (st && Date.now() - st.mtimeMs < LOCK_STALE_MS) return true;
+      if (st && Date.now() - st.mtimeMs < LOCK_STALE_MS && !(await holderIsGone(file))) return true;
     }
     return false;
   }
 
   async complete(p: Principal, sessionId: string): Promise<MediaView> {
-    const s = await this.load(p, sessionId);
+    let s = await this.load(p, sessionId);
+    if (s.state === 'completing' && (await this.recoverIfStranded(s))) s = await this.load(p, sessionId);
     if (s.state === 'completing') throw new AppError('upload-busy');
     if (s.state !== 'open') {
       throw new AppError('upload-not-open', `the upload is ${s.state}`, { state: s.state, media_id: s.media_id });
     }
     this.assertAllReceived(s, await this.verifiedOnDisk(s, await this.received(s)));
-    const claimed = await this.db
-      .updateTable('upload_sessions')
-      .set({ state: 'completing', updated_at: nowIso() })
-      .where('id', '=', s.id)
-      .where('state', '=', 'open')
-      .executeTakeFirst();
-    if (Number(claimed.numUpdatedRows) === 0) throw new AppError('upload-busy');
+    const mediaId = await claimCompletion(this.db, s.id);
+    if (!mediaId) throw new AppError('upload-busy');
+    const stopRenewing = keepCompletionAlive(this.db, s.id);
 
     const chunkDir = this.layout.sessionChunkDir(s.tenant_id, s.id);
     const dataFile = this.layout.sessionDataFile(s.tenant_id, s.id);
@@ -522,6 +531,7 @@ export class UploadService {
         tags: fromJson<string[]>(s.user_tags, []),
         labels: fromJson<string[]>(s.labels, []),
         detected,
+        mediaId,
       });
       reopen = false;
       await this.hasher.forget(s.id);
@@ -534,17 +544,19 @@ export class UploadService {
       await removePath(handoff);
       if (reopen) {
         // Not the client's fault (a disk or database error, or a send still running): the chunks stay, complete may be retried.
-        await this.db.updateTable('upload_sessions').set({ state: 'open', updated_at: nowIso() }).where('id', '=', s.id).execute();
+        await this.db.updateTable('upload_sessions').set({ state: 'open', updated_at: nowIso(), ...NO_LEASE }).where('id', '=', s.id).execute();
       } else if (err instanceof AppError) {
         await this.db
           .updateTable('upload_sessions')
-          .set({ state: 'failed', error: err.message, updated_at: nowIso() })
+          .set({ state: 'failed', error: err.message, updated_at: nowIso(), ...NO_LEASE })
           .where('id', '=', s.id)
           .execute();
         await removeSessionDir(chunkDir);
         await this.chunks.clear(s.id).catch(() => undefined);
       }
       throw err;
+    } finally {
+      stopRenewing();
     }
   }
 
@@ -584,7 +596,8 @@ export class UploadService {
   }
 
   async abort(p: Principal, sessionId: string): Promise<void> {
-    const s = await this.load(p, sessionId);
+    let s = await this.load(p, sessionId);
+    if (s.state === 'completing' && (await this.recoverIfStranded(s))) s = await this.load(p, sessionId);
     if (s.state === 'completed' || s.state === 'completing') {
       throw new AppError('upload-not-open', `the upload is ${s.state}`, { state: s.state, media_id: s.media_id });
     }
@@ -597,6 +610,43 @@ export class UploadService {
     await this.hasher.forget(s.id);
     await removeSessionDir(this.layout.sessionChunkDir(s.tenant_id, s.id));
     await this.chunks.clear(s.id);
+  }
+
+  /**
+   * Takes up sessions left `completing` by a process that died (see completion-lease.ts): each
+   * goes back to `open` with its chunks, so the client's next complete finishes it. Run at
+   * start-up and by the sweep. Returns how many were recovered.
+   */
+  async recoverStranded(now = Date.now()): Promise<number> {
+    let recovered = 0;
+    for (const s of await findStranded(this.db, 'chunked', now)) if (await this.reopenStranded(s)) recovered++;
+    return recovered;
+  }
+
+  private async recoverIfStranded(s: SessionRow): Promise<boolean> {
+    return isStranded(s) && this.reopenStranded(strandedSession(s));
+  }
+
+  private async reopenStranded(s: StrandedSession): Promise<boolean> {
+    if (!(await takeOver(this.db, s))) return false;
+    const dataFile = this.layout.sessionDataFile(s.tenant_id, s.id);
+    const handoff = path.join(this.layout.tmpDir(), `${s.id}.upload`);
+    // The data file is still in place (handed over as a hard link), or was moved to the
+    // hand-off, or on into the media's folder: it goes back, and every other name of it goes.
+    if (!(await fsp.stat(dataFile).catch(() => undefined)) && (await fsp.stat(handoff).catch(() => undefined))) {
+      await fsp.rename(handoff, dataFile);
+    }
+    await reclaimPendingMedia(this.db, this.layout, s, dataFile);
+    await removePath(handoff);
+    await this.hasher.forget(s.id);
+    await this.db
+      .updateTable('upload_sessions')
+      .set({ state: 'open', updated_at: nowIso(), expires_at: this.expiresAt(), ...NO_LEASE })
+      .where('id', '=', s.id)
+      .where('state', '=', 'completing')
+      .execute();
+    this.log.warn({ sessionId: s.id }, 'an upload left completing by a process that died is open again');
+    return true;
   }
 
   /** Expires idle sessions and removes their chunks. Returns how many were swept. */
