@@ -27,6 +27,7 @@ import { IngestService } from './uploads/ingest.js';
 import { TusService } from './uploads/tus.js';
 import { HashThread } from './uploads/hash-thread.js';
 import { UploadService } from './uploads/upload-service.js';
+import { UploadLimits } from './uploads/upload-limits.js';
 import { LabelBankService } from './labels/label-bank-service.js';
 import { MediaLabelService } from './labels/media-labels.js';
 import { ModerationService } from './moderation/moderation-service.js';
@@ -119,8 +120,10 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   const layout = new StorageLayout(settings.storageRoot, settings.chunkTmpDirName);
   const ingest = new IngestService(database.db, layout, queue, settings.ffprobeTimeout, log, changes);
   const hashThread = new HashThread();
-  const uploads = new UploadService(database.db, layout, chunkState, ingest, settings, log, hashThread);
-  const tus = new TusService({ db: database.db, layout, ingest, hashThread, settings, log });
+  const tenancy = new TenancyService(database.db, settings.apiKeyCacheTtl);
+  const limits = new UploadLimits(database.db, tenancy, settings.uploadMaxOpenPerUser);
+  const uploads = new UploadService(database.db, layout, chunkState, ingest, settings, log, hashThread, limits);
+  const tus = new TusService({ db: database.db, layout, ingest, hashThread, limits, settings, log });
   const media = new MediaService(database.db, layout, queue, changes, settings.apiPrefix, records);
   const facts = new MediaFactsSource(database.db, factsCache);
   const captions = new CaptionService(database.db, layout, settings.apiPrefix, changes);
@@ -142,7 +145,6 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
     if (m.kind === 'video' && settings.enableWebm) await queue.enqueue('make-webm', { media_id: m.id }, { dedupeKey: webmJobKey(m.id) });
   };
   const worker = new MediaWorker(database.db, queue, log, settings.jobAttempts, steps, afterReady, changes);
-  const tenancy = new TenancyService(database.db, settings.apiKeyCacheTtl);
   const moderation = new ModerationService(database.db, changes, settings.moderationDefaultThreshold);
   const labels = new MediaLabelService(database.db, changes, moderation);
   const discovery = await createDiscovery({ database, tokens, changes, settings, log, facts, labelDirectory, watchOthers });

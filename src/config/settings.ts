@@ -163,6 +163,7 @@ const spec = {
   uploadMinChunkSize: { env: 'UPLOAD_MIN_CHUNK_SIZE', default: '256KiB', description: 'Smallest chunk size a client may choose (the last chunk may be shorter).', parse: parseBytes },
   uploadMaxChunkSize: { env: 'UPLOAD_MAX_CHUNK_SIZE', default: '64MiB', description: 'Largest chunk size a client may choose.', parse: parseBytes },
   uploadSessionExpiry: { env: 'UPLOAD_SESSION_EXPIRY', default: '24h', description: 'An upload idle this long is expired and its bytes removed (chunked sessions and tus).', parse: parseDuration },
+  uploadMaxOpenPerUser: { env: 'UPLOAD_MAX_OPEN_PER_USER', default: '20', description: 'Most uploads (chunked sessions and tus) one user may have open at once; one more is refused with 429.', parse: int(1, 1_000_000) },
   uploadSweepInterval: { env: 'UPLOAD_SWEEP_INTERVAL', default: '5m', description: 'How often expired uploads are swept.', parse: parseDuration },
   enableHls: { env: 'ENABLE_HLS', default: 'true', description: 'Package video as HLS.', parse: bool },
   enableDash: { env: 'ENABLE_DASH', default: 'true', description: 'Package video as DASH.', parse: bool },

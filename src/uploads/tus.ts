@@ -24,6 +24,7 @@ import { validateFilename } from './filename.js';
 import type { IngestService } from './ingest.js';
 import { ThreadHashSink, type HashThread } from './hash-thread.js';
 import { writeHashed } from './hashing-writer.js';
+import type { UploadLimits } from './upload-limits.js';
 
 /** Checksum algorithms accepted in Upload-Checksum (the tus checksum extension). */
 export const TUS_CHECKSUM_ALGORITHMS = ['sha1', 'sha256', 'md5'] as const;
@@ -205,6 +206,8 @@ export interface TusDeps {
   ingest: IngestService;
   /** Where the running sha256 of each upload is kept and fed. */
   hashThread: HashThread;
+  /** The open-upload cap and the tenant quota. */
+  limits: UploadLimits;
   settings: Pick<Settings, 'apiPrefix' | 'uploadMaxSize' | 'uploadSessionExpiry' | 'corsOrigins' | 'publicBaseUrl' | 'trustProxy'>;
   log: Logger;
 }
@@ -303,6 +306,7 @@ export class TusService {
     if (upload.size === undefined) throw new AppError('validation-failed', 'Upload-Length is required (deferred length is not supported)');
     if (upload.size === 0) throw new AppError('empty-file');
     const md = metadataOf(upload);
+    await this.deps.limits.assertMayOpen(ctx.principal, upload.size);
     const now = Date.now();
     await this.deps.db
       .insertInto('upload_sessions')
@@ -329,6 +333,18 @@ export class TusService {
         ...NO_LEASE,
       })
       .execute();
+  }
+
+  /** Refuses a creation over the open-upload cap or the quota (`Upload-Length` as declared; tus itself refuses a missing one). */
+  async assertMayCreate(p: Principal, uploadLength: string | undefined): Promise<void> {
+    if (uploadLength === undefined || !/^\d{1,16}$/.test(uploadLength)) return;
+    await this.deps.limits.assertMayOpen(p, Number(uploadLength));
+  }
+
+  /** Refuses bytes of an upload that no longer fits the tenant's quota. */
+  async assertMayWrite(uploadId: string): Promise<void> {
+    const s = await this.deps.db.selectFrom('upload_sessions').select(['id', 'tenant_id', 'created_at']).where('id', '=', uploadId).executeTakeFirst();
+    if (s) await this.deps.limits.assertStillFits(s);
   }
 
   /** The tus session with this id if the principal may touch it. */

@@ -35,6 +35,7 @@ import { validateFilename } from './filename.js';
 import type { IngestService } from './ingest.js';
 import type { HashThread } from './hash-thread.js';
 import { PrefixHasher } from './prefix-hash.js';
+import type { UploadLimits } from './upload-limits.js';
 
 export type SessionRow = Selectable<UploadSessionsTable>;
 
@@ -155,6 +156,7 @@ export class UploadService {
     >,
     private readonly log: Logger,
     hashThread: HashThread,
+    private readonly limits: UploadLimits,
   ) {
     this.locks = new ChunkLocks(log);
     this.hasher = new PrefixHasher(hashThread, layout, log);
@@ -196,6 +198,7 @@ export class UploadService {
     if (contentType && (contentType.length > 255 || /[\u0000-\u001f\u007f]/.test(contentType))) {
       throw new AppError('validation-failed', 'content_type is not valid');
     }
+    await this.limits.assertMayOpen(p, total);
     const row: SessionRow = {
       id: newId(),
       tenant_id: p.tenantId,
@@ -366,6 +369,7 @@ export class UploadService {
         expected_size: expected,
       });
     }
+    await this.limits.assertStillFits(s);
     const lock = await this.locks.forSend(this.layout.chunkLockFile(s.tenant_id, s.id, index), index);
     let checksum = '';
     try {
