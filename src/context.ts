@@ -20,6 +20,7 @@ import { createDiscovery, type Discovery } from './feeds/discovery.js';
 import { EmbeddedQueue } from './queue/embedded-queue.js';
 import { webmJobKey, type JobQueue } from './queue/queue.js';
 import { isWritableDir } from './storage/files.js';
+import { DiskSpace } from './storage/disk-space.js';
 import { StorageLayout } from './storage/layout.js';
 import { TenancyService } from './tenancy/tenancy-service.js';
 import { DbChunkStateStore, RedisChunkStateStore, type ChunkStateStore } from './uploads/chunk-state.js';
@@ -121,7 +122,8 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   const ingest = new IngestService(database.db, layout, queue, settings.ffprobeTimeout, log, changes);
   const hashThread = new HashThread();
   const tenancy = new TenancyService(database.db, settings.apiKeyCacheTtl);
-  const limits = new UploadLimits(database.db, tenancy, settings.uploadMaxOpenPerUser);
+  const disk = new DiskSpace(layout.root, settings.storageMinFree);
+  const limits = new UploadLimits(database.db, tenancy, settings.uploadMaxOpenPerUser, disk);
   const uploads = new UploadService(database.db, layout, chunkState, ingest, settings, log, hashThread, limits);
   const tus = new TusService({ db: database.db, layout, ingest, hashThread, limits, settings, log });
   const media = new MediaService(database.db, layout, queue, changes, settings.apiPrefix, records);
@@ -224,6 +226,7 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
       }),
       storage: await check(async () => {
         if (!(await isWritableDir(layout.root))) throw new Error('storage root is not writable');
+        if (await disk.isFull()) throw new Error('storage is full');
       }),
     }),
     close: async () => {

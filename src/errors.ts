@@ -27,6 +27,7 @@ export const PROBLEMS = {
   'invalid-captions': { status: 422, title: 'The caption file is not valid', description: 'The file must be UTF-8 WebVTT or SRT with well-formed cues; `errors` lists each malformed cue with its line number.' },
   'too-many-open-uploads': { status: 429, title: 'Too many open uploads', description: 'A user may have at most UPLOAD_MAX_OPEN_PER_USER uploads open at once; complete or abort one first.' },
   'quota-exceeded': { status: 413, title: 'The storage quota is used up', description: "The upload does not fit in the tenant's storage quota (its media plus the declared size of its open uploads); `quota_bytes` and `usage_bytes` say how much is used." },
+  'insufficient-storage': { status: 507, title: 'The server is out of storage space', description: 'The server has no room to store this now; deleting media still works. Try again later.' },
   conflict: { status: 409, title: 'Conflict', description: 'The resource already exists or changed concurrently.' },
   'rate-limited': { status: 429, title: 'Too many requests', description: 'Slow down and retry after the indicated time.' },
   'internal-error': { status: 500, title: 'Internal server error', description: 'Something failed on the server; the request id identifies it in the logs.' },

@@ -156,6 +156,7 @@ const spec = {
   redisUrl: { env: 'REDIS_URL', default: '', description: 'Redis/Valkey URL. When set, the job queue is BullMQ and upload chunk state lives in Redis; empty uses the embedded queue and the database.', parse: redisUrl },
   redisPrefix: { env: 'REDIS_PREFIX', default: 'qasar', description: 'Prefix of every Redis key (queues and upload state), so several deployments can share one Redis.', parse: prefix },
   storageRoot: { env: 'STORAGE_ROOT', default: './data/storage', description: 'Root folder of all stored files: <root>/<tenant>/<user>/<media>/… and the chunk folder.', parse: str },
+  storageMinFree: { env: 'STORAGE_MIN_FREE', default: '256MiB', description: 'Free space kept on the storage file system: below it, new uploads and their bytes are refused (507) and /readyz reports storage not ready, so deletes (and a SQLite database on the same disk) still have room.', parse: parseBytes },
   fileBaseUrl: { env: 'FILE_BASE_URL', default: '', description: 'Base URL under which stored files are published (e.g. a CDN or nginx in front of STORAGE_ROOT); empty serves them through the API.', parse: optionalUrl },
   chunkTmpDirName: { env: 'CHUNK_TMP_DIR_NAME', default: '.chunks', description: 'Folder name under STORAGE_ROOT for in-progress upload chunks.', parse: chunkDirName },
   uploadMaxSize: { env: 'UPLOAD_MAX_SIZE', default: '20GiB', description: 'Largest file accepted by either upload protocol.', parse: parseBytes },

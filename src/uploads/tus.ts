@@ -15,6 +15,7 @@ import { AppError } from '../errors.js';
 import { newId } from '../ids.js';
 import { normalizeLabelNames } from '../labels/label-service.js';
 import { normalizeCaption, normalizeTags } from '../media/tags.js';
+import { isOutOfSpace } from '../storage/disk-space.js';
 import { removePath } from '../storage/files.js';
 import type { StorageLayout } from '../storage/layout.js';
 import type { Principal } from '../tenancy/principal.js';
@@ -161,6 +162,7 @@ class ChecksumFileStore extends FileStore {
       await this.running.discard(running);
       if (check) await this.truncate(id, offset);
       // tus's own errors (a body over the size limit) keep their status; anything else is a failed write, as in FileStore.
+      if (isOutOfSpace(err)) throw tusError(507, 'insufficient-storage: the server is out of storage space');
       throw err && typeof err === 'object' && 'status_code' in err ? err : ERRORS.FILE_WRITE_ERROR;
     }
     if (check && !check.digest().equals(checksum!.digest)) {

@@ -1,21 +1,24 @@
 import type { Db } from '../db/database.js';
 import { AppError } from '../errors.js';
+import type { DiskSpace } from '../storage/disk-space.js';
 import type { TenancyService } from '../tenancy/tenancy-service.js';
 
 /**
  * What one user and one tenant may hold in uploads: at most `maxOpenPerUser` uploads open at
  * once (both protocols), and the tenant's storage quota, checked from the declared size when an
- * upload is created and again whenever its bytes arrive.
+ * upload is created and again whenever its bytes arrive. Both also need room on the disk.
  */
 export class UploadLimits {
   constructor(
     private readonly db: Db,
     private readonly tenancy: TenancyService,
     private readonly maxOpenPerUser: number,
+    private readonly disk: DiskSpace,
   ) {}
 
   /** Before an upload of `size` bytes is created. */
   async assertMayOpen(p: { tenantId: string; userId: string }, size: number): Promise<void> {
+    await this.disk.assertRoom();
     const row = await this.db
       .selectFrom('upload_sessions')
       .select((eb) => eb.fn.countAll<number | string | bigint>().as('n'))
@@ -41,6 +44,7 @@ export class UploadLimits {
    * and the uploads created up to this one, so the earliest go on and the later ones are refused.
    */
   async assertStillFits(session: { id: string; tenant_id: string; created_at: unknown }): Promise<void> {
+    await this.disk.assertRoom();
     const createdAt = session.created_at instanceof Date ? session.created_at.toISOString() : String(session.created_at);
     const { quota_bytes, usage_bytes } = await this.tenancy.storageUsage(session.tenant_id, { id: session.id, created_at: createdAt });
     if (quota_bytes !== null && usage_bytes > quota_bytes) {

@@ -605,14 +605,15 @@ export class UploadService {
     if (s.state === 'completed' || s.state === 'completing') {
       throw new AppError('upload-not-open', `the upload is ${s.state}`, { state: s.state, media_id: s.media_id });
     }
+    // The bytes go first: on a full disk, removing them is what makes room for the database's write.
+    await this.hasher.forget(s.id);
+    await removeSessionDir(this.layout.sessionChunkDir(s.tenant_id, s.id));
     await this.db
       .updateTable('upload_sessions')
       .set({ state: 'aborted', updated_at: nowIso() })
       .where('id', '=', s.id)
       .where('state', 'in', ['open', 'failed', 'expired'])
       .execute();
-    await this.hasher.forget(s.id);
-    await removeSessionDir(this.layout.sessionChunkDir(s.tenant_id, s.id));
     await this.chunks.clear(s.id);
   }
 
