@@ -5,7 +5,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { killAndWait, waitForLine } from '../support/child-process.js';
-import { expectProblem, listFiles, startTestApp, type TestApp } from '../support/harness.js';
+import { startMaintenance } from '../../src/cli/maintenance.js';
+import Sqlite from 'better-sqlite3';
+import pg from 'pg';
+import { sqliteFile } from '../../src/config/settings.js';
+import { BACKEND, expectProblem, listFiles, startTestApp, waitFor, type TestApp } from '../support/harness.js';
 import { SessionClient } from '../support/upload-client.js';
 
 const CHILD = path.resolve(import.meta.dirname, '../support/upload-child.ts');
@@ -78,11 +82,17 @@ describe('uploads stranded by a crashed process', () => {
     return files.filter((f) => !openSessions.some((id) => f.startsWith(`${t.ctx.layout.chunkDirName}/${t.tenant.id}/${id}/`)));
   }
 
-  it('takes up a session whose completing process was killed: the sweep opens it with its chunks, then complete and DELETE work', async () => {
+  it('takes up a session whose completing process was killed: start-up opens it with its chunks, then complete and DELETE work', async () => {
     const { id, data } = await fullSession(192 * MiB);
     await killMidComplete(id);
 
-    assert.equal(await t.ctx.uploads.recoverStranded(), 1);
+    // A process starting up runs the upload sweep at once, which takes up stranded sessions.
+    const stop = startMaintenance(t.ctx, { api: true, worker: false });
+    try {
+      await waitFor('the stranded session to be open again', async () => (await stateOf(id)) === 'open');
+    } finally {
+      stop();
+    }
     const status = (await client.status(id)).json();
     assert.equal(status.state, 'open');
     assert.equal(status.received_chunks, status.chunk_count);
@@ -112,6 +122,100 @@ describe('uploads stranded by a crashed process', () => {
     assert.equal(await stateOf(id), 'aborted');
     assert.deepEqual(await strayFiles(), []);
   });
+
+  it('finishes a tus upload whose last PATCH was being finished by a killed process', async () => {
+    const data = randomBytes(2 * MiB);
+    const created = await t.app.inject({
+      method: 'POST',
+      url: '/api/v1/tus',
+      headers: { ...t.auth(t.tenant.userKey), 'tus-resumable': '1.0.0', 'upload-length': String(data.length), 'upload-metadata': `filename ${Buffer.from('t.bin').toString('base64')}` },
+    });
+    assert.equal(created.statusCode, 201, created.body);
+    const url = new URL(String(created.headers.location), 'http://x').pathname;
+    const id = url.split('/').pop()!;
+    const patch = (offset: number, body: Buffer) => ({
+      method: 'PATCH',
+      headers: { authorization: `Bearer ${t.tenant.userKey}`, 'tus-resumable': '1.0.0', 'upload-offset': String(offset), 'content-type': 'application/offset+octet-stream' },
+      body,
+    });
+    const first = await t.app.inject({ url, ...patch(0, data.subarray(0, MiB)), payload: data.subarray(0, MiB) });
+    assert.equal(first.statusCode, 204, first.body);
+
+    const child = spawnChild(['serve']);
+    const port = Number((await waitForLine(child, /^LISTENING (\d+)$/, 30_000))[1]);
+    // The child's ingest is held at its database write (the record and `completed` are one
+    // transaction), after it moved the bytes into the media's folder: it is killed right there.
+    const hold = await holdIngest();
+    try {
+      void fetch(`http://127.0.0.1:${port}${url}`, patch(MiB, data.subarray(MiB))).catch(() => undefined);
+      await hold.untilBlocked(id);
+      await killAndWait(child);
+    } finally {
+      await hold.release();
+    }
+    assert.equal(await stateOf(id), 'completing');
+
+    assert.equal(await t.ctx.tus.recoverStranded(), 1);
+    const row = await t.ctx.database.db.selectFrom('upload_sessions').select(['state', 'media_id']).where('id', '=', id).executeTakeFirstOrThrow();
+    assert.equal(row.state, 'completed');
+    const media = (await t.app.inject({ url: `/api/v1/media/${row.media_id}`, headers: t.auth(t.tenant.userKey) })).json();
+    assert.equal(media.sha256, createHash('sha256').update(data).digest('hex'), 'bytes were lost');
+    const del = await t.app.inject({ method: 'DELETE', url: `/api/v1/media/${row.media_id}`, headers: t.auth(t.tenant.userKey) });
+    assert.equal(del.statusCode, 204, del.body);
+    assert.deepEqual(await strayFiles(), []);
+  });
+
+  /**
+   * Holds the child's ingest transaction. PostgreSQL: a lock on the tenant's row, which the
+   * media insert's foreign key check waits for (nothing before it touches that row), until the
+   * child waits on it. SQLite: the database's write lock, taken as soon as the session is
+   * `completing` (the child then waits out its busy timeout at the ingest's write).
+   */
+  async function holdIngest(): Promise<{ untilBlocked(id: string): Promise<void>; release(): Promise<void> }> {
+    if (BACKEND === 'scale') {
+      const client = new pg.Client({ connectionString: t.env.settings.databaseUrl });
+      await client.connect();
+      await client.query(`set search_path to "${t.env.settings.databaseSchema}"`);
+      await client.query('begin');
+      await client.query('select id from tenants where id = $1 for update', [t.tenant.id]);
+      return {
+        untilBlocked: async (id) => {
+          await waitFor('the child to wait on the tenant row', async () => {
+            // Inside a transaction, pg_stat_activity is read from a snapshot taken at its first use.
+            await client.query('select pg_stat_clear_snapshot()');
+            const waiting = await client.query(
+              `select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and query ilike '%insert into "mediaassets"%'`,
+            );
+            return (waiting.rows[0] as { n: number }).n > 0 && (await stateOf(id)) === 'completing';
+          }, 30_000);
+        },
+        release: async () => {
+          await client.query('rollback').catch(() => undefined);
+          await client.end();
+        },
+      };
+    }
+    const db = new Sqlite(sqliteFile(t.env.settings));
+    db.pragma('busy_timeout = 5000');
+    let held = false;
+    return {
+      untilBlocked: async (id) => {
+        const state = db.prepare('select state from upload_sessions where id = ?');
+        for (let i = 0; i < 30_000 && (state.get(id) as { state: string }).state !== 'completing'; i++) {
+          await new Promise((r) => setImmediate(r));
+        }
+        db.prepare('begin immediate').run();
+        held = true;
+        assert.equal((state.get(id) as { state: string }).state, 'completing', 'the child finished before its ingest could be held');
+        // Long enough for the child to reach its ingest write, well within its busy timeout.
+        await new Promise((r) => setTimeout(r, 1000));
+      },
+      release: async () => {
+        if (held) db.prepare('rollback').run();
+        db.close();
+      },
+    };
+  }
 
   it('accepts the resend of a chunk whose sending process was killed mid-chunk, at once', async () => {
     const data = randomBytes(2 * MiB);
