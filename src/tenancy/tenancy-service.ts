@@ -73,6 +73,12 @@ export class TenancyService {
     return { tenant_id: tenantId, quota_bytes: quotaBytes };
   }
 
+  /** A tenant's storage quota in bytes; null: none. */
+  async quotaBytes(tenantId: string): Promise<number | null> {
+    const row = await this.db.selectFrom('tenants').select('quota_bytes').where('id', '=', tenantId).executeTakeFirst();
+    return row?.quota_bytes === null || row?.quota_bytes === undefined ? null : Number(row.quota_bytes);
+  }
+
   /**
    * A tenant's quota and what counts against it: the size of every media's original, plus the
    * declared size of every upload still open or completing (all of it, from its creation).
@@ -83,7 +89,7 @@ export class TenancyService {
     tenantId: string,
     uploadsBefore?: { id: string; created_at: string },
   ): Promise<{ quota_bytes: number | null; usage_bytes: number }> {
-    const tenant = await this.db.selectFrom('tenants').select('quota_bytes').where('id', '=', tenantId).executeTakeFirst();
+    const quota = await this.quotaBytes(tenantId);
     const media = await this.db
       .selectFrom('mediaassets')
       .select((eb) => eb.fn.coalesce(eb.fn.sum<number | string | bigint>('size'), eb.lit(0)).as('bytes'))
@@ -99,8 +105,7 @@ export class TenancyService {
       uploads = uploads.where((eb) => eb.or([eb('created_at', '<', created_at), eb.and([eb('created_at', '=', created_at), eb('id', '<=', id)])]));
     }
     const open = await uploads.executeTakeFirstOrThrow();
-    const quota = tenant?.quota_bytes;
-    return { quota_bytes: quota === null || quota === undefined ? null : Number(quota), usage_bytes: Number(media.bytes) + Number(open.bytes) };
+    return { quota_bytes: quota, usage_bytes: Number(media.bytes) + Number(open.bytes) };
   }
 
   async countTenants(): Promise<number> {

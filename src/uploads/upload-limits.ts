@@ -29,6 +29,8 @@ export class UploadLimits {
     if (Number(row.n) >= this.maxOpenPerUser) {
       throw new AppError('too-many-open-uploads', `at most ${this.maxOpenPerUser} uploads may be open at once`, { max_open: this.maxOpenPerUser });
     }
+    // Most tenants have no quota: their usage is not summed at all.
+    if ((await this.tenancy.quotaBytes(p.tenantId)) === null) return;
     const { quota_bytes, usage_bytes } = await this.tenancy.storageUsage(p.tenantId);
     if (quota_bytes !== null && usage_bytes + size > quota_bytes) {
       throw new AppError('quota-exceeded', `${size} bytes do not fit: ${usage_bytes} of the quota of ${quota_bytes} bytes are used`, {
@@ -45,6 +47,7 @@ export class UploadLimits {
    */
   async assertStillFits(session: { id: string; tenant_id: string; created_at: unknown }): Promise<void> {
     await this.disk.assertRoom();
+    if ((await this.tenancy.quotaBytes(session.tenant_id)) === null) return;
     const createdAt = session.created_at instanceof Date ? session.created_at.toISOString() : String(session.created_at);
     const { quota_bytes, usage_bytes } = await this.tenancy.storageUsage(session.tenant_id, { id: session.id, created_at: createdAt });
     if (quota_bytes !== null && usage_bytes > quota_bytes) {
