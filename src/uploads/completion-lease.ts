@@ -65,6 +65,12 @@ export function keepCompletionAlive(db: Db, sessionId: string): () => void {
   return () => clearInterval(timer);
 }
 
+/** Whether this process still holds the completion of a session. */
+export async function holdsCompletion(db: Db, sessionId: string): Promise<boolean> {
+  const row = await db.selectFrom('upload_sessions').select(['state', 'lease_owner']).where('id', '=', sessionId).executeTakeFirst();
+  return row?.state === 'completing' && row.lease_owner === formatIdentity();
+}
+
 /** The fields that say nobody is completing a session. */
 export const NO_LEASE = { lease_owner: null, lease_until: null, pending_media_id: null } as const;
 

@@ -20,7 +20,7 @@ import { removePath } from '../storage/files.js';
 import type { StorageLayout } from '../storage/layout.js';
 import type { Principal } from '../tenancy/principal.js';
 import { ownerScope } from '../tenancy/principal.js';
-import { claimCompletion, findStranded, keepCompletionAlive, NO_LEASE, reclaimPendingMedia, takeOver } from './completion-lease.js';
+import { claimCompletion, findStranded, holdsCompletion, keepCompletionAlive, NO_LEASE, reclaimPendingMedia, takeOver } from './completion-lease.js';
 import { validateFilename } from './filename.js';
 import type { IngestService } from './ingest.js';
 import { ThreadHashSink, type HashThread } from './hash-thread.js';
@@ -402,6 +402,8 @@ export class TusService {
       return media.id;
     } catch (err) {
       this.store.running.forget(session.id);
+      // Taken up by another process meanwhile (this one's lease lapsed): the upload is its now.
+      if (!(await holdsCompletion(this.deps.db, session.id))) throw err;
       await removePath(staged);
       await removePath(file);
       await this.store.configstore.delete(session.id).catch(() => undefined);

@@ -19,6 +19,7 @@ import { ownerScope } from '../tenancy/principal.js';
 import {
   claimCompletion,
   findStranded,
+  holdsCompletion,
   isStranded,
   keepCompletionAlive,
   NO_LEASE,
@@ -543,6 +544,8 @@ export class UploadService {
       await this.chunks.clear(s.id).catch(() => undefined);
       return media;
     } catch (err) {
+      // Taken up by another process meanwhile (this one's lease lapsed): the session is its now.
+      if (!(await holdsCompletion(this.db, s.id).catch(() => true))) throw err;
       if (!reopen) await this.hasher.forget(s.id);
       if (handedOff === 'moved' && reopen) await fsp.rename(handoff, dataFile).catch(() => undefined);
       await removePath(handoff);
