@@ -107,4 +107,22 @@ describe('a full disk', () => {
     assert.equal(ready.statusCode, 503);
     assert.equal(ready.json().checks.storage.ok, false);
   });
+
+  it('answers a write that runs out of space anyway (no free-space margin kept) with 507, not 500', async () => {
+    for (const name of await fs.readdir(mount.dir)) if (name.startsWith('filler-')) await fs.rm(path.join(mount.dir, name));
+    const bare = await startTestApp({
+      STORAGE_ROOT: path.join(mount.dir, 'storage-bare'),
+      STORAGE_MIN_FREE: '0',
+      ...(BACKEND === 'embedded' ? { DATABASE_URL: `sqlite:${path.join(mount.dir, 'bare.sqlite')}` } : {}),
+    });
+    try {
+      const bareClient = new SessionClient(bare.app, bare.tenant.userKey);
+      const session = (await bareClient.create({ filename: 'late.bin', total_size: 2 * MiB, chunk_size: MiB })).json();
+      await fill(mount.dir);
+      expectProblem(await bareClient.putChunk(session.session_id, 0, randomBytes(MiB)), 507, 'insufficient-storage');
+    } finally {
+      for (const name of await fs.readdir(mount.dir)) if (name.startsWith('filler-')) await fs.rm(path.join(mount.dir, name));
+      await bare.close();
+    }
+  });
 });
