@@ -20,6 +20,7 @@ import { createDiscovery, type Discovery } from './feeds/discovery.js';
 import { EmbeddedQueue } from './queue/embedded-queue.js';
 import { webmJobKey, type JobQueue } from './queue/queue.js';
 import { isWritableDir } from './storage/files.js';
+import { DiskSpace } from './storage/disk-space.js';
 import { StorageLayout } from './storage/layout.js';
 import { TenancyService } from './tenancy/tenancy-service.js';
 import { DbChunkStateStore, RedisChunkStateStore, type ChunkStateStore } from './uploads/chunk-state.js';
@@ -27,6 +28,7 @@ import { IngestService } from './uploads/ingest.js';
 import { TusService } from './uploads/tus.js';
 import { HashThread } from './uploads/hash-thread.js';
 import { UploadService } from './uploads/upload-service.js';
+import { UploadLimits } from './uploads/upload-limits.js';
 import { LabelBankService } from './labels/label-bank-service.js';
 import { MediaLabelService } from './labels/media-labels.js';
 import { ModerationService } from './moderation/moderation-service.js';
@@ -124,8 +126,11 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   const layout = new StorageLayout(settings.storageRoot, settings.chunkTmpDirName);
   const ingest = new IngestService(database.db, layout, queue, settings.ffprobeTimeout, log, changes);
   const hashThread = new HashThread();
-  const uploads = new UploadService(database.db, layout, chunkState, ingest, settings, log, hashThread);
-  const tus = new TusService({ db: database.db, layout, ingest, hashThread, settings, log });
+  const tenancy = new TenancyService(database.db, settings.apiKeyCacheTtl);
+  const disk = new DiskSpace(layout.root, settings.storageMinFree);
+  const limits = new UploadLimits(database.db, tenancy, settings.uploadMaxOpenPerUser, disk);
+  const uploads = new UploadService(database.db, layout, chunkState, ingest, settings, log, hashThread, limits);
+  const tus = new TusService({ db: database.db, layout, ingest, hashThread, limits, settings, log });
   const media = new MediaService(database.db, layout, queue, changes, settings.apiPrefix, records);
   const facts = new MediaFactsSource(database.db, factsCache);
   const captions = new CaptionService(database.db, layout, settings.apiPrefix, changes);
@@ -149,7 +154,6 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
     }
   };
   const worker = new MediaWorker(database.db, queue, log, settings.jobAttempts, steps, afterReady, changes);
-  const tenancy = new TenancyService(database.db, settings.apiKeyCacheTtl);
   const moderation = new ModerationService(database.db, changes, settings.moderationDefaultThreshold);
   const labels = new MediaLabelService(database.db, changes, moderation);
   const discovery = await createDiscovery({ database, tokens, changes, settings, log, facts, labelDirectory, watchOthers });
@@ -229,6 +233,7 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
       }),
       storage: await check(async () => {
         if (!(await isWritableDir(layout.root))) throw new Error('storage root is not writable');
+        if (await disk.isFull()) throw new Error('storage is full');
       }),
     }),
     close: async () => {

@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { loadSettings, settingSpecs, SettingsError, type Settings } from '../config/settings.js';
+import { loadSettings, parseBytes, settingSpecs, SettingsError, type Settings } from '../config/settings.js';
 import { createContext, type AppContext } from '../context.js';
 import { openDatabase } from '../db/database.js';
 import { migrateToLatest } from '../db/migrate.js';
@@ -129,6 +129,25 @@ tenant
   .description('Create a tenant; prints its id as JSON.')
   .argument('<name>', 'unique tenant name')
   .action((name: string) => withContext(async (ctx) => printJson(await ctx.tenancy.createTenant(name))));
+tenant
+  .command('quota')
+  .description("Set a tenant's storage quota (its media originals plus its open uploads' declared sizes); prints it as JSON.")
+  .argument('<tenant-id>', 'tenant id')
+  .argument('<size>', 'a size such as 50GiB or 500MB, or none')
+  .action((tenantId: string, size: string) =>
+    withContext(async (ctx) => {
+      let bytes: number | null = null;
+      if (size.trim().toLowerCase() !== 'none') {
+        try {
+          bytes = parseBytes(size);
+        } catch (err) {
+          throw new AppError('validation-failed', (err as Error).message);
+        }
+      }
+      await ctx.tenancy.setQuota(tenantId, bytes);
+      printJson({ tenant_id: tenantId, ...(await ctx.tenancy.storageUsage(tenantId)) });
+    }),
+  );
 
 const key = program.command('key').description('Manage API keys.');
 key

@@ -24,7 +24,10 @@ export function startMaintenance(ctx: AppContext, roles: { api: boolean; worker:
     void run();
   };
   if (roles.api) {
+    // Runs at start-up too: uploads a crashed process left completing are taken up again first.
     every(ctx.settings.uploadSweepInterval, 'sweep-uploads', async () => {
+      await ctx.uploads.recoverStranded();
+      await ctx.tus.recoverStranded();
       await ctx.uploads.sweepExpired();
       await ctx.tus.sweepExpired();
     });

@@ -13,6 +13,8 @@ export interface TenantsTable {
   id: string;
   name: string;
   created_at: Timestamp;
+  /** Storage quota in bytes; null: none. */
+  quota_bytes?: number | null;
 }
 
 export interface ApiKeysTable {
@@ -50,6 +52,11 @@ export interface UploadSessionsTable {
   created_at: Timestamp;
   updated_at: Timestamp;
   expires_at: Timestamp;
+  /** The process completing the session (process-identity.ts) and until when its claim holds. */
+  lease_owner?: string | null;
+  lease_until?: Timestamp | null;
+  /** The media id the completion under way is creating. */
+  pending_media_id?: string | null;
 }
 
 export interface UploadChunksTable {

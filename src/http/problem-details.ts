@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, PROBLEMS, problemType, type ProblemSlug } from '../errors.js';
+import { isOutOfSpace } from '../storage/disk-space.js';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 
@@ -71,6 +72,10 @@ export function registerProblemHandlers(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError, req, reply) => {
     if (err instanceof AppError) {
       return sendProblem(reply, problemBody(err.slug, req, err.message, err.extensions));
+    }
+    if (isOutOfSpace(err)) {
+      req.log.warn({ err }, 'out of storage space');
+      return sendProblem(reply, problemBody('insufficient-storage', req));
     }
     const mapped = fromFastifyError(err);
     if (mapped) return sendProblem(reply, problemBody(mapped.slug, req, mapped.detail, mapped.extensions));

@@ -345,6 +345,11 @@ export class MediaService {
       .executeTakeFirst();
     if (!row) throw notFound('media');
     if (!p.isAdmin && row.user_id !== p.userId) throw new AppError('forbidden', 'only the owner or an admin key may delete this media');
+    const dir = this.layout.mediaDir({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id });
+    // Files first: on a full disk, removing them is what makes room for the database's write
+    // (SQLite's WAL on the same file system). A failure after this leaves a record without files,
+    // which a repeated DELETE removes.
+    await removePath(dir);
     await this.db.transaction().execute(async (tx) => {
       const labels = await tx
         .selectFrom('asset_labels as al')
@@ -360,7 +365,8 @@ export class MediaService {
       for (const l of labels) await recomputeEntryStats(tx, p.tenantId, l.kind, l.name);
     });
     try {
-      await removePath(this.layout.mediaDir({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id }));
+      // Again: a worker may have written a derived file meanwhile.
+      await removePath(dir);
     } finally {
       // The row is gone whatever happened to its files: readers must not keep it.
       await this.changes?.emit({ tenantId: row.tenant_id, mediaId: row.id, reason: 'deleted' });

@@ -63,6 +63,51 @@ export class TenancyService {
     return this.db.selectFrom('tenants').select(['id', 'name']).where('id', '=', id).executeTakeFirst();
   }
 
+  /** Sets a tenant's storage quota in bytes (null: none). */
+  async setQuota(tenantId: string, quotaBytes: number | null): Promise<{ tenant_id: string; quota_bytes: number | null }> {
+    if (quotaBytes !== null && (!Number.isSafeInteger(quotaBytes) || quotaBytes < 0)) {
+      throw new AppError('validation-failed', 'a quota is a whole number of bytes, or none');
+    }
+    const res = await this.db.updateTable('tenants').set({ quota_bytes: quotaBytes }).where('id', '=', tenantId).executeTakeFirst();
+    if (Number(res.numUpdatedRows) === 0) throw new AppError('not-found', `tenant ${tenantId} not found`);
+    return { tenant_id: tenantId, quota_bytes: quotaBytes };
+  }
+
+  /** A tenant's storage quota in bytes; null: none. */
+  async quotaBytes(tenantId: string): Promise<number | null> {
+    const row = await this.db.selectFrom('tenants').select('quota_bytes').where('id', '=', tenantId).executeTakeFirst();
+    return row?.quota_bytes === null || row?.quota_bytes === undefined ? null : Number(row.quota_bytes);
+  }
+
+  /**
+   * A tenant's quota and what counts against it: the size of every media's original, plus the
+   * declared size of every upload still open or completing (all of it, from its creation).
+   * `uploadsBefore` counts only the uploads created before that one (and it itself), so that of
+   * uploads that together overrun the quota the earliest ones go on.
+   */
+  async storageUsage(
+    tenantId: string,
+    uploadsBefore?: { id: string; created_at: string },
+  ): Promise<{ quota_bytes: number | null; usage_bytes: number }> {
+    const quota = await this.quotaBytes(tenantId);
+    const media = await this.db
+      .selectFrom('mediaassets')
+      .select((eb) => eb.fn.coalesce(eb.fn.sum<number | string | bigint>('size'), eb.lit(0)).as('bytes'))
+      .where('tenant_id', '=', tenantId)
+      .executeTakeFirstOrThrow();
+    let uploads = this.db
+      .selectFrom('upload_sessions')
+      .select((eb) => eb.fn.coalesce(eb.fn.sum<number | string | bigint>('total_size'), eb.lit(0)).as('bytes'))
+      .where('tenant_id', '=', tenantId)
+      .where('state', 'in', ['open', 'completing']);
+    if (uploadsBefore) {
+      const { id, created_at } = uploadsBefore;
+      uploads = uploads.where((eb) => eb.or([eb('created_at', '<', created_at), eb.and([eb('created_at', '=', created_at), eb('id', '<=', id)])]));
+    }
+    const open = await uploads.executeTakeFirstOrThrow();
+    return { quota_bytes: quota, usage_bytes: Number(media.bytes) + Number(open.bytes) };
+  }
+
   async countTenants(): Promise<number> {
     const row = await this.db.selectFrom('tenants').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow();
     return Number(row.n);

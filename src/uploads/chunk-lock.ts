@@ -3,6 +3,7 @@ import fsp from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { AppError } from '../errors.js';
 import { removePath } from '../storage/files.js';
+import { formatIdentity, isCertainlyGone, parseIdentity } from '../shared/process-identity.js';
 
 /** A chunk lock not touched for this long belongs to a request that died; another send may take it over. */
 export const LOCK_STALE_MS = 3 * 60_000;
@@ -27,6 +28,11 @@ export function closedMeanwhile(): AppError {
  * serialise the sends of one index across processes sharing the storage: a send takes it for
  * the whole write ('wx'); a second send of the same index gets 409 upload-busy. A live send
  * touches it every 30 s; one untouched for 3 minutes is stale and may be taken over.
+ *
+ * The lock file names the process holding it (see process-identity.ts): a lock whose holder
+ * ran on this machine and is certainly dead (killed mid-chunk) is taken over at once, so the
+ * resend of a chunk that was in flight at a crash is not refused for the stale age. Holders on
+ * other machines still age out.
  */
 export class ChunkLocks {
   constructor(private readonly log: Logger) {}
@@ -37,6 +43,8 @@ export class ChunkLocks {
     for (let attempt = 0; !fh; attempt++) {
       try {
         fh = await fsp.open(file, 'wx');
+        // Written after the create: a reader that finds it still empty takes the lock for live.
+        await fh.writeFile(formatIdentity()).catch(() => undefined);
         break;
       } catch (err) {
         if (isErrno(err, 'ENOENT')) throw closedMeanwhile();
@@ -47,9 +55,10 @@ export class ChunkLocks {
         if (attempt > 0) throw busy();
         continue; // released meanwhile: try once more
       }
-      if (Date.now() - seen.mtimeMs < LOCK_STALE_MS) throw busy();
+      const holderDead = await holderIsGone(file);
+      if (!holderDead && Date.now() - seen.mtimeMs < LOCK_STALE_MS) throw busy();
       await this.takeOverStale(file, seen, busy);
-      this.log.warn({ file }, 'took over a stale chunk lock');
+      this.log.warn({ file, holderDead }, 'took over a stale chunk lock');
     }
     const held = fh;
     const takenAt = Date.now();
@@ -93,6 +102,12 @@ export class ChunkLocks {
     }
     await removePath(aside);
   }
+}
+
+/** Whether the process named in a lock file is certainly no longer running. */
+export async function holderIsGone(file: string): Promise<boolean> {
+  const holder = parseIdentity(await fsp.readFile(file, 'utf8').catch(() => ''));
+  return holder !== undefined && isCertainlyGone(holder);
 }
 
 /** Only our own lock is removed (a stale takeover may have replaced it). */

@@ -3,7 +3,10 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.js';
 import { nowIso, toJson } from '../db/schema.js';
+import { AppError } from '../errors.js';
 import { newId } from '../ids.js';
+import { formatIdentity } from '../shared/process-identity.js';
+import { NO_LEASE } from './completion-lease.js';
 import { attachUserLabels, labelsOfMedia } from '../labels/label-service.js';
 import { claimedKind, detectKind, needsProcessing, type DetectedType } from '../media/detect-kind.js';
 import { toMediaView, type MediaView } from '../media/media-service.js';
@@ -26,6 +29,8 @@ export interface IngestInput {
   labels: string[];
   /** What `detect` found in the file, when the caller ran it already (e.g. while hashing). */
   detected?: DetectedType;
+  /** The media's id, when the caller recorded it beforehand (to find the files of a completion that died). */
+  mediaId?: string;
 }
 
 /**
@@ -50,7 +55,7 @@ export class IngestService {
 
   async ingest(input: IngestInput): Promise<MediaView> {
     const detected = input.detected ?? (await this.detect(input.file));
-    const mediaId = newId();
+    const mediaId = input.mediaId ?? newId();
     const ref = { tenantId: input.tenantId, userId: input.userId, mediaId };
     const target = this.layout.originalFile(ref, detected.ext);
     const claimed = claimedKind(input.filename, input.contentType);
@@ -90,11 +95,16 @@ export class IngestService {
           })
           .execute();
         await attachUserLabels(tx, ref, input.labels);
-        await tx
+        // Only while this process still holds the completion: one taken up by another process
+        // (its lease lapsed) must not also become a media here.
+        const done = await tx
           .updateTable('upload_sessions')
-          .set({ state: 'completed', media_id: mediaId, updated_at: now })
+          .set({ state: 'completed', media_id: mediaId, updated_at: now, ...NO_LEASE })
           .where('id', '=', input.sessionId)
-          .execute();
+          .where('state', '=', 'completing')
+          .where('lease_owner', '=', formatIdentity())
+          .executeTakeFirst();
+        if (Number(done.numUpdatedRows) === 0) throw new AppError('upload-busy', 'the upload was taken up by another process');
       });
     } catch (err) {
       await removePath(this.layout.mediaDir(ref));

@@ -9,19 +9,23 @@ import { ERRORS, Upload } from '@tus/utils';
 import type { Logger } from 'pino';
 import type { Settings } from '../config/settings.js';
 import type { Db } from '../db/database.js';
-import { fromJson, nowIso, toJson } from '../db/schema.js';
+import type { Selectable } from 'kysely';
+import { fromJson, nowIso, toJson, type UploadSessionsTable } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import { newId } from '../ids.js';
 import { normalizeLabelNames } from '../labels/label-service.js';
 import { normalizeCaption, normalizeTags } from '../media/tags.js';
+import { isOutOfSpace } from '../storage/disk-space.js';
 import { removePath } from '../storage/files.js';
 import type { StorageLayout } from '../storage/layout.js';
 import type { Principal } from '../tenancy/principal.js';
 import { ownerScope } from '../tenancy/principal.js';
+import { claimCompletion, findStranded, holdsCompletion, keepCompletionAlive, NO_LEASE, reclaimPendingMedia, takeOver } from './completion-lease.js';
 import { validateFilename } from './filename.js';
 import type { IngestService } from './ingest.js';
 import { ThreadHashSink, type HashThread } from './hash-thread.js';
 import { writeHashed } from './hashing-writer.js';
+import type { UploadLimits } from './upload-limits.js';
 
 /** Checksum algorithms accepted in Upload-Checksum (the tus checksum extension). */
 export const TUS_CHECKSUM_ALGORITHMS = ['sha1', 'sha256', 'md5'] as const;
@@ -158,6 +162,7 @@ class ChecksumFileStore extends FileStore {
       await this.running.discard(running);
       if (check) await this.truncate(id, offset);
       // tus's own errors (a body over the size limit) keep their status; anything else is a failed write, as in FileStore.
+      if (isOutOfSpace(err)) throw tusError(507, 'insufficient-storage: the server is out of storage space');
       throw err && typeof err === 'object' && 'status_code' in err ? err : ERRORS.FILE_WRITE_ERROR;
     }
     if (check && !check.digest().equals(checksum!.digest)) {
@@ -203,6 +208,8 @@ export interface TusDeps {
   ingest: IngestService;
   /** Where the running sha256 of each upload is kept and fed. */
   hashThread: HashThread;
+  /** The open-upload cap and the tenant quota. */
+  limits: UploadLimits;
   settings: Pick<Settings, 'apiPrefix' | 'uploadMaxSize' | 'uploadSessionExpiry' | 'corsOrigins' | 'publicBaseUrl' | 'trustProxy'>;
   log: Logger;
 }
@@ -301,6 +308,7 @@ export class TusService {
     if (upload.size === undefined) throw new AppError('validation-failed', 'Upload-Length is required (deferred length is not supported)');
     if (upload.size === 0) throw new AppError('empty-file');
     const md = metadataOf(upload);
+    await this.deps.limits.assertMayOpen(ctx.principal, upload.size);
     const now = Date.now();
     await this.deps.db
       .insertInto('upload_sessions')
@@ -324,8 +332,21 @@ export class TusService {
         created_at: new Date(now).toISOString(),
         updated_at: new Date(now).toISOString(),
         expires_at: new Date(now + this.deps.settings.uploadSessionExpiry).toISOString(),
+        ...NO_LEASE,
       })
       .execute();
+  }
+
+  /** Refuses a creation over the open-upload cap or the quota (`Upload-Length` as declared; tus itself refuses a missing one). */
+  async assertMayCreate(p: Principal, uploadLength: string | undefined): Promise<void> {
+    if (uploadLength === undefined || !/^\d{1,16}$/.test(uploadLength)) return;
+    await this.deps.limits.assertMayOpen(p, Number(uploadLength));
+  }
+
+  /** Refuses bytes of an upload that no longer fits the tenant's quota. */
+  async assertMayWrite(uploadId: string): Promise<void> {
+    const s = await this.deps.db.selectFrom('upload_sessions').select(['id', 'tenant_id', 'created_at']).where('id', '=', uploadId).executeTakeFirst();
+    if (s) await this.deps.limits.assertStillFits(s);
   }
 
   /** The tus session with this id if the principal may touch it. */
@@ -345,18 +366,19 @@ export class TusService {
   private async finish(upload: Upload): Promise<string> {
     const session = await this.deps.db.selectFrom('upload_sessions').selectAll().where('id', '=', upload.id).executeTakeFirst();
     if (!session) throw new AppError('not-found', 'upload not found');
-    const claimed = await this.deps.db
-      .updateTable('upload_sessions')
-      .set({ state: 'completing', updated_at: nowIso() })
-      .where('id', '=', session.id)
-      .where('state', '=', 'open')
-      .executeTakeFirst();
-    if (Number(claimed.numUpdatedRows) === 0) throw new AppError('upload-not-open', `the upload is ${session.state}`);
-    const file = path.join(this.deps.layout.tusDir(), upload.id);
-    const staged = path.join(this.deps.layout.tmpDir(), `${upload.id}.tus`);
+    const mediaId = await claimCompletion(this.deps.db, session.id);
+    if (!mediaId) throw new AppError('upload-not-open', `the upload is ${session.state}`);
+    return this.finishClaimed(session, mediaId);
+  }
+
+  /** Ingests a whole upload whose session this process holds `completing`. */
+  private async finishClaimed(session: Selectable<UploadSessionsTable>, mediaId: string): Promise<string> {
+    const file = path.join(this.deps.layout.tusDir(), session.id);
+    const staged = path.join(this.deps.layout.tmpDir(), `${session.id}.tus`);
+    const stopRenewing = keepCompletionAlive(this.deps.db, session.id);
     try {
       // Hashed while the PATCHes were written.
-      const sha256 = await this.store.running.digest(upload.id, file, Number(session.total_size));
+      const sha256 = await this.store.running.digest(session.id, file, Number(session.total_size));
       if (session.sha256 && session.sha256 !== sha256) {
         throw new AppError('upload-checksum-mismatch', `the file hashes to ${sha256}, not the declared ${session.sha256}`);
       }
@@ -374,21 +396,62 @@ export class TusService {
         caption: session.caption,
         tags: fromJson<string[]>(session.user_tags, []),
         labels: fromJson<string[]>(session.labels, []),
+        mediaId,
       });
-      await this.store.configstore.delete(upload.id);
+      await this.store.configstore.delete(session.id);
       return media.id;
     } catch (err) {
-      this.store.running.forget(upload.id);
+      this.store.running.forget(session.id);
+      // Taken up by another process meanwhile (this one's lease lapsed): the upload is its now.
+      if (!(await holdsCompletion(this.deps.db, session.id))) throw err;
       await removePath(staged);
       await removePath(file);
-      await this.store.configstore.delete(upload.id).catch(() => undefined);
+      await this.store.configstore.delete(session.id).catch(() => undefined);
       await this.deps.db
         .updateTable('upload_sessions')
-        .set({ state: 'failed', error: err instanceof Error ? err.message : String(err), updated_at: nowIso() })
+        .set({ state: 'failed', error: err instanceof Error ? err.message : String(err), updated_at: nowIso(), ...NO_LEASE })
         .where('id', '=', session.id)
         .execute();
       throw err;
+    } finally {
+      stopRenewing();
     }
+  }
+
+  /**
+   * Takes up tus uploads left `completing` by a process that died (see completion-lease.ts):
+   * the bytes go back where they were; a whole upload is then finished (a tus client that sent
+   * every byte sends nothing more), a partial one is open again. Run at start-up and by the sweep.
+   */
+  async recoverStranded(now = Date.now()): Promise<number> {
+    let recovered = 0;
+    for (const s of await findStranded(this.deps.db, 'tus', now)) {
+      if (!(await takeOver(this.deps.db, s))) continue;
+      const file = path.join(this.deps.layout.tusDir(), s.id);
+      const staged = path.join(this.deps.layout.tmpDir(), `${s.id}.tus`);
+      if (!(await fsp.stat(file).catch(() => undefined)) && (await fsp.stat(staged).catch(() => undefined))) await fsp.rename(staged, file);
+      await reclaimPendingMedia(this.deps.db, this.deps.layout, s, file);
+      await removePath(staged);
+      this.store.running.forget(s.id);
+      const size = (await fsp.stat(file).catch(() => undefined))?.size;
+      const session = await this.deps.db.selectFrom('upload_sessions').selectAll().where('id', '=', s.id).executeTakeFirst();
+      recovered++;
+      if (session && size === s.total_size) {
+        this.deps.log.warn({ uploadId: s.id }, 'finishing a tus upload left completing by a process that died');
+        await this.finishClaimed(session, s.pending_media_id ?? newId()).catch((err) =>
+          this.deps.log.warn({ err, uploadId: s.id }, 'a recovered tus upload could not be finished'),
+        );
+        continue;
+      }
+      await this.deps.db
+        .updateTable('upload_sessions')
+        .set({ state: 'open', updated_at: nowIso(), ...NO_LEASE })
+        .where('id', '=', s.id)
+        .where('state', '=', 'completing')
+        .execute();
+      this.deps.log.warn({ uploadId: s.id }, 'a tus upload left completing by a process that died is open again');
+    }
+    return recovered;
   }
 
   /**

@@ -16,7 +16,19 @@ import { removePath } from '../storage/files.js';
 import type { StorageLayout } from '../storage/layout.js';
 import type { Principal } from '../tenancy/principal.js';
 import { ownerScope } from '../tenancy/principal.js';
-import { ChunkLocks, closedMeanwhile, isErrno, LOCK_STALE_MS } from './chunk-lock.js';
+import {
+  claimCompletion,
+  findStranded,
+  holdsCompletion,
+  isStranded,
+  keepCompletionAlive,
+  NO_LEASE,
+  reclaimPendingMedia,
+  strandedSession,
+  takeOver,
+  type StrandedSession,
+} from './completion-lease.js';
+import { ChunkLocks, closedMeanwhile, holderIsGone, isErrno, LOCK_STALE_MS } from './chunk-lock.js';
 import type { ChunkRecord, ChunkStateStore } from './chunk-state.js';
 import { algorithmOf, checksumRange, ChunkDigest, isChunkChecksum, sha256Of } from './chunk-checksum.js';
 import { writeHashed } from './hashing-writer.js';
@@ -24,6 +36,7 @@ import { validateFilename } from './filename.js';
 import type { IngestService } from './ingest.js';
 import type { HashThread } from './hash-thread.js';
 import { PrefixHasher } from './prefix-hash.js';
+import type { UploadLimits } from './upload-limits.js';
 
 export type SessionRow = Selectable<UploadSessionsTable>;
 
@@ -144,6 +157,7 @@ export class UploadService {
     >,
     private readonly log: Logger,
     hashThread: HashThread,
+    private readonly limits: UploadLimits,
   ) {
     this.locks = new ChunkLocks(log);
     this.hasher = new PrefixHasher(hashThread, layout, log);
@@ -185,6 +199,7 @@ export class UploadService {
     if (contentType && (contentType.length > 255 || /[\u0000-\u001f\u007f]/.test(contentType))) {
       throw new AppError('validation-failed', 'content_type is not valid');
     }
+    await this.limits.assertMayOpen(p, total);
     const row: SessionRow = {
       id: newId(),
       tenant_id: p.tenantId,
@@ -205,6 +220,7 @@ export class UploadService {
       created_at: nowIso(),
       updated_at: nowIso(),
       expires_at: this.expiresAt(),
+      ...NO_LEASE,
     };
     await fsp.mkdir(this.layout.sessionChunkDir(p.tenantId, row.id), { recursive: true });
     // The data file at its full size: sparse, so it takes no disk space until chunks arrive.
@@ -354,6 +370,7 @@ export class UploadService {
         expected_size: expected,
       });
     }
+    await this.limits.assertStillFits(s);
     const lock = await this.locks.forSend(this.layout.chunkLockFile(s.tenant_id, s.id, index), index);
     let checksum = '';
     try {
@@ -447,7 +464,7 @@ export class UploadService {
     await fsp.writeFile(file, JSON.stringify({ index: receipt.index, size: receipt.size, checksum: receipt.checksum }));
   }
 
-  /** Whether a chunk send holds a (fresh) lock on this session. */
+  /** Whether a chunk send holds a (fresh) lock on this session, in a process that still runs. */
   private async hasLiveLocks(s: SessionRow): Promise<boolean> {
     const dir = this.layout.sessionChunkDir(s.tenant_id, s.id);
     const names = await fsp.readdir(dir).catch(() => [] as string[]);
@@ -455,25 +472,22 @@ export class UploadService {
       if (!/^\d+\.lock$/.test(name)) continue;
       const file = path.join(dir, name);
       const st = await fsp.stat(file).catch(() => undefined);
-      if (st && Date.now() - st.mtimeMs < LOCK_STALE_MS) return true;
+      if (st && Date.now() - st.mtimeMs < LOCK_STALE_MS && !(await holderIsGone(file))) return true;
     }
     return false;
   }
 
   async complete(p: Principal, sessionId: string): Promise<MediaView> {
-    const s = await this.load(p, sessionId);
+    let s = await this.load(p, sessionId);
+    if (s.state === 'completing' && (await this.recoverIfStranded(s))) s = await this.load(p, sessionId);
     if (s.state === 'completing') throw new AppError('upload-busy');
     if (s.state !== 'open') {
       throw new AppError('upload-not-open', `the upload is ${s.state}`, { state: s.state, media_id: s.media_id });
     }
     this.assertAllReceived(s, await this.verifiedOnDisk(s, await this.received(s)));
-    const claimed = await this.db
-      .updateTable('upload_sessions')
-      .set({ state: 'completing', updated_at: nowIso() })
-      .where('id', '=', s.id)
-      .where('state', '=', 'open')
-      .executeTakeFirst();
-    if (Number(claimed.numUpdatedRows) === 0) throw new AppError('upload-busy');
+    const mediaId = await claimCompletion(this.db, s.id);
+    if (!mediaId) throw new AppError('upload-busy');
+    const stopRenewing = keepCompletionAlive(this.db, s.id);
 
     const chunkDir = this.layout.sessionChunkDir(s.tenant_id, s.id);
     const dataFile = this.layout.sessionDataFile(s.tenant_id, s.id);
@@ -522,6 +536,7 @@ export class UploadService {
         tags: fromJson<string[]>(s.user_tags, []),
         labels: fromJson<string[]>(s.labels, []),
         detected,
+        mediaId,
       });
       reopen = false;
       await this.hasher.forget(s.id);
@@ -529,22 +544,26 @@ export class UploadService {
       await this.chunks.clear(s.id).catch(() => undefined);
       return media;
     } catch (err) {
+      // Taken up by another process meanwhile (this one's lease lapsed): the session is its now.
+      if (!(await holdsCompletion(this.db, s.id).catch(() => true))) throw err;
       if (!reopen) await this.hasher.forget(s.id);
       if (handedOff === 'moved' && reopen) await fsp.rename(handoff, dataFile).catch(() => undefined);
       await removePath(handoff);
       if (reopen) {
         // Not the client's fault (a disk or database error, or a send still running): the chunks stay, complete may be retried.
-        await this.db.updateTable('upload_sessions').set({ state: 'open', updated_at: nowIso() }).where('id', '=', s.id).execute();
+        await this.db.updateTable('upload_sessions').set({ state: 'open', updated_at: nowIso(), ...NO_LEASE }).where('id', '=', s.id).execute();
       } else if (err instanceof AppError) {
         await this.db
           .updateTable('upload_sessions')
-          .set({ state: 'failed', error: err.message, updated_at: nowIso() })
+          .set({ state: 'failed', error: err.message, updated_at: nowIso(), ...NO_LEASE })
           .where('id', '=', s.id)
           .execute();
         await removeSessionDir(chunkDir);
         await this.chunks.clear(s.id).catch(() => undefined);
       }
       throw err;
+    } finally {
+      stopRenewing();
     }
   }
 
@@ -584,19 +603,58 @@ export class UploadService {
   }
 
   async abort(p: Principal, sessionId: string): Promise<void> {
-    const s = await this.load(p, sessionId);
+    let s = await this.load(p, sessionId);
+    if (s.state === 'completing' && (await this.recoverIfStranded(s))) s = await this.load(p, sessionId);
     if (s.state === 'completed' || s.state === 'completing') {
       throw new AppError('upload-not-open', `the upload is ${s.state}`, { state: s.state, media_id: s.media_id });
     }
+    // The bytes go first: on a full disk, removing them is what makes room for the database's write.
+    await this.hasher.forget(s.id);
+    await removeSessionDir(this.layout.sessionChunkDir(s.tenant_id, s.id));
     await this.db
       .updateTable('upload_sessions')
       .set({ state: 'aborted', updated_at: nowIso() })
       .where('id', '=', s.id)
       .where('state', 'in', ['open', 'failed', 'expired'])
       .execute();
-    await this.hasher.forget(s.id);
-    await removeSessionDir(this.layout.sessionChunkDir(s.tenant_id, s.id));
     await this.chunks.clear(s.id);
+  }
+
+  /**
+   * Takes up sessions left `completing` by a process that died (see completion-lease.ts): each
+   * goes back to `open` with its chunks, so the client's next complete finishes it. Run at
+   * start-up and by the sweep. Returns how many were recovered.
+   */
+  async recoverStranded(now = Date.now()): Promise<number> {
+    let recovered = 0;
+    for (const s of await findStranded(this.db, 'chunked', now)) if (await this.reopenStranded(s)) recovered++;
+    return recovered;
+  }
+
+  private async recoverIfStranded(s: SessionRow): Promise<boolean> {
+    return isStranded(s) && this.reopenStranded(strandedSession(s));
+  }
+
+  private async reopenStranded(s: StrandedSession): Promise<boolean> {
+    if (!(await takeOver(this.db, s))) return false;
+    const dataFile = this.layout.sessionDataFile(s.tenant_id, s.id);
+    const handoff = path.join(this.layout.tmpDir(), `${s.id}.upload`);
+    // The data file is still in place (handed over as a hard link), or was moved to the
+    // hand-off, or on into the media's folder: it goes back, and every other name of it goes.
+    if (!(await fsp.stat(dataFile).catch(() => undefined)) && (await fsp.stat(handoff).catch(() => undefined))) {
+      await fsp.rename(handoff, dataFile);
+    }
+    await reclaimPendingMedia(this.db, this.layout, s, dataFile);
+    await removePath(handoff);
+    await this.hasher.forget(s.id);
+    await this.db
+      .updateTable('upload_sessions')
+      .set({ state: 'open', updated_at: nowIso(), expires_at: this.expiresAt(), ...NO_LEASE })
+      .where('id', '=', s.id)
+      .where('state', '=', 'completing')
+      .execute();
+    this.log.warn({ sessionId: s.id }, 'an upload left completing by a process that died is open again');
+    return true;
   }
 
   /** Expires idle sessions and removes their chunks. Returns how many were swept. */

@@ -97,7 +97,10 @@ describe('tenants and API keys', () => {
     const all = await call({ method: 'GET', url: '/api/v1/media' }, t.tenant.adminKey);
     assert.deepEqual(all.json().items.map((m: { id: string }) => m.id), [mediaId]);
     const me = await call({ method: 'GET', url: '/api/v1/me' }, t.tenant.adminKey, { 'x-qasar-user': 'carol' });
-    assert.deepEqual({ ...(me.json() as Record<string, unknown>), key_id: undefined }, { tenant_id: t.tenant.id, tenant_name: 'acme', user_id: 'carol', admin: true, key_id: undefined });
+    assert.deepEqual(
+      { ...(me.json() as Record<string, unknown>), key_id: undefined, usage_bytes: undefined },
+      { tenant_id: t.tenant.id, tenant_name: 'acme', user_id: 'carol', admin: true, key_id: undefined, quota_bytes: null, usage_bytes: undefined },
+    );
     // An upload made for carol is stored under carol.
     const created = await call({ method: 'POST', url: '/api/v1/upload', payload: { filename: 'c.bin', total_size: 5 } }, t.tenant.adminKey, {
       'x-qasar-user': 'carol',

@@ -15,6 +15,8 @@ describe('settings', () => {
     assert.equal(s.port, 8000);
     assert.equal(s.uploadDefaultChunkSize, 8 * 1024 * 1024);
     assert.equal(s.uploadSessionExpiry, 24 * 3_600_000);
+    assert.equal(s.uploadMaxOpenPerUser, 20);
+    assert.equal(s.storageMinFree, 256 * 1024 * 1024);
     assert.ok(path.isAbsolute(s.storageRoot));
   });
 
@@ -64,6 +66,8 @@ describe('settings', () => {
     ['API_PREFIX', 'api/'],
     ['CHUNK_TMP_DIR_NAME', '../up'],
     ['FILE_BASE_URL', 'ftp://x'],
+    ['UPLOAD_MAX_OPEN_PER_USER', '0'],
+    ['STORAGE_MIN_FREE', 'plenty'],
   ] as const) {
     it(`refuses a bad ${env} naming it`, () => {
       assert.throws(

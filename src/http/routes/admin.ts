@@ -14,17 +14,25 @@ export function adminRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       {
         schema: {
           tags: ['tenancy'],
-          summary: 'The tenant and user this key acts as',
+          summary: "The tenant and user this key acts as, and the tenant's storage quota",
           response: {
-            200: Type.Object({ tenant_id: Type.String(), tenant_name: Type.String(), user_id: Type.String(), key_id: Type.String(), admin: Type.Boolean() }),
+            200: Type.Object({
+              tenant_id: Type.String(),
+              tenant_name: Type.String(),
+              user_id: Type.String(),
+              key_id: Type.String(),
+              admin: Type.Boolean(),
+              quota_bytes: Type.Union([Type.Integer(), Type.Null()], { description: "The tenant's storage quota; null: none" }),
+              usage_bytes: Type.Integer({ description: "What counts against it: the tenant's media originals and the declared size of its open uploads" }),
+            }),
             ...problemResponses(),
           },
         },
       },
       async (req) => {
         const p = principalOf(req);
-        const tenant = await ctx.tenancy.getTenant(p.tenantId);
-        return { tenant_id: p.tenantId, tenant_name: tenant?.name ?? '', user_id: p.userId, key_id: p.keyId, admin: p.isAdmin };
+        const [tenant, storage] = await Promise.all([ctx.tenancy.getTenant(p.tenantId), ctx.tenancy.storageUsage(p.tenantId)]);
+        return { tenant_id: p.tenantId, tenant_name: tenant?.name ?? '', user_id: p.userId, key_id: p.keyId, admin: p.isAdmin, ...storage };
       },
     );
 

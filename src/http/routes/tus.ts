@@ -64,7 +64,11 @@ export function tusRoutes(ctx: AppContext) {
         if (session.state !== 'open') throw new AppError('not-found', `upload is ${session.state}`);
       }
       const checksum = parseUploadChecksum(req.headers['upload-checksum'] as string | undefined);
-      if (id && req.method === 'PATCH') await ctx.tus.touch(id);
+      if (!id && req.method === 'POST') await ctx.tus.assertMayCreate(principal, req.headers['upload-length'] as string | undefined);
+      if (id && req.method === 'PATCH') {
+        await ctx.tus.assertMayWrite(id);
+        await ctx.tus.touch(id);
+      }
       hijack(req, reply);
       await tusContext.run({ principal, ...(checksum ? { checksum } : {}) }, () => ctx.tus.server.handle(req.raw, reply.raw));
     };
