@@ -4,6 +4,7 @@ import type { Db } from '../db/database.js';
 import { nowIso } from '../db/schema.js';
 import { PermanentJobError, type Job, type JobQueue, type RunningWorker } from '../queue/queue.js';
 import { processJobKey } from '../queue/queue.js';
+import { publicReason } from './public-reason.js';
 
 /** The media row a processing step works on. */
 export interface MediaToProcess {
@@ -53,7 +54,7 @@ export class MediaWorker {
             .set({
               status: 'error',
               error_code: code,
-              error_reason: err instanceof Error ? err.message : String(err),
+              error_reason: publicReason(err, job.attempt),
               updated_at: nowIso(),
             })
             .where('id', '=', job.data.media_id)

@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import { PermanentJobError } from '../../queue/queue.js';
-import { ffprobe, ProbeError, type ProbeResult, type ProbeStream } from '../ffprobe.js';
+import { ffprobe, ProbeError, probeFailure, type ProbeResult, type ProbeStream } from '../ffprobe.js';
 import { mediaFacts, type MediaFacts } from '../probe-facts.js';
 import { assertWithinDeclared, DEFAULT_DURATION_LIMITS, durationBound, shortOutputError, type DurationLimits } from '../duration-bound.js';
 import { runFfmpegStep } from '../ffmpeg-step.js';
@@ -97,7 +97,7 @@ export async function packageAudio(source: string, workDir: string, opts: AudioP
   try {
     probe = await ffprobe(source, opts.probeTimeoutMs);
   } catch (err) {
-    if (err instanceof ProbeError) throw new PermanentJobError(`the file could not be read as audio: ${err.message}`, 'unreadable-media');
+    if (err instanceof ProbeError) throw probeFailure(err, 'audio');
     throw err;
   }
   const stream = probe.streams.find((s) => s.codec_type === 'audio');

@@ -8,6 +8,7 @@ import { safeJoin } from '../../storage/layout.js';
 import { durationLimitsOf } from '../duration-bound.js';
 import type { MediaToProcess } from '../media-worker.js';
 import { makeWebm } from '../video/webm.js';
+import { publicReason } from '../public-reason.js';
 import { makeWorkDir, publishFolders } from './publish.js';
 
 type WebmSettings = Pick<Settings, 'apiPrefix' | 'ffmpegThreads' | 'ffprobeTimeout' | 'ffmpegTimeout' | 'ffmpegTimeoutFactor' | 'ffmpegTimeoutFloor' | 'ffmpegDurationTolerance' | 'jobAttempts'>;
@@ -53,7 +54,7 @@ export async function runWebmStep(deps: StepDeps<WebmSettings>, media: MediaToPr
       await updateMetadata(deps, media, (m) => ({
         ...m,
         pending: (m.pending ?? []).filter((p: string) => p !== 'webm'),
-        webm_error: err instanceof Error ? err.message : String(err),
+        webm_error: publicReason(err, job.attempt),
       }));
       if (err instanceof PermanentJobError) return;
     }
