@@ -141,7 +141,7 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   const afterReady = async (m: { id: string; kind: string }) => {
     if (m.kind === 'video' && settings.enableWebm) await queue.enqueue('make-webm', { media_id: m.id }, { dedupeKey: webmJobKey(m.id) });
   };
-  const worker = new MediaWorker(database.db, queue, log, settings.jobAttempts, steps, afterReady, changes);
+  const worker = new MediaWorker(database.db, queue, log, settings.jobAttempts, steps, afterReady, changes, layout);
   const tenancy = new TenancyService(database.db, settings.apiKeyCacheTtl);
   const moderation = new ModerationService(database.db, changes, settings.moderationDefaultThreshold);
   const labels = new MediaLabelService(database.db, changes, moderation);
