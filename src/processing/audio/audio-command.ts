@@ -48,9 +48,9 @@ export function buildAudioCommand(plan: AudioCommandPlan): string[] {
   const filters: string[] = [];
   const label = (b: string) => (b === 'spec' ? '[specin]' : `[${b}]`);
   const src = `[0:${plan.audioIndex}]`;
-  const head = plan.maxSeconds !== undefined ? `atrim=end=${plan.maxSeconds.toFixed(3)}` : 'anull';
-  if (branches.length === 1) filters.push(`${src}${head}${label(branches[0]!)}`);
-  else if (branches.length > 1) filters.push(`${src}${head},asplit=${branches.length}${branches.map(label).join('')}`);
+  const trim = plan.maxSeconds !== undefined ? `atrim=end=${plan.maxSeconds.toFixed(3)}` : undefined;
+  if (branches.length === 1) filters.push(`${src}${trim ?? 'anull'}${label(branches[0]!)}`);
+  else if (branches.length > 1) filters.push(`${src}${trim ? `${trim},` : ''}asplit=${branches.length}${branches.map(label).join('')}`);
   if (plan.spectrogram) {
     const { width, height } = plan.spectrogram;
     // One picture for all channels; log intensity shows quiet detail; no legend keeps the exact size.
