@@ -34,6 +34,17 @@ export function durationLimitsOf(s: { ffmpegTimeoutFactor: number; ffmpegTimeout
   return { toleranceSeconds: s.ffmpegDurationTolerance / 1000, timeoutFactor: s.ffmpegTimeoutFactor, timeoutFloorMs: s.ffmpegTimeoutFloor };
 }
 
+/**
+ * Containers without timestamps to lie with, whose duration ffprobe estimates from the bit rate
+ * (a VBR file can be several times longer than that): they are cut at the limit itself, and
+ * decoding them costs what their bytes hold.
+ */
+const ESTIMATED_DURATION = new Set(['mp3', 'aac', 'mpegvideo', 'h264', 'hevc', 'm4v']);
+
+export function durationIsEstimated(container: string | null): boolean {
+  return ESTIMATED_DURATION.has(container ?? '');
+}
+
 export interface DurationBound {
   /** What the container declares, seconds. */
   declared: number;

@@ -59,6 +59,17 @@ describe('bounding by the declared duration', () => {
     );
   });
 
+  it('keeps MP3 whose duration ffprobe estimated short (VBR without a Xing header)', async () => {
+    const file = path.join(dir, 'vbr.mp3');
+    execFileSync('ffmpeg', ['-v', 'error', '-y', '-f', 'lavfi', '-i', 'anoisesrc=d=5:a=0.5', '-f', 'lavfi', '-i', 'anullsrc=d=55:r=44100:cl=mono',
+      '-filter_complex', '[0][1]concat=n=2:v=0:a=1', '-c:a', 'libmp3lame', '-q:a', '0', '-write_xing', '0', file]);
+    const work = path.join(dir, 'mp3-work');
+    await fs.mkdir(work);
+    const result = await packageAudio(file, work, { webm: true, hls: false, posters: false, thumbnails: false, hlsMinDuration: 60, thumbnailSize: 320, threads: 2, probeTimeoutMs: 30_000, ffmpegTimeoutMs: 600_000, maxDurationSeconds: 120 });
+    assert.ok(result.facts.duration! < 30, `ffprobe estimates ${result.facts.duration} s`);
+    assert.ok(result.decodedSeconds! > 59, 'the whole minute is decoded');
+  });
+
   it('fails the WebM of the lying MKV quickly instead of encoding 30 minutes', async () => {
     const file = path.join(dir, 'g.mkv');
     await makeLyingMkv(file, 10);

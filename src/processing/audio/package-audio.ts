@@ -4,7 +4,7 @@ import sharp from 'sharp';
 import { PermanentJobError } from '../../queue/queue.js';
 import { ffprobe, ProbeError, probeFailure, type ProbeResult, type ProbeStream } from '../ffprobe.js';
 import { mediaFacts, type MediaFacts } from '../probe-facts.js';
-import { assertWithinDeclared, DEFAULT_DURATION_LIMITS, durationBound, shortOutputError, type DurationLimits } from '../duration-bound.js';
+import { assertWithinDeclared, DEFAULT_DURATION_LIMITS, durationBound, durationIsEstimated, shortOutputError, type DurationLimits } from '../duration-bound.js';
 import { runFfmpegStep } from '../ffmpeg-step.js';
 import { AUDIO_FILES, audioBitrates, buildAudioCommand } from './audio-command.js';
 
@@ -55,6 +55,7 @@ export interface PackagedAudio {
 }
 
 const SPECTROGRAM = { width: 1280, height: 480 };
+
 const HLS_SEGMENT_SECONDS = 6;
 const KEPT_TAGS = ['title', 'artist', 'album', 'album_artist', 'composer', 'genre', 'date', 'track', 'disc', 'comment', 'language'];
 
@@ -108,9 +109,10 @@ export async function packageAudio(source: string, workDir: string, opts: AudioP
     throw new PermanentJobError(`the audio lasts ${Math.round(duration)} s, over the limit of ${opts.maxDurationSeconds} s`, 'too-long');
   }
   // Without a declared duration the file is decoded whole under FFMPEG_TIMEOUT, as before.
-  const bound = duration !== null && duration > 0
-    ? durationBound(duration, { ...DEFAULT_DURATION_LIMITS, ...opts.durationLimits, timeoutCeilingMs: opts.ffmpegTimeoutMs })
-    : undefined;
+  const limits = { ...DEFAULT_DURATION_LIMITS, ...opts.durationLimits, timeoutCeilingMs: opts.ffmpegTimeoutMs };
+  // Raw MP3 and ADTS AAC: a VBR file without a Xing header can be 3x longer than ffprobe's estimate.
+  const estimated = durationIsEstimated(facts.container);
+  const bound = duration !== null && duration > 0 ? durationBound(estimated ? opts.maxDurationSeconds : duration, limits) : undefined;
   const cover = probe.streams.find((s) => s.codec_type === 'video' && s.disposition?.attached_pic);
   const channels: 1 | 2 = Number(stream.channels) === 1 ? 1 : 2;
   const rates = audioBitrates(channels);
@@ -143,7 +145,12 @@ export async function packageAudio(source: string, workDir: string, opts: AudioP
   for (const dir of ['webm', 'hls', 'posters', 'thumbnails']) await fs.mkdir(path.join(workDir, dir), { recursive: true });
   const run = await runFfmpegStep(buildAudioCommand(plan), bound?.timeoutMs ?? opts.ffmpegTimeoutMs, 'audio packaging', 'audio');
   const decodedSeconds = decodedSecondsOf(run.stdout);
-  if (bound && decodedSeconds !== null) assertWithinDeclared(decodedSeconds, bound);
+  if (bound && decodedSeconds !== null) {
+    if (!estimated) assertWithinDeclared(decodedSeconds, bound);
+    else if (decodedSeconds > opts.maxDurationSeconds) {
+      throw new PermanentJobError(`the audio lasts more than the limit of ${opts.maxDurationSeconds} s`, 'too-long');
+    }
+  }
   // ffmpeg decodes what it can of a truncated file and exits 0: compare with what the container promised.
   if (duration !== null && decodedSeconds !== null && decodedSeconds < duration * 0.9 - 0.5) {
     const truncated = new PermanentJobError(

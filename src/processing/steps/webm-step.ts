@@ -11,7 +11,7 @@ import { makeWebm } from '../video/webm.js';
 import { publicReason } from '../public-reason.js';
 import { makeWorkDir, publishFolders } from './publish.js';
 
-type WebmSettings = Pick<Settings, 'apiPrefix' | 'ffmpegThreads' | 'ffprobeTimeout' | 'ffmpegTimeout' | 'ffmpegTimeoutFactor' | 'ffmpegTimeoutFloor' | 'ffmpegDurationTolerance' | 'jobAttempts'>;
+type WebmSettings = Pick<Settings, 'apiPrefix' | 'ffmpegThreads' | 'ffprobeTimeout' | 'ffmpegTimeout' | 'maxVideoDuration' | 'ffmpegTimeoutFactor' | 'ffmpegTimeoutFloor' | 'ffmpegDurationTolerance' | 'jobAttempts'>;
 
 /** Reads, changes and writes a media's file_metadata (the only writer of a media at a time is its job). */
 async function updateMetadata(deps: StepDeps<unknown>, media: MediaToProcess, change: (meta: Record<string, any>) => Record<string, any>): Promise<void> {
@@ -38,6 +38,7 @@ export async function runWebmStep(deps: StepDeps<WebmSettings>, media: MediaToPr
       probeTimeoutMs: settings.ffprobeTimeout,
       ffmpegTimeoutMs: settings.ffmpegTimeout,
       durationLimits: durationLimitsOf(settings),
+      maxDurationSeconds: settings.maxVideoDuration / 1000,
       ...(meta.probe ? { facts: meta.probe } : {}),
     });
     await publishFolders(work, mediaDir, ['webm']);

@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { PermanentJobError } from '../../queue/queue.js';
-import { assertWithinDeclared, DEFAULT_DURATION_LIMITS, durationBound, shortOutputError, type DurationLimits } from '../duration-bound.js';
+import { assertWithinDeclared, DEFAULT_DURATION_LIMITS, durationBound, durationIsEstimated, shortOutputError, type DurationLimits } from '../duration-bound.js';
 import { planLadder, type Rung } from '../ladder.js';
 import type { MediaFacts } from '../probe-facts.js';
 import { runTool } from '../run-tool.js';
@@ -60,7 +60,8 @@ export async function packageVideo(source: string, workDir: string, opts: VideoP
     throw new PermanentJobError(`the video is ${video.width}x${video.height}, over the limit of ${opts.maxPixels} pixels`, 'too-large');
   }
 
-  const bound = durationBound(facts.duration, { ...DEFAULT_DURATION_LIMITS, ...opts.durationLimits, timeoutCeilingMs: opts.ffmpegTimeoutMs });
+  const estimated = durationIsEstimated(facts.container);
+  const bound = durationBound(estimated ? opts.maxDurationSeconds : facts.duration, { ...DEFAULT_DURATION_LIMITS, ...opts.durationLimits, timeoutCeilingMs: opts.ffmpegTimeoutMs });
   const fps = outputFps(video);
   const frames = Math.max(1, Math.floor(facts.duration * fps));
   const ladder = opts.hls || opts.dash ? planLadder(video) : [];
@@ -94,7 +95,7 @@ export async function packageVideo(source: string, workDir: string, opts: VideoP
     // ffmpeg decodes what it can of a truncated file and exits 0: compare what came out with
     // what the container promised.
     const videoSeconds = Math.max(0, ...reps.filter((r) => r.contentType === 'video').map((r) => r.segments.reduce((n, s) => n + s.duration, 0)));
-    assertWithinDeclared(videoSeconds, bound);
+    if (!estimated) assertWithinDeclared(videoSeconds, bound);
     const expected = video.duration ?? facts.duration;
     if (videoSeconds < expected * 0.9 - 1) {
       const truncated = new PermanentJobError(
