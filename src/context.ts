@@ -153,7 +153,7 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
       await queue.enqueue('make-webm', { media_id: m.id, tenant_id: m.tenant_id }, { dedupeKey: webmJobKey(m.id) });
     }
   };
-  const worker = new MediaWorker(database.db, queue, log, settings.jobAttempts, steps, afterReady, changes);
+  const worker = new MediaWorker(database.db, queue, log, settings.jobAttempts, steps, afterReady, changes, layout);
   const moderation = new ModerationService(database.db, changes, settings.moderationDefaultThreshold);
   const labels = new MediaLabelService(database.db, changes, moderation);
   const discovery = await createDiscovery({ database, tokens, changes, settings, log, facts, labelDirectory, watchOthers });

@@ -1,4 +1,5 @@
 import { PermanentJobError } from '../queue/queue.js';
+import { ToolFailure } from './public-reason.js';
 import { runTool, trimStderr } from './run-tool.js';
 
 /** Errors that say the machine, not the input, is at fault: worth a retry. */
@@ -16,7 +17,7 @@ export async function runFfmpegStep(args: string[], timeoutMs: number, what: str
   if (res.code !== 0) {
     const reason = trimStderr(res.stderr) || `ffmpeg exited with ${res.code ?? res.signal}`;
     if (TRANSIENT.test(res.stderr) || res.signal) throw new Error(reason);
-    throw new PermanentJobError(`the ${kind} could not be decoded: ${reason}`, 'transcode-failed');
+    throw new ToolFailure(`the ${kind} could not be decoded: the file is damaged or encoded in a way that cannot be read`, 'transcode-failed', reason);
   }
   return { ms: Date.now() - started, stdout: res.stdout };
 }

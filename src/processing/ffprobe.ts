@@ -1,4 +1,5 @@
 import { hardenedInputArgs } from './ffmpeg-hardening.js';
+import { ToolFailure } from './public-reason.js';
 import { runTool, trimStderr } from './run-tool.js';
 
 export interface ProbeStream {
@@ -29,7 +30,7 @@ export function ffprobeArgs(file: string): string[] {
 
 export async function ffprobe(file: string, timeoutMs: number): Promise<ProbeResult> {
   const res = await runTool('ffprobe', ffprobeArgs(file), { timeoutMs });
-  if (res.timedOut) throw new ProbeError(`ffprobe took longer than ${timeoutMs} ms`, true);
+  if (res.timedOut) throw new ProbeError(`reading the file took longer than ${Math.max(1, Math.round(timeoutMs / 1000))} s`, true);
   if (res.code !== 0) throw new ProbeError(trimStderr(res.stderr) || `ffprobe exited with ${res.code ?? res.signal}`);
   try {
     const parsed = JSON.parse(res.stdout) as Partial<ProbeResult>;
@@ -37,6 +38,12 @@ export async function ffprobe(file: string, timeoutMs: number): Promise<ProbeRes
   } catch {
     throw new ProbeError('ffprobe printed no readable result');
   }
+}
+
+/** The permanent failure of a file ffprobe could not read; what it printed goes to the logs only. */
+export function probeFailure(err: ProbeError, kind: 'video' | 'audio'): ToolFailure {
+  const why = err.timedOut ? err.message : 'the file is damaged or not in a format that can be read';
+  return new ToolFailure(`the file could not be read as ${kind}: ${why}`, 'unreadable-media', err.message);
 }
 
 /** A real picture stream: cover art in audio files is a video stream marked attached_pic. */

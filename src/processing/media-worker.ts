@@ -4,6 +4,9 @@ import type { Db } from '../db/database.js';
 import { nowIso } from '../db/schema.js';
 import { PermanentJobError, type Job, type JobQueue, type RunningWorker } from '../queue/queue.js';
 import { processJobKey } from '../queue/queue.js';
+import type { StorageLayout } from '../storage/layout.js';
+import { publicReason } from './public-reason.js';
+import { clearLeftovers } from './steps/publish.js';
 
 /** The media row a processing step works on. */
 export interface MediaToProcess {
@@ -37,7 +40,22 @@ export class MediaWorker {
     /** Runs after a media became ready (e.g. enqueues the slow WebM rendition). */
     private readonly afterReady: (media: MediaToProcess) => Promise<void> = async () => undefined,
     private readonly changes?: MediaChanges,
+    /** Where media folders are, to remove what a failed media's attempts left there. */
+    private readonly layout?: StorageLayout,
   ) {}
+
+  /**
+   * Removes the scratch folders of a media that failed for good: no attempt will come to clear
+   * them (the next one would), and they can hold gigabytes of half-made renditions.
+   */
+  private async clearScratch(media: { id: string; tenant_id: string; user_id: string }): Promise<void> {
+    if (!this.layout) return;
+    try {
+      await clearLeftovers(this.layout.mediaDir({ tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id }));
+    } catch (err) {
+      this.log.warn({ err, mediaId: media.id }, 'could not remove the scratch folders of a failed media');
+    }
+  }
 
   async handle(job: Job): Promise<void> {
     try {
@@ -53,15 +71,16 @@ export class MediaWorker {
             .set({
               status: 'error',
               error_code: code,
-              error_reason: err instanceof Error ? err.message : String(err),
+              error_reason: publicReason(err, job.attempt),
               updated_at: nowIso(),
             })
             .where('id', '=', job.data.media_id)
             .where('status', '!=', 'ready')
             .executeTakeFirst();
-          const row = await this.db.selectFrom('mediaassets').select('tenant_id').where('id', '=', job.data.media_id).executeTakeFirst();
+          const row = await this.db.selectFrom('mediaassets').select(['id', 'tenant_id', 'user_id']).where('id', '=', job.data.media_id).executeTakeFirst();
           if (row && Number(res.numUpdatedRows) > 0) {
             await statusChanged(this.db, this.changes, { tenantId: row.tenant_id, mediaId: job.data.media_id, status: 'error', errorCode: code });
+            await this.clearScratch(row);
           }
         } catch (markErr) {
           // The job still fails with its own error; the media stays as it was.
@@ -129,7 +148,7 @@ export class MediaWorker {
   async failAbandoned(olderThanMs: number): Promise<number> {
     const rows = await this.db
       .selectFrom('mediaassets')
-      .select(['id', 'tenant_id'])
+      .select(['id', 'tenant_id', 'user_id'])
       .where('status', '=', 'processing')
       .where('updated_at', '<', new Date(Date.now() - olderThanMs).toISOString())
       .limit(1000)
@@ -151,6 +170,7 @@ export class MediaWorker {
       if (Number(res.numUpdatedRows) === 0) continue;
       failed++;
       await statusChanged(this.db, this.changes, { tenantId: r.tenant_id, mediaId: r.id, status: 'error', errorCode: 'processing-failed' });
+      await this.clearScratch(r);
       this.log.warn({ mediaId: r.id }, 'media failed: its job was given up while processing');
     }
     return failed;

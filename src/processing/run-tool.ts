@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 
 export interface ToolResult {
   stdout: string;
@@ -10,14 +12,49 @@ export interface ToolResult {
 
 const MAX_CAPTURE = 4 * 1024 * 1024;
 
+/** setpriv exits with this when it cannot execute the program it was given. */
+const SETPRIV_EXEC_FAILED = 127;
+
+let setprivPath: string | null | undefined;
+
+/** util-linux's setpriv on the PATH, or null (not Linux, or not installed). Looked up once. */
+function findSetpriv(): string | null {
+  if (setprivPath !== undefined) return setprivPath;
+  setprivPath = null;
+  if (process.platform !== 'linux') return null;
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+    const candidate = path.join(dir || '.', 'setpriv');
+    try {
+      fs.accessSync(candidate, fs.constants.X_OK);
+      setprivPath = candidate;
+      break;
+    } catch {
+      // not in this folder
+    }
+  }
+  return setprivPath;
+}
+
+/**
+ * The argv that starts `cmd` so that the kernel kills it when the process that spawned it
+ * dies, even by SIGKILL (`setpriv --pdeathsig`, which then execs `cmd` in place: same pid).
+ * Without it a killed worker leaves ffmpeg running beside the retried attempt.
+ */
+export function toolArgv(cmd: string, args: readonly string[]): { file: string; args: string[]; wrapped: boolean } {
+  const setpriv = findSetpriv();
+  if (!setpriv) return { file: cmd, args: [...args], wrapped: false };
+  return { file: setpriv, args: ['--pdeathsig', 'SIGKILL', '--', cmd, ...args], wrapped: true };
+}
+
 /**
  * Runs a command as a child process (never through a shell), with a time limit that kills
- * it, capped output capture, and no stdin. Resolves with the outcome; rejects only when the
- * program cannot be started.
+ * it, capped output capture, and no stdin; it dies with this process (see toolArgv). Resolves
+ * with the outcome; rejects only when the program cannot be started.
  */
 export function runTool(cmd: string, args: readonly string[], opts: { timeoutMs: number; cwd?: string }): Promise<ToolResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: opts.cwd });
+    const argv = toolArgv(cmd, args);
+    const child = spawn(argv.file, argv.args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: opts.cwd });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let outLen = 0;
@@ -41,7 +78,13 @@ export function runTool(cmd: string, args: readonly string[], opts: { timeoutMs:
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      resolve({ stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), code, signal, timedOut });
+      const stderr = Buffer.concat(err).toString('utf8');
+      if (argv.wrapped && code === SETPRIV_EXEC_FAILED && /^setpriv: failed to execute/m.test(stderr)) {
+        // The same outcome as spawning the program directly: it could not be started.
+        reject(Object.assign(new Error(`spawn ${cmd} ENOENT`), { code: 'ENOENT', path: cmd }));
+        return;
+      }
+      resolve({ stdout: Buffer.concat(out).toString('utf8'), stderr, code, signal, timedOut });
     });
   });
 }

@@ -18,6 +18,8 @@ export interface AudioCommandPlan {
   spectrogram?: { width: number; height: number };
   /** Input index of an attached picture (cover art) to extract as PNG. */
   coverIndex?: number;
+  /** The sound is cut here (seconds): a file's timestamps may run far past what it declares. */
+  maxSeconds?: number;
 }
 
 export const AUDIO_FILES = {
@@ -46,8 +48,9 @@ export function buildAudioCommand(plan: AudioCommandPlan): string[] {
   const filters: string[] = [];
   const label = (b: string) => (b === 'spec' ? '[specin]' : `[${b}]`);
   const src = `[0:${plan.audioIndex}]`;
-  if (branches.length === 1) filters.push(`${src}anull${label(branches[0]!)}`);
-  else if (branches.length > 1) filters.push(`${src}asplit=${branches.length}${branches.map(label).join('')}`);
+  const trim = plan.maxSeconds !== undefined ? `atrim=end=${plan.maxSeconds.toFixed(3)}` : undefined;
+  if (branches.length === 1) filters.push(`${src}${trim ?? 'anull'}${label(branches[0]!)}`);
+  else if (branches.length > 1) filters.push(`${src}${trim ? `${trim},` : ''}asplit=${branches.length}${branches.map(label).join('')}`);
   if (plan.spectrogram) {
     const { width, height } = plan.spectrogram;
     // One picture for all channels; log intensity shows quiet detail; no legend keeps the exact size.

@@ -2,8 +2,9 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import { PermanentJobError } from '../../queue/queue.js';
-import { ffprobe, ProbeError, type ProbeResult, type ProbeStream } from '../ffprobe.js';
+import { ffprobe, ProbeError, probeFailure, type ProbeResult, type ProbeStream } from '../ffprobe.js';
 import { mediaFacts, type MediaFacts } from '../probe-facts.js';
+import { assertWithinDeclared, DEFAULT_DURATION_LIMITS, durationBound, durationIsEstimated, shortOutputError, type DurationLimits } from '../duration-bound.js';
 import { runFfmpegStep } from '../ffmpeg-step.js';
 import { AUDIO_FILES, audioBitrates, buildAudioCommand } from './audio-command.js';
 
@@ -19,6 +20,8 @@ export interface AudioPackagingOptions {
   probeTimeoutMs: number;
   ffmpegTimeoutMs: number;
   maxDurationSeconds: number;
+  /** Cut and time limit by the declared duration (defaults: the settings' defaults, ffmpegTimeoutMs as the ceiling). */
+  durationLimits?: Omit<DurationLimits, 'timeoutCeilingMs'>;
 }
 
 export interface AudioFacts {
@@ -52,6 +55,7 @@ export interface PackagedAudio {
 }
 
 const SPECTROGRAM = { width: 1280, height: 480 };
+
 const HLS_SEGMENT_SECONDS = 6;
 const KEPT_TAGS = ['title', 'artist', 'album', 'album_artist', 'composer', 'genre', 'date', 'track', 'disc', 'comment', 'language'];
 
@@ -94,7 +98,7 @@ export async function packageAudio(source: string, workDir: string, opts: AudioP
   try {
     probe = await ffprobe(source, opts.probeTimeoutMs);
   } catch (err) {
-    if (err instanceof ProbeError) throw new PermanentJobError(`the file could not be read as audio: ${err.message}`, 'unreadable-media');
+    if (err instanceof ProbeError) throw probeFailure(err, 'audio');
     throw err;
   }
   const stream = probe.streams.find((s) => s.codec_type === 'audio');
@@ -104,6 +108,11 @@ export async function packageAudio(source: string, workDir: string, opts: AudioP
   if (duration !== null && duration > opts.maxDurationSeconds) {
     throw new PermanentJobError(`the audio lasts ${Math.round(duration)} s, over the limit of ${opts.maxDurationSeconds} s`, 'too-long');
   }
+  // Without a declared duration the file is decoded whole under FFMPEG_TIMEOUT, as before.
+  const limits = { ...DEFAULT_DURATION_LIMITS, ...opts.durationLimits, timeoutCeilingMs: opts.ffmpegTimeoutMs };
+  // Raw MP3 and ADTS AAC: a VBR file without a Xing header can be 3x longer than ffprobe's estimate.
+  const estimated = durationIsEstimated(facts.container);
+  const bound = duration !== null && duration > 0 ? durationBound(estimated ? opts.maxDurationSeconds : duration, limits) : undefined;
   const cover = probe.streams.find((s) => s.codec_type === 'video' && s.disposition?.attached_pic);
   const channels: 1 | 2 = Number(stream.channels) === 1 ? 1 : 2;
   const rates = audioBitrates(channels);
@@ -115,6 +124,7 @@ export async function packageAudio(source: string, workDir: string, opts: AudioP
     audioIndex: stream.index,
     channels,
     threads: opts.threads,
+    ...(bound ? { maxSeconds: bound.cap } : {}),
     ...(opts.webm ? { opus: { bitrate: rates.opus } } : {}),
     ...(wantHls ? { hls: { bitrate: rates.aac, segmentSeconds: HLS_SEGMENT_SECONDS } } : {}),
     ...(wantPictures ? { spectrogram: SPECTROGRAM } : {}),
@@ -133,14 +143,21 @@ export async function packageAudio(source: string, workDir: string, opts: AudioP
   const files: PackagedAudio['files'] = {};
   // Even with nothing to make, the file is decoded (into a discarded copy): a damaged one fails.
   for (const dir of ['webm', 'hls', 'posters', 'thumbnails']) await fs.mkdir(path.join(workDir, dir), { recursive: true });
-  const run = await runFfmpegStep(buildAudioCommand(plan), opts.ffmpegTimeoutMs, 'audio packaging', 'audio');
+  const run = await runFfmpegStep(buildAudioCommand(plan), bound?.timeoutMs ?? opts.ffmpegTimeoutMs, 'audio packaging', 'audio');
   const decodedSeconds = decodedSecondsOf(run.stdout);
+  if (bound && decodedSeconds !== null) {
+    if (!estimated) assertWithinDeclared(decodedSeconds, bound);
+    else if (decodedSeconds > opts.maxDurationSeconds) {
+      throw new PermanentJobError(`the audio lasts more than the limit of ${opts.maxDurationSeconds} s`, 'too-long');
+    }
+  }
   // ffmpeg decodes what it can of a truncated file and exits 0: compare with what the container promised.
   if (duration !== null && decodedSeconds !== null && decodedSeconds < duration * 0.9 - 0.5) {
-    throw new PermanentJobError(
+    const truncated = new PermanentJobError(
       `the file is truncated or damaged: ${decodedSeconds.toFixed(1)} s of its ${duration.toFixed(1)} s could be decoded`,
       'truncated-media',
     );
+    throw bound ? await shortOutputError(source, bound, 'a', opts.probeTimeoutMs, truncated) : truncated;
   }
   if (plan.opus) files.webm = AUDIO_FILES.webm;
   if (plan.hls) files.hlsMaster = AUDIO_FILES.hlsMaster;

@@ -2,6 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import { PermanentJobError } from '../../queue/queue.js';
+import { ToolFailure } from '../public-reason.js';
 
 sharp.cache(false);
 
@@ -81,5 +82,5 @@ function pictureError(err: unknown, maxPixels: number): Error {
   const message = err instanceof Error ? err.message : String(err);
   if (TRANSIENT.test(message)) return err instanceof Error ? err : new Error(message);
   if (/pixel limit/i.test(message)) return new PermanentJobError(`the picture is over the limit of ${maxPixels} pixels`, 'too-large');
-  return new PermanentJobError(`the picture could not be decoded: ${message}`, 'unreadable-media');
+  return new ToolFailure('the picture could not be decoded: it is damaged or not in a format that can be read', 'unreadable-media', message);
 }

@@ -43,12 +43,27 @@ export function xmlText(bytes: Buffer): string {
   return new TextDecoder('utf-8').decode(bytes);
 }
 
+/** A DOCTYPE that names an outside file (`SYSTEM` or `PUBLIC`), for itself or for an entity. */
+const EXTERNAL_DOCTYPE = /<!DOCTYPE[^>[]*\b(?:SYSTEM|PUBLIC)\b|<!ENTITY[^>]*\b(?:SYSTEM|PUBLIC)\b/i;
+
+/**
+ * Parses one XML file of the EPUB. External entities are refused before parsing (they would
+ * name files or URLs), and anything the parser rejects is the file's fault, never retried.
+ */
 function parseXml(xml: string, what: string): Record<string, any> {
+  if (EXTERNAL_DOCTYPE.test(xml)) {
+    throw new PermanentJobError(`the EPUB's ${what} refers to outside files (an external entity in its DOCTYPE), which is not allowed`, 'unreadable-media');
+  }
   const valid = XMLValidator.validate(xml);
   if (valid !== true) {
     throw new PermanentJobError(`the EPUB's ${what} is not well-formed XML: ${valid.err.msg} (line ${valid.err.line})`, 'unreadable-media');
   }
-  return parser.parse(xml) as Record<string, any>;
+  try {
+    return parser.parse(xml) as Record<string, any>;
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new PermanentJobError(`the EPUB's ${what} could not be read: ${reason}`, 'unreadable-media');
+  }
 }
 
 function asArray(v: unknown): any[] {

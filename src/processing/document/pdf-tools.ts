@@ -1,4 +1,5 @@
 import { PermanentJobError } from '../../queue/queue.js';
+import { ToolFailure } from '../public-reason.js';
 import { runTool, trimStderr, type ToolResult } from '../run-tool.js';
 
 /*
@@ -71,11 +72,11 @@ const TRANSIENT = /No space left on device|Cannot allocate memory|Out of memory|
  * signal (out of memory aborts) or resource trouble is the machine's: those are retried.
  */
 export function popplerFailure(tool: string, res: ToolResult, timeoutMs: number): Error {
-  if (res.timedOut) return new PermanentJobError(`${tool} took longer than ${Math.round(timeoutMs / 1000)} s on the PDF`, 'timeout');
+  if (res.timedOut) return new PermanentJobError(`reading the PDF took longer than ${Math.max(1, Math.round(timeoutMs / 1000))} s`, 'timeout');
   const reason = trimStderr(res.stderr) || `${tool} exited with ${res.code ?? res.signal}`;
   if (TRANSIENT.test(res.stderr) || res.signal) return new Error(`${tool} failed: ${reason}`);
   if (/incorrect password/i.test(res.stderr)) return new PermanentJobError('the PDF is encrypted and needs a password', 'unreadable-media');
-  if (res.code === 1 || res.code === 3 || res.code === 99) return new PermanentJobError(`the file could not be read as PDF: ${reason}`, 'unreadable-media');
+  if (res.code === 1 || res.code === 3 || res.code === 99) return new ToolFailure('the file could not be read as PDF: it is damaged or not a PDF', 'unreadable-media', reason);
   return new Error(`${tool} failed: ${reason}`);
 }
 

@@ -1,4 +1,5 @@
 import { PermanentJobError } from '../../queue/queue.js';
+import { ToolFailure } from '../public-reason.js';
 
 /** Messages and errno codes that say the machine, not the input, is at fault: worth a retry. */
 const TRANSIENT_MESSAGE = /No space left on device|Cannot allocate memory|Out of memory|Resource temporarily unavailable|Too many open files|for writing|unable to write|Disk quota exceeded/i;
@@ -30,8 +31,8 @@ export function classifyImageError(err: unknown, timeoutMs: number): Error {
   if (!(err instanceof Error)) return new Error(String(err));
   if (isMachineFault(err) || isSystemError(err)) return err;
   if (/^timeout: \d+% complete/m.test(err.message)) return timeoutError(timeoutMs);
-  if (/exceeds pixel limit/i.test(err.message)) return new PermanentJobError(`the image is too large to decode: ${firstLine(err.message)}`, 'too-large');
-  return new PermanentJobError(`the image could not be decoded: ${firstLine(err.message)}`, 'unreadable-media');
+  if (/exceeds pixel limit/i.test(err.message)) return new ToolFailure('the image is too large to decode', 'too-large', firstLine(err.message));
+  return new ToolFailure('the image could not be decoded: it is damaged or not in a format that can be read', 'unreadable-media', firstLine(err.message));
 }
 
 function firstLine(message: string): string {

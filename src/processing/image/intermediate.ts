@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { PermanentJobError } from '../../queue/queue.js';
+import { ToolFailure } from '../public-reason.js';
 import { runTool, trimStderr } from '../run-tool.js';
 import type { ImageHeader } from './image-header.js';
 import { timeoutError } from './image-errors.js';
@@ -57,7 +58,7 @@ async function runConverter(cmd: string, args: string[], opts: { timeoutMs: numb
   if (res.code === 0) return;
   const reason = trimStderr(res.stderr + res.stdout) || `${cmd} exited with ${res.code ?? res.signal}`;
   if (res.signal || TRANSIENT.test(res.stderr)) throw new Error(reason);
-  throw new PermanentJobError(`the ${what} image could not be decoded: ${reason}`, 'unreadable-media');
+  throw new ToolFailure(`the ${what} image could not be decoded: it is damaged or uses features that cannot be read`, 'unreadable-media', reason);
 }
 
 /**

@@ -2,6 +2,7 @@ import os from 'node:os';
 import type { Settings } from '../../config/settings.js';
 import type { ArtifactPaths } from '../../media/delivery.js';
 import { packageAudio } from '../audio/package-audio.js';
+import { durationLimitsOf } from '../duration-bound.js';
 import type { MediaToProcess } from '../media-worker.js';
 import { imagePair } from './artifact-urls.js';
 import { runInScratch, type StepDeps } from './scratch-step.js';
@@ -11,7 +12,7 @@ const FOLDERS = ['webm', 'hls', 'posters', 'thumbnails'] as const;
 type AudioSettings = Pick<
   Settings,
   | 'apiPrefix' | 'enableHls' | 'enableWebm' | 'enableThumbnails' | 'enablePosters' | 'audioHlsMinDuration' | 'imageThumbnailSize'
-  | 'ffmpegThreads' | 'ffprobeTimeout' | 'ffmpegTimeout' | 'maxVideoDuration'
+  | 'ffmpegThreads' | 'ffprobeTimeout' | 'ffmpegTimeout' | 'ffmpegTimeoutFactor' | 'ffmpegTimeoutFloor' | 'ffmpegDurationTolerance' | 'maxVideoDuration'
 >;
 
 /**
@@ -33,6 +34,7 @@ export async function runAudioStep(deps: StepDeps<AudioSettings>, media: MediaTo
       threads: settings.ffmpegThreads || os.availableParallelism(),
       probeTimeoutMs: settings.ffprobeTimeout,
       ffmpegTimeoutMs: settings.ffmpegTimeout,
+      durationLimits: durationLimitsOf(settings),
       maxDurationSeconds: settings.maxVideoDuration / 1000,
     });
     const f = result.files;

@@ -1,6 +1,7 @@
 import os from 'node:os';
 import type { Settings } from '../../config/settings.js';
 import type { ArtifactPaths } from '../../media/delivery.js';
+import { durationLimitsOf } from '../duration-bound.js';
 import type { MediaToProcess } from '../media-worker.js';
 import { packageVideo } from '../video/package-video.js';
 import { imagePair } from './artifact-urls.js';
@@ -10,7 +11,7 @@ import { writeCaptionManifests } from '../../media/captions-manifests.js';
 type VideoSettings = Pick<
   Settings,
   | 'apiPrefix' | 'enableHls' | 'enableDash' | 'enableThumbnails' | 'enablePosters' | 'enableWebm' | 'thumbnailCount'
-  | 'ffmpegThreads' | 'ffprobeTimeout' | 'ffmpegTimeout' | 'maxVideoDuration' | 'maxVideoPixels'
+  | 'ffmpegThreads' | 'ffprobeTimeout' | 'ffmpegTimeout' | 'ffmpegTimeoutFactor' | 'ffmpegTimeoutFloor' | 'ffmpegDurationTolerance' | 'maxVideoDuration' | 'maxVideoPixels'
 >;
 
 /** Folders the video step fills; the WebM step publishes `webm/` on its own. */
@@ -32,6 +33,7 @@ export async function runVideoStep(deps: StepDeps<VideoSettings>, media: MediaTo
       threads: settings.ffmpegThreads || os.availableParallelism(),
       probeTimeoutMs: settings.ffprobeTimeout,
       ffmpegTimeoutMs: settings.ffmpegTimeout,
+      durationLimits: durationLimitsOf(settings),
       maxDurationSeconds: settings.maxVideoDuration / 1000,
       maxPixels: settings.maxVideoPixels,
     });

@@ -5,11 +5,13 @@ import { fromJson } from '../../db/schema.js';
 import { PermanentJobError, type Job } from '../../queue/queue.js';
 import { removePath } from '../../storage/files.js';
 import { safeJoin } from '../../storage/layout.js';
+import { durationLimitsOf } from '../duration-bound.js';
 import type { MediaToProcess } from '../media-worker.js';
 import { makeWebm } from '../video/webm.js';
+import { publicReason } from '../public-reason.js';
 import { makeWorkDir, publishFolders } from './publish.js';
 
-type WebmSettings = Pick<Settings, 'apiPrefix' | 'ffmpegThreads' | 'ffprobeTimeout' | 'ffmpegTimeout' | 'jobAttempts'>;
+type WebmSettings = Pick<Settings, 'apiPrefix' | 'ffmpegThreads' | 'ffprobeTimeout' | 'ffmpegTimeout' | 'maxVideoDuration' | 'ffmpegTimeoutFactor' | 'ffmpegTimeoutFloor' | 'ffmpegDurationTolerance' | 'jobAttempts'>;
 
 /** Reads, changes and writes a media's file_metadata (the only writer of a media at a time is its job). */
 async function updateMetadata(deps: StepDeps<unknown>, media: MediaToProcess, change: (meta: Record<string, any>) => Record<string, any>): Promise<void> {
@@ -35,6 +37,8 @@ export async function runWebmStep(deps: StepDeps<WebmSettings>, media: MediaToPr
       threads: settings.ffmpegThreads || os.availableParallelism(),
       probeTimeoutMs: settings.ffprobeTimeout,
       ffmpegTimeoutMs: settings.ffmpegTimeout,
+      durationLimits: durationLimitsOf(settings),
+      maxDurationSeconds: settings.maxVideoDuration / 1000,
       ...(meta.probe ? { facts: meta.probe } : {}),
     });
     await publishFolders(work, mediaDir, ['webm']);
@@ -51,7 +55,7 @@ export async function runWebmStep(deps: StepDeps<WebmSettings>, media: MediaToPr
       await updateMetadata(deps, media, (m) => ({
         ...m,
         pending: (m.pending ?? []).filter((p: string) => p !== 'webm'),
-        webm_error: err instanceof Error ? err.message : String(err),
+        webm_error: publicReason(err, job.attempt),
       }));
       if (err instanceof PermanentJobError) return;
     }

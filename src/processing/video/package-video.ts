@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { PermanentJobError } from '../../queue/queue.js';
+import { assertWithinDeclared, DEFAULT_DURATION_LIMITS, durationBound, durationIsEstimated, shortOutputError, type DurationLimits } from '../duration-bound.js';
 import { planLadder, type Rung } from '../ladder.js';
 import type { MediaFacts } from '../probe-facts.js';
 import { runTool } from '../run-tool.js';
@@ -21,6 +22,8 @@ export interface VideoPackagingOptions {
   ffmpegTimeoutMs: number;
   maxDurationSeconds: number;
   maxPixels: number;
+  /** Cut and time limit by the declared duration (defaults: the settings' defaults, FFMPEG_TIMEOUT as the ceiling). */
+  durationLimits?: Omit<DurationLimits, 'timeoutCeilingMs'>;
 }
 
 export interface PackagedVideo {
@@ -57,6 +60,8 @@ export async function packageVideo(source: string, workDir: string, opts: VideoP
     throw new PermanentJobError(`the video is ${video.width}x${video.height}, over the limit of ${opts.maxPixels} pixels`, 'too-large');
   }
 
+  const estimated = durationIsEstimated(facts.container);
+  const bound = durationBound(estimated ? opts.maxDurationSeconds : facts.duration, { ...DEFAULT_DURATION_LIMITS, ...opts.durationLimits, timeoutCeilingMs: opts.ffmpegTimeoutMs });
   const fps = outputFps(video);
   const frames = Math.max(1, Math.floor(facts.duration * fps));
   const ladder = opts.hls || opts.dash ? planLadder(video) : [];
@@ -71,6 +76,7 @@ export async function packageVideo(source: string, workDir: string, opts: VideoP
     segmentSeconds: 4,
     keyframeSeconds: 2,
     threads: opts.threads,
+    maxSeconds: bound.cap,
     ...(opts.thumbnails && thumbCount > 0 ? { thumbnails: { count: thumbCount, longSide: 320 }, sprite: { count: spriteCount, cols: SPRITE_COLS, longSide: 160 } } : {}),
     ...(opts.posters ? { poster: { at: facts.duration * 0.1, longSide: 1920 } } : {}),
   };
@@ -79,7 +85,7 @@ export async function packageVideo(source: string, workDir: string, opts: VideoP
   }
   for (const dir of ['dash', 'hls', 'thumbnails', 'posters']) await fs.mkdir(path.join(workDir, dir), { recursive: true });
 
-  const { ms: ffmpegMs } = await runFfmpegStep(buildVideoCommand(plan), opts.ffmpegTimeoutMs, 'packaging');
+  const { ms: ffmpegMs } = await runFfmpegStep(buildVideoCommand(plan), bound.timeoutMs, 'packaging');
 
   const files: PackagedVideo['files'] = { thumbnails: [] };
   const rungs: PackagedVideo['rungs'] = [];
@@ -89,12 +95,14 @@ export async function packageVideo(source: string, workDir: string, opts: VideoP
     // ffmpeg decodes what it can of a truncated file and exits 0: compare what came out with
     // what the container promised.
     const videoSeconds = Math.max(0, ...reps.filter((r) => r.contentType === 'video').map((r) => r.segments.reduce((n, s) => n + s.duration, 0)));
+    if (!estimated) assertWithinDeclared(videoSeconds, bound);
     const expected = video.duration ?? facts.duration;
     if (videoSeconds < expected * 0.9 - 1) {
-      throw new PermanentJobError(
+      const truncated = new PermanentJobError(
         `the file is truncated or damaged: ${videoSeconds.toFixed(1)} s of its ${expected.toFixed(1)} s could be decoded`,
         'truncated-media',
       );
+      throw await shortOutputError(source, bound, 'v', opts.probeTimeoutMs, truncated);
     }
     const rates = new Map<string, { peak: number; average: number }>();
     for (const rep of reps) {

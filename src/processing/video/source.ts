@@ -1,5 +1,5 @@
 import { PermanentJobError } from '../../queue/queue.js';
-import { ffprobe, ProbeError } from '../ffprobe.js';
+import { ffprobe, ProbeError, probeFailure } from '../ffprobe.js';
 import { mediaFacts, type MediaFacts } from '../probe-facts.js';
 
 export type VideoSourceFacts = MediaFacts & { video: NonNullable<MediaFacts['video']>; duration: number };
@@ -14,7 +14,7 @@ export async function videoSourceFacts(source: string, probeTimeoutMs: number, k
     try {
       facts = mediaFacts(await ffprobe(source, probeTimeoutMs));
     } catch (err) {
-      if (err instanceof ProbeError) throw new PermanentJobError(`the file could not be read as video: ${err.message}`, 'unreadable-media');
+      if (err instanceof ProbeError) throw probeFailure(err, 'video');
       throw err;
     }
   }

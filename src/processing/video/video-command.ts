@@ -18,6 +18,8 @@ export interface VideoCommandPlan {
   thumbnails?: { count: number; longSide: number };
   sprite?: { count: number; cols: number; longSide: number };
   poster?: { at: number; longSide: number };
+  /** The picture is cut here (seconds): a file's timestamps may run far past what it declares. */
+  maxSeconds?: number;
 }
 
 const STANDARD_RATES = [23.976, 24, 25, 29.97, 30, 48, 50, 59.94, 60];
@@ -72,6 +74,9 @@ export function buildVideoCommand(plan: VideoCommandPlan): string[] {
   const pre: string[] = [];
   if (v.interlaced) pre.push('bwdif=mode=send_frame:parity=auto:deint=interlaced');
   if (v.variable_frame_rate || (v.fps ?? 0) > 60) pre.push(`fps=${fpsArg(plan.fps)}`);
+  // After fps: a trim ends its stream at the timestamp of the first frame past the cut, and fps
+  // would fill the gap up to it with copies.
+  if (plan.maxSeconds !== undefined) pre.push(`trim=end=${plan.maxSeconds.toFixed(3)}`);
 
   const branches: string[] = [];
   const labels: string[] = [];
@@ -122,6 +127,8 @@ export function buildVideoCommand(plan: VideoCommandPlan): string[] {
   if (facts.audio) args.push('-c:a', 'aac', '-b:a', '128k', '-ac', '2', '-ar', '48000');
   args.push(
     '-map_metadata', '-1', '-map_chapters', '-1',
+    // The audio is mapped untrimmed: the cut bounds it too.
+    ...(plan.maxSeconds !== undefined ? ['-t', plan.maxSeconds.toFixed(3)] : []),
     '-f', 'dash', '-seg_duration', String(plan.segmentSeconds), '-use_template', '1', '-use_timeline', '1',
     '-adaptation_sets', facts.audio ? 'id=0,streams=v id=1,streams=a' : 'id=0,streams=v',
     '-init_seg_name', 'init-$RepresentationID$.m4s', '-media_seg_name', 'seg-$RepresentationID$-$Number%05d$.m4s',

@@ -3,6 +3,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { PermanentJobError } from '../../queue/queue.js';
 import { hardenedInputArgs } from '../ffmpeg-hardening.js';
+import { assertWithinDeclared, DEFAULT_DURATION_LIMITS, durationBound, durationIsEstimated, shortOutputError, type DurationLimits } from '../duration-bound.js';
 import { runFfmpegStep } from '../ffmpeg-step.js';
 import { videoSourceFacts } from './source.js';
 import type { MediaFacts, VideoFacts } from '../probe-facts.js';
@@ -33,6 +34,8 @@ export const WEBM_SHORT_SIDE = 720;
 /** VP9 rate cap at 1280x720 (≤ 30 fps); smaller rungs get less, by pixel count. */
 export const WEBM_MAX_BITRATE_720P = 2_000_000;
 const MIN_BITRATE = 200_000;
+/** MAX_VIDEO_DURATION's default, seconds. */
+const MAX_DURATION_DEFAULT = 12 * 3600;
 const KEYFRAME_SECONDS = 4;
 
 export interface WebmRung {
@@ -57,6 +60,8 @@ export interface WebmPlan {
   keyframeSeconds: number;
   threads: number;
   speed: VpxSpeed;
+  /** The picture and sound are cut here (seconds): a file's timestamps may run far past what it declares. */
+  maxSeconds?: number;
 }
 
 function even(n: number): number {
@@ -108,6 +113,8 @@ export function buildWebmCommand(plan: WebmPlan): string[] {
   const filters: string[] = [];
   if (v.interlaced) filters.push('bwdif=mode=send_frame:parity=auto:deint=interlaced');
   if (v.variable_frame_rate || (v.fps ?? 0) > 60) filters.push(`fps=${fpsArg(plan.fps)}`);
+  // After fps, which would otherwise fill the gap up to a far-off frame with copies.
+  if (plan.maxSeconds !== undefined) filters.push(`trim=end=${plan.maxSeconds.toFixed(3)}`);
   filters.push(`scale=${rung.width}:${rung.height}:flags=bicubic`, 'setsar=1', 'format=yuv420p');
 
   const gop = Math.max(1, Math.round(plan.fps * plan.keyframeSeconds));
@@ -126,6 +133,7 @@ export function buildWebmCommand(plan: WebmPlan): string[] {
     const bitrate = (facts.audio.channels ?? 2) >= 2 ? '128k' : '96k';
     args.push('-map', '0:a:0', '-c:a', 'libopus', '-b:a', bitrate, '-ac', '2', '-ar', '48000');
   }
+  if (plan.maxSeconds !== undefined) args.push('-t', plan.maxSeconds.toFixed(3));
   args.push('-map_metadata', '-1', '-map_chapters', '-1', '-cues_to_front', '1', '-f', 'webm', plan.output);
   return args;
 }
@@ -136,8 +144,12 @@ export interface WebmOptions {
   ffmpegTimeoutMs: number;
   /** The source's facts when the caller has probed it already (skips a second ffprobe). */
   facts?: MediaFacts;
+  /** MAX_VIDEO_DURATION, seconds: the cut of a source whose duration is only estimated. */
+  maxDurationSeconds?: number;
   /** Overrides WEBM_SPEED (the benchmark uses this). */
   speed?: VpxSpeed;
+  /** Cut and time limit by the declared duration (defaults: the settings' defaults, ffmpegTimeoutMs as the ceiling). */
+  durationLimits?: Omit<DurationLimits, 'timeoutCeilingMs'>;
 }
 
 export interface WebmResult {
@@ -161,6 +173,9 @@ export async function makeWebm(source: string, outFile: string, opts: WebmOption
   const facts = await videoSourceFacts(source, opts.probeTimeoutMs, opts.facts);
   const video = facts.video;
 
+  // An estimated duration (a raw elementary stream) may be far short: the cut is then the limit itself.
+  const estimated = durationIsEstimated(facts.container);
+  const bound = durationBound(estimated ? (opts.maxDurationSeconds ?? MAX_DURATION_DEFAULT) : facts.duration, { ...DEFAULT_DURATION_LIMITS, ...opts.durationLimits, timeoutCeilingMs: opts.ffmpegTimeoutMs });
   const fps = outputFps(video);
   const rung = planWebmRung(video, fps);
   const tmp = path.join(path.dirname(outFile), `.${path.basename(outFile)}.${randomBytes(6).toString('hex')}.part`);
@@ -173,19 +188,22 @@ export async function makeWebm(source: string, outFile: string, opts: WebmOption
     keyframeSeconds: KEYFRAME_SECONDS,
     threads: opts.threads,
     speed: opts.speed ?? WEBM_SPEED,
+    maxSeconds: bound.cap,
   };
   await fs.mkdir(path.dirname(outFile), { recursive: true });
   try {
-    const { ms } = await runFfmpegStep(buildWebmCommand(plan), opts.ffmpegTimeoutMs, 'the WebM encode');
+    const { ms } = await runFfmpegStep(buildWebmCommand(plan), bound.timeoutMs, 'the WebM encode');
     // ffmpeg decodes what it can of a truncated file and exits 0: compare what came out with
     // what the container promised.
     const written = await outputDuration(tmp, opts.probeTimeoutMs);
+    if (!estimated) assertWithinDeclared(written, bound);
     const expected = video.duration ?? facts.duration;
     if (written < expected * 0.9 - 1) {
-      throw new PermanentJobError(
+      const truncated = new PermanentJobError(
         `the file is truncated or damaged: ${written.toFixed(1)} s of its ${expected.toFixed(1)} s could be decoded`,
         'truncated-media',
       );
+      throw await shortOutputError(source, bound, 'v', opts.probeTimeoutMs, truncated);
     }
     const size = (await fs.stat(tmp)).size;
     await fs.rename(tmp, outFile);

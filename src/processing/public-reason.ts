@@ -1,0 +1,29 @@
+import { PermanentJobError } from '../queue/queue.js';
+
+/**
+ * A permanent failure whose tool output (stderr) is kept for the logs only: `message` says in
+ * plain words what is wrong with the file, `detail` is what the tool printed.
+ */
+export class ToolFailure extends PermanentJobError {
+  constructor(message: string, code: string, readonly detail: string) {
+    super(message, code);
+    this.name = 'ToolFailure';
+  }
+}
+
+/** Absolute paths, as tools and Node print them (`/srv/…/original.mp4: Invalid data…`). */
+const ABSOLUTE_PATH = /(^|[\s'"(=:])\/[^\s'"()]*[^\s'"():;,.]/g;
+
+/**
+ * The reason a person reads on a failed media (error.reason, status events): the permanent
+ * error's own words with any path removed; for a failure of the machine (retried until the
+ * last attempt), a plain sentence, the cause staying in the logs.
+ */
+export function publicReason(err: unknown, attempts: number): string {
+  if (err instanceof PermanentJobError) return scrubPaths(err.message);
+  return `processing failed ${attempts} time${attempts === 1 ? '' : 's'} because of a problem on the server, not with the file; reprocess it to try again`;
+}
+
+export function scrubPaths(text: string): string {
+  return text.replace(ABSOLUTE_PATH, (_m, lead: string) => `${lead}(file)`);
+}
