@@ -66,7 +66,7 @@ export function tusRoutes(ctx: AppContext) {
       const checksum = parseUploadChecksum(req.headers['upload-checksum'] as string | undefined);
       if (id && req.method === 'PATCH') await ctx.tus.touch(id);
       hijack(req, reply);
-      await tusContext.run({ principal, ...(checksum ? { checksum } : {}) }, () => ctx.tus.server.handle(req.raw, reply.raw));
+      await tusContext.run({ principal, ...(checksum ? { checksum } : {}), ...(req.bodyDeadline ? { deadline: req.bodyDeadline } : {}) }, () => ctx.tus.server.handle(req.raw, reply.raw));
     };
 
     // When CORS is on, @fastify/cors answers every OPTIONS itself, and refuses one without
