@@ -11,6 +11,7 @@ import { cacheControlFor, contentTypeFor } from '../media/delivery.js';
 import { requireApiKey } from './auth.js';
 import { watchBodies } from './body-watchdog.js';
 import { answerClientError, answerFrameworkError, registerProblemHandlers } from './problem-details.js';
+import { registerRateLimit } from './rate-limit.js';
 import { adminRoutes } from './routes/admin.js';
 import { captionRoutes } from './routes/captions.js';
 import { mediaFileRoutes, playbackRoutes } from './routes/files.js';
@@ -58,6 +59,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   });
   registerProblemHandlers(app);
   watchBodies(app, { idleMs: settings.requestIdleTimeout, minRate: settings.requestMinRate, windowMs: settings.requestMinRateWindow });
+  await registerRateLimit(app, { max: settings.rateLimitMax, windowMs: settings.rateLimitWindow, redis: ctx.redis, redisPrefix: settings.redisPrefix });
 
   if (settings.corsOrigins.length) {
     await app.register(cors, {
