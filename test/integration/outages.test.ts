@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { after, describe, it } from 'node:test';
 import { BACKEND, expectProblem, startTestApp, TEST_DATABASE_URL, waitFor, type TestApp } from '../support/harness.js';
+import { sqliteFile } from '../../src/config/settings.js';
 import { SessionClient } from '../support/upload-client.js';
 
 async function freePort(): Promise<number> {
@@ -130,5 +131,26 @@ describe('dependency outages', () => {
     assert.equal(ready.statusCode, 503);
     assert.deepEqual(ready.json().checks.database, { ok: false });
     assertNoInternals(ready.body);
+  });
+
+  it('answers 503 unavailable while another process holds SQLite\'s write lock past the busy timeout', { skip: BACKEND !== 'embedded' && 'SQLite backend only', timeout: 60_000 }, async () => {
+    await redis?.start();
+    await t?.close();
+    t = undefined;
+    await redis?.stop();
+    redis = undefined;
+    t = await startTestApp();
+    const { default: Sqlite } = await import('better-sqlite3');
+    const other = new Sqlite(sqliteFile(t.env.settings));
+    try {
+      other.exec('BEGIN EXCLUSIVE');
+      const created = await new SessionClient(t.app, t.tenant.userKey).create({ filename: 'b.bin', total_size: 2048, chunk_size: 1024 });
+      expectProblem(created, 503, 'unavailable');
+      assert.ok(created.headers['retry-after']);
+      assert.doesNotMatch(created.body, /SQLITE|database is locked/i);
+    } finally {
+      other.exec('ROLLBACK');
+      other.close();
+    }
   });
 });
