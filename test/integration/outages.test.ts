@@ -23,6 +23,7 @@ class OwnRedis {
     return `redis://127.0.0.1:${this.port}`;
   }
   async start(): Promise<void> {
+    if (this.proc && this.proc.exitCode === null && this.proc.signalCode === null) return;
     this.proc = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
     await waitFor('redis to listen', () => new Promise<boolean>((resolve) => {
       const s = net.connect(this.port, '127.0.0.1', () => (s.destroy(), resolve(true)));
