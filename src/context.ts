@@ -195,12 +195,19 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
     },
   });
 
-  const check = async (fn: () => Promise<unknown>) => {
+  // Every probe is bounded: a dependency that hangs (Redis down, commands queued for a reconnect) is not ready.
+  const check = async (fn: () => Promise<unknown>): Promise<{ ok: boolean; error?: string }> => {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${settings.readinessTimeout} ms`)), settings.readinessTimeout);
+    });
     try {
-      await fn();
+      await Promise.race([fn(), timeout]);
       return { ok: true };
     } catch (err) {
       return { ok: false, error: err instanceof Error ? err.message : String(err) };
+    } finally {
+      clearTimeout(timer);
     }
   };
 
@@ -225,17 +232,20 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
     labels,
     labelBanks,
     moderation,
-    readiness: async () => ({
-      database: await check(() => database.ping()),
-      queue: await check(async () => {
-        await queue.ping();
-        if (redis) await redis.ping();
-      }),
-      storage: await check(async () => {
-        if (!(await isWritableDir(layout.root))) throw new Error('storage root is not writable');
-        if (await disk.isFull()) throw new Error('storage is full');
-      }),
-    }),
+    readiness: async () => {
+      const [db, q, storage] = await Promise.all([
+        check(() => database.ping()),
+        check(async () => {
+          await queue.ping();
+          if (redis) await redis.ping();
+        }),
+        check(async () => {
+          if (!(await isWritableDir(layout.root))) throw new Error('storage root is not writable');
+          if (await disk.isFull()) throw new Error('storage is full');
+        }),
+      ]);
+      return { database: db, queue: q, storage };
+    },
     close: async () => {
       await queue.close();
       await hashThread.close();

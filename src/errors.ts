@@ -31,6 +31,10 @@ export const PROBLEMS = {
   'insufficient-storage': { status: 507, title: 'The server is out of storage space', description: 'The server has no room to store this now; deleting media still works. Try again later.' },
   conflict: { status: 409, title: 'Conflict', description: 'The resource already exists or changed concurrently.' },
   'rate-limited': { status: 429, title: 'Too many requests', description: 'Slow down and retry after the indicated time.' },
+  'request-timeout': { status: 408, title: 'The request body arrived too slowly', description: 'The body stopped arriving for longer than REQUEST_IDLE_TIMEOUT, or arrived slower than REQUEST_MIN_RATE; nothing of it was kept, send the request again.' },
+  'malformed-url': { status: 400, title: 'The request URL is not valid', description: 'The path or query could not be decoded (for example an invalid percent-encoding).' },
+  'malformed-request': { status: 400, title: 'The request is not valid HTTP', description: 'The request line or headers could not be parsed.' },
+  'headers-too-large': { status: 431, title: 'The request headers are too large', description: 'The request line and headers together are over REQUEST_MAX_HEADER_SIZE.' },
   'internal-error': { status: 500, title: 'Internal server error', description: 'Something failed on the server; the request id identifies it in the logs.' },
   unavailable: { status: 503, title: 'Service unavailable', description: 'A dependency (database, queue or storage) is not reachable.' },
 } as const satisfies Record<string, { status: number; title: string; description: string }>;

@@ -222,6 +222,14 @@ const spec = {
   corsOrigins: { env: 'CORS_ORIGINS', default: '', description: 'Comma-separated origins allowed by CORS (* for any); empty disables CORS.', parse: list },
   logLevel: { env: 'LOG_LEVEL', default: 'info', description: 'pino log level.', parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent') },
   bodyLimit: { env: 'JSON_BODY_LIMIT', default: '1MiB', description: 'Largest JSON request body.', parse: parseBytes },
+  requestIdleTimeout: { env: 'REQUEST_IDLE_TIMEOUT', default: '30s', description: 'A request body that sends nothing for this long, while the server waits for it, is cut with 408 and everything it held is released (0 never cuts).', parse: parseDuration },
+  requestMinRate: { env: 'REQUEST_MIN_RATE', default: '1KiB', description: 'Slowest a request body may arrive, in bytes per second averaged over REQUEST_MIN_RATE_WINDOW, while the server waits for it; a slower one is cut with 408 (0 allows any rate).', parse: parseBytes },
+  requestMinRateWindow: { env: 'REQUEST_MIN_RATE_WINDOW', default: '60s', description: 'Window over which REQUEST_MIN_RATE is measured.', parse: parseDuration },
+  requestHeadersTimeout: { env: 'REQUEST_HEADERS_TIMEOUT', default: '30s', description: 'Longest a client may take to send the request line and headers; past it the connection is closed.', parse: parseDuration },
+  requestMaxHeaderSize: { env: 'REQUEST_MAX_HEADER_SIZE', default: '16KiB', description: 'Largest request line and headers together; a bigger request is answered 431.', parse: parseBytes },
+  readinessTimeout: { env: 'READINESS_TIMEOUT', default: '2s', description: 'Time limit of each dependency probe of /readyz; a probe that takes longer counts as not ready.', parse: parseDuration },
+  rateLimitMax: { env: 'RATE_LIMIT_MAX', default: '6000', description: 'Most requests one API key (or, without a key, one client address) may make per RATE_LIMIT_WINDOW; more are answered 429 with Retry-After. Playback URLs are not counted (0 turns the limit off).', parse: int(0, 100_000_000) },
+  rateLimitWindow: { env: 'RATE_LIMIT_WINDOW', default: '1m', description: 'Window of RATE_LIMIT_MAX.', parse: parseDuration },
 } satisfies Record<string, SettingSpec<unknown>>;
 
 type Spec = typeof spec;
@@ -257,6 +265,8 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, overrides: Pa
   if (settings.uploadDefaultChunkSize < settings.uploadMinChunkSize || settings.uploadDefaultChunkSize > settings.uploadMaxChunkSize) {
     throw new SettingsError('UPLOAD_DEFAULT_CHUNK_SIZE', 'must lie between UPLOAD_MIN_CHUNK_SIZE and UPLOAD_MAX_CHUNK_SIZE');
   }
+  if (settings.requestMinRate > 0 && settings.requestMinRateWindow < 1000) throw new SettingsError('REQUEST_MIN_RATE_WINDOW', 'must be at least 1s');
+  if (settings.rateLimitMax > 0 && settings.rateLimitWindow < 1000) throw new SettingsError('RATE_LIMIT_WINDOW', 'must be at least 1s');
   if (settings.uploadMaxSize < 1) throw new SettingsError('UPLOAD_MAX_SIZE', 'must be at least 1 byte');
   return { ...settings, storageRoot: path.resolve(settings.storageRoot) };
 }

@@ -152,6 +152,12 @@ export async function openDatabase(
   pool.on('error', () => {
     // An idle client lost its connection; the pool replaces it on next use.
   });
+  // A client in use has no 'error' listener of the pool's (it removes its own on checkout): a
+  // connection lost mid-query would be emitted unheard and end the process. The query itself
+  // fails with the same error, which the caller sees (and the API answers 503).
+  pool.on('connect', (client) => {
+    client.on('error', () => undefined);
+  });
   const client = await pool.connect();
   try {
     await client.query(`create schema if not exists "${schema}"`);

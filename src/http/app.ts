@@ -8,7 +8,9 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { AppContext } from '../context.js';
 import { requireApiKey } from './auth.js';
-import { registerProblemHandlers } from './problem-details.js';
+import { watchBodies } from './body-watchdog.js';
+import { answerClientError, answerFrameworkError, registerProblemHandlers } from './problem-details.js';
+import { registerRateLimit } from './rate-limit.js';
 import { adminRoutes } from './routes/admin.js';
 import { captionRoutes } from './routes/captions.js';
 import { mediaFileRoutes, playbackRoutes, storedFileHeaders } from './routes/files.js';
@@ -38,12 +40,25 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
     },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
     routerOptions: { ignoreTrailingSlash: true },
+    // Bodies are timed by watchBodies (idle and minimum rate), not as a whole: a large chunk on a
+    // slow link is legitimate. Headers are bounded here; Node checks them every checking interval.
+    requestTimeout: 0,
+    http: {
+      maxHeaderSize: settings.requestMaxHeaderSize,
+      headersTimeout: settings.requestHeadersTimeout,
+      connectionsCheckingInterval: Math.max(1000, Math.min(30_000, Math.floor(settings.requestHeadersTimeout / 2))),
+    },
+    // Fastify's own answers (an undecodable URL, a malformed or oversized request) become problems too.
+    frameworkErrors: answerFrameworkError,
+    clientErrorHandler: answerClientError,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);
   });
   registerProblemHandlers(app);
+  watchBodies(app, { idleMs: settings.requestIdleTimeout, minRate: settings.requestMinRate, windowMs: settings.requestMinRateWindow });
+  await registerRateLimit(app, { max: settings.rateLimitMax, windowMs: settings.rateLimitWindow, redis: ctx.redis, redisPrefix: settings.redisPrefix });
 
   if (settings.corsOrigins.length) {
     await app.register(cors, {

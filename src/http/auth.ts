@@ -11,7 +11,7 @@ declare module 'fastify' {
 
 export const ACT_AS_HEADER = 'x-qasar-user';
 
-function bearer(req: FastifyRequest): string | undefined {
+export function bearerToken(req: FastifyRequest): string | undefined {
   const h = req.headers.authorization;
   if (!h) return undefined;
   const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
@@ -27,7 +27,7 @@ export function requireApiKey(app: FastifyInstance, tenancy: TenancyService): vo
   app.addHook('onRequest', async (req) => {
     if (req.method === 'OPTIONS') return;
     const actAs = req.headers[ACT_AS_HEADER];
-    req.principal = await tenancy.authenticate(bearer(req), typeof actAs === 'string' && actAs ? actAs : undefined);
+    req.principal = await tenancy.authenticate(bearerToken(req), typeof actAs === 'string' && actAs ? actAs : undefined);
   });
 }
 

@@ -1,6 +1,7 @@
 import fsp from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { finished, type Readable } from 'node:stream';
+import { bodyDeadlineOf } from './body-deadline.js';
 import type { ByteSink } from './chunk-checksum.js';
 
 /** Bytes gathered before one write (the benchmark's baseline server buffers as much per write). */
@@ -48,7 +49,9 @@ async function writeAll(fh: FileHandle, buffers: Buffer[], position: number): Pr
  * The body is read through 'data' events rather than an async iterator: a 1 GiB upload arrives
  * in some 16,000 socket reads, and a promise and a generator step for each made the server spend
  * about 15 % more CPU on 1 GiB of 8 MiB PUTs (and take as much longer) than this does. A failed
- * write or sink, or a body over the limit, destroys the body as an iterator would.
+ * write or sink destroys the body as an iterator would. A body over the limit, or one whose
+ * deadline (see BodyDeadline) passes, is only paused and left to the HTTP layer, so that the
+ * client can still be answered (413, 408) before the connection is closed.
  */
 export async function writeHashed(body: Readable, file: string, opts: HashedWrite): Promise<number> {
   const limit = opts.limit ?? Number.POSITIVE_INFINITY;
@@ -62,15 +65,20 @@ export async function writeHashed(body: Readable, file: string, opts: HashedWrit
   let sinkWaits = 0;
   let ended = false;
   let settled = false;
+  let stopDeadline: (() => void) | undefined;
   try {
     await new Promise<void>((resolve, reject) => {
-      const settle = (err?: unknown) => {
+      const settle = (err?: unknown, keepBody = false) => {
         if (settled) return;
         settled = true;
         body.off('data', onData);
         stopWatching();
+        stopDeadline?.();
         if (err === undefined) return resolve();
-        if (!ended) body.destroy();
+        if (ended) {
+          // nothing left to stop
+        } else if (keepBody) body.pause();
+        else body.destroy();
         reject(err);
       };
       const settleIfDone = () => {
@@ -105,7 +113,7 @@ export async function writeHashed(body: Readable, file: string, opts: HashedWrit
         // A throw here would escape through the body's emit as an uncaught exception.
         try {
           bytes += chunk.length;
-          if (bytes > limit) return settle((opts.tooLarge ?? (() => new Error('too large')))());
+          if (bytes > limit) return settle((opts.tooLarge ?? (() => new Error('too large')))(), true);
           for (const h of opts.hashes) {
             const ready = h.update(chunk);
             if (ready instanceof Promise) {
@@ -136,6 +144,7 @@ export async function writeHashed(body: Readable, file: string, opts: HashedWrit
         settleIfDone();
       });
       body.on('data', onData);
+      stopDeadline = bodyDeadlineOf(body)?.onExpire((reason) => settle(reason, true));
       // A 'data' listener does not start a body that was paused before.
       flow();
     });

@@ -11,6 +11,7 @@ import type { Settings } from '../config/settings.js';
 import type { Db } from '../db/database.js';
 import type { Selectable } from 'kysely';
 import { fromJson, nowIso, toJson, type UploadSessionsTable } from '../db/schema.js';
+import { isDependencyUnavailable } from '../dependency-errors.js';
 import { AppError } from '../errors.js';
 import { newId } from '../ids.js';
 import { normalizeLabelNames } from '../labels/label-service.js';
@@ -26,6 +27,7 @@ import type { IngestService } from './ingest.js';
 import { ThreadHashSink, type HashThread } from './hash-thread.js';
 import { writeHashed } from './hashing-writer.js';
 import type { UploadLimits } from './upload-limits.js';
+import { setBodyDeadline, type BodyDeadline } from './body-deadline.js';
 
 /** Checksum algorithms accepted in Upload-Checksum (the tus checksum extension). */
 export const TUS_CHECKSUM_ALGORITHMS = ['sha1', 'sha256', 'md5'] as const;
@@ -43,6 +45,8 @@ export interface TusRequestContext {
    * after the hook, e.g. a creation-with-upload POST computing Upload-Expires).
    */
   finished?: { id: string; size: number };
+  /** When the HTTP layer gives up on the request's body (see BodyDeadline). */
+  deadline?: BodyDeadline;
 }
 
 /** Per-request context, set by the HTTP route around the tus handler. */
@@ -149,6 +153,8 @@ class ChecksumFileStore extends FileStore {
 
   override async write(readable: Readable, id: string, offset: number): Promise<number> {
     const checksum = tusContext.getStore()?.checksum;
+    const deadline = tusContext.getStore()?.deadline;
+    if (deadline) setBodyDeadline(readable, deadline);
     const file = path.join(this.directory, id);
     const running = await this.running.take(id, file, offset);
     const check = checksum ? createHash(checksum.algorithm) : undefined;
@@ -163,6 +169,7 @@ class ChecksumFileStore extends FileStore {
       if (check) await this.truncate(id, offset);
       // tus's own errors (a body over the size limit) keep their status; anything else is a failed write, as in FileStore.
       if (isOutOfSpace(err)) throw tusError(507, 'insufficient-storage: the server is out of storage space');
+      if (err instanceof AppError) throw asTusError(err);
       throw err && typeof err === 'object' && 'status_code' in err ? err : ERRORS.FILE_WRITE_ERROR;
     }
     if (check && !check.digest().equals(checksum!.digest)) {
@@ -233,6 +240,7 @@ function metadataOf(upload: Upload): { filename: string; contentType: string | n
 function asTusError(err: unknown): { status_code: number; body: string } {
   if (err instanceof AppError) return tusError(err.status, `${err.slug}: ${err.message}`);
   if (err && typeof err === 'object' && 'status_code' in err) return err as { status_code: number; body: string };
+  if (isDependencyUnavailable(err)) return tusError(503, 'unavailable: a service the server depends on is not reachable; try again shortly');
   return tusError(500, 'internal-error');
 }
 

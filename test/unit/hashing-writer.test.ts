@@ -8,6 +8,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ByteSink } from '../../src/uploads/chunk-checksum.js';
+import { BodyDeadline, setBodyDeadline } from '../../src/uploads/body-deadline.js';
 import { writeHashed } from '../../src/uploads/hashing-writer.js';
 
 /** A sha256 sink that answers a promise on every other update, as a busy hashing thread does. */
@@ -72,7 +73,7 @@ describe('writeHashed', () => {
     assert.ok(slow.waits > 10, 'the slow sink was waited for');
   });
 
-  it('fails at the first byte over the limit, writes nothing past the range and destroys the body', async () => {
+  it('fails at the first byte over the limit, writes nothing past the range and leaves the body paused for the answer', async () => {
     const limit = 300 * 1024;
     const file = await sparse('limit.bin', 2 * 1024 * 1024);
     const body = new PassThrough();
@@ -80,12 +81,17 @@ describe('writeHashed', () => {
     const writing = writeHashed(body, file, { start: 0, hashes: [], limit, tooLarge });
     const failed = assert.rejects(writing, { code: 'TOO_LARGE' });
     // Slowly, so that every piece before the one too many has reached the disk.
-    for (let i = 0; i < 16 && !body.destroyed; i++) {
+    let settled = false;
+    void failed.finally(() => (settled = true));
+    for (let i = 0; i < 16 && !settled; i++) {
       body.write(Buffer.alloc(64 * 1024, 7));
       await sleep(5);
     }
     await failed;
-    assert.ok(body.destroyed, 'the body was destroyed');
+    // Destroying a request body takes its socket with it: the 413 could not be sent.
+    assert.ok(!body.destroyed, 'the body is not destroyed');
+    assert.equal(body.readableFlowing, false, 'the body is paused');
+    assert.equal(body.listenerCount('data'), 0, 'nothing reads it any more');
     const stored = await fsp.readFile(file);
     assert.ok(stored.subarray(limit).every((b) => b === 0), 'no byte past the limit reached the disk');
   });
@@ -131,6 +137,26 @@ describe('writeHashed', () => {
     assert.equal(await writeHashed(body, file, { start: 0, hashes: [sink] }), data.length);
     assert.equal(sink.hash.digest('hex'), sha(data));
     assert.equal(sha(await fsp.readFile(file)), sha(data));
+  });
+
+  it('stops when its body\'s deadline passes, closing the file and leaving the body paused for the answer', async () => {
+    const file = await sparse('deadline.bin', 1024 * 1024);
+    const body = new PassThrough();
+    const deadline = new BodyDeadline();
+    setBodyDeadline(body, deadline);
+    const writing = writeHashed(body, file, { start: 0, hashes: [] });
+    body.write(randomBytes(10));
+    await sleep(5);
+    const reason = Object.assign(new Error('too slow'), { code: 'TOO_SLOW' });
+    assert.equal(deadline.expire(reason), true, 'the writer was listening');
+    await assert.rejects(writing, { code: 'TOO_SLOW' });
+    assert.ok(!body.destroyed, 'the body is not destroyed');
+    assert.equal(body.readableFlowing, false);
+    assert.equal(body.listenerCount('data'), 0);
+    // A deadline that passed before the write began stops it at once.
+    const late = new PassThrough();
+    setBodyDeadline(late, deadline);
+    await assert.rejects(writeHashed(late, file, { start: 0, hashes: [] }), { code: 'TOO_SLOW' });
   });
 
   it('takes an empty body', async () => {

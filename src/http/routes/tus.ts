@@ -70,7 +70,7 @@ export function tusRoutes(ctx: AppContext) {
         await ctx.tus.touch(id);
       }
       hijack(req, reply);
-      await tusContext.run({ principal, ...(checksum ? { checksum } : {}) }, () => ctx.tus.server.handle(req.raw, reply.raw));
+      await tusContext.run({ principal, ...(checksum ? { checksum } : {}), ...(req.bodyDeadline ? { deadline: req.bodyDeadline } : {}) }, () => ctx.tus.server.handle(req.raw, reply.raw));
     };
 
     // When CORS is on, @fastify/cors answers every OPTIONS itself, and refuses one without
