@@ -20,7 +20,7 @@
  * and over) and again with both caches off (SEARCH_CACHE_TTL=0 MEDIA_CACHE_TTL=0).
  * PostgreSQL runs in its own schema (dropped afterwards); TEST_DATABASE_URL points elsewhere.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -35,7 +35,7 @@ import { createContext, type AppContext } from '../../src/context.js';
 import type { AssetLabelsTable, MediaAssetsTable } from '../../src/db/schema.js';
 import { newId } from '../../src/ids.js';
 import { createLogger } from '../../src/logger.js';
-import { shippedNodeFlags } from '../lib/shipped-node-flags.js';
+import { startBuiltServer } from '../lib/built-server.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const { values: argv } = parseArgs({
@@ -301,24 +301,10 @@ async function measure(name: string, urls: () => string, key: string): Promise<R
   return { endpoint: name, requests: REQUESTS, errors, p50_ms: q(0.5), p95_ms: q(0.95), p99_ms: q(0.99), rps: Math.round(REQUESTS / seconds) };
 }
 
-function startServer(env: Record<string, string>): Promise<{ proc: ChildProcess; base: string }> {
+async function startServer(env: Record<string, string>): Promise<{ proc: ChildProcess; base: string }> {
   const nodeArgs = argv['server-node-args']!.split(/\s+/).filter(Boolean);
-  // The built server, as `qasar api` runs it (the TypeScript loader would be measured too).
-  if (!fs.existsSync(path.join(ROOT, 'dist/cli/main.js'))) throw new Error('dist/cli/main.js is missing: run npm run build first');
-  const proc = spawn(process.execPath, [...shippedNodeFlags(ROOT), ...nodeArgs, path.join(ROOT, 'bin/qasar.js'), 'api'], {
-    cwd: ROOT,
-    env: { ...process.env, ...env, PORT: '0', LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    proc.stdout!.setEncoding('utf8').on('data', (s: string) => {
-      out += s;
-      const m = /listening on (http:\/\/\S+?)\/api\/v1/.exec(out);
-      if (m) resolve({ proc, base: m[1]! });
-    });
-    proc.on('exit', (code) => reject(new Error(`server exited with ${code}: ${out}`)));
-  });
+  const { proc, match } = await startBuiltServer(ROOT, env, /listening on (http:\/\/\S+?)\/api\/v1/, nodeArgs);
+  return { proc, base: match[1]! };
 }
 
 async function bench(backend: 'sqlite' | 'postgres'): Promise<Result[]> {

@@ -13,7 +13,7 @@
  * Prints a table and writes JSON. Goal: no errors, p95 under attack below 2x idle, descriptors
  * back to the idle count.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -22,6 +22,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { startBuiltServer } from '../lib/built-server.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const { values: argv } = parseArgs({
@@ -41,23 +42,9 @@ const log = (s: string) => process.stderr.write(`${s}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const descriptors = (pid: number) => fs.readdirSync(`/proc/${pid}/fd`).length;
 
-function startServer(env: Record<string, string>): Promise<{ proc: ChildProcess; port: number; key: string }> {
-  if (!fs.existsSync(path.join(ROOT, 'dist/cli/main.js'))) throw new Error('dist/cli/main.js is missing: run npm run build first');
-  const proc = spawn(process.execPath, [path.join(ROOT, 'bin/qasar.js'), 'api'], {
-    cwd: ROOT,
-    env: { ...process.env, ...env, PORT: '0', LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    proc.stdout!.setEncoding('utf8').on('data', (s: string) => {
-      out += s;
-      const key = /QASAR_API_KEY=(\S+)/.exec(out);
-      const m = /listening on http:\/\/[^:]+:(\d+)\//.exec(out);
-      if (key && m) resolve({ proc, port: Number(m[1]), key: key[1]! });
-    });
-    proc.on('exit', (code) => reject(new Error(`server exited with ${code}: ${out}`)));
-  });
+async function startServer(env: Record<string, string>): Promise<{ proc: ChildProcess; port: number; key: string }> {
+  const { proc, match } = await startBuiltServer(ROOT, env, /QASAR_API_KEY=(\S+)[\s\S]*listening on http:\/\/[^:]+:(\d+)\//);
+  return { proc, port: Number(match[2]), key: match[1]! };
 }
 
 interface Call {

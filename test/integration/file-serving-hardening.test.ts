@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { expectProblem, startTestApp, type TestApp } from '../support/harness.js';
-import { SessionClient } from '../support/upload-client.js';
+import { uploadWithPoster } from '../support/media-seed.js';
 
 const API = '/api/v1';
 const POSTER = 'ten bytes!';
@@ -19,18 +18,8 @@ describe('serving stored files to clients', () => {
 
   /** A media of a tenant's user with a poster file, so that its package has a playback URL. */
   async function mediaWithPoster(key = t.tenant.userKey): Promise<{ id: string; dir: string; token: string }> {
-    const client = new SessionClient(t.app, key);
-    const { completed } = await client.uploadWhole(randomBytes(1000), { filename: 'clip.bin', chunkSize: 1024 });
-    assert.equal(completed.statusCode, 201, completed.body);
-    const media = completed.json();
-    const dir = t.ctx.layout.mediaDir({ tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id });
-    await fs.mkdir(path.join(dir, 'posters'), { recursive: true });
-    await fs.writeFile(path.join(dir, 'posters', 'poster.jpg'), POSTER);
-    await t.ctx.database.db
-      .updateTable('mediaassets')
-      .set({ file_metadata: JSON.stringify({ artifacts: { poster: { jpeg: 'posters/poster.jpg' } } }) })
-      .where('id', '=', media.id)
-      .execute();
+    const media = await uploadWithPoster(t, key, POSTER);
+    const dir = media.dir;
     const pkg = await t.app.inject({ url: `${API}/media/${media.id}/package`, headers: t.auth(key) });
     assert.equal(pkg.statusCode, 200, pkg.body);
     return { id: media.id, dir, token: new URL(pkg.json().poster.jpeg).pathname.split('/')[2]! };

@@ -1,11 +1,8 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import fs from 'node:fs/promises';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { MediaChange } from '../../src/media/media-changes.js';
 import { expectProblem, startTestApp, type TestApp } from '../support/harness.js';
-import { SessionClient } from '../support/upload-client.js';
+import { uploadWithPoster } from '../support/media-seed.js';
 
 const API = '/api/v1';
 
@@ -31,19 +28,7 @@ describe('moderation workflow', () => {
 
   /** A ready media of alice's with a poster file, so that its package has a playback URL. */
   async function upload(key = t.tenant.userKey): Promise<string> {
-    const client = new SessionClient(t.app, key);
-    const { completed } = await client.uploadWhole(randomBytes(1000), { filename: 'clip.bin', chunkSize: 1024 });
-    assert.equal(completed.statusCode, 201, completed.body);
-    const media = completed.json();
-    const dir = t.ctx.layout.mediaDir({ tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id });
-    await fs.mkdir(path.join(dir, 'posters'), { recursive: true });
-    await fs.writeFile(path.join(dir, 'posters', 'poster.jpg'), 'jpeg bytes');
-    await t.ctx.database.db
-      .updateTable('mediaassets')
-      .set({ file_metadata: JSON.stringify({ artifacts: { poster: { jpeg: 'posters/poster.jpg' } } }) })
-      .where('id', '=', media.id)
-      .execute();
-    return media.id;
+    return (await uploadWithPoster(t, key, 'jpeg bytes')).id;
   }
 
   const flag = (mediaId: string, name: string, confidence: number) =>

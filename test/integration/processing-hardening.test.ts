@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { BACKEND, listFiles, SAMPLES, startTestApp, waitFor, type TestApp } from '../support/harness.js';
+import { BACKEND, listFiles, SAMPLES, startTestApp, waitFor, type TestApp, getMedia, mediaSettled } from '../support/harness.js';
 import { makeLyingMkv } from '../support/lying-mkv.js';
 import { SessionClient } from '../support/upload-client.js';
 import { buildZip } from '../unit/zip-fixtures.js';
@@ -40,16 +40,8 @@ describe(`processing hardening (${BACKEND} backend)`, () => {
   let t: TestApp;
   let client: SessionClient;
 
-  async function media(id: string) {
-    return (await t.app.inject({ url: `/api/v1/media/${id}`, headers: t.auth(t.tenant.userKey) })).json();
-  }
-  async function settled(id: string, timeoutMs = 300_000) {
-    return waitFor(`media ${id} settled`, async () => {
-      const m = await media(id);
-      if (!['ready', 'error'].includes(m.status)) throw new Error(`still ${m.status}`);
-      return m;
-    }, timeoutMs);
-  }
+  const media = (id: string) => getMedia(t, t.tenant.userKey, id);
+  const settled = (id: string, timeoutMs = 300_000) => mediaSettled(t, t.tenant.userKey, id, timeoutMs);
   async function upload(data: Buffer, filename: string): Promise<string> {
     const { completed } = await client.uploadWhole(data, { filename, chunkSize: 64 * 1024 });
     assert.equal(completed.statusCode, 201, completed.body);

@@ -6,7 +6,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseMpd } from '../../src/processing/video/hls-from-mpd.js';
-import { expectProblem, listFiles, SAMPLES, startTestApp, waitFor, type TestApp } from '../support/harness.js';
+import { expectProblem, listFiles, SAMPLES, startTestApp, waitFor, type TestApp, getMedia, mediaSettled } from '../support/harness.js';
 import { SessionClient } from '../support/upload-client.js';
 
 const BIN = path.resolve(import.meta.dirname, '../../bin/qasar.js');
@@ -18,16 +18,8 @@ describe('worker robustness: hostile input, crashes, reprocessing', () => {
   let trap: http.Server;
   let trapUrl: string;
 
-  async function media(id: string) {
-    return (await t.app.inject({ url: `/api/v1/media/${id}`, headers: t.auth(t.tenant.userKey) })).json();
-  }
-  async function settled(id: string, timeoutMs = 120_000) {
-    return waitFor(`media ${id} settled`, async () => {
-      const m = await media(id);
-      if (!['ready', 'error'].includes(m.status)) throw new Error(`still ${m.status} (${m.original_filename ?? JSON.stringify(m)})`);
-      return m;
-    }, timeoutMs);
-  }
+  const media = (id: string) => getMedia(t, t.tenant.userKey, id);
+  const settled = (id: string, timeoutMs = 120_000) => mediaSettled(t, t.tenant.userKey, id, timeoutMs);
   async function upload(data: Buffer, filename: string): Promise<string> {
     const { completed } = await client.uploadWhole(data, { filename, chunkSize: 64 * 1024 });
     assert.equal(completed.statusCode, 201, completed.body);

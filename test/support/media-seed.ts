@@ -1,8 +1,12 @@
+import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import { nowIso, toJson, type MediaKind, type MediaStatus, type ModerationState } from '../../src/db/schema.js';
 import { newId } from '../../src/ids.js';
 import { ensureLabel } from '../../src/labels/label-service.js';
 import type { TestApp } from './harness.js';
+import { SessionClient } from './upload-client.js';
 
 export interface MediaSeed {
   tenantId?: string;
@@ -52,4 +56,24 @@ export async function insertMedia(t: TestApp, s: MediaSeed): Promise<string> {
   }
   await t.ctx.changes.emit({ tenantId, mediaId: id, reason: 'created' });
   return id;
+}
+
+/**
+ * Uploads a small file as `key`'s user and gives it a poster file (`posters/poster.jpg`, holding
+ * `poster`) recorded as an artifact, so that its package has a playback URL. Returns its id and folder.
+ */
+export async function uploadWithPoster(t: TestApp, key: string, poster: string): Promise<{ id: string; dir: string }> {
+  const client = new SessionClient(t.app, key);
+  const { completed } = await client.uploadWhole(randomBytes(1000), { filename: 'clip.bin', chunkSize: 1024 });
+  assert.equal(completed.statusCode, 201, completed.body);
+  const media = completed.json();
+  const dir = t.ctx.layout.mediaDir({ tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id });
+  await fs.mkdir(path.join(dir, 'posters'), { recursive: true });
+  await fs.writeFile(path.join(dir, 'posters', 'poster.jpg'), poster);
+  await t.ctx.database.db
+    .updateTable('mediaassets')
+    .set({ file_metadata: JSON.stringify({ artifacts: { poster: { jpeg: 'posters/poster.jpg' } } }) })
+    .where('id', '=', media.id)
+    .execute();
+  return { id: media.id, dir };
 }
