@@ -3,10 +3,10 @@ import type { Logger } from 'pino';
 import type { Db } from '../db/database.js';
 import { nowIso } from '../db/schema.js';
 import { PermanentJobError, type Job, type JobQueue, type RunningWorker } from '../queue/queue.js';
-import { processJobKey } from '../queue/queue.js';
+import { processJobKey, webmJobKey } from '../queue/queue.js';
 import type { StorageLayout } from '../storage/layout.js';
 import { publicReason } from './public-reason.js';
-import { clearLeftovers } from './steps/publish.js';
+import { clearLeftovers, type ScratchOwner } from './steps/publish.js';
 
 /** The media row a processing step works on. */
 export interface MediaToProcess {
@@ -46,12 +46,15 @@ export class MediaWorker {
 
   /**
    * Removes the scratch folders of a media that failed for good: no attempt will come to clear
-   * them (the next one would), and they can hold gigabytes of half-made renditions.
+   * them (the next one would), and they can hold gigabytes of half-made renditions. A WebM job
+   * queued before a reprocess may still be encoding in its own folder: WebM folders are left to
+   * that job unless none is pending.
    */
   private async clearScratch(media: { id: string; tenant_id: string; user_id: string }): Promise<void> {
     if (!this.layout) return;
     try {
-      await clearLeftovers(this.layout.mediaDir({ tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id }));
+      const owners: ScratchOwner[] = (await this.queue.hasPending(webmJobKey(media.id))) ? ['media'] : ['media', 'webm'];
+      await clearLeftovers(this.layout.mediaDir({ tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id }), owners);
     } catch (err) {
       this.log.warn({ err, mediaId: media.id }, 'could not remove the scratch folders of a failed media');
     }

@@ -8,6 +8,8 @@ import { BACKEND, listFiles, SAMPLES, startTestApp, waitFor, type TestApp, getMe
 import { makeLyingMkv } from '../support/lying-mkv.js';
 import { SessionClient } from '../support/upload-client.js';
 import { buildZip } from '../unit/zip-fixtures.js';
+import { fromJson } from '../../src/db/schema.js';
+import { webmJobKey } from '../../src/queue/queue.js';
 
 const BIN = path.resolve(import.meta.dirname, '../../bin/qasar.js');
 
@@ -132,6 +134,30 @@ describe(`processing hardening (${BACKEND} backend)`, () => {
     assert.equal((await media(id)).status, 'error');
     const files = await listFiles(mediaDir);
     assert.ok(!files.some((f) => f.startsWith('.work-')), `no scratch left: ${files.join(', ')}`);
+  });
+
+  it('leaves the scratch folder of a pending WebM job alone when a reprocess of its media fails', async () => {
+    const id = await upload(await fs.readFile(path.join(SAMPLES, 'h264-640x272-noaudio-bikes.mp4')), 'bikes.mp4');
+    assert.equal((await settled(id, 120_000)).status, 'ready');
+    const mediaDir = t.ctx.layout.mediaDir({ tenantId: t.tenant.id, userId: 'alice', mediaId: id });
+    // A WebM job queued before the reprocess, still encoding in its own scratch folder.
+    await t.ctx.queue.enqueue('make-webm', { media_id: id, tenant_id: t.tenant.id }, { dedupeKey: webmJobKey(id), delayMs: 3_600_000 });
+    await fs.mkdir(path.join(mediaDir, '.work-webm-0123456789ab', 'webm'), { recursive: true });
+    await fs.writeFile(path.join(mediaDir, '.work-webm-0123456789ab', 'webm', 'video.webm'), randomBytes(1024));
+    // What a dead processing attempt left, which the failing one does remove.
+    await fs.mkdir(path.join(mediaDir, '.work-media-0123456789ab', 'dash'), { recursive: true });
+    await fs.writeFile(path.join(mediaDir, '.work-media-0123456789ab', 'dash', 'seg-0-00001.m4s'), randomBytes(1024));
+    // The reprocess fails for good: the stored original is no video any more.
+    const row = await t.ctx.database.db.selectFrom('mediaassets').select('file_metadata').where('id', '=', id).executeTakeFirstOrThrow();
+    const original = path.join(t.env.settings.storageRoot, fromJson<any>(row.file_metadata, {}).original.path);
+    await fs.writeFile(original, randomBytes(50_000));
+    const res = await t.app.inject({ method: 'POST', url: `${t.ctx.settings.apiPrefix}/media/${id}/reprocess`, headers: t.auth(t.tenant.userKey) });
+    assert.equal(res.statusCode, 202, res.body);
+    await failedJob(id);
+    assert.equal((await media(id)).status, 'error');
+    const files = await listFiles(mediaDir);
+    assert.ok(files.includes('.work-webm-0123456789ab/webm/video.webm'), `the WebM job's folder is kept: ${files.join(', ')}`);
+    assert.ok(!files.some((f) => f.startsWith('.work-media-')), `the processing job's scratch is removed: ${files.join(', ')}`);
   });
 });
 

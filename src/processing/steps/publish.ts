@@ -6,26 +6,43 @@ import { removePath } from '../../storage/files.js';
 const WORK_PREFIX = '.work-';
 const OLD_PREFIX = '.old-';
 
+/**
+ * Which kind of job a scratch folder belongs to. A media's processing job and its WebM job can
+ * run at the same time (a reprocess while an earlier WebM is still encoding), so each clears
+ * only its own kind's leftovers.
+ */
+export type ScratchOwner = 'media' | 'webm';
+
+const OWNERS: readonly ScratchOwner[] = ['media', 'webm'];
+
+/** The owner of a scratch folder; folders named before owners were (`.work-<hex>`) were the processing job's. */
+function ownerOf(name: string): ScratchOwner {
+  const tag = name.slice(WORK_PREFIX.length).split('-')[0];
+  return OWNERS.find((o) => o === tag) ?? 'media';
+}
+
 /** A fresh scratch folder inside the media folder (same file system, so moves out of it are renames). */
-export async function makeWorkDir(mediaDir: string): Promise<string> {
-  const dir = path.join(mediaDir, `${WORK_PREFIX}${randomBytes(6).toString('hex')}`);
+export async function makeWorkDir(mediaDir: string, owner: ScratchOwner): Promise<string> {
+  const dir = path.join(mediaDir, `${WORK_PREFIX}${owner}-${randomBytes(6).toString('hex')}`);
   await fs.mkdir(dir, { recursive: true });
   return dir;
 }
 
 /**
- * Removes what an interrupted attempt left in the media folder: scratch folders, and folders
- * a swap had moved aside. Only one job works on a media at a time, so any such leftover is
- * from a dead attempt.
+ * Removes what interrupted attempts of the `owners`' jobs left in the media folder: their
+ * scratch folders, and folders a swap had moved aside (those are only ever deleted, so removing
+ * one of another job's is harmless). At most one job of each kind works on a media at a time,
+ * so a scratch folder of a kind whose job is not running is from a dead attempt.
  */
-export async function clearLeftovers(mediaDir: string): Promise<void> {
+export async function clearLeftovers(mediaDir: string, owners: readonly ScratchOwner[]): Promise<void> {
   let names: string[] = [];
   try {
     names = await fs.readdir(mediaDir);
   } catch {
     return;
   }
-  await Promise.all(names.filter((n) => n.startsWith(WORK_PREFIX) || n.startsWith(OLD_PREFIX)).map((n) => removePath(path.join(mediaDir, n))));
+  const leftover = (n: string) => (n.startsWith(WORK_PREFIX) && owners.includes(ownerOf(n))) || n.startsWith(OLD_PREFIX);
+  await Promise.all(names.filter(leftover).map((n) => removePath(path.join(mediaDir, n))));
 }
 
 /**

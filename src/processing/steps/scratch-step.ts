@@ -55,8 +55,8 @@ export async function runInScratch(
   const meta = fromJson<Record<string, any>>(row.file_metadata, {});
   const mediaDir = layout.mediaDir({ tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id });
   const source = safeJoin(layout.root, String(meta.original?.path ?? ''));
-  await clearLeftovers(mediaDir);
-  const work = await makeWorkDir(mediaDir);
+  await clearLeftovers(mediaDir, ['media']);
+  const work = await makeWorkDir(mediaDir, 'media');
   try {
     const { artifacts, metadata } = await make({ source, work, meta });
     const published = await publishFolders(work, mediaDir, folders);

@@ -9,7 +9,7 @@ import { durationLimitsOf } from '../duration-bound.js';
 import type { MediaToProcess } from '../media-worker.js';
 import { makeWebm } from '../video/webm.js';
 import { publicReason } from '../public-reason.js';
-import { makeWorkDir, publishFolders } from './publish.js';
+import { clearLeftovers, makeWorkDir, publishFolders } from './publish.js';
 
 type WebmSettings = Pick<Settings, 'apiPrefix' | 'ffmpegThreads' | 'ffprobeTimeout' | 'ffmpegTimeout' | 'maxVideoDuration' | 'ffmpegTimeoutFactor' | 'ffmpegTimeoutFloor' | 'ffmpegDurationTolerance' | 'jobAttempts'>;
 
@@ -31,7 +31,9 @@ export async function runWebmStep(deps: StepDeps<WebmSettings>, media: MediaToPr
   const meta = fromJson<Record<string, any>>(row.file_metadata, {});
   const mediaDir = layout.mediaDir({ tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id });
   const source = safeJoin(layout.root, String(meta.original?.path ?? ''));
-  const work = await makeWorkDir(mediaDir);
+  // The dedupe key keeps one WebM job per media: a WebM scratch folder here is a dead attempt's.
+  await clearLeftovers(mediaDir, ['webm']);
+  const work = await makeWorkDir(mediaDir, 'webm');
   try {
     const result = await makeWebm(source, `${work}/webm/video.webm`, {
       threads: settings.ffmpegThreads || os.availableParallelism(),
