@@ -180,7 +180,7 @@ const spec = {
   moderationDefaultThreshold: { env: 'MODERATION_DEFAULT_THRESHOLD', default: '0.8', description: 'Confidence at which a moderation label holds a media, for tenants and labels without their own threshold.', parse: num(0, 1) },
   labelBankMaxEntries: { env: 'LABEL_BANK_MAX_ENTRIES', default: '10000', description: 'Most entries one label bank may hold.', parse: int(1, 1_000_000) },
   workerConcurrency: { env: 'WORKER_CONCURRENCY', default: '1', description: 'Jobs one worker process runs at once.', parse: int(1, 64) },
-  workerTenantConcurrency: { env: 'WORKER_TENANT_CONCURRENCY', default: '1', description: 'Most jobs of one tenant running at once across all worker processes (0: no limit); free workers take the other tenants\' jobs meanwhile.', parse: int(0, 1000) },
+  workerTenantConcurrency: { env: 'WORKER_TENANT_CONCURRENCY', default: '0', description: 'Most jobs of one tenant running at once across all worker processes (0: no limit); free workers take the other tenants\' jobs meanwhile. Set it when hosting many tenants.', parse: int(0, 1000) },
   jobAttempts: { env: 'JOB_ATTEMPTS', default: '5', description: 'Attempts of a job before it is marked failed (transient errors only).', parse: int(1, 100) },
   jobBackoff: { env: 'JOB_BACKOFF', default: '2s', description: 'First retry delay; doubles on each further attempt.', parse: parseDuration },
   jobLease: { env: 'JOB_LEASE', default: '30s', description: 'How long a worker holds a job without renewing it before another worker may take it up.', parse: parseDuration },

@@ -114,27 +114,20 @@ export class EmbeddedQueue implements JobQueue {
    */
   async claim(owner: string): Promise<Job | undefined> {
     // Most polls find nothing: they take no lock.
-    if (!(await this.anyRunnable(Date.now()))) return undefined;
+    if (!(await this.hasClaimable())) return undefined;
     return writeTransaction(this.database, async (trx) => {
       if (this.database.dialect === 'postgres') {
         await sql`select pg_advisory_xact_lock(hashtext(current_schema() || ${`:qasar-queue:${this.queueName}`}))`.execute(trx);
       }
       const now = Date.now();
       await this.failDeadLastAttempts(trx, now);
-      const limit = this.settings.tenantConcurrency;
       const candidate = await sql<{ id: string; tenant: string }>`
-        with running as (
-          select coalesce(tenant_id, '') as tenant, count(*) as n from queue_jobs
-          where queue = ${this.queueName} and state = 'active' and lease_until >= ${now}
-          group by coalesce(tenant_id, '')
-        )
+        ${this.runningByTenantCte(now)}
         select j.id as id, coalesce(j.tenant_id, '') as tenant
         from queue_jobs j
         left join running r on r.tenant = coalesce(j.tenant_id, '')
         left join queue_tenant_turns t on t.queue = j.queue and t.tenant_id = coalesce(j.tenant_id, '')
-        where j.queue = ${this.queueName}
-          and ((j.state = 'waiting' and j.run_at <= ${now}) or (j.state = 'active' and j.lease_until < ${now}))
-          and (${limit} = 0 or coalesce(j.tenant_id, '') = '' or coalesce(r.n, 0) < ${limit})
+        where ${this.claimable(now)}
         order by coalesce(r.n, 0), coalesce(t.turn, 0), j.run_at, j.id
         limit 1`.execute(trx);
       const pick = candidate.rows[0];
@@ -164,20 +157,38 @@ export class EmbeddedQueue implements JobQueue {
     });
   }
 
-  private async anyRunnable(now: number): Promise<boolean> {
-    const row = await this.db
-      .selectFrom('queue_jobs')
-      .select('id')
-      .where('queue', '=', this.queueName)
-      .where((eb) =>
-        eb.or([
-          eb.and([eb('state', '=', 'waiting'), eb('run_at', '<=', now)]),
-          eb.and([eb('state', '=', 'active'), eb('lease_until', '<', now)]),
-        ]),
-      )
-      .limit(1)
-      .executeTakeFirst();
-    return row !== undefined;
+  /**
+   * Whether a claim now has work: a job that is due and whose tenant is under its limit, or a
+   * dead last attempt to fail. Jobs held back by the limit do not count, or idle pollers would
+   * take the write lock on every poll while a busy tenant's jobs wait.
+   */
+  async hasClaimable(now = Date.now()): Promise<boolean> {
+    const row = await sql<{ one: number }>`
+      ${this.runningByTenantCte(now)}
+      select 1 as one
+      from queue_jobs j
+      left join running r on r.tenant = coalesce(j.tenant_id, '')
+      where ${this.claimable(now)}
+        or (j.queue = ${this.queueName} and j.state = 'active' and j.lease_until < ${now} and j.attempts >= j.max_attempts)
+      limit 1`.execute(this.db);
+    return row.rows.length > 0;
+  }
+
+  /** `running`: the jobs each tenant runs now (held leases); jobs that name no tenant are tenant ''. */
+  private runningByTenantCte(now: number) {
+    return sql`with running as (
+      select coalesce(tenant_id, '') as tenant, count(*) as n from queue_jobs
+      where queue = ${this.queueName} and state = 'active' and lease_until >= ${now}
+      group by coalesce(tenant_id, '')
+    )`;
+  }
+
+  /** The jobs `j` (joined to `running` as `r`) a worker may claim now. */
+  private claimable(now: number) {
+    const limit = this.settings.tenantConcurrency;
+    return sql`j.queue = ${this.queueName}
+      and ((j.state = 'waiting' and j.run_at <= ${now}) or (j.state = 'active' and j.lease_until < ${now}))
+      and (${limit} = 0 or coalesce(j.tenant_id, '') = '' or coalesce(r.n, 0) < ${limit})`;
   }
 
   /**

@@ -7,6 +7,9 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { afterEach, describe, it } from 'node:test';
+import SqliteDatabase from 'better-sqlite3';
+import { sqliteFile } from '../../src/config/settings.js';
+import { EmbeddedQueue } from '../../src/queue/embedded-queue.js';
 import { PermanentJobError, type Job, type JobCounts } from '../../src/queue/queue.js';
 import { BACKEND, testEnv, waitFor, type TestEnv } from '../support/harness.js';
 import { killAndWait, waitForLine } from '../support/child-process.js';
@@ -507,6 +510,50 @@ describe(`job queue contract (${BACKEND} backend)`, () => {
         ['a1', 2],
         ['a2', 1],
       ]);
+    });
+
+    it(`runs as many jobs of one tenant at once as there are slots when WORKER_TENANT_CONCURRENCY is left at its default (${variant.label})`, async () => {
+      const { queue, env } = await setup(variant.overrides);
+      assert.equal(env.settings.workerTenantConcurrency, 0);
+      const gate = deferred();
+      const calls: Call[] = [];
+      const worker = queue.work(
+        async (job) => {
+          record(calls, job);
+          await gate.promise;
+        },
+        { concurrency: 3 },
+      );
+      cleanups.push(() => worker.close());
+      cleanups.push(async () => gate.resolve());
+      for (let i = 1; i <= 3; i++) await queue.enqueue('process-media', { media_id: `a${i}`, tenant_id: 'tenant-a' });
+      await waitFor("all three of the tenant's jobs to run at once", async () => calls.length === 3);
+      assert.deepEqual(await queue.runningByTenant(), { 'tenant-a': 3 });
+      gate.resolve();
+      await waitFor('the three jobs to complete', async () => (await queue.counts()).completed === 3);
+    });
+  }
+
+  if (BACKEND === 'embedded') {
+    it("does not take SQLite's write lock to poll while every due job is held back by its tenant's limit", async () => {
+      const { queue, env } = await setup({ WORKER_TENANT_CONCURRENCY: '1' });
+      assert.ok(queue instanceof EmbeddedQueue);
+      await queue.enqueue('process-media', { media_id: 'a1', tenant_id: 'tenant-a' });
+      await queue.enqueue('process-media', { media_id: 'a2', tenant_id: 'tenant-a' });
+      assert.equal((await queue.claim('worker-1'))?.data.media_id, 'a1');
+      // Another process holds the write lock: a poll that wanted it would wait out busy_timeout and fail with SQLITE_BUSY.
+      const other = new SqliteDatabase(sqliteFile(env.settings));
+      cleanups.push(async () => void other.close());
+      other.prepare('begin immediate').run();
+      try {
+        assert.equal(await queue.hasClaimable(), false);
+        assert.equal(await queue.claim('worker-2'), undefined);
+      } finally {
+        other.prepare('rollback').run();
+      }
+      await queue.enqueue('process-media', { media_id: 'b1', tenant_id: 'tenant-b' });
+      assert.equal(await queue.hasClaimable(), true);
+      assert.equal((await queue.claim('worker-2'))?.data.media_id, 'b1');
     });
   }
 });
