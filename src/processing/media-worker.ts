@@ -74,7 +74,7 @@ export class MediaWorker {
             .set({
               status: 'error',
               error_code: code,
-              error_reason: publicReason(err, job.attempt),
+              error_reason: publicReason(err, job.attempt, this.layout?.root),
               updated_at: nowIso(),
             })
             .where('id', '=', job.data.media_id)

@@ -8,6 +8,7 @@ import sharp from 'sharp';
 import { deriveEpub, derivePdf, type DerivedDocument, type DocumentOptions } from '../../src/processing/document/derive-document.js';
 import { chooseCover, parseContainer, parseOpf, resolveHref } from '../../src/processing/document/epub-package.js';
 import { parsePdfInfo, pdfinfoArgs, pdftoppmArgs, popplerFailure } from '../../src/processing/document/pdf-tools.js';
+import { ToolFailure } from '../../src/processing/public-reason.js';
 import { PermanentJobError } from '../../src/queue/queue.js';
 import { SAMPLES } from '../support/harness.js';
 import { samplesOfKind } from './media-manifest.js';
@@ -174,16 +175,19 @@ describe('document derivation (real poppler, sharp and zips)', () => {
   }
 
   /** Runs a derivation that must fail permanently with `code`, and leaves nothing behind. */
-  async function refused(derive: typeof derivePdf, file: string, code: string, opts: Partial<DocumentOptions> = {}, message?: RegExp): Promise<void> {
+  async function refused(derive: typeof derivePdf, file: string, code: string, opts: Partial<DocumentOptions> = {}, message?: RegExp): Promise<PermanentJobError> {
     const { caseDir, work } = await workDir();
+    let refusal: PermanentJobError | undefined;
     await assert.rejects(derive(file, work, { ...OPTIONS, ...opts }), (err: unknown) => {
       assert.ok(err instanceof PermanentJobError, `a PermanentJobError, got ${String(err)}`);
       assert.equal(err.code, code, err.message);
       if (message) assert.match(err.message, message);
+      refusal = err;
       return true;
     });
     assert.deepEqual(await fs.readdir(caseDir), ['work']);
     assert.deepEqual(await listTree(work), []);
+    return refusal!;
   }
 
   describe('PDF', () => {
@@ -458,6 +462,25 @@ describe('document derivation (real poppler, sharp and zips)', () => {
       const corrupt = Buffer.from(good);
       for (let i = opfAt + 4; i < opfAt + 40; i++) corrupt[i] = 0xff;
       await refused(deriveEpub, await source('corrupt.epub', corrupt), 'unreadable-media');
+    });
+
+    it("says what is wrong with a broken EPUB in plain words, the zip library's and XML parser's messages kept for the logs", async () => {
+      const whole = await fs.readFile(EPUB_SAMPLE);
+      const good = epub(opf(''));
+      const opfAt = good.indexOf('OEBPS/content.opf') + 'OEBPS/content.opf'.length;
+      const corrupt = Buffer.from(good);
+      for (let i = opfAt + 4; i < opfAt + 40; i++) corrupt[i] = 0xff;
+      const cases: Array<[string, Buffer | string, RegExp]> = [
+        ['truncated.epub', whole.subarray(0, Math.floor(whole.length / 2)), /^the file is not a readable EPUB \(zip\)$/],
+        ['text.epub', 'This is plain text named .epub\n', /^the file is not a readable EPUB \(zip\)$/],
+        ['corrupt.epub', corrupt, /^OEBPS\/content\.opf in the EPUB (is damaged|cannot be read)$/],
+        ['bad-opf.epub', epub('<package><manifest><item href="a"></package>'), /^the EPUB's package document \(OPF\) is not well-formed XML \(line \d+\)$/],
+      ];
+      for (const [name, data, reason] of cases) {
+        const err = await refused(deriveEpub, await source(name, data), 'unreadable-media', {}, reason);
+        assert.ok(err instanceof ToolFailure && err.detail.length > 0, `${name}: the library's message is kept as detail`);
+        assert.ok(!err.message.includes(err.detail), `${name}: ${JSON.stringify(err.message)} repeats ${JSON.stringify(err.detail)}`);
+      }
     });
 
     it('a zip without container.xml, or whose OPF is missing or not XML, is unreadable-media', async () => {

@@ -1,5 +1,6 @@
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { PermanentJobError } from '../../queue/queue.js';
+import { ToolFailure } from '../public-reason.js';
 
 export interface OpfItem {
   id: string;
@@ -54,15 +55,15 @@ function parseXml(xml: string, what: string): Record<string, any> {
   if (EXTERNAL_DOCTYPE.test(xml)) {
     throw new PermanentJobError(`the EPUB's ${what} refers to outside files (an external entity in its DOCTYPE), which is not allowed`, 'unreadable-media');
   }
+  // The parser's own messages go to the logs (`detail`); the reason says where, in plain words.
   const valid = XMLValidator.validate(xml);
   if (valid !== true) {
-    throw new PermanentJobError(`the EPUB's ${what} is not well-formed XML: ${valid.err.msg} (line ${valid.err.line})`, 'unreadable-media');
+    throw new ToolFailure(`the EPUB's ${what} is not well-formed XML (line ${valid.err.line})`, 'unreadable-media', valid.err.msg);
   }
   try {
     return parser.parse(xml) as Record<string, any>;
   } catch (err) {
-    const reason = err instanceof Error ? err.message : String(err);
-    throw new PermanentJobError(`the EPUB's ${what} could not be read: ${reason}`, 'unreadable-media');
+    throw new ToolFailure(`the EPUB's ${what} could not be read as XML`, 'unreadable-media', err instanceof Error ? err.message : String(err));
   }
 }
 

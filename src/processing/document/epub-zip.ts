@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import yauzl from 'yauzl';
 import { PermanentJobError } from '../../queue/queue.js';
+import { ToolFailure } from '../public-reason.js';
 
 export interface ZipLimits {
   maxEntries: number;
@@ -23,9 +24,10 @@ function isSystemError(err: unknown): boolean {
   return typeof (err as NodeJS.ErrnoException)?.code === 'string' && /^E[A-Z]+$/.test((err as NodeJS.ErrnoException).code!);
 }
 
+/** The zip library's complaint stays in the logs (`detail`); the reason says only what is wrong. */
 function unreadable(what: string, err: unknown): Error {
   if (err instanceof PermanentJobError || isSystemError(err)) return err as Error;
-  return new PermanentJobError(`${what}: ${err instanceof Error ? err.message : String(err)}`, 'unreadable-media');
+  return new ToolFailure(what, 'unreadable-media', err instanceof Error ? err.message : String(err));
 }
 
 /**

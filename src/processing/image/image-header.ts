@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import sharp, { type Metadata, type Sharp } from 'sharp';
 import { PermanentJobError } from '../../queue/queue.js';
+import { ToolFailure } from '../public-reason.js';
 import { BMP_HEADER_BYTES, parseBmpHeader } from './bmp-header.js';
 import { exifHasGps, xmpHasGps } from './exif-gps.js';
 import { isMachineFault } from './image-errors.js';
@@ -38,7 +39,8 @@ export async function readImageHeader(file: string): Promise<ImageHeader> {
     if (isMachineFault(err)) throw err;
     const bmp = await readBmp(file);
     if (bmp) return bmp;
-    throw new PermanentJobError(`the file is not a readable image: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`, 'unreadable-media');
+    // libvips' message names the file and its own loaders: logs only.
+    throw new ToolFailure('the file is not a readable image: it is damaged or not in a format that can be read', 'unreadable-media', err instanceof Error ? err.message : String(err));
   }
   const format = supportedFormat(meta);
   if (!format) throw new PermanentJobError(`images in the ${meta.format} format are not supported`, 'unreadable-media');

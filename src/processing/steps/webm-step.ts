@@ -57,7 +57,7 @@ export async function runWebmStep(deps: StepDeps<WebmSettings>, media: MediaToPr
       await updateMetadata(deps, media, (m) => ({
         ...m,
         pending: (m.pending ?? []).filter((p: string) => p !== 'webm'),
-        webm_error: publicReason(err, job.attempt),
+        webm_error: publicReason(err, job.attempt, layout.root),
       }));
       if (err instanceof PermanentJobError) return;
     }
