@@ -464,6 +464,39 @@ describe('document derivation (real poppler, sharp and zips)', () => {
       await refused(deriveEpub, await source('corrupt.epub', corrupt), 'unreadable-media');
     });
 
+    it('accepts a DOCTYPE that only names its DTD, as legacy OEB 1.x packages have, and an internal entity', async () => {
+      const oebDoctype = '<!DOCTYPE package PUBLIC "+//ISBN 0-9673008-1-9//DTD OEB 1.0.1 Package//EN" "http://openebook.org/dtds/oeb-1.0.1/oebpkg101.dtd">';
+      const legacy = `<?xml version="1.0"?>
+${oebDoctype}
+<package unique-identifier="id">
+  <metadata><dc-metadata xmlns:dc="http://purl.org/dc/elements/1.0/"><dc:Title>Old Book</dc:Title></dc-metadata></metadata>
+  <manifest><item id="c1" href="c1.html" media-type="text/x-oeb1-document"/></manifest>
+</package>`;
+      assert.deepEqual(parseOpf(legacy).items.map((i) => i.href), ['c1.html']);
+      const containerDoctype = '<!DOCTYPE container PUBLIC "-//EXAMPLE//DTD Container//EN" "http://example.invalid/container.dtd">';
+      const withDoctype = opf('').replace('?>\n', `?>\n${oebDoctype}\n`);
+      const { work } = await workDir();
+      const result = await deriveEpub(await source('oeb-doctype.epub', epub(withDoctype, [], CONTAINER.replace('?>\n', `?>\n${containerDoctype}\n`))), work, OPTIONS);
+      assert.equal(result.facts.title, 'Made & Tested');
+      const internal = opf('').replace('?>\n', '?>\n<!DOCTYPE package [<!ENTITY press "Entity Press">]>\n').replace('Qasar Press', '&press;');
+      assert.equal(parseOpf(internal).publisher, 'Entity Press');
+    });
+
+    it('refuses entity declarations that name outside files, and parameter entities, as unreadable-media', () => {
+      const declarations = [
+        '<!ENTITY xxe SYSTEM "file:///etc/passwd">',
+        '<!ENTITY xxe PUBLIC "-//EXAMPLE//ENTITIES x//EN" "http://example.invalid/x.ent">',
+        '<!ENTITY\n  xxe\n  SYSTEM "file:///etc/passwd">',
+        '<!ENTITY % dtd SYSTEM "http://example.invalid/evil.dtd"> %dtd;',
+        '<!ENTITY % inner "<!ENTITY y \'z\'>"> %inner;',
+      ];
+      for (const declaration of declarations) {
+        const refusedAs = (e: unknown) => e instanceof PermanentJobError && e.code === 'unreadable-media' && /external entity/.test(e.message);
+        assert.throws(() => parseOpf(opf('').replace('?>\n', `?>\n<!DOCTYPE package [${declaration}]>\n`)), refusedAs, `OPF: ${declaration}`);
+        assert.throws(() => parseContainer(CONTAINER.replace('?>\n', `?>\n<!DOCTYPE container PUBLIC "-//x//DTD y//EN" "c.dtd" [${declaration}]>\n`)), refusedAs, `container: ${declaration}`);
+      }
+    });
+
     it("says what is wrong with a broken EPUB in plain words, the zip library's and XML parser's messages kept for the logs", async () => {
       const whole = await fs.readFile(EPUB_SAMPLE);
       const good = epub(opf(''));

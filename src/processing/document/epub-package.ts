@@ -44,16 +44,20 @@ export function xmlText(bytes: Buffer): string {
   return new TextDecoder('utf-8').decode(bytes);
 }
 
-/** A DOCTYPE that names an outside file (`SYSTEM` or `PUBLIC`), for itself or for an entity. */
-const EXTERNAL_DOCTYPE = /<!DOCTYPE[^>[]*\b(?:SYSTEM|PUBLIC)\b|<!ENTITY[^>]*\b(?:SYSTEM|PUBLIC)\b/i;
+/**
+ * An entity declaration that names an outside file (`<!ENTITY x SYSTEM "…">`, or `PUBLIC`), or
+ * any parameter entity (`<!ENTITY % x …>`, the way DTD text is pulled in). A DOCTYPE that only
+ * names its DTD (legacy OEB 1.x packages do) is not one: the parser never reads a DTD.
+ */
+const EXTERNAL_ENTITY = /<!ENTITY\s+(?:%|[^\s%>]+\s+(?:SYSTEM|PUBLIC)\b)/i;
 
 /**
  * Parses one XML file of the EPUB. External entities are refused before parsing (they would
  * name files or URLs), and anything the parser rejects is the file's fault, never retried.
  */
 function parseXml(xml: string, what: string): Record<string, any> {
-  if (EXTERNAL_DOCTYPE.test(xml)) {
-    throw new PermanentJobError(`the EPUB's ${what} refers to outside files (an external entity in its DOCTYPE), which is not allowed`, 'unreadable-media');
+  if (EXTERNAL_ENTITY.test(xml)) {
+    throw new PermanentJobError(`the EPUB's ${what} declares an external entity (one naming an outside file) or a parameter entity, which is not allowed`, 'unreadable-media');
   }
   // The parser's own messages go to the logs (`detail`); the reason says where, in plain words.
   const valid = XMLValidator.validate(xml);
