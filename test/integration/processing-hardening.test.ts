@@ -159,6 +159,19 @@ describe(`processing hardening (${BACKEND} backend)`, () => {
     assert.ok(files.includes('.work-webm-0123456789ab/webm/video.webm'), `the WebM job's folder is kept: ${files.join(', ')}`);
     assert.ok(!files.some((f) => f.startsWith('.work-media-')), `the processing job's scratch is removed: ${files.join(', ')}`);
   });
+
+  it("has a WebM job clear a dead WebM attempt's scratch folder before it publishes its own", async () => {
+    const id = await upload(await fs.readFile(path.join(SAMPLES, 'h264-640x272-noaudio-bikes.mp4')), 'bikes.mp4');
+    assert.equal((await settled(id, 120_000)).status, 'ready');
+    const mediaDir = t.ctx.layout.mediaDir({ tenantId: t.tenant.id, userId: 'alice', mediaId: id });
+    await fs.mkdir(path.join(mediaDir, '.work-webm-deadbeef0002', 'webm'), { recursive: true });
+    await fs.writeFile(path.join(mediaDir, '.work-webm-deadbeef0002', 'webm', 'video.webm'), randomBytes(1024));
+    await t.ctx.queue.enqueue('make-webm', { media_id: id, tenant_id: t.tenant.id }, { dedupeKey: webmJobKey(id) });
+    await waitFor('the WebM to be published', async () => (await media(id)).file_metadata?.artifacts?.webm, 300_000);
+    const files = await listFiles(mediaDir);
+    assert.ok(files.includes('webm/video.webm'), files.join(', '));
+    assert.ok(!files.some((f) => f.startsWith('.work-')), `no scratch left: ${files.join(', ')}`);
+  });
 });
 
 describe(`processing hardening: tools die with their worker (${BACKEND} backend)`, () => {
