@@ -199,7 +199,7 @@ export class UploadService {
     if (contentType && (contentType.length > 255 || /[\u0000-\u001f\u007f]/.test(contentType))) {
       throw new AppError('validation-failed', 'content_type is not valid');
     }
-    await this.limits.assertMayOpen(p, total);
+    await this.limits.assertRoomFor(p, total);
     const row: SessionRow = {
       id: newId(),
       tenant_id: p.tenantId,
@@ -222,18 +222,26 @@ export class UploadService {
       expires_at: this.expiresAt(),
       ...NO_LEASE,
     };
-    await fsp.mkdir(this.layout.sessionChunkDir(p.tenantId, row.id), { recursive: true });
-    // The data file at its full size: sparse, so it takes no disk space until chunks arrive.
-    const data = await fsp.open(this.layout.sessionDataFile(p.tenantId, row.id), 'wx');
+    const dir = this.layout.sessionChunkDir(p.tenantId, row.id);
+    await fsp.mkdir(dir, { recursive: true });
     try {
-      await data.truncate(total);
-    } finally {
-      await data.close();
+      // The data file at its full size: sparse, so it takes no disk space until chunks arrive.
+      const data = await fsp.open(this.layout.sessionDataFile(p.tenantId, row.id), 'wx');
+      try {
+        await data.truncate(total);
+      } finally {
+        await data.close();
+      }
+      await this.limits.insertWithinCap(p, (trx) =>
+        trx
+          .insertInto('upload_sessions')
+          .values({ ...row, user_tags: toJson(row.user_tags), labels: toJson(row.labels) })
+          .execute(),
+      );
+    } catch (err) {
+      await removePath(dir);
+      throw err;
     }
-    await this.db
-      .insertInto('upload_sessions')
-      .values({ ...row, user_tags: toJson(row.user_tags), labels: toJson(row.labels) })
-      .execute();
     await this.chunks.init(row.id, this.ttlMs);
     return this.statusOf(row, []);
   }
