@@ -21,7 +21,17 @@ import { removePath } from '../storage/files.js';
 import type { StorageLayout } from '../storage/layout.js';
 import type { Principal } from '../tenancy/principal.js';
 import { ownerScope } from '../tenancy/principal.js';
-import { claimCompletion, findStranded, holdsCompletion, keepCompletionAlive, NO_LEASE, reclaimPendingMedia, takeOver } from './completion-lease.js';
+import {
+  claimCompletion,
+  findStranded,
+  holdsCompletion,
+  keepCompletionAlive,
+  NO_LEASE,
+  releaseClaim,
+  takenOver,
+  takeUpStranded,
+  type StrandedSession,
+} from './completion-lease.js';
 import { validateFilename } from './filename.js';
 import type { IngestService } from './ingest.js';
 import { ThreadHashSink, type HashThread } from './hash-thread.js';
@@ -423,20 +433,30 @@ export class TusService {
         labels: fromJson<string[]>(session.labels, []),
         mediaId,
       });
-      await this.store.configstore.delete(session.id);
+      // The media exists and the session is completed: a stray info file cannot fail the request.
+      await this.store.configstore.delete(session.id).catch((err) => this.deps.log.warn({ err, uploadId: session.id }, 'the info file of a finished tus upload could not be removed'));
       return media.id;
     } catch (err) {
       this.store.running.forget(session.id);
       // Taken up by another process meanwhile (this one's lease lapsed): the upload is its now.
-      if (!(await holdsCompletion(this.deps.db, session.id))) throw err;
-      await removePath(staged);
-      await removePath(file);
-      await this.store.configstore.delete(session.id).catch(() => undefined);
-      await this.deps.db
-        .updateTable('upload_sessions')
-        .set({ state: 'failed', error: err instanceof Error ? err.message : String(err), updated_at: nowIso(), ...NO_LEASE })
-        .where('id', '=', session.id)
-        .execute();
+      if (!(await holdsCompletion(this.deps.db, session.id).catch(() => true))) {
+        this.deps.log.warn({ err, uploadId: session.id }, 'another process took over this completion');
+        throw takenOver();
+      }
+      try {
+        await removePath(staged);
+        await removePath(file);
+        await this.store.configstore.delete(session.id).catch(() => undefined);
+        await this.deps.db
+          .updateTable('upload_sessions')
+          .set({ state: 'failed', error: err instanceof Error ? err.message : String(err), updated_at: nowIso(), ...NO_LEASE })
+          .where('id', '=', session.id)
+          .execute();
+      } catch (cleanupErr) {
+        // Left `completing`: the recovery of stranded sessions takes it up.
+        this.deps.log.warn({ err: cleanupErr, uploadId: session.id }, 'a failed tus completion could not be cleaned up');
+        await releaseClaim(this.deps.db, session.id);
+      }
       throw err;
     } finally {
       stopRenewing();
@@ -451,22 +471,28 @@ export class TusService {
   async recoverStranded(now = Date.now()): Promise<number> {
     let recovered = 0;
     for (const s of await findStranded(this.deps.db, 'tus', now)) {
-      if (!(await takeOver(this.deps.db, s))) continue;
-      const file = path.join(this.deps.layout.tusDir(), s.id);
-      const staged = path.join(this.deps.layout.tmpDir(), `${s.id}.tus`);
-      if (!(await fsp.stat(file).catch(() => undefined)) && (await fsp.stat(staged).catch(() => undefined))) await fsp.rename(staged, file);
-      await reclaimPendingMedia(this.deps.db, this.deps.layout, s, file);
-      await removePath(staged);
+      try {
+        if (await this.takeUp(s)) recovered++;
+      } catch (err) {
+        this.deps.log.warn({ err, uploadId: s.id }, 'a stranded tus upload could not be taken up; the next sweep tries again');
+      }
+    }
+    return recovered;
+  }
+
+  private async takeUp(s: StrandedSession): Promise<boolean> {
+    const file = path.join(this.deps.layout.tusDir(), s.id);
+    const files = { home: file, staged: path.join(this.deps.layout.tmpDir(), `${s.id}.tus`) };
+    return takeUpStranded(this.deps.db, this.deps.layout, s, files, async () => {
       this.store.running.forget(s.id);
       const size = (await fsp.stat(file).catch(() => undefined))?.size;
       const session = await this.deps.db.selectFrom('upload_sessions').selectAll().where('id', '=', s.id).executeTakeFirst();
-      recovered++;
       if (session && size === s.total_size) {
         this.deps.log.warn({ uploadId: s.id }, 'finishing a tus upload left completing by a process that died');
         await this.finishClaimed(session, s.pending_media_id ?? newId()).catch((err) =>
           this.deps.log.warn({ err, uploadId: s.id }, 'a recovered tus upload could not be finished'),
         );
-        continue;
+        return;
       }
       await this.deps.db
         .updateTable('upload_sessions')
@@ -475,8 +501,7 @@ export class TusService {
         .where('state', '=', 'completing')
         .execute();
       this.deps.log.warn({ uploadId: s.id }, 'a tus upload left completing by a process that died is open again');
-    }
-    return recovered;
+    });
   }
 
   /**
