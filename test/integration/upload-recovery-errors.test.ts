@@ -64,38 +64,74 @@ describe('upload completion: failures while taking up or losing a completion', (
     assert.equal(completed.statusCode, 201, completed.body);
   });
 
-  it('answers 409 upload-busy, not the raw error, when another process took the completion over while it failed', async () => {
-    const id = await sentSession();
-    // Another process takes the completion over the moment it is claimed.
-    const dialect = t.ctx.database.dialect;
+  /** Another process takes over every completion of this protocol the moment it is claimed. */
+  async function stealCompletions(protocol: 'chunked' | 'tus'): Promise<() => Promise<void>> {
     const db = t.ctx.database.db;
-    if (dialect === 'postgres') {
+    if (t.ctx.database.dialect === 'postgres') {
       await sql
         .raw(
           `create function steal_completion() returns trigger language plpgsql as $$ begin new.lease_owner := '${ELSEWHERE}'; return new; end $$;` +
-            `create trigger steal_completion before update on upload_sessions for each row when (new.state = 'completing' and new.id = '${id}') execute function steal_completion();`,
+            `create trigger steal_completion before update on upload_sessions for each row when (new.state = 'completing' and new.protocol = '${protocol}') execute function steal_completion();`,
         )
         .execute(db);
-    } else {
-      await sql
-        .raw(
-          `create trigger steal_completion after update of state on upload_sessions when new.state = 'completing' and new.id = '${id}' ` +
-            `begin update upload_sessions set lease_owner = '${ELSEWHERE}' where id = new.id; end`,
-        )
-        .execute(db);
+      return async () => void (await sql.raw('drop trigger steal_completion on upload_sessions; drop function steal_completion();').execute(db));
     }
-    // And this process's completion then fails on a file operation (its staging folder is a file).
+    await sql
+      .raw(
+        `create trigger steal_completion after update of state on upload_sessions when new.state = 'completing' and new.protocol = '${protocol}' ` +
+          `begin update upload_sessions set lease_owner = '${ELSEWHERE}' where id = new.id; end`,
+      )
+      .execute(db);
+    return async () => void (await sql.raw('drop trigger steal_completion').execute(db));
+  }
+
+  /** Makes this process's completions fail on a file operation: their staging folder is a file. */
+  async function breakStaging(): Promise<() => Promise<void>> {
     const tmp = t.ctx.layout.tmpDir();
     await fsp.mkdir(tmp, { recursive: true });
     await fsp.rename(tmp, `${tmp}.away`);
     await fsp.writeFile(tmp, 'not a folder');
+    return async () => {
+      await fsp.rm(tmp);
+      await fsp.rename(`${tmp}.away`, tmp);
+    };
+  }
+
+  it('answers 409 upload-busy, not the raw error, when another process took the completion over while it failed', async () => {
+    const id = await sentSession();
+    const unsteal = await stealCompletions('chunked');
+    const unbreak = await breakStaging();
     try {
       expectProblem(await client.complete(id), 409, 'upload-busy');
     } finally {
-      await fsp.rm(tmp);
-      await fsp.rename(`${tmp}.away`, tmp);
-      await sql.raw(dialect === 'postgres' ? 'drop trigger steal_completion on upload_sessions; drop function steal_completion();' : 'drop trigger steal_completion').execute(db);
+      await unbreak();
+      await unsteal();
     }
     assert.equal(await stateOf(id), 'completing', 'left to the process that took it over');
+  });
+
+  it('answers a tus finish that another process took over while it failed with 409 upload-busy', async () => {
+    const unsteal = await stealCompletions('tus');
+    const unbreak = await breakStaging();
+    try {
+      const data = randomBytes(4096);
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/api/v1/tus',
+        headers: {
+          ...t.auth(t.tenant.userKey),
+          'tus-resumable': '1.0.0',
+          'upload-length': String(data.length),
+          'upload-metadata': `filename ${Buffer.from('t.bin').toString('base64')}`,
+          'content-type': 'application/offset+octet-stream',
+        },
+        payload: data,
+      });
+      assert.equal(res.statusCode, 409, res.body);
+      assert.match(res.body, /^upload-busy/);
+    } finally {
+      await unbreak();
+      await unsteal();
+    }
   });
 });
