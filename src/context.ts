@@ -128,7 +128,7 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   const hashThread = new HashThread();
   const tenancy = new TenancyService(database.db, settings.apiKeyCacheTtl);
   const disk = new DiskSpace(layout.root, settings.storageMinFree);
-  const limits = new UploadLimits(database.db, tenancy, settings.uploadMaxOpenPerUser, disk);
+  const limits = new UploadLimits(database, tenancy, settings.uploadMaxOpenPerUser, disk);
   const uploads = new UploadService(database.db, layout, chunkState, ingest, settings, log, hashThread, limits);
   const tus = new TusService({ db: database.db, layout, ingest, hashThread, limits, settings, log });
   const media = new MediaService(database.db, layout, queue, changes, settings.apiPrefix, records);

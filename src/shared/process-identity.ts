@@ -5,13 +5,17 @@ import os from 'node:os';
  * Who holds something (a chunk lock, a completing upload): this process, named so that another
  * process on the same machine can tell for certain whether the holder is still alive.
  *
- * `<host>|<boot id>|<pid namespace>|<pid>|<start time>`. The start time (clock ticks since boot,
- * from /proc) tells a reused pid from the original; the boot id and pid namespace say whether
- * the pid can be looked up from here at all. A holder on another machine (or where /proc is not
- * readable) is never judged dead: the caller falls back to the holder's expiry.
+ * `<host>|<machine id>|<boot id>|<pid namespace>|<pid>|<start time>`. The start time (clock
+ * ticks since boot, from /proc) tells a reused pid from the original; the boot id and pid
+ * namespace say whether the pid can be looked up from here at all. The machine id
+ * (/etc/machine-id) tells a rebooted machine from another one: host names and the root pid
+ * namespace are alike on cloned machines, so only a matching machine id lets a different boot
+ * id mean "rebooted since". A holder that cannot be judged (another machine, /proc or the
+ * machine id not readable) is never judged dead: the caller falls back to the holder's expiry.
  */
 export interface ProcessIdentity {
   host: string;
+  machine: string;
   boot: string;
   pidNamespace: string;
   pid: number;
@@ -47,6 +51,7 @@ let self: ProcessIdentity | undefined;
 export function currentProcess(): ProcessIdentity {
   self ??= {
     host: os.hostname(),
+    machine: readText('/etc/machine-id') || readText('/var/lib/dbus/machine-id'),
     boot: readText('/proc/sys/kernel/random/boot_id'),
     pidNamespace: pidNamespace(),
     pid: process.pid,
@@ -56,28 +61,38 @@ export function currentProcess(): ProcessIdentity {
 }
 
 export function formatIdentity(p: ProcessIdentity = currentProcess()): string {
-  return [p.host, p.boot, p.pidNamespace, p.pid, p.startTime].join('|');
+  return [p.host, p.machine, p.boot, p.pidNamespace, p.pid, p.startTime].join('|');
 }
 
 export function parseIdentity(text: string): ProcessIdentity | undefined {
   const parts = text.trim().split('|');
-  if (parts.length !== 5) return undefined;
-  const [host, boot, pidNamespace, pid, startTime] = parts as [string, string, string, string, string];
+  // Five fields: written before the machine id was recorded; its machine is unknown.
+  if (parts.length === 5) parts.splice(1, 0, '');
+  if (parts.length !== 6) return undefined;
+  const [host, machine, boot, pidNamespace, pid, startTime] = parts as [string, string, string, string, string, string];
   if (!/^\d+$/.test(pid)) return undefined;
-  return { host, boot, pidNamespace, pid: Number(pid), startTime };
+  return { host, machine, boot, pidNamespace, pid: Number(pid), startTime };
 }
 
 /**
- * True only when the holder certainly no longer runs: it lived on this machine, in this pid
- * namespace, and either the machine rebooted since or its pid is gone or now belongs to
- * another process. Anything uncertain answers false.
+ * True only when the holder certainly no longer runs: it lived on this very machine (same
+ * machine id and host name) and either the machine rebooted since, or — same boot, same pid
+ * namespace — its pid is gone or now belongs to another process. Anything uncertain answers false.
  */
 export function isCertainlyGone(holder: ProcessIdentity): boolean {
-  const me = currentProcess();
-  if (!me.boot || !me.pidNamespace || !me.startTime) return false;
-  if (holder.host !== me.host || holder.pidNamespace !== me.pidNamespace) return false;
-  if (holder.boot !== me.boot) return true;
-  if (holder.pid === me.pid) return holder.startTime !== me.startTime;
-  const now = startTimeOf(holder.pid);
-  return now === '' || now !== holder.startTime;
+  return judgeHolder(holder, currentProcess(), startTimeOf) === 'gone';
+}
+
+/**
+ * The judgement itself, given who is asking and how to read a pid's start time here:
+ * 'gone' when certainly dead, 'alive' otherwise (including when it cannot be told).
+ */
+export function judgeHolder(holder: ProcessIdentity, me: ProcessIdentity, startTimeHere: (pid: number) => string): 'gone' | 'alive' {
+  if (!me.machine || !me.boot || !me.pidNamespace || !me.startTime) return 'alive';
+  if (holder.machine !== me.machine || holder.host !== me.host) return 'alive';
+  if (holder.boot !== me.boot) return 'gone';
+  if (holder.pidNamespace !== me.pidNamespace) return 'alive';
+  if (holder.pid === me.pid) return holder.startTime !== me.startTime ? 'gone' : 'alive';
+  const now = startTimeHere(holder.pid);
+  return now === '' || now !== holder.startTime ? 'gone' : 'alive';
 }

@@ -61,7 +61,6 @@ export class ChunkLocks {
       this.log.warn({ file, holderDead }, 'took over a stale chunk lock');
     }
     const held = fh;
-    const takenAt = Date.now();
     const refresh = setInterval(() => {
       const now = new Date();
       held.utimes(now, now).catch(() => undefined);
@@ -70,11 +69,7 @@ export class ChunkLocks {
     return {
       release: async () => {
         clearInterval(refresh);
-        if (Date.now() - takenAt < LOCK_STALE_MS) {
-          // Held for less than the stale age: nobody can have taken it over, so it is ours.
-          await Promise.all([held.close().catch(() => undefined), fsp.unlink(file).catch(() => undefined)]);
-          return;
-        }
+        // Always by inode: a lock can be taken over before the stale age (its holder judged dead).
         const ino = (await held.stat().catch(() => undefined))?.ino;
         await held.close().catch(() => undefined);
         if (ino !== undefined) await removeIfOurs(file, ino);

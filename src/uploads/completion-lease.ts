@@ -1,6 +1,8 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Db } from '../db/database.js';
+import { isDependencyUnavailable } from '../dependency-errors.js';
+import { AppError } from '../errors.js';
 import { nowIso, type UploadProtocol } from '../db/schema.js';
 import { newId } from '../ids.js';
 import { formatIdentity, isCertainlyGone, parseIdentity } from '../shared/process-identity.js';
@@ -147,4 +149,61 @@ export async function reclaimPendingMedia(db: Db, layout: StorageLayout, s: Stra
   }
   await removePath(dir);
   return restored;
+}
+
+/**
+ * Takes up a stranded session for this process and puts its bytes back at `home`: they are
+ * still there, or were moved to `staged` (the hand-off) or on into the half-made media folder,
+ * which is removed. `then` finishes the recovery (reopens or completes the session). False
+ * when another process took the session over first.
+ *
+ * When anything fails after the takeover, the claim is let go at once and the error raised:
+ * the session stays `completing` with its bytes wherever they got to, and the next sweep or
+ * request takes it up again (every step here can be run again).
+ */
+export async function takeUpStranded(
+  db: Db,
+  layout: StorageLayout,
+  s: StrandedSession,
+  files: { home: string; staged: string },
+  then: () => Promise<void>,
+): Promise<boolean> {
+  if (!(await takeOver(db, s))) return false;
+  try {
+    const { home, staged } = files;
+    if (!(await fsp.stat(home).catch(() => undefined)) && (await fsp.stat(staged).catch(() => undefined))) await fsp.rename(staged, home);
+    await reclaimPendingMedia(db, layout, s, home);
+    await removePath(staged);
+    await then();
+  } catch (err) {
+    await releaseClaim(db, s.id);
+    throw err;
+  }
+  return true;
+}
+
+/** Lets go of this process's claim on a completing session: it counts as stranded again at once. */
+export async function releaseClaim(db: Db, sessionId: string): Promise<void> {
+  await db
+    .updateTable('upload_sessions')
+    .set({ lease_until: new Date(Date.now() - 1).toISOString() })
+    .where('id', '=', sessionId)
+    .where('state', '=', 'completing')
+    .where('lease_owner', '=', formatIdentity())
+    .execute()
+    .catch(() => undefined);
+}
+
+/** The answer to a request whose completion another process took over (this one's lease lapsed). */
+export function takenOver(): AppError {
+  return new AppError('upload-busy', 'another process took over completing this upload; poll its state');
+}
+
+/**
+ * The answer to a request that found its session stranded and could not recover it: an outage
+ * of the database as such (503), anything else as busy, since the next try takes it up again.
+ */
+export function recoveryFailed(err: unknown): unknown {
+  if (isDependencyUnavailable(err)) return err;
+  return new AppError('upload-busy', 'the upload is being recovered after a failure; try again shortly');
 }

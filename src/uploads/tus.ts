@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { FileStore } from '@tus/file-store';
 import { MemoryLocker, Server, type ServerOptions } from '@tus/server';
-import { ERRORS, Upload } from '@tus/utils';
+import { ERRORS, Metadata, Upload } from '@tus/utils';
 import type { Logger } from 'pino';
 import type { Settings } from '../config/settings.js';
 import type { Db } from '../db/database.js';
@@ -21,7 +21,17 @@ import { removePath } from '../storage/files.js';
 import type { StorageLayout } from '../storage/layout.js';
 import type { Principal } from '../tenancy/principal.js';
 import { ownerScope } from '../tenancy/principal.js';
-import { claimCompletion, findStranded, holdsCompletion, keepCompletionAlive, NO_LEASE, reclaimPendingMedia, takeOver } from './completion-lease.js';
+import {
+  claimCompletion,
+  findStranded,
+  holdsCompletion,
+  keepCompletionAlive,
+  NO_LEASE,
+  releaseClaim,
+  takenOver,
+  takeUpStranded,
+  type StrandedSession,
+} from './completion-lease.js';
 import { validateFilename } from './filename.js';
 import type { IngestService } from './ingest.js';
 import { ThreadHashSink, type HashThread } from './hash-thread.js';
@@ -47,6 +57,8 @@ export interface TusRequestContext {
   finished?: { id: string; size: number };
   /** When the HTTP layer gives up on the request's body (see BodyDeadline). */
   deadline?: BodyDeadline;
+  /** The id of the session a POST created before tus saw it (see `TusService.reserve`). */
+  reservedId?: string;
 }
 
 /** Per-request context, set by the HTTP route around the tus handler. */
@@ -222,8 +234,7 @@ export interface TusDeps {
 }
 
 /** Metadata keys a tus client may send (besides filename/filetype aliases used by common clients). */
-function metadataOf(upload: Upload): { filename: string; contentType: string | null; caption: string | null; tags: string[]; labels: string[]; sha256?: string } {
-  const md = upload.metadata ?? {};
+function metadataOf(md: Record<string, string | null>): { filename: string; contentType: string | null; caption: string | null; tags: string[]; labels: string[]; sha256?: string } {
   const list = (v: string | null | undefined) => (v ? v.split(',').map((s) => s.trim()).filter(Boolean) : []);
   const sha = md.sha256?.toLowerCase();
   if (sha && !/^[0-9a-f]{64}$/.test(sha)) throw new AppError('validation-failed', 'metadata sha256 must be 64 hex digits');
@@ -273,17 +284,16 @@ export class TusService {
       // tus's own lists lack the checksum and expiration headers and ours.
       exposedHeaders: ['Qasar-Media-Id', 'Upload-Expires', 'Tus-Checksum-Algorithm', 'X-Request-Id'],
       allowedHeaders: ['Authorization', 'X-Qasar-User', 'Upload-Checksum', 'X-Request-Id'],
-      namingFunction: () => newId(),
+      namingFunction: () => tusContext.getStore()?.reservedId ?? newId(),
       ...(settings.publicBaseUrl
         ? { generateUrl: (_req, o) => `${settings.publicBaseUrl}${o.path}/${o.id}` }
         : {}),
       onUploadCreate: async (_req, upload) => {
-        try {
-          await this.createSession(upload);
-          return {};
-        } catch (err) {
-          throw asTusError(err);
+        // The session was created by `reserve`; a POST tus lets through without one has no length.
+        if (upload.id !== tusContext.getStore()?.reservedId) {
+          throw asTusError(new AppError('validation-failed', 'Upload-Length is required (deferred length is not supported)'));
         }
+        return {};
       },
       onIncomingRequest: async (req, uploadId) => {
         if (req.method === 'POST' || req.method === 'OPTIONS') return;
@@ -310,45 +320,62 @@ export class TusService {
     this.server = new Server({ ...options, datastore: this.store });
   }
 
-  private async createSession(upload: Upload): Promise<void> {
-    const ctx = tusContext.getStore();
-    if (!ctx) throw new AppError('unauthenticated');
-    if (upload.size === undefined) throw new AppError('validation-failed', 'Upload-Length is required (deferred length is not supported)');
-    if (upload.size === 0) throw new AppError('empty-file');
-    const md = metadataOf(upload);
-    await this.deps.limits.assertMayOpen(ctx.principal, upload.size);
+  /**
+   * Creates the session of a tus POST before the request is handed to tus, so that a refusal
+   * (validation, quota, the open-upload cap) is answered as a problem: the cap's count and the
+   * insert are one transaction. Returns the id tus is to give the upload, or undefined when the
+   * request is one tus refuses itself (no or a deferred length, over the size limit, malformed
+   * metadata). The HTTP layer calls `dropUnused` once tus has answered.
+   */
+  async reserve(p: Principal, headers: { length?: string; deferLength?: string; metadata?: string }): Promise<string | undefined> {
+    if (headers.deferLength !== undefined || headers.length === undefined || !/^\d{1,16}$/.test(headers.length)) return undefined;
+    const size = Number(headers.length);
+    if (size > this.deps.settings.uploadMaxSize) return undefined;
+    let raw: Record<string, string | null>;
+    try {
+      raw = headers.metadata ? Metadata.parse(headers.metadata) : {};
+    } catch {
+      return undefined;
+    }
+    if (size === 0) throw new AppError('empty-file');
+    const md = metadataOf(raw);
+    await this.deps.limits.assertRoomFor(p, size);
+    const id = newId();
     const now = Date.now();
-    await this.deps.db
-      .insertInto('upload_sessions')
-      .values({
-        id: upload.id,
-        tenant_id: ctx.principal.tenantId,
-        user_id: ctx.principal.userId,
-        protocol: 'tus',
-        filename: md.filename,
-        content_type: md.contentType,
-        total_size: upload.size,
-        chunk_size: upload.size,
-        chunk_count: 1,
-        sha256: md.sha256 ?? null,
-        caption: md.caption,
-        user_tags: toJson(md.tags),
-        labels: toJson(md.labels),
-        state: 'open',
-        error: null,
-        media_id: null,
-        created_at: new Date(now).toISOString(),
-        updated_at: new Date(now).toISOString(),
-        expires_at: new Date(now + this.deps.settings.uploadSessionExpiry).toISOString(),
-        ...NO_LEASE,
-      })
-      .execute();
+    await this.deps.limits.insertWithinCap(p, (trx) =>
+      trx
+        .insertInto('upload_sessions')
+        .values({
+          id,
+          tenant_id: p.tenantId,
+          user_id: p.userId,
+          protocol: 'tus',
+          filename: md.filename,
+          content_type: md.contentType,
+          total_size: size,
+          chunk_size: size,
+          chunk_count: 1,
+          sha256: md.sha256 ?? null,
+          caption: md.caption,
+          user_tags: toJson(md.tags),
+          labels: toJson(md.labels),
+          state: 'open',
+          error: null,
+          media_id: null,
+          created_at: new Date(now).toISOString(),
+          updated_at: new Date(now).toISOString(),
+          expires_at: new Date(now + this.deps.settings.uploadSessionExpiry).toISOString(),
+          ...NO_LEASE,
+        })
+        .execute(),
+    );
+    return id;
   }
 
-  /** Refuses a creation over the open-upload cap or the quota (`Upload-Length` as declared; tus itself refuses a missing one). */
-  async assertMayCreate(p: Principal, uploadLength: string | undefined): Promise<void> {
-    if (uploadLength === undefined || !/^\d{1,16}$/.test(uploadLength)) return;
-    await this.deps.limits.assertMayOpen(p, Number(uploadLength));
+  /** Removes a reserved session whose upload tus did not create (it refused the POST). */
+  async dropUnused(id: string): Promise<void> {
+    if (await fsp.stat(path.join(this.deps.layout.tusDir(), `${id}.json`)).catch(() => undefined)) return;
+    await this.deps.db.deleteFrom('upload_sessions').where('id', '=', id).where('protocol', '=', 'tus').where('state', '=', 'open').execute();
   }
 
   /** Refuses bytes of an upload that no longer fits the tenant's quota. */
@@ -406,20 +433,30 @@ export class TusService {
         labels: fromJson<string[]>(session.labels, []),
         mediaId,
       });
-      await this.store.configstore.delete(session.id);
+      // The media exists and the session is completed: a stray info file cannot fail the request.
+      await this.store.configstore.delete(session.id).catch((err) => this.deps.log.warn({ err, uploadId: session.id }, 'the info file of a finished tus upload could not be removed'));
       return media.id;
     } catch (err) {
       this.store.running.forget(session.id);
       // Taken up by another process meanwhile (this one's lease lapsed): the upload is its now.
-      if (!(await holdsCompletion(this.deps.db, session.id))) throw err;
-      await removePath(staged);
-      await removePath(file);
-      await this.store.configstore.delete(session.id).catch(() => undefined);
-      await this.deps.db
-        .updateTable('upload_sessions')
-        .set({ state: 'failed', error: err instanceof Error ? err.message : String(err), updated_at: nowIso(), ...NO_LEASE })
-        .where('id', '=', session.id)
-        .execute();
+      if (!(await holdsCompletion(this.deps.db, session.id).catch(() => true))) {
+        this.deps.log.warn({ err, uploadId: session.id }, 'another process took over this completion');
+        throw takenOver();
+      }
+      try {
+        await removePath(staged);
+        await removePath(file);
+        await this.store.configstore.delete(session.id).catch(() => undefined);
+        await this.deps.db
+          .updateTable('upload_sessions')
+          .set({ state: 'failed', error: err instanceof Error ? err.message : String(err), updated_at: nowIso(), ...NO_LEASE })
+          .where('id', '=', session.id)
+          .execute();
+      } catch (cleanupErr) {
+        // Left `completing`: the recovery of stranded sessions takes it up.
+        this.deps.log.warn({ err: cleanupErr, uploadId: session.id }, 'a failed tus completion could not be cleaned up');
+        await releaseClaim(this.deps.db, session.id);
+      }
       throw err;
     } finally {
       stopRenewing();
@@ -434,22 +471,28 @@ export class TusService {
   async recoverStranded(now = Date.now()): Promise<number> {
     let recovered = 0;
     for (const s of await findStranded(this.deps.db, 'tus', now)) {
-      if (!(await takeOver(this.deps.db, s))) continue;
-      const file = path.join(this.deps.layout.tusDir(), s.id);
-      const staged = path.join(this.deps.layout.tmpDir(), `${s.id}.tus`);
-      if (!(await fsp.stat(file).catch(() => undefined)) && (await fsp.stat(staged).catch(() => undefined))) await fsp.rename(staged, file);
-      await reclaimPendingMedia(this.deps.db, this.deps.layout, s, file);
-      await removePath(staged);
+      try {
+        if (await this.takeUp(s)) recovered++;
+      } catch (err) {
+        this.deps.log.warn({ err, uploadId: s.id }, 'a stranded tus upload could not be taken up; the next sweep tries again');
+      }
+    }
+    return recovered;
+  }
+
+  private async takeUp(s: StrandedSession): Promise<boolean> {
+    const file = path.join(this.deps.layout.tusDir(), s.id);
+    const files = { home: file, staged: path.join(this.deps.layout.tmpDir(), `${s.id}.tus`) };
+    return takeUpStranded(this.deps.db, this.deps.layout, s, files, async () => {
       this.store.running.forget(s.id);
       const size = (await fsp.stat(file).catch(() => undefined))?.size;
       const session = await this.deps.db.selectFrom('upload_sessions').selectAll().where('id', '=', s.id).executeTakeFirst();
-      recovered++;
       if (session && size === s.total_size) {
         this.deps.log.warn({ uploadId: s.id }, 'finishing a tus upload left completing by a process that died');
         await this.finishClaimed(session, s.pending_media_id ?? newId()).catch((err) =>
           this.deps.log.warn({ err, uploadId: s.id }, 'a recovered tus upload could not be finished'),
         );
-        continue;
+        return;
       }
       await this.deps.db
         .updateTable('upload_sessions')
@@ -458,8 +501,7 @@ export class TusService {
         .where('state', '=', 'completing')
         .execute();
       this.deps.log.warn({ uploadId: s.id }, 'a tus upload left completing by a process that died is open again');
-    }
-    return recovered;
+    });
   }
 
   /**

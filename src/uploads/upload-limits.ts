@@ -1,7 +1,11 @@
-import type { Db } from '../db/database.js';
+import { sql } from 'kysely';
+import type { DatabaseHandle, Db } from '../db/database.js';
+import { writeTransaction } from '../db/write-transaction.js';
 import { AppError } from '../errors.js';
 import type { DiskSpace } from '../storage/disk-space.js';
 import type { TenancyService } from '../tenancy/tenancy-service.js';
+
+type Owner = { tenantId: string; userId: string };
 
 /**
  * What one user and one tenant may hold in uploads: at most `maxOpenPerUser` uploads open at
@@ -10,25 +14,15 @@ import type { TenancyService } from '../tenancy/tenancy-service.js';
  */
 export class UploadLimits {
   constructor(
-    private readonly db: Db,
+    private readonly database: Pick<DatabaseHandle, 'db' | 'dialect'>,
     private readonly tenancy: TenancyService,
     private readonly maxOpenPerUser: number,
     private readonly disk: DiskSpace,
   ) {}
 
-  /** Before an upload of `size` bytes is created. */
-  async assertMayOpen(p: { tenantId: string; userId: string }, size: number): Promise<void> {
+  /** Before an upload of `size` bytes is created: room on the disk and in the tenant's quota. */
+  async assertRoomFor(p: Owner, size: number): Promise<void> {
     await this.disk.assertRoom();
-    const row = await this.db
-      .selectFrom('upload_sessions')
-      .select((eb) => eb.fn.countAll<number | string | bigint>().as('n'))
-      .where('tenant_id', '=', p.tenantId)
-      .where('state', 'in', ['open', 'completing'])
-      .where('user_id', '=', p.userId)
-      .executeTakeFirstOrThrow();
-    if (Number(row.n) >= this.maxOpenPerUser) {
-      throw new AppError('too-many-open-uploads', `at most ${this.maxOpenPerUser} uploads may be open at once`, { max_open: this.maxOpenPerUser });
-    }
     // Most tenants have no quota: their usage is not summed at all.
     if ((await this.tenancy.quotaBytes(p.tenantId)) === null) return;
     const { quota_bytes, usage_bytes } = await this.tenancy.storageUsage(p.tenantId);
@@ -38,6 +32,31 @@ export class UploadLimits {
         usage_bytes,
       });
     }
+  }
+
+  /**
+   * Inserts a new open upload's session row (`insert`) unless the user already has
+   * `maxOpenPerUser` open: the count and the insert are one write transaction, serialised per
+   * user (SQLite's write lock; a per-user advisory lock on PostgreSQL), so creations at the same
+   * instant cannot all pass the count.
+   */
+  async insertWithinCap(p: Owner, insert: (trx: Db) => Promise<unknown>): Promise<void> {
+    await writeTransaction(this.database, async (trx) => {
+      if (this.database.dialect === 'postgres') {
+        await sql`select pg_advisory_xact_lock(hashtext(current_schema() || ${`:qasar-open-uploads:${p.tenantId}:${p.userId}`}))`.execute(trx);
+      }
+      const row = await trx
+        .selectFrom('upload_sessions')
+        .select((eb) => eb.fn.countAll<number | string | bigint>().as('n'))
+        .where('tenant_id', '=', p.tenantId)
+        .where('state', 'in', ['open', 'completing'])
+        .where('user_id', '=', p.userId)
+        .executeTakeFirstOrThrow();
+      if (Number(row.n) >= this.maxOpenPerUser) {
+        throw new AppError('too-many-open-uploads', `at most ${this.maxOpenPerUser} uploads may be open at once`, { max_open: this.maxOpenPerUser });
+      }
+      await insert(trx);
+    });
   }
 
   /**

@@ -23,9 +23,11 @@ import {
   isStranded,
   keepCompletionAlive,
   NO_LEASE,
-  reclaimPendingMedia,
+  recoveryFailed,
+  releaseClaim,
   strandedSession,
-  takeOver,
+  takenOver,
+  takeUpStranded,
   type StrandedSession,
 } from './completion-lease.js';
 import { ChunkLocks, closedMeanwhile, holderIsGone, isErrno, LOCK_STALE_MS } from './chunk-lock.js';
@@ -199,7 +201,7 @@ export class UploadService {
     if (contentType && (contentType.length > 255 || /[\u0000-\u001f\u007f]/.test(contentType))) {
       throw new AppError('validation-failed', 'content_type is not valid');
     }
-    await this.limits.assertMayOpen(p, total);
+    await this.limits.assertRoomFor(p, total);
     const row: SessionRow = {
       id: newId(),
       tenant_id: p.tenantId,
@@ -222,18 +224,26 @@ export class UploadService {
       expires_at: this.expiresAt(),
       ...NO_LEASE,
     };
-    await fsp.mkdir(this.layout.sessionChunkDir(p.tenantId, row.id), { recursive: true });
-    // The data file at its full size: sparse, so it takes no disk space until chunks arrive.
-    const data = await fsp.open(this.layout.sessionDataFile(p.tenantId, row.id), 'wx');
+    const dir = this.layout.sessionChunkDir(p.tenantId, row.id);
+    await fsp.mkdir(dir, { recursive: true });
     try {
-      await data.truncate(total);
-    } finally {
-      await data.close();
+      // The data file at its full size: sparse, so it takes no disk space until chunks arrive.
+      const data = await fsp.open(this.layout.sessionDataFile(p.tenantId, row.id), 'wx');
+      try {
+        await data.truncate(total);
+      } finally {
+        await data.close();
+      }
+      await this.limits.insertWithinCap(p, (trx) =>
+        trx
+          .insertInto('upload_sessions')
+          .values({ ...row, user_tags: toJson(row.user_tags), labels: toJson(row.labels) })
+          .execute(),
+      );
+    } catch (err) {
+      await removePath(dir);
+      throw err;
     }
-    await this.db
-      .insertInto('upload_sessions')
-      .values({ ...row, user_tags: toJson(row.user_tags), labels: toJson(row.labels) })
-      .execute();
     await this.chunks.init(row.id, this.ttlMs);
     return this.statusOf(row, []);
   }
@@ -539,27 +549,42 @@ export class UploadService {
         mediaId,
       });
       reopen = false;
-      await this.hasher.forget(s.id);
-      await removeSessionDir(chunkDir);
-      await this.chunks.clear(s.id).catch(() => undefined);
+      // The media exists and the session is completed: what is left to tidy cannot fail the request.
+      try {
+        await this.hasher.forget(s.id);
+        await removeSessionDir(chunkDir);
+        await this.chunks.clear(s.id).catch(() => undefined);
+      } catch (cleanupErr) {
+        this.log.warn({ err: cleanupErr, sessionId: s.id }, 'the chunks of a completed upload could not be removed');
+      }
       return media;
     } catch (err) {
       // Taken up by another process meanwhile (this one's lease lapsed): the session is its now.
-      if (!(await holdsCompletion(this.db, s.id).catch(() => true))) throw err;
-      if (!reopen) await this.hasher.forget(s.id);
-      if (handedOff === 'moved' && reopen) await fsp.rename(handoff, dataFile).catch(() => undefined);
-      await removePath(handoff);
-      if (reopen) {
-        // Not the client's fault (a disk or database error, or a send still running): the chunks stay, complete may be retried.
-        await this.db.updateTable('upload_sessions').set({ state: 'open', updated_at: nowIso(), ...NO_LEASE }).where('id', '=', s.id).execute();
-      } else if (err instanceof AppError) {
-        await this.db
-          .updateTable('upload_sessions')
-          .set({ state: 'failed', error: err.message, updated_at: nowIso(), ...NO_LEASE })
-          .where('id', '=', s.id)
-          .execute();
-        await removeSessionDir(chunkDir);
-        await this.chunks.clear(s.id).catch(() => undefined);
+      if (!(await holdsCompletion(this.db, s.id).catch(() => true))) {
+        this.log.warn({ err, sessionId: s.id }, 'another process took over this completion');
+        throw takenOver();
+      }
+      try {
+        if (!reopen) await this.hasher.forget(s.id);
+        if (handedOff === 'moved' && reopen) await fsp.rename(handoff, dataFile).catch(() => undefined);
+        await removePath(handoff);
+        if (reopen) {
+          // Not the client's fault (a disk or database error, or a send still running): the chunks stay, complete may be retried.
+          await this.db.updateTable('upload_sessions').set({ state: 'open', updated_at: nowIso(), ...NO_LEASE }).where('id', '=', s.id).execute();
+        } else if (err instanceof AppError) {
+          await this.db
+            .updateTable('upload_sessions')
+            .set({ state: 'failed', error: err.message, updated_at: nowIso(), ...NO_LEASE })
+            .where('id', '=', s.id)
+            .execute();
+          await removeSessionDir(chunkDir);
+          await this.chunks.clear(s.id).catch(() => undefined);
+        }
+      } catch (cleanupErr) {
+        // Left `completing` (or `failed` with files behind): the client is told what failed first,
+        // and the recovery of stranded sessions takes the session up at once.
+        this.log.warn({ err: cleanupErr, sessionId: s.id }, 'a failed completion could not be tidied up');
+        await releaseClaim(this.db, s.id);
       }
       throw err;
     } finally {
@@ -627,34 +652,41 @@ export class UploadService {
    */
   async recoverStranded(now = Date.now()): Promise<number> {
     let recovered = 0;
-    for (const s of await findStranded(this.db, 'chunked', now)) if (await this.reopenStranded(s)) recovered++;
+    for (const s of await findStranded(this.db, 'chunked', now)) {
+      try {
+        if (await this.reopenStranded(s)) recovered++;
+      } catch (err) {
+        this.log.warn({ err, sessionId: s.id }, 'a stranded upload could not be reopened; the next sweep tries again');
+      }
+    }
     return recovered;
   }
 
+  /** Before a complete or abort of a `completing` session: reopens it if its completion died. */
   private async recoverIfStranded(s: SessionRow): Promise<boolean> {
-    return isStranded(s) && this.reopenStranded(strandedSession(s));
+    if (!isStranded(s)) return false;
+    try {
+      return await this.reopenStranded(strandedSession(s));
+    } catch (err) {
+      this.log.warn({ err, sessionId: s.id }, 'a stranded upload could not be reopened');
+      throw recoveryFailed(err);
+    }
   }
 
   private async reopenStranded(s: StrandedSession): Promise<boolean> {
-    if (!(await takeOver(this.db, s))) return false;
-    const dataFile = this.layout.sessionDataFile(s.tenant_id, s.id);
-    const handoff = path.join(this.layout.tmpDir(), `${s.id}.upload`);
     // The data file is still in place (handed over as a hard link), or was moved to the
     // hand-off, or on into the media's folder: it goes back, and every other name of it goes.
-    if (!(await fsp.stat(dataFile).catch(() => undefined)) && (await fsp.stat(handoff).catch(() => undefined))) {
-      await fsp.rename(handoff, dataFile);
-    }
-    await reclaimPendingMedia(this.db, this.layout, s, dataFile);
-    await removePath(handoff);
-    await this.hasher.forget(s.id);
-    await this.db
-      .updateTable('upload_sessions')
-      .set({ state: 'open', updated_at: nowIso(), expires_at: this.expiresAt(), ...NO_LEASE })
-      .where('id', '=', s.id)
-      .where('state', '=', 'completing')
-      .execute();
-    this.log.warn({ sessionId: s.id }, 'an upload left completing by a process that died is open again');
-    return true;
+    const files = { home: this.layout.sessionDataFile(s.tenant_id, s.id), staged: path.join(this.layout.tmpDir(), `${s.id}.upload`) };
+    return takeUpStranded(this.db, this.layout, s, files, async () => {
+      await this.hasher.forget(s.id);
+      await this.db
+        .updateTable('upload_sessions')
+        .set({ state: 'open', updated_at: nowIso(), expires_at: this.expiresAt(), ...NO_LEASE })
+        .where('id', '=', s.id)
+        .where('state', '=', 'completing')
+        .execute();
+      this.log.warn({ sessionId: s.id }, 'an upload left completing by a process that died is open again');
+    });
   }
 
   /** Expires idle sessions and removes their chunks. Returns how many were swept. */

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { expectProblem, startTestApp, type TestApp } from '../support/harness.js';
@@ -65,6 +66,26 @@ describe('upload limits: open uploads per user and the tenant storage quota', ()
     assert.equal((await tusCreate(t.tenant.userKey, 2048)).statusCode, 201);
     expectProblem(await client.create({ filename: 'f4.bin', total_size: 2048 }), 429, 'too-many-open-uploads');
     for (const id of opened) await client.abort(id);
+  });
+
+  it('holds the cap under a burst of parallel creations on both protocols, and leaves nothing of the refused ones', async () => {
+    const key = (await t.ctx.tenancy.createKey({ tenantId: t.tenant.id, userId: 'flood' })).key;
+    const flood = new SessionClient(t.app, key);
+    const answers = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => (i % 2 === 0 ? flood.create({ filename: `p${i}.bin`, total_size: 2048 }) : tusCreate(key, 2048))),
+    );
+    const created = answers.filter((r) => r.statusCode === 201);
+    assert.equal(created.length, 3, `created: ${created.length}`);
+    for (const r of answers) if (r.statusCode !== 201) expectProblem(r, 429, 'too-many-open-uploads');
+
+    const rows = await t.ctx.database.db.selectFrom('upload_sessions').select(['id', 'state']).where('tenant_id', '=', t.tenant.id).execute();
+    assert.equal(rows.filter((r) => r.state === 'open').length, 3 + 2, 'the three created, and the two of the test before');
+    // Every session folder and tus file belongs to a session that exists.
+    const known = new Set(rows.map((r) => r.id));
+    const dirs = await fsp.readdir(t.ctx.layout.chunkRoot(t.tenant.id)).catch(() => [] as string[]);
+    assert.deepEqual(dirs.filter((d) => !known.has(d)), [], 'session folders of refused creations');
+    const tusFiles = await fsp.readdir(t.ctx.layout.tusDir()).catch(() => [] as string[]);
+    assert.deepEqual(tusFiles.filter((f) => !known.has(f.replace(/\.json$/, ''))), [], 'tus files of refused creations');
   });
 
   it('enforces the quota set with the CLI at creation and as bytes arrive, and shows it in /me', async () => {

@@ -25,6 +25,17 @@ function hijack(req: FastifyRequest, reply: FastifyReply): void {
   reply.hijack();
 }
 
+function creationHeaders(req: FastifyRequest): { length?: string; deferLength?: string; metadata?: string } {
+  const h = (name: string) => {
+    const v = req.headers[name];
+    return typeof v === 'string' ? v : undefined;
+  };
+  const length = h('upload-length');
+  const deferLength = h('upload-defer-length');
+  const metadata = h('upload-metadata');
+  return { ...(length !== undefined ? { length } : {}), ...(deferLength !== undefined ? { deferLength } : {}), ...(metadata !== undefined ? { metadata } : {}) };
+}
+
 /**
  * Mounts the tus server. Fastify authenticates; tus gets the raw request and response
  * (the reply is hijacked so nothing parses or buffers the body).
@@ -64,13 +75,18 @@ export function tusRoutes(ctx: AppContext) {
         if (session.state !== 'open') throw new AppError('not-found', `upload is ${session.state}`);
       }
       const checksum = parseUploadChecksum(req.headers['upload-checksum'] as string | undefined);
-      if (!id && req.method === 'POST') await ctx.tus.assertMayCreate(principal, req.headers['upload-length'] as string | undefined);
+      const reservedId = !id && req.method === 'POST' ? await ctx.tus.reserve(principal, creationHeaders(req)) : undefined;
       if (id && req.method === 'PATCH') {
         await ctx.tus.assertMayWrite(id);
         await ctx.tus.touch(id);
       }
       hijack(req, reply);
-      await tusContext.run({ principal, ...(checksum ? { checksum } : {}), ...(req.bodyDeadline ? { deadline: req.bodyDeadline } : {}) }, () => ctx.tus.server.handle(req.raw, reply.raw));
+      const tusCtx = { principal, ...(checksum ? { checksum } : {}), ...(req.bodyDeadline ? { deadline: req.bodyDeadline } : {}), ...(reservedId ? { reservedId } : {}) };
+      try {
+        await tusContext.run(tusCtx, () => ctx.tus.server.handle(req.raw, reply.raw));
+      } finally {
+        if (reservedId) await ctx.tus.dropUnused(reservedId).catch((err) => req.log.warn({ err }, 'could not remove a refused tus upload'));
+      }
     };
 
     // When CORS is on, @fastify/cors answers every OPTIONS itself, and refuses one without
