@@ -6,6 +6,7 @@ import { PermanentJobError, type Job, type JobQueue, type RunningWorker } from '
 import { processJobKey } from '../queue/queue.js';
 import type { StorageLayout } from '../storage/layout.js';
 import { publicReason } from './public-reason.js';
+import { warnIfToolsOutliveWorker } from './run-tool.js';
 import { clearLeftovers } from './steps/publish.js';
 
 /** The media row a processing step works on. */
@@ -138,6 +139,7 @@ export class MediaWorker {
   }
 
   start(concurrency: number): RunningWorker {
+    warnIfToolsOutliveWorker(this.log);
     return this.queue.work((job) => this.handle(job), { concurrency });
   }
 
