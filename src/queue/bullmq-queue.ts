@@ -76,6 +76,13 @@ export class BullmqQueue implements JobQueue {
 
   private async add<N extends JobName>(name: N, data: JobPayloads[N], opts: EnqueueOptions): Promise<string> {
     await this.queue.waitUntilReady();
+    // A job that BullMQ would deduplicate takes no turn: the sweep re-enqueues long-queued media
+    // every minute, and each turn taken would push its tenant back. (An add racing this check
+    // may still take one; the dedupe itself stays BullMQ's.)
+    if (opts.dedupeKey) {
+      const holder = await this.queue.getDeduplicationJobId(opts.dedupeKey);
+      if (holder) return holder;
+    }
     await this.producerFair.resetTurnsIfIdle(async () => {
       const c = await this.queue.getJobCounts('waiting', 'prioritized', 'delayed');
       return !c.waiting && !c.prioritized && !c.delayed;
