@@ -59,6 +59,9 @@ export async function registerRateLimit(
   const counter = (cache: number): CountRequest => {
     const check = opts.redis ? app.createRateLimit() : app.createRateLimit({ cache } as Parameters<typeof app.createRateLimit>[0]);
     return async (req) => {
+      // While Redis is away, skipOnError would let the request through only after the client's
+      // retries: let it through at once.
+      if (opts.redis && opts.redis.status !== 'ready') return;
       const r = await check(req);
       if (r.isAllowed || !r.isExceeded) return;
       const retryAfter = Math.max(1, r.ttlInSeconds);
