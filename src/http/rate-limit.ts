@@ -31,8 +31,12 @@ function bucketOf(req: FastifyRequest): string {
   return req.principal ? `key:${req.principal.keyId}` : `ip:${normalizeIP(req.ip)}`;
 }
 
-/** Marks the routes of a scope whose requests are counted once authenticated (see limitByKey). */
-const COUNTED_BY_KEY = 'countedByKey';
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Set on the routes of a scope whose requests are counted once authenticated (see limitByKey). */
+    countedByKey?: boolean;
+  }
+}
 
 /**
  * Request rate limits. Routes without authentication count per client address here; routes of
@@ -73,7 +77,7 @@ export async function registerRateLimit(
   const byKey = counter(KEY_BUCKETS);
   const byAddress = counter(ADDRESS_BUCKETS);
   app.addHook('onRequest', async (req) => {
-    if (req.routeOptions.config?.[COUNTED_BY_KEY as never] || req.url.startsWith('/play/')) return;
+    if (req.routeOptions.config?.countedByKey || req.url.startsWith('/play/')) return;
     await byAddress(req);
   });
   return { byKey, byAddress };
@@ -86,7 +90,7 @@ export async function registerRateLimit(
  */
 export function limitByKey(api: FastifyInstance, count: { byKey: CountRequest; byAddress: CountRequest }): void {
   api.addHook('onRoute', (route) => {
-    route.config = { ...route.config, [COUNTED_BY_KEY]: true } as typeof route.config;
+    route.config = { ...route.config, countedByKey: true };
   });
   // CORS preflights are let through without a key: they count by address.
   api.addHook('onRequest', async (req) => {
