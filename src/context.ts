@@ -131,7 +131,7 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   const limits = new UploadLimits(database, tenancy, settings.uploadMaxOpenPerUser, disk);
   const uploads = new UploadService(database.db, layout, chunkState, ingest, settings, log, hashThread, limits);
   const tus = new TusService({ db: database.db, layout, ingest, hashThread, limits, settings, log });
-  const media = new MediaService(database.db, layout, queue, changes, settings.apiPrefix, records);
+  const media = new MediaService(database.db, layout, queue, changes, settings.apiPrefix, records, log);
   const facts = new MediaFactsSource(database.db, factsCache);
   const captions = new CaptionService(database.db, layout, settings.apiPrefix, changes);
   const statusFeed = new MediaStatusFeed(database.db, changes, settings.mediaEventsPollInterval);

@@ -228,7 +228,7 @@ const spec = {
   requestHeadersTimeout: { env: 'REQUEST_HEADERS_TIMEOUT', default: '30s', description: 'Longest a client may take to send the request line and headers; past it the connection is closed.', parse: parseDuration },
   requestMaxHeaderSize: { env: 'REQUEST_MAX_HEADER_SIZE', default: '16KiB', description: 'Largest request line and headers together; a bigger request is answered 431.', parse: parseBytes },
   readinessTimeout: { env: 'READINESS_TIMEOUT', default: '2s', description: 'Time limit of each dependency probe of /readyz; a probe that takes longer counts as not ready.', parse: parseDuration },
-  rateLimitMax: { env: 'RATE_LIMIT_MAX', default: '6000', description: 'Most requests one API key (or, without a key, one client address) may make per RATE_LIMIT_WINDOW; more are answered 429 with Retry-After. Playback URLs are not counted (0 turns the limit off).', parse: int(0, 100_000_000) },
+  rateLimitMax: { env: 'RATE_LIMIT_MAX', default: '6000', description: 'Most requests one API key (act-as traffic of an admin key included; without a valid key, one client address) may make per RATE_LIMIT_WINDOW; more are answered 429 with Retry-After. Playback URLs are not counted (0 turns the limit off).', parse: int(0, 100_000_000) },
   rateLimitWindow: { env: 'RATE_LIMIT_WINDOW', default: '1m', description: 'Window of RATE_LIMIT_MAX.', parse: parseDuration },
 } satisfies Record<string, SettingSpec<unknown>>;
 

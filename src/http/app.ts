@@ -10,7 +10,7 @@ import type { AppContext } from '../context.js';
 import { requireApiKey } from './auth.js';
 import { watchBodies } from './body-watchdog.js';
 import { answerClientError, answerFrameworkError, registerProblemHandlers } from './problem-details.js';
-import { registerRateLimit } from './rate-limit.js';
+import { limitByKey, registerRateLimit } from './rate-limit.js';
 import { adminRoutes } from './routes/admin.js';
 import { captionRoutes } from './routes/captions.js';
 import { mediaFileRoutes, playbackRoutes, storedFileHeaders } from './routes/files.js';
@@ -58,7 +58,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   });
   registerProblemHandlers(app);
   watchBodies(app, { idleMs: settings.requestIdleTimeout, minRate: settings.requestMinRate, windowMs: settings.requestMinRateWindow });
-  await registerRateLimit(app, { max: settings.rateLimitMax, windowMs: settings.rateLimitWindow, redis: ctx.redis, redisPrefix: settings.redisPrefix });
+  const rateLimits = await registerRateLimit(app, { max: settings.rateLimitMax, windowMs: settings.rateLimitWindow, redis: ctx.redis, redisPrefix: settings.redisPrefix });
 
   if (settings.corsOrigins.length) {
     await app.register(cors, {
@@ -104,7 +104,8 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   await app.register(playbackRoutes(ctx));
   await app.register(
     async (api) => {
-      requireApiKey(api, ctx.tenancy);
+      requireApiKey(api, ctx.tenancy, rateLimits?.byAddress);
+      if (rateLimits) limitByKey(api, rateLimits);
       await api.register(uploadRoutes(ctx));
       await api.register(tusRoutes(ctx));
       await api.register(mediaRoutes(ctx));

@@ -21,13 +21,19 @@ export function bearerToken(req: FastifyRequest): string | undefined {
 /**
  * Adds authentication to every route registered in `app` (an encapsulated scope): a bearer
  * API key, and for admin keys an optional X-Qasar-User header naming the user to act for.
- * CORS preflights carry no credentials and are let through.
+ * CORS preflights carry no credentials and are let through. A failed authentication is passed
+ * to `countFailure` first (the rate limit of the client's address), which may throw instead.
  */
-export function requireApiKey(app: FastifyInstance, tenancy: TenancyService): void {
+export function requireApiKey(app: FastifyInstance, tenancy: TenancyService, countFailure?: (req: FastifyRequest) => Promise<void>): void {
   app.addHook('onRequest', async (req) => {
     if (req.method === 'OPTIONS') return;
     const actAs = req.headers[ACT_AS_HEADER];
-    req.principal = await tenancy.authenticate(bearerToken(req), typeof actAs === 'string' && actAs ? actAs : undefined);
+    try {
+      req.principal = await tenancy.authenticate(bearerToken(req), typeof actAs === 'string' && actAs ? actAs : undefined);
+    } catch (err) {
+      await countFailure?.(req);
+      throw err;
+    }
   });
 }
 

@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import { statusChanged, type MediaChanges } from './media-changes.js';
 import type { Selectable } from 'kysely';
 import type { Db } from '../db/database.js';
@@ -188,6 +189,7 @@ export class MediaService {
     private readonly changes?: MediaChanges,
     private readonly apiPrefix = '/api/v1',
     private readonly records?: RecordCache<MediaRecord>,
+    private readonly log?: Logger,
   ) {}
 
   /**
@@ -331,7 +333,12 @@ export class MediaService {
       .where('id', '=', row.id)
       .execute();
     await statusChanged(this.db, this.changes, { tenantId: p.tenantId, mediaId: row.id, status: 'queued' });
-    await this.queue.enqueue('process-media', { media_id: row.id, tenant_id: p.tenantId }, { dedupeKey: processJobKey(row.id) });
+    try {
+      await this.queue.enqueue('process-media', { media_id: row.id, tenant_id: p.tenantId }, { dedupeKey: processJobKey(row.id) });
+    } catch (err) {
+      // As at ingest: the media is saved `queued`; the worker's sweep of stale queued media enqueues it.
+      this.log?.warn({ err, mediaId: row.id }, 'enqueue failed; media stays queued until the next sweep');
+    }
     return this.get(p, row.id);
   }
 

@@ -6,6 +6,7 @@ import { PermanentJobError, type Job, type JobQueue, type RunningWorker } from '
 import { processJobKey, webmJobKey } from '../queue/queue.js';
 import type { StorageLayout } from '../storage/layout.js';
 import { publicReason } from './public-reason.js';
+import { warnIfToolsOutliveWorker } from './run-tool.js';
 import { clearLeftovers, type ScratchOwner } from './steps/publish.js';
 
 /** The media row a processing step works on. */
@@ -141,6 +142,7 @@ export class MediaWorker {
   }
 
   start(concurrency: number): RunningWorker {
+    warnIfToolsOutliveWorker(this.log);
     return this.queue.work((job) => this.handle(job), { concurrency });
   }
 

@@ -35,6 +35,19 @@ function findSetpriv(): string | null {
   return setprivPath;
 }
 
+let warnedNoSetpriv = false;
+
+/**
+ * Warns once per process when tools cannot be tied to their worker's life (no setpriv): an
+ * operator should know that a killed worker leaves its ffmpeg running. Returns whether it warned.
+ */
+export function warnIfToolsOutliveWorker(log: { warn(msg: string): void }): boolean {
+  if (findSetpriv() || warnedNoSetpriv) return false;
+  warnedNoSetpriv = true;
+  log.warn('setpriv (util-linux) is not on the PATH: tools such as ffmpeg will outlive a worker that is killed, and may run beside its retried job; install util-linux');
+  return true;
+}
+
 /**
  * The argv that starts `cmd` so that the kernel kills it when the process that spawned it
  * dies, even by SIGKILL (`setpriv --pdeathsig`, which then execs `cmd` in place: same pid).

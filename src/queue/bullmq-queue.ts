@@ -22,6 +22,9 @@ const KEEP_COMPLETED = { age: 7 * 86_400, count: 10_000 };
 /** How long a job whose tenant has no free slot waits before a worker looks at it again. */
 const HOLD_BACK_MS = 1000;
 
+/** Longest a producer command (an enqueue, a count) may wait for Redis before it fails. */
+const PRODUCER_COMMAND_TIMEOUT_MS = 5000;
+
 /**
  * The Redis/Valkey backend. BullMQ's locks play the part of the embedded backend's leases:
  * a job whose worker dies is found stalled and moved back to wait.
@@ -29,9 +32,13 @@ const HOLD_BACK_MS = 1000;
 export class BullmqQueue implements JobQueue {
   readonly backend = 'bullmq' as const;
   private readonly queue: Queue;
+  /** Workers' connections are duplicated from this one: they wait for Redis as long as it takes. */
   private readonly connection: Redis;
+  /** Requests enqueue on this one: it fails at once while Redis is down, so that they can answer. */
+  private readonly producer: Redis;
   private readonly workers = new Set<RunningWorker>();
   private readonly fair: TenantFairness;
+  private readonly producerFair: TenantFairness;
 
   constructor(
     redisUrl: string,
@@ -41,19 +48,48 @@ export class BullmqQueue implements JobQueue {
   ) {
     this.connection = new Redis(redisUrl, { maxRetriesPerRequest: null, lazyConnect: false });
     this.connection.on('error', () => undefined);
-    this.queue = new Queue(this.queueName, { connection: this.connection as unknown as ConnectionOptions, prefix });
+    this.producer = new Redis(redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, commandTimeout: PRODUCER_COMMAND_TIMEOUT_MS });
+    this.producer.on('error', () => undefined);
+    this.queue = new Queue(this.queueName, { connection: this.producer as unknown as ConnectionOptions, prefix });
     this.queue.on('error', () => undefined);
-    this.fair = new TenantFairness(this.connection, `${prefix}:${this.queueName}`, settings.tenantConcurrency, settings.leaseMs);
+    const keyBase = `${prefix}:${this.queueName}`;
+    this.fair = new TenantFairness(this.connection, keyBase, settings.tenantConcurrency, settings.leaseMs);
+    this.producerFair = new TenantFairness(this.producer, keyBase, settings.tenantConcurrency, settings.leaseMs);
   }
 
+  /**
+   * Fails rather than waits while Redis is down (callers keep the media `queued` for the sweep,
+   * or answer 503). The producer connection fails its commands at once; the bound also covers a
+   * queue whose first connection never came up.
+   */
   async enqueue<N extends JobName>(name: N, data: JobPayloads[N], opts: EnqueueOptions = {}): Promise<string> {
-    await this.fair.resetTurnsIfIdle(async () => {
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(Object.assign(new Error('the queue did not answer in time'), { code: 'ETIMEDOUT' })), PRODUCER_COMMAND_TIMEOUT_MS);
+    });
+    try {
+      return await Promise.race([this.add(name, data, opts), bound]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async add<N extends JobName>(name: N, data: JobPayloads[N], opts: EnqueueOptions): Promise<string> {
+    await this.queue.waitUntilReady();
+    // A job that BullMQ would deduplicate takes no turn: the sweep re-enqueues long-queued media
+    // every minute, and each turn taken would push its tenant back. (An add racing this check
+    // may still take one; the dedupe itself stays BullMQ's.)
+    if (opts.dedupeKey) {
+      const holder = await this.queue.getDeduplicationJobId(opts.dedupeKey);
+      if (holder) return holder;
+    }
+    await this.producerFair.resetTurnsIfIdle(async () => {
       const c = await this.queue.getJobCounts('waiting', 'prioritized', 'delayed');
       return !c.waiting && !c.prioritized && !c.delayed;
     });
     const job = await this.queue.add(name, data, {
       // The tenant's turn (see TenantFairness): round-robin across tenants.
-      priority: await this.fair.nextTurn(jobTenant(data)),
+      priority: await this.producerFair.nextTurn(jobTenant(data)),
       // BullMQ's deduplication (simple mode) holds the key from the add until the job completes
       // or fails, and returns the holder's id meanwhile: at most one waiting/active job per key.
       // (A custom jobId would also match finished jobs: a failed job would swallow the key.)
@@ -183,18 +219,19 @@ export class BullmqQueue implements JobQueue {
   }
 
   async ping(): Promise<void> {
-    await this.connection.ping();
+    await this.producer.ping();
   }
 
   /** Deletes every key of this queue (tests use a throw-away prefix). */
   async obliterate(): Promise<void> {
     await this.queue.obliterate({ force: true });
-    await this.fair.obliterate();
+    await this.producerFair.obliterate();
   }
 
   async close(): Promise<void> {
     await Promise.all([...this.workers].map((w) => w.close()));
     await this.queue.close();
     this.connection.disconnect();
+    this.producer.disconnect();
   }
 }

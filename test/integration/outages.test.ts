@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import fs from 'node:fs/promises';
 import net from 'node:net';
+import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { BACKEND, expectProblem, startTestApp, TEST_DATABASE_URL, waitFor, type TestApp } from '../support/harness.js';
+import { BACKEND, expectProblem, SAMPLES, startTestApp, TEST_DATABASE_URL, waitFor, type TestApp } from '../support/harness.js';
 import { sqliteFile } from '../../src/config/settings.js';
 import { SessionClient } from '../support/upload-client.js';
+import { processJobKey } from '../../src/queue/queue.js';
 
 async function freePort(): Promise<number> {
   const srv = net.createServer().listen(0, '127.0.0.1');
@@ -108,6 +111,47 @@ describe('dependency outages', () => {
     assert.ok(put.headers['retry-after'], 'says when to retry');
     assert.ok(problem.request_id);
     assertNoInternals(put.body);
+  });
+
+  it('completes a chunked upload and takes a reprocess while Redis is down, promptly, losing nothing', { timeout: 60_000 }, async () => {
+    redis ??= new OwnRedis(await freePort());
+    await redis.start();
+    await t?.close();
+    t = await startTestApp({ REDIS_URL: redis.url, READINESS_TIMEOUT: '1s' });
+    const client = new SessionClient(t.app, t.tenant.userKey);
+    const video = await fs.readFile(path.join(SAMPLES, 'h264-640x272-noaudio-bikes.mp4'));
+    const earlier = (await client.uploadWhole(video, { filename: 'earlier.mp4', chunkSize: 256 * 1024 })).completed;
+    assert.equal(earlier.statusCode, 201, earlier.body);
+    const earlierId = earlier.json().id as string;
+    await t.ctx.database.db.updateTable('mediaassets').set({ status: 'error' }).where('id', '=', earlierId).execute();
+    const session = (await client.create({ filename: 'bikes.mp4', total_size: video.length, chunk_size: 256 * 1024 })).json();
+    for (let i = 0, off = 0; off < video.length; i++, off += 256 * 1024) {
+      assert.equal((await client.putChunk(session.session_id, i, video.subarray(off, off + 256 * 1024))).statusCode, 200);
+    }
+
+    await redis.stop();
+
+    // A hang fails here rather than passing: each answer must come well within the bound.
+    const within = <T>(p: Promise<T>): Promise<T> =>
+      Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no answer: the request hangs')), 20_000).unref())]);
+    const completed = await within(client.complete(session.session_id));
+    const reprocess = await within(t.app.inject({ method: 'POST', url: `/api/v1/media/${earlierId}/reprocess`, headers: t.auth(t.tenant.userKey) }));
+    for (const [name, res] of [['complete', completed], ['reprocess', reprocess]] as const) {
+      if (res.statusCode === 503) expectProblem(res, 503, 'unavailable');
+      else assert.ok(res.statusCode < 300 && res.json().status === 'queued', `${name}: ${res.statusCode} ${res.body}`);
+      assertNoInternals(res.body);
+    }
+    // The reprocess is saved (queued), not refused: only the job waits for Redis.
+    assert.equal(reprocess.statusCode, 202, reprocess.body);
+
+    // Nothing is lost: once Redis is back, a refused complete can be sent again (the session kept
+    // its chunks), and the sweep enqueues what stayed queued.
+    await redis.start();
+    await waitFor('the queue to answer again', async () => (await t!.ctx.queue.ping().then(() => true, () => false)));
+    const done = completed.statusCode === 503 ? await client.complete(session.session_id) : completed;
+    assert.ok(done.statusCode < 300 && done.json().status === 'queued', done.body);
+    await t.ctx.worker.requeueStale(0);
+    for (const id of [earlierId, done.json().id as string]) assert.ok(await t.ctx.queue.hasPending(processJobKey(id)), `a job for ${id}`);
   });
 
   it('answers 503 unavailable, not 500, while PostgreSQL is unreachable', { skip: BACKEND !== 'scale' && 'PostgreSQL backend only', timeout: 60_000 }, async () => {

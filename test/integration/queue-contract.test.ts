@@ -447,6 +447,22 @@ describe(`job queue contract (${BACKEND} backend)`, () => {
       );
     });
 
+    it(`gives a deduplicated enqueue no turn: re-enqueued jobs do not push their tenant back (${variant.label})`, async () => {
+      const { queue } = await setup({ ...variant.overrides, WORKER_TENANT_CONCURRENCY: '1' });
+      const job = (media_id: string, tenant_id: string) => ['process-media', { media_id, tenant_id }, { dedupeKey: `k-${media_id}` }] as const;
+      await queue.enqueue(...job('a1', 'tenant-a'));
+      // What the sweep of stale queued media does every minute: enqueue again what is still waiting.
+      for (let i = 0; i < 10; i++) await queue.enqueue(...job('a1', 'tenant-a'));
+      await queue.enqueue(...job('a2', 'tenant-a'));
+      await queue.enqueue(...job('b1', 'tenant-b'));
+      await queue.enqueue(...job('b2', 'tenant-b'));
+      const order: string[] = [];
+      const worker = queue.work(async (j) => void order.push(j.data.media_id), { concurrency: 1 });
+      cleanups.push(() => worker.close());
+      await waitFor('the four jobs to complete', async () => (await queue.counts()).completed === 4, 30_000);
+      assert.deepEqual(order, ['a1', 'b1', 'a2', 'b2']);
+    });
+
     it(`never runs more than WORKER_TENANT_CONCURRENCY jobs of one tenant at once, and free slots take other tenants' jobs (${variant.label})`, async () => {
       // One attempt only: a job held back by its tenant's limit must not use one up.
       const { queue } = await setup({ ...variant.overrides, WORKER_TENANT_CONCURRENCY: '2', JOB_ATTEMPTS: '1' });

@@ -98,4 +98,22 @@ describe('processing errors people read', () => {
     assert.equal(argv.wrapped, true, 'setpriv (util-linux) is expected on Linux');
     assert.deepEqual(argv.args, ['--pdeathsig', 'SIGKILL', '--', 'ffmpeg', '-version']);
   });
+
+  it('warns once when setpriv is missing, so that an operator knows tools may outlive a killed worker', async () => {
+    const script = [
+      "import { warnIfToolsOutliveWorker } from './src/processing/run-tool.ts';",
+      "const log = { warn: (m) => console.log('WARN ' + m) };",
+      'warnIfToolsOutliveWorker(log); warnIfToolsOutliveWorker(log);',
+    ].join('\n');
+    const run = (PATH: string) =>
+      execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: path.resolve(import.meta.dirname, '../..'), env: { ...process.env, PATH }, encoding: 'utf8' })
+        .split('\n')
+        .filter((l) => l.startsWith('WARN'));
+    const empty = await fs.mkdtemp(path.join(os.tmpdir(), 'qasar-no-setpriv-'));
+    const without = run(empty);
+    await fs.rm(empty, { recursive: true });
+    assert.equal(without.length, 1, 'one warning, not one per call');
+    assert.match(without[0]!, /setpriv/);
+    assert.deepEqual(run(process.env.PATH ?? ''), [], 'no warning when setpriv is there');
+  });
 });
