@@ -50,7 +50,9 @@ export class BullmqQueue implements JobQueue {
     this.connection.on('error', () => undefined);
     this.producer = new Redis(redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, commandTimeout: PRODUCER_COMMAND_TIMEOUT_MS });
     this.producer.on('error', () => undefined);
-    this.queue = new Queue(this.queueName, { connection: this.producer as unknown as ConnectionOptions, prefix });
+    // No version check: it is one INFO sent once, and on this fail-fast connection a failure of
+    // it would fail every later enqueue of the process.
+    this.queue = new Queue(this.queueName, { connection: this.producer as unknown as ConnectionOptions, prefix, skipVersionCheck: true });
     this.queue.on('error', () => undefined);
     const keyBase = `${prefix}:${this.queueName}`;
     this.fair = new TenantFairness(this.connection, keyBase, settings.tenantConcurrency, settings.leaseMs);
@@ -80,7 +82,8 @@ export class BullmqQueue implements JobQueue {
     // every minute, and each turn taken would push its tenant back. (An add racing this check
     // may still take one; the dedupe itself stays BullMQ's.)
     if (opts.dedupeKey) {
-      const holder = await this.queue.getDeduplicationJobId(opts.dedupeKey);
+      // A key whose job is gone (an outage, an eviction) is left to BullMQ's add, which recovers it.
+      const holder = await this.pendingHolder(opts.dedupeKey);
       if (holder) return holder;
     }
     await this.producerFair.resetTurnsIfIdle(async () => {
@@ -183,10 +186,15 @@ export class BullmqQueue implements JobQueue {
   }
 
   async hasPending(dedupeKey: string): Promise<boolean> {
+    return (await this.pendingHolder(dedupeKey)) !== undefined;
+  }
+
+  /** The id of the job holding a dedupe key, while that job is still to run or running. */
+  private async pendingHolder(dedupeKey: string): Promise<string | undefined> {
     const id = await this.queue.getDeduplicationJobId(dedupeKey);
     const job = id ? await this.queue.getJob(id) : undefined;
-    if (!job) return false;
-    return ['waiting', 'active', 'delayed', 'prioritized', 'waiting-children'].includes(await job.getState());
+    if (!job) return undefined;
+    return ['waiting', 'active', 'delayed', 'prioritized', 'waiting-children'].includes(await job.getState()) ? job.id : undefined;
   }
 
   async retry(jobId: string): Promise<boolean> {
@@ -219,6 +227,7 @@ export class BullmqQueue implements JobQueue {
   }
 
   async ping(): Promise<void> {
+    await this.queue.waitUntilReady();
     await this.producer.ping();
   }
 
