@@ -108,7 +108,12 @@ export class MediaWorker {
       this.log.info({ mediaId, jobId: job.id }, 'media was deleted before processing; nothing to do');
       return;
     }
-    if (media.status === 'ready') return;
+    if (media.status === 'ready') {
+      // A retry after the media became ready: the attempt before failed queueing its follow-ups
+      // (a Redis blip), and nothing else would queue them. Their dedupe keys make this safe.
+      if (job.attempt > 1) await this.afterReady(media);
+      return;
+    }
     await this.db
       .updateTable('mediaassets')
       .set({ status: 'processing', processing_started_at: nowIso(), updated_at: nowIso(), error_code: null, error_reason: null })
@@ -137,7 +142,15 @@ export class MediaWorker {
       .select(['id', 'tenant_id', 'user_id', 'status', 'kind'])
       .where('id', '=', job.data.media_id)
       .executeTakeFirst();
-    if (!media || media.status !== 'ready') return;
+    if (!media) return;
+    if (media.status !== 'ready') {
+      // This job will not run: what its earlier attempts left behind is removed now (a later
+      // WebM job of the media would, but none may come).
+      if (job.name === 'make-webm' && this.layout) {
+        await clearLeftovers(this.layout.mediaDir({ tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id }), ['webm']);
+      }
+      return;
+    }
     await this.steps(media, job);
   }
 

@@ -178,6 +178,21 @@ describe(`media worker (${BACKEND} backend)`, () => {
     assert.equal(ready.error_reason, null);
   });
 
+  it('queues the follow-ups of a media on the retry when queueing them failed after it became ready', async () => {
+    const f = await setup({ JOB_ATTEMPTS: '3', JOB_BACKOFF: '100ms' });
+    const id = await f.insertMedia();
+    await f.enqueue(id);
+    const followUps: number[] = [];
+    const worker = new MediaWorker(f.ctx.database.db, f.ctx.queue, f.ctx.log, 3, async () => undefined, async () => {
+      followUps.push(followUps.length + 1);
+      if (followUps.length === 1) throw new Error('Connection is closed.');
+    });
+    f.start(worker);
+    await waitFor('the follow-ups to be queued on the retry', async () => followUps.length === 2);
+    assert.equal((await f.media(id))?.status, 'ready', 'the media stays ready through the retry');
+    assert.equal((await f.ctx.queue.counts()).failed, 0);
+  });
+
   it('marks the media error when the last attempt fails', async () => {
     const f = await setup({ JOB_ATTEMPTS: '2', JOB_BACKOFF: '800ms' });
     const id = await f.insertMedia();
