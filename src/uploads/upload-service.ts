@@ -566,7 +566,9 @@ export class UploadService {
       }
       try {
         if (!reopen) await this.hasher.forget(s.id);
-        if (handedOff === 'moved' && reopen) await fsp.rename(handoff, dataFile).catch(() => undefined);
+        // A failed move back must not go on to remove the hand-off: it may be the only copy of the
+        // bytes, which the recovery of stranded sessions puts back.
+        if (handedOff === 'moved' && reopen) await fsp.rename(handoff, dataFile);
         await removePath(handoff);
         if (reopen) {
           // Not the client's fault (a disk or database error, or a send still running): the chunks stay, complete may be retried.
