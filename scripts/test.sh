@@ -12,6 +12,13 @@ log() { printf '[test] %s\n' "$*" >&2; }
 export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
 export TEST_REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 
+# The tests read real media files from the shared samples folder beside the checkout.
+samples="$(cd .. && pwd)/shared/media-samples"
+if [ ! -f "$samples/MANIFEST.tsv" ]; then
+  log "the test media are missing: expected ../shared/media-samples (with MANIFEST.tsv) beside this checkout"
+  exit 1
+fi
+
 bash scripts/setup.sh chromium
 
 pg_up() { node -e '
