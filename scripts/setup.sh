@@ -41,5 +41,16 @@ if [ ! -f node_modules/.package-lock.json ] || ! cmp -s package-lock.json node_m
   cp package-lock.json node_modules/.qasar-installed-lock
 fi
 
-log 'building'
-node_modules/.bin/tsc -p tsconfig.json
+# Build only when the sources, the compiler settings or the packages changed since the last build:
+# a start of an unchanged checkout runs the JavaScript already there.
+build_stamp() {
+  find src tsconfig.json package-lock.json -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1
+}
+stamp=$(build_stamp)
+if [ -f dist/cli/main.js ] && [ "$(cat dist/.qasar-build-stamp 2>/dev/null)" = "$stamp" ]; then
+  log 'build is up to date'
+else
+  log 'building'
+  node_modules/.bin/tsc -p tsconfig.json
+  echo "$stamp" > dist/.qasar-build-stamp
+fi
