@@ -1,3 +1,4 @@
+import fsp from 'node:fs/promises';
 import { statusChanged, type MediaChanges } from '../media/media-changes.js';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -107,6 +108,9 @@ export class IngestService {
         if (Number(done.numUpdatedRows) === 0) throw new AppError('upload-busy', 'the upload was taken up by another process');
       });
     } catch (err) {
+      // The original goes back where the caller handed it over (it may be the only copy of the
+      // bytes), then the half-made media folder is removed.
+      await fsp.rename(target, input.file).catch(() => undefined);
       await removePath(this.layout.mediaDir(ref));
       throw err;
     }
