@@ -23,12 +23,6 @@ const KEY_BUCKETS = 100_000;
 const ADDRESS_BUCKETS = 100_000;
 
 /**
- * Requests never counted: signed playback (a player fetches many segments) and the health
- * checks, which a proxy polls from one address that clients behind it may also share.
- */
-const NOT_COUNTED = /^\/(?:play\/|healthz(?:$|\?)|readyz(?:$|\?))/;
-
-/**
  * The bucket of a request: the API key it authenticated with (all X-Qasar-User traffic of an
  * admin key included), or, until authentication succeeded, its client address (IPv6 by /64).
  * Never the token the client sent: made-up tokens would each get a fresh bucket.
@@ -41,6 +35,12 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** Set on the routes of a scope whose requests are counted once authenticated (see limitByKey). */
     countedByKey?: boolean;
+    /**
+     * Never counted: signed playback (a player fetches many segments) and liveness, which a proxy
+     * polls from the address the clients behind it share. (`/readyz` is counted: it runs probes
+     * and looks up admin keys.)
+     */
+    notCounted?: boolean;
   }
 }
 
@@ -83,7 +83,7 @@ export async function registerRateLimit(
   const byKey = counter(KEY_BUCKETS);
   const byAddress = counter(ADDRESS_BUCKETS);
   app.addHook('onRequest', async (req) => {
-    if (req.routeOptions.config?.countedByKey || NOT_COUNTED.test(req.url)) return;
+    if (req.routeOptions.config?.countedByKey || req.routeOptions.config?.notCounted) return;
     await byAddress(req);
   });
   return { byKey, byAddress };

@@ -33,9 +33,9 @@ describe('request rate limits', () => {
     for (let i = 0; i < 6; i++) codes.push((await t.app.inject({ url: '/problems', remoteAddress: '192.0.2.7' })).statusCode);
     assert.deepEqual(codes, [200, 200, 200, 200, 200, 429]);
     assert.equal((await t.app.inject({ url: '/problems', remoteAddress: '192.0.2.8' })).statusCode, 200);
-    // A proxy's health checks share the address of the clients behind it: an address over its
+    // A proxy's liveness checks share the address of the clients behind it: an address over its
     // limit still gets them answered.
-    for (const url of ['/healthz', '/readyz', '/healthz?probe=1']) {
+    for (const url of ['/healthz', '/healthz/', '/healthz?probe=1']) {
       for (let i = 0; i < 7; i++) assert.equal((await t.app.inject({ url, remoteAddress: '192.0.2.7' })).statusCode, 200, url);
     }
   });

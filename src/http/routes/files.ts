@@ -55,7 +55,7 @@ export function playbackRoutes(ctx: AppContext) {
       reply.header('access-control-expose-headers', 'Content-Length, Content-Range, ETag');
       reply.header('cross-origin-resource-policy', 'cross-origin');
     });
-    app.get<{ Params: { token: string; '*': string } }>('/play/:token/*', { schema: { hide: true } }, async (req, reply) => {
+    app.get<{ Params: { token: string; '*': string } }>('/play/:token/*', { config: { notCounted: true }, schema: { hide: true } }, async (req, reply) => {
       const file = await ctx.delivery.resolvePlayback(req.params.token, req.params['*']);
       return sendStored(reply, file);
     });

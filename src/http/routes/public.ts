@@ -18,7 +18,7 @@ async function isAdminRequest(ctx: AppContext, req: FastifyRequest): Promise<boo
 /** Unauthenticated routes: liveness, readiness and the documentation of problem types. */
 export function publicRoutes(ctx: AppContext) {
   return async (app: FastifyInstance) => {
-    app.get('/healthz', { schema: { tags: ['health'], summary: 'Alive' } }, async () => ({ status: 'ok' }));
+    app.get('/healthz', { config: { notCounted: true }, schema: { tags: ['health'], summary: 'Alive' } }, async () => ({ status: 'ok' }));
 
     // Anyone may ask whether each dependency is ready; why one is not (addresses, driver messages)
     // goes to the logs and to admin keys only.
