@@ -147,7 +147,9 @@ export class MediaWorker {
       // This job will not run: what its earlier attempts left behind is removed now (a later
       // WebM job of the media would, but none may come).
       if (job.name === 'make-webm' && this.layout) {
-        await clearLeftovers(this.layout.mediaDir({ tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id }), ['webm']);
+        await clearLeftovers(this.layout.mediaDir({ tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id }), ['webm']).catch((err) =>
+          this.log.warn({ err, mediaId: media.id }, 'could not remove the scratch folders of a WebM job that will not run'),
+        );
       }
       return;
     }

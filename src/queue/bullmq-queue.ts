@@ -82,7 +82,8 @@ export class BullmqQueue implements JobQueue {
     // every minute, and each turn taken would push its tenant back. (An add racing this check
     // may still take one; the dedupe itself stays BullMQ's.)
     if (opts.dedupeKey) {
-      // A key whose job is gone (an outage, an eviction) is left to BullMQ's add, which recovers it.
+      // Only a holder still to run or running short-cuts the add: a key whose job was removed (an
+      // eviction, an outage) is then recovered by BullMQ's add itself.
       const holder = await this.pendingHolder(opts.dedupeKey);
       if (holder) return holder;
     }
