@@ -31,10 +31,10 @@ import { parseArgs } from 'node:util';
 import { sql, type Insertable } from 'kysely';
 import pg from 'pg';
 import { loadSettings } from '../../src/config/settings.js';
-import { createContext, type AppContext } from '../../src/context.js';
+import { createContext, type AppContext } from '../../src/cli/compose.js';
 import type { AssetLabelsTable, MediaAssetsTable } from '../../src/db/schema.js';
-import { newId } from '../../src/ids.js';
-import { createLogger } from '../../src/logger.js';
+import { newId } from '../../src/shared/ids.js';
+import { createLogger } from '../../src/shared/logger.js';
 import { startBuiltServer } from '../lib/built-server.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');

@@ -32,7 +32,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { ffprobe } from '../../src/processing/ffprobe.js';
+import { ffprobe } from '../../src/tools/ffprobe.js';
 import { mediaFacts, type MediaFacts, type VideoFacts } from '../../src/processing/probe-facts.js';
 import { outputFps } from '../../src/processing/video/video-command.js';
 import { buildWebmCommand, planWebmRung, WEBM_SPEED, type VpxSpeed } from '../../src/processing/video/webm.js';

@@ -1,11 +1,11 @@
 import { Command, Option } from 'commander';
 import { loadSettings, parseBytes, settingSpecs, SettingsError, type Settings } from '../config/settings.js';
-import { createContext, type AppContext } from '../context.js';
+import { createContext, type AppContext } from './compose.js';
 import { openDatabase } from '../db/database.js';
 import { migrateToLatest } from '../db/migrate.js';
-import { AppError } from '../errors.js';
+import { AppError } from '../shared/errors.js';
 import { buildApp } from '../http/app.js';
-import { createLogger } from '../logger.js';
+import { createLogger } from '../shared/logger.js';
 import { startMaintenance } from './maintenance.js';
 import { readBankDocument } from '../labels/bank-document-file.js';
 

@@ -1,4 +1,4 @@
-import type { AppContext } from '../context.js';
+import type { AppContext } from './compose.js';
 import { EmbeddedQueue } from '../queue/embedded-queue.js';
 import { sweepSnapshots } from '../search/snapshots.js';
 

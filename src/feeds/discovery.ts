@@ -1,17 +1,17 @@
 import type { Logger } from 'pino';
 import type { Settings } from '../config/settings.js';
 import type { DatabaseHandle } from '../db/database.js';
-import type { MediaChanges } from '../media/media-changes.js';
+import type { MediaChanges } from '../events/media-changes.js';
 import type { PlaybackTokens } from '../media/playback-tokens.js';
 import { DefaultRecommendationEngine } from '../recommendations/default-engine.js';
 import { ExternalRecommendationEngine } from '../recommendations/external-engine.js';
 import { RecommendationService } from '../recommendations/recommendation-service.js';
 import { SearchIndexer } from '../search/indexer.js';
-import { SearchResultCache } from '../search/result-cache.js';
+import { SearchResultCache } from '../cache/result-cache.js';
 import { createSearchIndex } from '../search/search-index.js';
 import { SearchService, type CachedSearch } from '../search/search-service.js';
 import { FeedItemBuilder } from './feed-items.js';
-import type { MediaFactsSource } from './media-facts.js';
+import type { MediaFactsSource } from '../search/media-facts.js';
 import type { LabelDirectory } from '../labels/label-directory.js';
 import { FeedService } from './feed-service.js';
 

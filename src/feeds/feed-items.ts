@@ -1,32 +1,18 @@
-import type { MediaKind, MediaStatus } from '../db/schema.js';
 import { ancestorChain } from '../labels/hierarchy.js';
 import type { LabelDirectory } from '../labels/label-directory.js';
 import type { PlaybackTokens } from '../media/playback-tokens.js';
-import { playbackSigningKey } from '../moderation/visibility.js';
-import type { Audience } from '../search/visibility.js';
-import { visibleFactsTo, type MediaFacts, type MediaFactsSource } from './media-facts.js';
+import { playbackSigningKey } from '../access/visibility.js';
+import type { Audience } from '../access/visibility-sql.js';
+import { visibleFactsTo, type MediaFacts, type MediaFactsSource } from '../search/media-facts.js';
 import type { Principal } from '../tenancy/principal.js';
 
 /** The one shape of an item in every feed (new, recommended, search) and in search results. */
-export interface FeedItem {
-  id: string;
-  kind: MediaKind;
-  status: MediaStatus;
-  user_id: string;
-  title: string | null;
-  caption: string | null;
-  original_filename: string;
-  /** Seconds; null for media without a duration. */
-  duration: number | null;
-  /** As displayed (sample aspect and rotation applied); null when not a picture. */
-  width: number | null;
-  height: number | null;
+export interface FeedItem
+  extends Pick<MediaFacts, 'id' | 'kind' | 'status' | 'user_id' | 'title' | 'caption' | 'original_filename' | 'duration' | 'width' | 'height' | 'tags' | 'created_at'> {
   poster: { jpeg: string | null; webp: string | null };
   /** General label names with their ancestors, by name (moderation labels are not shown in feeds). */
   labels: string[];
-  tags: string[];
   playback: { hls: string | null; dash: string | null; webm: string | null; expires_at: string };
-  created_at: string;
   /** Search relevance (higher is better); only in search results. */
   score?: number;
 }

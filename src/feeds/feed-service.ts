@@ -1,10 +1,10 @@
 import type { Db, DatabaseHandle } from '../db/database.js';
 import { sql } from 'kysely';
-import { AppError } from '../errors.js';
+import { AppError } from '../shared/errors.js';
 import type { RecommendationService } from '../recommendations/recommendation-service.js';
 import { decodeCursor, encodeCursor, fingerprintOf } from '../search/cursor.js';
 import type { SearchParams, SearchService } from '../search/search-service.js';
-import { publiclyVisible } from '../search/visibility.js';
+import { publiclyVisible } from '../access/visibility-sql.js';
 import type { Principal } from '../tenancy/principal.js';
 import type { FeedItem, FeedItemBuilder } from './feed-items.js';
 

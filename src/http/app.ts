@@ -6,7 +6,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import type { AppContext } from '../context.js';
+import type { AppContext } from './app-context.js';
 import { requireApiKey } from './auth.js';
 import { watchBodies } from './body-watchdog.js';
 import { answerClientError, answerFrameworkError, registerProblemHandlers } from './problem-details.js';

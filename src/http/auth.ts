@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { AppError } from '../errors.js';
+import { AppError } from '../shared/errors.js';
 import type { Principal } from '../tenancy/principal.js';
 import type { TenancyService } from '../tenancy/tenancy-service.js';
 

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { AppError } from '../errors.js';
+import { AppError } from '../shared/errors.js';
 import { BodyDeadline, setBodyDeadline } from '../uploads/body-deadline.js';
 import { PROBLEM_CONTENT_TYPE, problemBody } from './problem-details.js';
 

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { isDependencyUnavailable } from '../dependency-errors.js';
-import { AppError, PROBLEMS, problemType, type ProblemSlug } from '../errors.js';
+import { isDependencyUnavailable } from '../shared/dependency-errors.js';
+import { AppError, PROBLEMS, problemType, type ProblemSlug } from '../shared/errors.js';
 import { isOutOfSpace } from '../storage/disk-space.js';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';

@@ -1,12 +1,12 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database, LabelKind } from '../db/schema.js';
 import { fromJson, nowIso, toJson } from '../db/schema.js';
-import { AppError } from '../errors.js';
-import { newId } from '../ids.js';
-import { markMediaOfLabelsStale } from '../search/stale-documents.js';
+import { AppError } from '../shared/errors.js';
+import { newId } from '../shared/ids.js';
+import { markMediaOfLabelsStale } from './stale-documents.js';
 import { matchingEntries } from './effective-banks.js';
 import { ensureLabelId, syncLabelHierarchy, withDescendants } from './hierarchy.js';
-import { normalizeLabelName } from './label-service.js';
+import { normalizeLabelName } from './label-names.js';
 
 export type LabelSource = 'user' | 'model';
 

@@ -1,6 +1,6 @@
 import fs from 'node:fs/promises';
 import { Value } from 'typebox/value';
-import { AppError } from '../errors.js';
+import { AppError } from '../shared/errors.js';
 import { BankDocSchema, type BankDoc } from './bank-format.js';
 
 /** Reads and validates a bank document from a file (the CLI's global bank import). */

@@ -1,9 +1,9 @@
 import type { Kysely } from 'kysely';
 import type { Database, LabelKind } from '../db/schema.js';
 import { nowIso } from '../db/schema.js';
-import { newId } from '../ids.js';
+import { newId } from '../shared/ids.js';
 import { effectiveBanks } from './effective-banks.js';
-import { normalizeLabelName } from './label-service.js';
+import { normalizeLabelName } from './label-names.js';
 
 export interface LabelRef {
   id: string;

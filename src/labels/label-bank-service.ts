@@ -1,15 +1,15 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { Database, LabelKind } from '../db/schema.js';
 import { nowIso } from '../db/schema.js';
-import { AppError, notFound } from '../errors.js';
-import { newId } from '../ids.js';
-import { changedLabels, labelWordsOf, type LabelWords } from '../search/label-words.js';
-import { markMediaOfLabelsStale } from '../search/stale-documents.js';
+import { AppError, notFound } from '../shared/errors.js';
+import { newId } from '../shared/ids.js';
+import { changedLabels, labelWordsOf, type LabelWords } from './label-words.js';
+import { markMediaOfLabelsStale } from './stale-documents.js';
 import type { Principal } from '../tenancy/principal.js';
 import { BANK_FORMAT, BANK_FORMAT_VERSION, MAX_PHRASES_PER_ENTRY, type BankDoc, type BankEntryDoc } from './bank-format.js';
 import { effectiveBanks, type BankRow } from './effective-banks.js';
 import { syncLabelHierarchy } from './hierarchy.js';
-import { normalizeLabelName } from './label-service.js';
+import { normalizeLabelName } from './label-names.js';
 
 /** Who writes a bank: a tenant admin (its own banks) or the server operator (global banks, via the CLI). */
 export type BankScope = { tenantId: string } | { global: true };

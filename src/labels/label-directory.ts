@@ -1,5 +1,5 @@
 import type { Db } from '../db/database.js';
-import type { RecordCache } from '../media/record-cache.js';
+import type { RecordCache } from '../cache/record-cache.js';
 import { labelWithAncestors, type LabelRef } from './hierarchy.js';
 
 /** Tenants whose dictionaries one process keeps (the least recently read go first). */

@@ -1,11 +1,11 @@
 import type { Kysely } from 'kysely';
 import type { Database, LabelKind } from '../db/schema.js';
-import { AppError, notFound } from '../errors.js';
-import type { MediaChanges } from '../media/media-changes.js';
-import type { ModerationService } from '../moderation/moderation-service.js';
-import { assertModerationVisible } from '../moderation/visibility.js';
+import { AppError, notFound } from '../shared/errors.js';
+import type { MediaChanges } from '../events/media-changes.js';
+import { assertModerationVisible } from '../access/visibility.js';
 import type { Principal } from '../tenancy/principal.js';
 import { assetLabelsOf, recomputeEntryStats, writeAssetLabels, type AssetLabelDetail, type LabelInput, type LabelSource } from './asset-labels.js';
+import { assertOwnerOrAdmin } from '../access/ownership.js';
 
 /** The worker (or any other part of the server) writing labels on its own authority, for one tenant. */
 export interface SystemActor {
@@ -30,11 +30,19 @@ export interface LabelDictionaryEntry {
  * (source `model`); each write updates bank statistics, then moderation is evaluated and the
  * change is announced so the search index follows.
  */
+/**
+ * What runs after moderation labels of a media changed: the moderation service re-evaluates it.
+ * A hook, because moderation sits above labels (its thresholds are read from label banks).
+ */
+export interface MediaLabelHooks {
+  moderationLabelsChanged(tenantId: string, mediaId: string): Promise<unknown>;
+}
+
 export class MediaLabelService {
   constructor(
     private readonly db: Kysely<Database>,
     private readonly changes: MediaChanges,
-    private readonly moderation: ModerationService,
+    private readonly hooks: MediaLabelHooks,
   ) {}
 
   /**
@@ -52,7 +60,7 @@ export class MediaLabelService {
     if (!inputs.length) return assetLabelsOf(this.db, actor.tenantId, mediaId);
     await this.db.transaction().execute((tx) => writeAssetLabels(tx, { tenantId: actor.tenantId, userId: media.user_id, mediaId }, inputs));
     await this.changes.emit({ tenantId: actor.tenantId, mediaId, reason: 'labels' });
-    if (inputs.some((i) => i.kind === 'moderation')) await this.moderation.evaluate(actor.tenantId, mediaId);
+    if (inputs.some((i) => i.kind === 'moderation')) await this.hooks.moderationLabelsChanged(actor.tenantId, mediaId);
     return assetLabelsOf(this.db, actor.tenantId, mediaId);
   }
 
@@ -120,7 +128,7 @@ export class MediaLabelService {
   }
 
   private assertWriter(p: Principal, ownerUserId: string): void {
-    if (!p.isAdmin && p.userId !== ownerUserId) throw new AppError('forbidden', 'only the owner or an admin key may change the labels of this media');
+    assertOwnerOrAdmin(p, ownerUserId, 'change the labels of this media');
   }
 }
 

@@ -3,15 +3,16 @@ import path from 'node:path';
 import type { Db } from '../db/database.js';
 import { nowIso, type CaptionKind } from '../db/schema.js';
 import { preparedQuery } from '../db/prepared.js';
-import { AppError, notFound } from '../errors.js';
-import { newId } from '../ids.js';
-import { assertModerationVisible } from '../moderation/visibility.js';
+import { AppError, notFound } from '../shared/errors.js';
+import { newId } from '../shared/ids.js';
+import { assertModerationVisible } from '../access/visibility.js';
 import { realPathInside } from '../storage/files.js';
 import { safeJoin, UnsafePathError, type StorageLayout } from '../storage/layout.js';
 import type { Principal } from '../tenancy/principal.js';
 import { CaptionFormatError, parseCaptions } from './captions-format.js';
 import { applyCaptionTracks, CAPTIONS_FOLDER, captionFile, captionTrackRefs, writeFileAtomic } from './captions-manifests.js';
-import type { MediaChanges } from './media-changes.js';
+import type { MediaChanges } from '../events/media-changes.js';
+import { assertOwnerOrAdmin } from '../access/ownership.js';
 
 export const MAX_CAPTION_LABEL_LENGTH = 100;
 
@@ -88,7 +89,7 @@ export class CaptionService {
 
   private async editable(p: Principal, mediaId: string, action: string) {
     const row = await this.media(p, mediaId);
-    if (!p.isAdmin && row.user_id !== p.userId) throw new AppError('forbidden', `only the owner or an admin key may ${action} caption tracks`);
+    assertOwnerOrAdmin(p, row.user_id, `${action} caption tracks`);
     if (row.kind !== 'video') throw new AppError('conflict', `caption tracks are for video; this media is ${row.kind}`);
     // While (re)processing, the manifests are being replaced; the new ones pick up the tracks.
     if (row.status === 'queued' || row.status === 'processing') throw new AppError('conflict', `the media is ${row.status}; caption tracks can be changed once it is ready`);

@@ -1,13 +1,14 @@
 import path from 'node:path';
 import type { Db } from '../db/database.js';
 import { fromJson } from '../db/schema.js';
-import { AppError, notFound } from '../errors.js';
+import { AppError, notFound } from '../shared/errors.js';
 import { realPathInside } from '../storage/files.js';
 import { safeJoin, UnsafePathError, type MediaRef, type StorageLayout } from '../storage/layout.js';
 import type { Principal } from '../tenancy/principal.js';
 import type { PlaybackTokens } from './playback-tokens.js';
-import { assertModerationVisible, checkPlaybackToken, playbackSigningKey } from '../moderation/visibility.js';
+import { assertModerationVisible, checkPlaybackToken, playbackSigningKey } from '../access/visibility.js';
 import { captionFile } from './captions-manifests.js';
+import { isOwnerOrAdmin } from '../access/ownership.js';
 
 /** Folders of a media item that playback URLs may reach (never the original upload). */
 const PLAYABLE = new Set(['hls', 'dash', 'webm', 'webp', 'thumbnails', 'posters', 'transcripts']);
@@ -181,7 +182,7 @@ export class DeliveryService {
     if (!row) throw notFound('media');
     assertModerationVisible(p, row);
     const clean = cleanRelative(rel);
-    const ownerOrAdmin = p.isAdmin || row.user_id === p.userId;
+    const ownerOrAdmin = isOwnerOrAdmin(p, row.user_id);
     const allowed = (file: string) => {
       const folder = file.split('/')[0]!;
       return PLAYABLE.has(folder) || (folder === 'media' && ownerOrAdmin);

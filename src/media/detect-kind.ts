@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import { fileTypeFromFile } from 'file-type';
 import type { MediaKind } from '../db/schema.js';
-import { ffprobe, hasAudio, hasVideo, ProbeError } from '../processing/ffprobe.js';
+import { ffprobe, hasAudio, hasVideo, ProbeError } from '../tools/ffprobe.js';
 
 export interface DetectedType {
   kind: MediaKind;

@@ -1,13 +1,13 @@
 import type { Logger } from 'pino';
-import { statusChanged, type MediaChanges } from './media-changes.js';
+import { statusChanged, type MediaChanges } from '../events/media-changes.js';
 import type { Selectable } from 'kysely';
 import type { Db } from '../db/database.js';
 import { preparedQuery } from '../db/prepared.js';
 import { fromJson, type MediaAssetsTable } from '../db/schema.js';
-import { AppError, notFound } from '../errors.js';
-import { labelsOfMedia, type AssetLabelView } from '../labels/label-service.js';
+import { AppError, notFound } from '../shared/errors.js';
+import { labelsOfMedia, type AssetLabelView } from '../labels/media-label-store.js';
 import { recomputeEntryStats } from '../labels/asset-labels.js';
-import type { RecordCache } from './record-cache.js';
+import type { RecordCache } from '../cache/record-cache.js';
 import { removePath } from '../storage/files.js';
 import type { StorageLayout } from '../storage/layout.js';
 import type { Principal } from '../tenancy/principal.js';
@@ -17,7 +17,8 @@ import { nowIso, toJson } from '../db/schema.js';
 import { needsProcessing } from './detect-kind.js';
 import { normalizeCaption, normalizeTags } from './tags.js';
 import { tracksOfMedia, type CaptionTrackView } from './captions-service.js';
-import { assertModerationVisible } from '../moderation/visibility.js';
+import { assertModerationVisible } from '../access/visibility.js';
+import { assertOwnerOrAdmin } from '../access/ownership.js';
 
 export type MediaRow = Selectable<MediaAssetsTable>;
 
@@ -269,7 +270,7 @@ export class MediaService {
         .where('id', '=', mediaId)
         .where('tenant_id', '=', p.tenantId)
         .executeTakeFirstOrThrow();
-      if (!p.isAdmin && row.user_id !== p.userId) throw new AppError('forbidden', 'only the owner or an admin key may edit this media');
+      assertOwnerOrAdmin(p, row.user_id, 'edit this media');
       const tags = patch.tags === undefined ? undefined : patchedTags(fromJson<string[]>(row.user_tags, []), patch.tags);
       if (tags === undefined && !Object.keys(set).length) return false;
       let now = nowIso();
@@ -324,7 +325,7 @@ export class MediaService {
       .where('tenant_id', '=', p.tenantId)
       .executeTakeFirst();
     if (!row) throw notFound('media');
-    if (!p.isAdmin && row.user_id !== p.userId) throw new AppError('forbidden', 'only the owner or an admin key may reprocess this media');
+    assertOwnerOrAdmin(p, row.user_id, 'reprocess this media');
     if (!needsProcessing(row.kind)) throw new AppError('conflict', `media of kind ${row.kind} has nothing to process`);
     if (row.status === 'queued' || row.status === 'processing') throw new AppError('conflict', `the media is already ${row.status}`);
     await this.db
@@ -351,7 +352,7 @@ export class MediaService {
       .where('tenant_id', '=', p.tenantId)
       .executeTakeFirst();
     if (!row) throw notFound('media');
-    if (!p.isAdmin && row.user_id !== p.userId) throw new AppError('forbidden', 'only the owner or an admin key may delete this media');
+    assertOwnerOrAdmin(p, row.user_id, 'delete this media');
     const dir = this.layout.mediaDir({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id });
     // Files first: on a full disk, removing them is what makes room for the database's write
     // (SQLite's WAL on the same file system). A failure after this leaves a record without files,

@@ -1,9 +1,10 @@
 import type { Db } from '../db/database.js';
 import type { MediaStatus } from '../db/schema.js';
-import { notFound } from '../errors.js';
-import { assertModerationVisible, hiddenByModeration, maySeeHidden } from '../moderation/visibility.js';
+import { notFound } from '../shared/errors.js';
+import { assertModerationVisible, hiddenByModeration } from '../access/visibility.js';
+import { isOwnerOrAdmin } from '../access/ownership.js';
 import type { Principal } from '../tenancy/principal.js';
-import type { MediaChanges } from './media-changes.js';
+import type { MediaChanges } from '../events/media-changes.js';
 
 export interface StatusEvent {
   /** The media_status_events id (the SSE event id); null only for media older than the event log. */
@@ -128,7 +129,7 @@ export class MediaStatusFeed {
     const stillVisible = async (): Promise<boolean> => {
       const row = await this.mediaRow(tenantId, mediaId);
       if (stopped) return false;
-      if (row && !(hiddenByModeration(row.moderation_state) && !maySeeHidden(viewer, row.user_id))) return true;
+      if (row && !(hiddenByModeration(row.moderation_state) && !isOwnerOrAdmin(viewer, row.user_id))) return true;
       stopped = true;
       if (row) handlers.onHidden();
       else handlers.onGone();

@@ -1,4 +1,4 @@
-import { AppError } from '../errors.js';
+import { AppError } from '../shared/errors.js';
 
 export const MAX_TAGS = 50;
 export const MAX_TAG_LENGTH = 64;

@@ -1,11 +1,12 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database, ModerationDecisionKind, ModerationState } from '../db/schema.js';
 import { fromJson, nowIso, toJson } from '../db/schema.js';
-import { AppError, notFound } from '../errors.js';
-import { newId } from '../ids.js';
-import type { MediaChanges } from '../media/media-changes.js';
+import { AppError, notFound } from '../shared/errors.js';
+import { newId } from '../shared/ids.js';
+import type { MediaChanges } from '../events/media-changes.js';
 import type { Principal } from '../tenancy/principal.js';
 import { readThresholds, thresholdsFor, writeThresholds, type ThresholdsView } from './thresholds.js';
+import { assertOwnerOrAdmin } from '../access/ownership.js';
 
 export interface ModerationLabel {
   name: string;
@@ -127,7 +128,7 @@ export class ModerationService {
       .where('tenant_id', '=', p.tenantId)
       .executeTakeFirst();
     if (!media) throw notFound('media');
-    if (!p.isAdmin && p.userId !== media.user_id) throw new AppError('forbidden', "only the media's owner or an admin key may read its moderation");
+    assertOwnerOrAdmin(p, media.user_id, 'read the moderation of this media');
     const rows = await this.db
       .selectFrom('moderation_decisions')
       .selectAll()

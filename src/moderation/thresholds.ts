@@ -1,10 +1,10 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import { nowIso } from '../db/schema.js';
-import { AppError } from '../errors.js';
+import { AppError } from '../shared/errors.js';
 import { matchingEntries } from '../labels/effective-banks.js';
 import { ensureLabelId, syncLabelHierarchy } from '../labels/hierarchy.js';
-import { normalizeLabelName } from '../labels/label-service.js';
+import { normalizeLabelName } from '../labels/label-names.js';
 
 export interface ThresholdsView {
   /** The tenant's default (null: the server's). */

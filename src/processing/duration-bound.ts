@@ -1,6 +1,6 @@
-import { PermanentJobError } from '../queue/queue.js';
-import { hardenedInputArgs } from './ffmpeg-hardening.js';
-import { runTool } from './run-tool.js';
+import { PermanentJobError } from '../shared/errors.js';
+import { hardenedInputArgs } from '../tools/ffmpeg-hardening.js';
+import { runTool } from '../tools/run-tool.js';
 
 /**
  * How long a file may play and how long its processing may take, from the duration its

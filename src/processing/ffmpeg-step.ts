@@ -1,6 +1,6 @@
-import { PermanentJobError } from '../queue/queue.js';
-import { ToolFailure } from './public-reason.js';
-import { runTool, trimStderr } from './run-tool.js';
+import { PermanentJobError } from '../shared/errors.js';
+import { ToolFailure } from '../tools/tool-failure.js';
+import { runTool, trimStderr } from '../tools/run-tool.js';
 
 /** Errors that say the machine, not the input, is at fault: worth a retry. */
 const TRANSIENT = /No space left on device|Cannot allocate memory|Resource temporarily unavailable|Too many open files/i;

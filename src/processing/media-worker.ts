@@ -1,12 +1,13 @@
-import { statusChanged, type MediaChanges } from '../media/media-changes.js';
+import { statusChanged, type MediaChanges } from '../events/media-changes.js';
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.js';
 import { nowIso } from '../db/schema.js';
-import { PermanentJobError, type Job, type JobQueue, type RunningWorker } from '../queue/queue.js';
+import { type Job, type JobQueue, type RunningWorker } from '../queue/queue.js';
+import { PermanentJobError } from '../shared/errors.js';
 import { processJobKey, webmJobKey } from '../queue/queue.js';
 import type { StorageLayout } from '../storage/layout.js';
 import { publicReason } from './public-reason.js';
-import { warnIfToolsOutliveWorker } from './run-tool.js';
+import { warnIfToolsOutliveWorker } from '../tools/run-tool.js';
 import { clearLeftovers, type ScratchOwner } from './steps/publish.js';
 
 /** The media row a processing step works on. */

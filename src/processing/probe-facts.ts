@@ -1,4 +1,4 @@
-import type { ProbeResult, ProbeStream } from './ffprobe.js';
+import type { ProbeResult, ProbeStream } from '../tools/ffprobe.js';
 
 /** What the pipeline needs to know about a source, from one ffprobe run. */
 export interface MediaFacts {

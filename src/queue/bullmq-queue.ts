@@ -1,9 +1,9 @@
 import { Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job as BullJob } from 'bullmq';
 import { Redis } from 'ioredis';
+import { PermanentJobError } from '../shared/errors.js';
 import { TenantFairness } from './bullmq-fairness.js';
 import {
   jobTenant,
-  PermanentJobError,
   type EnqueueOptions,
   type FailedJob,
   type JobCounts,

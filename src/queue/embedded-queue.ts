@@ -4,10 +4,10 @@ import { sql } from 'kysely';
 import type { DatabaseHandle, Db } from '../db/database.js';
 import { fromJson, nowIso, toJson } from '../db/schema.js';
 import { writeTransaction } from '../db/write-transaction.js';
-import { newId } from '../ids.js';
+import { newId } from '../shared/ids.js';
+import { PermanentJobError } from '../shared/errors.js';
 import {
   backoffDelay,
-  PermanentJobError,
   type EnqueueOptions,
   type FailedJob,
   type Job,

@@ -60,16 +60,6 @@ export interface RunningWorker {
 export type JobCounts = Record<'waiting' | 'active' | 'completed' | 'failed' | 'delayed', number>;
 
 /**
- * A job that must not be retried: the input is broken, so another attempt cannot succeed.
- */
-export class PermanentJobError extends Error {
-  constructor(message: string, readonly code = 'permanent') {
-    super(message);
-    this.name = 'PermanentJobError';
-  }
-}
-
-/**
  * One interface, two backends: BullMQ on Redis/Valkey, and an embedded lease-based table in
  * the database. Both are at-least-once: a job whose worker dies is taken up again once its
  * lease lapses, failed attempts retry with exponential backoff, and nothing queued is lost

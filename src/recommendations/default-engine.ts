@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
-import { RecordCache } from '../media/record-cache.js';
-import { publiclyVisible } from '../search/visibility.js';
+import { RecordCache } from '../cache/record-cache.js';
+import { publiclyVisible } from '../access/visibility-sql.js';
 import type { RecommendationEngine } from './engine.js';
 
 /** A feature of a media: a general label (weighted by its confidence) or a user tag (weight 1). */

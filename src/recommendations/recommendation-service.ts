@@ -1,9 +1,10 @@
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.js';
 import { nowIso } from '../db/schema.js';
-import { notFound } from '../errors.js';
-import { assertModerationVisible, maySeeHidden } from '../moderation/visibility.js';
-import { publiclyVisible } from '../search/visibility.js';
+import { notFound } from '../shared/errors.js';
+import { assertModerationVisible } from '../access/visibility.js';
+import { isOwnerOrAdmin } from '../access/ownership.js';
+import { publiclyVisible } from '../access/visibility-sql.js';
 import type { Principal } from '../tenancy/principal.js';
 import type { RecommendationEngine } from './engine.js';
 
@@ -36,7 +37,7 @@ export class RecommendationService {
       .executeTakeFirst();
     if (!seed) throw notFound('media');
     assertModerationVisible(p, seed);
-    if (seed.status !== 'ready' && !maySeeHidden(p, seed.user_id)) throw notFound('media');
+    if (seed.status !== 'ready' && !isOwnerOrAdmin(p, seed.user_id)) throw notFound('media');
     const ids = await this.ask('related', (e) => e.related(p.tenantId, mediaId, overAsk(limit)));
     return this.visible(p.tenantId, ids.filter((id) => id !== mediaId), limit);
   }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { AppError } from '../errors.js';
+import { AppError } from '../shared/errors.js';
 
 /** Opaque page cursors: base64url JSON, bound to the query they came from by a fingerprint. */
 export function encodeCursor(fingerprint: string, state: unknown[]): string {

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Db, DatabaseHandle } from '../db/database.js';
 import { writeTransaction } from '../db/write-transaction.js';
-import type { MediaChange } from '../media/media-changes.js';
+import type { MediaChange } from '../events/media-changes.js';
 import { buildDocuments, type SearchDocument } from './documents.js';
 import type { SearchIndex } from './search-index.js';
 

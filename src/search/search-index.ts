@@ -5,7 +5,7 @@ import type { MediaKind, MediaStatus } from '../db/schema.js';
 import { nowIso } from '../db/schema.js';
 import type { SearchDocument } from './documents.js';
 import { fts5Expression, tsQueryExpression, type ParsedQuery } from './text.js';
-import { visibleTo, type Audience } from './visibility.js';
+import { visibleTo, type Audience } from '../access/visibility-sql.js';
 
 export interface SearchFilters {
   kind?: MediaKind;

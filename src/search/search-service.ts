@@ -1,16 +1,16 @@
 import type { Db } from '../db/database.js';
-import { factsMatch, type MediaFacts, type MediaFactsSource } from '../feeds/media-facts.js';
+import { factsMatch, type MediaFacts, type MediaFactsSource } from './media-facts.js';
 import type { MediaKind, MediaStatus } from '../db/schema.js';
 import { nowIso } from '../db/schema.js';
-import { AppError } from '../errors.js';
+import { AppError } from '../shared/errors.js';
 import { labelIdsMatchingTerm } from '../labels/hierarchy.js';
 import type { Principal } from '../tenancy/principal.js';
 import { decodeCursor, encodeCursor, fingerprintOf } from './cursor.js';
 import { saveSnapshot, loadSnapshot } from './snapshots.js';
 import type { IndexQuery, SearchFilters, SearchHit, SearchIndex } from './search-index.js';
-import { SearchResultCache } from './result-cache.js';
+import { SearchResultCache } from '../cache/result-cache.js';
 import { parseQuery } from './text.js';
-import type { Audience } from './visibility.js';
+import type { Audience } from '../access/visibility-sql.js';
 
 export interface SearchParams {
   q: string;

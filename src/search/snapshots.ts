@@ -1,6 +1,6 @@
 import type { Db } from '../db/database.js';
 import { nowIso } from '../db/schema.js';
-import { newId } from '../ids.js';
+import { newId } from '../shared/ids.js';
 import type { SearchHit } from './search-index.js';
 
 /** How long the later pages of a search stay readable after its first. */

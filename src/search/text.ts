@@ -1,4 +1,4 @@
-import { AppError } from '../errors.js';
+import { AppError } from '../shared/errors.js';
 
 const MARKS = /\p{M}+/gu;
 const TOKEN = /[\p{L}\p{N}]+/gu;

@@ -1,5 +1,5 @@
 import fs from 'node:fs/promises';
-import { AppError } from '../errors.js';
+import { AppError } from '../shared/errors.js';
 
 /**
  * Free space on the storage file system. Writes (new uploads and their bytes) are refused while

@@ -1,8 +1,8 @@
 import type { Db } from '../db/database.js';
 import { preparedQuery } from '../db/prepared.js';
 import { nowIso } from '../db/schema.js';
-import { AppError } from '../errors.js';
-import { newId, USER_ID_PATTERN } from '../ids.js';
+import { AppError } from '../shared/errors.js';
+import { newId, USER_ID_PATTERN } from '../shared/ids.js';
 import { generateApiKey, hashApiKey, looksLikeApiKey } from './api-keys.js';
 import type { Principal } from './principal.js';
 

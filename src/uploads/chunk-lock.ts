@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { AppError } from '../errors.js';
+import { AppError } from '../shared/errors.js';
 import { removePath } from '../storage/files.js';
 import { formatIdentity, isCertainlyGone, parseIdentity } from '../shared/process-identity.js';
 

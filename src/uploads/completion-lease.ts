@@ -1,10 +1,10 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Db } from '../db/database.js';
-import { isDependencyUnavailable } from '../dependency-errors.js';
-import { AppError } from '../errors.js';
+import { isDependencyUnavailable } from '../shared/dependency-errors.js';
+import { AppError } from '../shared/errors.js';
 import { nowIso, type UploadProtocol } from '../db/schema.js';
-import { newId } from '../ids.js';
+import { newId } from '../shared/ids.js';
 import { formatIdentity, isCertainlyGone, parseIdentity } from '../shared/process-identity.js';
 import { removePath } from '../storage/files.js';
 import type { StorageLayout } from '../storage/layout.js';

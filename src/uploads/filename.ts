@@ -1,4 +1,4 @@
-import { AppError } from '../errors.js';
+import { AppError } from '../shared/errors.js';
 
 /**
  * A client's file name is kept only as a label (never used in a path), but one that tries

@@ -1,14 +1,14 @@
 import fsp from 'node:fs/promises';
-import { statusChanged, type MediaChanges } from '../media/media-changes.js';
+import { statusChanged, type MediaChanges } from '../events/media-changes.js';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.js';
 import { nowIso, toJson } from '../db/schema.js';
-import { AppError } from '../errors.js';
-import { newId } from '../ids.js';
+import { AppError } from '../shared/errors.js';
+import { newId } from '../shared/ids.js';
 import { formatIdentity } from '../shared/process-identity.js';
 import { NO_LEASE } from './completion-lease.js';
-import { attachUserLabels, labelsOfMedia } from '../labels/label-service.js';
+import { attachUserLabels, labelsOfMedia } from '../labels/media-label-store.js';
 import { claimedKind, detectKind, needsProcessing, type DetectedType } from '../media/detect-kind.js';
 import { toMediaView, type MediaView } from '../media/media-service.js';
 import { processJobKey, type JobQueue } from '../queue/queue.js';

@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { DatabaseHandle, Db } from '../db/database.js';
 import { writeTransaction } from '../db/write-transaction.js';
-import { AppError } from '../errors.js';
+import { AppError } from '../shared/errors.js';
 import type { DiskSpace } from '../storage/disk-space.js';
 import type { TenancyService } from '../tenancy/tenancy-service.js';
 

@@ -2,12 +2,12 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import type { ChangeBus, ChangeBusHandlers } from '../../src/media/change-bus.js';
-import { MediaChanges } from '../../src/media/media-changes.js';
-import { PgChangeBus, changeChannel } from '../../src/media/pg-change-bus.js';
-import { RedisChangeBus } from '../../src/media/redis-change-bus.js';
+import type { ChangeBus, ChangeBusHandlers } from '../../src/events/change-bus.js';
+import { MediaChanges } from '../../src/events/media-changes.js';
+import { PgChangeBus, changeChannel } from '../../src/events/pg-change-bus.js';
+import { RedisChangeBus } from '../../src/events/redis-change-bus.js';
 import { openDatabase, type DatabaseHandle } from '../../src/db/database.js';
-import { createLogger } from '../../src/logger.js';
+import { createLogger } from '../../src/shared/logger.js';
 import { BACKEND, testEnv, waitFor, type TestEnv } from '../support/harness.js';
 
 const log = createLogger('silent');

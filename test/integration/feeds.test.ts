@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { KyselyPlugin } from 'kysely';
 import { FeedItemBuilder } from '../../src/feeds/feed-items.js';
-import { MediaFactsSource } from '../../src/feeds/media-facts.js';
+import { MediaFactsSource } from '../../src/search/media-facts.js';
 import { LabelDirectory } from '../../src/labels/label-directory.js';
 import { PlaybackTokens, playbackSecret } from '../../src/media/playback-tokens.js';
 import type { Principal } from '../../src/tenancy/principal.js';

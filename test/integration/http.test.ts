@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
-import { PROBLEMS } from '../../src/errors.js';
+import { PROBLEMS } from '../../src/shared/errors.js';
 import { expectProblem, startTestApp, type TestApp } from '../support/harness.js';
 
 describe('HTTP surface', () => {

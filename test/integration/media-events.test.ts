@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { statusChanged } from '../../src/media/media-changes.js';
+import { statusChanged } from '../../src/events/media-changes.js';
 import type { RunningWorker } from '../../src/queue/queue.js';
 import { SAMPLES, startTestApp, waitFor, type TestApp } from '../support/harness.js';
 import { SessionClient } from '../support/upload-client.js';

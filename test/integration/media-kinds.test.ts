@@ -9,7 +9,7 @@ import type { MediaToProcess } from '../../src/processing/media-worker.js';
 import { runAudioStep } from '../../src/processing/steps/audio-step.js';
 import { runDocumentStep } from '../../src/processing/steps/document-step.js';
 import { runImageStep } from '../../src/processing/steps/image-step.js';
-import { PermanentJobError } from '../../src/queue/queue.js';
+import { PermanentJobError } from '../../src/shared/errors.js';
 import { listFiles, SAMPLES, startTestApp, waitFor, type TestApp } from '../support/harness.js';
 import { SessionClient } from '../support/upload-client.js';
 import { pngDeclaring } from '../unit/image-fixtures.js';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { MediaChange } from '../../src/media/media-changes.js';
+import type { MediaChange } from '../../src/events/media-changes.js';
 import { expectProblem, startTestApp, type TestApp } from '../support/harness.js';
 import { uploadWithPoster } from '../support/media-seed.js';
 

@@ -1,7 +1,7 @@
 /**
  * The job queue contract. The same test bodies run against the backend QASAR_TEST_BACKEND
  * names: `embedded` (EmbeddedQueue on a SQLite file) or `scale` (BullmqQueue on Redis). Each
- * test builds its queue from its own isolated settings, as src/context.ts does.
+ * test builds its queue from its own isolated settings, as src/cli/compose.ts does.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -10,7 +10,8 @@ import { afterEach, describe, it } from 'node:test';
 import SqliteDatabase from 'better-sqlite3';
 import { sqliteFile } from '../../src/config/settings.js';
 import { EmbeddedQueue } from '../../src/queue/embedded-queue.js';
-import { PermanentJobError, type Job, type JobCounts } from '../../src/queue/queue.js';
+import { type Job, type JobCounts } from '../../src/queue/queue.js';
+import { PermanentJobError } from '../../src/shared/errors.js';
 import { BACKEND, testEnv, waitFor, type TestEnv } from '../support/harness.js';
 import { killAndWait, waitForLine } from '../support/child-process.js';
 import { openQueue, type OpenQueue } from '../support/queue-backend.js';

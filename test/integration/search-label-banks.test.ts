@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { nowIso, toJson } from '../../src/db/schema.js';
-import { newId } from '../../src/ids.js';
-import { ensureLabel } from '../../src/labels/label-service.js';
+import { newId } from '../../src/shared/ids.js';
+import { ensureLabel } from '../../src/labels/media-label-store.js';
 import { startTestApp, type TestApp } from '../support/harness.js';
 import { SessionClient } from '../support/upload-client.js';
 

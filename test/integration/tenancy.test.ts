@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
-import { AppError } from '../../src/errors.js';
+import { AppError } from '../../src/shared/errors.js';
 import { hashApiKey } from '../../src/tenancy/api-keys.js';
 import { TenancyService } from '../../src/tenancy/tenancy-service.js';
 import { expectProblem, startTestApp, type TestApp } from '../support/harness.js';

@@ -6,9 +6,9 @@ import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { loadSettings, type Settings } from '../../src/config/settings.js';
-import { createContext, type AppContext } from '../../src/context.js';
+import { createContext, type AppContext } from '../../src/cli/compose.js';
 import { buildApp } from '../../src/http/app.js';
-import { createLogger } from '../../src/logger.js';
+import { createLogger } from '../../src/shared/logger.js';
 
 /** Which backends this run of the suite uses: `embedded` (SQLite, embedded queue) or `scale` (PostgreSQL, Redis). */
 export const BACKEND = (process.env.QASAR_TEST_BACKEND ?? 'embedded') as 'embedded' | 'scale';

@@ -3,8 +3,8 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { nowIso, toJson, type MediaKind, type MediaStatus, type ModerationState } from '../../src/db/schema.js';
-import { newId } from '../../src/ids.js';
-import { ensureLabel } from '../../src/labels/label-service.js';
+import { newId } from '../../src/shared/ids.js';
+import { ensureLabel } from '../../src/labels/media-label-store.js';
 import type { TestApp } from './harness.js';
 import { SessionClient } from './upload-client.js';
 

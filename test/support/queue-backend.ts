@@ -14,7 +14,7 @@ export interface OpenQueue {
 }
 
 /**
- * Builds the job queue the way src/context.ts does: BullMQ when REDIS_URL is set, otherwise
+ * Builds the job queue the way src/cli/compose.ts does: BullMQ when REDIS_URL is set, otherwise
  * the embedded queue on the (migrated) app database. Nothing else of the context is opened.
  */
 export async function openQueue(settings: Settings): Promise<OpenQueue> {

@@ -12,9 +12,9 @@
  */
 import { Readable } from 'node:stream';
 import { loadSettings } from '../../src/config/settings.js';
-import { createContext } from '../../src/context.js';
+import { createContext } from '../../src/cli/compose.js';
 import { buildApp } from '../../src/http/app.js';
-import { createLogger } from '../../src/logger.js';
+import { createLogger } from '../../src/shared/logger.js';
 
 const settings = loadSettings(process.env);
 const ctx = await createContext(settings, { log: createLogger(settings.logLevel), migrate: false });

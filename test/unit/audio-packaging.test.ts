@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { buildAudioCommand } from '../../src/processing/audio/audio-command.js';
 import { packageAudio, type AudioPackagingOptions } from '../../src/processing/audio/package-audio.js';
-import { PermanentJobError } from '../../src/queue/queue.js';
+import { PermanentJobError } from '../../src/shared/errors.js';
 import { SAMPLES } from '../support/harness.js';
 import { audioStreamOf, readManifest, samplesOfKind } from './media-manifest.js';
 

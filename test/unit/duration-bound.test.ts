@@ -9,9 +9,9 @@ import { packageAudio } from '../../src/processing/audio/package-audio.js';
 import { parseContainer } from '../../src/processing/document/epub-package.js';
 import { durationBound } from '../../src/processing/duration-bound.js';
 import { publicReason } from '../../src/processing/public-reason.js';
-import { toolArgv } from '../../src/processing/run-tool.js';
+import { toolArgv } from '../../src/tools/run-tool.js';
 import { buildWebmCommand, makeWebm, planWebmRung } from '../../src/processing/video/webm.js';
-import { PermanentJobError } from '../../src/queue/queue.js';
+import { PermanentJobError } from '../../src/shared/errors.js';
 import { makeLyingMkv, patchMkvDuration } from '../support/lying-mkv.js';
 
 const LIMITS = { toleranceSeconds: 2, timeoutFactor: 10, timeoutFloorMs: 300_000, timeoutCeilingMs: 7_200_000 };

@@ -10,7 +10,7 @@ import { loadSettings } from '../../src/config/settings.js';
 import { packageAudio } from '../../src/processing/audio/package-audio.js';
 import { deriveEpub } from '../../src/processing/document/derive-document.js';
 import { deriveImage, DEFAULT_IMAGE_OPTIONS } from '../../src/processing/image/derive-image.js';
-import { PermanentJobError } from '../../src/queue/queue.js';
+import { PermanentJobError } from '../../src/shared/errors.js';
 
 const [what, file, work] = process.argv.slice(2) as [string, string, string];
 const s = loadSettings({});

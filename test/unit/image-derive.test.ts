@@ -12,7 +12,7 @@ import { exifHasGps } from '../../src/processing/image/exif-gps.js';
 import { classifyImageError } from '../../src/processing/image/image-errors.js';
 import { readImageHeader } from '../../src/processing/image/image-header.js';
 import { bmpToPngArgs, heifConvertArgs, makeIntermediate } from '../../src/processing/image/intermediate.js';
-import { PermanentJobError } from '../../src/queue/queue.js';
+import { PermanentJobError } from '../../src/shared/errors.js';
 import { SAMPLES } from '../support/harness.js';
 import { pngDeclaring } from './image-fixtures.js';
 import { readManifest, samplesOfKind } from './media-manifest.js';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { redactTokens } from '../../src/logger.js';
+import { redactTokens } from '../../src/shared/logger.js';
 
 const ID = '01a25124-6ad0-750f-be60-3736597fa905';
 const TOKEN = `${ID}.tpp2li.iHWssB2dcYvjEKYGbZGa11p-gMG-3jZLFiBsk_ZSPEc`;

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { factsMatch, visibleFactsTo, type MediaFacts } from '../../src/feeds/media-facts.js';
+import { factsMatch, visibleFactsTo, type MediaFacts } from '../../src/search/media-facts.js';
 import type { SearchFilters } from '../../src/search/search-index.js';
-import type { Audience } from '../../src/search/visibility.js';
+import type { Audience } from '../../src/access/visibility-sql.js';
 
 const media = (over: Partial<MediaFacts>): MediaFacts => ({
   id: 'm1', kind: 'video', status: 'ready', user_id: 'alice', moderation_state: 'none', created_at: '2026-01-10T00:00:00.000Z',

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { ffprobe } from '../../src/processing/ffprobe.js';
+import { ffprobe } from '../../src/tools/ffprobe.js';
 import { planLadder } from '../../src/processing/ladder.js';
 import { mediaFacts } from '../../src/processing/probe-facts.js';
 import { SAMPLES } from '../support/harness.js';

@@ -5,8 +5,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { readImageHeader } from '../../src/processing/image/image-header.js';
-import { publicReason, scrubPaths, ToolFailure } from '../../src/processing/public-reason.js';
-import { PermanentJobError } from '../../src/queue/queue.js';
+import { publicReason, scrubPaths } from '../../src/processing/public-reason.js';
+import { ToolFailure } from '../../src/tools/tool-failure.js';
+import { PermanentJobError } from '../../src/shared/errors.js';
 
 describe('reasons people read on a failed media', () => {
   let root: string;

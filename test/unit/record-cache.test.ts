@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'kysely';
 import { openDatabase } from '../../src/db/database.js';
-import { RecordCache } from '../../src/media/record-cache.js';
+import { RecordCache } from '../../src/cache/record-cache.js';
 
 /** A loader that counts its calls and can be held until released. */
 function loader<T>(value: () => T) {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { SearchResultCache } from '../../src/search/result-cache.js';
+import { SearchResultCache } from '../../src/cache/result-cache.js';
 
 describe('search result cache', () => {
   it('ranks once for identical searches that miss together, and keeps tenants and keys apart', async () => {

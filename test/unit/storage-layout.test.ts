@@ -3,7 +3,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { StorageLayout, UnsafePathError, safeJoin } from '../../src/storage/layout.js';
 import { validateFilename } from '../../src/uploads/filename.js';
-import { AppError } from '../../src/errors.js';
+import { AppError } from '../../src/shared/errors.js';
 
 describe('storage layout', () => {
   const layout = new StorageLayout('/srv/q', '.chunks');

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { MediaFacts, VideoFacts } from '../../src/processing/probe-facts.js';
 import { buildWebmCommand, makeWebm, planWebmRung, WEBM_SPEED, type WebmResult } from '../../src/processing/video/webm.js';
-import { PermanentJobError } from '../../src/queue/queue.js';
+import { PermanentJobError } from '../../src/shared/errors.js';
 import { SAMPLES } from '../support/harness.js';
 
 const OPTIONS = { threads: 2, probeTimeoutMs: 30_000, ffmpegTimeoutMs: 120_000 };

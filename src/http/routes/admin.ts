@@ -1,8 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import type { AppContext } from '../../context.js';
-import { AppError } from '../../errors.js';
-import { statusChanged } from '../../media/media-changes.js';
+import type { AppContext } from '../app-context.js';
+import { AppError } from '../../shared/errors.js';
+import { statusChanged } from '../../events/media-changes.js';
 import { principalOf } from '../auth.js';
 import { problemResponses } from '../schemas.js';
 

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import type { AppContext } from '../../context.js';
+import type { AppContext } from '../app-context.js';
 import type { LabelKind } from '../../db/schema.js';
 import { BankDocSchema, BankEntryDocSchema, MAX_PHRASES_PER_ENTRY, nullable } from '../../labels/bank-format.js';
 import { LabelBankService } from '../../labels/label-bank-service.js';

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import type { AppContext } from '../../context.js';
+import type { AppContext } from '../app-context.js';
 import { TERMINAL_STATUSES, type StatusEvent } from '../../media/status-stream.js';
 import { principalOf } from '../auth.js';
 import { AssetLabelSchema, MediaSchema, problemResponses } from '../schemas.js';

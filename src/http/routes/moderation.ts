@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import type { AppContext } from '../../context.js';
+import type { AppContext } from '../app-context.js';
 import { nullable } from '../../labels/bank-format.js';
 import { principalOf } from '../auth.js';
 import { problemResponses } from '../schemas.js';

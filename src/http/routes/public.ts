@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { AppContext } from '../../context.js';
-import { PROBLEMS, problemType, type ProblemSlug } from '../../errors.js';
+import type { AppContext } from '../app-context.js';
+import { PROBLEMS, problemType, type ProblemSlug } from '../../shared/errors.js';
 import { bearerToken } from '../auth.js';
 import { problemBody, sendProblem } from '../problem-details.js';
 

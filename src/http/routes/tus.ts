@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { AppContext } from '../../context.js';
-import { AppError } from '../../errors.js';
+import type { AppContext } from '../app-context.js';
+import { AppError } from '../../shared/errors.js';
 import { parseUploadChecksum, tusContext, TUS_CHECKSUM_ALGORITHMS } from '../../uploads/tus.js';
 import { principalOf } from '../auth.js';
 

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import type { AppContext } from '../../context.js';
-import { AppError } from '../../errors.js';
+import type { AppContext } from '../app-context.js';
+import { AppError } from '../../shared/errors.js';
 import { principalOf } from '../auth.js';
 import { parseChunkChecksum } from '../../uploads/upload-service.js';
 import { problemResponses } from '../schemas.js';

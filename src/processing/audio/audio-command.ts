@@ -1,4 +1,4 @@
-import { hardenedInputArgs } from '../ffmpeg-hardening.js';
+import { hardenedInputArgs } from '../../tools/ffmpeg-hardening.js';
 
 /** Everything one audio job's single ffmpeg run produces, as plain data. */
 export interface AudioCommandPlan {

@@ -1,8 +1,8 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
-import { PermanentJobError } from '../../queue/queue.js';
-import { ffprobe, ProbeError, probeFailure, type ProbeResult, type ProbeStream } from '../ffprobe.js';
+import { PermanentJobError } from '../../shared/errors.js';
+import { ffprobe, ProbeError, probeFailure, type ProbeResult, type ProbeStream } from '../../tools/ffprobe.js';
 import { mediaFacts, type MediaFacts } from '../probe-facts.js';
 import { assertWithinDeclared, DEFAULT_DURATION_LIMITS, durationBound, durationIsEstimated, shortOutputError, type DurationLimits } from '../duration-bound.js';
 import { runFfmpegStep } from '../ffmpeg-step.js';

@@ -1,6 +1,6 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { PermanentJobError } from '../../queue/queue.js';
+import { PermanentJobError } from '../../shared/errors.js';
 import { rasterFormatOf, writePictures, type PictureOptions } from './document-images.js';
 import { chooseCover, isRasterType, parseContainer, parseOpf, resolveHref, xmlText } from './epub-package.js';
 import { EpubZip } from './epub-zip.js';

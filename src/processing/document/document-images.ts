@@ -1,8 +1,8 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
-import { PermanentJobError } from '../../queue/queue.js';
-import { ToolFailure } from '../public-reason.js';
+import { PermanentJobError } from '../../shared/errors.js';
+import { ToolFailure } from '../../tools/tool-failure.js';
 
 sharp.cache(false);
 

@@ -1,6 +1,6 @@
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
-import { PermanentJobError } from '../../queue/queue.js';
-import { ToolFailure } from '../public-reason.js';
+import { PermanentJobError } from '../../shared/errors.js';
+import { ToolFailure } from '../../tools/tool-failure.js';
 
 export interface OpfItem {
   id: string;

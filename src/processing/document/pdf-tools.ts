@@ -1,6 +1,6 @@
-import { PermanentJobError } from '../../queue/queue.js';
-import { ToolFailure } from '../public-reason.js';
-import { runTool, trimStderr, type ToolResult } from '../run-tool.js';
+import { PermanentJobError } from '../../shared/errors.js';
+import { ToolFailure } from '../../tools/tool-failure.js';
+import { runTool, trimStderr, type ToolResult } from '../../tools/run-tool.js';
 
 /*
  * pdfinfo and pdftoppm (poppler) read only the file named on their command line: they fetch no

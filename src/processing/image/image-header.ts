@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import sharp, { type Metadata, type Sharp } from 'sharp';
-import { PermanentJobError } from '../../queue/queue.js';
-import { ToolFailure } from '../public-reason.js';
+import { PermanentJobError } from '../../shared/errors.js';
+import { ToolFailure } from '../../tools/tool-failure.js';
 import { BMP_HEADER_BYTES, parseBmpHeader } from './bmp-header.js';
 import { exifHasGps, xmpHasGps } from './exif-gps.js';
 import { isMachineFault } from './image-errors.js';

@@ -1,8 +1,8 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { PermanentJobError } from '../../queue/queue.js';
-import { ToolFailure } from '../public-reason.js';
-import { runTool, trimStderr } from '../run-tool.js';
+import { PermanentJobError } from '../../shared/errors.js';
+import { ToolFailure } from '../../tools/tool-failure.js';
+import { runTool, trimStderr } from '../../tools/run-tool.js';
 import type { ImageHeader } from './image-header.js';
 import { timeoutError } from './image-errors.js';
 

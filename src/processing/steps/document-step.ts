@@ -1,4 +1,4 @@
-import { PermanentJobError } from '../../queue/queue.js';
+import { PermanentJobError } from '../../shared/errors.js';
 import { deriveEpub, derivePdf, type DocumentOptions } from '../document/derive-document.js';
 import type { MediaToProcess } from '../media-worker.js';
 import { imagePair } from './artifact-urls.js';

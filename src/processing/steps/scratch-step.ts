@@ -1,5 +1,5 @@
 import type { Db } from '../../db/database.js';
-import type { MediaChanges } from '../../media/media-changes.js';
+import type { MediaChanges } from '../../events/media-changes.js';
 import { fromJson, nowIso, toJson } from '../../db/schema.js';
 import type { ArtifactPaths } from '../../media/delivery.js';
 import { removePath } from '../../storage/files.js';

@@ -1,10 +1,10 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { PermanentJobError } from '../../queue/queue.js';
+import { PermanentJobError } from '../../shared/errors.js';
 import { assertWithinDeclared, DEFAULT_DURATION_LIMITS, durationBound, durationIsEstimated, shortOutputError, type DurationLimits } from '../duration-bound.js';
 import { planLadder, type Rung } from '../ladder.js';
 import type { MediaFacts } from '../probe-facts.js';
-import { runTool } from '../run-tool.js';
+import { runTool } from '../../tools/run-tool.js';
 import { buildHlsPlaylists, parseMpd, ratesOf } from './hls-from-mpd.js';
 import { runFfmpegStep } from '../ffmpeg-step.js';
 import { videoSourceFacts } from './source.js';

@@ -1,5 +1,5 @@
-import { PermanentJobError } from '../../queue/queue.js';
-import { ffprobe, ProbeError, probeFailure } from '../ffprobe.js';
+import { PermanentJobError } from '../../shared/errors.js';
+import { ffprobe, ProbeError, probeFailure } from '../../tools/ffprobe.js';
 import { mediaFacts, type MediaFacts } from '../probe-facts.js';
 
 export type VideoSourceFacts = MediaFacts & { video: NonNullable<MediaFacts['video']>; duration: number };

@@ -1,4 +1,4 @@
-import { hardenedInputArgs } from '../ffmpeg-hardening.js';
+import { hardenedInputArgs } from '../../tools/ffmpeg-hardening.js';
 import type { Rung } from '../ladder.js';
 import type { MediaFacts } from '../probe-facts.js';
 import { reduceRatio } from '../probe-facts.js';

@@ -1,13 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { PermanentJobError } from '../../queue/queue.js';
-import { hardenedInputArgs } from '../ffmpeg-hardening.js';
+import { PermanentJobError } from '../../shared/errors.js';
+import { hardenedInputArgs } from '../../tools/ffmpeg-hardening.js';
 import { assertWithinDeclared, DEFAULT_DURATION_LIMITS, durationBound, durationIsEstimated, shortOutputError, type DurationLimits } from '../duration-bound.js';
 import { runFfmpegStep } from '../ffmpeg-step.js';
 import { videoSourceFacts } from './source.js';
 import type { MediaFacts, VideoFacts } from '../probe-facts.js';
-import { runTool } from '../run-tool.js';
+import { runTool } from '../../tools/run-tool.js';
 import { outputFps } from './video-command.js';
 
 /**

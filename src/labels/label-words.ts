@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Db } from '../db/database.js';
-import { effectiveBanks } from '../labels/effective-banks.js';
-import { ancestorChain } from '../labels/hierarchy.js';
+import { effectiveBanks } from './effective-banks.js';
+import { ancestorChain } from './hierarchy.js';
 
 /** A digest, per general label of a tenant, of the words it puts into search documents. */
 export type LabelWords = Map<string, string>;

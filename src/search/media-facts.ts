@@ -1,19 +1,31 @@
 import type { Db } from '../db/database.js';
-import { fromJson, type ModerationState } from '../db/schema.js';
-import type { FeedItem } from './feed-items.js';
+import { fromJson, type MediaKind, type MediaStatus, type ModerationState } from '../db/schema.js';
 import type { ArtifactPaths } from '../media/delivery.js';
-import type { RecordCache } from '../media/record-cache.js';
-import { hiddenByModeration } from '../moderation/visibility.js';
-import type { FilterQuery } from '../search/search-index.js';
-import type { Audience } from '../search/visibility.js';
+import type { RecordCache } from '../cache/record-cache.js';
+import { hiddenByModeration } from '../access/visibility.js';
+import type { FilterQuery } from './search-index.js';
+import type { Audience } from '../access/visibility-sql.js';
 
 /**
  * What lists need of one media: the content of its feed item, and what search filters and
  * visibility rules test. Labels are the ones linked to the media itself, of every kind; their
  * names and ancestors come from the tenant's LabelDirectory.
  */
-export interface MediaFacts
-  extends Pick<FeedItem, 'id' | 'kind' | 'status' | 'user_id' | 'title' | 'caption' | 'original_filename' | 'duration' | 'width' | 'height' | 'tags' | 'created_at'> {
+export interface MediaFacts {
+  id: string;
+  kind: MediaKind;
+  status: MediaStatus;
+  user_id: string;
+  title: string | null;
+  caption: string | null;
+  original_filename: string;
+  /** Seconds; null for media without a duration. */
+  duration: number | null;
+  /** As displayed (sample aspect and rotation applied); null when not a picture. */
+  width: number | null;
+  height: number | null;
+  tags: string[];
+  created_at: string;
   moderation_state: ModerationState;
   artifacts: Pick<ArtifactPaths, 'hls' | 'dash' | 'webm' | 'poster'>;
   playback_key: string | null;

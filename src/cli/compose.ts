@@ -1,67 +1,40 @@
-import { MediaChanges } from './media/media-changes.js';
-import type { ChangeBus } from './media/change-bus.js';
-import { RedisChangeBus } from './media/redis-change-bus.js';
-import { RecordCache } from './media/record-cache.js';
-import { MediaFactsSource, type MediaFacts } from './feeds/media-facts.js';
-import { LABEL_DIRECTORY_TENANTS, LabelDirectory } from './labels/label-directory.js';
+import { MediaChanges } from '../events/media-changes.js';
+import type { ChangeBus } from '../events/change-bus.js';
+import { RedisChangeBus } from '../events/redis-change-bus.js';
+import { RecordCache } from '../cache/record-cache.js';
+import { MediaFactsSource, type MediaFacts } from '../search/media-facts.js';
+import { LABEL_DIRECTORY_TENANTS, LabelDirectory } from '../labels/label-directory.js';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { Settings } from './config/settings.js';
-import { openDatabase, type DatabaseHandle } from './db/database.js';
-import { migrateToLatest } from './db/migrate.js';
-import { createLogger } from './logger.js';
-import { DeliveryService } from './media/delivery.js';
-import { MediaService, type MediaRecord } from './media/media-service.js';
-import { CaptionService } from './media/captions-service.js';
-import { MediaStatusFeed } from './media/status-stream.js';
-import { PlaybackTokens, playbackSecret } from './media/playback-tokens.js';
-import { MediaWorker, type MediaSteps } from './processing/media-worker.js';
-import { createDiscovery, type Discovery } from './feeds/discovery.js';
-import { EmbeddedQueue } from './queue/embedded-queue.js';
-import { webmJobKey, type JobQueue } from './queue/queue.js';
-import { isWritableDir } from './storage/files.js';
-import { DiskSpace } from './storage/disk-space.js';
-import { StorageLayout } from './storage/layout.js';
-import { TenancyService } from './tenancy/tenancy-service.js';
-import { DbChunkStateStore, RedisChunkStateStore, type ChunkStateStore } from './uploads/chunk-state.js';
-import { IngestService } from './uploads/ingest.js';
-import { TusService } from './uploads/tus.js';
-import { HashThread } from './uploads/hash-thread.js';
-import { UploadService } from './uploads/upload-service.js';
-import { UploadLimits } from './uploads/upload-limits.js';
-import { LabelBankService } from './labels/label-bank-service.js';
-import { MediaLabelService } from './labels/media-labels.js';
-import { ModerationService } from './moderation/moderation-service.js';
+import type { Settings } from '../config/settings.js';
+import { openDatabase, type DatabaseHandle } from '../db/database.js';
+import { migrateToLatest } from '../db/migrate.js';
+import { createLogger } from '../shared/logger.js';
+import { DeliveryService } from '../media/delivery.js';
+import { MediaService, type MediaRecord } from '../media/media-service.js';
+import { CaptionService } from '../media/captions-service.js';
+import { MediaStatusFeed } from '../media/status-stream.js';
+import { PlaybackTokens, playbackSecret } from '../media/playback-tokens.js';
+import { MediaWorker, type MediaSteps } from '../processing/media-worker.js';
+import { createDiscovery, type Discovery } from '../feeds/discovery.js';
+import { EmbeddedQueue } from '../queue/embedded-queue.js';
+import { webmJobKey, type JobQueue } from '../queue/queue.js';
+import { isWritableDir } from '../storage/files.js';
+import { DiskSpace } from '../storage/disk-space.js';
+import { StorageLayout } from '../storage/layout.js';
+import { TenancyService } from '../tenancy/tenancy-service.js';
+import { DbChunkStateStore, RedisChunkStateStore, type ChunkStateStore } from '../uploads/chunk-state.js';
+import { IngestService } from '../uploads/ingest.js';
+import { TusService } from '../uploads/tus.js';
+import { HashThread } from '../uploads/hash-thread.js';
+import { UploadService } from '../uploads/upload-service.js';
+import { UploadLimits } from '../uploads/upload-limits.js';
+import { LabelBankService } from '../labels/label-bank-service.js';
+import { MediaLabelService } from '../labels/media-labels.js';
+import { ModerationService } from '../moderation/moderation-service.js';
+import type { AppContext } from '../http/app-context.js';
 
-/** Everything a process needs, wired once from settings: the composition root. */
-export interface AppContext {
-  settings: Settings;
-  log: Logger;
-  database: DatabaseHandle;
-  redis: Redis | undefined;
-  queue: JobQueue;
-  layout: StorageLayout;
-  tenancy: TenancyService;
-  uploads: UploadService;
-  tus: TusService;
-  media: MediaService;
-  /** Listeners of writes to media (search index, event streams). */
-  changes: MediaChanges;
-  /** How other processes' changes are heard (none on SQLite: the database file tells). */
-  changeBus: ChangeBus | undefined;
-  delivery: DeliveryService;
-  captions: CaptionService;
-  statusFeed: MediaStatusFeed;
-  /** Search, feeds and recommendations. */
-  discovery: Discovery;
-  worker: MediaWorker;
-  /** Labels of media (user and model), and label banks. */
-  labels: MediaLabelService;
-  labelBanks: LabelBankService;
-  moderation: ModerationService;
-  readiness(): Promise<Record<'database' | 'queue' | 'storage', { ok: boolean; error?: string }>>;
-  close(): Promise<void>;
-}
+export type { AppContext };
 
 export async function createContext(settings: Settings, opts: { log?: Logger; migrate?: boolean } = {}): Promise<AppContext> {
   const log = opts.log ?? createLogger(settings.logLevel);
@@ -86,7 +59,7 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   let chunkState: ChunkStateStore;
   if (settings.redisUrl) {
     // Loaded only on the scale-up backends: the embedded default never pays for them.
-    const [{ Redis }, { BullmqQueue }] = await Promise.all([import('ioredis'), import('./queue/bullmq-queue.js')]);
+    const [{ Redis }, { BullmqQueue }] = await Promise.all([import('ioredis'), import('../queue/bullmq-queue.js')]);
     redis = new Redis(settings.redisUrl, { maxRetriesPerRequest: 2, enableOfflineQueue: true });
     redis.on('error', (err) => log.debug({ err }, 'redis connection error'));
     queue = new BullmqQueue(settings.redisUrl, settings.redisPrefix, queueSettings);
@@ -101,7 +74,7 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   let bus: ChangeBus | undefined;
   if (redis) bus = new RedisChangeBus(redis, settings.redisPrefix, log);
   else if (database.dialect === 'postgres') {
-    const { PgChangeBus } = await import('./media/pg-change-bus.js');
+    const { PgChangeBus } = await import('../events/pg-change-bus.js');
     bus = new PgChangeBus(database.db, settings.databaseUrl, settings.databaseSchema, log);
   }
   const watchOthers = (): (() => boolean) | undefined => {
@@ -142,11 +115,11 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   // API process never loads them at all.
   const steps: MediaSteps = async (m, job) => {
     if (m.kind === 'video') {
-      if (job.name === 'make-webm') await (await import('./processing/steps/webm-step.js')).runWebmStep(stepDeps, m, job);
-      else await (await import('./processing/steps/video-step.js')).runVideoStep(stepDeps, m);
-    } else if (m.kind === 'audio') await (await import('./processing/steps/audio-step.js')).runAudioStep(stepDeps, m);
-    else if (m.kind === 'image') await (await import('./processing/steps/image-step.js')).runImageStep(stepDeps, m);
-    else if (m.kind === 'document') await (await import('./processing/steps/document-step.js')).runDocumentStep(stepDeps, m);
+      if (job.name === 'make-webm') await (await import('../processing/steps/webm-step.js')).runWebmStep(stepDeps, m, job);
+      else await (await import('../processing/steps/video-step.js')).runVideoStep(stepDeps, m);
+    } else if (m.kind === 'audio') await (await import('../processing/steps/audio-step.js')).runAudioStep(stepDeps, m);
+    else if (m.kind === 'image') await (await import('../processing/steps/image-step.js')).runImageStep(stepDeps, m);
+    else if (m.kind === 'document') await (await import('../processing/steps/document-step.js')).runDocumentStep(stepDeps, m);
   };
   const afterReady = async (m: { id: string; tenant_id: string; kind: string }) => {
     if (m.kind === 'video' && settings.enableWebm) {
@@ -155,7 +128,9 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   };
   const worker = new MediaWorker(database.db, queue, log, settings.jobAttempts, steps, afterReady, changes, layout);
   const moderation = new ModerationService(database.db, changes, settings.moderationDefaultThreshold);
-  const labels = new MediaLabelService(database.db, changes, moderation);
+  const labels = new MediaLabelService(database.db, changes, {
+    moderationLabelsChanged: (tenantId, mediaId) => moderation.evaluate(tenantId, mediaId),
+  });
   const discovery = await createDiscovery({ database, tokens, changes, settings, log, facts, labelDirectory, watchOthers });
   // Other processes hear of each change after this one's listeners ran (the search index is written by then).
   if (bus) {

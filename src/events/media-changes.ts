@@ -1,6 +1,6 @@
 import type { Db } from '../db/database.js';
 import type { MediaStatus } from '../db/schema.js';
-import { newId } from '../ids.js';
+import { newId } from '../shared/ids.js';
 import { nowIso } from '../db/schema.js';
 
 /** `artifacts`: derived files and their facts in file_metadata (written by processing steps). */

@@ -1,5 +1,5 @@
 import { hardenedInputArgs } from './ffmpeg-hardening.js';
-import { ToolFailure } from './public-reason.js';
+import { ToolFailure } from './tool-failure.js';
 import { runTool, trimStderr } from './run-tool.js';
 
 export interface ProbeStream {

@@ -62,3 +62,13 @@ export class AppError extends Error {
 export function notFound(what: string): AppError {
   return new AppError('not-found', `${what} not found`);
 }
+
+/**
+ * A job that must not be retried: the input is broken, so another attempt cannot succeed.
+ */
+export class PermanentJobError extends Error {
+  constructor(message: string, readonly code = 'permanent') {
+    super(message);
+    this.name = 'PermanentJobError';
+  }
+}

@@ -1,20 +1,17 @@
 import type { Kysely } from 'kysely';
 import type { Database, ModerationState } from '../db/schema.js';
-import { AppError } from '../errors.js';
+import { AppError } from '../shared/errors.js';
 import type { Principal } from '../tenancy/principal.js';
+import { isOwnerOrAdmin } from './ownership.js';
 
 /** Held and rejected media are seen only by their owner and admin keys (not in feeds, search or others' playback). */
 export function hiddenByModeration(state: ModerationState | string): boolean {
   return state === 'held' || state === 'rejected';
 }
 
-export function maySeeHidden(p: Principal, ownerUserId: string): boolean {
-  return p.isAdmin || p.userId === ownerUserId;
-}
-
 /** Throws `moderation-hidden` when the principal may not see this media because of moderation. */
 export function assertModerationVisible(p: Principal, media: { user_id: string; moderation_state: ModerationState | string }): void {
-  if (hiddenByModeration(media.moderation_state) && !maySeeHidden(p, media.user_id)) {
+  if (hiddenByModeration(media.moderation_state) && !isOwnerOrAdmin(p, media.user_id)) {
     throw new AppError('moderation-hidden', 'the media is held for moderation or was rejected');
   }
 }
