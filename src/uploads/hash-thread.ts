@@ -1,146 +1,25 @@
-import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
+import type { HashCall, HashReply, PrefixArgs } from './hash-protocol.js';
+
+export type { PrefixArgs };
+
+/**
+ * The thread's module beside this one. Run from TypeScript sources (tests, benchmarks), the
+ * thread registers the same loader first: a worker thread does not inherit `--import tsx`.
+ */
+const FROM_SOURCES = import.meta.url.endsWith('.ts');
+const WORKER_MODULE = new URL(FROM_SOURCES ? './hash-worker.ts' : './hash-worker.js', import.meta.url);
+const WORKER_ENTRY: URL | string = FROM_SOURCES
+  ? `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(WORKER_MODULE.href)}); });`
+  : WORKER_MODULE;
+
+type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
 
 /**
  * A worker thread that keeps running sha256 states and feeds them from file ranges it reads
  * itself (the page cache, as a rule), so that hashing an upload never holds the event loop
  * that receives it: on two cores the bytes arrive on one while they are hashed on the other.
- *
- * The worker's code is plain CommonJS evaluated from a string: it needs only `fs`, `path`,
- * `crypto` and the CRC-32 package, and it loads the same way from the compiled package and under
- * a TypeScript loader.
- */
-/** Resolved here: code evaluated from a string resolves packages from the working directory. */
-const CRC32_MODULE = createRequire(import.meta.url).resolve('@node-rs/crc32');
-
-const WORKER_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads');
-const fs = require('node:fs');
-const path = require('node:path');
-const crypto = require('node:crypto');
-const { crc32 } = require(workerData.crc32Module);
-const BLOCK = 1024 * 1024;
-const block = Buffer.allocUnsafeSlow(BLOCK);
-const states = new Map();
-const CHECKSUM = /^(crc32:[0-9a-f]{8}|sha256:[0-9a-f]{64})$/;
-function stateOf(name) {
-  let hash = states.get(name);
-  if (!hash) { hash = crypto.createHash('sha256'); states.set(name, hash); }
-  return hash;
-}
-// Feeds a range into the hash; with check, also into a receipt checksum (crc32 or sha256), returned tagged.
-function hashRange(hash, fd, start, length, check) {
-  let done = 0;
-  let crc = 0;
-  const sha = check === 'sha256' ? crypto.createHash('sha256') : undefined;
-  while (done < length) {
-    const n = fs.readSync(fd, block, 0, Math.min(BLOCK, length - done), start + done);
-    if (n === 0) break;
-    const part = n === BLOCK ? block : block.subarray(0, n);
-    hash.update(part);
-    if (sha) sha.update(part);
-    else if (check === 'crc32') crc = crc32(part, crc);
-    done += n;
-  }
-  if (!check) return { done };
-  return { done, checksum: sha ? 'sha256:' + sha.digest('hex') : 'crc32:' + crc.toString(16).padStart(8, '0') };
-}
-function feed(m) {
-  const hash = stateOf(m.state);
-  const fd = fs.openSync(m.file, 'r');
-  try {
-    const length = m.length < 0 ? Math.max(0, fs.fstatSync(fd).size - m.start) : m.length;
-    return hashRange(hash, fd, m.start, length).done;
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-function statOf(file) {
-  try { return fs.statSync(file, { bigint: true }); } catch { return undefined; }
-}
-function receiptOf(file, index, size) {
-  try {
-    const r = JSON.parse(fs.readFileSync(file, 'utf8'));
-    return r && r.index === index && r.size === size && CHECKSUM.test(r.checksum) ? r.checksum : undefined;
-  } catch { return undefined; }
-}
-// Hashes the chunks from m.next on while their receipts are there (see PrefixHasher).
-function prefix(m) {
-  let hash = stateOf(m.state);
-  const checksums = [];
-  let next = m.next;
-  let fd;
-  try {
-    while (next < m.chunkCount) {
-      const receiptFile = path.join(m.dir, next + '.chunk');
-      const before = statOf(receiptFile);
-      if (!before) break;
-      const size = Math.min(m.chunkSize, m.totalSize - next * m.chunkSize);
-      const checksum = receiptOf(receiptFile, next, size);
-      if (!checksum) break;
-      fd ??= fs.openSync(m.dataFile, 'r');
-      const saved = hash.copy();
-      const read = hashRange(hash, fd, next * m.chunkSize, size, checksum.slice(0, checksum.indexOf(':')));
-      const after = statOf(receiptFile);
-      const same = after && after.ino === before.ino && after.mtimeNs === before.mtimeNs && after.ctimeNs === before.ctimeNs;
-      if (read.done !== size || read.checksum !== checksum || !same) {
-        // Sent again while it was read (what was hashed may mix two sends), or the range is not
-        // what its receipt says (damaged since). Undone; a later pass takes it once sent again.
-        hash = saved;
-        states.set(m.state, hash);
-        break;
-      }
-      checksums.push(checksum);
-      next++;
-    }
-  } finally {
-    if (fd !== undefined) fs.closeSync(fd);
-  }
-  return { next, checksums };
-}
-parentPort.on('message', (m) => {
-  let reply;
-  try {
-    if (m.op === 'update') {
-      stateOf(m.state).update(Buffer.from(m.buf, 0, m.length));
-      reply = { value: m.buf, transfer: [m.buf] };
-    } else if (m.op === 'prefix') reply = { value: prefix(m) };
-    else if (m.op === 'feed') reply = { value: feed(m) };
-    else if (m.op === 'digest') {
-      const hash = states.get(m.state) || crypto.createHash('sha256');
-      states.delete(m.state);
-      reply = { value: hash.digest('hex') };
-    } else if (m.op === 'drop') { states.delete(m.state); reply = { value: null }; }
-    else throw new Error('unknown op ' + m.op);
-  } catch (err) {
-    reply = { error: { message: String(err && err.message || err), code: err && err.code } };
-  }
-  reply.id = m.id;
-  const transfer = reply.transfer;
-  delete reply.transfer;
-  parentPort.postMessage(reply, transfer);
-});
-`;
-
-export interface PrefixArgs {
-  dir: string;
-  dataFile: string;
-  next: number;
-  chunkCount: number;
-  chunkSize: number;
-  totalSize: number;
-}
-
-interface Reply {
-  id: number;
-  value?: unknown;
-  error?: { message: string; code?: string };
-}
-
-type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
-
-/**
- * Named sha256 states in one worker thread. Calls on one state run in the order they were
+ * Calls on one state run in the order they were
  * made (the thread takes its messages one at a time).
  */
 export class HashThread {
@@ -151,8 +30,8 @@ export class HashThread {
   private start(): Worker {
     if (this.worker) return this.worker;
     // The thread holds a few hash states and one 1 MiB block: a small heap is plenty.
-    const worker = new Worker(WORKER_SOURCE, { eval: true, name: 'qasar-hash', workerData: { crc32Module: CRC32_MODULE }, resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 } });
-    worker.on('message', (r: Reply) => {
+    const worker = new Worker(WORKER_ENTRY, { eval: FROM_SOURCES, name: 'qasar-hash', resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 } });
+    worker.on('message', (r: HashReply) => {
       const p = this.pending.get(r.id);
       if (!p) return;
       this.pending.delete(r.id);
@@ -172,7 +51,7 @@ export class HashThread {
     return worker;
   }
 
-  private call(msg: Record<string, unknown>, transfer?: ArrayBuffer[]): Promise<unknown> {
+  private call(msg: HashCall, transfer?: ArrayBuffer[]): Promise<unknown> {
     const worker = this.start();
     const id = this.nextId++;
     if (this.pending.size === 0) worker.ref();

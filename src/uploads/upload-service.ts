@@ -38,6 +38,7 @@ import { validateFilename } from './filename.js';
 import type { IngestService } from './ingest.js';
 import type { HashThread } from './hash-thread.js';
 import { PrefixHasher } from './prefix-hash.js';
+import { parseReceipt } from './chunk-receipt.js';
 import type { UploadLimits } from './upload-limits.js';
 
 export type SessionRow = Selectable<UploadSessionsTable>;
@@ -107,19 +108,6 @@ const TOUCH_INTERVAL_MS = 5_000;
 
 /** Receipts are read this many at a time (bounded open files). */
 const RECEIPT_BATCH = 64;
-
-/** A receipt file's content, checked strictly: anything torn or foreign reads as no receipt. */
-function parseReceipt(text: string, index: number): ChunkRecord | undefined {
-  try {
-    const r = JSON.parse(text) as Partial<ChunkRecord> | null;
-    if (r && r.index === index && Number.isSafeInteger(r.size) && isChunkChecksum(r.checksum)) {
-      return { index, size: r.size!, checksum: r.checksum };
-    }
-  } catch {
-    // torn or not JSON
-  }
-  return undefined;
-}
 
 /**
  * The chunked-session upload API: create a session, send chunks in any order (and in
