@@ -1,3 +1,4 @@
+import { monotonicClock, type Clock } from '../shared/clock.js';
 /** Rejects a load of getMany for an id its batch did not find (never kept, never thrown to callers). */
 const ABSENT = Symbol('absent');
 
@@ -45,6 +46,7 @@ export class RecordCache<T> {
     private readonly maxEntries: number,
     /** True when other processes may have written unannounced since it was last asked (SQLite's data_version moved, or the change bus is not listening): everything is forgotten then. */
     private readonly otherWrites?: () => boolean,
+    private readonly clock: Clock = monotonicClock,
   ) {}
 
   get enabled(): boolean {
@@ -104,7 +106,7 @@ export class RecordCache<T> {
     const e = this.entries.get(key);
     if (!e) return undefined;
     if (e.loading) return e.loading;
-    if (e.freshUntil <= performance.now()) return undefined;
+    if (e.freshUntil <= this.clock.now()) return undefined;
     // Most recently used last.
     this.entries.delete(key);
     this.entries.set(key, e);
@@ -119,7 +121,7 @@ export class RecordCache<T> {
         if (this.entries.get(key) === entry) {
           entry.value = frozen;
           entry.loading = undefined;
-          entry.freshUntil = performance.now() + this.ttlMs;
+          entry.freshUntil = this.clock.now() + this.ttlMs;
         }
         return frozen;
       },

@@ -1,3 +1,4 @@
+import { monotonicClock, type Clock } from '../shared/clock.js';
 interface Entry<T> {
   value: T;
   generation: number;
@@ -35,6 +36,7 @@ export class SearchResultCache<T> {
     private readonly maxEntries = 256,
     /** True when other processes may have written unannounced since it was last asked (SQLite's data_version moved, or the change bus is not listening): every ranking is forgotten then. */
     private readonly otherWrites?: () => boolean,
+    private readonly clock: Clock = monotonicClock,
   ) {}
 
   /** The cached value of `key`, or `compute()`'s (shared with identical calls under way). */
@@ -44,7 +46,7 @@ export class SearchResultCache<T> {
     const k = `${tenantId}\u0000${key}`;
     const generation = this.generationOf(tenantId);
     const e = this.entries.get(k);
-    const now = performance.now();
+    const now = this.clock.now();
     if (e && e.generation === generation && now < e.staleUntil) {
       if (now >= e.freshUntil) {
         this.run(k, tenantId, compute).catch(() => {
@@ -65,7 +67,7 @@ export class SearchResultCache<T> {
     const promise = compute().then(
       (value) => {
         if (this.running.get(k)?.promise === promise) this.running.delete(k);
-        if (generation === this.generationOf(tenantId)) this.keep(k, { value, generation, freshUntil: performance.now() + this.ttlMs, staleUntil: performance.now() + 2 * this.ttlMs });
+        if (generation === this.generationOf(tenantId)) this.keep(k, { value, generation, freshUntil: this.clock.now() + this.ttlMs, staleUntil: this.clock.now() + 2 * this.ttlMs });
         return value;
       },
       (err: unknown) => {

@@ -10,6 +10,7 @@ import type { Settings } from '../config/settings.js';
 import { openDatabase, type DatabaseHandle } from '../db/database.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { createLogger } from '../shared/logger.js';
+import { monotonicClock, type Clock } from '../shared/clock.js';
 import { DeliveryService } from '../media/delivery.js';
 import { MediaService, type MediaRecord } from '../media/media-service.js';
 import { CaptionService } from '../media/captions-service.js';
@@ -36,8 +37,10 @@ import type { AppContext } from '../http/app-context.js';
 
 export type { AppContext };
 
-export async function createContext(settings: Settings, opts: { log?: Logger; migrate?: boolean } = {}): Promise<AppContext> {
+export async function createContext(settings: Settings, opts: { log?: Logger; migrate?: boolean; clock?: Clock } = {}): Promise<AppContext> {
   const log = opts.log ?? createLogger(settings.logLevel);
+  // TTLs and expiries read this clock; tests move a manual one instead of sleeping.
+  const clock = opts.clock ?? monotonicClock;
   const database = await openDatabase(settings);
   try {
     if (opts.migrate !== false) {
@@ -84,10 +87,10 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
     if (bus) return () => !bus.live;
     return undefined;
   };
-  const records = new RecordCache<MediaRecord>(settings.mediaCacheTtl, settings.mediaCacheSize, watchOthers());
+  const records = new RecordCache<MediaRecord>(settings.mediaCacheTtl, settings.mediaCacheSize, watchOthers(), clock);
   // Lists (feeds, search results, related media) read media facts and label names from caches of their own, forgotten with the records.
-  const factsCache = new RecordCache<MediaFacts>(settings.mediaCacheTtl, settings.mediaCacheSize, watchOthers());
-  const labelDirectory = new LabelDirectory(database.db, new RecordCache(settings.mediaCacheTtl, LABEL_DIRECTORY_TENANTS, watchOthers()));
+  const factsCache = new RecordCache<MediaFacts>(settings.mediaCacheTtl, settings.mediaCacheSize, watchOthers(), clock);
+  const labelDirectory = new LabelDirectory(database.db, new RecordCache(settings.mediaCacheTtl, LABEL_DIRECTORY_TENANTS, watchOthers(), clock));
   const forget = (c: { tenantId: string; mediaId: string; reason: string }) => {
     records.invalidate(c.tenantId, c.mediaId);
     factsCache.invalidate(c.tenantId, c.mediaId);
@@ -99,7 +102,7 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   const layout = new StorageLayout(settings.storageRoot, settings.chunkTmpDirName);
   const ingest = new IngestService(database.db, layout, queue, settings.ffprobeTimeout, log, changes);
   const hashThread = new HashThread();
-  const tenancy = new TenancyService(database.db, settings.apiKeyCacheTtl);
+  const tenancy = new TenancyService(database.db, settings.apiKeyCacheTtl, clock);
   const disk = new DiskSpace(layout.root, settings.storageMinFree);
   const limits = new UploadLimits(database, tenancy, settings.uploadMaxOpenPerUser, disk);
   const uploads = new UploadService(database.db, layout, chunkState, ingest, settings, log, hashThread, limits);
@@ -131,7 +134,7 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   const labels = new MediaLabelService(database.db, changes, {
     moderationLabelsChanged: (tenantId, mediaId) => moderation.evaluate(tenantId, mediaId),
   });
-  const discovery = await createDiscovery({ database, tokens, changes, settings, log, facts, labelDirectory, watchOthers });
+  const discovery = await createDiscovery({ database, tokens, changes, settings, log, facts, labelDirectory, watchOthers, clock });
   // Other processes hear of each change after this one's listeners ran (the search index is written by then).
   if (bus) {
     bus.publishFrom(changes);

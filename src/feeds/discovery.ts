@@ -8,6 +8,7 @@ import { ExternalRecommendationEngine } from '../recommendations/external-engine
 import { RecommendationService } from '../recommendations/recommendation-service.js';
 import { SearchIndexer } from '../search/indexer.js';
 import { SearchResultCache } from '../cache/result-cache.js';
+import type { Clock } from '../shared/clock.js';
 import { createSearchIndex } from '../search/search-index.js';
 import { SearchService, type CachedSearch } from '../search/search-service.js';
 import { FeedItemBuilder } from './feed-items.js';
@@ -41,10 +42,11 @@ export async function createDiscovery(deps: {
   labelDirectory: LabelDirectory;
   /** A watch of other processes' writes (see RecordCache): when it tells, every ranking is forgotten. */
   watchOthers: () => (() => boolean) | undefined;
+  clock?: Clock;
 }): Promise<Discovery> {
   const { database, settings, log } = deps;
   const index = createSearchIndex(database, settings.searchRankCandidates);
-  const cache = new SearchResultCache<CachedSearch>(settings.searchCacheTtl, undefined, deps.watchOthers());
+  const cache = new SearchResultCache<CachedSearch>(settings.searchCacheTtl, undefined, deps.watchOthers(), deps.clock);
   // Forgotten after commits, never before: a search between a forget and its commit would keep
   // the old ranking under the new generation (PostgreSQL reads on other connections meanwhile).
   const indexer = new SearchIndexer(database, index, log, (tenantId) => cache.invalidate(tenantId));

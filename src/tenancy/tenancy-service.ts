@@ -1,3 +1,4 @@
+import { monotonicClock, type Clock } from '../shared/clock.js';
 import type { Db } from '../db/database.js';
 import { preparedQuery } from '../db/prepared.js';
 import { nowIso } from '../db/schema.js';
@@ -45,6 +46,7 @@ export class TenancyService {
   constructor(
     private readonly db: Db,
     private readonly keyCacheTtlMs = 0,
+    private readonly clock: Clock = monotonicClock,
   ) {}
 
   async createTenant(name: string): Promise<{ id: string; name: string }> {
@@ -170,7 +172,7 @@ export class TenancyService {
 
   /** A valid key by its hash, from memory while it is fresh; unknown and revoked keys always ask the database. */
   private async lookUpKey(keyHash: string): Promise<CachedKey> {
-    const now = Date.now();
+    const now = this.clock.now();
     const cached = this.keys.get(keyHash);
     if (cached && cached.until > now) return cached;
     const revocations = this.revocations;

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
+import { ManualClock } from '../../src/shared/clock.js';
 import { AppError } from '../../src/shared/errors.js';
 import { hashApiKey } from '../../src/tenancy/api-keys.js';
 import { TenancyService } from '../../src/tenancy/tenancy-service.js';
@@ -142,15 +143,17 @@ describe('tenants and API keys', () => {
 
   it('remembers a valid key for API_KEY_CACHE_TTL: a revocation by another process takes effect within it', async () => {
     const created = await t.ctx.tenancy.createKey({ tenantId: t.tenant.id, userId: 'erin' });
-    const remembering = new TenancyService(t.ctx.database.db, 300);
+    const clock = new ManualClock();
+    const remembering = new TenancyService(t.ctx.database.db, 300, clock);
     const asking = new TenancyService(t.ctx.database.db, 0);
     assert.equal((await remembering.authenticate(created.key)).userId, 'erin');
     assert.equal((await asking.authenticate(created.key)).userId, 'erin');
     // Revoked as another process would: straight in the database, past both services.
     await t.ctx.database.db.updateTable('api_keys').set({ revoked_at: new Date().toISOString() }).where('id', '=', created.id).execute();
     await assert.rejects(asking.authenticate(created.key), (e: AppError) => e.slug === 'unauthenticated');
+    clock.advance(299);
     assert.equal((await remembering.authenticate(created.key)).keyId, created.id, 'still remembered within the time');
-    await new Promise((r) => setTimeout(r, 350));
+    clock.advance(1);
     await assert.rejects(remembering.authenticate(created.key), (e: AppError) => e.slug === 'unauthenticated');
     // A revocation through the service itself is immediate, whatever the time.
     const second = await t.ctx.tenancy.createKey({ tenantId: t.tenant.id, userId: 'erin' });

@@ -9,6 +9,7 @@ import { loadSettings, type Settings } from '../../src/config/settings.js';
 import { createContext, type AppContext } from '../../src/cli/compose.js';
 import { buildApp } from '../../src/http/app.js';
 import { createLogger } from '../../src/shared/logger.js';
+import type { Clock } from '../../src/shared/clock.js';
 
 /** Which backends this run of the suite uses: `embedded` (SQLite, embedded queue) or `scale` (PostgreSQL, Redis). */
 export const BACKEND = (process.env.QASAR_TEST_BACKEND ?? 'embedded') as 'embedded' | 'scale';
@@ -131,9 +132,9 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-export async function startTestApp(overrides: Record<string, string> = {}, opts: { worker?: boolean } = {}): Promise<TestApp> {
+export async function startTestApp(overrides: Record<string, string> = {}, opts: { worker?: boolean; clock?: Clock } = {}): Promise<TestApp> {
   const env = await testEnv(overrides);
-  const ctx = await createContext(env.settings, { log: createLogger(env.settings.logLevel) });
+  const ctx = await createContext(env.settings, { log: createLogger(env.settings.logLevel), ...(opts.clock ? { clock: opts.clock } : {}) });
   const app = await buildApp(ctx);
   await app.ready();
   const makeTenant = async (name: string) => {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { ManualClock } from '../../src/shared/clock.js';
 import { describe, it } from 'node:test';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -45,12 +46,14 @@ describe('record cache', () => {
   });
 
   it('reloads after the TTL', async () => {
-    const cache = new RecordCache<number>(300, 10);
+    const clock = new ManualClock();
+    const cache = new RecordCache<number>(300, 10, undefined, clock);
     let n = 0;
     const l = loader(() => ++n);
     assert.equal(await cache.get('t', 'm', l.load), 1);
+    clock.advance(299);
     assert.equal(await cache.get('t', 'm', l.load), 1);
-    await sleep(350);
+    clock.advance(1);
     assert.equal(await cache.get('t', 'm', l.load), 2);
   });
 
