@@ -224,7 +224,7 @@ describe('media record cache (MEDIA_CACHE_TTL)', () => {
       },
     );
 
-    if (BACKEND === 'scale') it('on PostgreSQL without Redis, processes announce their writes with LISTEN/NOTIFY; while not listening, nothing is served from memory', async () => {
+    it('on PostgreSQL without Redis, processes announce their writes with LISTEN/NOTIFY; while not listening, nothing is served from memory', { skip: BACKEND !== 'scale' && 'needs PostgreSQL' }, async () => {
       const lone = await open({ ...t.env.settings, redisUrl: '', mediaCacheTtl: ttl, searchCacheTtl: ttl });
       const writer = await open({ ...t.env.settings, redisUrl: '' });
       const pgAdmin = new pg.Client({ connectionString: t.env.settings.databaseUrl });
@@ -286,7 +286,7 @@ describe('media record cache (MEDIA_CACHE_TTL)', () => {
       }
     });
 
-    if (BACKEND === 'scale') it('forgets everything when the change subscription comes back after a loss (Redis)', async () => {
+    it('forgets everything when the change subscription comes back after a loss (Redis)', { skip: BACKEND !== 'scale' && 'needs Redis' }, async () => {
       const id = await insertMedia(t, { caption: 'kept' });
       // Its creation is announced too: once that arrived, nothing more is on its way.
       await sleep(200);

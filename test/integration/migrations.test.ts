@@ -8,7 +8,7 @@ import { migrateToLatest } from '../../src/db/migrate.js';
 import { BACKEND, TEST_DATABASE_URL, testEnv, type TestEnv } from '../support/harness.js';
 
 // Several deployments (or test runs) may share one PostgreSQL database, each in its schema.
-if (BACKEND === 'scale') describe('migrations on a PostgreSQL database shared by other schemas', () => {
+describe('migrations on a PostgreSQL database shared by other schemas', { skip: BACKEND !== 'scale' && 'needs PostgreSQL (the scale run)' }, () => {
   const envs: TestEnv[] = [];
   const handles: DatabaseHandle[] = [];
   const open = async () => {
