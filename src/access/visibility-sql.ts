@@ -1,15 +1,11 @@
 import { sql, type RawBuilder } from 'kysely';
-
-/**
- * Who is looking, for visibility rules: feeds are for everyone in the tenant; search is for a
- * member, who also sees their own media that is not ready or held by moderation (an admin: all).
- */
-export type Audience = { kind: 'feed' } | { kind: 'member'; userId: string; isAdmin: boolean };
+import { PUBLIC_MODERATION_STATES, type Audience } from './visibility.js';
 
 /** Ready and not held/rejected by moderation: what feeds, search and recommendations show to anyone. */
 export function publiclyVisible(alias = 'm'): RawBuilder<boolean> {
   const m = sql.ref(alias);
-  return sql<boolean>`(${m}.status = 'ready' and ${m}.moderation_state in ('none', 'approved'))`;
+  const states = sql.join(PUBLIC_MODERATION_STATES.map((state) => sql.lit(state)));
+  return sql<boolean>`(${m}.status = 'ready' and ${m}.moderation_state in (${states}))`;
 }
 
 export function visibleTo(audience: Audience, alias = 'm'): RawBuilder<boolean> {

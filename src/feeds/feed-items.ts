@@ -1,9 +1,8 @@
 import { ancestorChain } from '../labels/hierarchy.js';
 import type { LabelDirectory } from '../labels/label-directory.js';
 import type { PlaybackTokens } from '../media/playback-tokens.js';
-import { playbackSigningKey } from '../access/visibility.js';
-import type { Audience } from '../access/visibility-sql.js';
-import { visibleFactsTo, type MediaFacts, type MediaFactsSource } from '../search/media-facts.js';
+import { playbackSigningKey, visibleToAudience, type Audience } from '../access/visibility.js';
+import type { MediaFacts, MediaFactsSource } from '../search/media-facts.js';
 import type { Principal } from '../tenancy/principal.js';
 
 /** The one shape of an item in every feed (new, recommended, search) and in search results. */
@@ -44,7 +43,7 @@ export class FeedItemBuilder {
     if (!ids.length) return [];
     const audience = opts.audience ?? { kind: 'feed' };
     const facts = opts.facts ?? (await this.facts.get(p.tenantId, ids));
-    const shown = [...new Set(ids)].map((id) => facts.get(id)).filter((m): m is MediaFacts => m !== undefined && visibleFactsTo(audience, m));
+    const shown = [...new Set(ids)].map((id) => facts.get(id)).filter((m): m is MediaFacts => m !== undefined && visibleToAudience(audience, m));
     const labels = await this.generalLabelNames(p.tenantId, shown);
     const expiresAt = Date.now() + this.playbackTtlMs;
     const expiresAtIso = new Date(Math.floor(expiresAt / 1000) * 1000).toISOString();

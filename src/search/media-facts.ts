@@ -2,9 +2,8 @@ import type { Db } from '../db/database.js';
 import { fromJson, type MediaKind, type MediaStatus, type ModerationState } from '../db/schema.js';
 import type { ArtifactPaths } from '../media/delivery.js';
 import type { RecordCache } from '../cache/record-cache.js';
-import { hiddenByModeration } from '../access/visibility.js';
+import { visibleToAudience, type Audience } from '../access/visibility.js';
 import type { FilterQuery } from './search-index.js';
-import type { Audience } from '../access/visibility-sql.js';
 
 /**
  * What lists need of one media: the content of its feed item, and what search filters and
@@ -87,20 +86,9 @@ export async function loadMediaFacts(db: Db, tenantId: string, ids: readonly str
   return out;
 }
 
-/** Ready and not held or rejected: what anyone in the tenant may see (as `publiclyVisible`). */
-export function publiclyVisibleFacts(m: Pick<MediaFacts, 'status' | 'moderation_state'>): boolean {
-  return m.status === 'ready' && !hiddenByModeration(m.moderation_state);
-}
-
-/** The in-memory twin of `visibleTo`. */
-export function visibleFactsTo(audience: Audience, m: Pick<MediaFacts, 'status' | 'moderation_state' | 'user_id'>): boolean {
-  if (audience.kind === 'feed') return publiclyVisibleFacts(m);
-  return audience.isAdmin || publiclyVisibleFacts(m) || m.user_id === audience.userId;
-}
-
 /** The in-memory twin of a search's filters and visibility (search-index `filterSql`, without the keyset). */
 export function factsMatch(q: Omit<FilterQuery, 'tenantId' | 'after'>, m: MediaFacts): boolean {
-  if (!visibleFactsTo(q.audience, m)) return false;
+  if (!visibleToAudience(q.audience, m)) return false;
   if (q.asOf && m.created_at > q.asOf) return false;
   const f = q.filters;
   if (f.kind && m.kind !== f.kind) return false;

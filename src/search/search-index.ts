@@ -5,7 +5,8 @@ import type { MediaKind, MediaStatus } from '../db/schema.js';
 import { nowIso } from '../db/schema.js';
 import type { SearchDocument } from './documents.js';
 import { fts5Expression, tsQueryExpression, type ParsedQuery } from './text.js';
-import { visibleTo, type Audience } from '../access/visibility-sql.js';
+import { visibleTo } from '../access/visibility-sql.js';
+import type { Audience } from '../access/visibility.js';
 
 export interface SearchFilters {
   kind?: MediaKind;

@@ -10,7 +10,7 @@ import { saveSnapshot, loadSnapshot } from './snapshots.js';
 import type { IndexQuery, SearchFilters, SearchHit, SearchIndex } from './search-index.js';
 import { SearchResultCache } from '../cache/result-cache.js';
 import { parseQuery } from './text.js';
-import type { Audience } from '../access/visibility-sql.js';
+import type { Audience } from '../access/visibility.js';
 
 export interface SearchParams {
   q: string;

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { factsMatch, visibleFactsTo, type MediaFacts } from '../../src/search/media-facts.js';
+import { visibleToAudience, type Audience } from '../../src/access/visibility.js';
+import { factsMatch, type MediaFacts } from '../../src/search/media-facts.js';
 import type { SearchFilters } from '../../src/search/search-index.js';
-import type { Audience } from '../../src/access/visibility-sql.js';
 
 const media = (over: Partial<MediaFacts>): MediaFacts => ({
   id: 'm1', kind: 'video', status: 'ready', user_id: 'alice', moderation_state: 'none', created_at: '2026-01-10T00:00:00.000Z',
@@ -27,7 +27,7 @@ describe('media facts: the in-memory twin of search filters and visibility', () 
     ];
     for (const [over, expected] of cases) {
       const m = media(over);
-      assert.deepEqual([feed, alice, bob, admin].map((a) => visibleFactsTo(a, m)), expected, JSON.stringify(over));
+      assert.deepEqual([feed, alice, bob, admin].map((a) => visibleToAudience(a, m)), expected, JSON.stringify(over));
     }
   });
 
