@@ -1,7 +1,6 @@
 import type { Db } from '../db/database.js';
 import type { MediaStatus } from '../db/schema.js';
-import { newId } from '../shared/ids.js';
-import { nowIso } from '../db/schema.js';
+import { appendMediaEvents } from './media-events.js';
 
 /** `artifacts`: derived files and their facts in file_metadata (written by processing steps). */
 export type MediaChangeReason = 'created' | 'status' | 'metadata' | 'labels' | 'captions' | 'moderation' | 'artifacts' | 'deleted';
@@ -11,6 +10,8 @@ export interface MediaChange {
   mediaId: string;
   reason: MediaChangeReason;
   status?: MediaStatus;
+  /** The change's event in the tenant's media event log (see media-events.ts), when it has one. */
+  seq?: number;
 }
 
 export type MediaChangeListener = (change: MediaChange) => Promise<void> | void;
@@ -52,10 +53,9 @@ export async function statusChanged(
   m: { tenantId: string; mediaId: string; status: MediaStatus; errorCode?: string | null },
 ): Promise<void> {
   try {
-    await db
-      .insertInto('media_status_events')
-      .values({ id: newId(), tenant_id: m.tenantId, media_id: m.mediaId, status: m.status, error_code: m.errorCode ?? null, at: nowIso() })
-      .execute();
+    await db.transaction().execute((tx) =>
+      appendMediaEvents(tx, [{ tenantId: m.tenantId, mediaId: m.mediaId, type: 'status', data: { status: m.status, error_code: m.errorCode ?? null } }]),
+    );
   } finally {
     // The status itself was written before: readers must not keep the old one.
     await changes?.emit({ tenantId: m.tenantId, mediaId: m.mediaId, reason: 'status', status: m.status });
