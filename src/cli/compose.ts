@@ -11,6 +11,7 @@ import { openDatabase, type DatabaseHandle } from '../db/database.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { createLogger } from '../shared/logger.js';
 import { DeliveryService } from '../media/delivery.js';
+import { FailedJobService } from '../media/failed-jobs.js';
 import { MediaService, type MediaRecord } from '../media/media-service.js';
 import { CaptionService } from '../media/captions-service.js';
 import { MediaStatusFeed } from '../media/status-stream.js';
@@ -105,6 +106,7 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   const uploads = new UploadService(database.db, layout, chunkState, ingest, settings, log, hashThread, limits);
   const tus = new TusService({ db: database.db, layout, ingest, hashThread, limits, settings, log });
   const media = new MediaService(database.db, layout, queue, changes, settings.apiPrefix, records, log);
+  const failedJobs = new FailedJobService(database.db, queue, changes);
   const facts = new MediaFactsSource(database.db, factsCache);
   const captions = new CaptionService(database.db, layout, settings.apiPrefix, changes);
   const statusFeed = new MediaStatusFeed(database.db, changes, settings.mediaEventsPollInterval);
@@ -192,6 +194,7 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
     database,
     redis,
     queue,
+    failedJobs,
     layout,
     tenancy,
     uploads,
