@@ -1,6 +1,4 @@
-import type { Db } from '../db/database.js';
 import type { MediaStatus } from '../db/schema.js';
-import { appendMediaEvents } from './media-events.js';
 
 /** `artifacts`: derived files and their facts in file_metadata (written by processing steps). */
 export type MediaChangeReason = 'created' | 'status' | 'metadata' | 'labels' | 'captions' | 'moderation' | 'artifacts' | 'deleted';
@@ -43,21 +41,5 @@ export class MediaChanges {
         this.onListenerError(err, change);
       }
     }
-  }
-}
-
-/** Records a status transition (the history clients read), then tells the listeners. */
-export async function statusChanged(
-  db: Db,
-  changes: MediaChanges | undefined,
-  m: { tenantId: string; mediaId: string; status: MediaStatus; errorCode?: string | null },
-): Promise<void> {
-  try {
-    await db.transaction().execute((tx) =>
-      appendMediaEvents(tx, [{ tenantId: m.tenantId, mediaId: m.mediaId, type: 'status', data: { status: m.status, error_code: m.errorCode ?? null } }]),
-    );
-  } finally {
-    // The status itself was written before: readers must not keep the old one.
-    await changes?.emit({ tenantId: m.tenantId, mediaId: m.mediaId, reason: 'status', status: m.status });
   }
 }

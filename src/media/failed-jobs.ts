@@ -1,9 +1,9 @@
 import type { Db } from '../db/database.js';
-import { nowIso } from '../db/schema.js';
-import { statusChanged, type MediaChanges } from '../events/media-changes.js';
+import type { MediaChanges } from '../events/media-changes.js';
 import type { FailedJob, JobQueue } from '../queue/queue.js';
 import { AppError } from '../shared/errors.js';
 import type { Principal } from '../tenancy/principal.js';
+import { transition } from './status.js';
 
 export interface FailedJobView {
   id: string;
@@ -47,7 +47,7 @@ export class FailedJobService {
       .map((f) => ({ id: f.id, name: f.name, media_id: mediaOf(f) ?? null, attempts: f.attempts, error: f.error, failed_at: f.failedAt }));
   }
 
-  /** Runs a failed job of the tenant's media again; a media that failed goes back to `queued`. */
+  /** Runs a failed job of the tenant's media again; a media whose processing failed goes back to `queued`. */
   async retry(p: Principal, jobId: string): Promise<void> {
     requireAdmin(p);
     const job = (await this.queue.listFailed(1000)).find((f) => f.id === jobId);
@@ -56,13 +56,10 @@ export class FailedJobService {
       ? await this.db.selectFrom('mediaassets').select('id').where('tenant_id', '=', p.tenantId).where('id', '=', mediaId).executeTakeFirst()
       : undefined;
     if (!job || !mediaId || !owned) throw new AppError('not-found', 'failed job not found');
+    // The media goes back to queued before its job: a retried job may run at once, and must find
+    // it queued (the state machine has no error → processing). Should the retry then fail, the
+    // media waits queued for the worker's sweep of stale queued media to give it a job.
+    if (job.name === 'process-media') await transition(this.db, this.changes, { tenantId: p.tenantId, mediaId }, 'error', 'queued');
     if (!(await this.queue.retry(job.id))) throw new AppError('conflict', 'the job is no longer failed');
-    const requeued = await this.db
-      .updateTable('mediaassets')
-      .set({ status: 'queued', error_code: null, error_reason: null, updated_at: nowIso() })
-      .where('id', '=', mediaId)
-      .where('status', '=', 'error')
-      .executeTakeFirst();
-    if (Number(requeued.numUpdatedRows) > 0) await statusChanged(this.db, this.changes, { tenantId: p.tenantId, mediaId, status: 'queued' });
   }
 }

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { statusChanged, type MediaChanges } from '../events/media-changes.js';
+import type { MediaChanges } from '../events/media-changes.js';
 import type { Selectable } from 'kysely';
 import type { Db } from '../db/database.js';
 import { preparedQuery } from '../db/prepared.js';
@@ -15,6 +15,7 @@ import { ownerScope } from '../tenancy/principal.js';
 import { processJobKey, type JobQueue } from '../queue/queue.js';
 import { nowIso, toJson } from '../db/schema.js';
 import { needsProcessing } from './detect-kind.js';
+import { transition } from './status.js';
 import { normalizeCaption, normalizeTags } from './tags.js';
 import { tracksOfMedia, type CaptionTrackView } from './captions-service.js';
 import { assertModerationVisible } from '../access/visibility.js';
@@ -328,12 +329,9 @@ export class MediaService {
     assertOwnerOrAdmin(p, row.user_id, 'reprocess this media');
     if (!needsProcessing(row.kind)) throw new AppError('conflict', `media of kind ${row.kind} has nothing to process`);
     if (row.status === 'queued' || row.status === 'processing') throw new AppError('conflict', `the media is already ${row.status}`);
-    await this.db
-      .updateTable('mediaassets')
-      .set({ status: 'queued', error_code: null, error_reason: null, updated_at: nowIso() })
-      .where('id', '=', row.id)
-      .execute();
-    await statusChanged(this.db, this.changes, { tenantId: p.tenantId, mediaId: row.id, status: 'queued' });
+    if (!(await transition(this.db, this.changes, { tenantId: p.tenantId, mediaId: row.id }, ['ready', 'error'], 'queued'))) {
+      throw new AppError('conflict', 'the media changed meanwhile; read it and try again');
+    }
     try {
       await this.queue.enqueue('process-media', { media_id: row.id, tenant_id: p.tenantId }, { dedupeKey: processJobKey(row.id) });
     } catch (err) {
