@@ -19,6 +19,8 @@ export type MediaChangeListener = (change: MediaChange) => Promise<void> | void;
  * subscribers) follows every write. Each process wires its own listeners; the state they keep
  * lives in the database, so an API process and a worker process stay consistent.
  * A failing listener is reported, never allowed to undo the write that was already made.
+ * Writers do not emit themselves: they record events in their transaction, and `announce`
+ * (media-events.ts) emits the committed ones.
  */
 export class MediaChanges {
   private readonly listeners: MediaChangeListener[] = [];

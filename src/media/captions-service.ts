@@ -12,6 +12,7 @@ import type { Principal } from '../tenancy/principal.js';
 import { CaptionFormatError, parseCaptions } from './captions-format.js';
 import { applyCaptionTracks, CAPTIONS_FOLDER, captionFile, captionTrackRefs, writeFileAtomic } from './captions-manifests.js';
 import type { MediaChanges } from '../events/media-changes.js';
+import { announce, writeRecording, type MediaEvent } from '../events/media-events.js';
 import { assertOwnerOrAdmin } from '../access/ownership.js';
 
 export const MAX_CAPTION_LABEL_LENGTH = 100;
@@ -124,24 +125,29 @@ export class CaptionService {
     await writeFileAtomic(path.join(folder, path.basename(captionFile(language))), parsed.vtt);
 
     const now = nowIso();
-    const existing = await this.db
-      .selectFrom('caption_tracks')
-      .select('id')
-      .where('tenant_id', '=', p.tenantId)
-      .where('media_id', '=', row.id)
-      .where('language', '=', language)
-      .executeTakeFirst();
-    const values = { label, kind, text: parsed.plainText, cue_count: parsed.cues.length, updated_at: now };
-    if (existing) {
-      await this.db.updateTable('caption_tracks').set(values).where('id', '=', existing.id).execute();
-    } else {
-      await this.db
-        .insertInto('caption_tracks')
-        .values({ id: newId(), tenant_id: row.tenant_id, user_id: row.user_id, media_id: row.id, language, created_at: now, ...values })
-        .onConflict((oc) => oc.columns(['media_id', 'language']).doUpdateSet(values))
-        .execute();
-    }
-    await this.republish(row);
+    const { result: existing, events } = await writeRecording(this.db, async (tx, record) => {
+      // A write first: on SQLite the transaction then holds the write lock from its start (a read
+      // first would pin a snapshot that another process's commit makes unwritable).
+      const values = { label, kind, text: parsed.plainText, cue_count: parsed.cues.length, updated_at: now };
+      const updated = await tx
+        .updateTable('caption_tracks')
+        .set(values)
+        .where('tenant_id', '=', p.tenantId)
+        .where('media_id', '=', row.id)
+        .where('language', '=', language)
+        .executeTakeFirst();
+      const existing = Number(updated.numUpdatedRows) > 0;
+      if (!existing) {
+        await tx
+          .insertInto('caption_tracks')
+          .values({ id: newId(), tenant_id: row.tenant_id, user_id: row.user_id, media_id: row.id, language, created_at: now, ...values })
+          .onConflict((oc) => oc.columns(['media_id', 'language']).doUpdateSet(values))
+          .execute();
+      }
+      record({ tenantId: row.tenant_id, mediaId: row.id, type: 'captions', data: { language, change: existing ? 'replaced' : 'added' } });
+      return existing;
+    });
+    await this.republish(row, events);
     const track = (await this.list(p, row.id)).find((t) => t.language === language)!;
     return { track, created: !existing };
   }
@@ -149,14 +155,17 @@ export class CaptionService {
   async delete(p: Principal, mediaId: string, rawLanguage: string): Promise<void> {
     const language = canonicalLanguage(rawLanguage);
     const row = await this.editable(p, mediaId, 'remove');
-    const res = await this.db
-      .deleteFrom('caption_tracks')
-      .where('tenant_id', '=', p.tenantId)
-      .where('media_id', '=', row.id)
-      .where('language', '=', language)
-      .executeTakeFirst();
-    if (Number(res.numDeletedRows) === 0) throw notFound('caption track');
-    await this.republish(row);
+    const { events } = await writeRecording(this.db, async (tx, record) => {
+      const res = await tx
+        .deleteFrom('caption_tracks')
+        .where('tenant_id', '=', p.tenantId)
+        .where('media_id', '=', row.id)
+        .where('language', '=', language)
+        .executeTakeFirst();
+      if (Number(res.numDeletedRows) === 0) throw notFound('caption track');
+      record({ tenantId: row.tenant_id, mediaId: row.id, type: 'captions', data: { language, change: 'removed' } });
+    });
+    await this.republish(row, events);
     const dir = this.layout.mediaDir({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id });
     const folder = await this.captionsFolder(dir);
     if (folder) await fs.rm(path.join(folder, path.basename(captionFile(language))), { force: true });
@@ -176,14 +185,14 @@ export class CaptionService {
     }
   }
 
-  /** Rewrites the manifests to offer exactly the stored tracks, then tells the listeners. */
-  private async republish(row: { id: string; tenant_id: string; user_id: string }): Promise<void> {
+  /** Rewrites the manifests to offer exactly the stored tracks, then announces the change (its `events`). */
+  private async republish(row: { id: string; tenant_id: string; user_id: string }, events: MediaEvent[]): Promise<void> {
     const dir = this.layout.mediaDir({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id });
     try {
       await applyCaptionTracks(dir, await captionTrackRefs(this.db, row.tenant_id, row.id));
     } finally {
       // The tracks were written whatever happened to the manifests: readers must not keep the old list.
-      await this.changes?.emit({ tenantId: row.tenant_id, mediaId: row.id, reason: 'captions' });
+      await announce(this.changes, events);
     }
   }
 }

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { MediaChanges } from '../events/media-changes.js';
+import { announce, writeRecording, writeWithEvents } from '../events/media-events.js';
 import type { Selectable } from 'kysely';
 import type { Db } from '../db/database.js';
 import { preparedQuery } from '../db/prepared.js';
@@ -256,7 +257,7 @@ export class MediaService {
     if (patch.caption !== undefined) set.caption = normalizeCaption(patch.caption);
     if (patch.title !== undefined) set.title = normalizeTitle(patch.title);
     if (patch.description !== undefined) set.description = normalizeDescription(patch.description);
-    const changed = await this.db.transaction().execute(async (tx) => {
+    await writeWithEvents(this.db, this.changes, async (tx, record) => {
       // A no-op update takes the row's write lock on PostgreSQL; SQLite runs one transaction at a time.
       const locked = await tx
         .updateTable('mediaassets')
@@ -273,7 +274,7 @@ export class MediaService {
         .executeTakeFirstOrThrow();
       assertOwnerOrAdmin(p, row.user_id, 'edit this media');
       const tags = patch.tags === undefined ? undefined : patchedTags(fromJson<string[]>(row.user_tags, []), patch.tags);
-      if (tags === undefined && !Object.keys(set).length) return false;
+      if (tags === undefined && !Object.keys(set).length) return;
       let now = nowIso();
       if (now <= row.updated_at) now = new Date(Date.parse(row.updated_at) + 1).toISOString();
       await tx
@@ -282,9 +283,8 @@ export class MediaService {
         .where('id', '=', row.id)
         .where('tenant_id', '=', p.tenantId)
         .execute();
-      return true;
+      record({ tenantId: p.tenantId, mediaId, type: 'metadata', data: { fields: [...Object.keys(set), ...(tags ? ['tags'] : [])] } });
     });
-    if (changed) await this.changes?.emit({ tenantId: p.tenantId, mediaId, reason: 'metadata' });
     return this.record(p, mediaId);
   }
 
@@ -356,7 +356,7 @@ export class MediaService {
     // (SQLite's WAL on the same file system). A failure after this leaves a record without files,
     // which a repeated DELETE removes.
     await removePath(dir);
-    await this.db.transaction().execute(async (tx) => {
+    const { events } = await writeRecording(this.db, async (tx, record) => {
       const labels = await tx
         .selectFrom('asset_labels as al')
         .innerJoin('labels as l', 'l.id', 'al.label_id')
@@ -369,13 +369,14 @@ export class MediaService {
       // Bank entry statistics count what is labelled now: a deleted media no longer is. In the
       // same transaction, so no crash or concurrent label write leaves them counting it.
       for (const l of labels) await recomputeEntryStats(tx, p.tenantId, l.kind, l.name);
+      record({ tenantId: row.tenant_id, mediaId: row.id, type: 'deleted' });
     });
     try {
       // Again: a worker may have written a derived file meanwhile.
       await removePath(dir);
     } finally {
       // The row is gone whatever happened to its files: readers must not keep it.
-      await this.changes?.emit({ tenantId: row.tenant_id, mediaId: row.id, reason: 'deleted' });
+      await announce(this.changes, events);
     }
   }
 }

@@ -1,5 +1,6 @@
 import type { Db } from '../../db/database.js';
 import type { MediaChanges } from '../../events/media-changes.js';
+import { writeWithEvents } from '../../events/media-events.js';
 import { fromJson, nowIso, toJson } from '../../db/schema.js';
 import type { ArtifactPaths } from '../../media/delivery.js';
 import { removePath } from '../../storage/files.js';
@@ -17,10 +18,13 @@ export interface StepDeps<S> {
   changes?: MediaChanges;
 }
 
-/** Writes a media's file_metadata and tells the listeners (readers forget the record they cached). */
+/** Writes a media's file_metadata with its `artifacts` event, and tells the listeners after commit (readers forget the record they cached). */
 export async function saveFileMetadata(deps: Pick<StepDeps<unknown>, 'db' | 'changes'>, media: MediaToProcess, meta: Record<string, unknown>): Promise<void> {
-  await deps.db.updateTable('mediaassets').set({ file_metadata: toJson(meta), updated_at: nowIso() }).where('id', '=', media.id).execute();
-  await deps.changes?.emit({ tenantId: media.tenant_id, mediaId: media.id, reason: 'artifacts' });
+  await writeWithEvents(deps.db, deps.changes, async (tx, record) => {
+    const res = await tx.updateTable('mediaassets').set({ file_metadata: toJson(meta), updated_at: nowIso() }).where('id', '=', media.id).executeTakeFirst();
+    // Deleted meanwhile: nothing was written.
+    if (Number(res.numUpdatedRows) > 0) record({ tenantId: media.tenant_id, mediaId: media.id, type: 'artifacts' });
+  });
 }
 
 export interface ScratchInput {
