@@ -105,10 +105,10 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   const limits = new UploadLimits(database, tenancy, settings.uploadMaxOpenPerUser, disk);
   const uploads = new UploadService(database.db, layout, chunkState, ingest, settings, log, hashThread, limits);
   const tus = new TusService({ db: database.db, layout, ingest, hashThread, limits, settings, log });
-  const media = new MediaService(database.db, layout, queue, changes, settings.apiPrefix, records, log);
+  const media = new MediaService(database.db, layout, queue, changes, records, log);
   const failedJobs = new FailedJobService(database.db, queue, changes);
   const facts = new MediaFactsSource(database.db, factsCache);
-  const captions = new CaptionService(database.db, layout, settings.apiPrefix, changes);
+  const captions = new CaptionService(database.db, layout, changes);
   const statusFeed = new MediaStatusFeed(database.db, changes, settings.mediaEventsPollInterval);
   const tokens = new PlaybackTokens(await playbackSecret(database.db, settings.playbackSecret));
   const delivery = new DeliveryService(database.db, layout, tokens, settings.playbackTtl);

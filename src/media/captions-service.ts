@@ -22,8 +22,6 @@ export interface CaptionTrackView {
   label: string;
   kind: CaptionKind;
   cue_count: number;
-  /** The WebVTT file under the authenticated API. */
-  url: string;
   created_at: string;
   updated_at: string;
 }
@@ -73,7 +71,6 @@ export class CaptionService {
   constructor(
     private readonly db: Db,
     private readonly layout: StorageLayout,
-    private readonly apiPrefix: string,
     private readonly changes?: MediaChanges,
   ) {}
 
@@ -101,7 +98,7 @@ export class CaptionService {
   async list(p: Principal, mediaId: string): Promise<CaptionTrackView[]> {
     const row = await this.media(p, mediaId);
     assertModerationVisible(p, row);
-    return (await tracksOfMedia(this.db, this.apiPrefix, p.tenantId, [row.id])).get(row.id) ?? [];
+    return (await tracksOfMedia(this.db, p.tenantId, [row.id])).get(row.id) ?? [];
   }
 
   /** Adds or replaces the track of one language. Bad files are refused before anything is written. */
@@ -207,8 +204,8 @@ const tracksOfMediaQuery = preparedQuery((db, tenantId: string, mediaIds: readon
     .orderBy('language'),
 );
 
-/** Caption tracks of several media of one tenant, keyed by media id. */
-export async function tracksOfMedia(db: Db, apiPrefix: string, tenantId: string, mediaIds: string[]): Promise<Map<string, CaptionTrackView[]>> {
+/** Caption tracks of several media of one tenant, keyed by media id (their file is captionFile(language) in the media folder). */
+export async function tracksOfMedia(db: Db, tenantId: string, mediaIds: string[]): Promise<Map<string, CaptionTrackView[]>> {
   const out = new Map<string, CaptionTrackView[]>();
   if (!mediaIds.length) return out;
   const rows = await tracksOfMediaQuery.all(db, tenantId, mediaIds);
@@ -219,7 +216,6 @@ export async function tracksOfMedia(db: Db, apiPrefix: string, tenantId: string,
       label: r.label,
       kind: r.kind,
       cue_count: Number(r.cue_count),
-      url: `${apiPrefix}/media/${r.media_id}/files/${captionFile(r.language)}`,
       created_at: r.created_at,
       updated_at: r.updated_at,
     });

@@ -72,6 +72,12 @@ export interface MediaView {
   ready_at: string | null;
 }
 
+/** file_metadata as the record holds it, less the API URLs older versions stored in it (URLs are made when answering). */
+function storedMetadata(raw: unknown): Record<string, unknown> {
+  const { urls: _stale, ...meta } = fromJson<Record<string, unknown>>(raw, {});
+  return meta;
+}
+
 export function toMediaView(row: MediaRow, labels: AssetLabelView[] = []): MediaView {
   return {
     id: row.id,
@@ -90,7 +96,7 @@ export function toMediaView(row: MediaRow, labels: AssetLabelView[] = []): Media
     user_tags: fromJson<string[]>(row.user_tags, []),
     labels,
     moderation_state: row.moderation_state ?? 'none',
-    file_metadata: fromJson<Record<string, unknown>>(row.file_metadata, {}),
+    file_metadata: storedMetadata(row.file_metadata),
     created_at: row.created_at,
     updated_at: row.updated_at,
     processing_started_at: row.processing_started_at,
@@ -104,11 +110,10 @@ export interface StatusHistoryEntry {
   error_code: string | null;
 }
 
-/** The whole record: the list view plus what derived state and history the media has. */
+/** The whole record: the list view plus what derived state and history the media has (its API URLs are added by http/urls.ts). */
 export interface MediaRecord extends MediaView {
   probe: Record<string, unknown> | null;
   artifacts: Record<string, unknown>;
-  urls: Record<string, unknown>;
   pending: string[];
   caption_tracks: CaptionTrackView[];
   status_history: StatusHistoryEntry[];
@@ -190,7 +195,6 @@ export class MediaService {
     private readonly layout: StorageLayout,
     private readonly queue: JobQueue,
     private readonly changes?: MediaChanges,
-    private readonly apiPrefix = '/api/v1',
     private readonly records?: RecordCache<MediaRecord>,
     private readonly log?: Logger,
   ) {}
@@ -228,18 +232,17 @@ export class MediaService {
     if (!row) throw notFound('media');
     const [labels, tracks, history, decision] = await Promise.all([
       labelsOfMedia(this.db, tenantId, [row.id]),
-      tracksOfMedia(this.db, this.apiPrefix, tenantId, [row.id]),
+      tracksOfMedia(this.db, tenantId, [row.id]),
       statusHistoryQuery.all(this.db, tenantId, row.id),
       // Every move out of `none` records a decision and none leads back, so `none` has none.
       (row.moderation_state ?? 'none') === 'none' ? undefined : lastDecisionQuery.first(this.db, tenantId, row.id),
     ]);
     const view = toMediaView(row, labels.get(row.id));
-    const fm = view.file_metadata as { probe?: Record<string, unknown>; artifacts?: Record<string, unknown>; urls?: Record<string, unknown>; pending?: string[] };
+    const fm = view.file_metadata as { probe?: Record<string, unknown>; artifacts?: Record<string, unknown>; pending?: string[] };
     return {
       ...view,
       probe: fm.probe ?? null,
       artifacts: fm.artifacts ?? {},
-      urls: fm.urls ?? {},
       pending: fm.pending ?? [],
       caption_tracks: tracks.get(view.id) ?? [],
       status_history: history.map((h) => ({ status: h.status, at: h.at, error_code: h.error_code })),
