@@ -12,6 +12,7 @@ import { migrateToLatest } from '../db/migrate.js';
 import { createLogger } from '../shared/logger.js';
 import { monotonicClock, type Clock } from '../shared/clock.js';
 import { DeliveryService } from '../media/delivery.js';
+import { FailedJobService } from '../media/failed-jobs.js';
 import { MediaService, type MediaRecord } from '../media/media-service.js';
 import { CaptionService } from '../media/captions-service.js';
 import { MediaStatusFeed } from '../media/status-stream.js';
@@ -107,9 +108,10 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   const limits = new UploadLimits(database, tenancy, settings.uploadMaxOpenPerUser, disk);
   const uploads = new UploadService(database.db, layout, chunkState, ingest, settings, log, hashThread, limits);
   const tus = new TusService({ db: database.db, layout, ingest, hashThread, limits, settings, log });
-  const media = new MediaService(database.db, layout, queue, changes, settings.apiPrefix, records, log);
+  const media = new MediaService(database.db, layout, queue, changes, records, log);
+  const failedJobs = new FailedJobService(database.db, queue, changes);
   const facts = new MediaFactsSource(database.db, factsCache);
-  const captions = new CaptionService(database.db, layout, settings.apiPrefix, changes);
+  const captions = new CaptionService(database.db, layout, changes);
   const statusFeed = new MediaStatusFeed(database.db, changes, settings.mediaEventsPollInterval);
   const tokens = new PlaybackTokens(await playbackSecret(database.db, settings.playbackSecret));
   const delivery = new DeliveryService(database.db, layout, tokens, settings.playbackTtl);
@@ -195,6 +197,7 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
     database,
     redis,
     queue,
+    failedJobs,
     layout,
     tenancy,
     uploads,

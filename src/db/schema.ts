@@ -99,6 +99,7 @@ export interface MediaAssetsTable {
 
 export type ModerationState = 'none' | 'held' | 'approved' | 'rejected';
 
+/** A view of the `status` events of media_events (what the history and the event streams read). */
 export interface MediaStatusEventsTable {
   id: string;
   tenant_id: string;
@@ -106,6 +107,26 @@ export interface MediaStatusEventsTable {
   status: MediaStatus;
   error_code: string | null;
   at: Timestamp;
+}
+
+/** One entry of the media event log: written in the transaction of the change it records. */
+export interface MediaEventsTable {
+  /** UUIDv7; a status event's id is also its Server-Sent Events id. */
+  id: string;
+  tenant_id: string;
+  /** 1, 2, 3… per tenant, without gaps, in commit order. */
+  seq: number;
+  /** No foreign key: a `deleted` event outlives its media. */
+  media_id: string;
+  type: string;
+  data: Json;
+  at: Timestamp;
+}
+
+/** The last `seq` given out in a tenant's media event log. */
+export interface MediaEventSeqsTable {
+  tenant_id: string;
+  seq: number;
 }
 
 export type CaptionKind = 'subtitles' | 'captions';
@@ -317,6 +338,8 @@ export interface Database {
   upload_chunks: UploadChunksTable;
   mediaassets: MediaAssetsTable;
   media_status_events: MediaStatusEventsTable;
+  media_events: MediaEventsTable;
+  media_event_seqs: MediaEventSeqsTable;
   caption_tracks: CaptionTracksTable;
   labels: LabelsTable;
   asset_labels: AssetLabelsTable;

@@ -7,6 +7,8 @@ export interface RemoteChange {
   tenantId: string;
   mediaId: string;
   reason: MediaChange['reason'];
+  /** The change's place in the tenant's media event log, when it has one. */
+  seq?: number;
 }
 
 export interface ChangeBusHandlers {
@@ -39,13 +41,14 @@ export interface ChangeBus {
 
 /**
  * The wire format both backends share: `o` the sending process (its own messages are
- * ignored), then either `l` (a label hierarchy) or `t`/`m`/`r` (a media change).
+ * ignored), then either `l` (a label hierarchy) or `t`/`m`/`r` (a media change), with `s` its
+ * event's sequence number when it has one.
  */
 export class ChangeMessages {
   readonly origin = randomUUID();
 
   change(c: MediaChange): string {
-    return JSON.stringify({ o: this.origin, t: c.tenantId, m: c.mediaId, r: c.reason });
+    return JSON.stringify({ o: this.origin, t: c.tenantId, m: c.mediaId, r: c.reason, ...(c.seq !== undefined ? { s: c.seq } : {}) });
   }
 
   labels(tenantId: string | null): string {
@@ -54,7 +57,7 @@ export class ChangeMessages {
 
   /** Hands a received message to its handler; ignores this process's own and anything malformed. */
   dispatch(message: string, handlers: ChangeBusHandlers): void {
-    let m: { o?: unknown; t?: unknown; m?: unknown; r?: unknown; l?: unknown };
+    let m: { o?: unknown; t?: unknown; m?: unknown; r?: unknown; s?: unknown; l?: unknown };
     try {
       m = JSON.parse(message) as typeof m;
     } catch {
@@ -63,7 +66,7 @@ export class ChangeMessages {
     if (!m || typeof m !== 'object' || m.o === this.origin) return;
     if ('l' in m && (m.l === null || typeof m.l === 'string')) return handlers.labels(m.l);
     if (typeof m.t !== 'string' || typeof m.m !== 'string') return;
-    handlers.change({ tenantId: m.t, mediaId: m.m, reason: String(m.r) as MediaChange['reason'] });
+    handlers.change({ tenantId: m.t, mediaId: m.m, reason: String(m.r) as MediaChange['reason'], ...(typeof m.s === 'number' ? { seq: m.s } : {}) });
   }
 }
 

@@ -1,7 +1,4 @@
-import type { Db } from '../db/database.js';
 import type { MediaStatus } from '../db/schema.js';
-import { newId } from '../shared/ids.js';
-import { nowIso } from '../db/schema.js';
 
 /** `artifacts`: derived files and their facts in file_metadata (written by processing steps). */
 export type MediaChangeReason = 'created' | 'status' | 'metadata' | 'labels' | 'captions' | 'moderation' | 'artifacts' | 'deleted';
@@ -11,6 +8,8 @@ export interface MediaChange {
   mediaId: string;
   reason: MediaChangeReason;
   status?: MediaStatus;
+  /** The change's event in the tenant's media event log (see media-events.ts), when it has one. */
+  seq?: number;
 }
 
 export type MediaChangeListener = (change: MediaChange) => Promise<void> | void;
@@ -20,6 +19,8 @@ export type MediaChangeListener = (change: MediaChange) => Promise<void> | void;
  * subscribers) follows every write. Each process wires its own listeners; the state they keep
  * lives in the database, so an API process and a worker process stay consistent.
  * A failing listener is reported, never allowed to undo the write that was already made.
+ * Writers do not emit themselves: they record events in their transaction, and `announce`
+ * (media-events.ts) emits the committed ones.
  */
 export class MediaChanges {
   private readonly listeners: MediaChangeListener[] = [];
@@ -42,22 +43,5 @@ export class MediaChanges {
         this.onListenerError(err, change);
       }
     }
-  }
-}
-
-/** Records a status transition (the history clients read), then tells the listeners. */
-export async function statusChanged(
-  db: Db,
-  changes: MediaChanges | undefined,
-  m: { tenantId: string; mediaId: string; status: MediaStatus; errorCode?: string | null },
-): Promise<void> {
-  try {
-    await db
-      .insertInto('media_status_events')
-      .values({ id: newId(), tenant_id: m.tenantId, media_id: m.mediaId, status: m.status, error_code: m.errorCode ?? null, at: nowIso() })
-      .execute();
-  } finally {
-    // The status itself was written before: readers must not keep the old one.
-    await changes?.emit({ tenantId: m.tenantId, mediaId: m.mediaId, reason: 'status', status: m.status });
   }
 }

@@ -9,6 +9,7 @@ import type { LabelBankService } from '../labels/label-bank-service.js';
 import type { MediaLabelService } from '../labels/media-labels.js';
 import type { CaptionService } from '../media/captions-service.js';
 import type { DeliveryService } from '../media/delivery.js';
+import type { FailedJobService } from '../media/failed-jobs.js';
 import type { MediaService } from '../media/media-service.js';
 import type { MediaStatusFeed } from '../media/status-stream.js';
 import type { ModerationService } from '../moderation/moderation-service.js';
@@ -26,6 +27,8 @@ export interface AppContext {
   database: DatabaseHandle;
   redis: Redis | undefined;
   queue: JobQueue;
+  /** The queue's failed jobs, as each tenant's admin sees and retries them. */
+  failedJobs: FailedJobService;
   layout: StorageLayout;
   tenancy: TenancyService;
   uploads: UploadService;

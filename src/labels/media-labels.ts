@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import type { Database, LabelKind } from '../db/schema.js';
 import { AppError, notFound } from '../shared/errors.js';
 import type { MediaChanges } from '../events/media-changes.js';
+import { writeWithEvents } from '../events/media-events.js';
 import { assertModerationVisible } from '../access/visibility.js';
 import type { Principal } from '../tenancy/principal.js';
 import { assetLabelsOf, recomputeEntryStats, writeAssetLabels, type AssetLabelDetail, type LabelInput, type LabelSource } from './asset-labels.js';
@@ -58,8 +59,10 @@ export class MediaLabelService {
       if (inputs.some((i) => i.source !== 'user')) throw new AppError('forbidden', 'labels added through the API have source user');
     }
     if (!inputs.length) return assetLabelsOf(this.db, actor.tenantId, mediaId);
-    await this.db.transaction().execute((tx) => writeAssetLabels(tx, { tenantId: actor.tenantId, userId: media.user_id, mediaId }, inputs));
-    await this.changes.emit({ tenantId: actor.tenantId, mediaId, reason: 'labels' });
+    await writeWithEvents(this.db, this.changes, async (tx, record) => {
+      const { labelIds } = await writeAssetLabels(tx, { tenantId: actor.tenantId, userId: media.user_id, mediaId }, inputs);
+      record({ tenantId: actor.tenantId, mediaId, type: 'labels', data: { added: labelIds } });
+    });
     if (inputs.some((i) => i.kind === 'moderation')) await this.hooks.moderationLabelsChanged(actor.tenantId, mediaId);
     return assetLabelsOf(this.db, actor.tenantId, mediaId);
   }
@@ -77,7 +80,7 @@ export class MediaLabelService {
       if (label?.kind === 'moderation' && !actor.isAdmin) throw new AppError('forbidden', 'only an admin key may remove moderation labels');
     }
     if (!label) throw notFound('label of this media');
-    await this.db.transaction().execute(async (tx) => {
+    await writeWithEvents(this.db, this.changes, async (tx, record) => {
       const res = await tx
         .deleteFrom('asset_labels')
         .where('tenant_id', '=', actor.tenantId)
@@ -87,8 +90,8 @@ export class MediaLabelService {
         .executeTakeFirst();
       if (Number(res.numDeletedRows) === 0) throw notFound('label of this media');
       await recomputeEntryStats(tx, actor.tenantId, label.kind, label.name);
+      record({ tenantId: actor.tenantId, mediaId, type: 'labels', data: { removed: [labelId], source } });
     });
-    await this.changes.emit({ tenantId: actor.tenantId, mediaId, reason: 'labels' });
   }
 
   /** A media's labels; held or rejected media only for its owner and admins. */

@@ -12,6 +12,7 @@ import type { Principal } from '../tenancy/principal.js';
 import { CaptionFormatError, parseCaptions } from './captions-format.js';
 import { applyCaptionTracks, CAPTIONS_FOLDER, captionFile, captionTrackRefs, writeFileAtomic } from './captions-manifests.js';
 import type { MediaChanges } from '../events/media-changes.js';
+import { announce, writeRecording, type MediaEvent } from '../events/media-events.js';
 import { assertOwnerOrAdmin } from '../access/ownership.js';
 
 export const MAX_CAPTION_LABEL_LENGTH = 100;
@@ -21,8 +22,6 @@ export interface CaptionTrackView {
   label: string;
   kind: CaptionKind;
   cue_count: number;
-  /** The WebVTT file under the authenticated API. */
-  url: string;
   created_at: string;
   updated_at: string;
 }
@@ -72,7 +71,6 @@ export class CaptionService {
   constructor(
     private readonly db: Db,
     private readonly layout: StorageLayout,
-    private readonly apiPrefix: string,
     private readonly changes?: MediaChanges,
   ) {}
 
@@ -100,7 +98,7 @@ export class CaptionService {
   async list(p: Principal, mediaId: string): Promise<CaptionTrackView[]> {
     const row = await this.media(p, mediaId);
     assertModerationVisible(p, row);
-    return (await tracksOfMedia(this.db, this.apiPrefix, p.tenantId, [row.id])).get(row.id) ?? [];
+    return (await tracksOfMedia(this.db, p.tenantId, [row.id])).get(row.id) ?? [];
   }
 
   /** Adds or replaces the track of one language. Bad files are refused before anything is written. */
@@ -124,24 +122,29 @@ export class CaptionService {
     await writeFileAtomic(path.join(folder, path.basename(captionFile(language))), parsed.vtt);
 
     const now = nowIso();
-    const existing = await this.db
-      .selectFrom('caption_tracks')
-      .select('id')
-      .where('tenant_id', '=', p.tenantId)
-      .where('media_id', '=', row.id)
-      .where('language', '=', language)
-      .executeTakeFirst();
-    const values = { label, kind, text: parsed.plainText, cue_count: parsed.cues.length, updated_at: now };
-    if (existing) {
-      await this.db.updateTable('caption_tracks').set(values).where('id', '=', existing.id).execute();
-    } else {
-      await this.db
-        .insertInto('caption_tracks')
-        .values({ id: newId(), tenant_id: row.tenant_id, user_id: row.user_id, media_id: row.id, language, created_at: now, ...values })
-        .onConflict((oc) => oc.columns(['media_id', 'language']).doUpdateSet(values))
-        .execute();
-    }
-    await this.republish(row);
+    const { result: existing, events } = await writeRecording(this.db, async (tx, record) => {
+      // A write first: on SQLite the transaction then holds the write lock from its start (a read
+      // first would pin a snapshot that another process's commit makes unwritable).
+      const values = { label, kind, text: parsed.plainText, cue_count: parsed.cues.length, updated_at: now };
+      const updated = await tx
+        .updateTable('caption_tracks')
+        .set(values)
+        .where('tenant_id', '=', p.tenantId)
+        .where('media_id', '=', row.id)
+        .where('language', '=', language)
+        .executeTakeFirst();
+      const existing = Number(updated.numUpdatedRows) > 0;
+      if (!existing) {
+        await tx
+          .insertInto('caption_tracks')
+          .values({ id: newId(), tenant_id: row.tenant_id, user_id: row.user_id, media_id: row.id, language, created_at: now, ...values })
+          .onConflict((oc) => oc.columns(['media_id', 'language']).doUpdateSet(values))
+          .execute();
+      }
+      record({ tenantId: row.tenant_id, mediaId: row.id, type: 'captions', data: { language, change: existing ? 'replaced' : 'added' } });
+      return existing;
+    });
+    await this.republish(row, events);
     const track = (await this.list(p, row.id)).find((t) => t.language === language)!;
     return { track, created: !existing };
   }
@@ -149,14 +152,17 @@ export class CaptionService {
   async delete(p: Principal, mediaId: string, rawLanguage: string): Promise<void> {
     const language = canonicalLanguage(rawLanguage);
     const row = await this.editable(p, mediaId, 'remove');
-    const res = await this.db
-      .deleteFrom('caption_tracks')
-      .where('tenant_id', '=', p.tenantId)
-      .where('media_id', '=', row.id)
-      .where('language', '=', language)
-      .executeTakeFirst();
-    if (Number(res.numDeletedRows) === 0) throw notFound('caption track');
-    await this.republish(row);
+    const { events } = await writeRecording(this.db, async (tx, record) => {
+      const res = await tx
+        .deleteFrom('caption_tracks')
+        .where('tenant_id', '=', p.tenantId)
+        .where('media_id', '=', row.id)
+        .where('language', '=', language)
+        .executeTakeFirst();
+      if (Number(res.numDeletedRows) === 0) throw notFound('caption track');
+      record({ tenantId: row.tenant_id, mediaId: row.id, type: 'captions', data: { language, change: 'removed' } });
+    });
+    await this.republish(row, events);
     const dir = this.layout.mediaDir({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id });
     const folder = await this.captionsFolder(dir);
     if (folder) await fs.rm(path.join(folder, path.basename(captionFile(language))), { force: true });
@@ -176,14 +182,14 @@ export class CaptionService {
     }
   }
 
-  /** Rewrites the manifests to offer exactly the stored tracks, then tells the listeners. */
-  private async republish(row: { id: string; tenant_id: string; user_id: string }): Promise<void> {
+  /** Rewrites the manifests to offer exactly the stored tracks, then announces the change (its `events`). */
+  private async republish(row: { id: string; tenant_id: string; user_id: string }, events: MediaEvent[]): Promise<void> {
     const dir = this.layout.mediaDir({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id });
     try {
       await applyCaptionTracks(dir, await captionTrackRefs(this.db, row.tenant_id, row.id));
     } finally {
       // The tracks were written whatever happened to the manifests: readers must not keep the old list.
-      await this.changes?.emit({ tenantId: row.tenant_id, mediaId: row.id, reason: 'captions' });
+      await announce(this.changes, events);
     }
   }
 }
@@ -198,8 +204,8 @@ const tracksOfMediaQuery = preparedQuery((db, tenantId: string, mediaIds: readon
     .orderBy('language'),
 );
 
-/** Caption tracks of several media of one tenant, keyed by media id. */
-export async function tracksOfMedia(db: Db, apiPrefix: string, tenantId: string, mediaIds: string[]): Promise<Map<string, CaptionTrackView[]>> {
+/** Caption tracks of several media of one tenant, keyed by media id (their file is captionFile(language) in the media folder). */
+export async function tracksOfMedia(db: Db, tenantId: string, mediaIds: string[]): Promise<Map<string, CaptionTrackView[]>> {
   const out = new Map<string, CaptionTrackView[]>();
   if (!mediaIds.length) return out;
   const rows = await tracksOfMediaQuery.all(db, tenantId, mediaIds);
@@ -210,7 +216,6 @@ export async function tracksOfMedia(db: Db, apiPrefix: string, tenantId: string,
       label: r.label,
       kind: r.kind,
       cue_count: Number(r.cue_count),
-      url: `${apiPrefix}/media/${r.media_id}/files/${captionFile(r.language)}`,
       created_at: r.created_at,
       updated_at: r.updated_at,
     });

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
-import { statusChanged, type MediaChanges } from '../events/media-changes.js';
+import type { MediaChanges } from '../events/media-changes.js';
+import { announce, writeRecording, writeWithEvents } from '../events/media-events.js';
 import type { Selectable } from 'kysely';
 import type { Db } from '../db/database.js';
 import { preparedQuery } from '../db/prepared.js';
@@ -15,6 +16,7 @@ import { ownerScope } from '../tenancy/principal.js';
 import { processJobKey, type JobQueue } from '../queue/queue.js';
 import { nowIso, toJson } from '../db/schema.js';
 import { needsProcessing } from './detect-kind.js';
+import { transition } from './status.js';
 import { normalizeCaption, normalizeTags } from './tags.js';
 import { tracksOfMedia, type CaptionTrackView } from './captions-service.js';
 import { assertModerationVisible } from '../access/visibility.js';
@@ -70,6 +72,12 @@ export interface MediaView {
   ready_at: string | null;
 }
 
+/** file_metadata as the record holds it, less the API URLs older versions stored in it (URLs are made when answering). */
+function storedMetadata(raw: unknown): Record<string, unknown> {
+  const { urls: _stale, ...meta } = fromJson<Record<string, unknown>>(raw, {});
+  return meta;
+}
+
 export function toMediaView(row: MediaRow, labels: AssetLabelView[] = []): MediaView {
   return {
     id: row.id,
@@ -88,7 +96,7 @@ export function toMediaView(row: MediaRow, labels: AssetLabelView[] = []): Media
     user_tags: fromJson<string[]>(row.user_tags, []),
     labels,
     moderation_state: row.moderation_state ?? 'none',
-    file_metadata: fromJson<Record<string, unknown>>(row.file_metadata, {}),
+    file_metadata: storedMetadata(row.file_metadata),
     created_at: row.created_at,
     updated_at: row.updated_at,
     processing_started_at: row.processing_started_at,
@@ -102,11 +110,10 @@ export interface StatusHistoryEntry {
   error_code: string | null;
 }
 
-/** The whole record: the list view plus what derived state and history the media has. */
+/** The whole record: the list view plus what derived state and history the media has (its API URLs are added by http/urls.ts). */
 export interface MediaRecord extends MediaView {
   probe: Record<string, unknown> | null;
   artifacts: Record<string, unknown>;
-  urls: Record<string, unknown>;
   pending: string[];
   caption_tracks: CaptionTrackView[];
   status_history: StatusHistoryEntry[];
@@ -188,7 +195,6 @@ export class MediaService {
     private readonly layout: StorageLayout,
     private readonly queue: JobQueue,
     private readonly changes?: MediaChanges,
-    private readonly apiPrefix = '/api/v1',
     private readonly records?: RecordCache<MediaRecord>,
     private readonly log?: Logger,
   ) {}
@@ -226,18 +232,17 @@ export class MediaService {
     if (!row) throw notFound('media');
     const [labels, tracks, history, decision] = await Promise.all([
       labelsOfMedia(this.db, tenantId, [row.id]),
-      tracksOfMedia(this.db, this.apiPrefix, tenantId, [row.id]),
+      tracksOfMedia(this.db, tenantId, [row.id]),
       statusHistoryQuery.all(this.db, tenantId, row.id),
       // Every move out of `none` records a decision and none leads back, so `none` has none.
       (row.moderation_state ?? 'none') === 'none' ? undefined : lastDecisionQuery.first(this.db, tenantId, row.id),
     ]);
     const view = toMediaView(row, labels.get(row.id));
-    const fm = view.file_metadata as { probe?: Record<string, unknown>; artifacts?: Record<string, unknown>; urls?: Record<string, unknown>; pending?: string[] };
+    const fm = view.file_metadata as { probe?: Record<string, unknown>; artifacts?: Record<string, unknown>; pending?: string[] };
     return {
       ...view,
       probe: fm.probe ?? null,
       artifacts: fm.artifacts ?? {},
-      urls: fm.urls ?? {},
       pending: fm.pending ?? [],
       caption_tracks: tracks.get(view.id) ?? [],
       status_history: history.map((h) => ({ status: h.status, at: h.at, error_code: h.error_code })),
@@ -255,7 +260,7 @@ export class MediaService {
     if (patch.caption !== undefined) set.caption = normalizeCaption(patch.caption);
     if (patch.title !== undefined) set.title = normalizeTitle(patch.title);
     if (patch.description !== undefined) set.description = normalizeDescription(patch.description);
-    const changed = await this.db.transaction().execute(async (tx) => {
+    await writeWithEvents(this.db, this.changes, async (tx, record) => {
       // A no-op update takes the row's write lock on PostgreSQL; SQLite runs one transaction at a time.
       const locked = await tx
         .updateTable('mediaassets')
@@ -272,7 +277,7 @@ export class MediaService {
         .executeTakeFirstOrThrow();
       assertOwnerOrAdmin(p, row.user_id, 'edit this media');
       const tags = patch.tags === undefined ? undefined : patchedTags(fromJson<string[]>(row.user_tags, []), patch.tags);
-      if (tags === undefined && !Object.keys(set).length) return false;
+      if (tags === undefined && !Object.keys(set).length) return;
       let now = nowIso();
       if (now <= row.updated_at) now = new Date(Date.parse(row.updated_at) + 1).toISOString();
       await tx
@@ -281,9 +286,8 @@ export class MediaService {
         .where('id', '=', row.id)
         .where('tenant_id', '=', p.tenantId)
         .execute();
-      return true;
+      record({ tenantId: p.tenantId, mediaId, type: 'metadata', data: { fields: [...Object.keys(set), ...(tags ? ['tags'] : [])] } });
     });
-    if (changed) await this.changes?.emit({ tenantId: p.tenantId, mediaId, reason: 'metadata' });
     return this.record(p, mediaId);
   }
 
@@ -328,12 +332,9 @@ export class MediaService {
     assertOwnerOrAdmin(p, row.user_id, 'reprocess this media');
     if (!needsProcessing(row.kind)) throw new AppError('conflict', `media of kind ${row.kind} has nothing to process`);
     if (row.status === 'queued' || row.status === 'processing') throw new AppError('conflict', `the media is already ${row.status}`);
-    await this.db
-      .updateTable('mediaassets')
-      .set({ status: 'queued', error_code: null, error_reason: null, updated_at: nowIso() })
-      .where('id', '=', row.id)
-      .execute();
-    await statusChanged(this.db, this.changes, { tenantId: p.tenantId, mediaId: row.id, status: 'queued' });
+    if (!(await transition(this.db, this.changes, { tenantId: p.tenantId, mediaId: row.id }, ['ready', 'error'], 'queued'))) {
+      throw new AppError('conflict', 'the media changed meanwhile; read it and try again');
+    }
     try {
       await this.queue.enqueue('process-media', { media_id: row.id, tenant_id: p.tenantId }, { dedupeKey: processJobKey(row.id) });
     } catch (err) {
@@ -358,7 +359,7 @@ export class MediaService {
     // (SQLite's WAL on the same file system). A failure after this leaves a record without files,
     // which a repeated DELETE removes.
     await removePath(dir);
-    await this.db.transaction().execute(async (tx) => {
+    const { events } = await writeRecording(this.db, async (tx, record) => {
       const labels = await tx
         .selectFrom('asset_labels as al')
         .innerJoin('labels as l', 'l.id', 'al.label_id')
@@ -371,13 +372,14 @@ export class MediaService {
       // Bank entry statistics count what is labelled now: a deleted media no longer is. In the
       // same transaction, so no crash or concurrent label write leaves them counting it.
       for (const l of labels) await recomputeEntryStats(tx, p.tenantId, l.kind, l.name);
+      record({ tenantId: row.tenant_id, mediaId: row.id, type: 'deleted' });
     });
     try {
       // Again: a worker may have written a derived file meanwhile.
       await removePath(dir);
     } finally {
       // The row is gone whatever happened to its files: readers must not keep it.
-      await this.changes?.emit({ tenantId: row.tenant_id, mediaId: row.id, reason: 'deleted' });
+      await announce(this.changes, events);
     }
   }
 }

@@ -4,6 +4,7 @@ import { fromJson, nowIso, toJson } from '../db/schema.js';
 import { AppError, notFound } from '../shared/errors.js';
 import { newId } from '../shared/ids.js';
 import type { MediaChanges } from '../events/media-changes.js';
+import { writeWithEvents } from '../events/media-events.js';
 import type { Principal } from '../tenancy/principal.js';
 import { readThresholds, thresholdsFor, writeThresholds, type ThresholdsView } from './thresholds.js';
 import { assertOwnerOrAdmin } from '../access/ownership.js';
@@ -255,7 +256,7 @@ export class ModerationService {
     return media.moderation_state;
   }
 
-  /** Moves the state if it is still `from` (so concurrent writers cannot both win), records it, tells listeners. */
+  /** Moves the state if it is still `from` (so concurrent writers cannot both win), records the decision and its event, tells listeners after commit. */
   private async transition(
     tenantId: string,
     mediaId: string,
@@ -264,7 +265,7 @@ export class ModerationService {
     d: { decision: ModerationDecisionKind; labels: ModerationLabel[]; note: string | null; actor: Principal | null },
   ): Promise<boolean> {
     const now = nowIso();
-    const moved = await this.db.transaction().execute(async (tx) => {
+    return writeWithEvents(this.db, this.changes, async (tx, record) => {
       const res = await tx
         .updateTable('mediaassets')
         .set({ moderation_state: to, updated_at: now })
@@ -289,9 +290,8 @@ export class ModerationService {
           at: now,
         })
         .execute();
+      record({ tenantId, mediaId, type: 'moderation', data: { decision: d.decision, previous_state: from, state: to } });
       return true;
     });
-    if (moved) await this.changes.emit({ tenantId, mediaId, reason: 'moderation' });
-    return moved;
   }
 }

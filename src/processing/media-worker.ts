@@ -1,7 +1,6 @@
-import { statusChanged, type MediaChanges } from '../events/media-changes.js';
+import type { MediaChanges } from '../events/media-changes.js';
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.js';
-import { nowIso } from '../db/schema.js';
 import { type Job, type JobQueue, type RunningWorker } from '../queue/queue.js';
 import { PermanentJobError } from '../shared/errors.js';
 import { processJobKey, webmJobKey } from '../queue/queue.js';
@@ -9,6 +8,7 @@ import type { StorageLayout } from '../storage/layout.js';
 import { publicReason } from './public-reason.js';
 import { warnIfToolsOutliveWorker } from '../tools/run-tool.js';
 import { clearLeftovers, type ScratchOwner } from './steps/publish.js';
+import { transition } from '../media/status.js';
 
 /** The media row a processing step works on. */
 export interface MediaToProcess {
@@ -71,20 +71,9 @@ export class MediaWorker {
       if (final && job.name === 'process-media') {
         try {
           const code = err instanceof PermanentJobError ? err.code : 'processing-failed';
-          const res = await this.db
-            .updateTable('mediaassets')
-            .set({
-              status: 'error',
-              error_code: code,
-              error_reason: publicReason(err, job.attempt, this.layout?.root),
-              updated_at: nowIso(),
-            })
-            .where('id', '=', job.data.media_id)
-            .where('status', '!=', 'ready')
-            .executeTakeFirst();
           const row = await this.db.selectFrom('mediaassets').select(['id', 'tenant_id', 'user_id']).where('id', '=', job.data.media_id).executeTakeFirst();
-          if (row && Number(res.numUpdatedRows) > 0) {
-            await statusChanged(this.db, this.changes, { tenantId: row.tenant_id, mediaId: job.data.media_id, status: 'error', errorCode: code });
+          const error = { code, reason: publicReason(err, job.attempt, this.layout?.root) };
+          if (row && (await transition(this.db, this.changes, { tenantId: row.tenant_id, mediaId: row.id }, ['queued', 'processing'], 'error', error))) {
             await this.clearScratch(row);
           }
         } catch (markErr) {
@@ -115,23 +104,13 @@ export class MediaWorker {
       if (job.attempt > 1) await this.afterReady(media);
       return;
     }
-    await this.db
-      .updateTable('mediaassets')
-      .set({ status: 'processing', processing_started_at: nowIso(), updated_at: nowIso(), error_code: null, error_reason: null })
-      .where('id', '=', mediaId)
-      .execute();
-    await statusChanged(this.db, this.changes, { tenantId: media.tenant_id, mediaId, status: 'processing' });
+    if (!(await transition(this.db, this.changes, { tenantId: media.tenant_id, mediaId }, ['queued', 'processing'], 'processing'))) {
+      this.log.info({ mediaId, jobId: job.id }, 'media is no longer queued or processing; nothing to do');
+      return;
+    }
     this.log.info({ mediaId, kind: media.kind, attempt: job.attempt }, 'processing media');
     await this.steps({ ...media, status: 'processing' }, job);
-    const now = nowIso();
-    const res = await this.db
-      .updateTable('mediaassets')
-      .set({ status: 'ready', ready_at: now, updated_at: now })
-      .where('id', '=', mediaId)
-      .where('status', '=', 'processing')
-      .executeTakeFirst();
-    if (Number(res.numUpdatedRows) > 0) {
-      await statusChanged(this.db, this.changes, { tenantId: media.tenant_id, mediaId, status: 'ready' });
+    if (await transition(this.db, this.changes, { tenantId: media.tenant_id, mediaId }, 'processing', 'ready')) {
       await this.afterReady({ ...media, status: 'ready' });
     }
   }
@@ -177,20 +156,12 @@ export class MediaWorker {
     let failed = 0;
     for (const r of rows) {
       if (await this.queue.hasPending(processJobKey(r.id))) continue;
-      const res = await this.db
-        .updateTable('mediaassets')
-        .set({
-          status: 'error',
-          error_code: 'processing-failed',
-          error_reason: 'processing stopped on its last attempt (the worker running it died); reprocess to try again',
-          updated_at: nowIso(),
-        })
-        .where('id', '=', r.id)
-        .where('status', '=', 'processing')
-        .executeTakeFirst();
-      if (Number(res.numUpdatedRows) === 0) continue;
+      const moved = await transition(this.db, this.changes, { tenantId: r.tenant_id, mediaId: r.id }, 'processing', 'error', {
+        code: 'processing-failed',
+        reason: 'processing stopped on its last attempt (the worker running it died); reprocess to try again',
+      });
+      if (!moved) continue;
       failed++;
-      await statusChanged(this.db, this.changes, { tenantId: r.tenant_id, mediaId: r.id, status: 'error', errorCode: 'processing-failed' });
       await this.clearScratch(r);
       this.log.warn({ mediaId: r.id }, 'media failed: its job was given up while processing');
     }

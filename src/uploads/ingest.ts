@@ -1,5 +1,6 @@
 import fsp from 'node:fs/promises';
-import { statusChanged, type MediaChanges } from '../events/media-changes.js';
+import type { MediaChanges } from '../events/media-changes.js';
+import { announce, writeRecording, type MediaEvent } from '../events/media-events.js';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.js';
@@ -11,6 +12,7 @@ import { NO_LEASE } from './completion-lease.js';
 import { attachUserLabels, labelsOfMedia } from '../labels/media-label-store.js';
 import { claimedKind, detectKind, needsProcessing, type DetectedType } from '../media/detect-kind.js';
 import { toMediaView, type MediaView } from '../media/media-service.js';
+import { statusEvent } from '../media/status.js';
 import { processJobKey, type JobQueue } from '../queue/queue.js';
 import { moveIntoPlace, removePath } from '../storage/files.js';
 import type { StorageLayout } from '../storage/layout.js';
@@ -65,9 +67,11 @@ export class IngestService {
     const process = needsProcessing(detected.kind);
     const status = unrecognized ? 'error' : process ? 'queued' : 'ready';
     const now = nowIso();
+    const errorCode = unrecognized ? 'unrecognized-content' : null;
     await moveIntoPlace(input.file, target);
+    let events: MediaEvent[];
     try {
-      await this.db.transaction().execute(async (tx) => {
+      ({ events } = await writeRecording(this.db, async (tx, record) => {
         await tx
           .insertInto('mediaassets')
           .values({
@@ -75,7 +79,7 @@ export class IngestService {
             tenant_id: input.tenantId,
             user_id: input.userId,
             status,
-            error_code: unrecognized ? 'unrecognized-content' : null,
+            error_code: errorCode,
             error_reason: unrecognized
               ? `the file was sent as ${claimed} but its content (${detected.mime}) is not a readable ${claimed} format`
               : null,
@@ -106,7 +110,10 @@ export class IngestService {
           .where('lease_owner', '=', formatIdentity())
           .executeTakeFirst();
         if (Number(done.numUpdatedRows) === 0) throw new AppError('upload-busy', 'the upload was taken up by another process');
-      });
+        // The first status is written with the row: the event the state machine starts from.
+        record(statusEvent(ref, status, errorCode));
+        record({ tenantId: input.tenantId, mediaId, type: 'created', data: { kind: detected.kind } });
+      }));
     } catch (err) {
       // The original goes back where the caller handed it over (it may be the only copy of the
       // bytes), then the half-made media folder is removed.
@@ -114,8 +121,7 @@ export class IngestService {
       await removePath(this.layout.mediaDir(ref));
       throw err;
     }
-    await statusChanged(this.db, this.changes, { tenantId: input.tenantId, mediaId, status, errorCode: unrecognized ? 'unrecognized-content' : null });
-    await this.changes?.emit({ tenantId: input.tenantId, mediaId, reason: 'created' });
+    await announce(this.changes, events);
     if (status === 'queued') {
       try {
         await this.queue.enqueue('process-media', { media_id: mediaId, tenant_id: input.tenantId }, { dedupeKey: processJobKey(mediaId) });

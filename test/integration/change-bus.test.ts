@@ -62,6 +62,19 @@ function contract(backend: () => Backend) {
     assert.deepEqual(ha.heard.labels, []);
   });
 
+  it("carries a change's place in the media event log", async () => {
+    const [a, b] = [await open(), await open()];
+    const heard: Array<number | undefined> = [];
+    a.subscribe(recorder().handlers);
+    b.subscribe({ ...recorder().handlers, change: (c) => void heard.push(c.seq) });
+    await waitFor('both to listen', async () => a.live && b.live, 5_000);
+    const changes = new MediaChanges();
+    a.publishFrom(changes);
+    await changes.emit({ tenantId: 't1', mediaId: 'm1', reason: 'labels', seq: 42 });
+    await waitFor('the other to hear it', async () => heard.length === 1, 3_000);
+    assert.deepEqual(heard, [42]);
+  });
+
   it('is not live while its connection is lost, and resets once it listens again', async () => {
     const bus = await open();
     const h = recorder();

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { statusChanged } from '../../src/events/media-changes.js';
+import { appendMediaEvents } from '../../src/events/media-events.js';
 import type { RunningWorker } from '../../src/queue/queue.js';
 import { SAMPLES, startTestApp, waitFor, type TestApp } from '../support/harness.js';
 import { SessionClient } from '../support/upload-client.js';
@@ -161,12 +161,14 @@ describe('media status events (Server-Sent Events)', () => {
     const { sse } = await open(mediaId, { query: 'follow=true' });
     await waitFor('the current status', async () => sse!.events.length >= 1);
     // What a worker process elsewhere does: update the row, append the event; nothing is emitted here.
-    await t.ctx.database.db
-      .updateTable('mediaassets')
-      .set({ status: 'error', error_code: 'processing-failed', error_reason: 'the disk is full' })
-      .where('id', '=', mediaId)
-      .execute();
-    await statusChanged(t.ctx.database.db, undefined, { tenantId: t.tenant.id, mediaId, status: 'error', errorCode: 'processing-failed' });
+    await t.ctx.database.db.transaction().execute(async (tx) => {
+      await tx
+        .updateTable('mediaassets')
+        .set({ status: 'error', error_code: 'processing-failed', error_reason: 'the disk is full' })
+        .where('id', '=', mediaId)
+        .execute();
+      await appendMediaEvents(tx, [{ tenantId: t.tenant.id, mediaId, type: 'status', data: { status: 'error', error_code: 'processing-failed' } }]);
+    });
     await waitFor('the error event', async () => sse!.statuses().includes('error'), 10_000);
     const e = JSON.parse(sse!.events.at(-1)!.data!);
     assert.deepEqual([e.status, e.error_code, e.error_reason], ['error', 'processing-failed', 'the disk is full']);

@@ -1,8 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { AppContext } from '../app-context.js';
-import { AppError } from '../../shared/errors.js';
-import { statusChanged } from '../../events/media-changes.js';
 import { principalOf } from '../auth.js';
 import { problemResponses } from '../schemas.js';
 
@@ -60,32 +58,7 @@ export function adminRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           },
         },
       },
-      async (req) => {
-        const p = principalOf(req);
-        if (!p.isAdmin) throw new AppError('forbidden', 'an admin key is required');
-        const failed = await ctx.queue.listFailed(req.query.limit * 4);
-        const mediaIds = failed.map((f) => (f.data as { media_id?: string }).media_id).filter((x): x is string => !!x);
-        const mine = new Set(
-          mediaIds.length
-            ? (
-                await ctx.database.db.selectFrom('mediaassets').select('id').where('tenant_id', '=', p.tenantId).where('id', 'in', mediaIds).execute()
-              ).map((r) => r.id)
-            : [],
-        );
-        return {
-          items: failed
-            .filter((f) => mine.has((f.data as { media_id?: string }).media_id ?? ''))
-            .slice(0, req.query.limit)
-            .map((f) => ({
-              id: f.id,
-              name: f.name,
-              media_id: (f.data as { media_id?: string }).media_id ?? null,
-              attempts: f.attempts,
-              error: f.error,
-              failed_at: f.failedAt,
-            })),
-        };
-      },
+      async (req) => ({ items: await ctx.failedJobs.list(principalOf(req), req.query.limit) }),
     );
 
     app.post(
@@ -99,23 +72,8 @@ export function adminRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         },
       },
       async (req, reply) => {
-        const p = principalOf(req);
-        if (!p.isAdmin) throw new AppError('forbidden', 'an admin key is required');
-        const job = (await ctx.queue.listFailed(1000)).find((f) => f.id === req.params.job_id);
-        const mediaId = (job?.data as { media_id?: string } | undefined)?.media_id;
-        const owned = mediaId
-          ? await ctx.database.db.selectFrom('mediaassets').select('id').where('tenant_id', '=', p.tenantId).where('id', '=', mediaId).executeTakeFirst()
-          : undefined;
-        if (!job || !owned) throw new AppError('not-found', 'failed job not found');
-        if (!(await ctx.queue.retry(job.id))) throw new AppError('conflict', 'the job is no longer failed');
-        const requeued = await ctx.database.db
-          .updateTable('mediaassets')
-          .set({ status: 'queued', error_code: null, error_reason: null, updated_at: new Date().toISOString() })
-          .where('id', '=', mediaId!)
-          .where('status', '=', 'error')
-          .executeTakeFirst();
-        if (Number(requeued.numUpdatedRows) > 0) await statusChanged(ctx.database.db, ctx.changes, { tenantId: p.tenantId, mediaId: mediaId!, status: 'queued' });
-        return reply.code(202).send({ id: job.id, retried: true });
+        await ctx.failedJobs.retry(principalOf(req), req.params.job_id);
+        return reply.code(202).send({ id: req.params.job_id, retried: true });
       },
     );
   };

@@ -4,6 +4,7 @@ import type { AppContext } from '../app-context.js';
 import { AppError } from '../../shared/errors.js';
 import { principalOf } from '../auth.js';
 import { problemResponses } from '../schemas.js';
+import { captionTrackWithUrl } from '../urls.js';
 
 export const CaptionTrackSchema = Type.Object({
   language: Type.String({ description: 'BCP 47 tag in canonical case' }),
@@ -38,7 +39,9 @@ export function captionRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           response: { 200: Type.Object({ items: Type.Array(CaptionTrackSchema) }), ...problemResponses() },
         },
       },
-      async (req) => ({ items: await ctx.captions.list(principalOf(req), req.params.media_id) }),
+      async (req) => ({
+        items: (await ctx.captions.list(principalOf(req), req.params.media_id)).map((t) => captionTrackWithUrl(ctx.settings.apiPrefix, req.params.media_id, t)),
+      }),
     );
 
     app.put(
@@ -67,7 +70,7 @@ export function captionRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           kind: req.query.kind,
           ...(req.query.label !== undefined ? { label: req.query.label } : {}),
         });
-        return reply.code(created ? 201 : 200).send(track);
+        return reply.code(created ? 201 : 200).send(captionTrackWithUrl(ctx.settings.apiPrefix, req.params.media_id, track));
       },
     );
 

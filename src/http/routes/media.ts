@@ -6,6 +6,7 @@ import { TERMINAL_STATUSES, type StatusEvent } from '../../media/status-stream.j
 import { principalOf } from '../auth.js';
 import { AssetLabelSchema, MediaSchema, problemResponses } from '../schemas.js';
 import { CaptionTrackSchema } from './captions.js';
+import { mediaWithUrls, recordWithUrls } from '../urls.js';
 
 const MediaParams = Type.Object({ media_id: Type.String({ minLength: 1, maxLength: 64 }) });
 
@@ -81,13 +82,15 @@ export function mediaRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           },
         },
       },
-      async (req) =>
-        ctx.media.list(principalOf(req), {
+      async (req) => {
+        const page = await ctx.media.list(principalOf(req), {
           limit: req.query.limit,
           ...(req.query.cursor ? { cursor: req.query.cursor } : {}),
           ...(req.query.user_id ? { userId: req.query.user_id } : {}),
           ...(req.query.status ? { status: req.query.status } : {}),
-        }),
+        });
+        return { ...page, items: page.items.map((m) => mediaWithUrls(ctx.settings.apiPrefix, m)) };
+      },
     );
 
     app.get(
@@ -104,10 +107,10 @@ export function mediaRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       async (req, reply) => {
         const record = await ctx.media.record(principalOf(req), req.params.media_id);
         // A cached record is one frozen object shared by every request: serialized once.
-        if (!Object.isFrozen(record)) return record;
+        if (!Object.isFrozen(record)) return recordWithUrls(ctx.settings.apiPrefix, record);
         let json = serializedRecords.get(record);
         if (json === undefined) {
-          json = reply.serialize(record) as string;
+          json = reply.serialize(recordWithUrls(ctx.settings.apiPrefix, record)) as string;
           serializedRecords.set(record, json);
         }
         // Sent as it is: a string with a JSON content type skips serialization (the type provider only knows objects).
@@ -126,7 +129,7 @@ export function mediaRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           response: { 200: MediaRecordSchema, ...problemResponses(400, 403, 409) },
         },
       },
-      async (req) => ctx.media.update(principalOf(req), req.params.media_id, req.body),
+      async (req) => recordWithUrls(ctx.settings.apiPrefix, await ctx.media.update(principalOf(req), req.params.media_id, req.body)),
     );
 
     const streams = new Set<ServerResponse>();
@@ -216,7 +219,7 @@ export function mediaRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           response: { 202: Type.Ref('Media'), ...problemResponses(403, 409) },
         },
       },
-      async (req, reply) => reply.code(202).send(await ctx.media.reprocess(principalOf(req), req.params.media_id)),
+      async (req, reply) => reply.code(202).send(mediaWithUrls(ctx.settings.apiPrefix, await ctx.media.reprocess(principalOf(req), req.params.media_id))),
     );
 
     app.delete(

@@ -5,6 +5,7 @@ import { AppError } from '../../shared/errors.js';
 import { principalOf } from '../auth.js';
 import { parseChunkChecksum } from '../../uploads/upload-service.js';
 import { problemResponses } from '../schemas.js';
+import { mediaWithUrls } from '../urls.js';
 
 const SessionParams = Type.Object({ session_id: Type.String({ minLength: 1, maxLength: 64 }) });
 
@@ -104,7 +105,7 @@ export function uploadRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       },
       async (req, reply) => {
         const media = await ctx.uploads.complete(principalOf(req), req.params.session_id);
-        return reply.code(201).header('location', `${ctx.settings.apiPrefix}/media/${media.id}`).send(media);
+        return reply.code(201).header('location', `${ctx.settings.apiPrefix}/media/${media.id}`).send(mediaWithUrls(ctx.settings.apiPrefix, media));
       },
     );
 

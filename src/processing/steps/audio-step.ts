@@ -4,14 +4,14 @@ import type { ArtifactPaths } from '../../media/delivery.js';
 import { packageAudio } from '../audio/package-audio.js';
 import { durationLimitsOf } from '../duration-bound.js';
 import type { MediaToProcess } from '../media-worker.js';
-import { imagePair } from './artifact-urls.js';
+import { imagePair } from './image-pair.js';
 import { runInScratch, type StepDeps } from './scratch-step.js';
 
 const FOLDERS = ['webm', 'hls', 'posters', 'thumbnails'] as const;
 
 type AudioSettings = Pick<
   Settings,
-  | 'apiPrefix' | 'enableHls' | 'enableWebm' | 'enableThumbnails' | 'enablePosters' | 'audioHlsMinDuration' | 'imageThumbnailSize'
+  | 'enableHls' | 'enableWebm' | 'enableThumbnails' | 'enablePosters' | 'audioHlsMinDuration' | 'imageThumbnailSize'
   | 'ffmpegThreads' | 'ffprobeTimeout' | 'ffmpegTimeout' | 'ffmpegTimeoutFactor' | 'ffmpegTimeoutFloor' | 'ffmpegDurationTolerance' | 'maxVideoDuration'
 >;
 
@@ -23,7 +23,7 @@ type AudioSettings = Pick<
  */
 export async function runAudioStep(deps: StepDeps<AudioSettings>, media: MediaToProcess): Promise<void> {
   const { settings } = deps;
-  await runInScratch({ ...deps, apiPrefix: settings.apiPrefix }, media, FOLDERS, async ({ source, work }) => {
+  await runInScratch(deps, media, FOLDERS, async ({ source, work }) => {
     const result = await packageAudio(source, work, {
       webm: settings.enableWebm,
       hls: settings.enableHls,

@@ -1,11 +1,10 @@
 import { PermanentJobError } from '../../shared/errors.js';
 import { deriveEpub, derivePdf, type DocumentOptions } from '../document/derive-document.js';
 import type { MediaToProcess } from '../media-worker.js';
-import { imagePair } from './artifact-urls.js';
+import { imagePair } from './image-pair.js';
 import { runInScratch, type StepDeps } from './scratch-step.js';
 
 export interface DocumentStepSettings {
-  apiPrefix: string;
   enableThumbnails: boolean;
   enablePosters: boolean;
   imageThumbnailSize: number;
@@ -32,7 +31,7 @@ const DERIVERS: Record<string, (source: string, workDir: string, opts: DocumentO
  */
 export async function runDocumentStep(deps: StepDeps<DocumentStepSettings>, media: MediaToProcess): Promise<void> {
   const { settings } = deps;
-  await runInScratch({ ...deps, apiPrefix: settings.apiPrefix }, media, FOLDERS, async ({ source, work, meta }) => {
+  await runInScratch(deps, media, FOLDERS, async ({ source, work, meta }) => {
     const mimeType = String(meta.original?.mime_type ?? '');
     const derive = Object.hasOwn(DERIVERS, mimeType) ? DERIVERS[mimeType] : undefined;
     if (!derive) throw new PermanentJobError(`documents of type ${mimeType || '(unknown)'} are not processed`, 'unreadable-media');

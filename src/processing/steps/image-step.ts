@@ -1,11 +1,10 @@
 import type { ArtifactPaths } from '../../media/delivery.js';
 import { deriveImage, DEFAULT_IMAGE_OPTIONS, type DerivedImage } from '../image/derive-image.js';
 import type { MediaToProcess } from '../media-worker.js';
-import { imagePair } from './artifact-urls.js';
+import { imagePair } from './image-pair.js';
 import { runInScratch, type StepDeps } from './scratch-step.js';
 
 export interface ImageStepSettings {
-  apiPrefix: string;
   enableWebp: boolean;
   enableThumbnails: boolean;
   enablePosters: boolean;
@@ -35,7 +34,7 @@ function artifactsOf(f: DerivedImage['files']): ArtifactPaths {
  */
 export async function runImageStep(deps: StepDeps<ImageStepSettings>, media: MediaToProcess): Promise<void> {
   const { settings } = deps;
-  await runInScratch({ ...deps, apiPrefix: settings.apiPrefix }, media, FOLDERS, async ({ source, work }) => {
+  await runInScratch(deps, media, FOLDERS, async ({ source, work }) => {
     const result = await deriveImage(source, work, {
       ...DEFAULT_IMAGE_OPTIONS,
       webp: settings.enableWebp,

@@ -1,11 +1,11 @@
 import type { Db } from '../../db/database.js';
 import type { MediaChanges } from '../../events/media-changes.js';
+import { writeWithEvents } from '../../events/media-events.js';
 import { fromJson, nowIso, toJson } from '../../db/schema.js';
 import type { ArtifactPaths } from '../../media/delivery.js';
 import { removePath } from '../../storage/files.js';
 import { safeJoin, type StorageLayout } from '../../storage/layout.js';
 import type { MediaToProcess } from '../media-worker.js';
-import { artifactApiUrls } from './artifact-urls.js';
 import { clearLeftovers, makeWorkDir, publishFolders, removeUnpublished } from './publish.js';
 
 /** What every processing step is given: the database, the storage layout, its settings, and whom to tell of what it wrote. */
@@ -17,10 +17,18 @@ export interface StepDeps<S> {
   changes?: MediaChanges;
 }
 
-/** Writes a media's file_metadata and tells the listeners (readers forget the record they cached). */
+/**
+ * Writes a media's file_metadata with its `artifacts` event, and tells the listeners after commit
+ * (readers forget the record they cached). It holds paths, no URLs: API URLs are made when the
+ * record is read, and those older versions stored are dropped here.
+ */
 export async function saveFileMetadata(deps: Pick<StepDeps<unknown>, 'db' | 'changes'>, media: MediaToProcess, meta: Record<string, unknown>): Promise<void> {
-  await deps.db.updateTable('mediaassets').set({ file_metadata: toJson(meta), updated_at: nowIso() }).where('id', '=', media.id).execute();
-  await deps.changes?.emit({ tenantId: media.tenant_id, mediaId: media.id, reason: 'artifacts' });
+  const { urls: _stale, ...kept } = meta;
+  await writeWithEvents(deps.db, deps.changes, async (tx, record) => {
+    const res = await tx.updateTable('mediaassets').set({ file_metadata: toJson(kept), updated_at: nowIso() }).where('id', '=', media.id).executeTakeFirst();
+    // Deleted meanwhile: nothing was written.
+    if (Number(res.numUpdatedRows) > 0) record({ tenantId: media.tenant_id, mediaId: media.id, type: 'artifacts' });
+  });
 }
 
 export interface ScratchInput {
@@ -40,12 +48,12 @@ export interface ScratchOutput {
 
 /**
  * The frame every processing step shares: clear what a dead attempt left, make the outputs in
- * a scratch folder, publish its folders one by one, record the facts, artifacts and their API
- * URLs in file_metadata, then remove the folders an earlier run filled and this one did not (a
+ * a scratch folder, publish its folders one by one, record the facts and artifacts (paths) in
+ * file_metadata, then remove the folders an earlier run filled and this one did not (a
  * setting turned off), once the record no longer points at them.
  */
 export async function runInScratch(
-  deps: Omit<StepDeps<unknown>, 'settings'> & { apiPrefix: string },
+  deps: Omit<StepDeps<unknown>, 'settings'>,
   media: MediaToProcess,
   folders: readonly string[],
   make: (input: ScratchInput) => Promise<ScratchOutput>,
@@ -65,7 +73,6 @@ export async function runInScratch(
       pending: [],
       ...metadata,
       artifacts,
-      urls: artifactApiUrls(deps.apiPrefix, media.id, artifacts),
       processed_at: nowIso(),
     };
     await saveFileMetadata(deps, media, next);

@@ -4,13 +4,13 @@ import type { ArtifactPaths } from '../../media/delivery.js';
 import { durationLimitsOf } from '../duration-bound.js';
 import type { MediaToProcess } from '../media-worker.js';
 import { packageVideo } from '../video/package-video.js';
-import { imagePair } from './artifact-urls.js';
+import { imagePair } from './image-pair.js';
 import { runInScratch, type StepDeps } from './scratch-step.js';
 import { writeCaptionManifests } from '../../media/captions-manifests.js';
 
 type VideoSettings = Pick<
   Settings,
-  | 'apiPrefix' | 'enableHls' | 'enableDash' | 'enableThumbnails' | 'enablePosters' | 'enableWebm' | 'thumbnailCount'
+  | 'enableHls' | 'enableDash' | 'enableThumbnails' | 'enablePosters' | 'enableWebm' | 'thumbnailCount'
   | 'ffmpegThreads' | 'ffprobeTimeout' | 'ffmpegTimeout' | 'ffmpegTimeoutFactor' | 'ffmpegTimeoutFloor' | 'ffmpegDurationTolerance' | 'maxVideoDuration' | 'maxVideoPixels'
 >;
 
@@ -23,7 +23,7 @@ const FOLDERS = ['dash', 'hls', 'thumbnails', 'posters'] as const;
  */
 export async function runVideoStep(deps: StepDeps<VideoSettings>, media: MediaToProcess): Promise<void> {
   const { db, settings } = deps;
-  await runInScratch({ ...deps, apiPrefix: settings.apiPrefix }, media, FOLDERS, async ({ source, work, meta }) => {
+  await runInScratch(deps, media, FOLDERS, async ({ source, work, meta }) => {
     const result = await packageVideo(source, work, {
       hls: settings.enableHls,
       dash: settings.enableDash,

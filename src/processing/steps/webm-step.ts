@@ -12,7 +12,7 @@ import { makeWebm } from '../video/webm.js';
 import { publicReason } from '../public-reason.js';
 import { clearLeftovers, makeWorkDir, publishFolders } from './publish.js';
 
-type WebmSettings = Pick<Settings, 'apiPrefix' | 'ffmpegThreads' | 'ffprobeTimeout' | 'ffmpegTimeout' | 'maxVideoDuration' | 'ffmpegTimeoutFactor' | 'ffmpegTimeoutFloor' | 'ffmpegDurationTolerance' | 'jobAttempts'>;
+type WebmSettings = Pick<Settings, 'ffmpegThreads' | 'ffprobeTimeout' | 'ffmpegTimeout' | 'maxVideoDuration' | 'ffmpegTimeoutFactor' | 'ffmpegTimeoutFloor' | 'ffmpegDurationTolerance' | 'jobAttempts'>;
 
 /** Reads, changes and writes a media's file_metadata (the only writer of a media at a time is its job). */
 async function updateMetadata(deps: StepDeps<unknown>, media: MediaToProcess, change: (meta: Record<string, any>) => Record<string, any>): Promise<void> {
@@ -48,7 +48,6 @@ export async function runWebmStep(deps: StepDeps<WebmSettings>, media: MediaToPr
     await updateMetadata(deps, media, (m) => ({
       ...m,
       artifacts: { ...m.artifacts, webm: 'webm/video.webm' },
-      urls: { ...m.urls, webm: `${settings.apiPrefix}/media/${media.id}/files/webm/video.webm` },
       webm: { width: result.width, height: result.height, bitrate: result.bitrate },
       pending: (m.pending ?? []).filter((p: string) => p !== 'webm'),
       timings: { ...m.timings, webm_ms: result.ms },
