@@ -23,6 +23,8 @@ import { webmJobKey, type JobQueue } from '../queue/queue.js';
 import { isWritableDir } from '../storage/files.js';
 import { DiskSpace } from '../storage/disk-space.js';
 import { StorageLayout } from '../storage/layout.js';
+import { LocalStore } from '../storage/local-store.js';
+import type { MediaStore } from '../storage/store.js';
 import { TenancyService } from '../tenancy/tenancy-service.js';
 import { DbChunkStateStore, RedisChunkStateStore, type ChunkStateStore } from '../uploads/chunk-state.js';
 import { IngestService } from '../uploads/ingest.js';
@@ -37,7 +39,15 @@ import type { AppContext } from '../http/app-context.js';
 
 export type { AppContext };
 
-export async function createContext(settings: Settings, opts: { log?: Logger; migrate?: boolean; clock?: Clock } = {}): Promise<AppContext> {
+export interface ContextOptions {
+  log?: Logger;
+  migrate?: boolean;
+  clock?: Clock;
+  /** The media store over the layout's root (default: the local folder itself). */
+  store?: (layout: StorageLayout) => MediaStore;
+}
+
+export async function createContext(settings: Settings, opts: ContextOptions = {}): Promise<AppContext> {
   const log = opts.log ?? createLogger(settings.logLevel);
   // TTLs and expiries read this clock; tests move a manual one instead of sleeping.
   const clock = opts.clock ?? monotonicClock;
@@ -100,6 +110,8 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   // The first listener: a changed record is forgotten before anything slower runs.
   changes.on(forget);
   const layout = new StorageLayout(settings.storageRoot, settings.chunkTmpDirName);
+  // Media files (originals and what is derived from them); upload staging stays in the layout's local folders.
+  const store = opts.store?.(layout) ?? new LocalStore(layout.root);
   const ingest = new IngestService(database.db, layout, queue, settings.ffprobeTimeout, log, changes);
   const hashThread = new HashThread();
   const tenancy = new TenancyService(database.db, settings.apiKeyCacheTtl, clock);
@@ -113,7 +125,7 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   const statusFeed = new MediaStatusFeed(database.db, changes, settings.mediaEventsPollInterval);
   const tokens = new PlaybackTokens(await playbackSecret(database.db, settings.playbackSecret));
   const delivery = new DeliveryService(database.db, layout, tokens, settings.playbackTtl);
-  const stepDeps = { db: database.db, layout, settings, changes };
+  const stepDeps = { db: database.db, store, layout, settings, changes };
   // The steps (and sharp, with its libvips) are loaded by the first job that needs them, so an
   // API process never loads them at all.
   const steps: MediaSteps = async (m, job) => {
@@ -129,7 +141,7 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
       await queue.enqueue('make-webm', { media_id: m.id, tenant_id: m.tenant_id }, { dedupeKey: webmJobKey(m.id) });
     }
   };
-  const worker = new MediaWorker(database.db, queue, log, settings.jobAttempts, steps, afterReady, changes, layout);
+  const worker = new MediaWorker(database.db, queue, log, settings.jobAttempts, steps, afterReady, changes, layout, store);
   const moderation = new ModerationService(database.db, changes, settings.moderationDefaultThreshold);
   const labels = new MediaLabelService(database.db, changes, {
     moderationLabelsChanged: (tenantId, mediaId) => moderation.evaluate(tenantId, mediaId),
@@ -196,6 +208,7 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
     redis,
     queue,
     layout,
+    store,
     tenancy,
     uploads,
     tus,
