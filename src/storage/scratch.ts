@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { removePath } from './files.js';
 import { mediaPrefix, type MediaRef } from './layout.js';
-import { ASIDE_PREFIX } from './local-store.js';
+import { ASIDE_PREFIX, LocalStore } from './local-store.js';
 import type { MediaStore } from './store.js';
 
 /**
@@ -95,4 +95,12 @@ export async function removeUnpublished(target: StoreFolder, folders: readonly s
 /** Removes a scratch folder (or one inside it), ignoring one that is already gone. */
 export async function removeScratch(dir: string): Promise<void> {
   await removePath(dir);
+}
+
+/**
+ * The files of a scratch folder seen as a store folder, for code that edits outputs both before
+ * and after they are published (the caption tracks of a video's manifests).
+ */
+export function scratchFolder(dir: string): StoreFolder {
+  return { store: new LocalStore(dir), prefix: '' };
 }
