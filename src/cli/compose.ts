@@ -112,7 +112,7 @@ export async function createContext(settings: Settings, opts: ContextOptions = {
   const layout = new StorageLayout(settings.storageRoot, settings.chunkTmpDirName);
   // Media files (originals and what is derived from them); upload staging stays in the layout's local folders.
   const store = opts.store?.(layout) ?? new LocalStore(layout.root);
-  const ingest = new IngestService(database.db, layout, queue, settings.ffprobeTimeout, log, changes);
+  const ingest = new IngestService(database.db, store, queue, settings.ffprobeTimeout, log, changes);
   const hashThread = new HashThread();
   const tenancy = new TenancyService(database.db, settings.apiKeyCacheTtl, clock);
   const disk = new DiskSpace(layout.root, settings.storageMinFree);
