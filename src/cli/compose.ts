@@ -124,7 +124,7 @@ export async function createContext(settings: Settings, opts: ContextOptions = {
   const captions = new CaptionService(database.db, store, settings.apiPrefix, changes);
   const statusFeed = new MediaStatusFeed(database.db, changes, settings.mediaEventsPollInterval);
   const tokens = new PlaybackTokens(await playbackSecret(database.db, settings.playbackSecret));
-  const delivery = new DeliveryService(database.db, layout, tokens, settings.playbackTtl);
+  const delivery = new DeliveryService(database.db, store, tokens, settings.playbackTtl);
   const stepDeps = { db: database.db, store, layout, settings, changes };
   // The steps (and sharp, with its libvips) are loaded by the first job that needs them, so an
   // API process never loads them at all.
