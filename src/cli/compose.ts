@@ -231,7 +231,9 @@ export async function createContext(settings: Settings, opts: ContextOptions = {
           if (redis) await redis.ping();
         }),
         check(async () => {
+          // Upload staging is always local; media files are wherever the store keeps them.
           if (!(await isWritableDir(layout.root))) throw new Error('storage root is not writable');
+          await store.probe();
           if (await disk.isFull()) throw new Error('storage is full');
         }),
       ]);
