@@ -39,7 +39,8 @@ export interface MediaStore {
   /**
    * Replaces everything below `prefix` with the files of the local folder `dir`, which is used up.
    * The local store swaps folders with renames, so readers see the old or the new folder; an
-   * object store uploads the new files and then removes keys the folder no longer has.
+   * object store uploads the new files (playlists and manifests last, so they never name a
+   * segment that is not there yet) and then removes keys the folder no longer has.
    */
   publishFolder(dir: string, prefix: string): Promise<void>;
   /**
