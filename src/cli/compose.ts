@@ -24,6 +24,8 @@ import { webmJobKey, type JobQueue } from '../queue/queue.js';
 import { isWritableDir } from '../storage/files.js';
 import { DiskSpace } from '../storage/disk-space.js';
 import { StorageLayout } from '../storage/layout.js';
+import { LocalStore } from '../storage/local-store.js';
+import type { MediaStore } from '../storage/store.js';
 import { TenancyService } from '../tenancy/tenancy-service.js';
 import { DbChunkStateStore, RedisChunkStateStore, type ChunkStateStore } from '../uploads/chunk-state.js';
 import { IngestService } from '../uploads/ingest.js';
@@ -38,7 +40,15 @@ import type { AppContext } from '../http/app-context.js';
 
 export type { AppContext };
 
-export async function createContext(settings: Settings, opts: { log?: Logger; migrate?: boolean; clock?: Clock } = {}): Promise<AppContext> {
+export interface ContextOptions {
+  log?: Logger;
+  migrate?: boolean;
+  clock?: Clock;
+  /** The media store over the layout's root (default: the local folder itself). */
+  store?: (layout: StorageLayout) => MediaStore;
+}
+
+export async function createContext(settings: Settings, opts: ContextOptions = {}): Promise<AppContext> {
   const log = opts.log ?? createLogger(settings.logLevel);
   // TTLs and expiries read this clock; tests move a manual one instead of sleeping.
   const clock = opts.clock ?? monotonicClock;
@@ -101,21 +111,23 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   // The first listener: a changed record is forgotten before anything slower runs.
   changes.on(forget);
   const layout = new StorageLayout(settings.storageRoot, settings.chunkTmpDirName);
-  const ingest = new IngestService(database.db, layout, queue, settings.ffprobeTimeout, log, changes);
+  // Media files (originals and what is derived from them); upload staging stays in the layout's local folders.
+  const store = opts.store?.(layout) ?? new LocalStore(layout.root);
+  const ingest = new IngestService(database.db, store, queue, settings.ffprobeTimeout, log, changes);
   const hashThread = new HashThread();
   const tenancy = new TenancyService(database.db, settings.apiKeyCacheTtl, clock);
   const disk = new DiskSpace(layout.root, settings.storageMinFree);
   const limits = new UploadLimits(database, tenancy, settings.uploadMaxOpenPerUser, disk);
   const uploads = new UploadService(database.db, layout, chunkState, ingest, settings, log, hashThread, limits);
   const tus = new TusService({ db: database.db, layout, ingest, hashThread, limits, settings, log });
-  const media = new MediaService(database.db, layout, queue, changes, records, log);
+  const media = new MediaService(database.db, store, queue, changes, records, log);
   const failedJobs = new FailedJobService(database.db, queue, changes);
   const facts = new MediaFactsSource(database.db, factsCache);
-  const captions = new CaptionService(database.db, layout, changes);
+  const captions = new CaptionService(database.db, store, changes);
   const statusFeed = new MediaStatusFeed(database.db, changes, settings.mediaEventsPollInterval);
   const tokens = new PlaybackTokens(await playbackSecret(database.db, settings.playbackSecret));
-  const delivery = new DeliveryService(database.db, layout, tokens, settings.playbackTtl);
-  const stepDeps = { db: database.db, layout, settings, changes };
+  const delivery = new DeliveryService(database.db, store, tokens, settings.playbackTtl);
+  const stepDeps = { db: database.db, store, layout, settings, changes };
   // The steps (and sharp, with its libvips) are loaded by the first job that needs them, so an
   // API process never loads them at all.
   const steps: MediaSteps = async (m, job) => {
@@ -131,7 +143,7 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
       await queue.enqueue('make-webm', { media_id: m.id, tenant_id: m.tenant_id }, { dedupeKey: webmJobKey(m.id) });
     }
   };
-  const worker = new MediaWorker(database.db, queue, log, settings.jobAttempts, steps, afterReady, changes, layout);
+  const worker = new MediaWorker(database.db, queue, log, settings.jobAttempts, steps, afterReady, changes, layout, store);
   const moderation = new ModerationService(database.db, changes, settings.moderationDefaultThreshold);
   const labels = new MediaLabelService(database.db, changes, {
     moderationLabelsChanged: (tenantId, mediaId) => moderation.evaluate(tenantId, mediaId),
@@ -199,6 +211,7 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
     queue,
     failedJobs,
     layout,
+    store,
     tenancy,
     uploads,
     tus,
@@ -221,7 +234,9 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
           if (redis) await redis.ping();
         }),
         check(async () => {
+          // Upload staging is always local; media files are wherever the store keeps them.
           if (!(await isWritableDir(layout.root))) throw new Error('storage root is not writable');
+          await store.probe();
           if (await disk.isFull()) throw new Error('storage is full');
         }),
       ]);

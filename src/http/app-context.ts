@@ -16,6 +16,7 @@ import type { ModerationService } from '../moderation/moderation-service.js';
 import type { MediaWorker } from '../processing/media-worker.js';
 import type { JobQueue } from '../queue/queue.js';
 import type { StorageLayout } from '../storage/layout.js';
+import type { MediaStore } from '../storage/store.js';
 import type { TenancyService } from '../tenancy/tenancy-service.js';
 import type { TusService } from '../uploads/tus.js';
 import type { UploadService } from '../uploads/upload-service.js';
@@ -29,7 +30,10 @@ export interface AppContext {
   queue: JobQueue;
   /** The queue's failed jobs, as each tenant's admin sees and retries them. */
   failedJobs: FailedJobService;
+  /** Local folders: upload staging, and the storage root. */
   layout: StorageLayout;
+  /** Media files: originals and everything derived from them. */
+  store: MediaStore;
   tenancy: TenancyService;
   uploads: UploadService;
   tus: TusService;

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import fs from 'node:fs/promises';
 import cors from '@fastify/cors';
 import fastifyStatic from '@fastify/static';
 import swagger from '@fastify/swagger';
@@ -91,10 +90,9 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   await app.register(swaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
-  // Files are sent with reply.sendFile (Range, ETag); the routes decide which file and who may see it.
-  await fs.mkdir(ctx.layout.root, { recursive: true });
+  // Local files are sent with reply.sendFile (Range, ETag), from the root the store names for each;
+  // the routes decide which file and who may see it.
   await app.register(fastifyStatic, {
-    root: ctx.layout.root,
     serve: false,
     // Our own types (.m4s is video/mp4, playlists as players expect) and the caching the file
     // route chose (never longer than a playback token lives).

@@ -1,11 +1,10 @@
-import { randomBytes } from 'node:crypto';
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import { XMLBuilder, XMLParser } from 'fast-xml-parser';
 import type { Db } from '../db/database.js';
 import type { CaptionKind } from '../db/schema.js';
-import { realPathInside } from '../storage/files.js';
-import { UnsafePathError } from '../storage/layout.js';
+import { joinKey, keyBelow, UnsafePathError } from '../storage/layout.js';
+import { scratchFolder, type StoreFolder } from '../storage/scratch.js';
+import { isNotStored, readText } from '../storage/store.js';
 
 /**
  * Offers the caption tracks of a video in its HLS master (a SUBTITLES group, one single-file
@@ -33,28 +32,18 @@ export function subtitlePlaylistName(language: string): string {
   return `subs_${language}.m3u8`;
 }
 
-/** Writes a file through a temporary name in the same folder, so readers see the old or the new file. */
-export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
-  try {
-    await fs.writeFile(tmp, data);
-    await fs.rename(tmp, file);
-  } catch (err) {
-    await fs.rm(tmp, { force: true });
-    throw err;
-  }
-}
-
 /**
- * A manifest of the folder `dir`, or undefined when there is none. One that is a link out of the
- * folder counts as none: its contents would otherwise be rewritten into a manifest clients read.
+ * A manifest of the folder, or undefined when there is none. One that is really elsewhere (a link
+ * out of the folder) counts as none: its contents would otherwise be rewritten into a manifest
+ * clients read.
  */
-async function readIfExists(dir: string, relative: string): Promise<string | undefined> {
+async function readIfExists(folder: StoreFolder, relative: string): Promise<string | undefined> {
   try {
-    const real = await realPathInside(dir, dir, relative);
-    return await fs.readFile(path.join(real.folder, real.relative), 'utf8');
+    const found = await folder.store.stat(joinKey(folder.prefix, relative));
+    if (!found || keyBelow(found.key, folder.prefix) === undefined) return undefined;
+    return await readText(folder.store, found.key);
   } catch (err) {
-    if (err instanceof UnsafePathError || (err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if (err instanceof UnsafePathError || isNotStored(err)) return undefined;
     throw err;
   }
 }
@@ -176,33 +165,37 @@ export function mpdWithTextTracks(mpd: string, tracks: readonly CaptionTrackRef[
 }
 
 /**
- * Sets the caption tracks offered by the manifests under `dir` (a media folder, or the scratch
- * folder of a processing run): `hls/master.m3u8` with its subtitle playlists and
+ * Sets the caption tracks offered by the manifests of `folder` (a media's folder in the store, or
+ * the scratch folder of a processing run): `hls/master.m3u8` with its subtitle playlists and
  * `dash/manifest.mpd`. Either may be absent. The subtitle playlists are written before the
- * master that names them, and stale ones removed after it.
+ * master that names them, and stale ones removed after it. Each file is replaced whole.
  */
-export async function applyCaptionTracks(dir: string, tracks: readonly CaptionTrackRef[]): Promise<void> {
-  const masterFile = path.join(dir, 'hls', 'master.m3u8');
-  const mpdFile = path.join(dir, 'dash', 'manifest.mpd');
-  const [master, mpd] = await Promise.all([readIfExists(dir, 'hls/master.m3u8'), readIfExists(dir, 'dash/manifest.mpd')]);
+export async function applyCaptionTracks(folder: StoreFolder, tracks: readonly CaptionTrackRef[]): Promise<void> {
+  const { store, prefix } = folder;
+  const key = (relative: string) => joinKey(prefix, relative);
+  const [master, mpd] = await Promise.all([readIfExists(folder, 'hls/master.m3u8'), readIfExists(folder, 'dash/manifest.mpd')]);
   let seconds = 0;
   if (mpd !== undefined) {
     const next = mpdWithTextTracks(mpd, tracks);
     seconds = next.seconds;
-    if (next.xml !== mpd) await writeFileAtomic(mpdFile, next.xml);
+    if (next.xml !== mpd) await store.put(key('dash/manifest.mpd'), next.xml);
   }
   if (master === undefined) return;
   const firstVariant = master.split('\n').find((l) => l.trim() && !l.startsWith('#'));
   if (firstVariant) {
-    const variant = await readIfExists(dir, `hls/${path.basename(firstVariant.trim())}`);
+    const variant = await readIfExists(folder, `hls/${path.basename(firstVariant.trim())}`);
     if (variant) seconds = playlistSeconds(variant) || seconds;
   }
-  for (const t of tracks) await writeFileAtomic(path.join(dir, 'hls', subtitlePlaylistName(t.language)), subtitlePlaylist(t.language, seconds));
+  for (const t of tracks) await store.put(key(`hls/${subtitlePlaylistName(t.language)}`), subtitlePlaylist(t.language, seconds));
   const next = masterWithSubtitles(master, tracks);
-  if (next !== master) await writeFileAtomic(masterFile, next);
+  if (next !== master) await store.put(key('hls/master.m3u8'), next);
   const wanted = new Set(tracks.map((t) => subtitlePlaylistName(t.language)));
-  const names = await fs.readdir(path.join(dir, 'hls'));
-  await Promise.all(names.filter((n) => SUBS_PLAYLIST.test(n) && !wanted.has(n)).map((n) => fs.rm(path.join(dir, 'hls', n), { force: true })));
+  const hls = key('hls');
+  const stale = (await store.list(hls)).filter((o) => {
+    const name = keyBelow(o.key, hls);
+    return name !== undefined && SUBS_PLAYLIST.test(name) && !wanted.has(name);
+  });
+  await Promise.all(stale.map((o) => store.delete(o.key)));
 }
 
 /** The caption tracks of a media, in a stable order (by language). */
@@ -222,5 +215,5 @@ export async function captionTrackRefs(db: Db, tenantId: string, mediaId: string
  */
 export async function writeCaptionManifests(db: Db, workDir: string, media: { id: string; tenant_id: string }): Promise<void> {
   const tracks = await captionTrackRefs(db, media.tenant_id, media.id);
-  if (tracks.length) await applyCaptionTracks(workDir, tracks);
+  if (tracks.length) await applyCaptionTracks(scratchFolder(workDir), tracks);
 }

@@ -1,16 +1,15 @@
-import fs from 'node:fs/promises';
-import path from 'node:path';
 import type { Db } from '../db/database.js';
 import { nowIso, type CaptionKind } from '../db/schema.js';
 import { preparedQuery } from '../db/prepared.js';
 import { AppError, notFound } from '../shared/errors.js';
 import { newId } from '../shared/ids.js';
 import { assertModerationVisible } from '../access/visibility.js';
-import { realPathInside } from '../storage/files.js';
-import { safeJoin, UnsafePathError, type StorageLayout } from '../storage/layout.js';
+import { joinKey, mediaPrefix, UnsafePathError } from '../storage/layout.js';
+import { mediaFolderIn } from '../storage/scratch.js';
+import type { MediaStore } from '../storage/store.js';
 import type { Principal } from '../tenancy/principal.js';
 import { CaptionFormatError, parseCaptions } from './captions-format.js';
-import { applyCaptionTracks, CAPTIONS_FOLDER, captionFile, captionTrackRefs, writeFileAtomic } from './captions-manifests.js';
+import { applyCaptionTracks, captionFile, captionTrackRefs } from './captions-manifests.js';
 import type { MediaChanges } from '../events/media-changes.js';
 import { announce, writeRecording, type MediaEvent } from '../events/media-events.js';
 import { assertOwnerOrAdmin } from '../access/ownership.js';
@@ -70,7 +69,7 @@ function cleanLabel(raw: string | undefined, language: string): string {
 export class CaptionService {
   constructor(
     private readonly db: Db,
-    private readonly layout: StorageLayout,
+    private readonly store: MediaStore,
     private readonly changes?: MediaChanges,
   ) {}
 
@@ -115,11 +114,13 @@ export class CaptionService {
       if (err instanceof CaptionFormatError) throw new AppError('invalid-captions', err.message, { errors: err.problems });
       throw err;
     }
-    const dir = this.layout.mediaDir({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id });
-    await fs.mkdir(safeJoin(dir, CAPTIONS_FOLDER), { recursive: true });
-    const folder = await this.captionsFolder(dir);
-    if (!folder) throw new AppError('conflict', "the media's caption folder is not a folder of its own; nothing was written");
-    await writeFileAtomic(path.join(folder, path.basename(captionFile(language))), parsed.vtt);
+    try {
+      await this.store.put(this.captionKey(row, language), parsed.vtt);
+    } catch (err) {
+      // The store writes through no link: the caption folder is one, out of the media's own folder.
+      if (err instanceof UnsafePathError) throw new AppError('conflict', "the media's caption folder is not a folder of its own; nothing was written");
+      throw err;
+    }
 
     const now = nowIso();
     const { result: existing, events } = await writeRecording(this.db, async (tx, record) => {
@@ -163,30 +164,22 @@ export class CaptionService {
       record({ tenantId: row.tenant_id, mediaId: row.id, type: 'captions', data: { language, change: 'removed' } });
     });
     await this.republish(row, events);
-    const dir = this.layout.mediaDir({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id });
-    const folder = await this.captionsFolder(dir);
-    if (folder) await fs.rm(path.join(folder, path.basename(captionFile(language))), { force: true });
+    // Removing through a linked caption folder would delete another media's file: the link is left alone.
+    await this.store.delete(this.captionKey(row, language)).catch((err) => {
+      if (!(err instanceof UnsafePathError)) throw err;
+    });
   }
 
-  /**
-   * Where the media's caption folder really is, or undefined when it is missing or a link out of
-   * the media folder: writing or removing through such a link would reach another media's files.
-   */
-  private async captionsFolder(dir: string): Promise<string | undefined> {
-    try {
-      const real = await realPathInside(this.layout.root, dir, CAPTIONS_FOLDER);
-      return path.join(real.folder, real.relative);
-    } catch (err) {
-      if (err instanceof UnsafePathError || (err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw err;
-    }
+  /** The key of a media's caption file of one language. */
+  private captionKey(row: { id: string; tenant_id: string; user_id: string }, language: string): string {
+    return joinKey(mediaPrefix({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id }), captionFile(language));
   }
 
   /** Rewrites the manifests to offer exactly the stored tracks, then announces the change (its `events`). */
   private async republish(row: { id: string; tenant_id: string; user_id: string }, events: MediaEvent[]): Promise<void> {
-    const dir = this.layout.mediaDir({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id });
+    const folder = mediaFolderIn(this.store, { tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id });
     try {
-      await applyCaptionTracks(dir, await captionTrackRefs(this.db, row.tenant_id, row.id));
+      await applyCaptionTracks(folder, await captionTrackRefs(this.db, row.tenant_id, row.id));
     } finally {
       // The tracks were written whatever happened to the manifests: readers must not keep the old list.
       await announce(this.changes, events);

@@ -2,8 +2,8 @@ import path from 'node:path';
 import type { Db } from '../db/database.js';
 import { fromJson } from '../db/schema.js';
 import { AppError, notFound } from '../shared/errors.js';
-import { realPathInside } from '../storage/files.js';
-import { safeJoin, UnsafePathError, type MediaRef, type StorageLayout } from '../storage/layout.js';
+import { joinKey, keyBelow, mediaPrefix, UnsafePathError, type MediaRef } from '../storage/layout.js';
+import type { MediaStore, ServeStrategy, StoredObject } from '../storage/store.js';
 import type { Principal } from '../tenancy/principal.js';
 import type { PlaybackTokens } from './playback-tokens.js';
 import { assertModerationVisible, checkPlaybackToken, playbackSigningKey } from '../access/visibility.js';
@@ -35,6 +35,9 @@ export function contentTypeFor(file: string): string {
 }
 
 const PLAYLIST = /\.(m3u8|mpd)$/i;
+
+/** Files whose relative references resolve against their own URL (segments, caption files, sprite cells): never redirected. */
+const REFERS_RELATIVELY = /\.(m3u8|mpd|vtt)$/i;
 
 /** A file fetched with an API key: playlists change when media is reprocessed; everything else is written once under its name. */
 export function apiCacheControl(file: string): string {
@@ -83,13 +86,15 @@ export interface PackageView {
   pending: string[];
 }
 
+/** A stored file a request may have, and how to answer with it. */
 export interface ServableFile {
-  root: string;
-  relative: string;
+  /** Send the local file, redirect to a signed URL, or stream it (see MediaStore.serve). */
+  how: ServeStrategy;
+  contentType: string;
   cacheControl: string;
 }
 
-/** What realpath answers for a file that cannot be served: not there, a path through something that is no folder, a loop of links, a name too long, no access. */
+/** What a store's lookup raises for a file that cannot be served: not there, a path through something that is no folder, a loop of links, a name too long, no access. */
 const UNSERVABLE = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'ENAMETOOLONG', 'EACCES']);
 
 function cleanRelative(rel: string): string {
@@ -105,7 +110,7 @@ function cleanRelative(rel: string): string {
 export class DeliveryService {
   constructor(
     private readonly db: Db,
-    private readonly layout: StorageLayout,
+    private readonly store: MediaStore,
     private readonly tokens: PlaybackTokens,
     private readonly ttlMs: number,
   ) {}
@@ -168,7 +173,7 @@ export class DeliveryService {
     const playable = (file: string) => PLAYABLE.has(file.split('/')[0]!);
     if (!playable(clean)) throw notFound('file');
     const file = await this.stored({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id }, clean, playable);
-    return { ...file, cacheControl: playbackCacheControl(file.relative, claims.expiresAt, now) };
+    return this.servable(file, playbackCacheControl(file.relative, claims.expiresAt, now), claims.expiresAt);
   }
 
   /** A stored file of a media of the caller's tenant (the original included, for its owner or an admin). */
@@ -189,23 +194,31 @@ export class DeliveryService {
     };
     if (!allowed(clean)) throw notFound('file');
     const file = await this.stored({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id }, clean, allowed);
-    return { ...file, cacheControl: apiCacheControl(file.relative) };
+    return this.servable(file, apiCacheControl(file.relative), Date.now() + this.ttlMs);
   }
 
   /**
-   * A file of a media's folder where it really is: a symbolic link that leads out of the folder,
-   * or into a part of it the caller may not read (the original), is not found.
+   * A file of a media's folder where it really is: one that is really elsewhere (a local store
+   * follows links: out of the folder, or into a part of it the caller may not read, the original)
+   * is not found. `relative` is where it is below the media's prefix.
    */
-  private async stored(ref: MediaRef, clean: string, allowed: (file: string) => boolean): Promise<Omit<ServableFile, 'cacheControl'>> {
-    const root = this.layout.mediaDir(ref);
+  private async stored(ref: MediaRef, clean: string, allowed: (file: string) => boolean): Promise<{ object: StoredObject; relative: string }> {
+    const prefix = mediaPrefix(ref);
     try {
-      safeJoin(root, clean);
-      const real = await realPathInside(this.layout.root, root, clean);
-      if (!allowed(real.relative)) throw notFound('file');
-      return { root: real.folder, relative: real.relative };
+      const object = await this.store.stat(joinKey(prefix, clean));
+      const relative = object && keyBelow(object.key, prefix);
+      if (!object || !relative || !allowed(relative)) throw notFound('file');
+      return { object, relative };
     } catch (err) {
       if (err instanceof UnsafePathError || UNSERVABLE.has((err as NodeJS.ErrnoException).code ?? '')) throw notFound('file');
       throw err;
     }
+  }
+
+  /** How the store answers with a file, with our types and caching; `expiresAt` bounds a signed URL. */
+  private async servable(file: { object: StoredObject; relative: string }, cacheControl: string, expiresAt: number): Promise<ServableFile> {
+    const contentType = contentTypeFor(file.relative);
+    const how = await this.store.serve(file.object, { contentType, cacheControl, expiresAt, redirect: !REFERS_RELATIVELY.test(file.relative) });
+    return { how, contentType, cacheControl };
   }
 }

@@ -9,8 +9,8 @@ import { AppError, notFound } from '../shared/errors.js';
 import { labelsOfMedia, type AssetLabelView } from '../labels/media-label-store.js';
 import { recomputeEntryStats } from '../labels/asset-labels.js';
 import type { RecordCache } from '../cache/record-cache.js';
-import { removePath } from '../storage/files.js';
-import type { StorageLayout } from '../storage/layout.js';
+import { mediaPrefix } from '../storage/layout.js';
+import type { MediaStore } from '../storage/store.js';
 import type { Principal } from '../tenancy/principal.js';
 import { ownerScope } from '../tenancy/principal.js';
 import { processJobKey, type JobQueue } from '../queue/queue.js';
@@ -192,7 +192,7 @@ export interface MediaPage {
 export class MediaService {
   constructor(
     private readonly db: Db,
-    private readonly layout: StorageLayout,
+    private readonly store: MediaStore,
     private readonly queue: JobQueue,
     private readonly changes?: MediaChanges,
     private readonly records?: RecordCache<MediaRecord>,
@@ -354,11 +354,11 @@ export class MediaService {
       .executeTakeFirst();
     if (!row) throw notFound('media');
     assertOwnerOrAdmin(p, row.user_id, 'delete this media');
-    const dir = this.layout.mediaDir({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id });
+    const files = mediaPrefix({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id });
     // Files first: on a full disk, removing them is what makes room for the database's write
     // (SQLite's WAL on the same file system). A failure after this leaves a record without files,
     // which a repeated DELETE removes.
-    await removePath(dir);
+    await this.store.deletePrefix(files);
     const { events } = await writeRecording(this.db, async (tx, record) => {
       const labels = await tx
         .selectFrom('asset_labels as al')
@@ -376,7 +376,7 @@ export class MediaService {
     });
     try {
       // Again: a worker may have written a derived file meanwhile.
-      await removePath(dir);
+      await this.store.deletePrefix(files);
     } finally {
       // The row is gone whatever happened to its files: readers must not keep it.
       await announce(this.changes, events);

@@ -5,9 +5,10 @@ import { type Job, type JobQueue, type RunningWorker } from '../queue/queue.js';
 import { PermanentJobError } from '../shared/errors.js';
 import { processJobKey, webmJobKey } from '../queue/queue.js';
 import type { StorageLayout } from '../storage/layout.js';
+import { clearLeftovers, mediaFolderIn, type ScratchOwner } from '../storage/scratch.js';
+import type { MediaStore } from '../storage/store.js';
 import { publicReason } from './public-reason.js';
 import { warnIfToolsOutliveWorker } from '../tools/run-tool.js';
-import { clearLeftovers, type ScratchOwner } from './steps/publish.js';
 import { transition } from '../media/status.js';
 
 /** The media row a processing step works on. */
@@ -42,8 +43,10 @@ export class MediaWorker {
     /** Runs after a media became ready (e.g. enqueues the slow WebM rendition). */
     private readonly afterReady: (media: MediaToProcess) => Promise<void> = async () => undefined,
     private readonly changes?: MediaChanges,
-    /** Where media folders are, to remove what a failed media's attempts left there. */
+    /** The storage root, kept out of error messages. */
     private readonly layout?: StorageLayout,
+    /** Where media files are, to remove the scratch folders a failed media's attempts left. */
+    private readonly store?: MediaStore,
   ) {}
 
   /**
@@ -53,10 +56,10 @@ export class MediaWorker {
    * that job unless none is pending.
    */
   private async clearScratch(media: { id: string; tenant_id: string; user_id: string }): Promise<void> {
-    if (!this.layout) return;
+    if (!this.store) return;
     try {
       const owners: ScratchOwner[] = (await this.queue.hasPending(webmJobKey(media.id))) ? ['media'] : ['media', 'webm'];
-      await clearLeftovers(this.layout.mediaDir({ tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id }), owners);
+      await clearLeftovers(mediaFolderIn(this.store, { tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id }), owners);
     } catch (err) {
       this.log.warn({ err, mediaId: media.id }, 'could not remove the scratch folders of a failed media');
     }
@@ -126,8 +129,8 @@ export class MediaWorker {
     if (media.status !== 'ready') {
       // This job will not run: what its earlier attempts left behind is removed now (a later
       // WebM job of the media would, but none may come).
-      if (job.name === 'make-webm' && this.layout) {
-        await clearLeftovers(this.layout.mediaDir({ tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id }), ['webm']).catch((err) =>
+      if (job.name === 'make-webm' && this.store) {
+        await clearLeftovers(mediaFolderIn(this.store, { tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id }), ['webm']).catch((err) =>
           this.log.warn({ err, mediaId: media.id }, 'could not remove the scratch folders of a WebM job that will not run'),
         );
       }

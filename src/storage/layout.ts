@@ -33,6 +33,38 @@ export function safeJoin(root: string, ...segments: string[]): string {
   return full;
 }
 
+/**
+ * One segment of a storage key: not empty, no leading dot (dot names in a stored folder belong to
+ * the store and its scratch folders: `.work-…`, `.old-…`, temporary files), no separator, no
+ * control character.
+ */
+const KEY_SEGMENT = /^[^./\\\u0000-\u001f][^/\\\u0000-\u001f]*$/;
+const MAX_KEY_LENGTH = 1024;
+
+/**
+ * Refuses anything that is not a storage key: keys are relative, '/'-separated paths of the
+ * layout below (`<tenant>/<user>/<media>/<folder>/<file>`), the same on every backend. No `..`,
+ * `.`, empty or dot-led segment, no absolute key, no backslash or NUL.
+ */
+export function assertKey(key: string): string {
+  if (typeof key !== 'string' || !key || key.length > MAX_KEY_LENGTH) throw new UnsafePathError('not a storage key');
+  for (const segment of key.split('/')) {
+    if (!KEY_SEGMENT.test(segment)) throw new UnsafePathError('storage key has a segment that is not allowed');
+  }
+  return key;
+}
+
+/** `rest` below `prefix` (the empty prefix is the top), checked as a key. */
+export function joinKey(prefix: string, rest: string): string {
+  return assertKey(prefix ? `${prefix}/${rest}` : rest);
+}
+
+/** What `key` names below `prefix`, or undefined when it is not below it. */
+export function keyBelow(key: string, prefix: string): string | undefined {
+  if (!prefix) return key;
+  return key.startsWith(`${prefix}/`) && key.length > prefix.length + 1 ? key.slice(prefix.length + 1) : undefined;
+}
+
 /** Name of a chunked session's data file inside its chunk folder (never matches `<index>.chunk`). */
 export const SESSION_DATA_FILE = 'upload.data';
 
@@ -42,6 +74,22 @@ export interface MediaRef {
   mediaId: string;
 }
 
+/** Key prefix of one media item's files: `<tenant>/<user>/<media>`. */
+export function mediaPrefix(ref: MediaRef): string {
+  return `${assertId('tenant', ref.tenantId)}/${assertId('user', ref.userId)}/${assertId('media', ref.mediaId)}`;
+}
+
+/** Key of the stored original, named from ids and the detected extension, never from the client's name. */
+export function originalKey(ref: MediaRef, ext: string): string {
+  const safeExt = /^[a-z0-9]{1,8}$/.test(ext) ? ext : 'bin';
+  return `${mediaPrefix(ref)}/media/original.${safeExt}`;
+}
+
+/**
+ * Local paths under the storage root. Media files are reached through a MediaStore by key (see
+ * store.ts); what stays here are the folders that are local by nature — upload staging (chunk
+ * sessions, tus, the hand-off folder) — and the local store's own mapping of keys to paths.
+ */
 export class StorageLayout {
   readonly root: string;
   constructor(root: string, readonly chunkDirName: string) {
@@ -50,7 +98,7 @@ export class StorageLayout {
 
   /** <root>/<tenant>/<user>/<media> */
   mediaDir(ref: MediaRef): string {
-    return safeJoin(this.root, assertId('tenant', ref.tenantId), assertId('user', ref.userId), assertId('media', ref.mediaId));
+    return safeJoin(this.root, ...mediaPrefix(ref).split('/'));
   }
 
   mediaFolder(ref: MediaRef, folder: MediaFolder): string {
@@ -59,8 +107,7 @@ export class StorageLayout {
 
   /** The stored original, named from ids and the detected extension, never from the client's name. */
   originalFile(ref: MediaRef, ext: string): string {
-    const safeExt = /^[a-z0-9]{1,8}$/.test(ext) ? ext : 'bin';
-    return safeJoin(this.mediaFolder(ref, 'media'), `original.${safeExt}`);
+    return safeJoin(this.root, ...originalKey(ref, ext).split('/'));
   }
 
   /** <root>/<chunks>/<tenant> */

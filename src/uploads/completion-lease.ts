@@ -1,5 +1,4 @@
 import fsp from 'node:fs/promises';
-import path from 'node:path';
 import type { Db } from '../db/database.js';
 import { isDependencyUnavailable } from '../shared/dependency-errors.js';
 import { AppError } from '../shared/errors.js';
@@ -7,7 +6,12 @@ import { nowIso, type UploadProtocol } from '../db/schema.js';
 import { newId } from '../shared/ids.js';
 import { formatIdentity, isCertainlyGone, parseIdentity } from '../shared/process-identity.js';
 import { removePath } from '../storage/files.js';
-import type { StorageLayout } from '../storage/layout.js';
+import type { MediaRef } from '../storage/layout.js';
+
+/** What a completion hands its media to (IngestService), asked to undo a media whose record was never written. */
+export interface PendingMedia {
+  takeBack(ref: MediaRef, restoreTo: string | undefined): Promise<boolean>;
+}
 
 /**
  * How long a completion's claim on its session holds without being renewed. The process
@@ -128,34 +132,24 @@ export async function takeOver(db: Db, s: StrandedSession): Promise<boolean> {
 
 /**
  * The media a dead completion was creating, when its record was never written (the record and
- * the session's `completed` are one transaction): the original it had moved into the media's
- * folder, if any. The folder is removed; the original is moved to `restoreTo` first.
+ * the session's `completed` are one transaction): the original it had handed to the store, if
+ * any. What is stored for the media is removed; the original is moved back to `restoreTo` first,
+ * unless the bytes are there already.
  */
-export async function reclaimPendingMedia(db: Db, layout: StorageLayout, s: StrandedSession, restoreTo: string): Promise<'restored' | 'none'> {
+export async function reclaimPendingMedia(db: Db, media: PendingMedia, s: StrandedSession, restoreTo: string): Promise<'restored' | 'none'> {
   if (!s.pending_media_id) return 'none';
   const exists = await db.selectFrom('mediaassets').select('id').where('id', '=', s.pending_media_id).executeTakeFirst();
   if (exists) return 'none';
-  const dir = layout.mediaDir({ tenantId: s.tenant_id, userId: s.user_id, mediaId: s.pending_media_id });
-  const originals = await fsp.readdir(path.join(dir, 'media')).catch(() => [] as string[]);
-  const original = originals.find((n) => n.startsWith('original.'));
-  let restored: 'restored' | 'none' = 'none';
-  if (original) {
-    const from = path.join(dir, 'media', original);
-    const there = await fsp.stat(restoreTo).catch(() => undefined);
-    if (!there) {
-      await fsp.rename(from, restoreTo);
-      restored = 'restored';
-    }
-  }
-  await removePath(dir);
-  return restored;
+  const there = await fsp.stat(restoreTo).catch(() => undefined);
+  const restored = await media.takeBack({ tenantId: s.tenant_id, userId: s.user_id, mediaId: s.pending_media_id }, there ? undefined : restoreTo);
+  return restored ? 'restored' : 'none';
 }
 
 /**
  * Takes up a stranded session for this process and puts its bytes back at `home`: they are
- * still there, or were moved to `staged` (the hand-off) or on into the half-made media folder,
- * which is removed. `then` finishes the recovery (reopens or completes the session). False
- * when another process took the session over first.
+ * still there, or were moved to `staged` (the hand-off) or on into the store for a media whose
+ * record was never written, which is removed. `then` finishes the recovery (reopens or
+ * completes the session). False when another process took the session over first.
  *
  * When anything fails after the takeover, the claim is let go at once and the error raised:
  * the session stays `completing` with its bytes wherever they got to, and the next sweep or
@@ -163,7 +157,7 @@ export async function reclaimPendingMedia(db: Db, layout: StorageLayout, s: Stra
  */
 export async function takeUpStranded(
   db: Db,
-  layout: StorageLayout,
+  media: PendingMedia,
   s: StrandedSession,
   files: { home: string; staged: string },
   then: () => Promise<void>,
@@ -172,7 +166,7 @@ export async function takeUpStranded(
   try {
     const { home, staged } = files;
     if (!(await fsp.stat(home).catch(() => undefined)) && (await fsp.stat(staged).catch(() => undefined))) await fsp.rename(staged, home);
-    await reclaimPendingMedia(db, layout, s, home);
+    await reclaimPendingMedia(db, media, s, home);
     await removePath(staged);
     await then();
   } catch (err) {

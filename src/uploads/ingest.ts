@@ -1,4 +1,4 @@
-import fsp from 'node:fs/promises';
+import path from 'node:path';
 import type { MediaChanges } from '../events/media-changes.js';
 import { announce, writeRecording, type MediaEvent } from '../events/media-events.js';
 import { randomBytes } from 'node:crypto';
@@ -14,14 +14,14 @@ import { claimedKind, detectKind, needsProcessing, type DetectedType } from '../
 import { toMediaView, type MediaView } from '../media/media-service.js';
 import { statusEvent } from '../media/status.js';
 import { processJobKey, type JobQueue } from '../queue/queue.js';
-import { moveIntoPlace, removePath } from '../storage/files.js';
-import type { StorageLayout } from '../storage/layout.js';
+import { mediaPrefix, originalKey, type MediaRef } from '../storage/layout.js';
+import type { MediaStore } from '../storage/store.js';
 
 export interface IngestInput {
   tenantId: string;
   userId: string;
   sessionId: string;
-  /** The assembled file, on the storage file system (it is moved, not copied). */
+  /** The assembled file, in local staging (it is handed over to the store: moved, not copied). */
   file: string;
   filename: string;
   contentType: string | null;
@@ -38,13 +38,14 @@ export interface IngestInput {
 
 /**
  * The one path every finished upload takes, whatever its protocol: detect the kind from the
- * bytes, move the file into the media's folder, create the record with its caption, tags and
- * labels, and hand it to the worker (or mark it ready when there is nothing to derive).
+ * bytes, hand the file from local staging over to the media store, create the record with its
+ * caption, tags and labels, and hand it to the worker (or mark it ready when there is nothing to
+ * derive).
  */
 export class IngestService {
   constructor(
     private readonly db: Db,
-    private readonly layout: StorageLayout,
+    private readonly store: MediaStore,
     private readonly queue: JobQueue,
     private readonly probeTimeoutMs: number,
     private readonly log: Logger,
@@ -60,7 +61,7 @@ export class IngestService {
     const detected = input.detected ?? (await this.detect(input.file));
     const mediaId = input.mediaId ?? newId();
     const ref = { tenantId: input.tenantId, userId: input.userId, mediaId };
-    const target = this.layout.originalFile(ref, detected.ext);
+    const target = originalKey(ref, detected.ext);
     const claimed = claimedKind(input.filename, input.contentType);
     // Sent as media, but not readable as any: a clear error instead of an opaque stored file.
     const unrecognized = detected.kind === 'other' && claimed !== undefined;
@@ -68,7 +69,7 @@ export class IngestService {
     const status = unrecognized ? 'error' : process ? 'queued' : 'ready';
     const now = nowIso();
     const errorCode = unrecognized ? 'unrecognized-content' : null;
-    await moveIntoPlace(input.file, target);
+    await this.store.putFile(target, input.file, { move: true });
     let events: MediaEvent[];
     try {
       ({ events } = await writeRecording(this.db, async (tx, record) => {
@@ -90,7 +91,7 @@ export class IngestService {
             sha256: input.sha256,
             caption: input.caption,
             user_tags: toJson(input.tags),
-            file_metadata: toJson({ original: { path: this.layout.relative(target), mime_type: detected.mime, size: input.size } }),
+            file_metadata: toJson({ original: { path: target, mime_type: detected.mime, size: input.size } }),
             upload_session_id: input.sessionId,
             created_at: now,
             updated_at: now,
@@ -117,8 +118,8 @@ export class IngestService {
     } catch (err) {
       // The original goes back where the caller handed it over (it may be the only copy of the
       // bytes), then the half-made media folder is removed.
-      await fsp.rename(target, input.file).catch(() => undefined);
-      await removePath(this.layout.mediaDir(ref));
+      await this.store.moveToLocal(target, input.file).catch(() => undefined);
+      await this.store.deletePrefix(mediaPrefix(ref));
       throw err;
     }
     await announce(this.changes, events);
@@ -134,5 +135,18 @@ export class IngestService {
     const labels = await labelsOfMedia(this.db, input.tenantId, [mediaId]);
     this.log.info({ mediaId, kind: detected.kind, mime: detected.mime, via: detected.via, size: input.size }, 'media ingested');
     return toMediaView(row, labels.get(mediaId));
+  }
+
+  /**
+   * Undoes what a completion that died half-way left of a media whose record was never written:
+   * its original goes back to `restoreTo` in staging (when given), and everything stored for the
+   * media is removed. Whether the original was put back.
+   */
+  async takeBack(ref: MediaRef, restoreTo: string | undefined): Promise<boolean> {
+    const prefix = mediaPrefix(ref);
+    const original = (await this.store.list(`${prefix}/media`)).find((o) => path.posix.basename(o.key).startsWith('original.'));
+    const restored = original && restoreTo ? await this.store.moveToLocal(original.key, restoreTo) : false;
+    await this.store.deletePrefix(prefix);
+    return restored;
   }
 }

@@ -483,7 +483,7 @@ export class TusService {
   private async takeUp(s: StrandedSession): Promise<boolean> {
     const file = path.join(this.deps.layout.tusDir(), s.id);
     const files = { home: file, staged: path.join(this.deps.layout.tmpDir(), `${s.id}.tus`) };
-    return takeUpStranded(this.deps.db, this.deps.layout, s, files, async () => {
+    return takeUpStranded(this.deps.db, this.deps.ingest, s, files, async () => {
       this.store.running.forget(s.id);
       const size = (await fsp.stat(file).catch(() => undefined))?.size;
       const session = await this.deps.db.selectFrom('upload_sessions').selectAll().where('id', '=', s.id).executeTakeFirst();

@@ -667,7 +667,7 @@ export class UploadService {
     // The data file is still in place (handed over as a hard link), or was moved to the
     // hand-off, or on into the media's folder: it goes back, and every other name of it goes.
     const files = { home: this.layout.sessionDataFile(s.tenant_id, s.id), staged: path.join(this.layout.tmpDir(), `${s.id}.upload`) };
-    return takeUpStranded(this.db, this.layout, s, files, async () => {
+    return takeUpStranded(this.db, this.ingestService, s, files, async () => {
       await this.hasher.forget(s.id);
       await this.db
         .updateTable('upload_sessions')

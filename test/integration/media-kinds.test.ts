@@ -292,7 +292,7 @@ describe('audio, images and documents through the worker', () => {
     it('an image without WebP drops its old webp/ folder and keeps the rest', async () => {
       const media = await row('photo.jpg');
       assert.deepEqual(await folders(media.id), ['media', 'posters', 'thumbnails', 'webp']);
-      await runImageStep({ db: db(), layout: t.ctx.layout, changes: t.ctx.changes, settings: { ...t.ctx.settings, enableWebp: false } }, media);
+      await runImageStep({ db: db(), store: t.ctx.store, layout: t.ctx.layout, changes: t.ctx.changes, settings: { ...t.ctx.settings, enableWebp: false } }, media);
       assert.deepEqual(await folders(media.id), ['media', 'posters', 'thumbnails']);
       const m = await done('photo.jpg');
       assert.equal(m.file_metadata.artifacts.webp, undefined);
@@ -305,7 +305,7 @@ describe('audio, images and documents through the worker', () => {
       const media = await row('whale.ogg');
       assert.deepEqual(await folders(media.id), ['hls', 'media', 'posters', 'thumbnails', 'webm']);
       const off = { ...t.ctx.settings, enableWebm: false, enableHls: false, enablePosters: false, enableThumbnails: false };
-      await runAudioStep({ db: db(), layout: t.ctx.layout, changes: t.ctx.changes, settings: off }, media);
+      await runAudioStep({ db: db(), store: t.ctx.store, layout: t.ctx.layout, changes: t.ctx.changes, settings: off }, media);
       assert.deepEqual(await folders(media.id), ['media']);
       const m = await done('whale.ogg');
       assert.deepEqual(m.file_metadata.artifacts, {});
@@ -316,7 +316,7 @@ describe('audio, images and documents through the worker', () => {
     it('a document without posters drops its old posters/ folder and keeps the thumbnail', async () => {
       const media = await row('book.epub');
       assert.deepEqual(await folders(media.id), ['media', 'posters', 'thumbnails']);
-      await runDocumentStep({ db: db(), layout: t.ctx.layout, changes: t.ctx.changes, settings: { ...t.ctx.settings, enablePosters: false } }, media);
+      await runDocumentStep({ db: db(), store: t.ctx.store, layout: t.ctx.layout, changes: t.ctx.changes, settings: { ...t.ctx.settings, enablePosters: false } }, media);
       assert.deepEqual(await folders(media.id), ['media', 'thumbnails']);
       const m = await done('book.epub');
       assert.equal(m.file_metadata.artifacts.poster, undefined);
@@ -327,7 +327,7 @@ describe('audio, images and documents through the worker', () => {
     it('a truncated FLAC still fails as truncated with every output off: it is decoded all the same', async () => {
       const media = await row('cut.flac');
       const off = { ...t.ctx.settings, enableWebm: false, enableHls: false, enablePosters: false, enableThumbnails: false };
-      await assert.rejects(runAudioStep({ db: db(), layout: t.ctx.layout, changes: t.ctx.changes, settings: off }, media), (err: unknown) => {
+      await assert.rejects(runAudioStep({ db: db(), store: t.ctx.store, layout: t.ctx.layout, changes: t.ctx.changes, settings: off }, media), (err: unknown) => {
         assert.ok(err instanceof PermanentJobError, String(err));
         assert.equal(err.code, 'truncated-media');
         return true;

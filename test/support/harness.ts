@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { loadSettings, type Settings } from '../../src/config/settings.js';
-import { createContext, type AppContext } from '../../src/cli/compose.js';
+import { createContext, type AppContext, type ContextOptions } from '../../src/cli/compose.js';
 import { buildApp } from '../../src/http/app.js';
 import { createLogger } from '../../src/shared/logger.js';
 import type { Clock } from '../../src/shared/clock.js';
@@ -132,9 +132,16 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-export async function startTestApp(overrides: Record<string, string> = {}, opts: { worker?: boolean; clock?: Clock } = {}): Promise<TestApp> {
+export async function startTestApp(
+  overrides: Record<string, string> = {},
+  opts: { worker?: boolean; clock?: Clock; store?: ContextOptions['store'] } = {},
+): Promise<TestApp> {
   const env = await testEnv(overrides);
-  const ctx = await createContext(env.settings, { log: createLogger(env.settings.logLevel), ...(opts.clock ? { clock: opts.clock } : {}) });
+  const ctx = await createContext(env.settings, {
+    log: createLogger(env.settings.logLevel),
+    ...(opts.clock ? { clock: opts.clock } : {}),
+    ...(opts.store ? { store: opts.store } : {}),
+  });
   const app = await buildApp(ctx);
   await app.ready();
   const makeTenant = async (name: string) => {

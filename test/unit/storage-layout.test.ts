@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { StorageLayout, UnsafePathError, safeJoin } from '../../src/storage/layout.js';
+import { assertKey, joinKey, keyBelow, mediaPrefix, originalKey, StorageLayout, UnsafePathError, safeJoin } from '../../src/storage/layout.js';
 import { validateFilename } from '../../src/uploads/filename.js';
 import { AppError } from '../../src/shared/errors.js';
 
@@ -24,6 +24,22 @@ describe('storage layout', () => {
     }
     assert.equal(path.basename(layout.originalFile(ref, '../../etc')), 'original.bin');
     assert.throws(() => layout.chunkFile('t1', 's1', -1), UnsafePathError);
+  });
+
+  it('names stored files by keys that mirror the folders', () => {
+    assert.equal(mediaPrefix(ref), 't1/alice/m1');
+    assert.equal(originalKey(ref, 'mp4'), 't1/alice/m1/media/original.mp4');
+    assert.equal(originalKey(ref, '../../etc'), 't1/alice/m1/media/original.bin');
+    assert.equal(layout.relative(layout.originalFile(ref, 'mp4')), originalKey(ref, 'mp4'));
+    assert.equal(joinKey('t1/alice/m1', 'hls/master.m3u8'), 't1/alice/m1/hls/master.m3u8');
+    assert.equal(joinKey('', 'hls/master.m3u8'), 'hls/master.m3u8');
+    assert.equal(keyBelow('t1/alice/m1/hls/master.m3u8', 't1/alice/m1'), 'hls/master.m3u8');
+    assert.equal(keyBelow('t1/alice/m10/hls/master.m3u8', 't1/alice/m1'), undefined);
+    assert.equal(keyBelow('t1/alice/m1', 't1/alice/m1'), undefined);
+    for (const bad of ['', '/etc/passwd', '..', 'a/../b', 'a//b', 'a/./b', 'a/.work-x', 'a\\b', 'a/b\0', 'x'.repeat(1025)]) {
+      assert.throws(() => assertKey(bad), UnsafePathError, JSON.stringify(bad));
+    }
+    assert.throws(() => mediaPrefix({ ...ref, mediaId: '..' }), UnsafePathError);
   });
 
   it('refuses joins that leave the root', () => {

@@ -1,14 +1,12 @@
-import fsp from 'node:fs/promises';
-import path from 'node:path';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { AppContext } from '../app-context.js';
-import { notFound } from '../../shared/errors.js';
 import { contentTypeFor, type ServableFile } from '../../media/delivery.js';
 import { principalOf } from '../auth.js';
 import { problemBody, sendProblem } from '../problem-details.js';
 import { problemResponses } from '../schemas.js';
+import { sendStream } from '../send-stream.js';
 
 /** The caching each file answer asked for, read when the static plugin sets its headers. */
 const cachingOf = new WeakMap<FastifyRequest, string>();
@@ -19,12 +17,23 @@ export function storedFileHeaders(reply: FastifyReply, file: string): void {
   reply.header('cache-control', cachingOf.get(reply.request) ?? 'no-store');
 }
 
-/** Sends a stored file with Range and ETag; its type and caching are set by storedFileHeaders. */
+/**
+ * Answers with a stored file the way its store chose: a local file is sent by the static plugin
+ * (Range, ETag; its type and caching set by storedFileHeaders), a stream goes out with the same
+ * headers (send-stream.ts), and a redirect points at a signed URL that carries the type and
+ * caching itself, so the redirect is not kept.
+ */
 async function sendStored(reply: FastifyReply, file: ServableFile): Promise<FastifyReply> {
-  const stat = await fsp.stat(path.join(file.root, file.relative)).catch(() => undefined);
-  if (!stat?.isFile()) throw notFound('file');
-  cachingOf.set(reply.request, file.cacheControl);
-  return reply.sendFile(file.relative, file.root, { cacheControl: false, dotfiles: 'deny', acceptRanges: true, etag: true, lastModified: true });
+  const { how } = file;
+  if (how.kind === 'file') {
+    cachingOf.set(reply.request, file.cacheControl);
+    return reply.sendFile(how.relative, how.root, { cacheControl: false, dotfiles: 'deny', acceptRanges: true, etag: true, lastModified: true });
+  }
+  if (how.kind === 'redirect') {
+    reply.header('cache-control', 'no-store');
+    return reply.redirect(how.url, 302);
+  }
+  return sendStream(reply, how, file);
 }
 
 /**

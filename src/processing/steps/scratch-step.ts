@@ -3,14 +3,17 @@ import type { MediaChanges } from '../../events/media-changes.js';
 import { writeWithEvents } from '../../events/media-events.js';
 import { fromJson, nowIso, toJson } from '../../db/schema.js';
 import type { ArtifactPaths } from '../../media/delivery.js';
-import { removePath } from '../../storage/files.js';
-import { safeJoin, type StorageLayout } from '../../storage/layout.js';
+import type { StorageLayout } from '../../storage/layout.js';
+import { clearLeftovers, makeWorkDir, mediaFolderIn, publishFolders, removeScratch, removeUnpublished } from '../../storage/scratch.js';
+import type { MediaStore } from '../../storage/store.js';
 import type { MediaToProcess } from '../media-worker.js';
-import { clearLeftovers, makeWorkDir, publishFolders, removeUnpublished } from './publish.js';
 
-/** What every processing step is given: the database, the storage layout, its settings, and whom to tell of what it wrote. */
+/** What every processing step is given: the database, the media store, its settings, and whom to tell of what it wrote. */
 export interface StepDeps<S> {
   db: Db;
+  /** Where media files are: the original is read and the outputs published through it. */
+  store: MediaStore;
+  /** Local folders (the storage root, for keeping its paths out of error messages). */
   layout: StorageLayout;
   settings: S;
   /** Told after each write of file_metadata, so readers forget the record they cached. */
@@ -32,9 +35,9 @@ export async function saveFileMetadata(deps: Pick<StepDeps<unknown>, 'db' | 'cha
 }
 
 export interface ScratchInput {
-  /** The stored original, checked to be under the storage root. */
+  /** A local path of the stored original, lent by the store for the run. */
   source: string;
-  /** A fresh scratch folder inside the media folder; what it holds of `folders` is published. */
+  /** A fresh local scratch folder (see storage/scratch.ts); what it holds of `folders` is published. */
   work: string;
   /** The record's file_metadata as it was. */
   meta: Record<string, any>;
@@ -58,15 +61,15 @@ export async function runInScratch(
   folders: readonly string[],
   make: (input: ScratchInput) => Promise<ScratchOutput>,
 ): Promise<void> {
-  const { db, layout } = deps;
+  const { db, store } = deps;
   const row = await db.selectFrom('mediaassets').select(['file_metadata']).where('id', '=', media.id).executeTakeFirstOrThrow();
   const meta = fromJson<Record<string, any>>(row.file_metadata, {});
-  const mediaDir = layout.mediaDir({ tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id });
-  const source = safeJoin(layout.root, String(meta.original?.path ?? ''));
+  const mediaDir = mediaFolderIn(store, { tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id });
+  const original = String(meta.original?.path ?? '');
   await clearLeftovers(mediaDir, ['media']);
   const work = await makeWorkDir(mediaDir, 'media');
   try {
-    const { artifacts, metadata } = await make({ source, work, meta });
+    const { artifacts, metadata } = await store.withLocalFile(original, (source) => make({ source, work, meta }));
     const published = await publishFolders(work, mediaDir, folders);
     const next = {
       ...meta,
@@ -78,6 +81,6 @@ export async function runInScratch(
     await saveFileMetadata(deps, media, next);
     await removeUnpublished(mediaDir, folders, published);
   } finally {
-    await removePath(work);
+    await removeScratch(work);
   }
 }

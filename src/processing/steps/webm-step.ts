@@ -4,13 +4,11 @@ import { saveFileMetadata, type StepDeps } from './scratch-step.js';
 import { fromJson } from '../../db/schema.js';
 import { type Job } from '../../queue/queue.js';
 import { PermanentJobError } from '../../shared/errors.js';
-import { removePath } from '../../storage/files.js';
-import { safeJoin } from '../../storage/layout.js';
+import { clearLeftovers, makeWorkDir, mediaFolderIn, publishFolders, removeScratch } from '../../storage/scratch.js';
 import { durationLimitsOf } from '../duration-bound.js';
 import type { MediaToProcess } from '../media-worker.js';
 import { makeWebm } from '../video/webm.js';
 import { publicReason } from '../public-reason.js';
-import { clearLeftovers, makeWorkDir, publishFolders } from './publish.js';
 
 type WebmSettings = Pick<Settings, 'ffmpegThreads' | 'ffprobeTimeout' | 'ffmpegTimeout' | 'maxVideoDuration' | 'ffmpegTimeoutFactor' | 'ffmpegTimeoutFloor' | 'ffmpegDurationTolerance' | 'jobAttempts'>;
 
@@ -27,23 +25,23 @@ async function updateMetadata(deps: StepDeps<unknown>, media: MediaToProcess, ch
  * records webm_error and clears the pending entry instead (the media stays ready).
  */
 export async function runWebmStep(deps: StepDeps<WebmSettings>, media: MediaToProcess, job: Job): Promise<void> {
-  const { db, layout, settings } = deps;
+  const { db, store, layout, settings } = deps;
   const row = await db.selectFrom('mediaassets').select(['file_metadata']).where('id', '=', media.id).executeTakeFirstOrThrow();
   const meta = fromJson<Record<string, any>>(row.file_metadata, {});
-  const mediaDir = layout.mediaDir({ tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id });
-  const source = safeJoin(layout.root, String(meta.original?.path ?? ''));
+  const mediaDir = mediaFolderIn(store, { tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id });
+  const original = String(meta.original?.path ?? '');
   // The dedupe key keeps one WebM job per media: a WebM scratch folder here is a dead attempt's.
   await clearLeftovers(mediaDir, ['webm']);
   const work = await makeWorkDir(mediaDir, 'webm');
   try {
-    const result = await makeWebm(source, `${work}/webm/video.webm`, {
+    const result = await store.withLocalFile(original, (source) => makeWebm(source, `${work}/webm/video.webm`, {
       threads: settings.ffmpegThreads || os.availableParallelism(),
       probeTimeoutMs: settings.ffprobeTimeout,
       ffmpegTimeoutMs: settings.ffmpegTimeout,
       durationLimits: durationLimitsOf(settings),
       maxDurationSeconds: settings.maxVideoDuration / 1000,
       ...(meta.probe ? { facts: meta.probe } : {}),
-    });
+    }));
     await publishFolders(work, mediaDir, ['webm']);
     await updateMetadata(deps, media, (m) => ({
       ...m,
@@ -63,6 +61,6 @@ export async function runWebmStep(deps: StepDeps<WebmSettings>, media: MediaToPr
     }
     throw err;
   } finally {
-    await removePath(work);
+    await removeScratch(work);
   }
 }
