@@ -9,6 +9,7 @@ import type { StorageLayout } from '../storage/layout.js';
 import { publicReason } from './public-reason.js';
 import { warnIfToolsOutliveWorker } from '../tools/run-tool.js';
 import { clearLeftovers, type ScratchOwner } from './steps/publish.js';
+import { handlerOf, mediaJobHandlers, UnknownJobError, type JobHandlers } from './jobs.js';
 
 /** The media row a processing step works on. */
 export interface MediaToProcess {
@@ -33,6 +34,8 @@ const noSteps: MediaSteps = async () => undefined;
  * plug in here; each is idempotent, so an attempt that is repeated after a crash is safe.
  */
 export class MediaWorker {
+  private readonly handlers: JobHandlers = mediaJobHandlers(this);
+
   constructor(
     private readonly db: Db,
     private readonly queue: JobQueue,
@@ -63,8 +66,15 @@ export class MediaWorker {
   }
 
   async handle(job: Job): Promise<void> {
+    let handler;
     try {
-      await this.process(job);
+      handler = handlerOf(this.handlers, job);
+    } catch (err) {
+      if (err instanceof UnknownJobError) this.log.error({ jobId: job.id, name: job.name }, err.message);
+      throw err;
+    }
+    try {
+      await handler(job);
     } catch (err) {
       const final = err instanceof PermanentJobError || job.attempt >= this.maxAttempts;
       this.log.warn({ err, jobId: job.id, attempt: job.attempt, final }, 'media job failed');
@@ -96,9 +106,7 @@ export class MediaWorker {
     }
   }
 
-  private async process(job: Job): Promise<void> {
-    if (job.name === 'make-webm') return this.followUp(job);
-    if (job.name !== 'process-media') return;
+  async process(job: Job<'process-media'>): Promise<void> {
     const mediaId = job.data.media_id;
     const media = await this.db
       .selectFrom('mediaassets')
@@ -137,7 +145,7 @@ export class MediaWorker {
   }
 
   /** A job on a media that is already ready: its steps run without touching the status. */
-  private async followUp(job: Job): Promise<void> {
+  async followUp(job: Job, _step: string): Promise<void> {
     const media = await this.db
       .selectFrom('mediaassets')
       .select(['id', 'tenant_id', 'user_id', 'status', 'kind'])

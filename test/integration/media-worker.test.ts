@@ -10,7 +10,7 @@ import type { MediaStatus } from '../../src/db/schema.js';
 import { newId } from '../../src/shared/ids.js';
 import { createLogger } from '../../src/shared/logger.js';
 import { MediaWorker, type MediaSteps } from '../../src/processing/media-worker.js';
-import { type Job } from '../../src/queue/queue.js';
+import { type Job, type JobName } from '../../src/queue/queue.js';
 import { PermanentJobError } from '../../src/shared/errors.js';
 import { processJobKey } from '../../src/queue/queue.js';
 import { BACKEND, testEnv, waitFor } from '../support/harness.js';
@@ -156,6 +156,25 @@ describe(`media worker (${BACKEND} backend)`, () => {
     assert.deepEqual(await f.ctx.queue.listFailed(), []);
     assert.equal(await f.media(id), undefined);
     assert.ok(jobId);
+  });
+
+  it('fails at once a job whose name has no handler, instead of completing it', async () => {
+    const f = await setup({ JOB_ATTEMPTS: '3' });
+    const id = await f.insertMedia();
+    // What a newer version (or a typo) could queue.
+    const jobId = await f.ctx.queue.enqueue('make-hologram' as JobName, { media_id: id, tenant_id: f.tenantId } as never);
+    let ran = 0;
+    f.start(
+      f.worker(async () => {
+        ran++;
+      }),
+    );
+    const failed = await waitFor('the job to be listed as failed', async () => (await f.ctx.queue.listFailed()).find((j) => j.id === jobId));
+    assert.equal(failed.attempts, 1, 'not retried');
+    assert.match(failed.error, /no handler for jobs named "make-hologram"/);
+    assert.equal((await f.ctx.queue.counts()).completed, 0);
+    assert.equal(ran, 0);
+    assert.equal((await f.media(id))?.status, 'queued', 'the media is left as it was');
   });
 
   it('keeps media processing across a failed attempt, and ready with no error once a retry succeeds', async () => {
