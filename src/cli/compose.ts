@@ -15,10 +15,11 @@ import { MediaService, type MediaRecord } from '../media/media-service.js';
 import { CaptionService } from '../media/captions-service.js';
 import { MediaStatusFeed } from '../media/status-stream.js';
 import { PlaybackTokens, playbackSecret } from '../media/playback-tokens.js';
-import { MediaWorker, type MediaSteps } from '../processing/media-worker.js';
+import { MediaWorker } from '../processing/media-worker.js';
+import { defaultPipeline } from '../processing/default-pipeline.js';
 import { createDiscovery, type Discovery } from '../feeds/discovery.js';
 import { EmbeddedQueue } from '../queue/embedded-queue.js';
-import { webmJobKey, type JobQueue } from '../queue/queue.js';
+import type { JobQueue } from '../queue/queue.js';
 import { isWritableDir } from '../storage/files.js';
 import { DiskSpace } from '../storage/disk-space.js';
 import { StorageLayout } from '../storage/layout.js';
@@ -110,23 +111,7 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   const statusFeed = new MediaStatusFeed(database.db, changes, settings.mediaEventsPollInterval);
   const tokens = new PlaybackTokens(await playbackSecret(database.db, settings.playbackSecret));
   const delivery = new DeliveryService(database.db, layout, tokens, settings.playbackTtl);
-  const stepDeps = { db: database.db, layout, settings, changes };
-  // The steps (and sharp, with its libvips) are loaded by the first job that needs them, so an
-  // API process never loads them at all.
-  const steps: MediaSteps = async (m, job) => {
-    if (m.kind === 'video') {
-      if (job.name === 'make-webm') await (await import('../processing/steps/webm-step.js')).runWebmStep(stepDeps, m, job);
-      else await (await import('../processing/steps/video-step.js')).runVideoStep(stepDeps, m);
-    } else if (m.kind === 'audio') await (await import('../processing/steps/audio-step.js')).runAudioStep(stepDeps, m);
-    else if (m.kind === 'image') await (await import('../processing/steps/image-step.js')).runImageStep(stepDeps, m);
-    else if (m.kind === 'document') await (await import('../processing/steps/document-step.js')).runDocumentStep(stepDeps, m);
-  };
-  const afterReady = async (m: { id: string; tenant_id: string; kind: string }) => {
-    if (m.kind === 'video' && settings.enableWebm) {
-      await queue.enqueue('make-webm', { media_id: m.id, tenant_id: m.tenant_id }, { dedupeKey: webmJobKey(m.id) });
-    }
-  };
-  const worker = new MediaWorker(database.db, queue, log, settings.jobAttempts, steps, afterReady, changes, layout);
+  const worker = new MediaWorker({ db: database.db, queue, log, pipeline: defaultPipeline(), deps: { layout, settings, changes } });
   const moderation = new ModerationService(database.db, changes, settings.moderationDefaultThreshold);
   const labels = new MediaLabelService(database.db, changes, {
     moderationLabelsChanged: (tenantId, mediaId) => moderation.evaluate(tenantId, mediaId),

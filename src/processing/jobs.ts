@@ -14,13 +14,14 @@ export type JobHandlers = { readonly [N in JobName]: JobHandlerFor<N> };
 export interface MediaJobs {
   /** queued → processing → ready: the kind's processing steps. */
   process(job: Job<'process-media'>): Promise<void>;
-  /** A follow-up step of a ready media (WebM), which leaves its status alone. */
+  /** A follow-up step of a ready media (WebM…), which leaves its status alone. */
   followUp(job: Job, step: string): Promise<void>;
 }
 
 export function mediaJobHandlers(jobs: MediaJobs): JobHandlers {
   return {
     'process-media': (job) => jobs.process(job),
+    'follow-up': (job) => jobs.followUp(job, job.data.step),
     'make-webm': (job) => jobs.followUp(job, 'webm'),
   };
 }

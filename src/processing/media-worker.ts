@@ -1,64 +1,78 @@
 import { statusChanged, type MediaChanges } from '../events/media-changes.js';
 import type { Logger } from 'pino';
+import type { Settings } from '../config/settings.js';
 import type { Db } from '../db/database.js';
-import { nowIso } from '../db/schema.js';
-import { type Job, type JobQueue, type RunningWorker } from '../queue/queue.js';
+import { fromJson, nowIso, type MediaKind } from '../db/schema.js';
+import { followUpJobKey, type Job, type JobQueue, type RunningWorker } from '../queue/queue.js';
 import { PermanentJobError } from '../shared/errors.js';
-import { processJobKey, webmJobKey } from '../queue/queue.js';
+import { processJobKey } from '../queue/queue.js';
 import type { StorageLayout } from '../storage/layout.js';
 import { publicReason } from './public-reason.js';
 import { warnIfToolsOutliveWorker } from '../tools/run-tool.js';
 import { clearLeftovers, type ScratchOwner } from './steps/publish.js';
+import { saveFileMetadata, type StepDeps } from './steps/scratch-step.js';
 import { handlerOf, mediaJobHandlers, UnknownJobError, type JobHandlers } from './jobs.js';
+import type { Pipeline, ProcessingStep } from './pipeline.js';
 
 /** The media row a processing step works on. */
 export interface MediaToProcess {
   id: string;
   tenant_id: string;
   user_id: string;
-  kind: string;
+  kind: MediaKind;
   status: string;
 }
 
-/**
- * The per-kind processing steps, run while the media is `processing`. They must be
- * idempotent: an attempt repeated after a crash is safe. Throw PermanentJobError for input
- * that no retry can fix.
- */
-export type MediaSteps = (media: MediaToProcess, job: Job) => Promise<void>;
+export interface MediaWorkerOptions {
+  db: Db;
+  queue: JobQueue;
+  log: Logger;
+  /** The steps of each media kind. */
+  pipeline: Pipeline;
+  /** What steps are given: the storage layout, the settings (JOB_ATTEMPTS is read from them), whom to tell of writes. */
+  deps: Omit<StepDeps<Settings>, 'db' | 'pending'>;
+}
 
-const noSteps: MediaSteps = async () => undefined;
-
 /**
- * Runs `process-media` jobs: queued → processing → ready (or error). The per-kind steps
- * plug in here; each is idempotent, so an attempt that is repeated after a crash is safe.
+ * Runs the media jobs (src/processing/jobs.ts): `process-media` takes a media from queued
+ * through processing to ready (or error) with its kind's main steps, then queues the kind's
+ * follow-ups; `follow-up` runs one follow-up step of a ready media. Steps are idempotent, so an
+ * attempt that is repeated after a crash is safe.
  */
 export class MediaWorker {
   private readonly handlers: JobHandlers = mediaJobHandlers(this);
+  private readonly db: Db;
+  private readonly queue: JobQueue;
+  private readonly log: Logger;
+  private readonly maxAttempts: number;
+  private readonly changes: MediaChanges | undefined;
+  private readonly layout: StorageLayout;
+  private readonly deps: StepDeps<Settings>;
+  readonly pipeline: Pipeline;
 
-  constructor(
-    private readonly db: Db,
-    private readonly queue: JobQueue,
-    private readonly log: Logger,
-    private readonly maxAttempts: number,
-    private readonly steps: MediaSteps = noSteps,
-    /** Runs after a media became ready (e.g. enqueues the slow WebM rendition). */
-    private readonly afterReady: (media: MediaToProcess) => Promise<void> = async () => undefined,
-    private readonly changes?: MediaChanges,
-    /** Where media folders are, to remove what a failed media's attempts left there. */
-    private readonly layout?: StorageLayout,
-  ) {}
+  constructor(opts: MediaWorkerOptions) {
+    this.db = opts.db;
+    this.queue = opts.queue;
+    this.log = opts.log;
+    this.pipeline = opts.pipeline;
+    this.deps = { ...opts.deps, db: opts.db };
+    this.maxAttempts = opts.deps.settings.jobAttempts;
+    this.changes = opts.deps.changes;
+    this.layout = opts.deps.layout;
+  }
 
   /**
    * Removes the scratch folders of a media that failed for good: no attempt will come to clear
-   * them (the next one would), and they can hold gigabytes of half-made renditions. A WebM job
-   * queued before a reprocess may still be encoding in its own folder: WebM folders are left to
-   * that job unless none is pending.
+   * them (the next one would), and they can hold gigabytes of half-made renditions. A follow-up
+   * (WebM) queued before a reprocess keeps the folders of its own kind while it is pending.
    */
-  private async clearScratch(media: { id: string; tenant_id: string; user_id: string }): Promise<void> {
-    if (!this.layout) return;
+  private async clearScratch(media: { id: string; tenant_id: string; user_id: string; kind: MediaKind }): Promise<void> {
     try {
-      const owners: ScratchOwner[] = (await this.queue.hasPending(webmJobKey(media.id))) ? ['media'] : ['media', 'webm'];
+      const owners: ScratchOwner[] = ['media'];
+      for (const step of this.pipeline.followUps(media.kind)) {
+        const own = step.scratch ?? 'media';
+        if (!owners.includes(own) && !(await this.queue.hasPending(followUpJobKey(step.name, media.id)))) owners.push(own);
+      }
       await clearLeftovers(this.layout.mediaDir({ tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id }), owners);
     } catch (err) {
       this.log.warn({ err, mediaId: media.id }, 'could not remove the scratch folders of a failed media');
@@ -92,7 +106,7 @@ export class MediaWorker {
             .where('id', '=', job.data.media_id)
             .where('status', '!=', 'ready')
             .executeTakeFirst();
-          const row = await this.db.selectFrom('mediaassets').select(['id', 'tenant_id', 'user_id']).where('id', '=', job.data.media_id).executeTakeFirst();
+          const row = await this.db.selectFrom('mediaassets').select(['id', 'tenant_id', 'user_id', 'kind']).where('id', '=', job.data.media_id).executeTakeFirst();
           if (row && Number(res.numUpdatedRows) > 0) {
             await statusChanged(this.db, this.changes, { tenantId: row.tenant_id, mediaId: job.data.media_id, status: 'error', errorCode: code });
             await this.clearScratch(row);
@@ -120,7 +134,7 @@ export class MediaWorker {
     if (media.status === 'ready') {
       // A retry after the media became ready: the attempt before failed queueing its follow-ups
       // (a Redis blip), and nothing else would queue them. Their dedupe keys make this safe.
-      if (job.attempt > 1) await this.afterReady(media);
+      if (job.attempt > 1) await this.queueFollowUps(media);
       return;
     }
     await this.db
@@ -130,7 +144,10 @@ export class MediaWorker {
       .execute();
     await statusChanged(this.db, this.changes, { tenantId: media.tenant_id, mediaId, status: 'processing' });
     this.log.info({ mediaId, kind: media.kind, attempt: job.attempt }, 'processing media');
-    await this.steps({ ...media, status: 'processing' }, job);
+    const followUps = this.pipeline.followUps(media.kind, this.deps.settings).map((s) => s.name);
+    for (const step of this.pipeline.mainSteps(media.kind)) {
+      await this.runStep(step, { ...media, status: 'processing' }, job, followUps);
+    }
     const now = nowIso();
     const res = await this.db
       .updateTable('mediaassets')
@@ -140,12 +157,25 @@ export class MediaWorker {
       .executeTakeFirst();
     if (Number(res.numUpdatedRows) > 0) {
       await statusChanged(this.db, this.changes, { tenantId: media.tenant_id, mediaId, status: 'ready' });
-      await this.afterReady({ ...media, status: 'ready' });
+      await this.queueFollowUps(media);
     }
   }
 
-  /** A job on a media that is already ready: its steps run without touching the status. */
-  async followUp(job: Job, _step: string): Promise<void> {
+  private runStep(step: ProcessingStep, media: MediaToProcess, job: Job, pending: readonly string[]): Promise<void> {
+    return step.run({ deps: { ...this.deps, pending }, media, job, publishes: step.publishes });
+  }
+
+  /** Queues the follow-ups of a media that became ready (at most one job of each per media). */
+  private async queueFollowUps(media: { id: string; tenant_id: string; kind: MediaKind }): Promise<void> {
+    for (const step of this.pipeline.followUps(media.kind, this.deps.settings)) {
+      await this.queue.enqueue('follow-up', { media_id: media.id, tenant_id: media.tenant_id, step: step.name }, { dedupeKey: followUpJobKey(step.name, media.id) });
+    }
+  }
+
+  /** A follow-up step of a media that is already ready: it runs without touching the status. */
+  async followUp(job: Job, name: string): Promise<void> {
+    const step = this.pipeline.step(name);
+    if (step?.stage !== 'follow-up') throw new PermanentJobError(`no follow-up step is named ${JSON.stringify(name)}`, 'unknown-job');
     const media = await this.db
       .selectFrom('mediaassets')
       .select(['id', 'tenant_id', 'user_id', 'status', 'kind'])
@@ -154,15 +184,33 @@ export class MediaWorker {
     if (!media) return;
     if (media.status !== 'ready') {
       // This job will not run: what its earlier attempts left behind is removed now (a later
-      // WebM job of the media would, but none may come).
-      if (job.name === 'make-webm' && this.layout) {
-        await clearLeftovers(this.layout.mediaDir({ tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id }), ['webm']).catch((err) =>
-          this.log.warn({ err, mediaId: media.id }, 'could not remove the scratch folders of a WebM job that will not run'),
+      // job of the step would, but none may come). The processing job clears `media` folders.
+      if (step.scratch && step.scratch !== 'media') {
+        await clearLeftovers(this.layout.mediaDir({ tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id }), [step.scratch]).catch((err) =>
+          this.log.warn({ err, mediaId: media.id, step: name }, 'could not remove the scratch folders of a follow-up that will not run'),
         );
       }
       return;
     }
-    await this.steps(media, job);
+    if (!step.kinds.includes(media.kind)) return;
+    try {
+      await this.runStep(step, media, job, []);
+    } catch (err) {
+      if (err instanceof PermanentJobError || job.attempt >= this.maxAttempts) {
+        await this.noLongerPending(media, name).catch((e) => this.log.warn({ err: e, mediaId: media.id, step: name }, 'could not take a failed follow-up off pending'));
+      }
+      throw err;
+    }
+    await this.noLongerPending(media, name);
+  }
+
+  /** Takes a follow-up off file_metadata.pending, when its step has not done so. */
+  private async noLongerPending(media: MediaToProcess, name: string): Promise<void> {
+    const row = await this.db.selectFrom('mediaassets').select(['file_metadata']).where('id', '=', media.id).executeTakeFirst();
+    const meta = fromJson<Record<string, unknown>>(row?.file_metadata ?? null, {});
+    const pending = Array.isArray(meta.pending) ? (meta.pending as unknown[]) : [];
+    if (!row || !pending.includes(name)) return;
+    await saveFileMetadata(this.deps, media, { ...meta, pending: pending.filter((p) => p !== name) });
   }
 
   start(concurrency: number): RunningWorker {
@@ -177,7 +225,7 @@ export class MediaWorker {
   async failAbandoned(olderThanMs: number): Promise<number> {
     const rows = await this.db
       .selectFrom('mediaassets')
-      .select(['id', 'tenant_id', 'user_id'])
+      .select(['id', 'tenant_id', 'user_id', 'kind'])
       .where('status', '=', 'processing')
       .where('updated_at', '<', new Date(Date.now() - olderThanMs).toISOString())
       .limit(1000)

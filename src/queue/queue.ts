@@ -6,10 +6,13 @@ export interface TenantJob {
   tenant_id?: string;
 }
 
-/** The jobs Qasar runs, and their payloads. */
+/** The jobs Qasar runs, and their payloads (each has a handler in src/processing/jobs.ts). */
 export interface JobPayloads {
+  /** A media's processing: queued → processing → ready. */
   'process-media': TenantJob & { media_id: string };
-  /** The slow renditions (WebM) made after the media is already ready. */
+  /** One follow-up step (`step`: WebM, …) of a media that is already ready. */
+  'follow-up': TenantJob & { media_id: string; step: string };
+  /** The WebM follow-up as versions before named follow-ups queued it. */
   'make-webm': TenantJob & { media_id: string };
 }
 export type JobName = keyof JobPayloads;
@@ -19,8 +22,14 @@ export function processJobKey(mediaId: string): string {
   return `media:${mediaId}`;
 }
 
+/** The dedupe key of a media's follow-up job of a step: at most one waiting or running per media and step. */
+export function followUpJobKey(step: string, mediaId: string): string {
+  return `${step}:${mediaId}`;
+}
+
+/** The WebM follow-up's key (the one `make-webm` jobs were queued with). */
 export function webmJobKey(mediaId: string): string {
-  return `webm:${mediaId}`;
+  return followUpJobKey('webm', mediaId);
 }
 
 export interface Job<N extends JobName = JobName> {

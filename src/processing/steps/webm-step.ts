@@ -5,7 +5,7 @@ import { fromJson } from '../../db/schema.js';
 import { type Job } from '../../queue/queue.js';
 import { PermanentJobError } from '../../shared/errors.js';
 import { removePath } from '../../storage/files.js';
-import { safeJoin } from '../../storage/layout.js';
+import { safeJoin, type MediaFolder } from '../../storage/layout.js';
 import { durationLimitsOf } from '../duration-bound.js';
 import type { MediaToProcess } from '../media-worker.js';
 import { makeWebm } from '../video/webm.js';
@@ -26,7 +26,7 @@ async function updateMetadata(deps: StepDeps<unknown>, media: MediaToProcess, ch
  * is published, file_metadata.pending lists "webm"; a broken source, or the last failed attempt,
  * records webm_error and clears the pending entry instead (the media stays ready).
  */
-export async function runWebmStep(deps: StepDeps<WebmSettings>, media: MediaToProcess, job: Job): Promise<void> {
+export async function runWebmStep(deps: StepDeps<WebmSettings>, media: MediaToProcess, job: Job, folders: readonly MediaFolder[]): Promise<void> {
   const { db, layout, settings } = deps;
   const row = await db.selectFrom('mediaassets').select(['file_metadata']).where('id', '=', media.id).executeTakeFirstOrThrow();
   const meta = fromJson<Record<string, any>>(row.file_metadata, {});
@@ -44,7 +44,7 @@ export async function runWebmStep(deps: StepDeps<WebmSettings>, media: MediaToPr
       maxDurationSeconds: settings.maxVideoDuration / 1000,
       ...(meta.probe ? { facts: meta.probe } : {}),
     });
-    await publishFolders(work, mediaDir, ['webm']);
+    await publishFolders(work, mediaDir, folders);
     await updateMetadata(deps, media, (m) => ({
       ...m,
       artifacts: { ...m.artifacts, webm: 'webm/video.webm' },
