@@ -19,6 +19,7 @@ import { MediaWorker } from '../processing/media-worker.js';
 import { defaultPipeline } from '../processing/default-pipeline.js';
 import { createDiscovery, type Discovery } from '../feeds/discovery.js';
 import { EmbeddedQueue } from '../queue/embedded-queue.js';
+import { classedQueue } from '../queue/classed-queue.js';
 import type { JobQueue } from '../queue/queue.js';
 import { isWritableDir } from '../storage/files.js';
 import { DiskSpace } from '../storage/disk-space.js';
@@ -63,10 +64,10 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
     const [{ Redis }, { BullmqQueue }] = await Promise.all([import('ioredis'), import('../queue/bullmq-queue.js')]);
     redis = new Redis(settings.redisUrl, { maxRetriesPerRequest: 2, enableOfflineQueue: true });
     redis.on('error', (err) => log.debug({ err }, 'redis connection error'));
-    queue = new BullmqQueue(settings.redisUrl, settings.redisPrefix, queueSettings);
+    queue = classedQueue((name) => new BullmqQueue(settings.redisUrl, settings.redisPrefix, queueSettings, name));
     chunkState = new RedisChunkStateStore(redis, settings.redisPrefix);
   } else {
-    queue = new EmbeddedQueue(database, queueSettings);
+    queue = classedQueue((name) => new EmbeddedQueue(database, queueSettings, name));
     chunkState = new DbChunkStateStore(database.db);
   }
   const changes = new MediaChanges((err, change) => log.error({ err, change }, 'a media change listener failed'));

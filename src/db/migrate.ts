@@ -11,6 +11,7 @@ import * as m0007 from './migrations/0007_chunk_checksums.js';
 import * as m0008 from './migrations/0008_search_consistency.js';
 import * as m0009 from './migrations/0009_fair_queue.js';
 import * as m0010 from './migrations/0010_upload_recovery_quotas.js';
+import * as m0011 from './migrations/0011_job_classes.js';
 
 type DialectMigration = { up(db: Kysely<any>, dialect: Dialect): Promise<void> };
 
@@ -25,6 +26,7 @@ const migrations: Record<string, DialectMigration> = {
   '0008_search_consistency': m0008,
   '0009_fair_queue': m0009,
   '0010_upload_recovery_quotas': m0010,
+  '0011_job_classes': m0011,
 };
 
 /** Every migration's name, oldest first. */

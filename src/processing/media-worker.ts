@@ -213,9 +213,16 @@ export class MediaWorker {
     await saveFileMetadata(this.deps, media, { ...meta, pending: pending.filter((p) => p !== name) });
   }
 
-  start(concurrency: number): RunningWorker {
+  /**
+   * Runs new media in `concurrency` slots and follow-ups in `followUpConcurrency` slots of their
+   * own (none: this process runs no follow-ups), so a follow-up never holds up new media.
+   */
+  start(concurrency: number, followUpConcurrency = this.deps.settings.workerFollowupConcurrency): RunningWorker {
     warnIfToolsOutliveWorker(this.log);
-    return this.queue.work((job) => this.handle(job), { concurrency });
+    const handler = (job: Job) => this.handle(job);
+    const workers = [this.queue.work(handler, { concurrency, jobClass: 'new' })];
+    if (followUpConcurrency > 0) workers.push(this.queue.work(handler, { concurrency: followUpConcurrency, jobClass: 'follow-up' }));
+    return { close: async () => void (await Promise.all(workers.map((w) => w.close()))) };
   }
 
   /**

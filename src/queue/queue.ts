@@ -17,6 +17,19 @@ export interface JobPayloads {
 }
 export type JobName = keyof JobPayloads;
 
+/**
+ * Which worker slots run a job. New media is processed in slots of its own, so a slow follow-up
+ * (a WebM encode) never holds up a fresh upload; follow-ups run in theirs
+ * (WORKER_CONCURRENCY and WORKER_FOLLOWUP_CONCURRENCY per worker process).
+ */
+export type JobClass = 'new' | 'follow-up';
+export const JOB_CLASSES: readonly JobClass[] = ['new', 'follow-up'];
+export const JOB_CLASS: { readonly [N in JobName]: JobClass } = {
+  'process-media': 'new',
+  'follow-up': 'follow-up',
+  'make-webm': 'follow-up',
+};
+
 /** The dedupe key of a media's processing job: at most one waiting or running per media. */
 export function processJobKey(mediaId: string): string {
   return `media:${mediaId}`;
@@ -59,6 +72,8 @@ export interface FailedJob {
 
 export interface WorkerOptions {
   concurrency: number;
+  /** The class of jobs this worker runs (a ClassedQueue; a single backend queue runs whatever it holds). */
+  jobClass?: JobClass;
 }
 
 export interface RunningWorker {
@@ -86,6 +101,8 @@ export interface JobQueue {
   /** Whether a job with this dedupe key is waiting, delayed or running. */
   hasPending(dedupeKey: string): Promise<boolean>;
   ping(): Promise<void>;
+  /** Removes finished jobs older than this, where the backend keeps them itself (the embedded queue). */
+  pruneCompleted?(olderThanMs: number): Promise<number>;
   close(): Promise<void>;
 }
 

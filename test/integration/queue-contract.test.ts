@@ -56,11 +56,11 @@ describe(`job queue contract (${BACKEND} backend)`, () => {
     return child;
   }
 
-  async function setup(overrides: Record<string, string> = {}): Promise<OpenQueue & { env: TestEnv; reopen(): Promise<OpenQueue> }> {
+  async function setup(overrides: Record<string, string> = {}, opts: { classed?: boolean } = {}): Promise<OpenQueue & { env: TestEnv; reopen(): Promise<OpenQueue> }> {
     const env = await testEnv(overrides);
     cleanups.push(() => env.cleanup());
     const reopen = async () => {
-      const q = await openQueue(env.settings);
+      const q = await openQueue(env.settings, opts);
       cleanups.push(() => q.close());
       return q;
     };
@@ -408,6 +408,72 @@ describe(`job queue contract (${BACKEND} backend)`, () => {
     await waitFor('the second job to start', async () => calls.length === 2);
     await queue.close();
     assert.equal(finished, 2, 'queue.close() returned before the running job finished');
+  });
+
+  it('runs follow-ups in slots of their own: a new job starts at once while every follow-up slot is busy', async () => {
+    const { queue } = await setup({}, { classed: true });
+    const gate = deferred();
+    const calls: Call[] = [];
+    const handler = async (job: Job) => {
+      record(calls, job);
+      if (job.name === 'follow-up') await gate.promise;
+    };
+    const news = queue.work(handler, { concurrency: 1, jobClass: 'new' });
+    const followUps = queue.work(handler, { concurrency: 1, jobClass: 'follow-up' });
+    cleanups.push(() => news.close());
+    cleanups.push(() => followUps.close());
+    cleanups.push(async () => gate.resolve());
+    await queue.enqueue('follow-up', { media_id: 'm-1', step: 'webm' });
+    await queue.enqueue('follow-up', { media_id: 'm-2', step: 'webm' });
+    await waitFor('the first follow-up to start', async () => calls.length === 1);
+    await queue.enqueue('process-media', { media_id: 'm-3' });
+    await waitFor('the new media job to run', async () => calls.some((c) => c.job.name === 'process-media'));
+    await waitFor('the new media job to complete', async () => (await queue.counts()).completed === 1);
+    assert.deepEqual(
+      calls.map((c) => c.job.data.media_id),
+      ['m-1', 'm-3'],
+      'the second follow-up waits for the follow-up slot; the new job does not',
+    );
+    assert.deepEqual(await queue.counts(), counts({ active: 1, waiting: 1, completed: 1 }));
+    gate.resolve();
+    await waitFor('all three to complete', async () => (await queue.counts()).completed === 3);
+    assert.deepEqual(
+      calls.map((c) => c.job.data.media_id),
+      ['m-1', 'm-3', 'm-2'],
+    );
+  });
+
+  it('gives each job of every class its own id, and lists, retries and counts them together', async () => {
+    const { queue } = await setup({ JOB_ATTEMPTS: '1' }, { classed: true });
+    const newId = await queue.enqueue('process-media', { media_id: 'm-1' }, { dedupeKey: 'media:m-1' });
+    const followUpId = await queue.enqueue('follow-up', { media_id: 'm-1', step: 'webm' }, { dedupeKey: 'webm:m-1' });
+    assert.notEqual(newId, followUpId);
+    assert.match(followUpId, /^follow-up:/);
+    assert.equal(await queue.hasPending('media:m-1'), true);
+    assert.equal(await queue.hasPending('webm:m-1'), true);
+    assert.equal(await queue.enqueue('follow-up', { media_id: 'm-1', step: 'webm' }, { dedupeKey: 'webm:m-1' }), followUpId, 'deduplicated within its class');
+    assert.deepEqual(await queue.counts(), counts({ waiting: 2 }));
+    let broken = true;
+    const calls: Call[] = [];
+    const worker = queue.work(
+      async (job) => {
+        record(calls, job);
+        if (broken) throw new PermanentJobError('broken input');
+      },
+      { concurrency: 1 },
+    );
+    cleanups.push(() => worker.close());
+    const failed = await waitFor('both jobs to fail', async () => {
+      const l = await queue.listFailed();
+      return l.length === 2 ? l : undefined;
+    });
+    assert.deepEqual(failed.map((f) => f.id).sort(), [newId, followUpId].sort());
+    assert.deepEqual(calls.map((c) => c.job.id).sort(), [newId, followUpId].sort(), 'handlers see the same ids');
+    broken = false;
+    assert.equal(await queue.retry(followUpId), true);
+    await waitFor('the retried follow-up to complete', async () => (await queue.counts()).completed === 1);
+    assert.deepEqual(await queue.counts(), counts({ failed: 1, completed: 1 }));
+    assert.deepEqual((await queue.listFailed()).map((f) => f.id), [newId]);
   });
 
   // Fair scheduling across tenants. On the scale-up backend the embedded queue also runs on
