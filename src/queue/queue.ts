@@ -55,6 +55,20 @@ export interface Job<N extends JobName = JobName> {
 
 export type JobHandler = (job: Job) => Promise<void>;
 
+/**
+ * Thrown by a handler for a job that cannot run yet (another job holds its media): the queue
+ * puts it back, due again in `delayMs`, without counting the attempt.
+ */
+export class JobDeferred extends Error {
+  constructor(
+    readonly delayMs: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'JobDeferred';
+  }
+}
+
 export interface EnqueueOptions {
   /** At most one waiting or running job per key: enqueueing again returns the existing job. */
   dedupeKey?: string;

@@ -10,7 +10,7 @@ import { afterEach, describe, it } from 'node:test';
 import SqliteDatabase from 'better-sqlite3';
 import { sqliteFile } from '../../src/config/settings.js';
 import { EmbeddedQueue } from '../../src/queue/embedded-queue.js';
-import { type Job, type JobCounts } from '../../src/queue/queue.js';
+import { JobDeferred, type Job, type JobCounts } from '../../src/queue/queue.js';
 import { PermanentJobError } from '../../src/shared/errors.js';
 import { BACKEND, testEnv, waitFor, type TestEnv } from '../support/harness.js';
 import { killAndWait, waitForLine } from '../support/child-process.js';
@@ -216,6 +216,38 @@ describe(`job queue contract (${BACKEND} backend)`, () => {
       [1],
     );
     assert.deepEqual(await queue.counts(), counts({ failed: 1 }));
+  });
+
+  it('puts a deferred job back for later without using an attempt, keeping its dedupe key', async () => {
+    // One attempt: a deferral that used it up would fail the job.
+    const { queue } = await setup({ JOB_ATTEMPTS: '1' });
+    const calls: Call[] = [];
+    const worker = queue.work(
+      async (job) => {
+        record(calls, job);
+        if (calls.length < 3) throw new JobDeferred(400, 'its media is busy');
+      },
+      { concurrency: 1 },
+    );
+    cleanups.push(() => worker.close());
+    const id = await queue.enqueue('process-media', { media_id: 'busy' }, { dedupeKey: 'media:busy' });
+    await waitFor('the first run', async () => calls.length === 1);
+    assert.equal(await queue.enqueue('process-media', { media_id: 'busy' }, { dedupeKey: 'media:busy' }), id, 'a deferred job still holds its key');
+    await waitFor('the job to complete', async () => (await queue.counts()).completed === 1);
+    assert.deepEqual(
+      calls.map((c) => [c.job.id, c.job.attempt]),
+      [
+        [id, 1],
+        [id, 1],
+        [id, 1],
+      ],
+    );
+    for (let i = 1; i < calls.length; i++) {
+      const gap = calls[i]!.at - calls[i - 1]!.at;
+      assert.ok(gap >= 390, `run ${i + 1} came ${gap} ms after the deferral, expected at least its 400 ms`);
+    }
+    assert.deepEqual(await queue.listFailed(), []);
+    assert.deepEqual(await queue.counts(), counts({ completed: 1 }));
   });
 
   it('keeps at most one waiting or active job per dedupeKey', async () => {
