@@ -16,6 +16,7 @@ import { CaptionService } from '../media/captions-service.js';
 import { MediaStatusFeed } from '../media/status-stream.js';
 import { PlaybackTokens, playbackSecret } from '../media/playback-tokens.js';
 import { MediaWorker } from '../processing/media-worker.js';
+import { openMediaLocks } from '../media/media-lock.js';
 import { defaultPipeline } from '../processing/default-pipeline.js';
 import { createDiscovery, type Discovery } from '../feeds/discovery.js';
 import { EmbeddedQueue } from '../queue/embedded-queue.js';
@@ -106,13 +107,14 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
   const limits = new UploadLimits(database, tenancy, settings.uploadMaxOpenPerUser, disk);
   const uploads = new UploadService(database.db, layout, chunkState, ingest, settings, log, hashThread, limits);
   const tus = new TusService({ db: database.db, layout, ingest, hashThread, limits, settings, log });
-  const media = new MediaService(database.db, layout, queue, changes, settings.apiPrefix, records, log);
+  const mediaLocks = await openMediaLocks(database, settings);
+  const media = new MediaService(database.db, layout, queue, changes, settings.apiPrefix, records, log, mediaLocks);
   const facts = new MediaFactsSource(database.db, factsCache);
   const captions = new CaptionService(database.db, layout, settings.apiPrefix, changes);
   const statusFeed = new MediaStatusFeed(database.db, changes, settings.mediaEventsPollInterval);
   const tokens = new PlaybackTokens(await playbackSecret(database.db, settings.playbackSecret));
   const delivery = new DeliveryService(database.db, layout, tokens, settings.playbackTtl);
-  const worker = new MediaWorker({ db: database.db, queue, log, pipeline: defaultPipeline(), deps: { layout, settings, changes } });
+  const worker = new MediaWorker({ db: database.db, queue, log, pipeline: defaultPipeline(), deps: { layout, settings, changes }, locks: mediaLocks });
   const moderation = new ModerationService(database.db, changes, settings.moderationDefaultThreshold);
   const labels = new MediaLabelService(database.db, changes, {
     moderationLabelsChanged: (tenantId, mediaId) => moderation.evaluate(tenantId, mediaId),
@@ -183,6 +185,7 @@ export async function createContext(settings: Settings, opts: { log?: Logger; mi
     uploads,
     tus,
     media,
+    mediaLocks,
     changes,
     changeBus: bus,
     delivery,

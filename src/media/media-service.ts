@@ -19,8 +19,12 @@ import { normalizeCaption, normalizeTags } from './tags.js';
 import { tracksOfMedia, type CaptionTrackView } from './captions-service.js';
 import { assertModerationVisible } from '../access/visibility.js';
 import { assertOwnerOrAdmin } from '../access/ownership.js';
+import type { MediaLocks } from './media-lock.js';
 
 export type MediaRow = Selectable<MediaAssetsTable>;
+
+/** How long a delete waits, once the record is gone, for a job of the media that has just let go. */
+const DELETE_LOCK_WAIT_MS = 2000;
 
 const mediaByIdQuery = preparedQuery((db, tenantId: string, mediaId: string) =>
   db.selectFrom('mediaassets').selectAll().where('id', '=', mediaId).where('tenant_id', '=', tenantId),
@@ -191,6 +195,8 @@ export class MediaService {
     private readonly apiPrefix = '/api/v1',
     private readonly records?: RecordCache<MediaRecord>,
     private readonly log?: Logger,
+    /** Held while removing a media's files, so that no job writes them meanwhile. */
+    private readonly locks?: MediaLocks,
   ) {}
 
   /**
@@ -343,7 +349,13 @@ export class MediaService {
     return this.get(p, row.id);
   }
 
-  /** Removes the row (labels cascade) and every stored file of the media. Owner or admin only. */
+  /**
+   * Removes the row (labels cascade) and every stored file of the media. Owner or admin only.
+   *
+   * The files are removed holding the media's lock, so that no job writes them meanwhile. When a
+   * job holds the media (processing, a WebM encode), the row goes at once and the files are left
+   * to that job, which removes them once it lets go and finds the media gone.
+   */
   async delete(p: Principal, mediaId: string): Promise<void> {
     const row = await this.db
       .selectFrom('mediaassets')
@@ -354,30 +366,41 @@ export class MediaService {
     if (!row) throw notFound('media');
     assertOwnerOrAdmin(p, row.user_id, 'delete this media');
     const dir = this.layout.mediaDir({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id });
-    // Files first: on a full disk, removing them is what makes room for the database's write
-    // (SQLite's WAL on the same file system). A failure after this leaves a record without files,
-    // which a repeated DELETE removes.
-    await removePath(dir);
+    let lock = await this.locks?.acquire(row.id, 0);
+    let deleted = false;
+    try {
+      // Files first: on a full disk, removing them is what makes room for the database's write
+      // (SQLite's WAL on the same file system). A failure after this leaves a record without files,
+      // which a repeated DELETE removes.
+      if (lock || !this.locks) await removePath(dir);
+      await this.deleteRecord(p, row.id);
+      deleted = true;
+      // The job that held the media may have let go just before the record went, and seen it still there.
+      lock ??= await this.locks?.acquire(row.id, DELETE_LOCK_WAIT_MS);
+      // Again: a worker may have written a derived file meanwhile.
+      if (lock || !this.locks) await removePath(dir);
+    } finally {
+      await lock?.release();
+      // The row is gone whatever happened to its files: readers must not keep it.
+      if (deleted) await this.changes?.emit({ tenantId: row.tenant_id, mediaId: row.id, reason: 'deleted' });
+    }
+  }
+
+  /** Deletes the media's row, and recounts the bank entry statistics of its labels. */
+  private async deleteRecord(p: Principal, mediaId: string): Promise<void> {
     await this.db.transaction().execute(async (tx) => {
       const labels = await tx
         .selectFrom('asset_labels as al')
         .innerJoin('labels as l', 'l.id', 'al.label_id')
         .select(['l.kind', 'l.name'])
         .distinct()
-        .where('al.media_id', '=', row.id)
+        .where('al.media_id', '=', mediaId)
         .where('al.tenant_id', '=', p.tenantId)
         .execute();
-      await tx.deleteFrom('mediaassets').where('id', '=', row.id).where('tenant_id', '=', p.tenantId).execute();
+      await tx.deleteFrom('mediaassets').where('id', '=', mediaId).where('tenant_id', '=', p.tenantId).execute();
       // Bank entry statistics count what is labelled now: a deleted media no longer is. In the
       // same transaction, so no crash or concurrent label write leaves them counting it.
       for (const l of labels) await recomputeEntryStats(tx, p.tenantId, l.kind, l.name);
     });
-    try {
-      // Again: a worker may have written a derived file meanwhile.
-      await removePath(dir);
-    } finally {
-      // The row is gone whatever happened to its files: readers must not keep it.
-      await this.changes?.emit({ tenantId: row.tenant_id, mediaId: row.id, reason: 'deleted' });
-    }
   }
 }

@@ -1,8 +1,20 @@
-import type { Job, JobName } from '../queue/queue.js';
+import type { Job, JobName, JobPayloads } from '../queue/queue.js';
 import { PermanentJobError } from '../shared/errors.js';
 
-/** Runs one job of name N. */
-export type JobHandlerFor<N extends JobName> = (job: Job<N>) => Promise<void>;
+/** What a running job is given besides its payload. */
+export interface JobRun {
+  /** Aborted when the job lost its media's lock: it must publish and record nothing more. */
+  readonly signal: AbortSignal;
+  /** The media the job works on, once it has read it (its folder is removed if the media is deleted meanwhile). */
+  media?: { id: string; tenant_id: string; user_id: string };
+}
+
+/** How jobs of name N run. */
+export interface JobHandlerFor<N extends JobName> {
+  /** The media whose files or file_metadata the job writes: the job runs holding that media's lock. */
+  lockedMedia(data: JobPayloads[N]): string | undefined;
+  run(job: Job<N>, run: JobRun): Promise<void>;
+}
 
 /**
  * The job table: a handler for every job name. A name added to JobPayloads does not compile
@@ -13,16 +25,18 @@ export type JobHandlers = { readonly [N in JobName]: JobHandlerFor<N> };
 /** What the media jobs do (MediaWorker). */
 export interface MediaJobs {
   /** queued → processing → ready: the kind's processing steps. */
-  process(job: Job<'process-media'>): Promise<void>;
+  process(job: Job<'process-media'>, run: JobRun): Promise<void>;
   /** A follow-up step of a ready media (WebM…), which leaves its status alone. */
-  followUp(job: Job, step: string): Promise<void>;
+  followUp(job: Job, step: string, run: JobRun): Promise<void>;
 }
+
+const ofMedia = (data: { media_id: string }) => data.media_id;
 
 export function mediaJobHandlers(jobs: MediaJobs): JobHandlers {
   return {
-    'process-media': (job) => jobs.process(job),
-    'follow-up': (job) => jobs.followUp(job, job.data.step),
-    'make-webm': (job) => jobs.followUp(job, 'webm'),
+    'process-media': { lockedMedia: ofMedia, run: (job, run) => jobs.process(job, run) },
+    'follow-up': { lockedMedia: ofMedia, run: (job, run) => jobs.followUp(job, job.data.step, run) },
+    'make-webm': { lockedMedia: ofMedia, run: (job, run) => jobs.followUp(job, 'webm', run) },
   };
 }
 

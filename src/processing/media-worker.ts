@@ -3,15 +3,17 @@ import type { Logger } from 'pino';
 import type { Settings } from '../config/settings.js';
 import type { Db } from '../db/database.js';
 import { fromJson, nowIso, type MediaKind } from '../db/schema.js';
-import { followUpJobKey, type Job, type JobQueue, type RunningWorker } from '../queue/queue.js';
+import { followUpJobKey, JobDeferred, type Job, type JobName, type JobQueue, type RunningWorker } from '../queue/queue.js';
 import { PermanentJobError } from '../shared/errors.js';
 import { processJobKey } from '../queue/queue.js';
 import type { StorageLayout } from '../storage/layout.js';
+import { removePath } from '../storage/files.js';
+import type { MediaLocks } from '../media/media-lock.js';
 import { publicReason } from './public-reason.js';
 import { warnIfToolsOutliveWorker } from '../tools/run-tool.js';
 import { clearLeftovers, type ScratchOwner } from './steps/publish.js';
 import { saveFileMetadata, type StepDeps } from './steps/scratch-step.js';
-import { handlerOf, mediaJobHandlers, UnknownJobError, type JobHandlers } from './jobs.js';
+import { handlerOf, mediaJobHandlers, UnknownJobError, type JobHandlerFor, type JobHandlers, type JobRun } from './jobs.js';
 import type { Pipeline, ProcessingStep } from './pipeline.js';
 
 /** The media row a processing step works on. */
@@ -30,8 +32,15 @@ export interface MediaWorkerOptions {
   /** The steps of each media kind. */
   pipeline: Pipeline;
   /** What steps are given: the storage layout, the settings (JOB_ATTEMPTS is read from them), whom to tell of writes. */
-  deps: Omit<StepDeps<Settings>, 'db' | 'pending'>;
+  deps: Omit<StepDeps<Settings>, 'db' | 'pending' | 'signal'>;
+  /** The lock each job holds on the media it writes. */
+  locks: MediaLocks;
 }
+
+/** How long a job waits for its media's lock before it goes back to the queue. */
+const LOCK_WAIT_MS = 500;
+/** How long the job of a deleted media waits for the lock to remove its folder (another job of the media gives it up at once). */
+const DELETED_LOCK_WAIT_MS = 2000;
 
 /**
  * Runs the media jobs (src/processing/jobs.ts): `process-media` takes a media from queued
@@ -48,6 +57,9 @@ export class MediaWorker {
   private readonly changes: MediaChanges | undefined;
   private readonly layout: StorageLayout;
   private readonly deps: StepDeps<Settings>;
+  private readonly locks: MediaLocks;
+  /** When a job whose media is held by another runs again. */
+  private readonly lockedDelayMs: number;
   readonly pipeline: Pipeline;
 
   constructor(opts: MediaWorkerOptions) {
@@ -59,6 +71,8 @@ export class MediaWorker {
     this.maxAttempts = opts.deps.settings.jobAttempts;
     this.changes = opts.deps.changes;
     this.layout = opts.deps.layout;
+    this.locks = opts.locks;
+    this.lockedDelayMs = Math.max(1000, opts.deps.settings.jobBackoff);
   }
 
   /**
@@ -79,16 +93,38 @@ export class MediaWorker {
     }
   }
 
+  /**
+   * Runs a job with its handler from the job table, holding the lock of the media it writes. A
+   * job that cannot have the lock within LOCK_WAIT_MS (another job of the media runs: a WebM
+   * encode, a delete) goes back to the queue for a while without using an attempt, so that it
+   * does not hold a worker slot while it waits.
+   */
   async handle(job: Job): Promise<void> {
-    let handler;
+    let handler: JobHandlerFor<JobName>;
     try {
       handler = handlerOf(this.handlers, job);
     } catch (err) {
       if (err instanceof UnknownJobError) this.log.error({ jobId: job.id, name: job.name }, err.message);
       throw err;
     }
+    const mediaId = handler.lockedMedia(job.data);
+    const lock = mediaId === undefined ? undefined : await this.locks.acquire(mediaId, LOCK_WAIT_MS);
+    if (mediaId !== undefined && !lock) {
+      this.log.debug({ jobId: job.id, mediaId }, 'media held by another job; the job waits');
+      throw new JobDeferred(this.lockedDelayMs, `media ${mediaId} is held by another job`);
+    }
+    const run: JobRun = { signal: lock?.signal ?? new AbortController().signal };
     try {
-      await handler(job);
+      await this.run(handler, job, run);
+    } finally {
+      await lock?.release();
+      if (run.media) await this.removeIfDeleted(run.media);
+    }
+  }
+
+  private async run(handler: JobHandlerFor<JobName>, job: Job, run: JobRun): Promise<void> {
+    try {
+      await handler.run(job, run);
     } catch (err) {
       const final = err instanceof PermanentJobError || job.attempt >= this.maxAttempts;
       this.log.warn({ err, jobId: job.id, attempt: job.attempt, final }, 'media job failed');
@@ -120,13 +156,14 @@ export class MediaWorker {
     }
   }
 
-  async process(job: Job<'process-media'>): Promise<void> {
+  async process(job: Job<'process-media'>, run: JobRun): Promise<void> {
     const mediaId = job.data.media_id;
     const media = await this.db
       .selectFrom('mediaassets')
       .select(['id', 'tenant_id', 'user_id', 'status', 'kind'])
       .where('id', '=', mediaId)
       .executeTakeFirst();
+    run.media = media;
     if (!media) {
       this.log.info({ mediaId, jobId: job.id }, 'media was deleted before processing; nothing to do');
       return;
@@ -146,7 +183,7 @@ export class MediaWorker {
     this.log.info({ mediaId, kind: media.kind, attempt: job.attempt }, 'processing media');
     const followUps = this.pipeline.followUps(media.kind, this.deps.settings).map((s) => s.name);
     for (const step of this.pipeline.mainSteps(media.kind)) {
-      await this.runStep(step, { ...media, status: 'processing' }, job, followUps);
+      await this.runStep(step, { ...media, status: 'processing' }, job, run, followUps);
     }
     const now = nowIso();
     const res = await this.db
@@ -161,8 +198,28 @@ export class MediaWorker {
     }
   }
 
-  private runStep(step: ProcessingStep, media: MediaToProcess, job: Job, pending: readonly string[]): Promise<void> {
-    return step.run({ deps: { ...this.deps, pending }, media, job, publishes: step.publishes });
+  private runStep(step: ProcessingStep, media: MediaToProcess, job: Job, run: JobRun, pending: readonly string[]): Promise<void> {
+    return step.run({ deps: { ...this.deps, pending, signal: run.signal }, media, job, publishes: step.publishes });
+  }
+
+  /**
+   * Removes the folder of a media deleted while a job of it ran. The delete left the files to the
+   * job (it could not have the lock), and whoever holds the lock when the record is gone removes
+   * them: this job once it let go, unless another job holds the media by then (it will).
+   */
+  private async removeIfDeleted(media: { id: string; tenant_id: string; user_id: string }): Promise<void> {
+    try {
+      if (await this.db.selectFrom('mediaassets').select('id').where('id', '=', media.id).executeTakeFirst()) return;
+      const lock = await this.locks.acquire(media.id, DELETED_LOCK_WAIT_MS);
+      if (!lock) return;
+      try {
+        await removePath(this.layout.mediaDir({ tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id }));
+      } finally {
+        await lock.release();
+      }
+    } catch (err) {
+      this.log.warn({ err, mediaId: media.id }, 'could not remove the folder of a media deleted while a job ran');
+    }
   }
 
   /** Queues the follow-ups of a media that became ready (at most one job of each per media). */
@@ -173,7 +230,7 @@ export class MediaWorker {
   }
 
   /** A follow-up step of a media that is already ready: it runs without touching the status. */
-  async followUp(job: Job, name: string): Promise<void> {
+  async followUp(job: Job, name: string, run: JobRun): Promise<void> {
     const step = this.pipeline.step(name);
     if (step?.stage !== 'follow-up') throw new PermanentJobError(`no follow-up step is named ${JSON.stringify(name)}`, 'unknown-job');
     const media = await this.db
@@ -181,6 +238,7 @@ export class MediaWorker {
       .select(['id', 'tenant_id', 'user_id', 'status', 'kind'])
       .where('id', '=', job.data.media_id)
       .executeTakeFirst();
+    run.media = media;
     if (!media) return;
     if (media.status !== 'ready') {
       // This job will not run: what its earlier attempts left behind is removed now (a later
@@ -194,7 +252,7 @@ export class MediaWorker {
     }
     if (!step.kinds.includes(media.kind)) return;
     try {
-      await this.runStep(step, media, job, []);
+      await this.runStep(step, media, job, run, []);
     } catch (err) {
       if (err instanceof PermanentJobError || job.attempt >= this.maxAttempts) {
         await this.noLongerPending(media, name).catch((e) => this.log.warn({ err: e, mediaId: media.id, step: name }, 'could not take a failed follow-up off pending'));
@@ -254,7 +312,15 @@ export class MediaWorker {
       if (Number(res.numUpdatedRows) === 0) continue;
       failed++;
       await statusChanged(this.db, this.changes, { tenantId: r.tenant_id, mediaId: r.id, status: 'error', errorCode: 'processing-failed' });
-      await this.clearScratch(r);
+      // Unless a job of the media holds it now (a follow-up): its folders are that job's.
+      const lock = await this.locks.acquire(r.id, 0).catch(() => undefined);
+      if (lock) {
+        try {
+          await this.clearScratch(r);
+        } finally {
+          await lock.release();
+        }
+      }
       this.log.warn({ mediaId: r.id }, 'media failed: its job was given up while processing');
     }
     return failed;

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { StepContext } from '../../src/processing/pipeline.js';
 import { makeWorkDir, publishFolders } from '../../src/processing/steps/publish.js';
+import { runWebmStep } from '../../src/processing/steps/webm-step.js';
 import { BACKEND, getMedia, listFiles, mediaSettled, startTestApp, waitFor, type TestApp } from '../support/harness.js';
 import { SessionClient } from '../support/upload-client.js';
 
@@ -53,6 +54,20 @@ describe(`processing steps registered from outside (${BACKEND} backend)`, () => 
     assert.match(res.body, new RegExp(`^toy step of ${id}: .*poster`));
     const files = await listFiles(t.ctx.layout.mediaDir({ tenantId: t.tenant.id, userId: 'alice', mediaId: id }));
     assert.ok(!files.some((f) => f.startsWith('.')), `no scratch left: ${files.join(', ')}`);
+  });
+
+  it('records a WebM rendition only once each of its folders is really published', async () => {
+    const { completed } = await new SessionClient(t.app, t.tenant.userKey).uploadWhole(clip, { filename: 'clip.mp4' });
+    const id = completed.json().id as string;
+    assert.equal((await mediaSettled(t, t.tenant.userKey, id)).status, 'ready');
+    const media = await t.ctx.database.db.selectFrom('mediaassets').select(['id', 'tenant_id', 'user_id', 'kind', 'status']).where('id', '=', id).executeTakeFirstOrThrow();
+    const deps = { db: t.ctx.database.db, layout: t.ctx.layout, settings: t.ctx.settings, changes: t.ctx.changes };
+    const job = { id: 'test', name: 'follow-up' as const, data: { media_id: id, step: 'webm' }, attempt: 1 };
+    // webp/ stands for a folder that went missing from the scratch folder before publishing.
+    await assert.rejects(runWebmStep(deps, media, job, ['webm', 'webp']), /WebM rendition was not published: webp\/ was no longer in its scratch folder/);
+    assert.equal((await getMedia(t, t.tenant.userKey, id)).file_metadata.artifacts.webm, undefined, 'nothing recorded');
+    await runWebmStep(deps, media, job, ['webm']);
+    assert.equal((await getMedia(t, t.tenant.userKey, id)).file_metadata.artifacts.webm, 'webm/video.webm');
   });
 
   it('refuses a step that needs what no earlier step publishes, or publishes what another step does', () => {

@@ -17,6 +17,8 @@ export interface StepDeps<S> {
   changes?: MediaChanges;
   /** The follow-up steps that will run once the media is ready: file_metadata.pending lists them. */
   pending?: readonly string[];
+  /** Aborted when the job lost its media's lock: nothing more is published. */
+  signal?: AbortSignal;
 }
 
 /** Writes a media's file_metadata and tells the listeners (readers forget the record they cached). */
@@ -61,6 +63,7 @@ export async function runInScratch(
   const work = await makeWorkDir(mediaDir, 'media');
   try {
     const { artifacts, metadata } = await make({ source, work, meta });
+    deps.signal?.throwIfAborted();
     const published = await publishFolders(work, mediaDir, folders);
     const next = {
       ...meta,

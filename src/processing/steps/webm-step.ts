@@ -14,7 +14,7 @@ import { clearLeftovers, makeWorkDir, publishFolders } from './publish.js';
 
 type WebmSettings = Pick<Settings, 'apiPrefix' | 'ffmpegThreads' | 'ffprobeTimeout' | 'ffmpegTimeout' | 'maxVideoDuration' | 'ffmpegTimeoutFactor' | 'ffmpegTimeoutFloor' | 'ffmpegDurationTolerance' | 'jobAttempts'>;
 
-/** Reads, changes and writes a media's file_metadata (the only writer of a media at a time is its job). */
+/** Reads, changes and writes a media's file_metadata (the job holds the media's lock: no other job writes it meanwhile). */
 async function updateMetadata(deps: StepDeps<unknown>, media: MediaToProcess, change: (meta: Record<string, any>) => Record<string, any>): Promise<void> {
   const row = await deps.db.selectFrom('mediaassets').select(['file_metadata']).where('id', '=', media.id).executeTakeFirst();
   if (!row) return;
@@ -44,7 +44,11 @@ export async function runWebmStep(deps: StepDeps<WebmSettings>, media: MediaToPr
       maxDurationSeconds: settings.maxVideoDuration / 1000,
       ...(meta.probe ? { facts: meta.probe } : {}),
     });
-    await publishFolders(work, mediaDir, folders);
+    deps.signal?.throwIfAborted();
+    const published = await publishFolders(work, mediaDir, folders);
+    // Recorded only once really in place: a rendition whose scratch folder went away is not.
+    const missing = folders.filter((f) => !published.includes(f));
+    if (missing.length) throw new Error(`the WebM rendition was not published: ${missing.join(', ')}/ was no longer in its scratch folder`);
     await updateMetadata(deps, media, (m) => ({
       ...m,
       artifacts: { ...m.artifacts, webm: 'webm/video.webm' },
