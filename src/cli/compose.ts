@@ -17,10 +17,13 @@ import { MediaService, type MediaRecord } from '../media/media-service.js';
 import { CaptionService } from '../media/captions-service.js';
 import { MediaStatusFeed } from '../media/status-stream.js';
 import { PlaybackTokens, playbackSecret } from '../media/playback-tokens.js';
-import { MediaWorker, type MediaSteps } from '../processing/media-worker.js';
+import { MediaWorker } from '../processing/media-worker.js';
+import { openMediaLocks } from '../media/media-lock.js';
+import { defaultPipeline } from '../processing/default-pipeline.js';
 import { createDiscovery, type Discovery } from '../feeds/discovery.js';
 import { EmbeddedQueue } from '../queue/embedded-queue.js';
-import { webmJobKey, type JobQueue } from '../queue/queue.js';
+import { classedQueue } from '../queue/classed-queue.js';
+import type { JobQueue } from '../queue/queue.js';
 import { isWritableDir } from '../storage/files.js';
 import { DiskSpace } from '../storage/disk-space.js';
 import { StorageLayout } from '../storage/layout.js';
@@ -76,10 +79,10 @@ export async function createContext(settings: Settings, opts: ContextOptions = {
     const [{ Redis }, { BullmqQueue }] = await Promise.all([import('ioredis'), import('../queue/bullmq-queue.js')]);
     redis = new Redis(settings.redisUrl, { maxRetriesPerRequest: 2, enableOfflineQueue: true });
     redis.on('error', (err) => log.debug({ err }, 'redis connection error'));
-    queue = new BullmqQueue(settings.redisUrl, settings.redisPrefix, queueSettings);
+    queue = classedQueue((name) => new BullmqQueue(settings.redisUrl, settings.redisPrefix, queueSettings, name));
     chunkState = new RedisChunkStateStore(redis, settings.redisPrefix);
   } else {
-    queue = new EmbeddedQueue(database, queueSettings);
+    queue = classedQueue((name) => new EmbeddedQueue(database, queueSettings, name));
     chunkState = new DbChunkStateStore(database.db);
   }
   const changes = new MediaChanges((err, change) => log.error({ err, change }, 'a media change listener failed'));
@@ -120,30 +123,15 @@ export async function createContext(settings: Settings, opts: ContextOptions = {
   const limits = new UploadLimits(database, tenancy, settings.uploadMaxOpenPerUser, disk);
   const uploads = new UploadService(database.db, layout, chunkState, ingest, settings, log, hashThread, limits);
   const tus = new TusService({ db: database.db, layout, ingest, hashThread, limits, settings, log });
-  const media = new MediaService(database.db, store, queue, changes, records, log);
+  const mediaLocks = await openMediaLocks(database, settings);
+  const media = new MediaService(database.db, store, queue, changes, records, log, mediaLocks);
   const failedJobs = new FailedJobService(database.db, queue, changes);
   const facts = new MediaFactsSource(database.db, factsCache);
   const captions = new CaptionService(database.db, store, changes);
   const statusFeed = new MediaStatusFeed(database.db, changes, settings.mediaEventsPollInterval);
   const tokens = new PlaybackTokens(await playbackSecret(database.db, settings.playbackSecret));
   const delivery = new DeliveryService(database.db, store, tokens, settings.playbackTtl);
-  const stepDeps = { db: database.db, store, layout, settings, changes };
-  // The steps (and sharp, with its libvips) are loaded by the first job that needs them, so an
-  // API process never loads them at all.
-  const steps: MediaSteps = async (m, job) => {
-    if (m.kind === 'video') {
-      if (job.name === 'make-webm') await (await import('../processing/steps/webm-step.js')).runWebmStep(stepDeps, m, job);
-      else await (await import('../processing/steps/video-step.js')).runVideoStep(stepDeps, m);
-    } else if (m.kind === 'audio') await (await import('../processing/steps/audio-step.js')).runAudioStep(stepDeps, m);
-    else if (m.kind === 'image') await (await import('../processing/steps/image-step.js')).runImageStep(stepDeps, m);
-    else if (m.kind === 'document') await (await import('../processing/steps/document-step.js')).runDocumentStep(stepDeps, m);
-  };
-  const afterReady = async (m: { id: string; tenant_id: string; kind: string }) => {
-    if (m.kind === 'video' && settings.enableWebm) {
-      await queue.enqueue('make-webm', { media_id: m.id, tenant_id: m.tenant_id }, { dedupeKey: webmJobKey(m.id) });
-    }
-  };
-  const worker = new MediaWorker(database.db, queue, log, settings.jobAttempts, steps, afterReady, changes, layout, store);
+  const worker = new MediaWorker({ db: database.db, queue, log, pipeline: defaultPipeline(), deps: { store, layout, settings, changes }, locks: mediaLocks });
   const moderation = new ModerationService(database.db, changes, settings.moderationDefaultThreshold);
   const labels = new MediaLabelService(database.db, changes, {
     moderationLabelsChanged: (tenantId, mediaId) => moderation.evaluate(tenantId, mediaId),
@@ -216,6 +204,7 @@ export async function createContext(settings: Settings, opts: ContextOptions = {
     uploads,
     tus,
     media,
+    mediaLocks,
     changes,
     changeBus: bus,
     delivery,

@@ -66,8 +66,8 @@ async function run(roles: { api: boolean; worker: boolean }): Promise<void> {
     stops.push(() => app.close());
   }
   if (roles.worker) {
-    const worker = ctx.worker.start(settings.workerConcurrency);
-    ctx.log.info({ backend: ctx.queue.backend, concurrency: settings.workerConcurrency }, 'worker started');
+    const worker = ctx.worker.start(settings.workerConcurrency, settings.workerFollowupConcurrency);
+    ctx.log.info({ backend: ctx.queue.backend, concurrency: settings.workerConcurrency, followUpConcurrency: settings.workerFollowupConcurrency }, 'worker started');
     stops.push(() => worker.close());
   }
   stops.push(startMaintenance(ctx, roles));

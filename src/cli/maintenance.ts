@@ -1,5 +1,4 @@
 import type { AppContext } from './compose.js';
-import { EmbeddedQueue } from '../queue/embedded-queue.js';
 import { sweepSnapshots } from '../search/snapshots.js';
 
 /** Periodic housekeeping of a process: each task runs on its own timer and never overlaps itself. */
@@ -37,9 +36,10 @@ export function startMaintenance(ctx: AppContext, roles: { api: boolean; worker:
   if (roles.worker) {
     every(60_000, 'requeue-stale-media', () => ctx.worker.requeueStale(60_000));
     every(60_000, 'fail-abandoned-media', () => ctx.worker.failAbandoned(Math.max(60_000, 2 * ctx.settings.jobLease)));
-    if (ctx.queue instanceof EmbeddedQueue) {
+    // The embedded queue keeps finished jobs until pruned (BullMQ removes its own).
+    if (ctx.queue.backend === 'embedded' && ctx.queue.pruneCompleted) {
       const queue = ctx.queue;
-      every(3_600_000, 'prune-completed-jobs', () => queue.pruneCompleted(7 * 86_400_000));
+      every(3_600_000, 'prune-completed-jobs', () => queue.pruneCompleted!(7 * 86_400_000));
     }
   }
   return () => timers.forEach(clearInterval);

@@ -12,6 +12,8 @@ import * as m0008 from './migrations/0008_search_consistency.js';
 import * as m0009 from './migrations/0009_fair_queue.js';
 import * as m0010 from './migrations/0010_upload_recovery_quotas.js';
 import * as m0011 from './migrations/0011_media_events.js';
+import * as m0012 from './migrations/0012_job_classes.js';
+import * as m0013 from './migrations/0013_media_locks.js';
 
 type DialectMigration = { up(db: Kysely<any>, dialect: Dialect): Promise<void> };
 
@@ -27,6 +29,8 @@ const migrations: Record<string, DialectMigration> = {
   '0009_fair_queue': m0009,
   '0010_upload_recovery_quotas': m0010,
   '0011_media_events': m0011,
+  '0012_job_classes': m0012,
+  '0013_media_locks': m0013,
 };
 
 /** Every migration's name, oldest first. */

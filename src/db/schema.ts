@@ -331,6 +331,16 @@ export interface QueueTenantTurnsTable {
   turn: number;
 }
 
+/** The embedded backend's per-media lock (src/media/media-lock.ts): one row per held lock. */
+export interface MediaLocksTable {
+  media_id: string;
+  /** The holder: this process and one acquisition of it. */
+  owner: string;
+  /** ms since the epoch; renewed while held, free to take once past. */
+  lease_until: number;
+  acquired_at: string;
+}
+
 export interface Database {
   tenants: TenantsTable;
   api_keys: ApiKeysTable;
@@ -358,6 +368,7 @@ export interface Database {
   media_views: MediaViewsTable;
   queue_jobs: QueueJobsTable;
   queue_tenant_turns: QueueTenantTurnsTable;
+  media_locks: MediaLocksTable;
   server_secrets: ServerSecretsTable;
 }
 

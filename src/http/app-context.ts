@@ -11,6 +11,7 @@ import type { CaptionService } from '../media/captions-service.js';
 import type { DeliveryService } from '../media/delivery.js';
 import type { FailedJobService } from '../media/failed-jobs.js';
 import type { MediaService } from '../media/media-service.js';
+import type { MediaLocks } from '../media/media-lock.js';
 import type { MediaStatusFeed } from '../media/status-stream.js';
 import type { ModerationService } from '../moderation/moderation-service.js';
 import type { MediaWorker } from '../processing/media-worker.js';
@@ -38,6 +39,8 @@ export interface AppContext {
   uploads: UploadService;
   tus: TusService;
   media: MediaService;
+  /** The lock every job (and a delete) holds on the media it writes. */
+  mediaLocks: MediaLocks;
   /** Listeners of writes to media (search index, event streams). */
   changes: MediaChanges;
   /** How other processes' changes are heard (none on SQLite: the database file tells). */

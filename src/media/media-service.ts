@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { MediaChanges } from '../events/media-changes.js';
-import { announce, writeRecording, writeWithEvents } from '../events/media-events.js';
+import { announce, writeRecording, writeWithEvents, type MediaEvent } from '../events/media-events.js';
 import type { Selectable } from 'kysely';
 import type { Db } from '../db/database.js';
 import { preparedQuery } from '../db/prepared.js';
@@ -21,8 +21,12 @@ import { normalizeCaption, normalizeTags } from './tags.js';
 import { tracksOfMedia, type CaptionTrackView } from './captions-service.js';
 import { assertModerationVisible } from '../access/visibility.js';
 import { assertOwnerOrAdmin } from '../access/ownership.js';
+import type { MediaLocks } from './media-lock.js';
 
 export type MediaRow = Selectable<MediaAssetsTable>;
+
+/** How long a delete waits, once the record is gone, for a job of the media that has just let go. */
+const DELETE_LOCK_WAIT_MS = 2000;
 
 const mediaByIdQuery = preparedQuery((db, tenantId: string, mediaId: string) =>
   db.selectFrom('mediaassets').selectAll().where('id', '=', mediaId).where('tenant_id', '=', tenantId),
@@ -197,6 +201,8 @@ export class MediaService {
     private readonly changes?: MediaChanges,
     private readonly records?: RecordCache<MediaRecord>,
     private readonly log?: Logger,
+    /** Held while removing a media's files, so that no job writes them meanwhile. */
+    private readonly locks?: MediaLocks,
   ) {}
 
   /**
@@ -344,7 +350,13 @@ export class MediaService {
     return this.get(p, row.id);
   }
 
-  /** Removes the row (labels cascade) and every stored file of the media. Owner or admin only. */
+  /**
+   * Removes the row (labels cascade) and every stored file of the media. Owner or admin only.
+   *
+   * The files are removed holding the media's lock, so that no job writes them meanwhile. When a
+   * job holds the media (processing, a WebM encode), the row goes at once and the files are left
+   * to that job, which removes them once it lets go and finds the media gone.
+   */
   async delete(p: Principal, mediaId: string): Promise<void> {
     const row = await this.db
       .selectFrom('mediaassets')
@@ -355,31 +367,43 @@ export class MediaService {
     if (!row) throw notFound('media');
     assertOwnerOrAdmin(p, row.user_id, 'delete this media');
     const files = mediaPrefix({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id });
-    // Files first: on a full disk, removing them is what makes room for the database's write
-    // (SQLite's WAL on the same file system). A failure after this leaves a record without files,
-    // which a repeated DELETE removes.
-    await this.store.deletePrefix(files);
+    let lock = await this.locks?.acquire(row.id, 0);
+    let events: MediaEvent[] | undefined;
+    try {
+      // Files first: on a full disk, removing them is what makes room for the database's write
+      // (SQLite's WAL on the same file system). A failure after this leaves a record without files,
+      // which a repeated DELETE removes.
+      if (lock || !this.locks) await this.store.deletePrefix(files);
+      events = await this.deleteRecord(p, row);
+      // The job that held the media may have let go just before the record went, and seen it still there.
+      lock ??= await this.locks?.acquire(row.id, DELETE_LOCK_WAIT_MS);
+      // Again: a worker may have written a derived file meanwhile.
+      if (lock || !this.locks) await this.store.deletePrefix(files);
+    } finally {
+      await lock?.release();
+      // The row is gone whatever happened to its files: readers must not keep it.
+      if (events) await announce(this.changes, events);
+    }
+  }
+
+  /** Deletes the media's row with its `deleted` event, and recounts the bank entry statistics of its labels. */
+  private async deleteRecord(p: Principal, row: { id: string; tenant_id: string }): Promise<MediaEvent[]> {
+    const mediaId = row.id;
     const { events } = await writeRecording(this.db, async (tx, record) => {
       const labels = await tx
         .selectFrom('asset_labels as al')
         .innerJoin('labels as l', 'l.id', 'al.label_id')
         .select(['l.kind', 'l.name'])
         .distinct()
-        .where('al.media_id', '=', row.id)
+        .where('al.media_id', '=', mediaId)
         .where('al.tenant_id', '=', p.tenantId)
         .execute();
-      await tx.deleteFrom('mediaassets').where('id', '=', row.id).where('tenant_id', '=', p.tenantId).execute();
+      await tx.deleteFrom('mediaassets').where('id', '=', mediaId).where('tenant_id', '=', p.tenantId).execute();
       // Bank entry statistics count what is labelled now: a deleted media no longer is. In the
       // same transaction, so no crash or concurrent label write leaves them counting it.
       for (const l of labels) await recomputeEntryStats(tx, p.tenantId, l.kind, l.name);
       record({ tenantId: row.tenant_id, mediaId: row.id, type: 'deleted' });
     });
-    try {
-      // Again: a worker may have written a derived file meanwhile.
-      await this.store.deletePrefix(files);
-    } finally {
-      // The row is gone whatever happened to its files: readers must not keep it.
-      await announce(this.changes, events);
-    }
+    return events;
   }
 }

@@ -65,8 +65,8 @@ export class TenantFairness {
   }
 
   /**
-   * Moves a job that found no free slot back to delayed for `ms`, and throws the error that
-   * tells BullMQ's worker it was moved. BullMQ counted the start (`attemptsStarted`, which
+   * Moves a job that found no free slot (or that its handler deferred) back to delayed for `ms`,
+   * and throws the error that tells BullMQ's worker it was moved. BullMQ counted the start (`attemptsStarted`, which
    * `maxStartedAttempts` checks); the job never ran, so the same atomic move takes it back.
    * Job.moveToDelayed() does not take the fields to update, hence the backend call.
    */

@@ -3,6 +3,7 @@ import { Redis } from 'ioredis';
 import { PermanentJobError } from '../shared/errors.js';
 import { TenantFairness } from './bullmq-fairness.js';
 import {
+  JobDeferred,
   jobTenant,
   type EnqueueOptions,
   type FailedJob,
@@ -121,7 +122,7 @@ export class BullmqQueue implements JobQueue {
           Math.max(50, Math.floor(this.settings.leaseMs / 3)),
         );
         try {
-          await this.run(handler, job);
+          await this.run(handler, job, token);
         } finally {
           clearInterval(renewal);
           // If this fails, the slot lapses with its lease.
@@ -152,7 +153,7 @@ export class BullmqQueue implements JobQueue {
     return running;
   }
 
-  private async run(handler: JobHandler, job: BullJob): Promise<void> {
+  private async run(handler: JobHandler, job: BullJob, token: string | undefined): Promise<void> {
     // Every start counts, as in the embedded backend: a run cut short by a dead worker (a
     // stalled job) is an attempt too, so the next run is attempt 2. attemptsMade only
     // counts failures that were caught.
@@ -160,6 +161,8 @@ export class BullmqQueue implements JobQueue {
     try {
       await handler({ id: job.id!, name: job.name as JobName, data: job.data, attempt });
     } catch (err) {
+      // Back to delayed, its start taken back: not an attempt.
+      if (err instanceof JobDeferred) await this.fair.holdBack(job, token, err.delayMs);
       const error = err instanceof Error ? err : new Error(String(err ?? 'job failed'));
       if (error instanceof PermanentJobError) {
         const final = new UnrecoverableError(error.message);

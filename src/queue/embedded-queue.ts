@@ -8,6 +8,7 @@ import { newId } from '../shared/ids.js';
 import { PermanentJobError } from '../shared/errors.js';
 import {
   backoffDelay,
+  JobDeferred,
   type EnqueueOptions,
   type FailedJob,
   type Job,
@@ -253,6 +254,13 @@ export class EmbeddedQueue implements JobQueue {
     const base = this.db.updateTable('queue_jobs').where('id', '=', job.id).where('lease_owner', '=', owner).where('state', '=', 'active');
     if (err === undefined) {
       await base.set({ state: 'completed', lease_owner: null, lease_until: null, updated_at: now, finished_at: now }).execute();
+      return;
+    }
+    if (err instanceof JobDeferred) {
+      // Not an attempt: the claim's count is taken back.
+      await base
+        .set((eb) => ({ state: 'waiting', lease_owner: null, lease_until: null, attempts: eb('attempts', '-', 1), run_at: Date.now() + err.delayMs, updated_at: now }))
+        .execute();
       return;
     }
     const message = err instanceof Error ? err.message : String(err);

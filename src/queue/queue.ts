@@ -6,21 +6,43 @@ export interface TenantJob {
   tenant_id?: string;
 }
 
-/** The jobs Qasar runs, and their payloads. */
+/** The jobs Qasar runs, and their payloads (each has a handler in src/processing/jobs.ts). */
 export interface JobPayloads {
+  /** A media's processing: queued → processing → ready. */
   'process-media': TenantJob & { media_id: string };
-  /** The slow renditions (WebM) made after the media is already ready. */
+  /** One follow-up step (`step`: WebM, …) of a media that is already ready. */
+  'follow-up': TenantJob & { media_id: string; step: string };
+  /** The WebM follow-up as versions before named follow-ups queued it. */
   'make-webm': TenantJob & { media_id: string };
 }
 export type JobName = keyof JobPayloads;
+
+/**
+ * Which worker slots run a job. New media is processed in slots of its own, so a slow follow-up
+ * (a WebM encode) never holds up a fresh upload; follow-ups run in theirs
+ * (WORKER_CONCURRENCY and WORKER_FOLLOWUP_CONCURRENCY per worker process).
+ */
+export type JobClass = 'new' | 'follow-up';
+export const JOB_CLASSES: readonly JobClass[] = ['new', 'follow-up'];
+export const JOB_CLASS: { readonly [N in JobName]: JobClass } = {
+  'process-media': 'new',
+  'follow-up': 'follow-up',
+  'make-webm': 'follow-up',
+};
 
 /** The dedupe key of a media's processing job: at most one waiting or running per media. */
 export function processJobKey(mediaId: string): string {
   return `media:${mediaId}`;
 }
 
+/** The dedupe key of a media's follow-up job of a step: at most one waiting or running per media and step. */
+export function followUpJobKey(step: string, mediaId: string): string {
+  return `${step}:${mediaId}`;
+}
+
+/** The WebM follow-up's key (the one `make-webm` jobs were queued with). */
 export function webmJobKey(mediaId: string): string {
-  return `webm:${mediaId}`;
+  return followUpJobKey('webm', mediaId);
 }
 
 export interface Job<N extends JobName = JobName> {
@@ -32,6 +54,20 @@ export interface Job<N extends JobName = JobName> {
 }
 
 export type JobHandler = (job: Job) => Promise<void>;
+
+/**
+ * Thrown by a handler for a job that cannot run yet (another job holds its media): the queue
+ * puts it back, due again in `delayMs`, without counting the attempt.
+ */
+export class JobDeferred extends Error {
+  constructor(
+    readonly delayMs: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'JobDeferred';
+  }
+}
 
 export interface EnqueueOptions {
   /** At most one waiting or running job per key: enqueueing again returns the existing job. */
@@ -50,6 +86,8 @@ export interface FailedJob {
 
 export interface WorkerOptions {
   concurrency: number;
+  /** The class of jobs this worker runs (a ClassedQueue; a single backend queue runs whatever it holds). */
+  jobClass?: JobClass;
 }
 
 export interface RunningWorker {
@@ -77,6 +115,8 @@ export interface JobQueue {
   /** Whether a job with this dedupe key is waiting, delayed or running. */
   hasPending(dedupeKey: string): Promise<boolean>;
   ping(): Promise<void>;
+  /** Removes finished jobs older than this, where the backend keeps them itself (the embedded queue). */
+  pruneCompleted?(olderThanMs: number): Promise<number>;
   close(): Promise<void>;
 }
 

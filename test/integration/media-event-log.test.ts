@@ -179,7 +179,7 @@ describe(`media event log (${BACKEND} backend)`, () => {
     ].map((e) => ({ ...e, id: newId(), at: nowIso() }));
     for (const e of old) await db.insertInto('media_status_events').values(e).execute();
 
-    assert.deepEqual(await migrateToLatest(handle), ['0011_media_events']);
+    assert.deepEqual(await migrateToLatest(handle), ['0011_media_events', '0012_job_classes', '0013_media_locks']);
     const events = await mediaEventsSince(handle.db, a, 0);
     assert.deepEqual(
       events.map((e) => [e.seq, e.id, e.mediaId, e.type, e.data, e.at]),

@@ -281,6 +281,7 @@ describe('audio, images and documents through the worker', () => {
 
   describe('processing again with outputs turned off (as after a restart with new settings)', () => {
     const db = () => t.ctx.database.db;
+    const publishes = (step: string) => t.ctx.worker.pipeline.step(step)!.publishes;
     async function row(key: string): Promise<MediaToProcess> {
       return db().selectFrom('mediaassets').select(['id', 'tenant_id', 'user_id', 'kind', 'status']).where('id', '=', uploads.get(key)!.id!).executeTakeFirstOrThrow();
     }
@@ -292,7 +293,7 @@ describe('audio, images and documents through the worker', () => {
     it('an image without WebP drops its old webp/ folder and keeps the rest', async () => {
       const media = await row('photo.jpg');
       assert.deepEqual(await folders(media.id), ['media', 'posters', 'thumbnails', 'webp']);
-      await runImageStep({ db: db(), store: t.ctx.store, layout: t.ctx.layout, changes: t.ctx.changes, settings: { ...t.ctx.settings, enableWebp: false } }, media);
+      await runImageStep({ db: db(), store: t.ctx.store, layout: t.ctx.layout, changes: t.ctx.changes, settings: { ...t.ctx.settings, enableWebp: false } }, media, publishes('image'));
       assert.deepEqual(await folders(media.id), ['media', 'posters', 'thumbnails']);
       const m = await done('photo.jpg');
       assert.equal(m.file_metadata.artifacts.webp, undefined);
@@ -305,7 +306,7 @@ describe('audio, images and documents through the worker', () => {
       const media = await row('whale.ogg');
       assert.deepEqual(await folders(media.id), ['hls', 'media', 'posters', 'thumbnails', 'webm']);
       const off = { ...t.ctx.settings, enableWebm: false, enableHls: false, enablePosters: false, enableThumbnails: false };
-      await runAudioStep({ db: db(), store: t.ctx.store, layout: t.ctx.layout, changes: t.ctx.changes, settings: off }, media);
+      await runAudioStep({ db: db(), store: t.ctx.store, layout: t.ctx.layout, changes: t.ctx.changes, settings: off }, media, publishes('audio'));
       assert.deepEqual(await folders(media.id), ['media']);
       const m = await done('whale.ogg');
       assert.deepEqual(m.file_metadata.artifacts, {});
@@ -316,7 +317,7 @@ describe('audio, images and documents through the worker', () => {
     it('a document without posters drops its old posters/ folder and keeps the thumbnail', async () => {
       const media = await row('book.epub');
       assert.deepEqual(await folders(media.id), ['media', 'posters', 'thumbnails']);
-      await runDocumentStep({ db: db(), store: t.ctx.store, layout: t.ctx.layout, changes: t.ctx.changes, settings: { ...t.ctx.settings, enablePosters: false } }, media);
+      await runDocumentStep({ db: db(), store: t.ctx.store, layout: t.ctx.layout, changes: t.ctx.changes, settings: { ...t.ctx.settings, enablePosters: false } }, media, publishes('document'));
       assert.deepEqual(await folders(media.id), ['media', 'thumbnails']);
       const m = await done('book.epub');
       assert.equal(m.file_metadata.artifacts.poster, undefined);
@@ -327,7 +328,7 @@ describe('audio, images and documents through the worker', () => {
     it('a truncated FLAC still fails as truncated with every output off: it is decoded all the same', async () => {
       const media = await row('cut.flac');
       const off = { ...t.ctx.settings, enableWebm: false, enableHls: false, enablePosters: false, enableThumbnails: false };
-      await assert.rejects(runAudioStep({ db: db(), store: t.ctx.store, layout: t.ctx.layout, changes: t.ctx.changes, settings: off }, media), (err: unknown) => {
+      await assert.rejects(runAudioStep({ db: db(), store: t.ctx.store, layout: t.ctx.layout, changes: t.ctx.changes, settings: off }, media, publishes('audio')), (err: unknown) => {
         assert.ok(err instanceof PermanentJobError, String(err));
         assert.equal(err.code, 'truncated-media');
         return true;

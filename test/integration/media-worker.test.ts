@@ -9,13 +9,22 @@ import { nowIso, toJson } from '../../src/db/schema.js';
 import type { MediaStatus } from '../../src/db/schema.js';
 import { newId } from '../../src/shared/ids.js';
 import { createLogger } from '../../src/shared/logger.js';
-import { MediaWorker, type MediaSteps } from '../../src/processing/media-worker.js';
-import { type Job } from '../../src/queue/queue.js';
+import { MediaWorker, type MediaToProcess } from '../../src/processing/media-worker.js';
+import { Pipeline } from '../../src/processing/pipeline.js';
+import { followUpJobKey, type Job, type JobName, type JobQueue } from '../../src/queue/queue.js';
 import { PermanentJobError } from '../../src/shared/errors.js';
 import { processJobKey } from '../../src/queue/queue.js';
 import { BACKEND, testEnv, waitFor } from '../support/harness.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** What the tests' one processing step does with each media it is given. */
+type MediaSteps = (media: MediaToProcess, job: Job) => Promise<void>;
+
+/** A pipeline whose one main step (for video, what the fixture inserts) is `steps`. */
+function pipelineOf(steps: MediaSteps = async () => undefined): Pipeline {
+  return new Pipeline().register({ name: 'test', kinds: ['video'], stage: 'main', needs: [], publishes: [], run: (c) => steps(c.media, c.job) });
+}
 
 describe(`media worker (${BACKEND} backend)`, () => {
   const cleanups: Array<() => Promise<void>> = [];
@@ -56,7 +65,7 @@ describe(`media worker (${BACKEND} backend)`, () => {
     return {
       ctx,
       tenantId: tenant.id,
-      worker: (steps) => new MediaWorker(db, ctx.queue, ctx.log, env.settings.jobAttempts, steps),
+      worker: (steps) => new MediaWorker({ db, queue: ctx.queue, log: ctx.log, pipeline: pipelineOf(steps), deps: { store: ctx.store, layout: ctx.layout, settings: env.settings }, locks: ctx.mediaLocks }),
       start: (worker) => {
         const running = worker.start(1);
         cleanups.push(() => running.close());
@@ -158,6 +167,25 @@ describe(`media worker (${BACKEND} backend)`, () => {
     assert.ok(jobId);
   });
 
+  it('fails at once a job whose name has no handler, instead of completing it', async () => {
+    const f = await setup({ JOB_ATTEMPTS: '3' });
+    const id = await f.insertMedia();
+    // What a newer version (or a typo) could queue.
+    const jobId = await f.ctx.queue.enqueue('make-hologram' as JobName, { media_id: id, tenant_id: f.tenantId } as never);
+    let ran = 0;
+    f.start(
+      f.worker(async () => {
+        ran++;
+      }),
+    );
+    const failed = await waitFor('the job to be listed as failed', async () => (await f.ctx.queue.listFailed()).find((j) => j.id === jobId));
+    assert.equal(failed.attempts, 1, 'not retried');
+    assert.match(failed.error, /no handler for jobs named "make-hologram"/);
+    assert.equal((await f.ctx.queue.counts()).completed, 0);
+    assert.equal(ran, 0);
+    assert.equal((await f.media(id))?.status, 'queued', 'the media is left as it was');
+  });
+
   it('keeps media processing across a failed attempt, and ready with no error once a retry succeeds', async () => {
     const f = await setup({ JOB_ATTEMPTS: '3', JOB_BACKOFF: '800ms' });
     const id = await f.insertMedia();
@@ -183,15 +211,37 @@ describe(`media worker (${BACKEND} backend)`, () => {
     const f = await setup({ JOB_ATTEMPTS: '3', JOB_BACKOFF: '100ms' });
     const id = await f.insertMedia();
     await f.enqueue(id);
-    const followUps: number[] = [];
-    const worker = new MediaWorker(f.ctx.database.db, f.ctx.queue, f.ctx.log, 3, async () => undefined, async () => {
-      followUps.push(followUps.length + 1);
-      if (followUps.length === 1) throw new Error('Connection is closed.');
+    // A queue that refuses the first follow-up (Redis went away for a moment).
+    let refused = 0;
+    const queue = new Proxy(f.ctx.queue, {
+      get(target, prop) {
+        if (prop === 'enqueue') {
+          return ((name, data, opts) => {
+            if (name === 'follow-up' && refused++ === 0) return Promise.reject(new Error('Connection is closed.'));
+            return target.enqueue(name, data, opts);
+          }) satisfies JobQueue['enqueue'];
+        }
+        const value = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
     });
+    const followedUp: string[] = [];
+    const pipeline = pipelineOf().register({
+      name: 'extra',
+      kinds: ['video'],
+      stage: 'follow-up',
+      needs: [],
+      publishes: [],
+      run: async (c) => void followedUp.push(c.media.id),
+    });
+    const worker = new MediaWorker({ db: f.ctx.database.db, queue, log: f.ctx.log, pipeline, deps: { store: f.ctx.store, layout: f.ctx.layout, settings: f.ctx.settings }, locks: f.ctx.mediaLocks });
     f.start(worker);
-    await waitFor('the follow-ups to be queued on the retry', async () => followUps.length === 2);
+    await waitFor('the follow-up to run after the retry queued it', async () => followedUp.length === 1);
+    assert.equal(refused, 2, 'queued on the retry');
+    assert.deepEqual(followedUp, [id]);
     assert.equal((await f.media(id))?.status, 'ready', 'the media stays ready through the retry');
     assert.equal((await f.ctx.queue.counts()).failed, 0);
+    assert.equal(await f.ctx.queue.hasPending(followUpJobKey('extra', id)), false);
   });
 
   it('marks the media error when the last attempt fails', async () => {

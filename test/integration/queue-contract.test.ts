@@ -10,7 +10,7 @@ import { afterEach, describe, it } from 'node:test';
 import SqliteDatabase from 'better-sqlite3';
 import { sqliteFile } from '../../src/config/settings.js';
 import { EmbeddedQueue } from '../../src/queue/embedded-queue.js';
-import { type Job, type JobCounts } from '../../src/queue/queue.js';
+import { JobDeferred, type Job, type JobCounts } from '../../src/queue/queue.js';
 import { PermanentJobError } from '../../src/shared/errors.js';
 import { BACKEND, testEnv, waitFor, type TestEnv } from '../support/harness.js';
 import { killAndWait, waitForLine } from '../support/child-process.js';
@@ -56,11 +56,11 @@ describe(`job queue contract (${BACKEND} backend)`, () => {
     return child;
   }
 
-  async function setup(overrides: Record<string, string> = {}): Promise<OpenQueue & { env: TestEnv; reopen(): Promise<OpenQueue> }> {
+  async function setup(overrides: Record<string, string> = {}, opts: { classed?: boolean } = {}): Promise<OpenQueue & { env: TestEnv; reopen(): Promise<OpenQueue> }> {
     const env = await testEnv(overrides);
     cleanups.push(() => env.cleanup());
     const reopen = async () => {
-      const q = await openQueue(env.settings);
+      const q = await openQueue(env.settings, opts);
       cleanups.push(() => q.close());
       return q;
     };
@@ -216,6 +216,38 @@ describe(`job queue contract (${BACKEND} backend)`, () => {
       [1],
     );
     assert.deepEqual(await queue.counts(), counts({ failed: 1 }));
+  });
+
+  it('puts a deferred job back for later without using an attempt, keeping its dedupe key', async () => {
+    // One attempt: a deferral that used it up would fail the job.
+    const { queue } = await setup({ JOB_ATTEMPTS: '1' });
+    const calls: Call[] = [];
+    const worker = queue.work(
+      async (job) => {
+        record(calls, job);
+        if (calls.length < 3) throw new JobDeferred(400, 'its media is busy');
+      },
+      { concurrency: 1 },
+    );
+    cleanups.push(() => worker.close());
+    const id = await queue.enqueue('process-media', { media_id: 'busy' }, { dedupeKey: 'media:busy' });
+    await waitFor('the first run', async () => calls.length === 1);
+    assert.equal(await queue.enqueue('process-media', { media_id: 'busy' }, { dedupeKey: 'media:busy' }), id, 'a deferred job still holds its key');
+    await waitFor('the job to complete', async () => (await queue.counts()).completed === 1);
+    assert.deepEqual(
+      calls.map((c) => [c.job.id, c.job.attempt]),
+      [
+        [id, 1],
+        [id, 1],
+        [id, 1],
+      ],
+    );
+    for (let i = 1; i < calls.length; i++) {
+      const gap = calls[i]!.at - calls[i - 1]!.at;
+      assert.ok(gap >= 390, `run ${i + 1} came ${gap} ms after the deferral, expected at least its 400 ms`);
+    }
+    assert.deepEqual(await queue.listFailed(), []);
+    assert.deepEqual(await queue.counts(), counts({ completed: 1 }));
   });
 
   it('keeps at most one waiting or active job per dedupeKey', async () => {
@@ -408,6 +440,72 @@ describe(`job queue contract (${BACKEND} backend)`, () => {
     await waitFor('the second job to start', async () => calls.length === 2);
     await queue.close();
     assert.equal(finished, 2, 'queue.close() returned before the running job finished');
+  });
+
+  it('runs follow-ups in slots of their own: a new job starts at once while every follow-up slot is busy', async () => {
+    const { queue } = await setup({}, { classed: true });
+    const gate = deferred();
+    const calls: Call[] = [];
+    const handler = async (job: Job) => {
+      record(calls, job);
+      if (job.name === 'follow-up') await gate.promise;
+    };
+    const news = queue.work(handler, { concurrency: 1, jobClass: 'new' });
+    const followUps = queue.work(handler, { concurrency: 1, jobClass: 'follow-up' });
+    cleanups.push(() => news.close());
+    cleanups.push(() => followUps.close());
+    cleanups.push(async () => gate.resolve());
+    await queue.enqueue('follow-up', { media_id: 'm-1', step: 'webm' });
+    await queue.enqueue('follow-up', { media_id: 'm-2', step: 'webm' });
+    await waitFor('the first follow-up to start', async () => calls.length === 1);
+    await queue.enqueue('process-media', { media_id: 'm-3' });
+    await waitFor('the new media job to run', async () => calls.some((c) => c.job.name === 'process-media'));
+    await waitFor('the new media job to complete', async () => (await queue.counts()).completed === 1);
+    assert.deepEqual(
+      calls.map((c) => c.job.data.media_id),
+      ['m-1', 'm-3'],
+      'the second follow-up waits for the follow-up slot; the new job does not',
+    );
+    assert.deepEqual(await queue.counts(), counts({ active: 1, waiting: 1, completed: 1 }));
+    gate.resolve();
+    await waitFor('all three to complete', async () => (await queue.counts()).completed === 3);
+    assert.deepEqual(
+      calls.map((c) => c.job.data.media_id),
+      ['m-1', 'm-3', 'm-2'],
+    );
+  });
+
+  it('gives each job of every class its own id, and lists, retries and counts them together', async () => {
+    const { queue } = await setup({ JOB_ATTEMPTS: '1' }, { classed: true });
+    const newId = await queue.enqueue('process-media', { media_id: 'm-1' }, { dedupeKey: 'media:m-1' });
+    const followUpId = await queue.enqueue('follow-up', { media_id: 'm-1', step: 'webm' }, { dedupeKey: 'webm:m-1' });
+    assert.notEqual(newId, followUpId);
+    assert.match(followUpId, /^follow-up:/);
+    assert.equal(await queue.hasPending('media:m-1'), true);
+    assert.equal(await queue.hasPending('webm:m-1'), true);
+    assert.equal(await queue.enqueue('follow-up', { media_id: 'm-1', step: 'webm' }, { dedupeKey: 'webm:m-1' }), followUpId, 'deduplicated within its class');
+    assert.deepEqual(await queue.counts(), counts({ waiting: 2 }));
+    let broken = true;
+    const calls: Call[] = [];
+    const worker = queue.work(
+      async (job) => {
+        record(calls, job);
+        if (broken) throw new PermanentJobError('broken input');
+      },
+      { concurrency: 1 },
+    );
+    cleanups.push(() => worker.close());
+    const failed = await waitFor('both jobs to fail', async () => {
+      const l = await queue.listFailed();
+      return l.length === 2 ? l : undefined;
+    });
+    assert.deepEqual(failed.map((f) => f.id).sort(), [newId, followUpId].sort());
+    assert.deepEqual(calls.map((c) => c.job.id).sort(), [newId, followUpId].sort(), 'handlers see the same ids');
+    broken = false;
+    assert.equal(await queue.retry(followUpId), true);
+    await waitFor('the retried follow-up to complete', async () => (await queue.counts()).completed === 1);
+    assert.deepEqual(await queue.counts(), counts({ failed: 1, completed: 1 }));
+    assert.deepEqual((await queue.listFailed()).map((f) => f.id), [newId]);
   });
 
   // Fair scheduling across tenants. On the scale-up backend the embedded queue also runs on

@@ -131,7 +131,7 @@ describe('video pipeline through the API', () => {
     const dir = t.ctx.layout.mediaDir({ tenantId: row.tenant_id, userId: row.user_id, mediaId });
     const folders = async () => [...new Set((await listFiles(dir)).map((f) => f.split('/')[0]))].sort();
     assert.deepEqual(await folders(), ['dash', 'hls', 'media', 'posters', 'thumbnails']);
-    await runVideoStep({ db: t.ctx.database.db, store: t.ctx.store, layout: t.ctx.layout, changes: t.ctx.changes, settings: { ...t.ctx.settings, enableThumbnails: false, enablePosters: false } }, row);
+    await runVideoStep({ db: t.ctx.database.db, store: t.ctx.store, layout: t.ctx.layout, changes: t.ctx.changes, settings: { ...t.ctx.settings, enableThumbnails: false, enablePosters: false } }, row, t.ctx.worker.pipeline.step('video')!.publishes);
     assert.deepEqual(await folders(), ['dash', 'hls', 'media']);
     const m = await media(mediaId);
     assert.equal(m.file_metadata.artifacts.thumbnails, undefined);

@@ -3,6 +3,7 @@ import { openDatabase, type DatabaseHandle } from '../../src/db/database.js';
 import { migrateToLatest } from '../../src/db/migrate.js';
 import { BullmqQueue } from '../../src/queue/bullmq-queue.js';
 import { EmbeddedQueue } from '../../src/queue/embedded-queue.js';
+import { classedQueue } from '../../src/queue/classed-queue.js';
 import type { JobQueue } from '../../src/queue/queue.js';
 
 export interface OpenQueue {
@@ -15,9 +16,10 @@ export interface OpenQueue {
 
 /**
  * Builds the job queue the way src/cli/compose.ts does: BullMQ when REDIS_URL is set, otherwise
- * the embedded queue on the (migrated) app database. Nothing else of the context is opened.
+ * the embedded queue on the (migrated) app database; one backend queue (`media`), or with
+ * `classed` one per job class as the application has. Nothing else of the context is opened.
  */
-export async function openQueue(settings: Settings): Promise<OpenQueue> {
+export async function openQueue(settings: Settings, opts: { classed?: boolean } = {}): Promise<OpenQueue> {
   const queueSettings = {
     attempts: settings.jobAttempts,
     backoffMs: settings.jobBackoff,
@@ -25,7 +27,8 @@ export async function openQueue(settings: Settings): Promise<OpenQueue> {
     tenantConcurrency: settings.workerTenantConcurrency,
   };
   if (settings.redisUrl) {
-    const queue = new BullmqQueue(settings.redisUrl, settings.redisPrefix, queueSettings);
+    const open = (name?: string) => new BullmqQueue(settings.redisUrl, settings.redisPrefix, queueSettings, name);
+    const queue = opts.classed ? classedQueue(open) : open();
     return { queue, database: undefined, close: once(() => queue.close()) };
   }
   const database = await openDatabase(settings);
@@ -35,7 +38,8 @@ export async function openQueue(settings: Settings): Promise<OpenQueue> {
     await database.close();
     throw err;
   }
-  const queue = new EmbeddedQueue(database, queueSettings);
+  const open = (name?: string) => new EmbeddedQueue(database, queueSettings, name);
+  const queue = opts.classed ? classedQueue(open) : open();
   return {
     queue,
     database,

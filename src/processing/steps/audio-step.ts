@@ -1,13 +1,12 @@
 import os from 'node:os';
 import type { Settings } from '../../config/settings.js';
 import type { ArtifactPaths } from '../../media/delivery.js';
+import type { MediaFolder } from '../../storage/layout.js';
 import { packageAudio } from '../audio/package-audio.js';
 import { durationLimitsOf } from '../duration-bound.js';
 import type { MediaToProcess } from '../media-worker.js';
 import { imagePair } from './image-pair.js';
 import { runInScratch, type StepDeps } from './scratch-step.js';
-
-const FOLDERS = ['webm', 'hls', 'posters', 'thumbnails'] as const;
 
 type AudioSettings = Pick<
   Settings,
@@ -21,9 +20,9 @@ type AudioSettings = Pick<
  * from them; published folder by folder, with the facts and tags recorded in file_metadata.
  * Folders an earlier run filled and this one does not (a setting turned off) are removed.
  */
-export async function runAudioStep(deps: StepDeps<AudioSettings>, media: MediaToProcess): Promise<void> {
+export async function runAudioStep(deps: StepDeps<AudioSettings>, media: MediaToProcess, folders: readonly MediaFolder[]): Promise<void> {
   const { settings } = deps;
-  await runInScratch(deps, media, FOLDERS, async ({ source, work }) => {
+  await runInScratch(deps, media, folders, async ({ source, work }) => {
     const result = await packageAudio(source, work, {
       webm: settings.enableWebm,
       hls: settings.enableHls,

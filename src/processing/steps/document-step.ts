@@ -1,4 +1,5 @@
 import { PermanentJobError } from '../../shared/errors.js';
+import type { MediaFolder } from '../../storage/layout.js';
 import { deriveEpub, derivePdf, type DocumentOptions } from '../document/derive-document.js';
 import type { MediaToProcess } from '../media-worker.js';
 import { imagePair } from './image-pair.js';
@@ -18,8 +19,6 @@ export interface DocumentStepSettings {
   epubMaxRatio: number;
 }
 
-const FOLDERS = ['thumbnails', 'posters'] as const;
-
 const DERIVERS: Record<string, (source: string, workDir: string, opts: DocumentOptions) => ReturnType<typeof derivePdf>> = {
   'application/pdf': derivePdf,
   'application/epub+zip': deriveEpub,
@@ -29,9 +28,9 @@ const DERIVERS: Record<string, (source: string, workDir: string, opts: DocumentO
  * The document step: PDF or EPUB facts, and a poster and thumbnail from the first page or the
  * cover, made in a scratch folder, published folder by folder, and recorded in file_metadata.
  */
-export async function runDocumentStep(deps: StepDeps<DocumentStepSettings>, media: MediaToProcess): Promise<void> {
+export async function runDocumentStep(deps: StepDeps<DocumentStepSettings>, media: MediaToProcess, folders: readonly MediaFolder[]): Promise<void> {
   const { settings } = deps;
-  await runInScratch(deps, media, FOLDERS, async ({ source, work, meta }) => {
+  await runInScratch(deps, media, folders, async ({ source, work, meta }) => {
     const mimeType = String(meta.original?.mime_type ?? '');
     const derive = Object.hasOwn(DERIVERS, mimeType) ? DERIVERS[mimeType] : undefined;
     if (!derive) throw new PermanentJobError(`documents of type ${mimeType || '(unknown)'} are not processed`, 'unreadable-media');

@@ -1,4 +1,5 @@
 import type { ArtifactPaths } from '../../media/delivery.js';
+import type { MediaFolder } from '../../storage/layout.js';
 import { deriveImage, DEFAULT_IMAGE_OPTIONS, type DerivedImage } from '../image/derive-image.js';
 import type { MediaToProcess } from '../media-worker.js';
 import { imagePair } from './image-pair.js';
@@ -16,8 +17,6 @@ export interface ImageStepSettings {
   imageTimeout: number;
 }
 
-const FOLDERS = ['webp', 'thumbnails', 'posters'] as const;
-
 function artifactsOf(f: DerivedImage['files']): ArtifactPaths {
   return {
     ...(f.webp ? { webp: f.webp } : {}),
@@ -32,9 +31,9 @@ function artifactsOf(f: DerivedImage['files']): ArtifactPaths {
  * file_metadata. Folders an earlier run filled and this one does not (a setting turned off)
  * are removed.
  */
-export async function runImageStep(deps: StepDeps<ImageStepSettings>, media: MediaToProcess): Promise<void> {
+export async function runImageStep(deps: StepDeps<ImageStepSettings>, media: MediaToProcess, folders: readonly MediaFolder[]): Promise<void> {
   const { settings } = deps;
-  await runInScratch(deps, media, FOLDERS, async ({ source, work }) => {
+  await runInScratch(deps, media, folders, async ({ source, work }) => {
     const result = await deriveImage(source, work, {
       ...DEFAULT_IMAGE_OPTIONS,
       webp: settings.enableWebp,

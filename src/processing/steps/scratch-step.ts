@@ -18,6 +18,10 @@ export interface StepDeps<S> {
   settings: S;
   /** Told after each write of file_metadata, so readers forget the record they cached. */
   changes?: MediaChanges;
+  /** The follow-up steps that will run once the media is ready: file_metadata.pending lists them. */
+  pending?: readonly string[];
+  /** Aborted when the job lost its media's lock: nothing more is published. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -45,12 +49,12 @@ export interface ScratchInput {
 
 export interface ScratchOutput {
   artifacts: ArtifactPaths;
-  /** Facts merged into file_metadata (`pending` is [] unless given). */
+  /** Facts merged into file_metadata (`pending` is the follow-ups to come unless given). */
   metadata: Record<string, unknown>;
 }
 
 /**
- * The frame every processing step shares: clear what a dead attempt left, make the outputs in
+ * The frame of a kind's rendering step: clear what a dead attempt left, make the outputs in
  * a scratch folder, publish its folders one by one, record the facts and artifacts (paths) in
  * file_metadata, then remove the folders an earlier run filled and this one did not (a
  * setting turned off), once the record no longer points at them.
@@ -70,10 +74,11 @@ export async function runInScratch(
   const work = await makeWorkDir(mediaDir, 'media');
   try {
     const { artifacts, metadata } = await store.withLocalFile(original, (source) => make({ source, work, meta }));
+    deps.signal?.throwIfAborted();
     const published = await publishFolders(work, mediaDir, folders);
     const next = {
       ...meta,
-      pending: [],
+      pending: [...(deps.pending ?? [])],
       ...metadata,
       artifacts,
       processed_at: nowIso(),

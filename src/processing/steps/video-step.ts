@@ -1,6 +1,7 @@
 import os from 'node:os';
 import type { Settings } from '../../config/settings.js';
 import type { ArtifactPaths } from '../../media/delivery.js';
+import type { MediaFolder } from '../../storage/layout.js';
 import { durationLimitsOf } from '../duration-bound.js';
 import type { MediaToProcess } from '../media-worker.js';
 import { packageVideo } from '../video/package-video.js';
@@ -10,20 +11,17 @@ import { writeCaptionManifests } from '../../media/captions-manifests.js';
 
 type VideoSettings = Pick<
   Settings,
-  | 'enableHls' | 'enableDash' | 'enableThumbnails' | 'enablePosters' | 'enableWebm' | 'thumbnailCount'
+  | 'enableHls' | 'enableDash' | 'enableThumbnails' | 'enablePosters' | 'thumbnailCount'
   | 'ffmpegThreads' | 'ffprobeTimeout' | 'ffmpegTimeout' | 'ffmpegTimeoutFactor' | 'ffmpegTimeoutFloor' | 'ffmpegDurationTolerance' | 'maxVideoDuration' | 'maxVideoPixels'
 >;
-
-/** Folders the video step fills; the WebM step publishes `webm/` on its own. */
-const FOLDERS = ['dash', 'hls', 'thumbnails', 'posters'] as const;
 
 /**
  * The video step: probe, then the ladder (HLS + DASH over one CMAF segment set), thumbnails,
  * sprite and poster in one ffmpeg run inside a scratch folder (see runInScratch).
  */
-export async function runVideoStep(deps: StepDeps<VideoSettings>, media: MediaToProcess): Promise<void> {
+export async function runVideoStep(deps: StepDeps<VideoSettings>, media: MediaToProcess, folders: readonly MediaFolder[]): Promise<void> {
   const { db, settings } = deps;
-  await runInScratch(deps, media, FOLDERS, async ({ source, work, meta }) => {
+  await runInScratch(deps, media, folders, async ({ source, work, meta }) => {
     const result = await packageVideo(source, work, {
       hls: settings.enableHls,
       dash: settings.enableDash,
@@ -65,7 +63,6 @@ export async function runVideoStep(deps: StepDeps<VideoSettings>, media: MediaTo
         rotation: v.rotation,
         probe: result.facts,
         renditions: result.rungs,
-        pending: settings.enableWebm ? ['webm'] : [],
         timings: { ffmpeg_ms: result.ffmpegMs },
       },
     };

@@ -5,6 +5,7 @@ import { fromJson } from '../../db/schema.js';
 import { type Job } from '../../queue/queue.js';
 import { PermanentJobError } from '../../shared/errors.js';
 import { clearLeftovers, makeWorkDir, mediaFolderIn, publishFolders, removeScratch } from '../../storage/scratch.js';
+import type { MediaFolder } from '../../storage/layout.js';
 import { durationLimitsOf } from '../duration-bound.js';
 import type { MediaToProcess } from '../media-worker.js';
 import { makeWebm } from '../video/webm.js';
@@ -12,7 +13,7 @@ import { publicReason } from '../public-reason.js';
 
 type WebmSettings = Pick<Settings, 'ffmpegThreads' | 'ffprobeTimeout' | 'ffmpegTimeout' | 'maxVideoDuration' | 'ffmpegTimeoutFactor' | 'ffmpegTimeoutFloor' | 'ffmpegDurationTolerance' | 'jobAttempts'>;
 
-/** Reads, changes and writes a media's file_metadata (the only writer of a media at a time is its job). */
+/** Reads, changes and writes a media's file_metadata (the job holds the media's lock: no other job writes it meanwhile). */
 async function updateMetadata(deps: StepDeps<unknown>, media: MediaToProcess, change: (meta: Record<string, any>) => Record<string, any>): Promise<void> {
   const row = await deps.db.selectFrom('mediaassets').select(['file_metadata']).where('id', '=', media.id).executeTakeFirst();
   if (!row) return;
@@ -24,7 +25,7 @@ async function updateMetadata(deps: StepDeps<unknown>, media: MediaToProcess, ch
  * is published, file_metadata.pending lists "webm"; a broken source, or the last failed attempt,
  * records webm_error and clears the pending entry instead (the media stays ready).
  */
-export async function runWebmStep(deps: StepDeps<WebmSettings>, media: MediaToProcess, job: Job): Promise<void> {
+export async function runWebmStep(deps: StepDeps<WebmSettings>, media: MediaToProcess, job: Job, folders: readonly MediaFolder[]): Promise<void> {
   const { db, store, layout, settings } = deps;
   const row = await db.selectFrom('mediaassets').select(['file_metadata']).where('id', '=', media.id).executeTakeFirstOrThrow();
   const meta = fromJson<Record<string, any>>(row.file_metadata, {});
@@ -42,7 +43,11 @@ export async function runWebmStep(deps: StepDeps<WebmSettings>, media: MediaToPr
       maxDurationSeconds: settings.maxVideoDuration / 1000,
       ...(meta.probe ? { facts: meta.probe } : {}),
     }));
-    await publishFolders(work, mediaDir, ['webm']);
+    deps.signal?.throwIfAborted();
+    const published = await publishFolders(work, mediaDir, folders);
+    // Recorded only once really in place: a rendition whose scratch folder went away is not.
+    const missing = folders.filter((f) => !published.includes(f));
+    if (missing.length) throw new Error(`the WebM rendition was not published: ${missing.join(', ')}/ was no longer in its scratch folder`);
     await updateMetadata(deps, media, (m) => ({
       ...m,
       artifacts: { ...m.artifacts, webm: 'webm/video.webm' },

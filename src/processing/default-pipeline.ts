@@ -1,0 +1,51 @@
+import { Pipeline } from './pipeline.js';
+
+/**
+ * Qasar's processing steps. Each module that does the work (and sharp, with its libvips) is
+ * loaded by the first job that needs it, so an API process never loads any.
+ */
+export function defaultPipeline(): Pipeline {
+  return new Pipeline()
+    .register({
+      name: 'video',
+      kinds: ['video'],
+      stage: 'main',
+      needs: ['media'],
+      publishes: ['dash', 'hls', 'thumbnails', 'posters'],
+      run: async (c) => (await import('./steps/video-step.js')).runVideoStep(c.deps, c.media, c.publishes),
+    })
+    .register({
+      name: 'webm',
+      kinds: ['video'],
+      stage: 'follow-up',
+      needs: ['media'],
+      publishes: ['webm'],
+      scratch: 'webm',
+      enabled: (s) => s.enableWebm,
+      run: async (c) => (await import('./steps/webm-step.js')).runWebmStep(c.deps, c.media, c.job, c.publishes),
+    })
+    .register({
+      name: 'audio',
+      kinds: ['audio'],
+      stage: 'main',
+      needs: ['media'],
+      publishes: ['webm', 'hls', 'posters', 'thumbnails'],
+      run: async (c) => (await import('./steps/audio-step.js')).runAudioStep(c.deps, c.media, c.publishes),
+    })
+    .register({
+      name: 'image',
+      kinds: ['image'],
+      stage: 'main',
+      needs: ['media'],
+      publishes: ['webp', 'thumbnails', 'posters'],
+      run: async (c) => (await import('./steps/image-step.js')).runImageStep(c.deps, c.media, c.publishes),
+    })
+    .register({
+      name: 'document',
+      kinds: ['document'],
+      stage: 'main',
+      needs: ['media'],
+      publishes: ['thumbnails', 'posters'],
+      run: async (c) => (await import('./steps/document-step.js')).runDocumentStep(c.deps, c.media, c.publishes),
+    });
+}
