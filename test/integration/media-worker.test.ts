@@ -5,12 +5,12 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { createContext, type AppContext } from '../../src/cli/compose.js';
-import { nowIso, toJson } from '../../src/db/schema.js';
+import { toJson } from '../../src/db/schema.js';
 import type { MediaStatus } from '../../src/db/schema.js';
 import { newId } from '../../src/shared/ids.js';
 import { createLogger } from '../../src/shared/logger.js';
 import { MediaWorker, type MediaSteps } from '../../src/processing/media-worker.js';
-import { type Job } from '../../src/queue/queue.js';
+import type { Job } from '../../src/queue/queue.js';
 import { PermanentJobError } from '../../src/shared/errors.js';
 import { processJobKey } from '../../src/queue/queue.js';
 import { BACKEND, testEnv, waitFor } from '../support/harness.js';
