@@ -89,8 +89,8 @@ run_suite() {
   local rc=${PIPESTATUS[0]}
   set -e
   local p f
-  p=$(grep -E '^ℹ pass [0-9]+' "$out" | tail -n 1 | awk '{print $3}')
-  f=$(grep -E '^ℹ fail [0-9]+' "$out" | tail -n 1 | awk '{print $3}')
+  p=$(grep -E '^ℹ pass [0-9]+' "$out" | tail -n 1 | awk '{print $3}' || true)
+  f=$(grep -E '^ℹ fail [0-9]+' "$out" | tail -n 1 | awk '{print $3}' || true)
   rm -f "$out"
   passed=$((passed + ${p:-0}))
   failed=$((failed + ${f:-0}))
