@@ -80,7 +80,7 @@ describe('bounding by the declared duration', () => {
   });
 });
 
-describe('processing errors people read', () => {
+describe('processing errors people read (pure)', () => {
   it('refuses an EPUB container with an external entity as unreadable-media (never retried)', () => {
     const xml = `<?xml version="1.0"?><!DOCTYPE container [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><container xmlns="urn:oasis:names:tc:opendocument:xmlns:container" version="1.0"><rootfiles><rootfile full-path="&xxe;" media-type="application/oebps-package+xml"/></rootfiles></container>`;
     assert.throws(() => parseContainer(xml), (e: unknown) => e instanceof PermanentJobError && e.code === 'unreadable-media');
