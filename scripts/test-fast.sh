@@ -2,6 +2,7 @@
 # The fast tier: tests that need no ffmpeg, poppler or libheif tools, no shared media samples, no
 # PostgreSQL, Redis or browser; embedded SQLite (a temp file) is fine. Well under a minute.
 #   scripts/test-fast.sh                     # on the node on PATH (the one that installed node_modules)
+#   scripts/test-fast.sh --node24            # on Node 24 (scripts/node24.sh installs it into .cache/)
 #   scripts/test-fast.sh --node PATH_TO_NODE
 # Ends with the line "N passed, N failed".
 #
@@ -42,16 +43,17 @@ PURE_FILES=(
 
 node_bin=node
 case "${1:-}" in
+  --node24) node_bin=$(bash scripts/node24.sh) ;;
   --node) node_bin=${2:?--node needs the path of a node binary} ;;
   '') ;;
-  *) echo "usage: $0 [--node PATH]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--node24 | --node PATH]" >&2; exit 2 ;;
 esac
 version=$("$node_bin" --version)
 
 log() { printf '[test-fast] %s\n' "$*" >&2; }
 
 # node_modules/better-sqlite3 is compiled for the ABI of the Node that installed it. Built for Node 24
-# (>= 24.19), better-sqlite3 12 aborts the process when a statement is garbage-collected; version 13
+# (24.21), better-sqlite3 12 aborts the process when a statement is garbage-collected; version 13
 # fixes that but needs Node 22 (docs/decisions.md). So another Node runs the tests without SQLite.
 files=("${FILES[@]}")
 if [ "$("$node_bin" -p process.versions.modules)" = "$(node -p process.versions.modules)" ]; then
