@@ -7,7 +7,7 @@ import { LABEL_DIRECTORY_TENANTS, LabelDirectory } from '../labels/label-directo
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Settings } from '../config/settings.js';
-import { openDatabase, type DatabaseHandle } from '../db/database.js';
+import { openDatabase } from '../db/database.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { createLogger } from '../shared/logger.js';
 import { monotonicClock, type Clock } from '../shared/clock.js';
@@ -18,7 +18,7 @@ import { CaptionService } from '../media/captions-service.js';
 import { MediaStatusFeed } from '../media/status-stream.js';
 import { PlaybackTokens, playbackSecret } from '../media/playback-tokens.js';
 import { MediaWorker, type MediaSteps } from '../processing/media-worker.js';
-import { createDiscovery, type Discovery } from '../feeds/discovery.js';
+import { createDiscovery } from '../feeds/discovery.js';
 import { EmbeddedQueue } from '../queue/embedded-queue.js';
 import { webmJobKey, type JobQueue } from '../queue/queue.js';
 import { isWritableDir } from '../storage/files.js';

@@ -1,7 +1,7 @@
 import type { MediaChanges } from '../events/media-changes.js';
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.js';
-import { type Job, type JobQueue, type RunningWorker } from '../queue/queue.js';
+import type { Job, JobQueue, RunningWorker } from '../queue/queue.js';
 import { PermanentJobError } from '../shared/errors.js';
 import { processJobKey, webmJobKey } from '../queue/queue.js';
 import type { StorageLayout } from '../storage/layout.js';

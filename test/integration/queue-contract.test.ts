@@ -10,7 +10,7 @@ import { afterEach, describe, it } from 'node:test';
 import SqliteDatabase from 'better-sqlite3';
 import { sqliteFile } from '../../src/config/settings.js';
 import { EmbeddedQueue } from '../../src/queue/embedded-queue.js';
-import { type Job, type JobCounts } from '../../src/queue/queue.js';
+import type { Job, JobCounts } from '../../src/queue/queue.js';
 import { PermanentJobError } from '../../src/shared/errors.js';
 import { BACKEND, testEnv, waitFor, type TestEnv } from '../support/harness.js';
 import { killAndWait, waitForLine } from '../support/child-process.js';
