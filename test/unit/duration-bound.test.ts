@@ -101,7 +101,7 @@ describe('processing errors people read (pure)', () => {
 
   it('warns once when setpriv is missing, so that an operator knows tools may outlive a killed worker', async () => {
     const script = [
-      "import { warnIfToolsOutliveWorker } from './src/processing/run-tool.ts';",
+      "import { warnIfToolsOutliveWorker } from './src/tools/run-tool.ts';",
       "const log = { warn: (m) => console.log('WARN ' + m) };",
       'warnIfToolsOutliveWorker(log); warnIfToolsOutliveWorker(log);',
     ].join('\n');
