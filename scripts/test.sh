@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Quick start: set everything up and run the whole test suite, twice:
+# Quick start: set everything up and run the whole test suite, twice, on the node on PATH:
 #   1. embedded default: SQLite + the embedded queue + chunk state in the database
 #   2. scale-up: PostgreSQL + BullMQ on Redis + chunk state in Redis
+# then the fast tier (scripts/test-fast.sh) once more on Node 24, installed into .cache/node24.
 # Outside CI, a local PostgreSQL and Redis are started (and installed) if none answers.
 # Under CI=true they must already answer: an unreachable one fails the run.
 set -euo pipefail
@@ -79,26 +80,50 @@ fi
 passed=0
 failed=0
 status=0
+summary=()
+count() {
+  local what=$1 rc=$2 p=$3 f=$4
+  passed=$((passed + ${p:-0}))
+  failed=$((failed + ${f:-0}))
+  summary+=("$what: ${p:-0} passed, ${f:-0} failed")
+  if [ "$rc" -ne 0 ] || [ "${p:-0}" -eq 0 ]; then status=1; fi
+}
 run_suite() {
   local name=$1; shift
   local out
   out=$(mktemp)
-  log "suite: $name"
+  log "suite: $name, on Node $(node --version)"
   set +e
   QASAR_TEST_BACKEND="$name" node --import tsx --test --test-reporter=spec --test-concurrency=2 "$@" 2>&1 | tee "$out"
   local rc=${PIPESTATUS[0]}
   set -e
   local p f
-  p=$(grep -E '^ℹ pass [0-9]+' "$out" | tail -n 1 | awk '{print $3}')
-  f=$(grep -E '^ℹ fail [0-9]+' "$out" | tail -n 1 | awk '{print $3}')
+  p=$(grep -E '^ℹ pass [0-9]+' "$out" | tail -n 1 | awk '{print $3}' || true)
+  f=$(grep -E '^ℹ fail [0-9]+' "$out" | tail -n 1 | awk '{print $3}' || true)
   rm -f "$out"
-  passed=$((passed + ${p:-0}))
-  failed=$((failed + ${f:-0}))
-  if [ "$rc" -ne 0 ] || [ "${p:-0}" -eq 0 ]; then status=1; fi
+  count "suite $name on Node $(node --version)" "$rc" "$p" "$f"
+}
+# The fast tier on Node 24; its script ends with "N passed, N failed".
+run_fast_node24() {
+  local out
+  out=$(mktemp)
+  log 'suite: fast tier, on Node 24'
+  set +e
+  bash scripts/test-fast.sh --node24 2>&1 | tee "$out"
+  local rc=${PIPESTATUS[0]}
+  set -e
+  local version p f
+  version=$(grep -oE '^\[test-fast\] Node v[0-9.]+' "$out" | head -n 1 | awk '{print $3}' || true)
+  p=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1 | awk '{print $1}' || true)
+  f=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1 | awk '{print $3}' || true)
+  rm -f "$out"
+  count "fast tier on Node ${version:-24 (not installed)}" "$rc" "$p" "$f"
 }
 
 run_suite embedded "${unit_tests[@]}" "${backend_tests[@]}"
 run_suite scale "${backend_tests[@]}"
+run_fast_node24
 
+for line in "${summary[@]}"; do log "$line"; done
 echo "${passed} passed, ${failed} failed"
 exit "$status"

@@ -102,7 +102,10 @@ const WORDS = Array.from({ length: 3000 }, (_, i) => makeWord(i));
 function zipf(n: number, s: number): () => number {
   const cdf: number[] = [];
   let sum = 0;
-  for (let k = 1; k <= n; k++) cdf.push((sum += 1 / k ** s));
+  for (let k = 1; k <= n; k++) {
+    sum += 1 / k ** s;
+    cdf.push(sum);
+  }
   return () => {
     const x = rand() * sum;
     let lo = 0;

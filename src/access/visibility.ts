@@ -1,5 +1,4 @@
-import type { Kysely } from 'kysely';
-import type { Database, MediaStatus, ModerationState } from '../db/schema.js';
+import type { MediaStatus, ModerationState } from '../db/schema.js';
 import { AppError } from '../shared/errors.js';
 import type { Principal } from '../tenancy/principal.js';
 import { isOwnerOrAdmin } from './ownership.js';

@@ -7,7 +7,7 @@ import { LABEL_DIRECTORY_TENANTS, LabelDirectory } from '../labels/label-directo
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Settings } from '../config/settings.js';
-import { openDatabase, type DatabaseHandle } from '../db/database.js';
+import { openDatabase } from '../db/database.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { createLogger } from '../shared/logger.js';
 import { monotonicClock, type Clock } from '../shared/clock.js';
@@ -20,7 +20,7 @@ import { PlaybackTokens, playbackSecret } from '../media/playback-tokens.js';
 import { MediaWorker } from '../processing/media-worker.js';
 import { openMediaLocks } from '../media/media-lock.js';
 import { defaultPipeline } from '../processing/default-pipeline.js';
-import { createDiscovery, type Discovery } from '../feeds/discovery.js';
+import { createDiscovery } from '../feeds/discovery.js';
 import { EmbeddedQueue } from '../queue/embedded-queue.js';
 import { classedQueue } from '../queue/classed-queue.js';
 import type { JobQueue } from '../queue/queue.js';

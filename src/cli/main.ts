@@ -40,17 +40,16 @@ async function bootstrap(ctx: AppContext): Promise<void> {
   if ((await ctx.tenancy.countTenants()) > 0) return;
   const tenant = await ctx.tenancy.createTenant('default');
   const key = await ctx.tenancy.createKey({ tenantId: tenant.id, admin: true, name: 'bootstrap admin' });
-  process.stdout.write(
-    [
-      '',
-      'Qasar: first start. Created tenant "default" and its admin API key (shown only this once):',
-      '',
-      `  QASAR_API_KEY=${key.key}`,
-      '',
-      `  tenant id: ${tenant.id}`,
-      '',
-    ].join('\n') + '\n',
-  );
+  const lines = [
+    '',
+    'Qasar: first start. Created tenant "default" and its admin API key (shown only this once):',
+    '',
+    `  QASAR_API_KEY=${key.key}`,
+    '',
+    `  tenant id: ${tenant.id}`,
+    '',
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
 }
 
 async function run(roles: { api: boolean; worker: boolean }): Promise<void> {

@@ -30,7 +30,10 @@ export function preparedQuery<A extends unknown[], R>(build: (db: Kysely<Databas
   const bind = (db: Kysely<Database>, args: A): CompiledQuery<R> => {
     const shape = args.map((a) => (Array.isArray(a) ? a.length : '-')).join(',');
     let byShape = templates.get(db);
-    if (!byShape) templates.set(db, (byShape = new Map()));
+    if (!byShape) {
+      byShape = new Map();
+      templates.set(db, byShape);
+    }
     let t = byShape.get(shape);
     if (!t) {
       const stand = args.map((a, i) => (Array.isArray(a) ? a.map((_, j) => new Slot(i, j)) : new Slot(i, -1))) as A;

@@ -64,7 +64,10 @@ export class ChangeMessages {
       return;
     }
     if (!m || typeof m !== 'object' || m.o === this.origin) return;
-    if ('l' in m && (m.l === null || typeof m.l === 'string')) return handlers.labels(m.l);
+    if ('l' in m && (m.l === null || typeof m.l === 'string')) {
+      handlers.labels(m.l);
+      return;
+    }
     if (typeof m.t !== 'string' || typeof m.m !== 'string') return;
     handlers.change({ tenantId: m.t, mediaId: m.m, reason: String(m.r) as MediaChange['reason'], ...(typeof m.s === 'number' ? { seq: m.s } : {}) });
   }

@@ -149,7 +149,7 @@ function srtLineToVtt(line: string): string {
       else if (/^<\/?font\b/i.test(tok)) continue;
       else out += tok.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
     } else if (tok.startsWith('{\\')) {
-      continue;
+      // An SSA override tag such as {\an8}: dropped.
     } else if (tok.startsWith('&') && tok.length > 1) {
       out += tok;
     } else {

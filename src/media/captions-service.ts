@@ -8,7 +8,7 @@ import { joinKey, mediaPrefix, UnsafePathError } from '../storage/layout.js';
 import { mediaFolderIn } from '../storage/scratch.js';
 import type { MediaStore } from '../storage/store.js';
 import type { Principal } from '../tenancy/principal.js';
-import { CaptionFormatError, parseCaptions } from './captions-format.js';
+import { CaptionFormatError, parseCaptions, type ParsedCaptions } from './captions-format.js';
 import { applyCaptionTracks, captionFile, captionTrackRefs } from './captions-manifests.js';
 import type { MediaChanges } from '../events/media-changes.js';
 import { announce, writeRecording, type MediaEvent } from '../events/media-events.js';
@@ -107,7 +107,7 @@ export class CaptionService {
     const kind = input.kind ?? 'subtitles';
     const row = await this.editable(p, mediaId, 'change');
     if (row.status !== 'ready') throw new AppError('conflict', `the media is ${row.status}; caption tracks need a ready video`);
-    let parsed;
+    let parsed: ParsedCaptions;
     try {
       parsed = parseCaptions(input.body);
     } catch (err) {

@@ -11,21 +11,13 @@ import type { StorageLayout } from '../storage/layout.js';
 import { clearLeftovers, mediaFolderIn, type ScratchOwner } from '../storage/scratch.js';
 import type { MediaStore } from '../storage/store.js';
 import { transition } from '../media/status.js';
+import type { MediaToProcess } from './media-to-process.js';
 import type { MediaLocks } from '../media/media-lock.js';
 import { publicReason } from './public-reason.js';
 import { warnIfToolsOutliveWorker } from '../tools/run-tool.js';
 import { saveFileMetadata, type StepDeps } from './steps/scratch-step.js';
 import { handlerOf, mediaJobHandlers, UnknownJobError, type JobHandlerFor, type JobHandlers, type JobRun } from './jobs.js';
 import type { Pipeline, ProcessingStep } from './pipeline.js';
-
-/** The media row a processing step works on. */
-export interface MediaToProcess {
-  id: string;
-  tenant_id: string;
-  user_id: string;
-  kind: MediaKind;
-  status: string;
-}
 
 export interface MediaWorkerOptions {
   db: Db;

@@ -2,7 +2,7 @@ import type { Settings } from '../config/settings.js';
 import type { MediaKind } from '../db/schema.js';
 import type { Job } from '../queue/queue.js';
 import { MEDIA_FOLDERS, type MediaFolder } from '../storage/layout.js';
-import type { MediaToProcess } from './media-worker.js';
+import type { MediaToProcess } from './media-to-process.js';
 import type { ScratchOwner } from '../storage/scratch.js';
 import type { StepDeps } from './steps/scratch-step.js';
 

@@ -94,7 +94,7 @@ export function mediaFacts(probe: ProbeResult): MediaFacts {
   const v = mainVideo(probe);
   const a = probe.streams.find((s) => s.codec_type === 'audio');
   let video: VideoFacts | null = null;
-  if (v && v.width && v.height) {
+  if (v?.width && v.height) {
     const sarValue = ratio(v.sample_aspect_ratio);
     const sarOk = sarValue !== null && sarValue > 0 && v.sample_aspect_ratio !== '0:1';
     const sar = sarOk ? String(v.sample_aspect_ratio) : '1:1';

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
-import { sql } from 'kysely';
+import { sql, type UpdateResult } from 'kysely';
 import type { DatabaseHandle, Db } from '../db/database.js';
 import { fromJson, nowIso, toJson } from '../db/schema.js';
 import { writeTransaction } from '../db/write-transaction.js';
@@ -409,7 +409,7 @@ export class EmbeddedQueue implements JobQueue {
   }
 
   async retry(jobId: string): Promise<boolean> {
-    let res;
+    let res: UpdateResult;
     try {
       res = await this.db
         .updateTable('queue_jobs')

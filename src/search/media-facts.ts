@@ -2,7 +2,7 @@ import type { Db } from '../db/database.js';
 import { fromJson, type MediaKind, type MediaStatus, type ModerationState } from '../db/schema.js';
 import type { ArtifactPaths } from '../media/delivery.js';
 import type { RecordCache } from '../cache/record-cache.js';
-import { visibleToAudience, type Audience } from '../access/visibility.js';
+import { visibleToAudience } from '../access/visibility.js';
 import type { FilterQuery } from './search-index.js';
 
 /**

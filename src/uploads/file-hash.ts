@@ -1,4 +1,4 @@
-import fsp from 'node:fs/promises';
+import type fsp from 'node:fs/promises';
 
 /** Size of the blocks of the hashing passes over files. */
 const IO_BLOCK = 1024 * 1024;

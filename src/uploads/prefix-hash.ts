@@ -103,7 +103,9 @@ export class PrefixHasher {
       chunkSize: Number(s.chunk_size),
       totalSize: Number(s.total_size),
     });
-    checksums.forEach((c, i) => (st.receipts[from + i] = c));
+    checksums.forEach((c, i) => {
+      st.receipts[from + i] = c;
+    });
     st.next = next;
   }
 

@@ -32,7 +32,7 @@ import {
 } from './completion-lease.js';
 import { ChunkLocks, closedMeanwhile, holderIsGone, isErrno, LOCK_STALE_MS } from './chunk-lock.js';
 import type { ChunkRecord, ChunkStateStore } from './chunk-state.js';
-import { algorithmOf, checksumRange, ChunkDigest, isChunkChecksum, sha256Of } from './chunk-checksum.js';
+import { algorithmOf, checksumRange, ChunkDigest, sha256Of } from './chunk-checksum.js';
 import { writeHashed } from './hashing-writer.js';
 import { validateFilename } from './filename.js';
 import type { IngestService } from './ingest.js';

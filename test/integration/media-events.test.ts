@@ -30,8 +30,7 @@ class SseReader {
           const { value, done } = await reader.read();
           if (done) break;
           this.buffer += decoder.decode(value, { stream: true });
-          let i: number;
-          while ((i = this.buffer.indexOf('\n\n')) >= 0) {
+          for (let i = this.buffer.indexOf('\n\n'); i >= 0; i = this.buffer.indexOf('\n\n')) {
             const frame = this.buffer.slice(0, i);
             this.buffer = this.buffer.slice(i + 2);
             const e: SseEvent = {};

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
-import type { MediaToProcess } from '../../src/processing/media-worker.js';
+import type { MediaToProcess } from '../../src/processing/media-to-process.js';
 import { runAudioStep } from '../../src/processing/steps/audio-step.js';
 import { runDocumentStep } from '../../src/processing/steps/document-step.js';
 import { runImageStep } from '../../src/processing/steps/image-step.js';

@@ -5,11 +5,12 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { createContext, type AppContext } from '../../src/cli/compose.js';
-import { nowIso, toJson } from '../../src/db/schema.js';
+import { toJson } from '../../src/db/schema.js';
 import type { MediaStatus } from '../../src/db/schema.js';
 import { newId } from '../../src/shared/ids.js';
 import { createLogger } from '../../src/shared/logger.js';
-import { MediaWorker, type MediaToProcess } from '../../src/processing/media-worker.js';
+import { MediaWorker } from '../../src/processing/media-worker.js';
+import type { MediaToProcess } from '../../src/processing/media-to-process.js';
 import { Pipeline } from '../../src/processing/pipeline.js';
 import { followUpJobKey, type Job, type JobName, type JobQueue } from '../../src/queue/queue.js';
 import { PermanentJobError } from '../../src/shared/errors.js';

@@ -29,7 +29,10 @@ class OwnRedis {
     if (this.proc && this.proc.exitCode === null && this.proc.signalCode === null) return;
     this.proc = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
     await waitFor('redis to listen', () => new Promise<boolean>((resolve) => {
-      const s = net.connect(this.port, '127.0.0.1', () => (s.destroy(), resolve(true)));
+      const s = net.connect(this.port, '127.0.0.1', () => {
+        s.destroy();
+        resolve(true);
+      });
       s.on('error', () => resolve(false));
     }));
   }
@@ -52,7 +55,10 @@ class CuttablePostgres {
       for (const s of [client, upstream]) {
         this.sockets.add(s);
         s.on('close', () => this.sockets.delete(s));
-        s.on('error', () => (client.destroy(), upstream.destroy()));
+        s.on('error', () => {
+          client.destroy();
+          upstream.destroy();
+        });
       }
       client.pipe(upstream).pipe(client);
     });

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { ManualClock } from '../../src/shared/clock.js';
-import { AppError } from '../../src/shared/errors.js';
+import type { AppError } from '../../src/shared/errors.js';
 import { hashApiKey } from '../../src/tenancy/api-keys.js';
 import { TenancyService } from '../../src/tenancy/tenancy-service.js';
 import { expectProblem, startTestApp, type TestApp } from '../support/harness.js';
@@ -59,7 +59,7 @@ describe('tenants and API keys', () => {
   it('needs a key on every API endpoint', async () => {
     for (const req of everyEndpoint()) {
       expectProblem(await call(req), 401, 'unauthenticated');
-      expectProblem(await call(req, 'qsr_' + 'x'.repeat(43)), 401, 'unauthenticated');
+      expectProblem(await call(req, `qsr_${'x'.repeat(43)}`), 401, 'unauthenticated');
       expectProblem(await call(req, undefined, { authorization: `Basic ${Buffer.from('a:b').toString('base64')}` }), 401, 'unauthenticated');
     }
   });

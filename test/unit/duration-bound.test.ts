@@ -80,7 +80,7 @@ describe('bounding by the declared duration', () => {
   });
 });
 
-describe('processing errors people read', () => {
+describe('processing errors people read (pure)', () => {
   it('refuses an EPUB container with an external entity as unreadable-media (never retried)', () => {
     const xml = `<?xml version="1.0"?><!DOCTYPE container [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><container xmlns="urn:oasis:names:tc:opendocument:xmlns:container" version="1.0"><rootfiles><rootfile full-path="&xxe;" media-type="application/oebps-package+xml"/></rootfiles></container>`;
     assert.throws(() => parseContainer(xml), (e: unknown) => e instanceof PermanentJobError && e.code === 'unreadable-media');
@@ -101,7 +101,7 @@ describe('processing errors people read', () => {
 
   it('warns once when setpriv is missing, so that an operator knows tools may outlive a killed worker', async () => {
     const script = [
-      "import { warnIfToolsOutliveWorker } from './src/processing/run-tool.ts';",
+      "import { warnIfToolsOutliveWorker } from './src/tools/run-tool.ts';",
       "const log = { warn: (m) => console.log('WARN ' + m) };",
       'warnIfToolsOutliveWorker(log); warnIfToolsOutliveWorker(log);',
     ].join('\n');

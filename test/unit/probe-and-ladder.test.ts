@@ -56,7 +56,7 @@ describe('probe facts (real ffprobe on the shared samples)', () => {
   });
 });
 
-describe('ladder', () => {
+describe('ladder (pure)', () => {
   const rungs = (w: number, h: number) => planLadder({ display_width: w, display_height: h }).map((r) => `${r.width}x${r.height}`);
 
   it('gives a 1080p landscape source all three rungs', () => {

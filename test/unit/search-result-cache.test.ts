@@ -38,7 +38,11 @@ describe('search result cache', () => {
     assert.equal(await cache.get('t', 'q', async () => 'v1'), 'v1');
     await new Promise((r) => setTimeout(r, 60));
     let refreshed = 0;
-    assert.equal(await cache.get('t', 'q', async () => (refreshed++, 'v2')), 'v1', 'stale, refreshed behind');
+    const refresh = async () => {
+      refreshed++;
+      return 'v2';
+    };
+    assert.equal(await cache.get('t', 'q', refresh), 'v1', 'stale, refreshed behind');
     await new Promise((r) => setImmediate(r));
     assert.equal(refreshed, 1);
     assert.equal(await cache.get('t', 'q', async () => 'v3'), 'v2');

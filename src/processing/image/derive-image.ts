@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import sharp, { type Metadata, type Sharp } from 'sharp';
+import sharp, { type Sharp } from 'sharp';
 import { removePath } from '../../storage/files.js';
 import { classifyImageError, timeoutError } from './image-errors.js';
 import { assertWithinPixels, isAnimated, readImageHeader, type ImageHeader } from './image-header.js';

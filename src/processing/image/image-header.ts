@@ -1,5 +1,5 @@
 import fs from 'node:fs/promises';
-import sharp, { type Metadata, type Sharp } from 'sharp';
+import sharp, { type Metadata } from 'sharp';
 import { PermanentJobError } from '../../shared/errors.js';
 import { ToolFailure } from '../../tools/tool-failure.js';
 import { BMP_HEADER_BYTES, parseBmpHeader } from './bmp-header.js';

@@ -4,7 +4,7 @@ import type { ArtifactPaths } from '../../media/delivery.js';
 import type { MediaFolder } from '../../storage/layout.js';
 import { packageAudio } from '../audio/package-audio.js';
 import { durationLimitsOf } from '../duration-bound.js';
-import type { MediaToProcess } from '../media-worker.js';
+import type { MediaToProcess } from '../media-to-process.js';
 import { imagePair } from './image-pair.js';
 import { runInScratch, type StepDeps } from './scratch-step.js';
 

@@ -1,7 +1,7 @@
 import { PermanentJobError } from '../../shared/errors.js';
 import type { MediaFolder } from '../../storage/layout.js';
 import { deriveEpub, derivePdf, type DocumentOptions } from '../document/derive-document.js';
-import type { MediaToProcess } from '../media-worker.js';
+import type { MediaToProcess } from '../media-to-process.js';
 import { imagePair } from './image-pair.js';
 import { runInScratch, type StepDeps } from './scratch-step.js';
 

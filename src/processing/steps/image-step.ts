@@ -1,7 +1,7 @@
 import type { ArtifactPaths } from '../../media/delivery.js';
 import type { MediaFolder } from '../../storage/layout.js';
 import { deriveImage, DEFAULT_IMAGE_OPTIONS, type DerivedImage } from '../image/derive-image.js';
-import type { MediaToProcess } from '../media-worker.js';
+import type { MediaToProcess } from '../media-to-process.js';
 import { imagePair } from './image-pair.js';
 import { runInScratch, type StepDeps } from './scratch-step.js';
 

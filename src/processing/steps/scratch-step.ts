@@ -6,7 +6,7 @@ import type { ArtifactPaths } from '../../media/delivery.js';
 import type { StorageLayout } from '../../storage/layout.js';
 import { clearLeftovers, makeWorkDir, mediaFolderIn, publishFolders, removeScratch, removeUnpublished } from '../../storage/scratch.js';
 import type { MediaStore } from '../../storage/store.js';
-import type { MediaToProcess } from '../media-worker.js';
+import type { MediaToProcess } from '../media-to-process.js';
 
 /** What every processing step is given: the database, the media store, its settings, and whom to tell of what it wrote. */
 export interface StepDeps<S> {

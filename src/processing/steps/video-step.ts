@@ -3,7 +3,7 @@ import type { Settings } from '../../config/settings.js';
 import type { ArtifactPaths } from '../../media/delivery.js';
 import type { MediaFolder } from '../../storage/layout.js';
 import { durationLimitsOf } from '../duration-bound.js';
-import type { MediaToProcess } from '../media-worker.js';
+import type { MediaToProcess } from '../media-to-process.js';
 import { packageVideo } from '../video/package-video.js';
 import { imagePair } from './image-pair.js';
 import { runInScratch, type StepDeps } from './scratch-step.js';

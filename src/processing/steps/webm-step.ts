@@ -2,12 +2,12 @@ import os from 'node:os';
 import type { Settings } from '../../config/settings.js';
 import { saveFileMetadata, type StepDeps } from './scratch-step.js';
 import { fromJson } from '../../db/schema.js';
-import { type Job } from '../../queue/queue.js';
+import type { Job } from '../../queue/queue.js';
 import { PermanentJobError } from '../../shared/errors.js';
 import { clearLeftovers, makeWorkDir, mediaFolderIn, publishFolders, removeScratch } from '../../storage/scratch.js';
 import type { MediaFolder } from '../../storage/layout.js';
 import { durationLimitsOf } from '../duration-bound.js';
-import type { MediaToProcess } from '../media-worker.js';
+import type { MediaToProcess } from '../media-to-process.js';
 import { makeWebm } from '../video/webm.js';
 import { publicReason } from '../public-reason.js';
 

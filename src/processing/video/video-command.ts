@@ -115,7 +115,9 @@ export function buildVideoCommand(plan: VideoCommandPlan): string[] {
   args.push('-filter_complex', filter, '-filter_complex_threads', String(plan.threads));
 
   // Output 1: the ladder, as CMAF segments plus a DASH manifest.
-  rungs.forEach((_r, i) => args.push('-map', `[v${i}]`));
+  rungs.forEach((_r, i) => {
+    args.push('-map', `[v${i}]`);
+  });
   if (facts.audio) args.push('-map', '0:a:0');
   args.push(
     '-c:v', 'libx264', '-preset', 'veryfast', '-profile:v', 'high', '-crf', '22',
@@ -123,7 +125,9 @@ export function buildVideoCommand(plan: VideoCommandPlan): string[] {
     '-force_key_frames', `expr:gte(t,n_forced*${plan.keyframeSeconds})`,
     '-threads', String(plan.threads), '-aspect', dar,
   );
-  rungs.forEach((r, i) => args.push(`-maxrate:v:${i}`, String(r.maxrate), `-bufsize:v:${i}`, String(r.bufsize)));
+  rungs.forEach((r, i) => {
+    args.push(`-maxrate:v:${i}`, String(r.maxrate), `-bufsize:v:${i}`, String(r.bufsize));
+  });
   if (facts.audio) args.push('-c:a', 'aac', '-b:a', '128k', '-ac', '2', '-ar', '48000');
   args.push(
     '-map_metadata', '-1', '-map_chapters', '-1',

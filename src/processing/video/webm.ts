@@ -84,7 +84,7 @@ export function planWebmRung(video: Pick<VideoFacts, 'display_width' | 'display_
   const size = w >= h ? { width: longSide, height: shortSide } : { width: shortSide, height: longSide };
   const s = Math.min(size.width, size.height);
   const crf = s >= 1080 ? 31 : s >= 720 ? 32 : s >= 480 ? 33 : s >= 360 ? 36 : 37;
-  const pixelScale = Math.pow((size.width * size.height) / (1280 * 720), 0.75);
+  const pixelScale = ((size.width * size.height) / (1280 * 720)) ** 0.75;
   const fpsScale = fps > 40 ? 1.5 : 1;
   const maxBitrate = Math.max(MIN_BITRATE, Math.round((WEBM_MAX_BITRATE_720P * Math.min(1, pixelScale) * fpsScale) / 1000) * 1000);
   return { ...size, crf, maxBitrate };
