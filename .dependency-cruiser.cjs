@@ -25,7 +25,9 @@ const ROOT_FILE = '^src/[^/]+$';
 
 const layerRules = LAYERS.slice(0, -1).map((names, i) => ({
   name: `layer-${names.join('-')}`,
-  comment: `${names.join(', ')} may import only ${LAYERS.slice(0, i + 1).flat().join(', ')} (lower layers and its own)`,
+  comment: `${names.join(', ')} may import only ${LAYERS.slice(0, i + 1)
+    .flat()
+    .join(', ')} (lower layers and its own)`,
   severity: 'error',
   from: { path: folders(names) },
   to: { path: [folders(LAYERS.slice(i + 1).flat()), ROOT_FILE] },

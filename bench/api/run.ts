@@ -157,12 +157,21 @@ async function seedLibrary(ctx: AppContext): Promise<Seeded> {
   }
   await db.insertInto('labels').values(labelRows).execute();
   const bankId = newId();
-  await db.insertInto('label_banks').values({ id: bankId, tenant_id: tenant.id, name: 'bench', kind: 'general', description: null, created_at: at, updated_at: at }).execute();
+  await db
+    .insertInto('label_banks')
+    .values({ id: bankId, tenant_id: tenant.id, name: 'bench', kind: 'general', description: null, created_at: at, updated_at: at })
+    .execute();
   for (let i = 0; i < 100; i++) {
     const entryId = newId();
     const label = labelRows.find((l) => l.id === labelIds[i])!;
-    await db.insertInto('label_bank_entries').values({ id: entryId, bank_id: bankId, tenant_id: tenant.id, name: label.name, label_id: label.id, parent_id: null, threshold: null, created_at: at }).execute();
-    await db.insertInto('label_bank_phrases').values({ id: newId(), entry_id: entryId, tenant_id: tenant.id, phrase: `${makeWord(7000 + i)} ${makeWord(8000 + i)}` }).execute();
+    await db
+      .insertInto('label_bank_entries')
+      .values({ id: entryId, bank_id: bankId, tenant_id: tenant.id, name: label.name, label_id: label.id, parent_id: null, threshold: null, created_at: at })
+      .execute();
+    await db
+      .insertInto('label_bank_phrases')
+      .values({ id: newId(), entry_id: entryId, tenant_id: tenant.id, phrase: `${makeWord(7000 + i)} ${makeWord(8000 + i)}` })
+      .execute();
   }
   const labelRank = zipf(labelIds.length, 1.0);
 
@@ -178,25 +187,65 @@ async function seedLibrary(ctx: AppContext): Promise<Seeded> {
       const created = new Date(now - (MEDIA - i) * 60_000).toISOString();
       const tags = Array.from({ length: Math.floor(rand() * 4) }, word);
       rows.push({
-        id, tenant_id: tenant.id, user_id: `u${i % 50}`, status: 'ready' as const, error_code: null, error_reason: null, kind: 'video' as const,
-        original_filename: `${word()}_${word()}_${i}.mp4`, mime_type: 'video/mp4', size: 1000 + i, sha256: 'x'.repeat(64),
-        caption: sentence(6, 16), user_tags: JSON.stringify(tags),
-        file_metadata: JSON.stringify({ duration: 10 + (i % 600), width: 1920, height: 1080, artifacts: { hls: 'hls/master.m3u8', dash: 'dash/manifest.mpd', poster: { jpeg: 'posters/poster.jpg' } } }),
-        upload_session_id: null, created_at: created, updated_at: created, processing_started_at: null, ready_at: created,
-        playback_key: randomBytes(8).toString('hex'), title: rand() < 0.3 ? sentence(2, 5) : null, description: null,
+        id,
+        tenant_id: tenant.id,
+        user_id: `u${i % 50}`,
+        status: 'ready' as const,
+        error_code: null,
+        error_reason: null,
+        kind: 'video' as const,
+        original_filename: `${word()}_${word()}_${i}.mp4`,
+        mime_type: 'video/mp4',
+        size: 1000 + i,
+        sha256: 'x'.repeat(64),
+        caption: sentence(6, 16),
+        user_tags: JSON.stringify(tags),
+        file_metadata: JSON.stringify({
+          duration: 10 + (i % 600),
+          width: 1920,
+          height: 1080,
+          artifacts: { hls: 'hls/master.m3u8', dash: 'dash/manifest.mpd', poster: { jpeg: 'posters/poster.jpg' } },
+        }),
+        upload_session_id: null,
+        created_at: created,
+        updated_at: created,
+        processing_started_at: null,
+        ready_at: created,
+        playback_key: randomBytes(8).toString('hex'),
+        title: rand() < 0.3 ? sentence(2, 5) : null,
+        description: null,
       });
       const chosen = new Set<string>();
       const n = 1 + Math.floor(rand() * 4);
       for (let k = 0; k < n; k++) chosen.add(labelIds[labelRank()]!);
       for (const labelId of chosen) {
-        links.push({ id: newId(), tenant_id: tenant.id, user_id: `u${i % 50}`, media_id: id, label_id: labelId, source: 'model' as const, count: 1, confidence: 0.5 + rand() / 2, frame_data: '[]', first_seen_at: created, last_seen_at: created });
+        links.push({
+          id: newId(),
+          tenant_id: tenant.id,
+          user_id: `u${i % 50}`,
+          media_id: id,
+          label_id: labelId,
+          source: 'model' as const,
+          count: 1,
+          confidence: 0.5 + rand() / 2,
+          frame_data: '[]',
+          first_seen_at: created,
+          last_seen_at: created,
+        });
       }
     }
     await db.transaction().execute(async (trx) => {
       await trx.insertInto('mediaassets').values(rows).execute();
-      for (let i = 0; i < links.length; i += 500) await trx.insertInto('asset_labels').values(links.slice(i, i + 500)).execute();
+      for (let i = 0; i < links.length; i += 500)
+        await trx
+          .insertInto('asset_labels')
+          .values(links.slice(i, i + 500))
+          .execute();
     });
-    await ctx.discovery.indexer.reindexMany(tenant.id, rows.map((r) => r.id));
+    await ctx.discovery.indexer.reindexMany(
+      tenant.id,
+      rows.map((r) => r.id),
+    );
     if ((b / BATCH) % 25 === 0) log(`seeded ${b + rows.length} media (${((Date.now() - started) / 1000).toFixed(0)} s)`);
   }
   log(`seeded ${MEDIA} media in ${((Date.now() - started) / 1000).toFixed(0)} s`);
@@ -274,7 +323,15 @@ end
     }
     const r = run(seconds);
     const round = (x: number) => Math.round(x * 100) / 100;
-    return { endpoint: name, requests: r.requests, errors: r.errors, p50_ms: round(r.p50), p95_ms: round(r.p95), p99_ms: round(r.p99), rps: Math.round(r.requests / r.seconds) };
+    return {
+      endpoint: name,
+      requests: r.requests,
+      errors: r.errors,
+      p50_ms: round(r.p50),
+      p95_ms: round(r.p95),
+      p99_ms: round(r.p99),
+      rps: Math.round(r.requests / r.seconds),
+    };
   } finally {
     await fsp.rm(dir, { recursive: true, force: true });
   }
@@ -345,7 +402,10 @@ async function bench(backend: 'sqlite' | 'postgres'): Promise<Result[]> {
       if (keep) await fsp.writeFile(seededFile, JSON.stringify({ ...seeded, schema }));
     }
     const results: Result[] = [];
-    const only = argv.cases!.split(',').map((c) => c.trim()).filter(Boolean);
+    const only = argv
+      .cases!.split(',')
+      .map((c) => c.trim())
+      .filter(Boolean);
     // Searches and get-by-id are measured twice: as the server runs by default (a search
     // repeated within SEARCH_CACHE_TTL reuses its ranking; a record read within MEDIA_CACHE_TTL
     // is served again), and with both caches off (ranked and read anew every time).
@@ -402,5 +462,17 @@ process.stdout.write(`${lines.join('\n')}\n`);
 await fsp.mkdir(path.dirname(argv.out!), { recursive: true });
 await fsp.writeFile(
   argv.out!,
-  JSON.stringify({ media: MEDIA, requests: REQUESTS, concurrency: CONCURRENCY, cpus: os.availableParallelism(), node: process.version, at: new Date().toISOString(), results: all }, null, 2),
+  JSON.stringify(
+    {
+      media: MEDIA,
+      requests: REQUESTS,
+      concurrency: CONCURRENCY,
+      cpus: os.availableParallelism(),
+      node: process.version,
+      at: new Date().toISOString(),
+      results: all,
+    },
+    null,
+    2,
+  ),
 );

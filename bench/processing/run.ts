@@ -35,7 +35,10 @@ const REFERENCE = path.resolve(ROOT, '../shared/bench-reference');
 const { values: argv } = parseArgs({
   options: {
     seconds: { type: 'string', default: '60' },
-    cases: { type: 'string', default: 'pipeline-ladder,A,pipeline-full,A_all,B,C,E_thumbs_sprite,webm,D,e2e,audio,audio-no-hls,G_opus_spectrogram,image-24mp,sharp-24mp' },
+    cases: {
+      type: 'string',
+      default: 'pipeline-ladder,A,pipeline-full,A_all,B,C,E_thumbs_sprite,webm,D,e2e,audio,audio-no-hls,G_opus_spectrogram,image-24mp,sharp-24mp',
+    },
     inputs: { type: 'string', default: path.join(ROOT, 'bench/results/inputs') },
     out: { type: 'string', default: path.join(ROOT, 'bench/results/processing.json') },
   },
@@ -68,7 +71,10 @@ function makeInput(): string {
   const file = path.join(argv.inputs!, `input-1080p${seconds}s.mp4`);
   if (!fs.existsSync(file)) {
     process.stderr.write(`making a ${seconds} s 1080p30 input (once)…\n`);
-    const res = spawnSync('bash', [path.join(REFERENCE, 'make-inputs.sh'), String(seconds)], { env: { ...process.env, BENCH_INPUTS: argv.inputs }, stdio: 'inherit' });
+    const res = spawnSync('bash', [path.join(REFERENCE, 'make-inputs.sh'), String(seconds)], {
+      env: { ...process.env, BENCH_INPUTS: argv.inputs },
+      stdio: 'inherit',
+    });
     if (res.status !== 0) throw new Error('make-inputs.sh failed');
   }
   return file;
@@ -85,7 +91,8 @@ function makeSideInputs(video: string): { audio: string; jpeg: string } {
     if (res.status !== 0) throw new Error(`ffmpeg ${args.join(' ')} failed`);
   };
   if (!fs.existsSync(audio)) ff(['-stream_loop', '-1', '-i', video, '-map', '0:a:0', '-t', '600', '-c:a', 'aac', '-b:a', '160k', audio]);
-  if (!fs.existsSync(jpeg)) ff(['-ss', String(Math.min(10, seconds / 2)), '-i', video, '-frames:v', '1', '-vf', 'scale=6000:4000:flags=lanczos', '-q:v', '2', jpeg]);
+  if (!fs.existsSync(jpeg))
+    ff(['-ss', String(Math.min(10, seconds / 2)), '-i', video, '-frames:v', '1', '-vf', 'scale=6000:4000:flags=lanczos', '-q:v', '2', jpeg]);
   return { audio, jpeg };
 }
 
@@ -102,26 +109,35 @@ function script(name: string, body: (out: string) => string): Measured {
 }
 
 function audioPipeline(name: string, input: string, hls: boolean): Measured {
-  return script(name, (out) => `import { packageAudio } from ${JSON.stringify(path.join(ROOT, 'src/processing/audio/package-audio.ts'))};
+  return script(
+    name,
+    (out) => `import { packageAudio } from ${JSON.stringify(path.join(ROOT, 'src/processing/audio/package-audio.ts'))};
     await packageAudio(${JSON.stringify(input)}, ${JSON.stringify(out)}, { webm: true, hls: ${hls}, posters: true, thumbnails: true,
-      hlsMinDuration: 60, thumbnailSize: 320, threads: 2, probeTimeoutMs: 60000, ffmpegTimeoutMs: 7200000, maxDurationSeconds: 43200 });`);
+      hlsMinDuration: 60, thumbnailSize: 320, threads: 2, probeTimeoutMs: 60000, ffmpegTimeoutMs: 7200000, maxDurationSeconds: 43200 });`,
+  );
 }
 
 function imagePipeline(input: string): Measured {
-  return script('image-24mp', (out) => `import { deriveImage } from ${JSON.stringify(path.join(ROOT, 'src/processing/image/derive-image.ts'))};
+  return script(
+    'image-24mp',
+    (out) => `import { deriveImage } from ${JSON.stringify(path.join(ROOT, 'src/processing/image/derive-image.ts'))};
     await deriveImage(${JSON.stringify(input)}, ${JSON.stringify(out)}, { webp: true, thumbnails: true, posters: true, thumbnailSize: 320,
-      posterSize: 1280, webpMaxSize: 16383, maxPixels: 100000000, timeoutMs: 120000 });`);
+      posterSize: 1280, webpMaxSize: 16383, maxPixels: 100000000, timeoutMs: 120000 });`,
+  );
 }
 
 function sharpReference(input: string): Measured {
   // Resolved from the project (the snippet lives in a scratch folder, where ESM would not find it).
-  return script('sharp-24mp', (out) => `import { createRequire } from 'node:module';
+  return script(
+    'sharp-24mp',
+    (out) => `import { createRequire } from 'node:module';
     const sharp = createRequire(${JSON.stringify(path.join(ROOT, 'package.json'))})('sharp');
     const src = ${JSON.stringify(input)};
     await sharp(src).rotate().webp().toFile(${JSON.stringify(path.join(out, 'image.webp'))});
     await sharp(src).rotate().resize(320, 320, { fit: 'inside' }).webp().toFile(${JSON.stringify(path.join(out, 'thumb.webp'))});
     await sharp(src).rotate().resize(1280, 1280, { fit: 'inside' }).webp().toFile(${JSON.stringify(path.join(out, 'poster.webp'))});
-    await sharp(src).rotate().resize(1280, 1280, { fit: 'inside' }).jpeg().toFile(${JSON.stringify(path.join(out, 'poster.jpg'))});`);
+    await sharp(src).rotate().resize(1280, 1280, { fit: 'inside' }).jpeg().toFile(${JSON.stringify(path.join(out, 'poster.jpg'))});`,
+  );
 }
 
 function scratch(name: string): string {
@@ -220,7 +236,15 @@ function percentile(values: number[], p: number): number {
  */
 async function endToEnd(input: string): Promise<Measured & Record<string, unknown>> {
   const dir = scratch('e2e');
-  const env = { ...process.env, STORAGE_ROOT: path.join(dir, 'storage'), DATABASE_URL: `sqlite:${path.join(dir, 'q.sqlite')}`, REDIS_URL: '', PORT: '0', LOG_LEVEL: 'warn', ENABLE_WEBM: 'false' };
+  const env = {
+    ...process.env,
+    STORAGE_ROOT: path.join(dir, 'storage'),
+    DATABASE_URL: `sqlite:${path.join(dir, 'q.sqlite')}`,
+    REDIS_URL: '',
+    PORT: '0',
+    LOG_LEVEL: 'warn',
+    ENABLE_WEBM: 'false',
+  };
   const serve = spawn(process.execPath, [...shippedNodeFlags(ROOT), path.join(ROOT, 'bin/qasar.js'), 'serve'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
   try {
     const m = await waitForLine(serve, /QASAR_API_KEY=(\S+)[\s\S]*API docs: (http:\/\/[^/]+)\/docs/);
@@ -237,9 +261,19 @@ async function endToEnd(input: string): Promise<Measured & Record<string, unknow
     for (let i = 0; i < 50; i++) idle.push((await timedGet(`${base}/api/v1/me`)).ms);
     const data = fs.readFileSync(input);
     const chunk = 8 * 1024 * 1024;
-    const s = (await (await fetch(`${base}/api/v1/upload`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ filename: 'bench.mp4', total_size: data.length, chunk_size: chunk }) })).json()) as { session_id: string; chunk_count: number };
+    const s = (await (
+      await fetch(`${base}/api/v1/upload`, {
+        method: 'POST',
+        headers: { ...auth, 'content-type': 'application/json' },
+        body: JSON.stringify({ filename: 'bench.mp4', total_size: data.length, chunk_size: chunk }),
+      })
+    ).json()) as { session_id: string; chunk_count: number };
     for (let i = 0; i < s.chunk_count; i++) {
-      await fetch(`${base}/api/v1/upload/${s.session_id}/chunk?index=${i}`, { method: 'PUT', headers: { ...auth, 'content-type': 'application/octet-stream' }, body: data.subarray(i * chunk, (i + 1) * chunk) });
+      await fetch(`${base}/api/v1/upload/${s.session_id}/chunk?index=${i}`, {
+        method: 'PUT',
+        headers: { ...auth, 'content-type': 'application/octet-stream' },
+        body: data.subarray(i * chunk, (i + 1) * chunk),
+      });
     }
     const done = (await (await fetch(`${base}/api/v1/upload/${s.session_id}/complete`, { method: 'POST', headers: auth })).json()) as { id: string };
     const start = process.hrtime.bigint();
@@ -256,9 +290,16 @@ async function endToEnd(input: string): Promise<Measured & Record<string, unknow
     }
     const wall = Number(process.hrtime.bigint() - start) / 1e9;
     return {
-      case: 'e2e', wall_s: wall, cpu_s: NaN, peak_rss_mb: peak, complete_to_ready_s: wall,
-      api_idle_p50_ms: percentile(idle, 50), api_idle_p95_ms: percentile(idle, 95),
-      api_busy_p50_ms: percentile(busy, 50), api_busy_p95_ms: percentile(busy, 95), api_busy_samples: busy.length,
+      case: 'e2e',
+      wall_s: wall,
+      cpu_s: NaN,
+      peak_rss_mb: peak,
+      complete_to_ready_s: wall,
+      api_idle_p50_ms: percentile(idle, 50),
+      api_idle_p95_ms: percentile(idle, 95),
+      api_busy_p50_ms: percentile(busy, 50),
+      api_busy_p95_ms: percentile(busy, 95),
+      api_busy_samples: busy.length,
     };
   } finally {
     serve.kill('SIGTERM');
@@ -322,7 +363,12 @@ async function main(): Promise<void> {
     complete_to_ready_s: results.e2e?.complete_to_ready_s ?? NaN,
     serve_peak_rss_mb_with_ffmpeg: results.e2e?.peak_rss_mb ?? NaN,
     api_latency_ms: results.e2e
-      ? { idle_p50: results.e2e.api_idle_p50_ms, idle_p95: results.e2e.api_idle_p95_ms, transcoding_p50: results.e2e.api_busy_p50_ms, transcoding_p95: results.e2e.api_busy_p95_ms }
+      ? {
+          idle_p50: results.e2e.api_idle_p50_ms,
+          idle_p95: results.e2e.api_idle_p95_ms,
+          transcoding_p50: results.e2e.api_busy_p50_ms,
+          transcoding_p95: results.e2e.api_busy_p95_ms,
+        }
       : null,
     goal: 'pipeline ÷ raw one-pass ≤ 1.10',
   };
@@ -331,7 +377,18 @@ async function main(): Promise<void> {
   fs.mkdirSync(path.dirname(argv.out!), { recursive: true });
   fs.writeFileSync(
     argv.out!,
-    JSON.stringify({ benchmark: 'processing', date: new Date().toISOString(), seconds, machine: { cpus: os.cpus().length, node: process.version, loadavg: os.loadavg() }, results, summary }, null, 2),
+    JSON.stringify(
+      {
+        benchmark: 'processing',
+        date: new Date().toISOString(),
+        seconds,
+        machine: { cpus: os.cpus().length, node: process.version, loadavg: os.loadavg() },
+        results,
+        summary,
+      },
+      null,
+      2,
+    ),
   );
   console.log(`wrote ${path.relative(ROOT, argv.out!)}`);
 }

@@ -61,10 +61,12 @@ if (argv.help) {
 }
 const DURATION = Number(argv.duration);
 const RUNS = Number(argv.runs);
-if (!Number.isInteger(DURATION) || DURATION < 2 || !Number.isInteger(RUNS) || RUNS < 1) throw new Error('--duration (s, ≥ 2) and --runs must be positive integers');
+if (!Number.isInteger(DURATION) || DURATION < 2 || !Number.isInteger(RUNS) || RUNS < 1)
+  throw new Error('--duration (s, ≥ 2) and --runs must be positive integers');
 const SETTINGS: VpxSpeed[] = argv.settings!.split(',').map((s) => {
   const [deadline, cpu] = s.trim().split(':');
-  if (!['good', 'realtime', 'best'].includes(deadline ?? '') || !/^-?\d+$/.test(cpu ?? '')) throw new Error(`bad setting ${s}: want deadline:cpu-used, e.g. good:4`);
+  if (!['good', 'realtime', 'best'].includes(deadline ?? '') || !/^-?\d+$/.test(cpu ?? ''))
+    throw new Error(`bad setting ${s}: want deadline:cpu-used, e.g. good:4`);
   return { deadline: deadline as VpxSpeed['deadline'], cpuUsed: Number(cpu) };
 });
 
@@ -116,7 +118,22 @@ function quality(encoded: string, source: string, width: number, height: number)
     `[0:v]setpts=PTS-STARTPTS,split[d1][d2];` +
     `[1:v]scale=${width}:${height}:flags=bicubic,setsar=1,format=yuv420p,setpts=PTS-STARTPTS,split[r1][r2];` +
     `[d1][r1]psnr;[d2][r2]ssim`;
-  const { stderr } = run('ffmpeg', ['-hide_banner', '-nostdin', '-loglevel', 'info', '-i', encoded, '-i', source, '-filter_complex', graph, '-an', '-f', 'null', '-']);
+  const { stderr } = run('ffmpeg', [
+    '-hide_banner',
+    '-nostdin',
+    '-loglevel',
+    'info',
+    '-i',
+    encoded,
+    '-i',
+    source,
+    '-filter_complex',
+    graph,
+    '-an',
+    '-f',
+    'null',
+    '-',
+  ]);
   const psnr = /PSNR y:[\d.]+ u:[\d.]+ v:[\d.]+ average:([\d.]+|inf)/.exec(stderr)?.[1];
   const ssim = /SSIM Y:[\d.]+ \([\d.inf]+\) U:[\d.]+ \([\d.inf]+\) V:[\d.]+ \([\d.inf]+\) All:([\d.]+)/.exec(stderr)?.[1];
   if (!psnr || !ssim) throw new Error(`no PSNR/SSIM in ffmpeg's output: ${stderr.slice(-1500)}`);
@@ -157,7 +174,9 @@ interface Clip {
   cases: Case[];
 }
 
-const clipFiles: Array<{ label: string; file: string; references: boolean }> = [{ label: 'synthetic 1080p30 (grain)', file: input, references: !argv['no-reference'] }];
+const clipFiles: Array<{ label: string; file: string; references: boolean }> = [
+  { label: 'synthetic 1080p30 (grain)', file: input, references: !argv['no-reference'] },
+];
 if (!argv['no-real']) clipFiles.push({ label: 'real footage 640x360', file: path.join(SAMPLES, 'h264-640x360-noaudio-beach.mkv'), references: false });
 const clips: Clip[] = [];
 for (const c of clipFiles) {
@@ -244,8 +263,16 @@ const report = clips.map((clip) => {
     };
   });
   const table = rows.map((r) => [
-    r.case, r.wallS.toFixed(1), r.cpuS.toFixed(1), r.realtimeX.toFixed(2), r.cpuVsLadder?.toFixed(2) ?? '-', String(r.maxRssMb),
-    r.videoKbps?.toString() ?? '-', r.psnrDb?.toFixed(2) ?? '-', r.ssim?.toFixed(4) ?? '-', r.ssimDb?.toFixed(2) ?? '-',
+    r.case,
+    r.wallS.toFixed(1),
+    r.cpuS.toFixed(1),
+    r.realtimeX.toFixed(2),
+    r.cpuVsLadder?.toFixed(2) ?? '-',
+    String(r.maxRssMb),
+    r.videoKbps?.toString() ?? '-',
+    r.psnrDb?.toFixed(2) ?? '-',
+    r.ssim?.toFixed(4) ?? '-',
+    r.ssimDb?.toFixed(2) ?? '-',
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
   const line = (cells: string[]) => `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
@@ -332,10 +359,36 @@ if (curveClip && !argv['no-curve']) {
   for (const crf of [18, 22, 26]) {
     const out = path.join(cdir, `x264-${crf}.mp4`);
     const t = timed('ffmpeg', [
-      '-hide_banner', '-nostdin', '-y', '-loglevel', 'error', '-i', curveClip.file, '-map', '0:v:0',
-      '-vf', `scale=${base.width}:${base.height}:flags=bicubic,setsar=1,format=yuv420p`,
-      '-c:v', 'libx264', '-preset', 'veryfast', '-profile:v', 'high', '-crf', String(crf),
-      '-g', gop, '-keyint_min', gop, '-sc_threshold', '0', '-threads', String(threads), '-f', 'mp4', out,
+      '-hide_banner',
+      '-nostdin',
+      '-y',
+      '-loglevel',
+      'error',
+      '-i',
+      curveClip.file,
+      '-map',
+      '0:v:0',
+      '-vf',
+      `scale=${base.width}:${base.height}:flags=bicubic,setsar=1,format=yuv420p`,
+      '-c:v',
+      'libx264',
+      '-preset',
+      'veryfast',
+      '-profile:v',
+      'high',
+      '-crf',
+      String(crf),
+      '-g',
+      gop,
+      '-keyint_min',
+      gop,
+      '-sc_threshold',
+      '0',
+      '-threads',
+      String(threads),
+      '-f',
+      'mp4',
+      out,
     ]);
     const q = quality(out, curveClip.file, base.width, base.height);
     x264Points.push({ crf, kbps: videoKbps(out), psnr: round(q.psnr, 2), ssim: round(q.ssim, 4), cpuS: t.cpuS });

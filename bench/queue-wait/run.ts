@@ -47,10 +47,31 @@ function makeInputs(): { long: string; small: string } {
   const long = path.join(argv.inputs!, `queue-wait-720p${longSeconds}s.mp4`);
   const small = path.join(argv.inputs!, 'queue-wait-small-1s.mp4');
   if (!fs.existsSync(long)) {
-    ffmpeg(['-f', 'lavfi', '-i', 'testsrc2=size=1280x720:rate=30', '-f', 'lavfi', '-i', 'sine=frequency=440', '-t', String(longSeconds),
-      '-c:v', 'libx264', '-preset', 'veryfast', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-shortest', long]);
+    ffmpeg([
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc2=size=1280x720:rate=30',
+      '-f',
+      'lavfi',
+      '-i',
+      'sine=frequency=440',
+      '-t',
+      String(longSeconds),
+      '-c:v',
+      'libx264',
+      '-preset',
+      'veryfast',
+      '-pix_fmt',
+      'yuv420p',
+      '-c:a',
+      'aac',
+      '-shortest',
+      long,
+    ]);
   }
-  if (!fs.existsSync(small)) ffmpeg(['-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25', '-t', '1', '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', small]);
+  if (!fs.existsSync(small))
+    ffmpeg(['-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25', '-t', '1', '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', small]);
   return { long, small };
 }
 
@@ -143,17 +164,21 @@ async function main(): Promise<void> {
     env.DATABASE_SCHEMA = `qasar_bench_${id}`;
     env.REDIS_PREFIX = `qasar-bench-${id}`;
   }
-  const serve = spawn(process.execPath, [...shippedNodeFlags(ROOT), path.join(ROOT, 'bin/qasar.js'), 'serve'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const serve = spawn(process.execPath, [...shippedNodeFlags(ROOT), path.join(ROOT, 'bin/qasar.js'), 'serve'], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const results: Round[] = [];
   try {
     const m = await waitForLine(serve, /QASAR_API_KEY=(\S+)[\s\S]*API docs: (http:\/\/[^/]+)\/docs/);
     const auth = { authorization: `Bearer ${m[1]!}` };
     const base = `${m[2]!}/api/v1`;
-    const media = async (id: string) => (await (await fetch(`${base}/media/${id}`, { headers: auth })).json()) as {
-      status: string;
-      error?: unknown;
-      status_history: Array<{ status: string; at: string }>;
-    };
+    const media = async (id: string) =>
+      (await (await fetch(`${base}/media/${id}`, { headers: auth })).json()) as {
+        status: string;
+        error?: unknown;
+        status_history: Array<{ status: string; at: string }>;
+      };
     /** Uploads a file in 8 MiB chunks; resolves when `complete` has answered, with the media id and that moment. */
     const upload = async (file: string) => {
       const data = fs.readFileSync(file);
@@ -165,7 +190,11 @@ async function main(): Promise<void> {
       });
       const s = (await created.json()) as { session_id: string; chunk_count: number };
       for (let i = 0; i < s.chunk_count; i++) {
-        await fetch(`${base}/upload/${s.session_id}/chunk?index=${i}`, { method: 'PUT', headers: { ...auth, 'content-type': 'application/octet-stream' }, body: data.subarray(i * chunk, (i + 1) * chunk) });
+        await fetch(`${base}/upload/${s.session_id}/chunk?index=${i}`, {
+          method: 'PUT',
+          headers: { ...auth, 'content-type': 'application/octet-stream' },
+          body: data.subarray(i * chunk, (i + 1) * chunk),
+        });
       }
       const res = await fetch(`${base}/upload/${s.session_id}/complete`, { method: 'POST', headers: auth });
       const at = performance.now();
@@ -217,7 +246,9 @@ async function main(): Promise<void> {
 
   const valid = results.filter((r) => r.webm_encoding_at_complete);
   const waits = valid.map((r) => r.queued_to_processing_ms).sort((a, b) => a - b);
-  console.log(`\nQueue wait while a WebM encode runs: ${scale ? 'PostgreSQL + Redis' : 'SQLite, embedded queue'}, default worker settings, ${os.cpus().length} CPUs, node ${process.version}`);
+  console.log(
+    `\nQueue wait while a WebM encode runs: ${scale ? 'PostgreSQL + Redis' : 'SQLite, embedded queue'}, default worker settings, ${os.cpus().length} CPUs, node ${process.version}`,
+  );
   console.table(
     results.map((r) => ({
       round: r.round,
@@ -240,7 +271,19 @@ async function main(): Promise<void> {
   fs.mkdirSync(path.dirname(argv.out!), { recursive: true });
   fs.writeFileSync(
     argv.out!,
-    JSON.stringify({ benchmark: 'queue-wait', date: new Date().toISOString(), backend: scale ? 'scale' : 'embedded', long_seconds: longSeconds, machine: { cpus: os.cpus().length, node: process.version, loadavg: os.loadavg() }, results, summary }, null, 2),
+    JSON.stringify(
+      {
+        benchmark: 'queue-wait',
+        date: new Date().toISOString(),
+        backend: scale ? 'scale' : 'embedded',
+        long_seconds: longSeconds,
+        machine: { cpus: os.cpus().length, node: process.version, loadavg: os.loadavg() },
+        results,
+        summary,
+      },
+      null,
+      2,
+    ),
   );
   console.log(`wrote ${path.relative(ROOT, argv.out!)}`);
 }

@@ -96,7 +96,12 @@ async function normalClient(port: number, key: string, ms: number): Promise<{ ti
   };
   const end = Date.now() + ms;
   while (Date.now() < end) {
-    const created = await timed('POST', '/api/v1/upload', { filename: `normal-${uploads}.bin`, total_size: 2 * CHUNK, chunk_size: CHUNK, caption: 'bench normal' }, 201);
+    const created = await timed(
+      'POST',
+      '/api/v1/upload',
+      { filename: `normal-${uploads}.bin`, total_size: 2 * CHUNK, chunk_size: CHUNK, caption: 'bench normal' },
+      201,
+    );
     const id = created && created.status === 201 ? (JSON.parse(created.body).session_id as string) : undefined;
     if (id) {
       for (let i = 0; i < 2; i++) await timed('PUT', `/api/v1/upload/${id}/chunk?index=${i}`, randomBytes(CHUNK), 200);
@@ -212,7 +217,9 @@ try {
     `| ${CONNECTIONS} slow bodies | ${result.under_attack.requests} | ${result.under_attack.errors} | ${result.under_attack.p50_ms} | ${result.under_attack.p95_ms} | ${result.under_attack.max_ms} | ${fdAttack} → ${fdAttackAfterPhase} |`,
     `| after the cut | | | | | | ${fdAfter} |`,
   ];
-  process.stdout.write(`${rows.join('\n')}\n\np95 under attack / idle: ${result.p95_ratio}; slow bodies closed by the server within ${result.attack.closed_by_server_within_s} s (answers: ${JSON.stringify(statuses)}, left open: ${stillOpen})\n`);
+  process.stdout.write(
+    `${rows.join('\n')}\n\np95 under attack / idle: ${result.p95_ratio}; slow bodies closed by the server within ${result.attack.closed_by_server_within_s} s (answers: ${JSON.stringify(statuses)}, left open: ${stillOpen})\n`,
+  );
   await fsp.mkdir(path.dirname(argv.out!), { recursive: true });
   await fsp.writeFile(argv.out!, `${JSON.stringify(result, null, 2)}\n`);
   log(`wrote ${path.relative(ROOT, argv.out!)}`);

@@ -74,7 +74,10 @@ const CHUNK = parseBytes(argv['chunk-size']!);
 const PARALLEL = Number(argv.parallel);
 const RUNS = Number(argv.runs);
 const QASAR_ROOT = path.resolve(argv['qasar-root']!);
-const CASES = argv.cases!.split(',').map((s) => s.trim()).filter(Boolean) as CaseName[];
+const CASES = argv
+  .cases!.split(',')
+  .map((s) => s.trim())
+  .filter(Boolean) as CaseName[];
 for (const c of CASES) if (!ALL_CASES.includes(c)) throw new Error(`unknown case ${c}; known: ${ALL_CASES.join(', ')}`);
 if (!CASES.includes('baseline-chunks')) throw new Error('the baseline-chunks case is the reference and cannot be left out');
 if (SIZE < 1 || CHUNK < 1 || !Number.isInteger(PARALLEL) || PARALLEL < 1 || !Number.isInteger(RUNS) || RUNS < 1) {
@@ -184,7 +187,14 @@ const children: Child[] = [];
 let interrupted = false;
 
 /** Starts a child, keeps draining its output, and waits for a line matching `ready`. */
-async function startChild(name: string, cwd: string, args: string[], env: NodeJS.ProcessEnv, ready: RegExp, timeoutMs = 60_000): Promise<{ child: Child; match: RegExpExecArray }> {
+async function startChild(
+  name: string,
+  cwd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  ready: RegExp,
+  timeoutMs = 60_000,
+): Promise<{ child: Child; match: RegExpExecArray }> {
   const proc = spawn(process.execPath, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   if (proc.pid === undefined) throw new Error(`${name}: could not start`);
   const child: Child = { name, proc, pid: proc.pid, stdout: '', stderrTail: [] };
@@ -425,7 +435,13 @@ async function baselineChunks(env: Env, run: number, hashed = false): Promise<Om
       expectStatus(await send(agent, 'POST', `${url}?size=${SIZE}`, { 'content-length': 0 }), 201, 'baseline create');
       await pool(PARALLEL, chunkCount(), async (i) => {
         const len = chunkLen(i);
-        const res = await send(agent, 'PUT', `${url}?offset=${i * CHUNK}${hashed ? '&sha256' : ''}`, { 'content-type': 'application/octet-stream', 'content-length': len }, sliceOf(env.file, i * CHUNK, len));
+        const res = await send(
+          agent,
+          'PUT',
+          `${url}?offset=${i * CHUNK}${hashed ? '&sha256' : ''}`,
+          { 'content-type': 'application/octet-stream', 'content-length': len },
+          sliceOf(env.file, i * CHUNK, len),
+        );
         expectStatus(res, 201, `baseline chunk ${i}`);
       });
     });
@@ -483,9 +499,21 @@ async function qasarChunked(env: Env): Promise<Omit<CaseResult, 'run' | 'positio
     const phases: Record<string, Phase> = {};
     const total = await measure(env.qasar.pid, async () => {
       const created = await measure(env.qasar.pid, async () => {
-        const body = JSON.stringify({ filename: 'bench.bin', total_size: SIZE, chunk_size: CHUNK, sha256: env.sha256, content_type: 'application/octet-stream' });
+        const body = JSON.stringify({
+          filename: 'bench.bin',
+          total_size: SIZE,
+          chunk_size: CHUNK,
+          sha256: env.sha256,
+          content_type: 'application/octet-stream',
+        });
         const res = expectStatus(
-          await send(agent, 'POST', `${env.qasar.url}/upload`, { ...auth, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }, body),
+          await send(
+            agent,
+            'POST',
+            `${env.qasar.url}/upload`,
+            { ...auth, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+            body,
+          ),
           201,
           'create session',
         );
@@ -575,7 +603,10 @@ async function tus(env: Env): Promise<Omit<CaseResult, 'run' | 'position'>> {
     if (intervals.length >= 2) {
       const last = intervals[intervals.length - 1]!;
       const typical = median(intervals.slice(0, -1));
-      phases.finish_estimate = { seconds: Math.max(0, last - typical * (chunkLen(chunkCount() - 1) / Math.min(CHUNK, SIZE))), note: 'last PATCH minus a typical PATCH (scaled to the last chunk size)' };
+      phases.finish_estimate = {
+        seconds: Math.max(0, last - typical * (chunkLen(chunkCount() - 1) / Math.min(CHUNK, SIZE))),
+        note: 'last PATCH minus a typical PATCH (scaled to the last chunk size)',
+      };
       phases.patch_typical = { seconds: typical, note: 'median time of one chunk PATCH' };
     }
     return { case: 'tus', ...phaseOf(m), mb_per_s: SIZE / MB / m.seconds, phases, verified };
@@ -646,7 +677,13 @@ async function main(): Promise<void> {
 
     // Servers: both on 127.0.0.1 with port 0 (a free port chosen by the kernel), storage on the same disk.
     const baselineDir = path.join(tmp, 'baseline');
-    const baseline = await startChild('baseline', ROOT, ['--import', 'tsx', 'bench/upload/baseline-server.ts', baselineDir], { ...process.env }, /BASELINE_LISTENING (\d+)/);
+    const baseline = await startChild(
+      'baseline',
+      ROOT,
+      ['--import', 'tsx', 'bench/upload/baseline-server.ts', baselineDir],
+      { ...process.env },
+      /BASELINE_LISTENING (\d+)/,
+    );
     const qasarEnv: NodeJS.ProcessEnv = { ...process.env };
     for (const s of settingSpecs) delete qasarEnv[s.env];
     Object.assign(qasarEnv, {
@@ -658,7 +695,13 @@ async function main(): Promise<void> {
       UPLOAD_MAX_SIZE: String(Math.max(SIZE, 20 * GiB)),
     });
     const nodeArgs = argv['server-node-args']!.split(/\s+/).filter(Boolean);
-    const qasar = await startChild('qasar', QASAR_ROOT, [...shippedNodeFlags(QASAR_ROOT), ...nodeArgs, 'bin/qasar.js', 'serve'], qasarEnv, /Qasar API listening on (http:\/\/\S+)\n/);
+    const qasar = await startChild(
+      'qasar',
+      QASAR_ROOT,
+      [...shippedNodeFlags(QASAR_ROOT), ...nodeArgs, 'bin/qasar.js', 'serve'],
+      qasarEnv,
+      /Qasar API listening on (http:\/\/\S+)\n/,
+    );
     const key = /QASAR_API_KEY=(\S+)/.exec(qasar.child.stdout)?.[1];
     if (!key) throw new Error(`qasar printed no QASAR_API_KEY:\n${qasar.child.stdout}`);
     const env: Env = {
@@ -667,8 +710,13 @@ async function main(): Promise<void> {
       baseline: { url: `http://127.0.0.1:${baseline.match[1]}`, pid: baseline.child.pid, dir: baselineDir },
       qasar: { url: qasar.match[1]!, pid: qasar.child.pid, key, storage: qasarEnv.STORAGE_ROOT! },
     };
-    const idle = { baseline_rss_mb: round(((readStatusKb(env.baseline.pid, 'VmRSS') ?? 0) * 1024) / MB, 1), qasar_rss_mb: round(((readStatusKb(env.qasar.pid, 'VmRSS') ?? 0) * 1024) / MB, 1) };
-    log(`baseline ${env.baseline.url} (pid ${env.baseline.pid}, ${idle.baseline_rss_mb} MB), qasar ${env.qasar.url} (pid ${env.qasar.pid}, ${idle.qasar_rss_mb} MB)`);
+    const idle = {
+      baseline_rss_mb: round(((readStatusKb(env.baseline.pid, 'VmRSS') ?? 0) * 1024) / MB, 1),
+      qasar_rss_mb: round(((readStatusKb(env.qasar.pid, 'VmRSS') ?? 0) * 1024) / MB, 1),
+    };
+    log(
+      `baseline ${env.baseline.url} (pid ${env.baseline.pid}, ${idle.baseline_rss_mb} MB), qasar ${env.qasar.url} (pid ${env.qasar.pid}, ${idle.qasar_rss_mb} MB)`,
+    );
 
     const results: CaseResult[] = [];
     for (let run = 0; run < RUNS; run++) {
@@ -680,7 +728,9 @@ async function main(): Promise<void> {
         const sub = Object.entries(r.phases)
           .map(([k, v]) => `${k} ${v.seconds.toFixed(2)} s`)
           .join(', ');
-        log(`run ${run + 1}/${RUNS} ${name.padEnd(15)} ${r.seconds.toFixed(2)} s  ${r.mb_per_s.toFixed(0)} MB/s  server peak ${r.server_rss.peak_mb} MB${sub ? `  (${sub})` : ''}`);
+        log(
+          `run ${run + 1}/${RUNS} ${name.padEnd(15)} ${r.seconds.toFixed(2)} s  ${r.mb_per_s.toFixed(0)} MB/s  server peak ${r.server_rss.peak_mb} MB${sub ? `  (${sub})` : ''}`,
+        );
       }
     }
     syncDisks();
@@ -726,8 +776,18 @@ async function main(): Promise<void> {
     const q = by('qasar-chunked');
     if (q.length) {
       addRow(`qasar chunked: total`, 'qasar-chunked', q, true);
-      addRow(`  chunk PUTs (${chunkLabel})`, 'qasar-chunked.chunks', q.map((r) => r.phases.chunks as Phase), true);
-      addRow('  complete', 'qasar-chunked.complete', q.map((r) => r.phases.complete as Phase), false);
+      addRow(
+        `  chunk PUTs (${chunkLabel})`,
+        'qasar-chunked.chunks',
+        q.map((r) => r.phases.chunks as Phase),
+        true,
+      );
+      addRow(
+        '  complete',
+        'qasar-chunked.complete',
+        q.map((r) => r.phases.complete as Phase),
+        false,
+      );
     }
     const t = by('tus');
     if (t.length) addRow(`tus (tus-js-client, ${CHUNK / MiB} MiB)`, 'tus', t, true);
@@ -747,7 +807,9 @@ async function main(): Promise<void> {
     const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
     const line = (c: string[]) => c.map((s, i) => (i === 0 ? s.padEnd(widths[i]!) : s.padStart(widths[i]!))).join('  ');
     const out: string[] = [];
-    out.push(`Upload benchmark: ${(SIZE / MB).toFixed(0)} MB (${SIZE} bytes), median of ${RUNS} run(s), ${os.cpus().length} CPUs, node ${process.version}; MB = 10^6 bytes`);
+    out.push(
+      `Upload benchmark: ${(SIZE / MB).toFixed(0)} MB (${SIZE} bytes), median of ${RUNS} run(s), ${os.cpus().length} CPUs, node ${process.version}; MB = 10^6 bytes`,
+    );
     out.push(line(header));
     out.push(widths.map((w) => '-'.repeat(w)).join('  '));
     for (const c of cells) out.push(line(c));
@@ -786,7 +848,16 @@ async function main(): Promise<void> {
       date: started.toISOString(),
       finished: new Date().toISOString(),
       machine: { ...machine, loadavg_at_end: os.loadavg().map((n) => round(n, 2)) },
-      params: { size_bytes: SIZE, chunk_size_bytes: CHUNK, parallel: PARALLEL, runs: RUNS, cases: CASES, mb: MB, rss_sample_interval_ms: 100, server_node_args: nodeArgs },
+      params: {
+        size_bytes: SIZE,
+        chunk_size_bytes: CHUNK,
+        parallel: PARALLEL,
+        runs: RUNS,
+        cases: CASES,
+        mb: MB,
+        rss_sample_interval_ms: 100,
+        server_node_args: nodeArgs,
+      },
       build,
       test_file: { sha256: gen.sha256, generate_seconds: round(gen.seconds) },
       idle_rss_mb: idle,

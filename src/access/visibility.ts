@@ -27,7 +27,10 @@ export function publiclyVisibleMedia(m: { status: MediaStatus | string; moderati
 }
 
 /** Whether this audience may see the media in a list (the SQL form is `visibleTo`). */
-export function visibleToAudience(audience: Audience, m: { status: MediaStatus | string; moderation_state: ModerationState | string; user_id: string }): boolean {
+export function visibleToAudience(
+  audience: Audience,
+  m: { status: MediaStatus | string; moderation_state: ModerationState | string; user_id: string },
+): boolean {
   if (audience.kind === 'feed') return publiclyVisibleMedia(m);
   return audience.isAdmin || publiclyVisibleMedia(m) || m.user_id === audience.userId;
 }

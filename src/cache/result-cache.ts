@@ -67,7 +67,8 @@ export class SearchResultCache<T> {
     const promise = compute().then(
       (value) => {
         if (this.running.get(k)?.promise === promise) this.running.delete(k);
-        if (generation === this.generationOf(tenantId)) this.keep(k, { value, generation, freshUntil: this.clock.now() + this.ttlMs, staleUntil: this.clock.now() + 2 * this.ttlMs });
+        if (generation === this.generationOf(tenantId))
+          this.keep(k, { value, generation, freshUntil: this.clock.now() + this.ttlMs, staleUntil: this.clock.now() + 2 * this.ttlMs });
         return value;
       },
       (err: unknown) => {

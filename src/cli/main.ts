@@ -66,7 +66,10 @@ async function run(roles: { api: boolean; worker: boolean }): Promise<void> {
   }
   if (roles.worker) {
     const worker = ctx.worker.start(settings.workerConcurrency, settings.workerFollowupConcurrency);
-    ctx.log.info({ backend: ctx.queue.backend, concurrency: settings.workerConcurrency, followUpConcurrency: settings.workerFollowupConcurrency }, 'worker started');
+    ctx.log.info(
+      { backend: ctx.queue.backend, concurrency: settings.workerConcurrency, followUpConcurrency: settings.workerFollowupConcurrency },
+      'worker started',
+    );
     stops.push(() => worker.close());
   }
   stops.push(startMaintenance(ctx, roles));
@@ -158,7 +161,9 @@ key
   .option('--name <name>', 'a note to recognise the key by')
   .action((opts: { tenant: string; user?: string; admin: boolean; name?: string }) =>
     withContext(async (ctx) =>
-      printJson(await ctx.tenancy.createKey({ tenantId: opts.tenant, userId: opts.user ?? null, admin: opts.admin, ...(opts.name ? { name: opts.name } : {}) })),
+      printJson(
+        await ctx.tenancy.createKey({ tenantId: opts.tenant, userId: opts.user ?? null, admin: opts.admin, ...(opts.name ? { name: opts.name } : {}) }),
+      ),
     ),
   );
 key
@@ -166,9 +171,7 @@ key
   .description('Revoke an API key.')
   .requiredOption('--tenant <id>', 'tenant id')
   .argument('<key-id>', 'the key id printed by key create')
-  .action((keyId: string, opts: { tenant: string }) =>
-    withContext(async (ctx) => printJson({ revoked: await ctx.tenancy.revokeKey(opts.tenant, keyId) })),
-  );
+  .action((keyId: string, opts: { tenant: string }) => withContext(async (ctx) => printJson({ revoked: await ctx.tenancy.revokeKey(opts.tenant, keyId) })));
 
 const labelBank = program.command('label-bank').description('Manage global label banks (every tenant sees them unless it has a bank of the same name).');
 const globalOnly = (opts: { global?: boolean }) => {

@@ -14,7 +14,10 @@ interface SettingSpec<T> {
 }
 
 export class SettingsError extends Error {
-  constructor(readonly setting: string, message: string) {
+  constructor(
+    readonly setting: string,
+    message: string,
+  ) {
     super(`invalid setting ${setting}: ${message}`);
     this.name = 'SettingsError';
   }
@@ -47,7 +50,22 @@ function num(min: number, max: number): Parser<number> {
   };
 }
 
-const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3, t: 1024 ** 4, tb: 1024 ** 4, tib: 1024 ** 4 };
+const UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  k: 1024,
+  kb: 1024,
+  kib: 1024,
+  m: 1024 ** 2,
+  mb: 1024 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gb: 1024 ** 3,
+  gib: 1024 ** 3,
+  t: 1024 ** 4,
+  tb: 1024 ** 4,
+  tib: 1024 ** 4,
+};
 
 /** Sizes accept plain bytes or a binary unit: 8MiB, 512k, 10G. */
 export function parseBytes(raw: string): number {
@@ -85,7 +103,10 @@ function oneOf<T extends string>(...values: T[]): Parser<T> {
 }
 
 function list(raw: string): string[] {
-  return raw.split(',').map((s) => s.trim()).filter(Boolean);
+  return raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 function urlPrefix(raw: string): string {
@@ -148,23 +169,95 @@ const spec = {
   host: { env: 'HOST', default: '127.0.0.1', description: 'Address the HTTP server listens on.', parse: str },
   port: { env: 'PORT', default: '8000', description: 'Port the HTTP server listens on (0 picks a free one).', parse: int(0, 65535) },
   apiPrefix: { env: 'API_PREFIX', default: '/api/v1', description: 'Path prefix of the authenticated API.', parse: urlPrefix },
-  publicBaseUrl: { env: 'PUBLIC_BASE_URL', default: '', description: 'External base URL of the API (used in links such as tus upload URLs); empty derives it from the request.', parse: optionalUrl },
-  databaseUrl: { env: 'DATABASE_URL', default: 'sqlite:./data/qasar.sqlite', description: 'sqlite:<file> (embedded default, WAL mode) or postgres://user@host:port/db.', parse: databaseUrl },
-  databaseSchema: { env: 'DATABASE_SCHEMA', default: 'public', description: 'PostgreSQL schema holding Qasar tables (created if missing). Ignored for SQLite.', parse: identifier },
+  publicBaseUrl: {
+    env: 'PUBLIC_BASE_URL',
+    default: '',
+    description: 'External base URL of the API (used in links such as tus upload URLs); empty derives it from the request.',
+    parse: optionalUrl,
+  },
+  databaseUrl: {
+    env: 'DATABASE_URL',
+    default: 'sqlite:./data/qasar.sqlite',
+    description: 'sqlite:<file> (embedded default, WAL mode) or postgres://user@host:port/db.',
+    parse: databaseUrl,
+  },
+  databaseSchema: {
+    env: 'DATABASE_SCHEMA',
+    default: 'public',
+    description: 'PostgreSQL schema holding Qasar tables (created if missing). Ignored for SQLite.',
+    parse: identifier,
+  },
   databasePoolSize: { env: 'DATABASE_POOL_SIZE', default: '10', description: 'PostgreSQL connection pool size per process.', parse: int(1, 500) },
-  sqliteCacheSize: { env: 'SQLITE_CACHE_SIZE', default: '64MiB', description: 'SQLite only: page cache per database connection (filled only as pages are read). Random reads of a large library go to the operating system for every page that does not fit.', parse: parseBytes },
-  redisUrl: { env: 'REDIS_URL', default: '', description: 'Redis/Valkey URL. When set, the job queue is BullMQ and upload chunk state lives in Redis; empty uses the embedded queue and the database.', parse: redisUrl },
-  redisPrefix: { env: 'REDIS_PREFIX', default: 'qasar', description: 'Prefix of every Redis key (queues and upload state), so several deployments can share one Redis.', parse: prefix },
-  storageRoot: { env: 'STORAGE_ROOT', default: './data/storage', description: 'Root folder of all stored files: <root>/<tenant>/<user>/<media>/… and the chunk folder.', parse: str },
-  storageMinFree: { env: 'STORAGE_MIN_FREE', default: '256MiB', description: 'Free space kept on the storage file system: below it, new uploads and their bytes are refused (507) and /readyz reports storage not ready, so deletes (and a SQLite database on the same disk) still have room.', parse: parseBytes },
-  fileBaseUrl: { env: 'FILE_BASE_URL', default: '', description: 'Base URL under which stored files are published (e.g. a CDN or nginx in front of STORAGE_ROOT); empty serves them through the API.', parse: optionalUrl },
-  chunkTmpDirName: { env: 'CHUNK_TMP_DIR_NAME', default: '.chunks', description: 'Folder name under STORAGE_ROOT for in-progress upload chunks.', parse: chunkDirName },
+  sqliteCacheSize: {
+    env: 'SQLITE_CACHE_SIZE',
+    default: '64MiB',
+    description:
+      'SQLite only: page cache per database connection (filled only as pages are read). Random reads of a large library go to the operating system for every page that does not fit.',
+    parse: parseBytes,
+  },
+  redisUrl: {
+    env: 'REDIS_URL',
+    default: '',
+    description: 'Redis/Valkey URL. When set, the job queue is BullMQ and upload chunk state lives in Redis; empty uses the embedded queue and the database.',
+    parse: redisUrl,
+  },
+  redisPrefix: {
+    env: 'REDIS_PREFIX',
+    default: 'qasar',
+    description: 'Prefix of every Redis key (queues and upload state), so several deployments can share one Redis.',
+    parse: prefix,
+  },
+  storageRoot: {
+    env: 'STORAGE_ROOT',
+    default: './data/storage',
+    description: 'Root folder of all stored files: <root>/<tenant>/<user>/<media>/… and the chunk folder.',
+    parse: str,
+  },
+  storageMinFree: {
+    env: 'STORAGE_MIN_FREE',
+    default: '256MiB',
+    description:
+      'Free space kept on the storage file system: below it, new uploads and their bytes are refused (507) and /readyz reports storage not ready, so deletes (and a SQLite database on the same disk) still have room.',
+    parse: parseBytes,
+  },
+  fileBaseUrl: {
+    env: 'FILE_BASE_URL',
+    default: '',
+    description: 'Base URL under which stored files are published (e.g. a CDN or nginx in front of STORAGE_ROOT); empty serves them through the API.',
+    parse: optionalUrl,
+  },
+  chunkTmpDirName: {
+    env: 'CHUNK_TMP_DIR_NAME',
+    default: '.chunks',
+    description: 'Folder name under STORAGE_ROOT for in-progress upload chunks.',
+    parse: chunkDirName,
+  },
   uploadMaxSize: { env: 'UPLOAD_MAX_SIZE', default: '20GiB', description: 'Largest file accepted by either upload protocol.', parse: parseBytes },
-  uploadDefaultChunkSize: { env: 'UPLOAD_DEFAULT_CHUNK_SIZE', default: '8MiB', description: 'Chunk size of a session whose client does not choose one.', parse: parseBytes },
-  uploadMinChunkSize: { env: 'UPLOAD_MIN_CHUNK_SIZE', default: '256KiB', description: 'Smallest chunk size a client may choose (the last chunk may be shorter).', parse: parseBytes },
+  uploadDefaultChunkSize: {
+    env: 'UPLOAD_DEFAULT_CHUNK_SIZE',
+    default: '8MiB',
+    description: 'Chunk size of a session whose client does not choose one.',
+    parse: parseBytes,
+  },
+  uploadMinChunkSize: {
+    env: 'UPLOAD_MIN_CHUNK_SIZE',
+    default: '256KiB',
+    description: 'Smallest chunk size a client may choose (the last chunk may be shorter).',
+    parse: parseBytes,
+  },
   uploadMaxChunkSize: { env: 'UPLOAD_MAX_CHUNK_SIZE', default: '64MiB', description: 'Largest chunk size a client may choose.', parse: parseBytes },
-  uploadSessionExpiry: { env: 'UPLOAD_SESSION_EXPIRY', default: '24h', description: 'An upload idle this long is expired and its bytes removed (chunked sessions and tus).', parse: parseDuration },
-  uploadMaxOpenPerUser: { env: 'UPLOAD_MAX_OPEN_PER_USER', default: '20', description: 'Most uploads (chunked sessions and tus) one user may have open at once; one more is refused with 429.', parse: int(1, 1_000_000) },
+  uploadSessionExpiry: {
+    env: 'UPLOAD_SESSION_EXPIRY',
+    default: '24h',
+    description: 'An upload idle this long is expired and its bytes removed (chunked sessions and tus).',
+    parse: parseDuration,
+  },
+  uploadMaxOpenPerUser: {
+    env: 'UPLOAD_MAX_OPEN_PER_USER',
+    default: '20',
+    description: 'Most uploads (chunked sessions and tus) one user may have open at once; one more is refused with 429.',
+    parse: int(1, 1_000_000),
+  },
   uploadSweepInterval: { env: 'UPLOAD_SWEEP_INTERVAL', default: '5m', description: 'How often expired uploads are swept.', parse: parseDuration },
   enableHls: { env: 'ENABLE_HLS', default: 'true', description: 'Package video as HLS.', parse: bool },
   enableDash: { env: 'ENABLE_DASH', default: 'true', description: 'Package video as DASH.', parse: bool },
@@ -176,68 +269,282 @@ const spec = {
   enableWorkerLabeling: { env: 'ENABLE_WORKER_LABELING', default: 'false', description: 'Label media with the local model in the worker.', parse: bool },
   labelingFps: { env: 'LABELING_FPS', default: '1', description: 'Frames per second sampled from video for labeling.', parse: num(0.01, 30) },
   labelingThreshold: { env: 'LABELING_THRESHOLD', default: '0.5', description: 'Smallest model confidence kept as a label.', parse: num(0, 1) },
-  labelingSource: { env: 'LABELING_SOURCE', default: 'poster', description: 'What the labeler looks at: poster, thumbnails or frames.', parse: oneOf('poster', 'thumbnails', 'frames') },
-  moderationDefaultThreshold: { env: 'MODERATION_DEFAULT_THRESHOLD', default: '0.8', description: 'Confidence at which a moderation label holds a media, for tenants and labels without their own threshold.', parse: num(0, 1) },
+  labelingSource: {
+    env: 'LABELING_SOURCE',
+    default: 'poster',
+    description: 'What the labeler looks at: poster, thumbnails or frames.',
+    parse: oneOf('poster', 'thumbnails', 'frames'),
+  },
+  moderationDefaultThreshold: {
+    env: 'MODERATION_DEFAULT_THRESHOLD',
+    default: '0.8',
+    description: 'Confidence at which a moderation label holds a media, for tenants and labels without their own threshold.',
+    parse: num(0, 1),
+  },
   labelBankMaxEntries: { env: 'LABEL_BANK_MAX_ENTRIES', default: '10000', description: 'Most entries one label bank may hold.', parse: int(1, 1_000_000) },
-  workerConcurrency: { env: 'WORKER_CONCURRENCY', default: '1', description: 'Jobs processing new media that one worker process runs at once.', parse: int(1, 64) },
-  workerFollowupConcurrency: { env: 'WORKER_FOLLOWUP_CONCURRENCY', default: '1', description: 'Follow-up jobs (WebM renditions) one worker process runs at once, in slots of their own: they never hold up new media. 0: this process runs none.', parse: int(0, 64) },
-  workerTenantConcurrency: { env: 'WORKER_TENANT_CONCURRENCY', default: '0', description: 'Most jobs of one tenant running at once across all worker processes (0: no limit); free workers take the other tenants\' jobs meanwhile. Set it when hosting many tenants.', parse: int(0, 1000) },
+  workerConcurrency: {
+    env: 'WORKER_CONCURRENCY',
+    default: '1',
+    description: 'Jobs processing new media that one worker process runs at once.',
+    parse: int(1, 64),
+  },
+  workerFollowupConcurrency: {
+    env: 'WORKER_FOLLOWUP_CONCURRENCY',
+    default: '1',
+    description:
+      'Follow-up jobs (WebM renditions) one worker process runs at once, in slots of their own: they never hold up new media. 0: this process runs none.',
+    parse: int(0, 64),
+  },
+  workerTenantConcurrency: {
+    env: 'WORKER_TENANT_CONCURRENCY',
+    default: '0',
+    description:
+      "Most jobs of one tenant running at once across all worker processes (0: no limit); free workers take the other tenants' jobs meanwhile. Set it when hosting many tenants.",
+    parse: int(0, 1000),
+  },
   jobAttempts: { env: 'JOB_ATTEMPTS', default: '5', description: 'Attempts of a job before it is marked failed (transient errors only).', parse: int(1, 100) },
   jobBackoff: { env: 'JOB_BACKOFF', default: '2s', description: 'First retry delay; doubles on each further attempt.', parse: parseDuration },
-  jobLease: { env: 'JOB_LEASE', default: '30s', description: 'How long a worker holds a job without renewing it before another worker may take it up.', parse: parseDuration },
+  jobLease: {
+    env: 'JOB_LEASE',
+    default: '30s',
+    description: 'How long a worker holds a job without renewing it before another worker may take it up.',
+    parse: parseDuration,
+  },
   ffprobeTimeout: { env: 'FFPROBE_TIMEOUT', default: '30s', description: 'Time limit of one ffprobe run.', parse: parseDuration },
-  ffmpegTimeout: { env: 'FFMPEG_TIMEOUT', default: '2h', description: 'Time limit of one ffmpeg run (a packaging step); past it the media fails with a timeout.', parse: parseDuration },
-  ffmpegTimeoutFactor: { env: 'FFMPEG_TIMEOUT_FACTOR', default: '10', description: 'Time limit of one ffmpeg run per second of source (its declared duration plus FFMPEG_DURATION_TOLERANCE), on top of FFMPEG_TIMEOUT_FLOOR; FFMPEG_TIMEOUT stays the ceiling.', parse: num(0.1, 1000) },
-  ffmpegTimeoutFloor: { env: 'FFMPEG_TIMEOUT_FLOOR', default: '5m', description: 'Time every ffmpeg run is allowed besides FFMPEG_TIMEOUT_FACTOR x the source duration (start-up, short clips).', parse: parseDuration },
-  ffmpegDurationTolerance: { env: 'FFMPEG_DURATION_TOLERANCE', default: '2s', description: 'How far past its declared duration (or 1 % of it, if more) a video or audio file may play: ffmpeg cuts its streams there, and a file whose timestamps run past it fails (duration-mismatch).', parse: parseDuration },
+  ffmpegTimeout: {
+    env: 'FFMPEG_TIMEOUT',
+    default: '2h',
+    description: 'Time limit of one ffmpeg run (a packaging step); past it the media fails with a timeout.',
+    parse: parseDuration,
+  },
+  ffmpegTimeoutFactor: {
+    env: 'FFMPEG_TIMEOUT_FACTOR',
+    default: '10',
+    description:
+      'Time limit of one ffmpeg run per second of source (its declared duration plus FFMPEG_DURATION_TOLERANCE), on top of FFMPEG_TIMEOUT_FLOOR; FFMPEG_TIMEOUT stays the ceiling.',
+    parse: num(0.1, 1000),
+  },
+  ffmpegTimeoutFloor: {
+    env: 'FFMPEG_TIMEOUT_FLOOR',
+    default: '5m',
+    description: 'Time every ffmpeg run is allowed besides FFMPEG_TIMEOUT_FACTOR x the source duration (start-up, short clips).',
+    parse: parseDuration,
+  },
+  ffmpegDurationTolerance: {
+    env: 'FFMPEG_DURATION_TOLERANCE',
+    default: '2s',
+    description:
+      'How far past its declared duration (or 1 % of it, if more) a video or audio file may play: ffmpeg cuts its streams there, and a file whose timestamps run past it fails (duration-mismatch).',
+    parse: parseDuration,
+  },
   ffmpegThreads: { env: 'FFMPEG_THREADS', default: '0', description: 'Threads per ffmpeg run; 0 uses the number of CPUs.', parse: int(0, 256) },
   maxVideoDuration: { env: 'MAX_VIDEO_DURATION', default: '12h', description: 'Longest video or audio accepted for processing.', parse: parseDuration },
-  maxVideoPixels: { env: 'MAX_VIDEO_PIXELS', default: '35389440', description: 'Largest video frame (width x height) accepted for processing; the default is 8K (8192x4320).', parse: int(1, 1_000_000_000) },
-  thumbnailCount: { env: 'THUMBNAIL_COUNT', default: '25', description: 'Evenly spaced thumbnails made per video (fewer for very short clips).', parse: int(1, 100) },
-  audioHlsMinDuration: { env: 'AUDIO_HLS_MIN_DURATION', default: '60s', description: 'Audio at least this long also gets an HLS rendition (AAC) so it streams instead of downloading.', parse: parseDuration },
-  imageThumbnailSize: { env: 'IMAGE_THUMBNAIL_SIZE', default: '320', description: 'Longest side, in pixels, of image and document thumbnails (never upscaled).', parse: int(16, 4096) },
-  imagePosterSize: { env: 'IMAGE_POSTER_SIZE', default: '1280', description: 'Longest side, in pixels, of image and document posters (never upscaled).', parse: int(64, 8192) },
-  imageMaxPixels: { env: 'IMAGE_MAX_PIXELS', default: '100000000', description: 'Largest image (width x height, per frame) decoded; bigger ones fail as too large before any decoding (decompression-bomb guard).', parse: int(1, 2_000_000_000) },
+  maxVideoPixels: {
+    env: 'MAX_VIDEO_PIXELS',
+    default: '35389440',
+    description: 'Largest video frame (width x height) accepted for processing; the default is 8K (8192x4320).',
+    parse: int(1, 1_000_000_000),
+  },
+  thumbnailCount: {
+    env: 'THUMBNAIL_COUNT',
+    default: '25',
+    description: 'Evenly spaced thumbnails made per video (fewer for very short clips).',
+    parse: int(1, 100),
+  },
+  audioHlsMinDuration: {
+    env: 'AUDIO_HLS_MIN_DURATION',
+    default: '60s',
+    description: 'Audio at least this long also gets an HLS rendition (AAC) so it streams instead of downloading.',
+    parse: parseDuration,
+  },
+  imageThumbnailSize: {
+    env: 'IMAGE_THUMBNAIL_SIZE',
+    default: '320',
+    description: 'Longest side, in pixels, of image and document thumbnails (never upscaled).',
+    parse: int(16, 4096),
+  },
+  imagePosterSize: {
+    env: 'IMAGE_POSTER_SIZE',
+    default: '1280',
+    description: 'Longest side, in pixels, of image and document posters (never upscaled).',
+    parse: int(64, 8192),
+  },
+  imageMaxPixels: {
+    env: 'IMAGE_MAX_PIXELS',
+    default: '100000000',
+    description: 'Largest image (width x height, per frame) decoded; bigger ones fail as too large before any decoding (decompression-bomb guard).',
+    parse: int(1, 2_000_000_000),
+  },
   imageTimeout: { env: 'IMAGE_TIMEOUT', default: '2m', description: 'Time limit for deriving the files of one image.', parse: parseDuration },
   documentTimeout: { env: 'DOCUMENT_TIMEOUT', default: '1m', description: 'Time limit of one document tool run (pdfinfo, pdftoppm).', parse: parseDuration },
   epubMaxEntries: { env: 'EPUB_MAX_ENTRIES', default: '10000', description: 'Most entries an EPUB (zip) may have.', parse: int(1, 1_000_000) },
-  epubMaxEntryBytes: { env: 'EPUB_MAX_ENTRY_BYTES', default: '50MB', description: 'Largest uncompressed EPUB entry read (package document, cover image).', parse: parseBytes },
-  epubMaxTotalBytes: { env: 'EPUB_MAX_TOTAL_BYTES', default: '2GiB', description: 'Largest total uncompressed size of all entries an EPUB declares (zip-bomb guard, checked without unpacking).', parse: parseBytes },
-  epubMaxRatio: { env: 'EPUB_MAX_RATIO', default: '200', description: 'Highest compression ratio accepted for any EPUB entry and for the whole zip (zip-bomb guard; checked on the declared sizes and again while inflating).', parse: int(2, 100_000) },
-  playbackSecret: { env: 'PLAYBACK_SECRET', default: '', description: 'Secret that signs playback URLs (at least 32 characters); empty generates one and keeps it in the database, shared by every process.', parse: secret },
-  apiKeyCacheTtl: { env: 'API_KEY_CACHE_TTL', default: '10s', description: 'How long a process remembers a valid API key instead of looking it up per request; a key revoked through another process stops working within this time (0 looks up every request).', parse: parseDuration },
+  epubMaxEntryBytes: {
+    env: 'EPUB_MAX_ENTRY_BYTES',
+    default: '50MB',
+    description: 'Largest uncompressed EPUB entry read (package document, cover image).',
+    parse: parseBytes,
+  },
+  epubMaxTotalBytes: {
+    env: 'EPUB_MAX_TOTAL_BYTES',
+    default: '2GiB',
+    description: 'Largest total uncompressed size of all entries an EPUB declares (zip-bomb guard, checked without unpacking).',
+    parse: parseBytes,
+  },
+  epubMaxRatio: {
+    env: 'EPUB_MAX_RATIO',
+    default: '200',
+    description:
+      'Highest compression ratio accepted for any EPUB entry and for the whole zip (zip-bomb guard; checked on the declared sizes and again while inflating).',
+    parse: int(2, 100_000),
+  },
+  playbackSecret: {
+    env: 'PLAYBACK_SECRET',
+    default: '',
+    description: 'Secret that signs playback URLs (at least 32 characters); empty generates one and keeps it in the database, shared by every process.',
+    parse: secret,
+  },
+  apiKeyCacheTtl: {
+    env: 'API_KEY_CACHE_TTL',
+    default: '10s',
+    description:
+      'How long a process remembers a valid API key instead of looking it up per request; a key revoked through another process stops working within this time (0 looks up every request).',
+    parse: parseDuration,
+  },
   playbackTtl: { env: 'PLAYBACK_TTL', default: '6h', description: 'How long a signed playback URL stays valid.', parse: parseDuration },
   searchMaxQueryLength: { env: 'SEARCH_MAX_QUERY_LENGTH', default: '200', description: 'Longest search query accepted, in characters.', parse: int(10, 2000) },
-  searchRankCandidates: { env: 'SEARCH_RANK_CANDIDATES', default: '5000', description: 'SQLite only: most matches of one search ranked by relevance; a query matching more is ranked among its this-many most recently indexed matches (filters that leave too few of them rank every match).', parse: int(10, 10_000_000) },
-  searchCacheTtl: { env: 'SEARCH_CACHE_TTL', default: '2s', description: 'How long a search ranking is reused for the same query, filters and user (for as long again it is served while one request ranks anew); writes through this process forget a tenant\'s rankings at once, and so do writes of other processes (on SQLite the file tells; on PostgreSQL they announce them, over Redis or LISTEN/NOTIFY); writes made past the services show within about twice this time (0 ranks every search; at most 10m, well inside the hour a result cursor lives).', parse: durationAtMost(600_000) },
-  mediaCacheTtl: { env: 'MEDIA_CACHE_TTL', default: '30s', description: 'How long a process may serve a media record it read (GET /media/{id}), and the facts lists are built from, without reading them again. Writes through this process forget it at once, and so do writes of other processes (on SQLite the file tells; on PostgreSQL they announce them, over Redis or LISTEN/NOTIFY); this bounds the rest: edits made past the services (0 reads every time; at most 10m).', parse: durationAtMost(600_000) },
-  mediaCacheSize: { env: 'MEDIA_CACHE_SIZE', default: '10000', description: 'Most media records one process keeps for MEDIA_CACHE_TTL (the least recently read go first; a record takes a few KiB).', parse: int(0, 10_000_000) },
-  feedPageSize: { env: 'FEED_PAGE_SIZE', default: '20', description: 'Items per page of search results and feeds when the client gives no limit.', parse: int(1, 1000) },
-  feedMaxPageSize: { env: 'FEED_MAX_PAGE_SIZE', default: '100', description: 'Most items a client may ask for per page of search results, feeds and related media.', parse: int(1, 1000) },
-  recommenderUrl: { env: 'RECOMMENDER_URL', default: '', description: 'HTTP endpoint of an external recommendation engine (POST {tenant_id, user_id or media_id, limit}, answers {ids}); empty uses the built-in engine, which is also the fallback.', parse: optionalUrl },
-  recommenderTimeout: { env: 'RECOMMENDER_TIMEOUT', default: '1s', description: 'Time limit of one call to the external recommendation engine; past it the built-in engine answers.', parse: parseDuration },
-  captionMaxSize: { env: 'CAPTION_MAX_SIZE', default: '2MiB', description: 'Largest caption file (WebVTT or SRT) accepted per language; hours of dense dialogue fit in a few hundred KiB.', parse: parseBytes },
-  mediaEventsPollInterval: { env: 'MEDIA_EVENTS_POLL_INTERVAL', default: '500ms', description: 'How often an open media event stream checks the database for status changes made by other processes.', parse: parseDuration },
-  mediaEventsHeartbeat: { env: 'MEDIA_EVENTS_HEARTBEAT', default: '15s', description: 'Interval of the keep-alive comment on an open media event stream, so proxies do not close an idle one.', parse: parseDuration },
-  trustProxy: { env: 'TRUST_PROXY', default: 'false', description: 'Honour X-Forwarded-* headers: true, a hop count, or a comma-separated list of proxy addresses/CIDRs.', parse: trustProxy },
+  searchRankCandidates: {
+    env: 'SEARCH_RANK_CANDIDATES',
+    default: '5000',
+    description:
+      'SQLite only: most matches of one search ranked by relevance; a query matching more is ranked among its this-many most recently indexed matches (filters that leave too few of them rank every match).',
+    parse: int(10, 10_000_000),
+  },
+  searchCacheTtl: {
+    env: 'SEARCH_CACHE_TTL',
+    default: '2s',
+    description:
+      "How long a search ranking is reused for the same query, filters and user (for as long again it is served while one request ranks anew); writes through this process forget a tenant's rankings at once, and so do writes of other processes (on SQLite the file tells; on PostgreSQL they announce them, over Redis or LISTEN/NOTIFY); writes made past the services show within about twice this time (0 ranks every search; at most 10m, well inside the hour a result cursor lives).",
+    parse: durationAtMost(600_000),
+  },
+  mediaCacheTtl: {
+    env: 'MEDIA_CACHE_TTL',
+    default: '30s',
+    description:
+      'How long a process may serve a media record it read (GET /media/{id}), and the facts lists are built from, without reading them again. Writes through this process forget it at once, and so do writes of other processes (on SQLite the file tells; on PostgreSQL they announce them, over Redis or LISTEN/NOTIFY); this bounds the rest: edits made past the services (0 reads every time; at most 10m).',
+    parse: durationAtMost(600_000),
+  },
+  mediaCacheSize: {
+    env: 'MEDIA_CACHE_SIZE',
+    default: '10000',
+    description: 'Most media records one process keeps for MEDIA_CACHE_TTL (the least recently read go first; a record takes a few KiB).',
+    parse: int(0, 10_000_000),
+  },
+  feedPageSize: {
+    env: 'FEED_PAGE_SIZE',
+    default: '20',
+    description: 'Items per page of search results and feeds when the client gives no limit.',
+    parse: int(1, 1000),
+  },
+  feedMaxPageSize: {
+    env: 'FEED_MAX_PAGE_SIZE',
+    default: '100',
+    description: 'Most items a client may ask for per page of search results, feeds and related media.',
+    parse: int(1, 1000),
+  },
+  recommenderUrl: {
+    env: 'RECOMMENDER_URL',
+    default: '',
+    description:
+      'HTTP endpoint of an external recommendation engine (POST {tenant_id, user_id or media_id, limit}, answers {ids}); empty uses the built-in engine, which is also the fallback.',
+    parse: optionalUrl,
+  },
+  recommenderTimeout: {
+    env: 'RECOMMENDER_TIMEOUT',
+    default: '1s',
+    description: 'Time limit of one call to the external recommendation engine; past it the built-in engine answers.',
+    parse: parseDuration,
+  },
+  captionMaxSize: {
+    env: 'CAPTION_MAX_SIZE',
+    default: '2MiB',
+    description: 'Largest caption file (WebVTT or SRT) accepted per language; hours of dense dialogue fit in a few hundred KiB.',
+    parse: parseBytes,
+  },
+  mediaEventsPollInterval: {
+    env: 'MEDIA_EVENTS_POLL_INTERVAL',
+    default: '500ms',
+    description: 'How often an open media event stream checks the database for status changes made by other processes.',
+    parse: parseDuration,
+  },
+  mediaEventsHeartbeat: {
+    env: 'MEDIA_EVENTS_HEARTBEAT',
+    default: '15s',
+    description: 'Interval of the keep-alive comment on an open media event stream, so proxies do not close an idle one.',
+    parse: parseDuration,
+  },
+  trustProxy: {
+    env: 'TRUST_PROXY',
+    default: 'false',
+    description: 'Honour X-Forwarded-* headers: true, a hop count, or a comma-separated list of proxy addresses/CIDRs.',
+    parse: trustProxy,
+  },
   corsOrigins: { env: 'CORS_ORIGINS', default: '', description: 'Comma-separated origins allowed by CORS (* for any); empty disables CORS.', parse: list },
   logLevel: { env: 'LOG_LEVEL', default: 'info', description: 'pino log level.', parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent') },
   bodyLimit: { env: 'JSON_BODY_LIMIT', default: '1MiB', description: 'Largest JSON request body.', parse: parseBytes },
-  requestIdleTimeout: { env: 'REQUEST_IDLE_TIMEOUT', default: '30s', description: 'A request body that sends nothing for this long, while the server waits for it, is cut with 408 and everything it held is released (0 never cuts).', parse: parseDuration },
-  requestMinRate: { env: 'REQUEST_MIN_RATE', default: '1KiB', description: 'Slowest a request body may arrive, in bytes per second averaged over REQUEST_MIN_RATE_WINDOW, while the server waits for it; a slower one is cut with 408 (0 allows any rate).', parse: parseBytes },
-  requestMinRateWindow: { env: 'REQUEST_MIN_RATE_WINDOW', default: '60s', description: 'Window over which REQUEST_MIN_RATE is measured.', parse: parseDuration },
-  requestHeadersTimeout: { env: 'REQUEST_HEADERS_TIMEOUT', default: '30s', description: 'Longest a client may take to send the request line and headers; past it the connection is closed.', parse: parseDuration },
-  requestMaxHeaderSize: { env: 'REQUEST_MAX_HEADER_SIZE', default: '16KiB', description: 'Largest request line and headers together; a bigger request is answered 431.', parse: parseBytes },
-  readinessTimeout: { env: 'READINESS_TIMEOUT', default: '2s', description: 'Time limit of each dependency probe of /readyz; a probe that takes longer counts as not ready.', parse: parseDuration },
-  rateLimitMax: { env: 'RATE_LIMIT_MAX', default: '6000', description: 'Most requests one API key (act-as traffic of an admin key included; without a valid key, one client address) may make per RATE_LIMIT_WINDOW; more are answered 429 with Retry-After. Playback URLs are not counted (0 turns the limit off).', parse: int(0, 100_000_000) },
+  requestIdleTimeout: {
+    env: 'REQUEST_IDLE_TIMEOUT',
+    default: '30s',
+    description:
+      'A request body that sends nothing for this long, while the server waits for it, is cut with 408 and everything it held is released (0 never cuts).',
+    parse: parseDuration,
+  },
+  requestMinRate: {
+    env: 'REQUEST_MIN_RATE',
+    default: '1KiB',
+    description:
+      'Slowest a request body may arrive, in bytes per second averaged over REQUEST_MIN_RATE_WINDOW, while the server waits for it; a slower one is cut with 408 (0 allows any rate).',
+    parse: parseBytes,
+  },
+  requestMinRateWindow: {
+    env: 'REQUEST_MIN_RATE_WINDOW',
+    default: '60s',
+    description: 'Window over which REQUEST_MIN_RATE is measured.',
+    parse: parseDuration,
+  },
+  requestHeadersTimeout: {
+    env: 'REQUEST_HEADERS_TIMEOUT',
+    default: '30s',
+    description: 'Longest a client may take to send the request line and headers; past it the connection is closed.',
+    parse: parseDuration,
+  },
+  requestMaxHeaderSize: {
+    env: 'REQUEST_MAX_HEADER_SIZE',
+    default: '16KiB',
+    description: 'Largest request line and headers together; a bigger request is answered 431.',
+    parse: parseBytes,
+  },
+  readinessTimeout: {
+    env: 'READINESS_TIMEOUT',
+    default: '2s',
+    description: 'Time limit of each dependency probe of /readyz; a probe that takes longer counts as not ready.',
+    parse: parseDuration,
+  },
+  rateLimitMax: {
+    env: 'RATE_LIMIT_MAX',
+    default: '6000',
+    description:
+      'Most requests one API key (act-as traffic of an admin key included; without a valid key, one client address) may make per RATE_LIMIT_WINDOW; more are answered 429 with Retry-After. Playback URLs are not counted (0 turns the limit off).',
+    parse: int(0, 100_000_000),
+  },
   rateLimitWindow: { env: 'RATE_LIMIT_WINDOW', default: '1m', description: 'Window of RATE_LIMIT_MAX.', parse: parseDuration },
 } satisfies Record<string, SettingSpec<unknown>>;
 
 type Spec = typeof spec;
 export type Settings = { readonly [K in keyof Spec]: ReturnType<Spec[K]['parse']> };
 
-export const settingSpecs: ReadonlyArray<{ key: string; env: string; default: string | undefined; description: string }> =
-  Object.entries(spec).map(([key, s]) => ({ key, env: s.env, default: s.default, description: s.description }));
+export const settingSpecs: ReadonlyArray<{ key: string; env: string; default: string | undefined; description: string }> = Object.entries(spec).map(
+  ([key, s]) => ({ key, env: s.env, default: s.default, description: s.description }),
+);
 
 /**
  * Reads settings from an environment. Throws SettingsError naming the first bad one;

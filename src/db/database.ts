@@ -1,6 +1,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { Kysely, PostgresDialect, SqliteDialect, sql, type DatabaseIntrospector, type SqliteDatabase as SqliteDialectDatabase, type SqliteStatement } from 'kysely';
+import {
+  Kysely,
+  PostgresDialect,
+  SqliteDialect,
+  sql,
+  type DatabaseIntrospector,
+  type SqliteDatabase as SqliteDialectDatabase,
+  type SqliteStatement,
+} from 'kysely';
 import type { Database as SqliteDatabase } from 'better-sqlite3';
 import type pg from 'pg';
 import { databaseKind, sqliteFile, type Settings } from '../config/settings.js';
@@ -48,7 +56,6 @@ function pgTypes(types: typeof pg.types): pg.CustomTypesConfig {
 
 /** Statements kept compiled per SQLite connection (the most recently used). */
 const STATEMENT_CACHE_SIZE = 500;
-
 
 /**
  * Kysely prepares every query anew; compiling a statement costs more than running most of ours.

@@ -85,6 +85,12 @@ const CLOSE_WAIT_MS = 1000;
 export async function endWithin(ending: Promise<unknown>): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_WAIT_MS)));
-  await Promise.race([ending.then(() => undefined, () => undefined), late]);
+  await Promise.race([
+    ending.then(
+      () => undefined,
+      () => undefined,
+    ),
+    late,
+  ]);
   clearTimeout(timer);
 }

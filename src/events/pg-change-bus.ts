@@ -129,7 +129,9 @@ export class PgChangeBus implements ChangeBus {
         timer: setTimeout(() => {
           if (!this.warnedDeaf && this.client === client) {
             this.warnedDeaf = true;
-            this.log.warn('change notifications do not come back to this process (is DATABASE_URL a pooler in transaction mode? then set REDIS_URL); caches are bypassed meanwhile');
+            this.log.warn(
+              'change notifications do not come back to this process (is DATABASE_URL a pooler in transaction mode? then set REDIS_URL); caches are bypassed meanwhile',
+            );
           }
           settle(new Error(`a change notification did not come back within ${PROBE_TIMEOUT_MS} ms`));
         }, PROBE_TIMEOUT_MS),

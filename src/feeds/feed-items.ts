@@ -7,7 +7,10 @@ import type { Principal } from '../tenancy/principal.js';
 
 /** The one shape of an item in every feed (new, recommended, search) and in search results. */
 export interface FeedItem
-  extends Pick<MediaFacts, 'id' | 'kind' | 'status' | 'user_id' | 'title' | 'caption' | 'original_filename' | 'duration' | 'width' | 'height' | 'tags' | 'created_at'> {
+  extends Pick<
+    MediaFacts,
+    'id' | 'kind' | 'status' | 'user_id' | 'title' | 'caption' | 'original_filename' | 'duration' | 'width' | 'height' | 'tags' | 'created_at'
+  > {
   poster: { jpeg: string | null; webp: string | null };
   /** General label names with their ancestors, by name (moderation labels are not shown in feeds). */
   labels: string[];

@@ -41,7 +41,11 @@ export class FeedService {
     const page = ids.slice(0, limit);
     const last = page[page.length - 1];
     return {
-      items: await this.items.build(p, page.map((r) => r.id), baseUrl),
+      items: await this.items.build(
+        p,
+        page.map((r) => r.id),
+        baseUrl,
+      ),
       next_cursor: ids.length > limit && last ? encodeCursor(NEW_FEED, [last.created_at, last.id]) : null,
     };
   }
@@ -60,7 +64,15 @@ export class FeedService {
 
   async searchFeed(p: Principal, params: SearchParams, baseUrl: string): Promise<FeedPage> {
     const page = await this.search.search(p, params, { kind: 'feed' });
-    return { items: await this.items.build(p, page.hits.map((h) => h.mediaId), baseUrl, { facts: page.facts }), next_cursor: page.next_cursor };
+    return {
+      items: await this.items.build(
+        p,
+        page.hits.map((h) => h.mediaId),
+        baseUrl,
+        { facts: page.facts },
+      ),
+      next_cursor: page.next_cursor,
+    };
   }
 
   /** Search results (a member's view: their own media that is not ready or held too) as items with a score. */
@@ -68,7 +80,15 @@ export class FeedService {
     const page = await this.search.search(p, params, { kind: 'member', userId: p.userId, isAdmin: p.isAdmin });
     const scores = new Map(page.hits.map((h) => [h.mediaId, h.score]));
     const audience = { kind: 'member', userId: p.userId, isAdmin: p.isAdmin } as const;
-    return { items: await this.items.build(p, page.hits.map((h) => h.mediaId), baseUrl, { audience, scores, facts: page.facts }), next_cursor: page.next_cursor };
+    return {
+      items: await this.items.build(
+        p,
+        page.hits.map((h) => h.mediaId),
+        baseUrl,
+        { audience, scores, facts: page.facts },
+      ),
+      next_cursor: page.next_cursor,
+    };
   }
 
   async related(p: Principal, mediaId: string, limit: number, baseUrl: string): Promise<FeedPage> {
@@ -106,7 +126,11 @@ export class FeedService {
     const page = ids.slice(0, limit);
     const last = page[page.length - 1];
     return {
-      items: await this.items.build(p, page.map((r) => r.id), baseUrl),
+      items: await this.items.build(
+        p,
+        page.map((r) => r.id),
+        baseUrl,
+      ),
       next_cursor: ids.length > limit && last ? encodeCursor(fp, ['new', last.created_at, last.id]) : null,
     };
   }

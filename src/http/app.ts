@@ -57,15 +57,31 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   });
   registerProblemHandlers(app);
   watchBodies(app, { idleMs: settings.requestIdleTimeout, minRate: settings.requestMinRate, windowMs: settings.requestMinRateWindow });
-  const rateLimits = await registerRateLimit(app, { max: settings.rateLimitMax, windowMs: settings.rateLimitWindow, redis: ctx.redis, redisPrefix: settings.redisPrefix });
+  const rateLimits = await registerRateLimit(app, {
+    max: settings.rateLimitMax,
+    windowMs: settings.rateLimitWindow,
+    redis: ctx.redis,
+    redisPrefix: settings.redisPrefix,
+  });
 
   if (settings.corsOrigins.length) {
     await app.register(cors, {
       origin: settings.corsOrigins.includes('*') ? true : settings.corsOrigins,
       methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'],
       allowedHeaders: [
-        'Authorization', 'Content-Type', 'Content-Digest', 'X-Chunk-Checksum', 'X-Request-Id', 'X-Qasar-User',
-        'Tus-Resumable', 'Upload-Length', 'Upload-Offset', 'Upload-Metadata', 'Upload-Checksum', 'Upload-Concat', 'Upload-Defer-Length',
+        'Authorization',
+        'Content-Type',
+        'Content-Digest',
+        'X-Chunk-Checksum',
+        'X-Request-Id',
+        'X-Qasar-User',
+        'Tus-Resumable',
+        'Upload-Length',
+        'Upload-Offset',
+        'Upload-Metadata',
+        'Upload-Checksum',
+        'Upload-Concat',
+        'Upload-Defer-Length',
       ],
       exposedHeaders: ['Location', 'X-Request-Id', 'Upload-Offset', 'Upload-Length', 'Tus-Resumable', 'Upload-Expires', 'Qasar-Media-Id'],
       maxAge: 600,

@@ -52,10 +52,7 @@ declare module 'fastify' {
  * A store that fails (Redis down) lets requests through rather than turning an outage of the
  * counter into failed requests. Returns the counters for limitByKey, or nothing when off.
  */
-export async function registerRateLimit(
-  app: FastifyInstance,
-  opts: RateLimitOptions,
-): Promise<{ byKey: CountRequest; byAddress: CountRequest } | undefined> {
+export async function registerRateLimit(app: FastifyInstance, opts: RateLimitOptions): Promise<{ byKey: CountRequest; byAddress: CountRequest } | undefined> {
   if (opts.max <= 0) return undefined;
   await app.register(rateLimit, {
     global: false,

@@ -199,7 +199,18 @@ export async function assetLabelsOf(db: Kysely<Database>, tenantId: string, medi
   const rows = await db
     .selectFrom('asset_labels as al')
     .innerJoin('labels as l', 'l.id', 'al.label_id')
-    .select(['al.label_id', 'l.name', 'l.kind', 'l.parent_id', 'al.source', 'al.confidence', 'al.count', 'al.frame_data', 'al.first_seen_at', 'al.last_seen_at'])
+    .select([
+      'al.label_id',
+      'l.name',
+      'l.kind',
+      'l.parent_id',
+      'al.source',
+      'al.confidence',
+      'al.count',
+      'al.frame_data',
+      'al.first_seen_at',
+      'al.last_seen_at',
+    ])
     .where('al.tenant_id', '=', tenantId)
     .where('al.media_id', '=', mediaId)
     .orderBy('l.name')

@@ -96,11 +96,13 @@ export async function syncLabelHierarchy(db: Kysely<Database>, tenantId: string)
       const [kind, name] = k.split('\0') as [LabelKind, string];
       return { id: newId(), tenant_id: tenantId, name, kind, parent_id: null, created_at: now };
     });
-    await db.insertInto('labels').values(rows).onConflict((oc) => oc.columns(['tenant_id', 'name', 'kind']).doNothing()).execute();
+    await db
+      .insertInto('labels')
+      .values(rows)
+      .onConflict((oc) => oc.columns(['tenant_id', 'name', 'kind']).doNothing())
+      .execute();
   }
-  const all = missing.length
-    ? await db.selectFrom('labels').select(['id', 'name', 'kind', 'parent_id']).where('tenant_id', '=', tenantId).execute()
-    : labels;
+  const all = missing.length ? await db.selectFrom('labels').select(['id', 'name', 'kind', 'parent_id']).where('tenant_id', '=', tenantId).execute() : labels;
   const ids = new Map(all.map((l) => [key(l.kind, l.name), l.id]));
 
   const updates = new Map<string | null, string[]>();
@@ -138,7 +140,12 @@ export async function withDescendants(db: Kysely<Database>, tenantId: string, la
   while (frontier.length) {
     const next: string[] = [];
     for (let i = 0; i < frontier.length; i += 500) {
-      const rows = await db.selectFrom('labels').select('id').where('tenant_id', '=', tenantId).where('parent_id', 'in', frontier.slice(i, i + 500)).execute();
+      const rows = await db
+        .selectFrom('labels')
+        .select('id')
+        .where('tenant_id', '=', tenantId)
+        .where('parent_id', 'in', frontier.slice(i, i + 500))
+        .execute();
       for (const r of rows) if (!out.has(r.id)) next.push(r.id);
     }
     for (const id of next) out.add(id);
@@ -168,7 +175,11 @@ export function ancestorChain<T extends { parent_id: string | null }>(labelId: s
 }
 
 /** The general labels of some media of a tenant (moderation labels are neither searched nor shown in feeds). */
-export async function generalLabelLinks(db: Kysely<Database>, tenantId: string, mediaIds: readonly string[]): Promise<{ media_id: string; label_id: string }[]> {
+export async function generalLabelLinks(
+  db: Kysely<Database>,
+  tenantId: string,
+  mediaIds: readonly string[],
+): Promise<{ media_id: string; label_id: string }[]> {
   if (!mediaIds.length) return [];
   return db
     .selectFrom('asset_labels as al')
@@ -217,9 +228,7 @@ export async function labelIdsMatchingTerm(db: Kysely<Database>, tenantId: strin
   } catch {
     return [];
   }
-  const seeds = new Set(
-    (await db.selectFrom('labels').select('id').where('tenant_id', '=', tenantId).where('name', '=', name).execute()).map((r) => r.id),
-  );
+  const seeds = new Set((await db.selectFrom('labels').select('id').where('tenant_id', '=', tenantId).where('name', '=', name).execute()).map((r) => r.id));
   const banks = await effectiveBanks(db, tenantId);
   if (banks.length) {
     const entries = await db
@@ -227,7 +236,11 @@ export async function labelIdsMatchingTerm(db: Kysely<Database>, tenantId: strin
       .innerJoin('label_bank_entries as e', 'e.id', 'p.entry_id')
       .innerJoin('label_banks as b', 'b.id', 'e.bank_id')
       .select(['e.name', 'b.kind'])
-      .where('b.id', 'in', banks.map((b) => b.id))
+      .where(
+        'b.id',
+        'in',
+        banks.map((b) => b.id),
+      )
       .where('p.phrase', '=', name)
       .execute();
     // A query per 100 entries: one OR of them all could pass SQLite's expression depth.

@@ -169,7 +169,11 @@ export class LabelBankService {
   async addEntry(scope: BankScope, kind: LabelKind, bankId: string, input: EntryInput): Promise<BankEntryView> {
     const id = await this.afterWrite(scope, kind, async (tx) => {
       const bank = await this.writable(tx, scope, kind, bankId);
-      const count = await tx.selectFrom('label_bank_entries').select((eb) => eb.fn.countAll<number>().as('n')).where('bank_id', '=', bankId).executeTakeFirstOrThrow();
+      const count = await tx
+        .selectFrom('label_bank_entries')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('bank_id', '=', bankId)
+        .executeTakeFirstOrThrow();
       if (Number(count.n) >= this.maxEntries) throw new AppError('bank-too-large', `a bank may hold at most ${this.maxEntries} entries`);
       this.checkThreshold(bank, input.threshold);
       const name = normalizeLabelName(input.name);
@@ -269,7 +273,8 @@ export class LabelBankService {
    * entries are matched by name (so their statistics survive), missing ones removed.
    */
   async import(scope: BankScope, kind: LabelKind, doc: BankDoc, opts: { replace: boolean }): Promise<{ bank: BankDetailView; created: boolean }> {
-    if (doc.kind && doc.kind !== kind) throw new AppError('validation-failed', `kind: this document is a ${doc.kind} bank; import it under the ${doc.kind} banks`);
+    if (doc.kind && doc.kind !== kind)
+      throw new AppError('validation-failed', `kind: this document is a ${doc.kind} bank; import it under the ${doc.kind} banks`);
     const name = bankName(doc.name);
     let created = false;
     const id = await this.afterWrite(scope, kind, async (tx) => {
@@ -285,7 +290,11 @@ export class LabelBankService {
       }
       if (!opts.replace) throw new AppError('conflict', `a label bank named "${name}" already exists; import with replace=true to update it`);
       if (existing.kind !== kind) throw new AppError('conflict', `the bank named "${name}" is a ${existing.kind} bank`);
-      await tx.updateTable('label_banks').set({ description: doc.description ?? null, updated_at: nowIso() }).where('id', '=', existing.id).execute();
+      await tx
+        .updateTable('label_banks')
+        .set({ description: doc.description ?? null, updated_at: nowIso() })
+        .where('id', '=', existing.id)
+        .execute();
       await this.writeEntries(tx, existing, doc.entries, true);
       return existing.id;
     });
@@ -385,7 +394,10 @@ export class LabelBankService {
   private async writable(db: Kysely<Database>, scope: BankScope, kind: LabelKind, bankId: string): Promise<BankRow> {
     const bank = await this.readable(db, tenantOf(scope), kind, bankId);
     if (bank.tenant_id !== tenantOf(scope)) {
-      throw new AppError('forbidden', 'global label banks are managed by the server operator (qasar label-bank); create a tenant bank of the same name to override one');
+      throw new AppError(
+        'forbidden',
+        'global label banks are managed by the server operator (qasar label-bank); create a tenant bank of the same name to override one',
+      );
     }
     return bank;
   }
@@ -506,7 +518,12 @@ export class LabelBankService {
       await this.replacePhrases(tx, bank, ids.get(e.name)!, e.phrases);
     }
     for (const e of entries) {
-      if (e.parent) await tx.updateTable('label_bank_entries').set({ parent_id: ids.get(e.parent)! }).where('id', '=', ids.get(e.name)!).execute();
+      if (e.parent)
+        await tx
+          .updateTable('label_bank_entries')
+          .set({ parent_id: ids.get(e.parent)! })
+          .where('id', '=', ids.get(e.name)!)
+          .execute();
     }
   }
 

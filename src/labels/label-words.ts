@@ -23,7 +23,11 @@ export async function labelWordsOf(db: Db, tenantId: string): Promise<LabelWords
       .selectFrom('label_bank_phrases as p')
       .innerJoin('label_bank_entries as e', 'e.id', 'p.entry_id')
       .select(['e.name', 'p.phrase'])
-      .where('e.bank_id', 'in', banks.map((b) => b.id))
+      .where(
+        'e.bank_id',
+        'in',
+        banks.map((b) => b.id),
+      )
       .execute();
     for (const r of rows) phrases.set(r.name, [...(phrases.get(r.name) ?? []), r.phrase]);
   }

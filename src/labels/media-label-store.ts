@@ -24,7 +24,11 @@ export async function attachUserLabels(
   names: readonly string[],
 ): Promise<void> {
   if (!names.length) return;
-  await writeAssetLabels(db, target, names.map((name) => ({ name, source: 'user' as const })));
+  await writeAssetLabels(
+    db,
+    target,
+    names.map((name) => ({ name, source: 'user' as const })),
+  );
 }
 
 const labelsOfMediaQuery = preparedQuery((db, tenantId: string, mediaIds: readonly string[]) =>

@@ -73,7 +73,12 @@ export class MediaLabelService {
    */
   async removeLabel(actor: LabelActor, mediaId: string, labelId: string, source: LabelSource = 'user'): Promise<void> {
     const media = await this.media(actor.tenantId, mediaId);
-    const label = await this.db.selectFrom('labels').select(['name', 'kind']).where('id', '=', labelId).where('tenant_id', '=', actor.tenantId).executeTakeFirst();
+    const label = await this.db
+      .selectFrom('labels')
+      .select(['name', 'kind'])
+      .where('id', '=', labelId)
+      .where('tenant_id', '=', actor.tenantId)
+      .executeTakeFirst();
     if (!isSystem(actor)) {
       this.assertWriter(actor, media.user_id);
       if (source === 'model' && !actor.isAdmin) throw new AppError('forbidden', 'only an admin key may remove model labels');
@@ -113,7 +118,11 @@ export class MediaLabelService {
       const c = decodeCursor(opts.cursor);
       q = q.where((eb) => eb.or([eb('name', '>', c.name), eb.and([eb('name', '=', c.name), eb('id', '>', c.id)])]));
     }
-    const rows = await q.orderBy('name').orderBy('id').limit(opts.limit + 1).execute();
+    const rows = await q
+      .orderBy('name')
+      .orderBy('id')
+      .limit(opts.limit + 1)
+      .execute();
     const page = rows.slice(0, opts.limit);
     const last = page[page.length - 1];
     return { items: page, next_cursor: rows.length > opts.limit && last ? encodeCursor(last) : null };

@@ -85,7 +85,14 @@ export function parseCaptions(bytes: Uint8Array): ParsedCaptions {
   }
   const parsed = format === 'webvtt' ? parseWebVtt(text) : parseSrt(text);
   if (!parsed.cues.length) throw new CaptionFormatError('the file has no cues', []);
-  return { format, ...parsed, plainText: parsed.cues.map((c) => plainTextOf(c.lines)).filter(Boolean).join('\n') };
+  return {
+    format,
+    ...parsed,
+    plainText: parsed.cues
+      .map((c) => plainTextOf(c.lines))
+      .filter(Boolean)
+      .join('\n'),
+  };
 }
 
 interface Block {
@@ -113,10 +120,7 @@ function blocksOf(text: string): Block[] {
 function fail(problems: CaptionProblem[]): never {
   const shown = problems.slice(0, MAX_PROBLEMS);
   const first = shown[0]!;
-  throw new CaptionFormatError(
-    `${problems.length} malformed cue${problems.length === 1 ? '' : 's'}; the first at line ${first.line}: ${first.message}`,
-    shown,
-  );
+  throw new CaptionFormatError(`${problems.length} malformed cue${problems.length === 1 ? '' : 's'}; the first at line ${first.line}: ${first.message}`, shown);
 }
 
 function timing(line: string, re: RegExp): { start: number; end: number; settings: string } | string {
@@ -239,7 +243,10 @@ function parseWebVtt(text: string): { vtt: string; cues: Cue[] } {
       // A cue identifier line.
       i = 1;
       if (block.lines[1] === undefined || !block.lines[1].includes('-->')) {
-        problems.push({ line: block.line + (block.lines[1] === undefined ? 0 : 1), message: `expected a timing line "start --> end" after "${first.slice(0, 80)}"` });
+        problems.push({
+          line: block.line + (block.lines[1] === undefined ? 0 : 1),
+          message: `expected a timing line "start --> end" after "${first.slice(0, 80)}"`,
+        });
         continue;
       }
     }

@@ -67,7 +67,10 @@ function isoDurationSeconds(v: unknown): number {
 
 /** The master with its SUBTITLES group set to `tracks` (none removes it). */
 export function masterWithSubtitles(master: string, tracks: readonly CaptionTrackRef[]): string {
-  const lines = master.replace(/\r\n?/g, '\n').split('\n').filter((l) => !/^#EXT-X-MEDIA:.*TYPE=SUBTITLES/.test(l));
+  const lines = master
+    .replace(/\r\n?/g, '\n')
+    .split('\n')
+    .filter((l) => !/^#EXT-X-MEDIA:.*TYPE=SUBTITLES/.test(l));
   const media = tracks.map((t) => {
     const attrs = [
       'TYPE=SUBTITLES',

@@ -89,7 +89,8 @@ export class CaptionService {
     assertOwnerOrAdmin(p, row.user_id, `${action} caption tracks`);
     if (row.kind !== 'video') throw new AppError('conflict', `caption tracks are for video; this media is ${row.kind}`);
     // While (re)processing, the manifests are being replaced; the new ones pick up the tracks.
-    if (row.status === 'queued' || row.status === 'processing') throw new AppError('conflict', `the media is ${row.status}; caption tracks can be changed once it is ready`);
+    if (row.status === 'queued' || row.status === 'processing')
+      throw new AppError('conflict', `the media is ${row.status}; caption tracks can be changed once it is ready`);
     return row;
   }
 
@@ -101,7 +102,11 @@ export class CaptionService {
   }
 
   /** Adds or replaces the track of one language. Bad files are refused before anything is written. */
-  async put(p: Principal, mediaId: string, input: { language: string; body: Uint8Array; label?: string; kind?: CaptionKind }): Promise<{ track: CaptionTrackView; created: boolean }> {
+  async put(
+    p: Principal,
+    mediaId: string,
+    input: { language: string; body: Uint8Array; label?: string; kind?: CaptionKind },
+  ): Promise<{ track: CaptionTrackView; created: boolean }> {
     const language = canonicalLanguage(input.language);
     const label = cleanLabel(input.label, language);
     const kind = input.kind ?? 'subtitles';

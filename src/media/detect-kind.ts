@@ -67,7 +67,12 @@ export async function detectKind(file: string, probeTimeoutMs: number): Promise<
     if (hasVideo(probe) || hasAudio(probe)) {
       const kind: MediaKind = hasVideo(probe) ? 'video' : 'audio';
       const format = probe.format.format_name?.split(',')[0] ?? 'bin';
-      return { kind, mime: kind === 'video' ? 'video/octet-stream' : 'audio/octet-stream', ext: format.replace(/[^a-z0-9]/g, '').slice(0, 8) || 'bin', via: 'ffprobe' };
+      return {
+        kind,
+        mime: kind === 'video' ? 'video/octet-stream' : 'audio/octet-stream',
+        ext: format.replace(/[^a-z0-9]/g, '').slice(0, 8) || 'bin',
+        via: 'ffprobe',
+      };
     }
   } catch (err) {
     if (!(err instanceof ProbeError)) throw err;

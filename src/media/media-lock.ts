@@ -100,7 +100,12 @@ export class LeaseMediaLocks implements MediaLocks {
       release: async () => {
         clearInterval(timer);
         // Failing that, the lease lapses.
-        await this.db.deleteFrom('media_locks').where('media_id', '=', mediaId).where('owner', '=', owner).execute().catch(() => undefined);
+        await this.db
+          .deleteFrom('media_locks')
+          .where('media_id', '=', mediaId)
+          .where('owner', '=', owner)
+          .execute()
+          .catch(() => undefined);
       },
     };
   }

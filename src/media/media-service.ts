@@ -315,7 +315,11 @@ export class MediaService {
       .limit(opts.limit + 1)
       .execute();
     const page = rows.slice(0, opts.limit);
-    const labels = await labelsOfMedia(this.db, p.tenantId, page.map((r) => r.id));
+    const labels = await labelsOfMedia(
+      this.db,
+      p.tenantId,
+      page.map((r) => r.id),
+    );
     const last = page[page.length - 1];
     return {
       items: page.map((r) => toMediaView(r, labels.get(r.id))),

@@ -86,7 +86,12 @@ export class ModerationService {
    * Held and rejected media stay as they are.
    */
   async evaluate(tenantId: string, mediaId: string): Promise<ModerationState> {
-    const media = await this.db.selectFrom('mediaassets').select(['moderation_state']).where('id', '=', mediaId).where('tenant_id', '=', tenantId).executeTakeFirst();
+    const media = await this.db
+      .selectFrom('mediaassets')
+      .select(['moderation_state'])
+      .where('id', '=', mediaId)
+      .where('tenant_id', '=', tenantId)
+      .executeTakeFirst();
     if (!media) throw notFound('media');
     const state = media.moderation_state;
     if (state === 'held' || state === 'rejected') return state;
@@ -105,7 +110,7 @@ export class ModerationService {
     }
     if (!triggering.length) return state;
     const moved = await this.transition(tenantId, mediaId, state, 'held', { decision: 'hold', labels: triggering, note: null, actor: null });
-    return moved ? 'held' : (await this.stateOf(tenantId, mediaId));
+    return moved ? 'held' : await this.stateOf(tenantId, mediaId);
   }
 
   /** An admin's approval or rejection of a media (any state: moderators may change their minds). */
@@ -166,13 +171,12 @@ export class ModerationService {
       .where('d.tenant_id', '=', p.tenantId)
       .where('m.moderation_state', '=', 'held')
       .where('d.decision', '=', 'hold')
-      .where(
-        'd.id',
-        '=',
-        sql<string>`(select max(d2.id) from moderation_decisions d2 where d2.media_id = m.id and d2.decision = 'hold')`,
-      );
+      .where('d.id', '=', sql<string>`(select max(d2.id) from moderation_decisions d2 where d2.media_id = m.id and d2.decision = 'hold')`);
     if (opts.cursor) q = q.where('d.id', '>', opts.cursor);
-    const rows = await q.orderBy('d.id').limit(opts.limit + 1).execute();
+    const rows = await q
+      .orderBy('d.id')
+      .limit(opts.limit + 1)
+      .execute();
     const page = rows.slice(0, opts.limit);
     return {
       items: page.map((r) => ({
@@ -251,7 +255,12 @@ export class ModerationService {
   }
 
   private async stateOf(tenantId: string, mediaId: string): Promise<ModerationState> {
-    const media = await this.db.selectFrom('mediaassets').select('moderation_state').where('id', '=', mediaId).where('tenant_id', '=', tenantId).executeTakeFirst();
+    const media = await this.db
+      .selectFrom('mediaassets')
+      .select('moderation_state')
+      .where('id', '=', mediaId)
+      .where('tenant_id', '=', tenantId)
+      .executeTakeFirst();
     if (!media) throw notFound('media');
     return media.moderation_state;
   }

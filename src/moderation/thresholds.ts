@@ -52,7 +52,10 @@ export async function writeThresholds(
     for (const [i, name] of names.entries()) {
       const label = await ensureLabelId(tx, tenantId, name, 'moderation');
       created ||= label.created;
-      await tx.insertInto('moderation_thresholds').values({ tenant_id: tenantId, label_id: label.id, threshold: input.labels[i]!.threshold, updated_at: now }).execute();
+      await tx
+        .insertInto('moderation_thresholds')
+        .values({ tenant_id: tenantId, label_id: label.id, threshold: input.labels[i]!.threshold, updated_at: now })
+        .execute();
     }
     if (created) await syncLabelHierarchy(tx, tenantId);
   });
@@ -77,12 +80,21 @@ export async function thresholdsFor(
         .selectFrom('moderation_thresholds')
         .select(['label_id', 'threshold'])
         .where('tenant_id', '=', tenantId)
-        .where('label_id', 'in', labels.map((l) => l.id))
+        .where(
+          'label_id',
+          'in',
+          labels.map((l) => l.id),
+        )
         .execute()
     ).map((r) => [r.label_id, Number(r.threshold)]),
   );
   const fromBanks = new Map<string, number>();
-  for (const m of await matchingEntries(db, tenantId, 'moderation', labels.map((l) => l.name))) {
+  for (const m of await matchingEntries(
+    db,
+    tenantId,
+    'moderation',
+    labels.map((l) => l.name),
+  )) {
     if (m.threshold !== null && !fromBanks.has(m.matched)) fromBanks.set(m.matched, Number(m.threshold));
   }
   const settings = await db.selectFrom('moderation_settings').select('default_threshold').where('tenant_id', '=', tenantId).executeTakeFirst();

@@ -30,7 +30,11 @@ export const DEFAULT_DURATION_LIMITS: Omit<DurationLimits, 'timeoutCeilingMs'> =
 };
 
 /** The limits from the settings (FFMPEG_TIMEOUT is passed to each step as its ceiling). */
-export function durationLimitsOf(s: { ffmpegTimeoutFactor: number; ffmpegTimeoutFloor: number; ffmpegDurationTolerance: number }): Omit<DurationLimits, 'timeoutCeilingMs'> {
+export function durationLimitsOf(s: {
+  ffmpegTimeoutFactor: number;
+  ffmpegTimeoutFloor: number;
+  ffmpegDurationTolerance: number;
+}): Omit<DurationLimits, 'timeoutCeilingMs'> {
   return { toleranceSeconds: s.ffmpegDurationTolerance / 1000, timeoutFactor: s.ffmpegTimeoutFactor, timeoutFloorMs: s.ffmpegTimeoutFloor };
 }
 
@@ -83,7 +87,13 @@ export function assertWithinDeclared(producedSeconds: number, bound: DurationBou
  * so a file whose frames jump past it looks truncated: its packet timestamps tell the two
  * apart (a demux only, no decoding; paid only when the output is short).
  */
-export async function shortOutputError(source: string, bound: DurationBound, stream: 'v' | 'a', timeoutMs: number, truncated: PermanentJobError): Promise<PermanentJobError> {
+export async function shortOutputError(
+  source: string,
+  bound: DurationBound,
+  stream: 'v' | 'a',
+  timeoutMs: number,
+  truncated: PermanentJobError,
+): Promise<PermanentJobError> {
   const res = await runTool(
     'ffprobe',
     ['-v', 'error', ...hardenedInputArgs(), '-select_streams', `${stream}:0`, '-show_entries', 'packet=pts_time', '-of', 'csv=p=0', '-i', source],

@@ -127,7 +127,11 @@ export class MediaWorker {
       if (final && job.name === 'process-media') {
         try {
           const code = err instanceof PermanentJobError ? err.code : 'processing-failed';
-          const row = await this.db.selectFrom('mediaassets').select(['id', 'tenant_id', 'user_id', 'kind']).where('id', '=', job.data.media_id).executeTakeFirst();
+          const row = await this.db
+            .selectFrom('mediaassets')
+            .select(['id', 'tenant_id', 'user_id', 'kind'])
+            .where('id', '=', job.data.media_id)
+            .executeTakeFirst();
           const error = { code, reason: publicReason(err, job.attempt, this.layout.root) };
           if (row && (await transition(this.db, this.changes, { tenantId: row.tenant_id, mediaId: row.id }, ['queued', 'processing'], 'error', error))) {
             await this.clearScratch(row);
@@ -143,11 +147,7 @@ export class MediaWorker {
 
   async process(job: Job<'process-media'>, run: JobRun): Promise<void> {
     const mediaId = job.data.media_id;
-    const media = await this.db
-      .selectFrom('mediaassets')
-      .select(['id', 'tenant_id', 'user_id', 'status', 'kind'])
-      .where('id', '=', mediaId)
-      .executeTakeFirst();
+    const media = await this.db.selectFrom('mediaassets').select(['id', 'tenant_id', 'user_id', 'status', 'kind']).where('id', '=', mediaId).executeTakeFirst();
     run.media = media;
     if (!media) {
       this.log.info({ mediaId, jobId: job.id }, 'media was deleted before processing; nothing to do');
@@ -200,7 +200,11 @@ export class MediaWorker {
   /** Queues the follow-ups of a media that became ready (at most one job of each per media). */
   private async queueFollowUps(media: { id: string; tenant_id: string; kind: MediaKind }): Promise<void> {
     for (const step of this.pipeline.followUps(media.kind, this.deps.settings)) {
-      await this.queue.enqueue('follow-up', { media_id: media.id, tenant_id: media.tenant_id, step: step.name }, { dedupeKey: followUpJobKey(step.name, media.id) });
+      await this.queue.enqueue(
+        'follow-up',
+        { media_id: media.id, tenant_id: media.tenant_id, step: step.name },
+        { dedupeKey: followUpJobKey(step.name, media.id) },
+      );
     }
   }
 
@@ -230,7 +234,9 @@ export class MediaWorker {
       await this.runStep(step, media, job, run, []);
     } catch (err) {
       if (err instanceof PermanentJobError || job.attempt >= this.maxAttempts) {
-        await this.noLongerPending(media, name).catch((e) => this.log.warn({ err: e, mediaId: media.id, step: name }, 'could not take a failed follow-up off pending'));
+        await this.noLongerPending(media, name).catch((e) =>
+          this.log.warn({ err: e, mediaId: media.id, step: name }, 'could not take a failed follow-up off pending'),
+        );
       }
       throw err;
     }

@@ -133,8 +133,6 @@ export function mediaFacts(probe: ProbeResult): MediaFacts {
     container: probe.format.format_name ?? null,
     bit_rate: num(probe.format.bit_rate),
     video,
-    audio: a
-      ? { codec: String(a.codec_name ?? 'unknown'), channels: num(a.channels), sample_rate: num(a.sample_rate), bit_rate: num(a.bit_rate) }
-      : null,
+    audio: a ? { codec: String(a.codec_name ?? 'unknown'), channels: num(a.channels), sample_rate: num(a.sample_rate), bit_rate: num(a.bit_rate) } : null,
   };
 }

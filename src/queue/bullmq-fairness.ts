@@ -56,7 +56,11 @@ export class TenantFairness {
   async renew(tenant: string, jobId: string): Promise<void> {
     if (!this.limits(tenant)) return;
     const key = this.slotsKey(tenant);
-    await this.redis.multi().zadd(key, 'XX', Date.now() + this.leaseMs, jobId).pexpire(key, 2 * this.leaseMs).exec();
+    await this.redis
+      .multi()
+      .zadd(key, 'XX', Date.now() + this.leaseMs, jobId)
+      .pexpire(key, 2 * this.leaseMs)
+      .exec();
   }
 
   async release(tenant: string, jobId: string): Promise<void> {
@@ -98,7 +102,13 @@ export class TenantFairness {
 }
 
 interface HoldBackend {
-  moveToDelayed(jobId: string, timestamp: number, delay: number, token?: string, opts?: { skipAttempt?: boolean; fieldsToUpdate?: Record<string, unknown> }): Promise<unknown>;
+  moveToDelayed(
+    jobId: string,
+    timestamp: number,
+    delay: number,
+    token?: string,
+    opts?: { skipAttempt?: boolean; fieldsToUpdate?: Record<string, unknown> },
+  ): Promise<unknown>;
 }
 
 /** KEYS: current turn, tenant → last turn. ARGV: tenant, the highest priority BullMQ allows. */

@@ -117,10 +117,7 @@ export class BullmqQueue implements JobQueue {
       async (job, token) => {
         const tenant = jobTenant(job.data);
         if (!(await this.fair.take(tenant, job.id!, job.priority))) await this.fair.holdBack(job, token, Math.min(HOLD_BACK_MS, this.settings.leaseMs));
-        const renewal = setInterval(
-          () => void this.fair.renew(tenant, job.id!).catch(() => undefined),
-          Math.max(50, Math.floor(this.settings.leaseMs / 3)),
-        );
+        const renewal = setInterval(() => void this.fair.renew(tenant, job.id!).catch(() => undefined), Math.max(50, Math.floor(this.settings.leaseMs / 3)));
         try {
           await this.run(handler, job, token);
         } finally {

@@ -63,14 +63,14 @@ export class ClassedQueue implements JobQueue {
   /** Runs the jobs of `opts.jobClass` in `opts.concurrency` slots; without a class, every class gets that many. */
   work(handler: JobHandler, opts: WorkerOptions): RunningWorker {
     const classes = opts.jobClass ? [opts.jobClass] : JOB_CLASSES;
-    const workers = classes.map((c) =>
-      this.parts[c].work((job) => handler({ ...job, id: ClassedQueue.idOf(c, job.id) }), { concurrency: opts.concurrency }),
-    );
+    const workers = classes.map((c) => this.parts[c].work((job) => handler({ ...job, id: ClassedQueue.idOf(c, job.id) }), { concurrency: opts.concurrency }));
     return { close: async () => void (await Promise.all(workers.map((w) => w.close()))) };
   }
 
   async listFailed(limit = 100): Promise<FailedJob[]> {
-    const lists = await Promise.all(JOB_CLASSES.map(async (c) => (await this.parts[c].listFailed(limit)).map((f) => ({ ...f, id: ClassedQueue.idOf(c, f.id) }))));
+    const lists = await Promise.all(
+      JOB_CLASSES.map(async (c) => (await this.parts[c].listFailed(limit)).map((f) => ({ ...f, id: ClassedQueue.idOf(c, f.id) }))),
+    );
     return lists
       .flat()
       .sort((a, b) => (b.failedAt ?? '').localeCompare(a.failedAt ?? ''))

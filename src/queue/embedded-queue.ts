@@ -259,7 +259,14 @@ export class EmbeddedQueue implements JobQueue {
     if (err instanceof JobDeferred) {
       // Not an attempt: the claim's count is taken back.
       await base
-        .set((eb) => ({ state: 'waiting', lease_owner: null, lease_until: null, attempts: eb('attempts', '-', 1), run_at: Date.now() + err.delayMs, updated_at: now }))
+        .set((eb) => ({
+          state: 'waiting',
+          lease_owner: null,
+          lease_until: null,
+          attempts: eb('attempts', '-', 1),
+          run_at: Date.now() + err.delayMs,
+          updated_at: now,
+        }))
         .execute();
       return;
     }
@@ -308,9 +315,12 @@ export class EmbeddedQueue implements JobQueue {
     };
 
     const runOne = async (job: Job) => {
-      const heartbeat = setInterval(() => {
-        this.renew(job.id, owner).catch(() => undefined);
-      }, Math.max(50, Math.floor(this.settings.leaseMs / 3)));
+      const heartbeat = setInterval(
+        () => {
+          this.renew(job.id, owner).catch(() => undefined);
+        },
+        Math.max(50, Math.floor(this.settings.leaseMs / 3)),
+      );
       let failure: unknown;
       try {
         await handler(job);

@@ -118,7 +118,11 @@ export class DefaultRecommendationEngine implements RecommendationEngine {
 
   private mediaCount(tenantId: string): Promise<number> {
     return this.stats.get(tenantId, 'n', async () => {
-      const r = await this.db.selectFrom('mediaassets').select((eb) => eb.fn.countAll<number>().as('n')).where('tenant_id', '=', tenantId).executeTakeFirst();
+      const r = await this.db
+        .selectFrom('mediaassets')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('tenant_id', '=', tenantId)
+        .executeTakeFirst();
       return Number(r?.n ?? 0);
     });
   }
@@ -170,12 +174,7 @@ export class DefaultRecommendationEngine implements RecommendationEngine {
     return rows.map((r) => ({ mediaId: r.media_id, weight: 1 }));
   }
 
-  private async rank(
-    tenantId: string,
-    profile: Profile,
-    limit: number,
-    exclude: { excludeIds?: string[]; excludeUserId?: string },
-  ): Promise<string[]> {
+  private async rank(tenantId: string, profile: Profile, limit: number, exclude: { excludeIds?: string[]; excludeUserId?: string }): Promise<string[]> {
     if (!profile.size || limit < 1) return [];
     const n = await this.mediaCount(tenantId);
     const weighted: { f: FeatureKey; w: number; idf: number }[] = [];
@@ -199,7 +198,11 @@ export class DefaultRecommendationEngine implements RecommendationEngine {
     // Visibility is checked a slice at a time, the slices growing, until enough candidates pass.
     let size = Math.max(limit * 3, 50);
     for (let start = 0; start < ordered.length && found.length < limit; start += size, size *= 2) {
-      for (const r of await this.visibleCandidates(tenantId, ordered.slice(start, start + size).map(([id]) => id), exclude.excludeUserId)) {
+      for (const r of await this.visibleCandidates(
+        tenantId,
+        ordered.slice(start, start + size).map(([id]) => id),
+        exclude.excludeUserId,
+      )) {
         const age = Math.max(0, now - Date.parse(r.created_at));
         found.push({ id: r.id, score: scores.get(r.id)! * (0.5 + 0.5 * 2 ** (-age / halfLifeMs)) });
       }

@@ -39,7 +39,11 @@ export class RecommendationService {
     assertModerationVisible(p, seed);
     if (seed.status !== 'ready' && !isOwnerOrAdmin(p, seed.user_id)) throw notFound('media');
     const ids = await this.ask('related', (e) => e.related(p.tenantId, mediaId, overAsk(limit)));
-    return this.visible(p.tenantId, ids.filter((id) => id !== mediaId), limit);
+    return this.visible(
+      p.tenantId,
+      ids.filter((id) => id !== mediaId),
+      limit,
+    );
   }
 
   /** Ranked media for the caller's user (empty when no engine knows anything about them). */

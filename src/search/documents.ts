@@ -20,7 +20,6 @@ export interface SearchDocument {
   tagList: string[];
 }
 
-
 /**
  * Bank phrases (synonyms) of labels, by label id: the phrases of the entries of the tenant's
  * effective general banks named like the label (entries and labels are matched by name).
@@ -36,7 +35,11 @@ async function phrasesOf(db: Db, tenantId: string, labels: ReadonlyMap<string, L
     .selectFrom('label_bank_phrases as p')
     .innerJoin('label_bank_entries as e', 'e.id', 'p.entry_id')
     .select(['e.name', 'p.phrase'])
-    .where('e.bank_id', 'in', banks.map((b) => b.id))
+    .where(
+      'e.bank_id',
+      'in',
+      banks.map((b) => b.id),
+    )
     .where('e.name', 'in', [...idsByName.keys()])
     .execute();
   for (const r of rows) {
@@ -76,7 +79,15 @@ export async function buildDocuments(db: Db, tenantId: string, mediaIds: string[
   if (!rows.length) return [];
   const ids = rows.map((r) => r.id);
   const links = await generalLabelLinks(db, tenantId, ids);
-  const nodes = new Map((await labelWithAncestors(db, tenantId, links.map((l) => l.label_id))).map((l) => [l.id, l]));
+  const nodes = new Map(
+    (
+      await labelWithAncestors(
+        db,
+        tenantId,
+        links.map((l) => l.label_id),
+      )
+    ).map((l) => [l.id, l]),
+  );
   const phrases = await phrasesOf(db, tenantId, nodes);
   const tracks = await captionTrackText(db, tenantId, ids);
 

@@ -152,7 +152,18 @@ async function lockMediaRows(trx: Db, tenantId: string, ids: string[]): Promise<
 
 async function writeTags(db: Db, docs: SearchDocument[]): Promise<void> {
   if (!docs.length) return;
-  await db.deleteFrom('media_tags').where('media_id', 'in', docs.map((d) => d.mediaId)).execute();
+  await db
+    .deleteFrom('media_tags')
+    .where(
+      'media_id',
+      'in',
+      docs.map((d) => d.mediaId),
+    )
+    .execute();
   const rows = docs.flatMap((d) => d.tagList.map((tag) => ({ tenant_id: d.tenantId, media_id: d.mediaId, tag })));
-  for (let i = 0; i < rows.length; i += 300) await db.insertInto('media_tags').values(rows.slice(i, i + 300)).execute();
+  for (let i = 0; i < rows.length; i += 300)
+    await db
+      .insertInto('media_tags')
+      .values(rows.slice(i, i + 300))
+      .execute();
 }

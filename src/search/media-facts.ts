@@ -39,7 +39,20 @@ export async function loadMediaFacts(db: Db, tenantId: string, ids: readonly str
   if (!ids.length) return out;
   const rows = await db
     .selectFrom('mediaassets')
-    .select(['id', 'kind', 'status', 'user_id', 'moderation_state', 'created_at', 'title', 'caption', 'original_filename', 'user_tags', 'file_metadata', 'playback_key'])
+    .select([
+      'id',
+      'kind',
+      'status',
+      'user_id',
+      'moderation_state',
+      'created_at',
+      'title',
+      'caption',
+      'original_filename',
+      'user_tags',
+      'file_metadata',
+      'playback_key',
+    ])
     .where('tenant_id', '=', tenantId)
     .where('id', 'in', ids)
     .execute();
@@ -48,7 +61,11 @@ export async function loadMediaFacts(db: Db, tenantId: string, ids: readonly str
     .selectFrom('asset_labels')
     .select(['media_id', 'label_id'])
     .where('tenant_id', '=', tenantId)
-    .where('media_id', 'in', rows.map((r) => r.id))
+    .where(
+      'media_id',
+      'in',
+      rows.map((r) => r.id),
+    )
     .execute();
   const labelsOf = new Map<string, Set<string>>();
   for (const l of links) {

@@ -159,12 +159,18 @@ export class Fts5SearchIndex implements SearchIndex {
     const bm25 = sql`bm25(${t}, 10.0, 5.0, 8.0, 4.0, 3.0, 3.0, 1.0)`;
     const hits = (rows: { media_id: string; score: number }[]) => rows.map((r) => ({ mediaId: r.media_id, score: Number(r.score) }));
     // Past rankCandidates matches, only the most recently indexed ones (the highest rowids) are ranked.
-    const counted = await sql<{ n: number }>`select count(*) as n from (select rowid from ${t} where ${t} match ${match} limit ${this.rankCandidates + 1})`.execute(this.db);
+    const counted = await sql<{
+      n: number;
+    }>`select count(*) as n from (select rowid from ${t} where ${t} match ${match} limit ${this.rankCandidates + 1})`.execute(this.db);
     const capped = Number(counted.rows[0]?.n ?? 0) > this.rankCandidates;
     const candidates = Math.min(Number(counted.rows[0]?.n ?? 0), this.rankCandidates);
     if (!candidates) return [];
     const from = capped
-      ? (await sql<{ rowid: number }>`select rowid from ${t} where ${t} match ${match} order by rowid desc limit 1 offset ${this.rankCandidates - 1}`.execute(this.db)).rows[0]?.rowid
+      ? (
+          await sql<{ rowid: number }>`select rowid from ${t} where ${t} match ${match} order by rowid desc limit 1 offset ${this.rankCandidates - 1}`.execute(
+            this.db,
+          )
+        ).rows[0]?.rowid
       : undefined;
     // The best candidates by relevance alone, inside FTS5 (its own top-N sort), then the filters
     // on those only: a common word matches a large share of the library, and looking each match

@@ -47,7 +47,15 @@ type Position = KeysetPosition | { kind: 'snapshot'; snapshotId: string; positio
 
 function parsePosition(state: unknown[]): Position {
   const [kind, a, b, c, d] = state;
-  if (kind === 'k' && typeof a === 'string' && Number.isInteger(b) && (b as number) > 0 && (b as number) < MAX_SEARCH_RESULTS && typeof c === 'number' && typeof d === 'string') {
+  if (
+    kind === 'k' &&
+    typeof a === 'string' &&
+    Number.isInteger(b) &&
+    (b as number) > 0 &&
+    (b as number) < MAX_SEARCH_RESULTS &&
+    typeof c === 'number' &&
+    typeof d === 'string'
+  ) {
     return { kind: 'keyset', asOf: a, shown: b as number, score: c, id: d };
   }
   if (kind === 's' && typeof a === 'string' && Number.isInteger(b) && (b as number) >= 0) return { kind: 'snapshot', snapshotId: a, position: b as number };
@@ -123,7 +131,12 @@ export class SearchService {
     return this.walk(base, fingerprint, cached.ranked, cached.snapshotId, 0, params.limit);
   }
 
-  private async byKeyset(base: Omit<IndexQuery, 'asOf' | 'after' | 'limit'>, fingerprint: string, at: KeysetPosition | undefined, pageSize: number): Promise<SearchPage> {
+  private async byKeyset(
+    base: Omit<IndexQuery, 'asOf' | 'after' | 'limit'>,
+    fingerprint: string,
+    at: KeysetPosition | undefined,
+    pageSize: number,
+  ): Promise<SearchPage> {
     const asOf = at?.asOf ?? nowIso();
     const shown = at?.shown ?? 0;
     const limit = Math.min(pageSize, MAX_SEARCH_RESULTS - shown);
@@ -169,7 +182,10 @@ export class SearchService {
 
   /** The facts of those hits that still pass the search's filters and visibility (deleted, hidden or changed media are left out). */
   private async stillMatching(base: Pick<IndexQuery, 'tenantId' | 'filters' | 'audience'>, hits: readonly SearchHit[]): Promise<Map<string, MediaFacts>> {
-    const facts = await this.facts.get(base.tenantId, hits.map((h) => h.mediaId));
+    const facts = await this.facts.get(
+      base.tenantId,
+      hits.map((h) => h.mediaId),
+    );
     return new Map([...facts].filter(([, m]) => factsMatch(base, m)));
   }
 }

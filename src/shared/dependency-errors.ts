@@ -15,7 +15,11 @@ export function isDependencyUnavailable(err: unknown, depth = 0): boolean {
   if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') return true;
   // node-postgres and ioredis say it in words.
   if (e.name === 'MaxRetriesPerRequestError') return true;
-  if (/^Connection terminated|^Connection is closed|timeout exceeded when trying to connect|Client has encountered a connection error|Stream isn't writeable|^Command timed out/.test(message)) {
+  if (
+    /^Connection terminated|^Connection is closed|timeout exceeded when trying to connect|Client has encountered a connection error|Stream isn't writeable|^Command timed out/.test(
+      message,
+    )
+  ) {
     return true;
   }
   if (Array.isArray(e.errors) && e.errors.some((x) => isDependencyUnavailable(x, depth + 1))) return true;

@@ -35,8 +35,5 @@ function redactingStream(dest: Destination): Destination {
 }
 
 export function createLogger(level: string, name = 'qasar', destination: Destination = pino.destination(1)): Logger {
-  return pino(
-    { name, level, redact: { paths: ['req.headers.authorization', 'headers.authorization'], censor: CENSOR } },
-    redactingStream(destination),
-  );
+  return pino({ name, level, redact: { paths: ['req.headers.authorization', 'headers.authorization'], censor: CENSOR } }, redactingStream(destination));
 }

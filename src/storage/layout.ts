@@ -92,7 +92,10 @@ export function originalKey(ref: MediaRef, ext: string): string {
  */
 export class StorageLayout {
   readonly root: string;
-  constructor(root: string, readonly chunkDirName: string) {
+  constructor(
+    root: string,
+    readonly chunkDirName: string,
+  ) {
     this.root = path.resolve(root);
   }
 

@@ -87,10 +87,7 @@ export class TenancyService {
    * `uploadsBefore` counts only the uploads created before that one (and it itself), so that of
    * uploads that together overrun the quota the earliest ones go on.
    */
-  async storageUsage(
-    tenantId: string,
-    uploadsBefore?: { id: string; created_at: string },
-  ): Promise<{ quota_bytes: number | null; usage_bytes: number }> {
+  async storageUsage(tenantId: string, uploadsBefore?: { id: string; created_at: string }): Promise<{ quota_bytes: number | null; usage_bytes: number }> {
     const quota = await this.quotaBytes(tenantId);
     const media = await this.db
       .selectFrom('mediaassets')
@@ -111,7 +108,10 @@ export class TenancyService {
   }
 
   async countTenants(): Promise<number> {
-    const row = await this.db.selectFrom('tenants').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow();
+    const row = await this.db
+      .selectFrom('tenants')
+      .select((eb) => eb.fn.countAll().as('n'))
+      .executeTakeFirstOrThrow();
     return Number(row.n);
   }
 

@@ -18,7 +18,10 @@ export interface ProbeResult {
 }
 
 export class ProbeError extends Error {
-  constructor(message: string, readonly timedOut = false) {
+  constructor(
+    message: string,
+    readonly timedOut = false,
+  ) {
     super(message);
     this.name = 'ProbeError';
   }

@@ -44,7 +44,9 @@ let warnedNoSetpriv = false;
 export function warnIfToolsOutliveWorker(log: { warn(msg: string): void }): boolean {
   if (findSetpriv() || warnedNoSetpriv) return false;
   warnedNoSetpriv = true;
-  log.warn('setpriv (util-linux) is not on the PATH: tools such as ffmpeg will outlive a worker that is killed, and may run beside its retried job; install util-linux');
+  log.warn(
+    'setpriv (util-linux) is not on the PATH: tools such as ffmpeg will outlive a worker that is killed, and may run beside its retried job; install util-linux',
+  );
   return true;
 }
 
@@ -104,6 +106,9 @@ export function runTool(cmd: string, args: readonly string[], opts: { timeoutMs:
 
 /** The last lines of stderr, for error reasons: enough to read, never the whole log. */
 export function trimStderr(stderr: string, maxLines = 8, maxChars = 1000): string {
-  const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean);
+  const lines = stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   return lines.slice(-maxLines).join('\n').slice(-maxChars);
 }

@@ -5,7 +5,11 @@ import { PermanentJobError } from '../shared/errors.js';
  * plain words what is wrong with the file, `detail` is what the tool printed.
  */
 export class ToolFailure extends PermanentJobError {
-  constructor(message: string, code: string, readonly detail: string) {
+  constructor(
+    message: string,
+    code: string,
+    readonly detail: string,
+  ) {
     super(message, code);
     this.name = 'ToolFailure';
   }

@@ -107,11 +107,7 @@ export class RedisChunkStateStore implements ChunkStateStore {
 
   async put(sessionId: string, chunk: ChunkRecord, ttlMs: number): Promise<void> {
     const key = this.key(sessionId);
-    await this.redis
-      .multi()
-      .hset(key, RedisChunkStateStore.MARKER, '1', String(chunk.index), `${chunk.size}:${chunk.checksum}`)
-      .pexpire(key, ttlMs)
-      .exec();
+    await this.redis.multi().hset(key, RedisChunkStateStore.MARKER, '1', String(chunk.index), `${chunk.size}:${chunk.checksum}`).pexpire(key, ttlMs).exec();
   }
 
   async remove(sessionId: string, index: number): Promise<void> {
@@ -147,7 +143,12 @@ export class RedisChunkStateStore implements ChunkStateStore {
     const key = this.key(sessionId);
     const fields: string[] = [RedisChunkStateStore.MARKER, '1'];
     for (const c of chunks) fields.push(String(c.index), `${c.size}:${c.checksum}`);
-    await this.redis.multi().del(key).hset(key, ...fields).pexpire(key, ttlMs).exec();
+    await this.redis
+      .multi()
+      .del(key)
+      .hset(key, ...fields)
+      .pexpire(key, ttlMs)
+      .exec();
   }
 
   async clear(sessionId: string): Promise<void> {

@@ -106,7 +106,13 @@ export function isStranded(r: LeaseFields, now = Date.now()): boolean {
   return owner !== undefined && isCertainlyGone(owner);
 }
 
-export function strandedSession(r: Omit<StrandedSession, 'lease_owner' | 'pending_media_id' | 'total_size'> & { total_size: unknown; lease_owner?: string | null; pending_media_id?: string | null }): StrandedSession {
+export function strandedSession(
+  r: Omit<StrandedSession, 'lease_owner' | 'pending_media_id' | 'total_size'> & {
+    total_size: unknown;
+    lease_owner?: string | null;
+    pending_media_id?: string | null;
+  },
+): StrandedSession {
   return {
     id: r.id,
     tenant_id: r.tenant_id,

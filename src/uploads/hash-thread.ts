@@ -30,7 +30,11 @@ export class HashThread {
   private start(): Worker {
     if (this.worker) return this.worker;
     // The thread holds a few hash states and one 1 MiB block: a small heap is plenty.
-    const worker = new Worker(WORKER_ENTRY, { eval: FROM_SOURCES, name: 'qasar-hash', resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 } });
+    const worker = new Worker(WORKER_ENTRY, {
+      eval: FROM_SOURCES,
+      name: 'qasar-hash',
+      resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 },
+    });
     worker.on('message', (r: HashReply) => {
       const p = this.pending.get(r.id);
       if (!p) return;

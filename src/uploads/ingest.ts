@@ -81,9 +81,7 @@ export class IngestService {
             user_id: input.userId,
             status,
             error_code: errorCode,
-            error_reason: unrecognized
-              ? `the file was sent as ${claimed} but its content (${detected.mime}) is not a readable ${claimed} format`
-              : null,
+            error_reason: unrecognized ? `the file was sent as ${claimed} but its content (${detected.mime}) is not a readable ${claimed} format` : null,
             kind: detected.kind,
             original_filename: input.filename,
             mime_type: detected.mime,

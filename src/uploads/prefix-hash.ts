@@ -122,7 +122,11 @@ export class PrefixHasher {
       for (let i = 0; i < st.next && valid; i++) valid = st.receipts[i] === final.get(i);
       let hash = st.hash;
       if (!valid) {
-        if (!st.broken) this.log.info({ sessionId: s.id }, 'the hashed prefix is of no use (a chunk in it was sent again with other bytes); hashing the upload from the start');
+        if (!st.broken)
+          this.log.info(
+            { sessionId: s.id },
+            'the hashed prefix is of no use (a chunk in it was sent again with other bytes); hashing the upload from the start',
+          );
         await this.thread.drop(hash);
         hash = this.newHashName(s.id);
       }

@@ -234,8 +234,21 @@ export interface TusDeps {
 }
 
 /** Metadata keys a tus client may send (besides filename/filetype aliases used by common clients). */
-function metadataOf(md: Record<string, string | null>): { filename: string; contentType: string | null; caption: string | null; tags: string[]; labels: string[]; sha256?: string } {
-  const list = (v: string | null | undefined) => (v ? v.split(',').map((s) => s.trim()).filter(Boolean) : []);
+function metadataOf(md: Record<string, string | null>): {
+  filename: string;
+  contentType: string | null;
+  caption: string | null;
+  tags: string[];
+  labels: string[];
+  sha256?: string;
+} {
+  const list = (v: string | null | undefined) =>
+    v
+      ? v
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean)
+      : [];
   const sha = md.sha256?.toLowerCase();
   if (sha && !/^[0-9a-f]{64}$/.test(sha)) throw new AppError('validation-failed', 'metadata sha256 must be 64 hex digits');
   return {
@@ -285,9 +298,7 @@ export class TusService {
       exposedHeaders: ['Qasar-Media-Id', 'Upload-Expires', 'Tus-Checksum-Algorithm', 'X-Request-Id'],
       allowedHeaders: ['Authorization', 'X-Qasar-User', 'Upload-Checksum', 'X-Request-Id'],
       namingFunction: () => tusContext.getStore()?.reservedId ?? newId(),
-      ...(settings.publicBaseUrl
-        ? { generateUrl: (_req, o) => `${settings.publicBaseUrl}${o.path}/${o.id}` }
-        : {}),
+      ...(settings.publicBaseUrl ? { generateUrl: (_req, o) => `${settings.publicBaseUrl}${o.path}/${o.id}` } : {}),
       onUploadCreate: async (_req, upload) => {
         // The session was created by `reserve`; a POST tus lets through without one has no length.
         if (upload.id !== tusContext.getStore()?.reservedId) {
@@ -434,7 +445,9 @@ export class TusService {
         mediaId,
       });
       // The media exists and the session is completed: a stray info file cannot fail the request.
-      await this.store.configstore.delete(session.id).catch((err) => this.deps.log.warn({ err, uploadId: session.id }, 'the info file of a finished tus upload could not be removed'));
+      await this.store.configstore
+        .delete(session.id)
+        .catch((err) => this.deps.log.warn({ err, uploadId: session.id }, 'the info file of a finished tus upload could not be removed'));
       return media.id;
     } catch (err) {
       this.store.running.forget(session.id);

@@ -141,10 +141,7 @@ export class UploadService {
     private readonly layout: StorageLayout,
     private readonly chunks: ChunkStateStore,
     private readonly ingestService: IngestService,
-    private readonly settings: Pick<
-      Settings,
-      'uploadMaxSize' | 'uploadDefaultChunkSize' | 'uploadMinChunkSize' | 'uploadMaxChunkSize' | 'uploadSessionExpiry'
-    >,
+    private readonly settings: Pick<Settings, 'uploadMaxSize' | 'uploadDefaultChunkSize' | 'uploadMinChunkSize' | 'uploadMaxChunkSize' | 'uploadSessionExpiry'>,
     private readonly log: Logger,
     hashThread: HashThread,
     private readonly limits: UploadLimits,
@@ -177,11 +174,10 @@ export class UploadService {
     }
     const chunkSize = input.chunk_size ?? this.settings.uploadDefaultChunkSize;
     if (!Number.isSafeInteger(chunkSize) || chunkSize < this.settings.uploadMinChunkSize || chunkSize > this.settings.uploadMaxChunkSize) {
-      throw new AppError(
-        'validation-failed',
-        `chunk_size must be from ${this.settings.uploadMinChunkSize} to ${this.settings.uploadMaxChunkSize} bytes`,
-        { min_chunk_size: this.settings.uploadMinChunkSize, max_chunk_size: this.settings.uploadMaxChunkSize },
-      );
+      throw new AppError('validation-failed', `chunk_size must be from ${this.settings.uploadMinChunkSize} to ${this.settings.uploadMaxChunkSize} bytes`, {
+        min_chunk_size: this.settings.uploadMinChunkSize,
+        max_chunk_size: this.settings.uploadMaxChunkSize,
+      });
     }
     const sha256 = input.sha256?.toLowerCase();
     if (sha256 !== undefined && !SHA256_HEX.test(sha256)) throw new AppError('validation-failed', 'sha256 must be 64 hex digits');
@@ -345,13 +341,7 @@ export class UploadService {
     return this.hasher.progress(sessionId);
   }
 
-  async putChunk(
-    p: Principal,
-    sessionId: string,
-    index: number,
-    body: Readable,
-    opts: { contentLength?: number; checksum?: string },
-  ): Promise<ChunkReceipt> {
+  async putChunk(p: Principal, sessionId: string, index: number, body: Readable, opts: { contentLength?: number; checksum?: string }): Promise<ChunkReceipt> {
     const s = await this.load(p, sessionId);
     if (s.state !== 'open') throw new AppError('upload-not-open', `the upload is ${s.state}`, { state: s.state });
     if (!Number.isSafeInteger(index) || index < 0 || index >= s.chunk_count) {
@@ -560,7 +550,11 @@ export class UploadService {
         await removePath(handoff);
         if (reopen) {
           // Not the client's fault (a disk or database error, or a send still running): the chunks stay, complete may be retried.
-          await this.db.updateTable('upload_sessions').set({ state: 'open', updated_at: nowIso(), ...NO_LEASE }).where('id', '=', s.id).execute();
+          await this.db
+            .updateTable('upload_sessions')
+            .set({ state: 'open', updated_at: nowIso(), ...NO_LEASE })
+            .where('id', '=', s.id)
+            .execute();
         } else if (err instanceof AppError) {
           await this.db
             .updateTable('upload_sessions')
@@ -601,9 +595,7 @@ export class UploadService {
     for (let i = 0; i < received.length; i += RECEIPT_BATCH) {
       const batch = received.slice(i, i + RECEIPT_BATCH);
       const receipts = await Promise.all(
-        batch.map(async (c) =>
-          parseReceipt(await fsp.readFile(this.layout.chunkFile(s.tenant_id, s.id, c.index), 'utf8').catch(() => ''), c.index),
-        ),
+        batch.map(async (c) => parseReceipt(await fsp.readFile(this.layout.chunkFile(s.tenant_id, s.id, c.index), 'utf8').catch(() => ''), c.index)),
       );
       batch.forEach((c, j) => {
         const r = receipts[j];

@@ -64,8 +64,14 @@ describe(`artifact URLs (${BACKEND} backend)`, () => {
     assert.equal(put.statusCode, 201, put.body);
     const url = `${PREFIX}/media/${id}/files/transcripts/en.vtt`;
     assert.equal(put.json().url, url);
-    assert.deepEqual((await get(`/media/${id}/captions`)).json().items.map((c: { url: string }) => c.url), [url]);
-    assert.deepEqual((await get(`/media/${id}`)).json().caption_tracks.map((c: { url: string }) => c.url), [url]);
+    assert.deepEqual(
+      (await get(`/media/${id}/captions`)).json().items.map((c: { url: string }) => c.url),
+      [url],
+    );
+    assert.deepEqual(
+      (await get(`/media/${id}`)).json().caption_tracks.map((c: { url: string }) => c.url),
+      [url],
+    );
     assert.equal((await get(url.slice(PREFIX.length))).statusCode, 200, 'the URL serves the file');
   });
 
@@ -73,7 +79,11 @@ describe(`artifact URLs (${BACKEND} backend)`, () => {
     const row = await t.ctx.database.db.selectFrom('mediaassets').select(['file_metadata']).where('id', '=', id).executeTakeFirstOrThrow();
     const meta = fromJson<Record<string, unknown>>(row.file_metadata, {});
     assert.ok('urls' in meta, 'the old record still holds them');
-    await saveFileMetadata({ db: t.ctx.database.db, changes: t.ctx.changes }, { id, tenant_id: t.tenant.id, user_id: 'alice', kind: 'video', status: 'ready' }, meta);
+    await saveFileMetadata(
+      { db: t.ctx.database.db, changes: t.ctx.changes },
+      { id, tenant_id: t.tenant.id, user_id: 'alice', kind: 'video', status: 'ready' },
+      meta,
+    );
     const after = await t.ctx.database.db.selectFrom('mediaassets').select(['file_metadata']).where('id', '=', id).executeTakeFirstOrThrow();
     assert.equal('urls' in fromJson<Record<string, unknown>>(after.file_metadata, {}), false);
     assert.deepEqual((await get(`/media/${id}`)).json().urls, expected(id));

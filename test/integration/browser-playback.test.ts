@@ -154,7 +154,14 @@ interface VideoStatus {
   errors: string[];
   playErrors: string[];
 }
-interface HlsError { type: string; details: string; fatal: boolean; code: number | null; url: string | null; reason: string | null }
+interface HlsError {
+  type: string;
+  details: string;
+  fatal: boolean;
+  code: number | null;
+  url: string | null;
+  reason: string | null;
+}
 interface HlsState {
   version: string;
   supported: boolean;
@@ -235,7 +242,12 @@ describe('browser playback in Chromium (hls.js, shaka-player, native WebM)', () 
   const status = () => call<PageStatus>('status');
 
   /** Polls the page until `done` says yes; fails early on what `failed` reports, and on timeout with the last state. */
-  async function untilPage(what: string, done: (s: PageStatus) => boolean, failed: (s: PageStatus) => string | undefined, timeoutMs: number): Promise<PageStatus> {
+  async function untilPage(
+    what: string,
+    done: (s: PageStatus) => boolean,
+    failed: (s: PageStatus) => string | undefined,
+    timeoutMs: number,
+  ): Promise<PageStatus> {
     const start = Date.now();
     for (;;) {
       const s = await status();
@@ -259,11 +271,34 @@ describe('browser playback in Chromium (hls.js, shaka-player, native WebM)', () 
 
     const source = path.join(t.env.tmp, 'testsrc.mp4');
     await run('ffmpeg', [
-      '-hide_banner', '-loglevel', 'error', '-y',
-      '-f', 'lavfi', '-i', `testsrc2=size=1280x720:rate=30:duration=${SOURCE_SECONDS}`,
-      '-f', 'lavfi', '-i', `sine=frequency=440:sample_rate=48000:duration=${SOURCE_SECONDS}`,
-      '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', '-g', '60',
-      '-c:a', 'aac', '-b:a', '96k', '-shortest', '-movflags', '+faststart', source,
+      '-hide_banner',
+      '-loglevel',
+      'error',
+      '-y',
+      '-f',
+      'lavfi',
+      '-i',
+      `testsrc2=size=1280x720:rate=30:duration=${SOURCE_SECONDS}`,
+      '-f',
+      'lavfi',
+      '-i',
+      `sine=frequency=440:sample_rate=48000:duration=${SOURCE_SECONDS}`,
+      '-c:v',
+      'libx264',
+      '-preset',
+      'ultrafast',
+      '-pix_fmt',
+      'yuv420p',
+      '-g',
+      '60',
+      '-c:a',
+      'aac',
+      '-b:a',
+      '96k',
+      '-shortest',
+      '-movflags',
+      '+faststart',
+      source,
     ]);
     lap('generate_ms');
 
@@ -273,11 +308,15 @@ describe('browser playback in Chromium (hls.js, shaka-player, native WebM)', () 
     mediaId = completed.json().id;
     lap('upload_ms');
     const media = async () => (await t.app.inject({ url: `/api/v1/media/${mediaId}`, headers: t.auth(t.tenant.userKey) })).json();
-    const done = await waitFor('video ready', async () => {
-      const m = await media();
-      // Ready, and the WebM that follows it published (pending no longer lists it).
-      return (m.status === 'error' || (m.status === 'ready' && !(m.file_metadata.pending ?? []).length)) && m;
-    }, 180_000);
+    const done = await waitFor(
+      'video ready',
+      async () => {
+        const m = await media();
+        // Ready, and the WebM that follows it published (pending no longer lists it).
+        return (m.status === 'error' || (m.status === 'ready' && !(m.file_metadata.pending ?? []).length)) && m;
+      },
+      180_000,
+    );
     assert.equal(done.status, 'ready', JSON.stringify(done.error));
     lap('process_ms');
 
@@ -295,8 +334,15 @@ describe('browser playback in Chromium (hls.js, shaka-player, native WebM)', () 
       headless: true,
       viewport: { width: 640, height: 360 },
       args: [
-        '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required',
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--autoplay-policy=no-user-gesture-required',
       ],
     });
     page = context.pages()[0] ?? (await context.newPage());
@@ -336,9 +382,14 @@ describe('browser playback in Chromium (hls.js, shaka-player, native WebM)', () 
     const hls = played.hls!;
     assert.ok(hls.manifestParsed);
     assert.ok(hls.levels.length >= 2, `levels: ${JSON.stringify(hls.levels)}`);
-    assert.deepEqual(hls.levels.map((l) => l.height).sort((a, b) => a - b), [480, 720]);
+    assert.deepEqual(
+      hls.levels.map((l) => l.height).sort((a, b) => a - b),
+      [480, 720],
+    );
     assert.ok(played.video!.videoHeight > 0, 'frames decoded');
-    tc.diagnostic(`hls.js ${hls.version} levels ${JSON.stringify(hls.levels)}; reached ${played.video!.currentTime.toFixed(2)} s after ${Date.now() - started} ms`);
+    tc.diagnostic(
+      `hls.js ${hls.version} levels ${JSON.stringify(hls.levels)}; reached ${played.video!.currentTime.toFixed(2)} s after ${Date.now() - started} ms`,
+    );
 
     // Ask for the other level, then see hls.js switch to it and the picture take its size.
     const current = hls.currentLevel ?? 0;
@@ -354,7 +405,10 @@ describe('browser playback in Chromium (hls.js, shaka-player, native WebM)', () 
     await untilPage('playback going on after the switch', (s) => s.video!.currentTime >= resumedAt + 0.5, fatal, 10_000);
     const end = await status();
     assert.equal(end.hls!.currentLevel, target);
-    assert.deepEqual(end.hls!.errors.filter((e) => e.fatal), []);
+    assert.deepEqual(
+      end.hls!.errors.filter((e) => e.fatal),
+      [],
+    );
     assert.deepEqual(pageErrors, []);
     tc.diagnostic(
       `switched ${current} -> ${target} (${hls.levels[target]!.width}x${hls.levels[target]!.height}); non-fatal hls.js errors: ${JSON.stringify(end.hls!.errors)}; ` +
@@ -379,7 +433,9 @@ describe('browser playback in Chromium (hls.js, shaka-player, native WebM)', () 
     assert.ok(played.video!.videoHeight > 0, 'frames decoded');
     assert.deepEqual(shaka.errors, []);
     assert.deepEqual(pageErrors, []);
-    tc.diagnostic(`shaka-player ${shaka.version} tracks ${JSON.stringify(shaka.tracks)}; reached ${played.video!.currentTime.toFixed(2)} s after ${Date.now() - started} ms`);
+    tc.diagnostic(
+      `shaka-player ${shaka.version} tracks ${JSON.stringify(shaka.tracks)}; reached ${played.video!.currentTime.toFixed(2)} s after ${Date.now() - started} ms`,
+    );
     await call('stopAll');
   });
 
@@ -394,11 +450,18 @@ describe('browser playback in Chromium (hls.js, shaka-player, native WebM)', () 
     const played = await untilPage(
       `native WebM playing ${PLAY_SECONDS} s`,
       (s) => (s.video?.currentTime ?? 0) >= PLAY_SECONDS,
-      (s) => (s.video?.errors.length ? `video element error: ${s.video.errors.join('; ')}` : s.video?.playErrors.length ? `play(): ${s.video.playErrors.join('; ')}` : undefined),
+      (s) =>
+        s.video?.errors.length
+          ? `video element error: ${s.video.errors.join('; ')}`
+          : s.video?.playErrors.length
+            ? `play(): ${s.video.playErrors.join('; ')}`
+            : undefined,
       20_000,
     );
     assert.ok(played.video!.videoHeight > 0, 'frames decoded');
-    tc.diagnostic(`WebM ${played.video!.videoWidth}x${played.video!.videoHeight} reached ${played.video!.currentTime.toFixed(2)} s after ${Date.now() - started} ms`);
+    tc.diagnostic(
+      `WebM ${played.video!.videoWidth}x${played.video!.videoHeight} reached ${played.video!.currentTime.toFixed(2)} s after ${Date.now() - started} ms`,
+    );
     await call('stopAll');
   });
 
@@ -414,7 +477,10 @@ describe('browser playback in Chromium (hls.js, shaka-player, native WebM)', () 
     const expired = pkg.hls!.replace(token, tokens.sign(mediaId, row.playback_key!, Date.now() - 1000));
 
     const origin = pageServer!.origin;
-    for (const [what, url] of [['forged', forged], ['expired', expired]] as const) {
+    for (const [what, url] of [
+      ['forged', forged],
+      ['expired', expired],
+    ] as const) {
       const res = await fetch(url, { headers: { origin } });
       assert.equal(res.status, 403, `${what}: ${res.status}`);
       assert.match(String(res.headers.get('content-type')), /^application\/problem\+json/);
@@ -425,9 +491,17 @@ describe('browser playback in Chromium (hls.js, shaka-player, native WebM)', () 
     // The genuine URL still answers, so the 403s above are the token's doing.
     assert.equal((await fetch(pkg.hls!, { headers: { origin } })).status, 200);
 
-    for (const [what, url] of [['forged', forged], ['expired', expired]] as const) {
+    for (const [what, url] of [
+      ['forged', forged],
+      ['expired', expired],
+    ] as const) {
       await call('hlsStart', url);
-      const s = await untilPage(`hls.js fatal error on the ${what} master`, (st) => (st.hls?.errors ?? []).some((e) => e.fatal), () => undefined, 15_000);
+      const s = await untilPage(
+        `hls.js fatal error on the ${what} master`,
+        (st) => (st.hls?.errors ?? []).some((e) => e.fatal),
+        () => undefined,
+        15_000,
+      );
       const f = s.hls!.errors.find((e) => e.fatal)!;
       assert.equal(f.type, 'networkError', `${what}: ${JSON.stringify(f)}`);
       assert.equal(f.details, 'manifestLoadError', `${what}: ${JSON.stringify(f)}`);
@@ -449,7 +523,10 @@ describe('browser playback in Chromium (hls.js, shaka-player, native WebM)', () 
     assert.equal(put.statusCode, 201, put.body);
     const res = await fetch(`${appOrigin}/api/v1/media/${mediaId}/package`, { headers: t.auth(t.tenant.userKey) });
     const withCaptions = (await res.json()) as Package & { captions: Array<{ language: string; url: string }> };
-    assert.deepEqual(withCaptions.captions.map((c) => c.language), ['en']);
+    assert.deepEqual(
+      withCaptions.captions.map((c) => c.language),
+      ['en'],
+    );
     await call('stopAll');
     // A query string keeps the browser from reusing the master it cached before the track existed.
     const url = `${withCaptions.hls}?captions=1`;
@@ -498,11 +575,18 @@ describe('browser playback in Chromium (hls.js, shaka-player, native WebM)', () 
       await new Promise((r) => setTimeout(r, 100));
       last = await state();
     }
-    assert.deepEqual(last.errors.filter((e) => e.fatal), [], JSON.stringify(last));
+    assert.deepEqual(
+      last.errors.filter((e) => e.fatal),
+      [],
+      JSON.stringify(last),
+    );
     assert.deepEqual(last.tracks, [{ lang: 'en', name: 'English', groupId: 'subs' }]);
     assert.equal(last.subtitleTrack, 0, JSON.stringify(last));
     const cues = last.cues.map(([start, end, text]) => [Number(start).toFixed(1), Number(end).toFixed(1), text]);
-    assert.deepEqual(cues, [['0.5', '2.5', 'Hello from the <i>caption</i> track'], ['3.0', '5.0', 'Second cue']]);
+    assert.deepEqual(cues, [
+      ['0.5', '2.5', 'Hello from the <i>caption</i> track'],
+      ['3.0', '5.0', 'Second cue'],
+    ]);
     tc.diagnostic(`hls.js subtitle tracks ${JSON.stringify(last.tracks)}; cues ${JSON.stringify(last.cues)}`);
     await page.evaluate('window.captionsTest.hls.destroy(); window.captionsTest.video.remove();');
   });
@@ -515,15 +599,23 @@ describe('browser playback in Chromium (hls.js, shaka-player, native WebM)', () 
     assert.equal(completed.statusCode, 201, completed.body);
     const audioId = completed.json().id as string;
     // This app streams audio of 60 s and more; the HLS rendition is checked on a longer file below.
-    const m = await waitFor('audio ready', async () => {
-      const x = (await t.app.inject({ url: `/api/v1/media/${audioId}`, headers: t.auth(t.tenant.userKey) })).json();
-      return ['ready', 'error'].includes(x.status) && x;
-    }, 60_000);
+    const m = await waitFor(
+      'audio ready',
+      async () => {
+        const x = (await t.app.inject({ url: `/api/v1/media/${audioId}`, headers: t.auth(t.tenant.userKey) })).json();
+        return ['ready', 'error'].includes(x.status) && x;
+      },
+      60_000,
+    );
     assert.equal(m.status, 'ready', JSON.stringify(m.error));
     const res = await fetch(`${appOrigin}/api/v1/media/${audioId}/package`, { headers: t.auth(t.tenant.userKey) });
     const audioPkg = (await res.json()) as Package;
     const failed = (s: PageStatus) =>
-      s.video?.errors.length ? `media element error: ${s.video.errors.join('; ')}` : s.video?.playErrors.length ? `play(): ${s.video.playErrors.join('; ')}` : undefined;
+      s.video?.errors.length
+        ? `media element error: ${s.video.errors.join('; ')}`
+        : s.video?.playErrors.length
+          ? `play(): ${s.video.playErrors.join('; ')}`
+          : undefined;
     await call('nativeStart', audioPkg.webm);
     const played = await untilPage(`Opus WebM playing ${PLAY_SECONDS} s`, (s) => (s.video?.currentTime ?? 0) >= PLAY_SECONDS, failed, 20_000);
     assert.ok(Math.abs(played.video!.duration - 12) < 0.2, `duration ${played.video!.duration}`);
@@ -531,13 +623,29 @@ describe('browser playback in Chromium (hls.js, shaka-player, native WebM)', () 
     await call('stopAll');
 
     const long = path.join(t.env.tmp, 'long.m4a');
-    await run('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'sine=frequency=550:sample_rate=48000:duration=65', '-c:a', 'aac', long]);
+    await run('ffmpeg', [
+      '-hide_banner',
+      '-loglevel',
+      'error',
+      '-y',
+      '-f',
+      'lavfi',
+      '-i',
+      'sine=frequency=550:sample_rate=48000:duration=65',
+      '-c:a',
+      'aac',
+      long,
+    ]);
     const up = await client.uploadWhole(await fs.readFile(long), { filename: 'long.m4a', chunkSize: 1024 * 1024 });
     const longId = up.completed.json().id as string;
-    const lm = await waitFor('long audio ready', async () => {
-      const x = (await t.app.inject({ url: `/api/v1/media/${longId}`, headers: t.auth(t.tenant.userKey) })).json();
-      return ['ready', 'error'].includes(x.status) && x;
-    }, 60_000);
+    const lm = await waitFor(
+      'long audio ready',
+      async () => {
+        const x = (await t.app.inject({ url: `/api/v1/media/${longId}`, headers: t.auth(t.tenant.userKey) })).json();
+        return ['ready', 'error'].includes(x.status) && x;
+      },
+      60_000,
+    );
     assert.equal(lm.status, 'ready', JSON.stringify(lm.error));
     const longPkg = (await (await fetch(`${appOrigin}/api/v1/media/${longId}/package`, { headers: t.auth(t.tenant.userKey) })).json()) as Package;
     assert.ok(longPkg.hls, 'audio of 60 s and more has an HLS rendition');
@@ -547,9 +655,14 @@ describe('browser playback in Chromium (hls.js, shaka-player, native WebM)', () 
       return f ? `hls.js fatal error ${f.type}/${f.details} (HTTP ${f.code}) on ${f.url}` : failed(s);
     };
     const streamed = await untilPage(`hls.js playing the audio ${PLAY_SECONDS} s`, (s) => (s.video?.currentTime ?? 0) >= PLAY_SECONDS, fatal, 20_000);
-    assert.deepEqual(streamed.hls!.levels.map((l) => l.codecs), ['mp4a.40.2']);
+    assert.deepEqual(
+      streamed.hls!.levels.map((l) => l.codecs),
+      ['mp4a.40.2'],
+    );
     assert.ok(Math.abs(streamed.video!.duration - 65) < 0.5, `duration ${streamed.video!.duration}`);
-    tc.diagnostic(`audio: WebM ${played.video!.currentTime.toFixed(1)} s; HLS ${streamed.video!.currentTime.toFixed(1)} s of ${streamed.video!.duration.toFixed(1)}`);
+    tc.diagnostic(
+      `audio: WebM ${played.video!.currentTime.toFixed(1)} s; HLS ${streamed.video!.currentTime.toFixed(1)} s of ${streamed.video!.duration.toFixed(1)}`,
+    );
     await call('stopAll');
   });
 });

@@ -26,7 +26,19 @@ const SRT = [
   '',
 ].join('\r\n');
 
-const VTT = ['WEBVTT', '', 'NOTE made by hand', '', 'intro', '00:01.000 --> 00:03.000 line:90%', 'Bonjour <b>à tous</b>', '', '00:00:05.000 --> 00:00:08.000', 'Au revoir', ''].join('\n');
+const VTT = [
+  'WEBVTT',
+  '',
+  'NOTE made by hand',
+  '',
+  'intro',
+  '00:01.000 --> 00:03.000 line:90%',
+  'Bonjour <b>à tous</b>',
+  '',
+  '00:00:05.000 --> 00:00:08.000',
+  'Au revoir',
+  '',
+].join('\n');
 
 const utf8 = (s: string) => Buffer.from(s, 'utf8');
 
@@ -62,7 +74,14 @@ describe('SRT and WebVTT parsing', () => {
       ].join('\n'),
     );
     assert.equal(p.cues.length, 3);
-    assert.deepEqual(p.cues.map((c) => [c.start, c.end]), [[1, 3.5], [4, 6], [7.25, 9]]);
+    assert.deepEqual(
+      p.cues.map((c) => [c.start, c.end]),
+      [
+        [1, 3.5],
+        [4, 6],
+        [7.25, 9],
+      ],
+    );
     assert.equal(p.plainText, 'Hello there, friend & co\nUp top a <weird> tag -->\nLast line');
   });
 
@@ -70,7 +89,13 @@ describe('SRT and WebVTT parsing', () => {
     const p = parseCaptions(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), utf8(VTT.replace(/\n/g, '\r\n'))]));
     assert.equal(p.format, 'webvtt');
     assert.equal(p.vtt, VTT);
-    assert.deepEqual(p.cues.map((c) => [c.start, c.end, c.lines.join('|')]), [[1, 3, 'Bonjour <b>à tous</b>'], [5, 8, 'Au revoir']]);
+    assert.deepEqual(
+      p.cues.map((c) => [c.start, c.end, c.lines.join('|')]),
+      [
+        [1, 3, 'Bonjour <b>à tous</b>'],
+        [5, 8, 'Au revoir'],
+      ],
+    );
     assert.equal(p.plainText, 'Bonjour à tous\nAu revoir');
   });
 
@@ -81,14 +106,43 @@ describe('SRT and WebVTT parsing', () => {
   });
 
   it('refuses malformed cues, listing each with its line', () => {
-    const bad = problemsOf(['1', '00:00:01,000 --> 00:00:02,000', 'ok', '', '2', '00:00:05,000 --> 00:00:04,000', 'backwards', '', '3', '00:00:61,000 --> 00:01:00,000', 'bad seconds', '', 'x', 'no timing', ''].join('\n'));
-    assert.deepEqual(bad.problems.map((p) => p.line), [6, 10, 13]);
+    const bad = problemsOf(
+      [
+        '1',
+        '00:00:01,000 --> 00:00:02,000',
+        'ok',
+        '',
+        '2',
+        '00:00:05,000 --> 00:00:04,000',
+        'backwards',
+        '',
+        '3',
+        '00:00:61,000 --> 00:01:00,000',
+        'bad seconds',
+        '',
+        'x',
+        'no timing',
+        '',
+      ].join('\n'),
+    );
+    assert.deepEqual(
+      bad.problems.map((p) => p.line),
+      [6, 10, 13],
+    );
     assert.match(bad.problems[0]!.message, /ends .* before or when it starts/);
     assert.match(bad.problems[1]!.message, /not a valid timestamp/);
     assert.match(bad.message, /3 malformed cues; the first at line 6/);
 
-    assert.deepEqual(problemsOf('1\n00:00:01,000 --> 00:00:02,000\n').problems.map((p) => p.line), [2], 'a cue with no text');
-    assert.deepEqual(problemsOf('WEBVTT\n\n00:01.000 --> 00:02.000\nA\n00:03.000 --> 00:04.000\nB\n').problems.map((p) => p.line), [5], 'a missing blank line');
+    assert.deepEqual(
+      problemsOf('1\n00:00:01,000 --> 00:00:02,000\n').problems.map((p) => p.line),
+      [2],
+      'a cue with no text',
+    );
+    assert.deepEqual(
+      problemsOf('WEBVTT\n\n00:01.000 --> 00:02.000\nA\n00:03.000 --> 00:04.000\nB\n').problems.map((p) => p.line),
+      [5],
+      'a missing blank line',
+    );
     assert.match(problemsOf('just some words\n').message, /neither WebVTT .* nor SRT/);
     assert.match(problemsOf(Buffer.from([0x31, 0x0a, 0xff, 0xfe])).message, /not valid UTF-8/);
     assert.match(problemsOf('WEBVTT\n\nNOTE nothing\n').message, /no cues/);
@@ -114,7 +168,9 @@ const xml = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '', is
 
 function textSets(mpd: string): Array<Record<string, any>> {
   const doc = xml.parse(mpd);
-  return doc.MPD.Period.flatMap((p: { AdaptationSet: Array<Record<string, any>> }) => p.AdaptationSet).filter((a: { contentType: string }) => a.contentType === 'text');
+  return doc.MPD.Period.flatMap((p: { AdaptationSet: Array<Record<string, any>> }) => p.AdaptationSet).filter(
+    (a: { contentType: string }) => a.contentType === 'text',
+  );
 }
 
 /** #EXT-X-MEDIA attribute lists of the SUBTITLES group, parsed. */
@@ -144,10 +200,14 @@ describe('caption tracks through the API', () => {
     t = await startTestApp({ CAPTION_MAX_SIZE: '64KiB' }, { worker: true });
     client = new SessionClient(t.app, t.tenant.userKey);
     videoId = await upload(client, await fs.readFile(path.join(SAMPLES, 'h264-640x272-noaudio-bikes.mp4')), 'bikes.mp4');
-    const m = await waitFor('video ready', async () => {
-      const x = await media(videoId);
-      return ['ready', 'error'].includes(x.status) && x;
-    }, 60_000);
+    const m = await waitFor(
+      'video ready',
+      async () => {
+        const x = await media(videoId);
+        return ['ready', 'error'].includes(x.status) && x;
+      },
+      60_000,
+    );
     assert.equal(m.status, 'ready', JSON.stringify(m.error));
     dir = t.ctx.layout.mediaDir({ tenantId: t.tenant.id, userId: 'alice', mediaId: videoId });
   });
@@ -158,7 +218,15 @@ describe('caption tracks through the API', () => {
     assert.equal(en.statusCode, 201, en.body);
     assert.deepEqual(
       { ...(en.json() as object), created_at: undefined, updated_at: undefined },
-      { language: 'en', label: 'English', kind: 'subtitles', cue_count: 3, url: `/api/v1/media/${videoId}/files/transcripts/en.vtt`, created_at: undefined, updated_at: undefined },
+      {
+        language: 'en',
+        label: 'English',
+        kind: 'subtitles',
+        cue_count: 3,
+        url: `/api/v1/media/${videoId}/files/transcripts/en.vtt`,
+        created_at: undefined,
+        updated_at: undefined,
+      },
     );
     assert.equal(await file('transcripts/en.vtt'), parseCaptions(utf8(SRT)).vtt);
 
@@ -175,12 +243,23 @@ describe('caption tracks through the API', () => {
     assert.match(await file('transcripts/en.vtt'), /Final line/);
 
     const list = await t.app.inject({ url: `/api/v1/media/${videoId}/captions`, headers: t.auth(t.tenant.userKey) });
-    assert.deepEqual(list.json().items.map((x: { language: string }) => x.language), ['en', 'fr-CA']);
-    const row = await t.ctx.database.db.selectFrom('caption_tracks').selectAll().where('media_id', '=', videoId).where('language', '=', 'en').executeTakeFirstOrThrow();
+    assert.deepEqual(
+      list.json().items.map((x: { language: string }) => x.language),
+      ['en', 'fr-CA'],
+    );
+    const row = await t.ctx.database.db
+      .selectFrom('caption_tracks')
+      .selectAll()
+      .where('media_id', '=', videoId)
+      .where('language', '=', 'en')
+      .executeTakeFirstOrThrow();
     assert.equal(row.text, 'Hello there, friend & co\nUp top a <weird> tag -->\nFinal line');
     assert.equal(row.tenant_id, t.tenant.id);
     const rec = await media(videoId);
-    assert.deepEqual(rec.caption_tracks.map((x: { language: string }) => x.language), ['en', 'fr-CA']);
+    assert.deepEqual(
+      rec.caption_tracks.map((x: { language: string }) => x.language),
+      ['en', 'fr-CA'],
+    );
     const served = await t.app.inject({ url: rec.caption_tracks[0].url, headers: t.auth(t.tenant.userKey) });
     assert.equal(served.statusCode, 200);
     assert.equal(served.headers['content-type'], 'text/vtt; charset=utf-8');
@@ -189,10 +268,13 @@ describe('caption tracks through the API', () => {
   it('offers the tracks in the HLS master, its subtitle playlists, the DASH manifest and the package', async () => {
     const master = await file('hls/master.m3u8');
     const subs = subtitleMedia(master);
-    assert.deepEqual(subs.map((s) => [s.GROUP_ID ?? s['GROUP-ID'], s.LANGUAGE, s.NAME, s.URI]), [
-      ['subs', 'en', 'English', 'subs_en.m3u8'],
-      ['subs', 'fr-CA', 'Français', 'subs_fr-CA.m3u8'],
-    ]);
+    assert.deepEqual(
+      subs.map((s) => [s.GROUP_ID ?? s['GROUP-ID'], s.LANGUAGE, s.NAME, s.URI]),
+      [
+        ['subs', 'en', 'English', 'subs_en.m3u8'],
+        ['subs', 'fr-CA', 'Français', 'subs_fr-CA.m3u8'],
+      ],
+    );
     assert.match(subs[1]!.CHARACTERISTICS!, /transcribes-spoken-dialog/);
     const variants = master.split('\n').filter((l) => l.startsWith('#EXT-X-STREAM-INF:'));
     assert.ok(variants.length >= 1);
@@ -208,14 +290,26 @@ describe('caption tracks through the API', () => {
 
     const mpd = await file('dash/manifest.mpd');
     const sets = textSets(mpd);
-    assert.deepEqual(sets.map((s) => [s.lang, s.mimeType, s.Representation[0].BaseURL, s.Role.value, s.Label]), [
-      ['en', 'text/vtt', '../transcripts/en.vtt', 'subtitle', 'English'],
-      ['fr-CA', 'text/vtt', '../transcripts/fr-CA.vtt', 'caption', 'Français'],
-    ]);
-    assert.ok(parseMpd(mpd).some((r) => r.contentType === 'video'), 'the video representations are intact');
+    assert.deepEqual(
+      sets.map((s) => [s.lang, s.mimeType, s.Representation[0].BaseURL, s.Role.value, s.Label]),
+      [
+        ['en', 'text/vtt', '../transcripts/en.vtt', 'subtitle', 'English'],
+        ['fr-CA', 'text/vtt', '../transcripts/fr-CA.vtt', 'caption', 'Français'],
+      ],
+    );
+    assert.ok(
+      parseMpd(mpd).some((r) => r.contentType === 'video'),
+      'the video representations are intact',
+    );
 
     const pkg = (await t.app.inject({ url: `/api/v1/media/${videoId}/package`, headers: t.auth(t.tenant.userKey) })).json();
-    assert.deepEqual(pkg.captions.map((c: { language: string; kind: string }) => [c.language, c.kind]), [['en', 'subtitles'], ['fr-CA', 'captions']]);
+    assert.deepEqual(
+      pkg.captions.map((c: { language: string; kind: string }) => [c.language, c.kind]),
+      [
+        ['en', 'subtitles'],
+        ['fr-CA', 'captions'],
+      ],
+    );
     // The signed URLs serve the files, and the relative URIs of the playlists resolve under the token.
     const vtt = await t.app.inject({ url: new URL(pkg.captions[0].url).pathname });
     assert.equal(vtt.statusCode, 200);
@@ -229,13 +323,23 @@ describe('caption tracks through the API', () => {
     const res = await t.app.inject({ method: 'POST', url: `/api/v1/media/${videoId}/reprocess`, headers: t.auth(t.tenant.userKey) });
     assert.equal(res.statusCode, 202, res.body);
     expectProblem(await captions(videoId, 'de', SRT), 409, 'conflict');
-    const m = await waitFor('ready again', async () => {
-      const x = await media(videoId);
-      return ['ready', 'error'].includes(x.status) && x.status_history.length > 3 && x;
-    }, 60_000);
+    const m = await waitFor(
+      'ready again',
+      async () => {
+        const x = await media(videoId);
+        return ['ready', 'error'].includes(x.status) && x.status_history.length > 3 && x;
+      },
+      60_000,
+    );
     assert.equal(m.status, 'ready');
-    assert.deepEqual(subtitleMedia(await file('hls/master.m3u8')).map((s) => s.LANGUAGE), ['en', 'fr-CA']);
-    assert.deepEqual(textSets(await file('dash/manifest.mpd')).map((s) => s.lang), ['en', 'fr-CA']);
+    assert.deepEqual(
+      subtitleMedia(await file('hls/master.m3u8')).map((s) => s.LANGUAGE),
+      ['en', 'fr-CA'],
+    );
+    assert.deepEqual(
+      textSets(await file('dash/manifest.mpd')).map((s) => s.lang),
+      ['en', 'fr-CA'],
+    );
     assert.match(await file('hls/subs_fr-CA.m3u8'), /\.\.\/transcripts\/fr-CA\.vtt/);
     assert.match(await file('transcripts/en.vtt'), /Final line/);
   });
@@ -245,9 +349,19 @@ describe('caption tracks through the API', () => {
     assert.equal(del.statusCode, 204, del.body);
     const files = await listFiles(dir);
     assert.ok(!files.includes('transcripts/fr-CA.vtt') && !files.includes('hls/subs_fr-CA.m3u8'), files.join(' '));
-    assert.deepEqual(subtitleMedia(await file('hls/master.m3u8')).map((s) => s.LANGUAGE), ['en']);
-    assert.deepEqual(textSets(await file('dash/manifest.mpd')).map((s) => s.lang), ['en']);
-    expectProblem(await t.app.inject({ method: 'DELETE', url: `/api/v1/media/${videoId}/captions/fr-CA`, headers: t.auth(t.tenant.userKey) }), 404, 'not-found');
+    assert.deepEqual(
+      subtitleMedia(await file('hls/master.m3u8')).map((s) => s.LANGUAGE),
+      ['en'],
+    );
+    assert.deepEqual(
+      textSets(await file('dash/manifest.mpd')).map((s) => s.lang),
+      ['en'],
+    );
+    expectProblem(
+      await t.app.inject({ method: 'DELETE', url: `/api/v1/media/${videoId}/captions/fr-CA`, headers: t.auth(t.tenant.userKey) }),
+      404,
+      'not-found',
+    );
   });
 
   it('refuses bad files and bad requests with a problem and writes nothing', async () => {

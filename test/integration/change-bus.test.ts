@@ -42,7 +42,7 @@ function contract(backend: () => Backend) {
     for (const b of buses) await b.close();
   });
 
-  it('delivers each process\'s changes and label announcements to the others, not to itself', async () => {
+  it("delivers each process's changes and label announcements to the others, not to itself", async () => {
     const [a, b] = [await open(), await open()];
     const [ha, hb] = [recorder(), recorder()];
     a.subscribe(ha.handlers);
@@ -132,7 +132,7 @@ describe('change bus', { skip: BACKEND !== 'scale' && 'needs PostgreSQL and Redi
       },
     }));
 
-    it('names one channel per schema, within PostgreSQL\'s 63-byte identifiers', () => {
+    it("names one channel per schema, within PostgreSQL's 63-byte identifiers", () => {
       assert.equal(changeChannel('public'), 'qasar_changes_public');
       assert.notEqual(changeChannel('a'.repeat(60)), changeChannel(`${'a'.repeat(59)}b`));
       assert.ok(changeChannel('a'.repeat(63)).length <= 63);

@@ -52,11 +52,12 @@ describe('chunked-session uploads', () => {
     // A client that crashed asks where it was.
     const mid = (await client.status(s.session_id)).json();
     assert.equal(mid.received_chunks, 3);
-    assert.deepEqual(mid.missing_chunks, order.slice(3).sort((a, b) => a - b));
-
-    const rest = await Promise.all(
-      order.slice(3).map((i) => client.putChunk(s.session_id, i, data.subarray(i * s.chunk_size, (i + 1) * s.chunk_size))),
+    assert.deepEqual(
+      mid.missing_chunks,
+      order.slice(3).sort((a, b) => a - b),
     );
+
+    const rest = await Promise.all(order.slice(3).map((i) => client.putChunk(s.session_id, i, data.subarray(i * s.chunk_size, (i + 1) * s.chunk_size))));
     assert.ok(rest.every((r) => r.statusCode === 200));
     // Re-sending a chunk is harmless.
     const again = await client.putChunk(s.session_id, 0, data.subarray(0, s.chunk_size));
@@ -73,7 +74,10 @@ describe('chunked-session uploads', () => {
     assert.equal(media.original_filename, 'deer clip.mp4');
     assert.equal(media.caption, 'A deer in the bushes');
     assert.deepEqual(media.user_tags, ['Nature', 'wildlife']);
-    assert.deepEqual(media.labels.map((l: { name: string }) => l.name), ['deer', 'forest']);
+    assert.deepEqual(
+      media.labels.map((l: { name: string }) => l.name),
+      ['deer', 'forest'],
+    );
     assert.ok(['queued', 'processing', 'ready'].includes(media.status));
 
     const stored = path.join(t.ctx.layout.root, media.file_metadata.original.path);
@@ -185,7 +189,10 @@ describe('chunked-session uploads', () => {
       assert.equal(st.received_chunks, 0, 'no refused chunk was kept');
       // Chunks are written into the session's one data file; a refused one leaves no receipt (and no temp or lock file).
       const dataName = path.basename(t.ctx.layout.sessionDataFile(t.tenant.id, s.session_id));
-      assert.deepEqual((await fs.readdir(t.ctx.layout.sessionChunkDir(t.tenant.id, s.session_id))).filter((n) => n !== dataName), []);
+      assert.deepEqual(
+        (await fs.readdir(t.ctx.layout.sessionChunkDir(t.tenant.id, s.session_id))).filter((n) => n !== dataName),
+        [],
+      );
 
       const good = await client.putChunk(s.session_id, 0, data.subarray(0, 2048), {
         'content-digest': `sha-256=:${Buffer.from(sha256(data.subarray(0, 2048)), 'hex').toString('base64')}:`,

@@ -18,7 +18,11 @@ function qasar(args: string[], env: Record<string, string>) {
 }
 
 /** Starts a long-running subcommand; resolves once `ready` matches its stdout. */
-function startProcess(args: string[], env: Record<string, string>, ready: RegExp): Promise<{ child: ChildProcess; match: RegExpMatchArray; output: () => string }> {
+function startProcess(
+  args: string[],
+  env: Record<string, string>,
+  ready: RegExp,
+): Promise<{ child: ChildProcess; match: RegExpMatchArray; output: () => string }> {
   const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env, LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   return new Promise((resolve, reject) => {
@@ -107,7 +111,15 @@ describe('qasar CLI', () => {
     assert.match(res.stdout, /Usage: qasar/);
     const probe = spawnSync(
       '/usr/bin/env',
-      ['-S', fs.readFileSync(BIN, 'utf8').split('\n', 1)[0]!.replace(/^#!\/usr\/bin\/env -S /, ''), '-e', GROW_YOUNG_GENERATION],
+      [
+        '-S',
+        fs
+          .readFileSync(BIN, 'utf8')
+          .split('\n', 1)[0]!
+          .replace(/^#!\/usr\/bin\/env -S /, ''),
+        '-e',
+        GROW_YOUNG_GENERATION,
+      ],
       { encoding: 'utf8' },
     );
     assert.equal(probe.status, 0, probe.stderr);

@@ -11,7 +11,6 @@ import type { Principal } from '../../src/tenancy/principal.js';
 import { insertMedia } from '../support/media-seed.js';
 import { expectProblem, startTestApp, type TestApp } from '../support/harness.js';
 
-
 type Page = { items: any[]; next_cursor: string | null };
 
 const POSTER_BYTES = 'not really a jpeg, but the bytes of posters/poster.jpg';
@@ -40,8 +39,19 @@ describe('feeds', () => {
     const base = Date.parse('2024-05-01T00:00:00Z');
     const at = (i: number) => new Date(base + i * 1000).toISOString();
     const video = await insertMedia(t, {
-      caption: 'the river', title: 'River', labels: ['water'], tags: ['Outdoor'], createdAt: at(1),
-      fileMetadata: { duration: 31.5, width: 1440, height: 1080, display_width: 1920, display_height: 1080, artifacts: { hls: 'hls/master.m3u8', dash: 'dash/manifest.mpd', poster: { jpeg: 'posters/poster.jpg', webp: 'posters/poster.webp' } } },
+      caption: 'the river',
+      title: 'River',
+      labels: ['water'],
+      tags: ['Outdoor'],
+      createdAt: at(1),
+      fileMetadata: {
+        duration: 31.5,
+        width: 1440,
+        height: 1080,
+        display_width: 1920,
+        display_height: 1080,
+        artifacts: { hls: 'hls/master.m3u8', dash: 'dash/manifest.mpd', poster: { jpeg: 'posters/poster.jpg', webp: 'posters/poster.webp' } },
+      },
     });
     const approved = await insertMedia(t, { caption: 'approved', moderation: 'approved', createdAt: at(2) });
     await insertMedia(t, { caption: 'held', moderation: 'held', createdAt: at(3) });
@@ -51,7 +61,10 @@ describe('feeds', () => {
     const newest = await insertMedia(t, { caption: 'newest', kind: 'audio', createdAt: at(7), fileMetadata: { duration: 5 } });
 
     const page = await get('/api/v1/feed/new');
-    assert.deepEqual(page.items.map((i) => i.id), [newest, approved, video]);
+    assert.deepEqual(
+      page.items.map((i) => i.id),
+      [newest, approved, video],
+    );
     assert.equal(page.next_cursor, null);
     const item = page.items[2];
     assert.equal(item.kind, 'video');
@@ -109,10 +122,16 @@ describe('feeds', () => {
     const tag = await insertMedia(t, { caption: 'hole in the ground', tags: ['wombat'] });
     await insertMedia(t, { caption: 'wombat queued', status: 'queued' });
     const first = await get('/api/v1/feed/search?q=womb&limit=1');
-    assert.deepEqual(first.items.map((i) => i.id), [caption]);
+    assert.deepEqual(
+      first.items.map((i) => i.id),
+      [caption],
+    );
     assert.equal(first.items[0].score, undefined, 'feed items have no score');
     const second = await get(`/api/v1/feed/search?q=womb&limit=1&cursor=${encodeURIComponent(first.next_cursor!)}`);
-    assert.deepEqual(second.items.map((i) => i.id), [tag]);
+    assert.deepEqual(
+      second.items.map((i) => i.id),
+      [tag],
+    );
     assert.equal(second.next_cursor, null);
     expectProblem(await t.app.inject({ url: '/api/v1/feed/search?q=womb&status=queued', headers: t.auth(t.tenant.userKey) }), 400, 'validation-failed');
     expectProblem(await t.app.inject({ url: '/api/v1/feed/search', headers: t.auth(t.tenant.userKey) }), 400, 'validation-failed');
@@ -125,7 +144,16 @@ describe('feeds', () => {
       method: 'POST',
       url: '/api/v1/label-banks',
       headers: t.auth(t.tenant.adminKey),
-      payload: { name: 'wildlife', entries: [{ name: 'animal' }, { name: 'bird', parent: 'animal' }, { name: 'heron', parent: 'bird' }, { name: 'kingfisher', parent: 'bird' }, { name: 'fox', parent: 'animal' }] },
+      payload: {
+        name: 'wildlife',
+        entries: [
+          { name: 'animal' },
+          { name: 'bird', parent: 'animal' },
+          { name: 'heron', parent: 'bird' },
+          { name: 'kingfisher', parent: 'bird' },
+          { name: 'fox', parent: 'animal' },
+        ],
+      },
     });
     assert.equal(bank.statusCode, 201, bank.body);
     const heron = await insertMedia(t, { caption: 'heron by the pond', labels: ['heron', 'water'] });
@@ -159,13 +187,19 @@ describe('feeds', () => {
     const tokens = new PlaybackTokens(await playbackSecret(db, t.env.settings.playbackSecret));
     // Uncached: every build reads what it shows (the cached builder is tested below and in media-record-cache).
     const countingDb = db.withPlugin(counting);
-    const builder = new FeedItemBuilder(new MediaFactsSource(countingDb, undefined), new LabelDirectory(countingDb, undefined), tokens, t.env.settings.playbackTtl);
+    const builder = new FeedItemBuilder(
+      new MediaFactsSource(countingDb, undefined),
+      new LabelDirectory(countingDb, undefined),
+      tokens,
+      t.env.settings.playbackTtl,
+    );
     const alice: Principal = { tenantId: t.tenant.id, keyId: 'k1', userId: 'alice', isAdmin: false };
     const bob: Principal = { tenantId: t.tenant.id, keyId: 'k2', userId: 'bob', isAdmin: false };
     const artifacts = { duration: 3, artifacts: { hls: 'hls/master.m3u8', poster: { jpeg: 'posters/poster.jpg' } } };
 
     const ids: string[] = [];
-    for (let i = 0; i < 8; i++) ids.push(await insertMedia(t, { caption: `ranked ${i}`, labels: ['heron', `own-${i}`], tags: [`t${i}`], fileMetadata: artifacts }));
+    for (let i = 0; i < 8; i++)
+      ids.push(await insertMedia(t, { caption: `ranked ${i}`, labels: ['heron', `own-${i}`], tags: [`t${i}`], fileMetadata: artifacts }));
     const [kept1, deleted, held, kept2] = ids as [string, string, string, string];
     const baseUrl = 'http://qasar.test';
     // Counted before anything changes: the cost of a page does not grow with its length.
@@ -184,7 +218,11 @@ describe('feeds', () => {
     const ranked = [kept1, deleted, held, 'no-such-media', otherTenant, kept2];
 
     const items = await builder.build(bob, ranked, baseUrl);
-    assert.deepEqual(items.map((i) => i.id), [kept1, kept2], 'in the ranked order, without what became invisible');
+    assert.deepEqual(
+      items.map((i) => i.id),
+      [kept1, kept2],
+      'in the ranked order, without what became invisible',
+    );
     assert.deepEqual(items[0]!.labels, ['animal', 'bird', 'heron', 'own-0']);
     assert.deepEqual(items[0]!.tags, ['t0']);
     assert.equal(items[0]!.duration, 3);
@@ -196,21 +234,32 @@ describe('feeds', () => {
 
     // Search results are built for a member: the owner still sees her held media, without playback URLs.
     const own = await builder.build(alice, ranked, baseUrl, { audience: { kind: 'member', userId: 'alice', isAdmin: false } });
-    assert.deepEqual(own.map((i) => i.id), [kept1, held, kept2]);
+    assert.deepEqual(
+      own.map((i) => i.id),
+      [kept1, held, kept2],
+    );
     assert.deepEqual(own[1]!.poster, { jpeg: null, webp: null }, 'held media gets no public URL, not even for its owner');
     assert.deepEqual(own[1]!.playback, { hls: null, dash: null, webm: null, expires_at: own[1]!.playback.expires_at });
     const bobAsMember = await builder.build(bob, ranked, baseUrl, { audience: { kind: 'member', userId: 'bob', isAdmin: false } });
-    assert.deepEqual(bobAsMember.map((i) => i.id), [kept1, kept2]);
+    assert.deepEqual(
+      bobAsMember.map((i) => i.id),
+      [kept1, kept2],
+    );
 
     // And over HTTP: the new feed skips both without failing.
-    const feed = (await get('/api/v1/feed/new?limit=100', (await t.ctx.tenancy.createKey({ tenantId: t.tenant.id, userId: 'bob' })).key)).items.map((i) => i.id);
+    const feed = (await get('/api/v1/feed/new?limit=100', (await t.ctx.tenancy.createKey({ tenantId: t.tenant.id, userId: 'bob' })).key)).items.map(
+      (i) => i.id,
+    );
     assert.ok(feed.includes(kept1) && feed.includes(kept2));
     assert.ok(!feed.includes(deleted) && !feed.includes(held));
   });
 
   it("never shows another tenant's media in the search feed or the recommended feed", async () => {
     // Both tenants have a user "alice" and a label "otter": ids, names and users collide, tenants do not.
-    const ours = [await insertMedia(t, { caption: 'otter slide', labels: ['otter'], userId: 'carol' }), await insertMedia(t, { caption: 'otter nap', labels: ['otter'], userId: 'carol' })];
+    const ours = [
+      await insertMedia(t, { caption: 'otter slide', labels: ['otter'], userId: 'carol' }),
+      await insertMedia(t, { caption: 'otter nap', labels: ['otter'], userId: 'carol' }),
+    ];
     const theirs = [
       await insertMedia(t, { tenantId: t.other.id, caption: 'otter slide', labels: ['otter'], userId: 'carol' }),
       await insertMedia(t, { tenantId: t.other.id, caption: 'otter nap', labels: ['otter'], userId: 'carol' }),
@@ -221,7 +270,10 @@ describe('feeds', () => {
     assert.deepEqual(new Set(theirSearch), new Set(theirs));
 
     // zoe of each tenant views the first otter media of her tenant: her recommendations come from her tenant only.
-    for (const [tenantId, mine] of [[t.tenant.id, ours], [t.other.id, theirs]] as const) {
+    for (const [tenantId, mine] of [
+      [t.tenant.id, ours],
+      [t.other.id, theirs],
+    ] as const) {
       const key = (await t.ctx.tenancy.createKey({ tenantId, userId: 'zoe' })).key;
       const view = await t.app.inject({ url: `/api/v1/media/${mine[0]}/package`, headers: t.auth(key) });
       assert.equal(view.statusCode, 200, view.body);

@@ -114,7 +114,7 @@ describe('serving stored files to clients', () => {
       assert.ok(!res.body.includes('root:'), route);
     }
   });
-  it("neither writes nor removes caption files through a linked caption folder", async () => {
+  it('neither writes nor removes caption files through a linked caption folder', async () => {
     const m = await mediaWithPoster();
     const theirs = await mediaWithPoster(t.other.userKey);
     await t.ctx.database.db.updateTable('mediaassets').set({ kind: 'video', status: 'ready' }).where('id', '=', m.id).execute();

@@ -100,7 +100,12 @@ describe('a full disk', () => {
     const tus = await t.app.inject({
       method: 'POST',
       url: '/api/v1/tus',
-      headers: { ...t.auth(t.tenant.userKey), 'tus-resumable': '1.0.0', 'upload-length': String(MiB), 'upload-metadata': `filename ${Buffer.from('t.bin').toString('base64')}` },
+      headers: {
+        ...t.auth(t.tenant.userKey),
+        'tus-resumable': '1.0.0',
+        'upload-length': String(MiB),
+        'upload-metadata': `filename ${Buffer.from('t.bin').toString('base64')}`,
+      },
     });
     expectProblem(tus, 507, 'insufficient-storage');
     const ready = await t.app.inject({ method: 'GET', url: '/readyz' });

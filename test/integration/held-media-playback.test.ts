@@ -28,10 +28,14 @@ describe('playback of media held or rejected by moderation', () => {
     const { completed } = await new SessionClient(t.app, t.tenant.userKey).uploadWhole(data, { filename: 'dream.mp4', chunkSize: 64 * 1024 });
     assert.equal(completed.statusCode, 201, completed.body);
     mediaId = completed.json().id;
-    const status = await waitFor('video processed', async () => {
-      const s = (await api(`/media/${mediaId}`, t.tenant.userKey)).json().status;
-      return ['ready', 'error'].includes(s) && s;
-    }, 120_000);
+    const status = await waitFor(
+      'video processed',
+      async () => {
+        const s = (await api(`/media/${mediaId}`, t.tenant.userKey)).json().status;
+        return ['ready', 'error'].includes(s) && s;
+      },
+      120_000,
+    );
     assert.equal(status, 'ready');
   });
   after(() => t.close());
@@ -55,7 +59,9 @@ describe('playback of media held or rejected by moderation', () => {
     assert.equal(master.statusCode, 200);
     const variant = new URL(playlistUris(master.body).find((u) => u.endsWith('.m3u8') && !u.startsWith('subs_'))!, shared.hls).href;
     const segment = new URL(playlistUris((await play(variant)).body).find((u) => u.endsWith('.m4s'))!, variant).href;
-    const before: string[] = [shared.hls, shared.dash, shared.webm, shared.poster.webp, shared.thumbnails[0], shared.sprite?.image, variant, segment].filter(Boolean);
+    const before: string[] = [shared.hls, shared.dash, shared.webm, shared.poster.webp, shared.thumbnails[0], shared.sprite?.image, variant, segment].filter(
+      Boolean,
+    );
     assert.ok(before.length >= 6, JSON.stringify(shared));
     for (const url of before) assert.equal((await play(url)).statusCode, 200, url);
 
@@ -80,7 +86,12 @@ describe('playback of media held or rejected by moderation', () => {
     assert.deepEqual([found.playback.hls, found.playback.dash, found.playback.webm, found.poster.webp], [null, null, null, null]);
 
     // Rejected stays so.
-    const decided = await t.app.inject({ method: 'POST', url: `${API}/media/${mediaId}/moderation`, headers: t.auth(t.tenant.adminKey), payload: { decision: 'reject' } });
+    const decided = await t.app.inject({
+      method: 'POST',
+      url: `${API}/media/${mediaId}/moderation`,
+      headers: t.auth(t.tenant.adminKey),
+      payload: { decision: 'reject' },
+    });
     assert.equal(decided.statusCode, 200, decided.body);
     for (const url of before) expectProblem(await play(url), 403, 'moderation-hidden');
     assert.equal((await api(`/media/${mediaId}/package`, t.tenant.userKey)).json().hls, null);

@@ -41,7 +41,14 @@ describe('HTTP surface', () => {
   it('publishes the OpenAPI document and browsable docs', async () => {
     const doc = (await t.app.inject({ url: '/openapi.json' })).json();
     assert.equal(doc.openapi, '3.0.3');
-    for (const p of ['/api/v1/upload', '/api/v1/upload/{session_id}', '/api/v1/upload/{session_id}/chunk', '/api/v1/upload/{session_id}/complete', '/api/v1/media', '/api/v1/media/{media_id}']) {
+    for (const p of [
+      '/api/v1/upload',
+      '/api/v1/upload/{session_id}',
+      '/api/v1/upload/{session_id}/chunk',
+      '/api/v1/upload/{session_id}/complete',
+      '/api/v1/media',
+      '/api/v1/media/{media_id}',
+    ]) {
       assert.ok(doc.paths[p], `OpenAPI documents ${p}`);
     }
     assert.ok(doc.paths['/api/v1/upload'].post.requestBody, 'request bodies come from the route schemas');

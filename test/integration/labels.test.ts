@@ -21,7 +21,12 @@ describe('labels and label banks', () => {
   after(() => t.close());
 
   function call(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', url: string, key: string, payload?: unknown) {
-    return t.app.inject({ method, url: `${API}${url}`, headers: t.auth(key), ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}) });
+    return t.app.inject({
+      method,
+      url: `${API}${url}`,
+      headers: t.auth(key),
+      ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}),
+    });
   }
 
   async function upload(key: string, extra: Record<string, unknown> = {}): Promise<string> {
@@ -43,11 +48,7 @@ describe('labels and label banks', () => {
     const bank = await createBank(t.tenant.adminKey, {
       name: 'Animals',
       description: 'things with legs',
-      entries: [
-        { name: 'Animal' },
-        { name: 'Dog', parent: 'animal', phrases: ['Puppy', 'canine', 'dog'] },
-        { name: 'cat', parent: 'animal' },
-      ],
+      entries: [{ name: 'Animal' }, { name: 'Dog', parent: 'animal', phrases: ['Puppy', 'canine', 'dog'] }, { name: 'cat', parent: 'animal' }],
     });
     assert.equal(bank.name, 'animals');
     assert.equal(bank.kind, 'general');
@@ -62,7 +63,10 @@ describe('labels and label banks', () => {
 
     const listed = await call('GET', '/label-banks', t.tenant.userKey);
     assert.equal(listed.statusCode, 200);
-    assert.deepEqual(listed.json().items.map((b: { name: string }) => b.name), ['animals']);
+    assert.deepEqual(
+      listed.json().items.map((b: { name: string }) => b.name),
+      ['animals'],
+    );
     assert.deepEqual((await call('GET', '/moderation-label-banks', t.tenant.userKey)).json().items, [], 'kinds are separate');
     assert.equal((await call('GET', `/label-banks/${bank.id}`, t.tenant.userKey)).json().entries.length, 3);
     expectProblem(await call('GET', `/moderation-label-banks/${bank.id}`, t.tenant.adminKey), 404, 'not-found');
@@ -77,12 +81,22 @@ describe('labels and label banks', () => {
     expectProblem(await call('POST', '/label-banks', t.tenant.adminKey, { name: 'x', colour: 'red' }), 400, 'validation-failed');
     expectProblem(await call('POST', '/label-banks', t.tenant.adminKey, { name: 'y', entries: [{ name: 'a', parent: 'b' }] }), 400, 'validation-failed');
     expectProblem(
-      await call('POST', '/label-banks', t.tenant.adminKey, { name: 'z', entries: [{ name: 'a', parent: 'b' }, { name: 'b', parent: 'a' }] }),
+      await call('POST', '/label-banks', t.tenant.adminKey, {
+        name: 'z',
+        entries: [
+          { name: 'a', parent: 'b' },
+          { name: 'b', parent: 'a' },
+        ],
+      }),
       422,
       'bank-entry-cycle',
     );
     expectProblem(await call('POST', '/label-banks', t.tenant.adminKey, { name: 'w', entries: [{ name: 'a', threshold: 0.5 }] }), 400, 'validation-failed');
-    assert.deepEqual((await call('GET', '/label-banks', t.tenant.adminKey)).json().items.map((b: { name: string }) => b.name), ['fauna'], 'failed creates leave nothing');
+    assert.deepEqual(
+      (await call('GET', '/label-banks', t.tenant.adminKey)).json().items.map((b: { name: string }) => b.name),
+      ['fauna'],
+      'failed creates leave nothing',
+    );
 
     const del = await call('DELETE', `/label-banks/${bank.id}`, t.tenant.adminKey);
     assert.equal(del.statusCode, 204);
@@ -133,7 +147,12 @@ describe('labels and label banks', () => {
     ] as const) {
       expectProblem(await call(method, url, t.tenant.userKey, body), 403, 'forbidden');
     }
-    for (const url of [`/label-banks/${bank.id}`, `/label-banks/${bank.id}/export`, `/label-banks/${bank.id}/stats`, `/label-banks/${bank.id}/entries/${entry.id}`]) {
+    for (const url of [
+      `/label-banks/${bank.id}`,
+      `/label-banks/${bank.id}/export`,
+      `/label-banks/${bank.id}/stats`,
+      `/label-banks/${bank.id}/entries/${entry.id}`,
+    ]) {
       assert.equal((await call('GET', url, t.tenant.userKey)).statusCode, 200, url);
     }
   });
@@ -141,7 +160,8 @@ describe('labels and label banks', () => {
   it('shows global banks read-only, and a tenant bank of the same name overrides one', async () => {
     const global = await t.ctx.labelBanks.create({ global: true }, 'general', { name: 'objects', entries: [{ name: 'chair' }, { name: 'table' }] });
     const onlyGlobal = await t.ctx.labelBanks.create({ global: true }, 'general', { name: 'plants', entries: [{ name: 'tree' }] });
-    const names = async (key: string) => (await call('GET', '/label-banks', key)).json().items.map((b: { name: string; scope: string }) => `${b.name}:${b.scope}`);
+    const names = async (key: string) =>
+      (await call('GET', '/label-banks', key)).json().items.map((b: { name: string; scope: string }) => `${b.name}:${b.scope}`);
     assert.ok((await names(t.tenant.userKey)).includes('objects:global'));
     assert.ok((await names(t.other.userKey)).includes('plants:global'));
     expectProblem(await call('PATCH', `/label-banks/${global.id}`, t.tenant.adminKey, { name: 'mine-now' }), 403, 'forbidden');
@@ -177,7 +197,10 @@ describe('labels and label banks', () => {
     assert.equal(doc.version, 1);
     assert.equal(doc.kind, 'general');
     assert.equal(doc.entries[0].name, 'cookware', 'parents come first');
-    assert.deepEqual(doc.entries.find((e: { name: string }) => e.name === 'pan'), { name: 'pan', parent: 'cookware', phrases: ['skillet'], threshold: null });
+    assert.deepEqual(
+      doc.entries.find((e: { name: string }) => e.name === 'pan'),
+      { name: 'pan', parent: 'cookware', phrases: ['skillet'], threshold: null },
+    );
 
     // Round trip into another tenant: same document out.
     const imported = await call('POST', '/label-banks/import', t.other.adminKey, doc);
@@ -197,7 +220,10 @@ describe('labels and label banks', () => {
     });
     assert.equal(replaced.statusCode, 200, replaced.body);
     assert.equal(replaced.json().id, bank.id, 'replace updates the bank in place');
-    assert.deepEqual(replaced.json().entries.map((e: { name: string }) => e.name), ['cookware', 'kettle', 'pan']);
+    assert.deepEqual(
+      replaced.json().entries.map((e: { name: string }) => e.name),
+      ['cookware', 'kettle', 'pan'],
+    );
     const stats = (await call('GET', `/label-banks/${bank.id}/stats`, t.tenant.userKey)).json();
     assert.equal(stats.entries.find((e: { name: string }) => e.name === 'pan').match_count, 1, 'statistics of kept entries survive');
   });
@@ -205,10 +231,15 @@ describe('labels and label banks', () => {
   it('labels media by hand: add, list, repeat, remove; owner or admin only; validated', async () => {
     const media = await upload(t.tenant.userKey);
     const url = `/media/${media}/labels`;
-    const added = await call('POST', url, t.tenant.userKey, { labels: [{ name: '  Sunset ' }, { name: 'beach', confidence: 0.7, frames: [{ t: 1.5, box: [0.1, 0.1, 0.5, 0.5] }] }] });
+    const added = await call('POST', url, t.tenant.userKey, {
+      labels: [{ name: '  Sunset ' }, { name: 'beach', confidence: 0.7, frames: [{ t: 1.5, box: [0.1, 0.1, 0.5, 0.5] }] }],
+    });
     assert.equal(added.statusCode, 200, added.body);
     const items = added.json().items;
-    assert.deepEqual(items.map((l: { name: string; source: string }) => `${l.name}:${l.source}`), ['beach:user', 'sunset:user']);
+    assert.deepEqual(
+      items.map((l: { name: string; source: string }) => `${l.name}:${l.source}`),
+      ['beach:user', 'sunset:user'],
+    );
     const beach = items[0];
     assert.equal(beach.confidence, 0.7);
     assert.deepEqual(beach.frames, [{ t: 1.5, box: [0.1, 0.1, 0.5, 0.5] }]);
@@ -236,12 +267,18 @@ describe('labels and label banks', () => {
     expectProblem(await call('DELETE', `${url}/${sunsetId}`, bobKey), 403, 'forbidden');
     assert.equal((await call('DELETE', `${url}/${sunsetId}`, t.tenant.userKey)).statusCode, 204);
     expectProblem(await call('DELETE', `${url}/${sunsetId}`, t.tenant.userKey), 404, 'not-found');
-    assert.deepEqual((await call('GET', url, t.tenant.userKey)).json().items.map((l: { name: string }) => l.name), ['beach']);
+    assert.deepEqual(
+      (await call('GET', url, t.tenant.userKey)).json().items.map((l: { name: string }) => l.name),
+      ['beach'],
+    );
 
     // The worker's path: model labels on the system's authority.
     await t.ctx.labels.addLabels({ system: true, tenantId: t.tenant.id }, media, [{ name: 'beach', confidence: 0.66, source: 'model', frames: [{ t: 3 }] }]);
     const both = (await call('GET', url, t.tenant.userKey)).json().items;
-    assert.deepEqual(both.map((l: { source: string }) => l.source), ['model', 'user']);
+    assert.deepEqual(
+      both.map((l: { source: string }) => l.source),
+      ['model', 'user'],
+    );
     expectProblem(await call('DELETE', `${url}/${both[0].label_id}?source=model`, t.tenant.userKey), 403, 'forbidden');
     assert.equal((await call('DELETE', `${url}/${both[0].label_id}?source=model`, t.tenant.adminKey)).statusCode, 204);
   });
@@ -272,19 +309,36 @@ describe('labels and label banks', () => {
     expectProblem(await call('GET', `/label-banks/${bank.id}/stats`, t.other.adminKey), 404, 'not-found');
   });
 
-  it('takes a removed label out of its entries\' statistics (by name and by phrase, user and model)', async () => {
+  it("takes a removed label out of its entries' statistics (by name and by phrase, user and model)", async () => {
     const bank = await createBank(t.tenant.adminKey, { name: 'climate', entries: [{ name: 'hail', phrases: ['sleet'] }, { name: 'fog' }] });
     const [m1, m2] = [await upload(t.tenant.userKey), await upload(t.tenant.userKey)];
     await call('POST', `/media/${m1}/labels`, t.tenant.userKey, { labels: [{ name: 'hail', confidence: 0.4 }] });
     await call('POST', `/media/${m1}/labels`, t.tenant.userKey, { labels: [{ name: 'hail', confidence: 0.6 }] });
-    await call('POST', `/media/${m2}/labels`, t.tenant.userKey, { labels: [{ name: 'sleet', confidence: 0.8 }, { name: 'fog', confidence: 0.3 }] });
+    await call('POST', `/media/${m2}/labels`, t.tenant.userKey, {
+      labels: [
+        { name: 'sleet', confidence: 0.8 },
+        { name: 'fog', confidence: 0.3 },
+      ],
+    });
     const statsOf = async (name: string) => {
       const res = await call('GET', `/label-banks/${bank.id}/stats`, t.tenant.userKey);
       assert.equal(res.statusCode, 200, res.body);
       const e = res.json().entries.find((x: { name: string }) => x.name === name);
-      return { usage: e.usage_count, matches: e.match_count, mean: e.mean_confidence === null ? null : Math.round(e.mean_confidence * 1e9) / 1e9, max: e.max_confidence, last: e.last_matched_at };
+      return {
+        usage: e.usage_count,
+        matches: e.match_count,
+        mean: e.mean_confidence === null ? null : Math.round(e.mean_confidence * 1e9) / 1e9,
+        max: e.max_confidence,
+        last: e.last_matched_at,
+      };
     };
-    const labelsOf = async (media: string) => (await call('GET', `/media/${media}/labels`, t.tenant.userKey)).json().items as Array<{ label_id: string; name: string; source: string; last_seen_at: string }>;
+    const labelsOf = async (media: string) =>
+      (await call('GET', `/media/${media}/labels`, t.tenant.userKey)).json().items as Array<{
+        label_id: string;
+        name: string;
+        source: string;
+        last_seen_at: string;
+      }>;
     assert.deepEqual({ ...(await statsOf('hail')), last: undefined }, { usage: 2, matches: 3, mean: 0.6, max: 0.8, last: undefined });
     const fogBefore = await statsOf('fog');
 
@@ -316,7 +370,18 @@ describe('labels and label banks', () => {
 
   it('moderation label banks: entries with thresholds, PATCH, export and import, statistics; validated; admin only; 404 for other tenants', async () => {
     const base = '/moderation-label-banks';
-    const bank = await createBank(t.tenant.adminKey, { name: 'Safety', description: 'house rules', entries: [{ name: 'violence', threshold: 0.9 }, { name: 'gore', parent: 'violence', phrases: ['blood'], threshold: 0.95 }] }, base);
+    const bank = await createBank(
+      t.tenant.adminKey,
+      {
+        name: 'Safety',
+        description: 'house rules',
+        entries: [
+          { name: 'violence', threshold: 0.9 },
+          { name: 'gore', parent: 'violence', phrases: ['blood'], threshold: 0.95 },
+        ],
+      },
+      base,
+    );
     assert.equal(bank.kind, 'moderation');
     assert.equal(bank.name, 'safety');
     const violence = entryNamed(bank, 'violence');
@@ -324,7 +389,10 @@ describe('labels and label banks', () => {
     assert.equal(violence.threshold, 0.9);
     assert.deepEqual([gore.parent_id, gore.threshold, gore.phrases], [violence.id, 0.95, ['blood']]);
     assert.ok((await call('GET', base, t.tenant.userKey)).json().items.some((b: { id: string }) => b.id === bank.id));
-    assert.ok(!(await call('GET', '/label-banks', t.tenant.userKey)).json().items.some((b: { id: string }) => b.id === bank.id), 'general banks do not list it');
+    assert.ok(
+      !(await call('GET', '/label-banks', t.tenant.userKey)).json().items.some((b: { id: string }) => b.id === bank.id),
+      'general banks do not list it',
+    );
     expectProblem(await call('GET', `/label-banks/${bank.id}`, t.tenant.userKey), 404, 'not-found');
 
     // Entries.
@@ -341,7 +409,10 @@ describe('labels and label banks', () => {
     const entryUrl = (id: string) => `${base}/${bank.id}/entries/${id}`;
     const patched = await call('PATCH', entryUrl(weapons.json().id), t.tenant.adminKey, { name: 'arms', threshold: null, parent_id: violence.id });
     assert.equal(patched.statusCode, 200, patched.body);
-    assert.deepEqual([patched.json().name, patched.json().threshold, patched.json().parent_id, patched.json().phrases], ['arms', null, violence.id, ['gun', 'knife']]);
+    assert.deepEqual(
+      [patched.json().name, patched.json().threshold, patched.json().parent_id, patched.json().phrases],
+      ['arms', null, violence.id, ['gun', 'knife']],
+    );
     const read = await call('GET', entryUrl(weapons.json().id), t.tenant.userKey);
     assert.equal(read.statusCode, 200);
     assert.equal(read.json().name, 'arms');
@@ -368,7 +439,10 @@ describe('labels and label banks', () => {
     const doc = exported.json();
     assert.deepEqual([doc.format, doc.version, doc.kind, doc.name], ['qasar.label-bank', 1, 'moderation', 'safety rules']);
     assert.equal(doc.entries[0].name, 'violence', 'parents first');
-    assert.deepEqual(doc.entries.find((e: { name: string }) => e.name === 'gore'), { name: 'gore', parent: 'violence', phrases: ['blood'], threshold: 0.95 });
+    assert.deepEqual(
+      doc.entries.find((e: { name: string }) => e.name === 'gore'),
+      { name: 'gore', parent: 'violence', phrases: ['blood'], threshold: 0.95 },
+    );
     const imported = await call('POST', `${base}/import`, t.other.adminKey, doc);
     assert.equal(imported.statusCode, 201, imported.body);
     assert.equal(imported.json().kind, 'moderation');
@@ -381,13 +455,25 @@ describe('labels and label banks', () => {
 
     // Statistics: moderation labels (admin keys) under the threshold, by name and by phrase.
     const media = await upload(t.tenant.userKey);
-    await call('POST', `/media/${media}/labels`, t.tenant.adminKey, { labels: [{ name: 'violence', kind: 'moderation', confidence: 0.5 }, { name: 'blood', kind: 'moderation', confidence: 0.6 }] });
+    await call('POST', `/media/${media}/labels`, t.tenant.adminKey, {
+      labels: [
+        { name: 'violence', kind: 'moderation', confidence: 0.5 },
+        { name: 'blood', kind: 'moderation', confidence: 0.6 },
+      ],
+    });
     await call('POST', `/media/${media}/labels`, t.tenant.adminKey, { labels: [{ name: 'blood', kind: 'moderation', confidence: 0.2 }] });
     await call('POST', `/media/${media}/labels`, t.tenant.userKey, { labels: [{ name: 'violence', confidence: 0.99 }] });
     const stats = async () => {
       const res = await call('GET', `${base}/${bank.id}/stats`, t.tenant.userKey);
       assert.equal(res.statusCode, 200, res.body);
-      return Object.fromEntries(res.json().entries.map((e: { name: string; usage_count: number; match_count: number; max_confidence: number | null }) => [e.name, [e.usage_count, e.match_count, e.max_confidence]]));
+      return Object.fromEntries(
+        res
+          .json()
+          .entries.map((e: { name: string; usage_count: number; match_count: number; max_confidence: number | null }) => [
+            e.name,
+            [e.usage_count, e.match_count, e.max_confidence],
+          ]),
+      );
     };
     assert.deepEqual(await stats(), { arms: [0, 0, null], gore: [1, 2, 0.6], violence: [1, 1, 0.5] }, 'a general label of the same name does not count');
     assert.equal((await call('GET', `/media/${media}`, t.tenant.userKey)).json().moderation_state, 'none', 'under the thresholds');
@@ -397,10 +483,22 @@ describe('labels and label banks', () => {
     assert.deepEqual(await stats(), { arms: [0, 0, null], gore: [0, 0, null], violence: [1, 1, 0.5] });
 
     // Replace: entries matched by name keep their statistics; missing ones go.
-    const replaced = await call('POST', `${base}/import?replace=true`, t.tenant.adminKey, { ...doc, entries: [{ name: 'violence', threshold: 0.6 }, { name: 'nudity', threshold: 0.8 }] });
+    const replaced = await call('POST', `${base}/import?replace=true`, t.tenant.adminKey, {
+      ...doc,
+      entries: [
+        { name: 'violence', threshold: 0.6 },
+        { name: 'nudity', threshold: 0.8 },
+      ],
+    });
     assert.equal(replaced.statusCode, 200, replaced.body);
     assert.equal(replaced.json().id, bank.id);
-    assert.deepEqual(replaced.json().entries.map((e: { name: string; threshold: number }) => [e.name, e.threshold]), [['nudity', 0.8], ['violence', 0.6]]);
+    assert.deepEqual(
+      replaced.json().entries.map((e: { name: string; threshold: number }) => [e.name, e.threshold]),
+      [
+        ['nudity', 0.8],
+        ['violence', 0.6],
+      ],
+    );
     assert.deepEqual(await stats(), { nudity: [0, 0, null], violence: [1, 1, 0.5] });
 
     // Another tenant: 404 everywhere, nothing changed.
@@ -442,10 +540,16 @@ describe('labels and label banks', () => {
     const db = t.ctx.database.db;
     const mediaWith = async (labelIds: string[]) =>
       labelIds.length
-        ? (await db.selectFrom('asset_labels').select('media_id').distinct().where('tenant_id', '=', t.tenant.id).where('label_id', 'in', labelIds).execute()).map((r) => r.media_id).sort()
+        ? (await db.selectFrom('asset_labels').select('media_id').distinct().where('tenant_id', '=', t.tenant.id).where('label_id', 'in', labelIds).execute())
+            .map((r) => r.media_id)
+            .sort()
         : [];
 
-    assert.deepEqual(await mediaWith(await labelIdsMatchingTerm(db, t.tenant.id, 'Mammal')), [lionMedia, catMedia].sort(), 'a parent finds children and synonyms');
+    assert.deepEqual(
+      await mediaWith(await labelIdsMatchingTerm(db, t.tenant.id, 'Mammal')),
+      [lionMedia, catMedia].sort(),
+      'a parent finds children and synonyms',
+    );
     assert.deepEqual(await mediaWith(await labelIdsMatchingTerm(db, t.tenant.id, 'feline')), [lionMedia, catMedia].sort());
     assert.deepEqual(await mediaWith(await labelIdsMatchingTerm(db, t.tenant.id, 'big cat')), [lionMedia, catMedia].sort(), 'a phrase stands for its entry');
     assert.deepEqual(await mediaWith(await labelIdsMatchingTerm(db, t.tenant.id, 'lion')), [lionMedia]);
@@ -481,7 +585,10 @@ describe('labels and label banks', () => {
     assert.deepEqual(seen, all);
     expectProblem(await call('GET', '/labels?cursor=nonsense', t.tenant.userKey), 400, 'validation-failed');
     expectProblem(await call('GET', '/labels?kind=other', t.tenant.userKey), 400, 'validation-failed');
-    assert.deepEqual((await call('GET', '/labels', t.other.userKey)).json().items.filter((l: { name: string }) => l.name === 'aaa-flag'), []);
+    assert.deepEqual(
+      (await call('GET', '/labels', t.other.userKey)).json().items.filter((l: { name: string }) => l.name === 'aaa-flag'),
+      [],
+    );
   });
 
   it("never shows another tenant's media labels or banks: 404 as if absent", async () => {
@@ -523,7 +630,16 @@ describe('labels and label banks', () => {
 
   it('imports global banks from the command line only', async () => {
     const file = path.join(t.env.tmp, 'global-bank.json');
-    await fs.writeFile(file, JSON.stringify({ format: 'qasar.label-bank', version: 1, name: 'landmarks', kind: 'general', entries: [{ name: 'tower' }, { name: 'bridge', phrases: ['span'] }] }));
+    await fs.writeFile(
+      file,
+      JSON.stringify({
+        format: 'qasar.label-bank',
+        version: 1,
+        name: 'landmarks',
+        kind: 'general',
+        entries: [{ name: 'tower' }, { name: 'bridge', phrases: ['span'] }],
+      }),
+    );
     const cli = (args: string[]) =>
       spawnSync(process.execPath, ['--import', 'tsx', path.resolve(import.meta.dirname, '../../src/cli/main.ts'), 'label-bank', ...args], {
         env: { ...process.env, ...t.env.env, LOG_LEVEL: 'silent' },
@@ -542,7 +658,12 @@ describe('labels and label banks', () => {
     expectProblem(await call('DELETE', `/label-banks/${seen.id}`, t.other.adminKey), 403, 'forbidden');
     const exported = cli(['export', '--global', 'landmarks']);
     assert.equal(exported.status, 0, exported.stderr);
-    assert.deepEqual(JSON.parse(exported.stdout).entries.map((e: { name: string }) => e.name).sort(), ['bridge', 'tower']);
+    assert.deepEqual(
+      JSON.parse(exported.stdout)
+        .entries.map((e: { name: string }) => e.name)
+        .sort(),
+      ['bridge', 'tower'],
+    );
     assert.equal(cli(['delete', '--global', 'landmarks']).status, 0);
     assert.equal((await call('GET', `/label-banks/${seen.id}`, t.other.userKey)).statusCode, 404);
   });

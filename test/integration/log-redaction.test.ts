@@ -72,7 +72,10 @@ describe('playback tokens in the logs', () => {
     assert.ok(urls.includes(`/play/${mediaId}.[redacted]/posters/poster.jpg`), urls.join('\n'));
     assert.ok(urls.includes('/anything?token=[redacted]&access_token=[redacted]'), urls.join('\n'));
     const errors = parsed.filter((l) => l.level >= 50);
-    assert.ok(errors.some((l) => l.err?.message === `could not handle /echo-error?next=/play/${mediaId}.[redacted]/hls/master.m3u8`), JSON.stringify(errors));
+    assert.ok(
+      errors.some((l) => l.err?.message === `could not handle /echo-error?next=/play/${mediaId}.[redacted]/hls/master.m3u8`),
+      JSON.stringify(errors),
+    );
     assert.ok(!logged.includes(signature), `a token signature reached the log:\n${logged}`);
   });
 });

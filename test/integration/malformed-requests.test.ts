@@ -16,7 +16,11 @@ describe('malformed requests', () => {
   after(() => t.close());
 
   it('answers an undecodable URL with a problem that has a request id and does not echo the URL', async () => {
-    const res = await rawRequest(port, httpHead('GET', '/api/v1/media/%c0%ae', { authorization: `Bearer ${t.tenant.userKey}`, connection: 'close' }), () => undefined);
+    const res = await rawRequest(
+      port,
+      httpHead('GET', '/api/v1/media/%c0%ae', { authorization: `Bearer ${t.tenant.userKey}`, connection: 'close' }),
+      () => undefined,
+    );
     assert.equal(res.status, 400, res.body);
     assert.match(res.headers['content-type'] ?? '', /^application\/problem\+json/);
     const body = JSON.parse(res.body);
@@ -27,7 +31,11 @@ describe('malformed requests', () => {
   });
 
   it('answers oversized headers with a problem that has a request id', async () => {
-    const res = await rawRequest(port, httpHead('GET', '/api/v1/media', { authorization: `Bearer ${t.tenant.userKey}`, 'x-filler': 'a'.repeat(16 * 1024) }), () => undefined);
+    const res = await rawRequest(
+      port,
+      httpHead('GET', '/api/v1/media', { authorization: `Bearer ${t.tenant.userKey}`, 'x-filler': 'a'.repeat(16 * 1024) }),
+      () => undefined,
+    );
     assert.equal(res.error, undefined);
     assert.equal(res.status, 431, res.body);
     assert.match(res.headers['content-type'] ?? '', /^application\/problem\+json/);

@@ -56,17 +56,46 @@ describe(`media event log (${BACKEND} backend)`, () => {
         { tenantId: a, mediaId: media, type: 'status', data: { status: 'queued', error_code: null } },
       ]),
     );
-    assert.deepEqual(first.map((e) => [e.tenantId === a ? 'a' : 'b', e.seq, e.type]), [['a', 1, 'created'], ['a', 2, 'status'], ['b', 1, 'labels']]);
+    assert.deepEqual(
+      first.map((e) => [e.tenantId === a ? 'a' : 'b', e.seq, e.type]),
+      [
+        ['a', 1, 'created'],
+        ['a', 2, 'status'],
+        ['b', 1, 'labels'],
+      ],
+    );
     await db.transaction().execute((tx) => appendMediaEvents(tx, [{ tenantId: a, mediaId: media, type: 'metadata', data: { fields: ['title'] } }]));
 
     const all = await mediaEventsSince(db, a, 0);
-    assert.deepEqual(all.map((e) => [e.seq, e.type]), [[1, 'created'], [2, 'status'], [3, 'metadata']]);
-    assert.deepEqual(all.map((e) => e.data), [{ kind: 'video' }, { status: 'queued', error_code: null }, { fields: ['title'] }]);
+    assert.deepEqual(
+      all.map((e) => [e.seq, e.type]),
+      [
+        [1, 'created'],
+        [2, 'status'],
+        [3, 'metadata'],
+      ],
+    );
+    assert.deepEqual(
+      all.map((e) => e.data),
+      [{ kind: 'video' }, { status: 'queued', error_code: null }, { fields: ['title'] }],
+    );
     assert.ok(all.every((e) => e.tenantId === a && e.mediaId === media && !Number.isNaN(Date.parse(e.at))));
-    assert.deepEqual([...all.map((e) => e.id)].sort(), all.map((e) => e.id), 'ids are time-ordered as well');
-    assert.deepEqual((await mediaEventsSince(db, a, 1, 1)).map((e) => e.seq), [2], 'after a seq, at most limit');
+    assert.deepEqual(
+      [...all.map((e) => e.id)].sort(),
+      all.map((e) => e.id),
+      'ids are time-ordered as well',
+    );
+    assert.deepEqual(
+      (await mediaEventsSince(db, a, 1, 1)).map((e) => e.seq),
+      [2],
+      'after a seq, at most limit',
+    );
     assert.deepEqual(await mediaEventsSince(db, a, 3), []);
-    assert.deepEqual((await mediaEventsSince(db, b, 0)).map((e) => e.seq), [1], "another tenant's log is its own");
+    assert.deepEqual(
+      (await mediaEventsSince(db, b, 0)).map((e) => e.seq),
+      [1],
+      "another tenant's log is its own",
+    );
 
     // A status event is what the status history and event streams read.
     const status = await db.selectFrom('media_status_events').selectAll().where('media_id', '=', media).execute();
@@ -99,7 +128,11 @@ describe(`media event log (${BACKEND} backend)`, () => {
     });
     assert.equal(result, 'done');
     const events = await mediaEventsSince(handle.db, t, 0);
-    assert.deepEqual(events.map((e) => [e.seq, e.type]), [[1, 'metadata']], 'the rolled-back number was given back');
+    assert.deepEqual(
+      events.map((e) => [e.seq, e.type]),
+      [[1, 'metadata']],
+      'the rolled-back number was given back',
+    );
     assert.deepEqual(heard, [{ tenantId: t, mediaId: media, reason: 'metadata', seq: 1 }], 'announced after the commit, with its seq');
   });
 
@@ -109,10 +142,12 @@ describe(`media event log (${BACKEND} backend)`, () => {
     const other = await tenant();
     const media = newId();
     const perChild = 30;
-    const children = [0, 1].map(() => spawn(process.execPath, ['--import', 'tsx', CHILD, t, media, String(perChild)], {
-      env: { ...process.env, ...env.env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    }));
+    const children = [0, 1].map(() =>
+      spawn(process.execPath, ['--import', 'tsx', CHILD, t, media, String(perChild)], {
+        env: { ...process.env, ...env.env },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      }),
+    );
     for (const c of children) cleanups.push(() => killAndWait(c));
     await Promise.all(children.map((c) => waitForLine(c, /^READY$/, 30_000)));
     const done = children.map((c) => waitForLine(c, /^DONE$/, 60_000));
@@ -138,8 +173,15 @@ describe(`media event log (${BACKEND} backend)`, () => {
     const events = await mediaEventsSince(handle.db, t, 0, 10_000);
     const total = committed + committedByChildren;
     assert.equal(events.length, total);
-    assert.deepEqual(events.map((e) => e.seq), Array.from({ length: total }, (_, i) => i + 1), 'exactly 1..n');
-    assert.deepEqual((await mediaEventsSince(handle.db, other, 0, 10_000)).map((e) => e.seq), Array.from({ length: committed }, (_, i) => i + 1));
+    assert.deepEqual(
+      events.map((e) => e.seq),
+      Array.from({ length: total }, (_, i) => i + 1),
+      'exactly 1..n',
+    );
+    assert.deepEqual(
+      (await mediaEventsSince(handle.db, other, 0, 10_000)).map((e) => e.seq),
+      Array.from({ length: committed }, (_, i) => i + 1),
+    );
     const counter = await handle.db.selectFrom('media_event_seqs').select('seq').where('tenant_id', '=', t).executeTakeFirstOrThrow();
     assert.equal(Number(counter.seq), total);
   });
@@ -166,7 +208,21 @@ describe(`media event log (${BACKEND} backend)`, () => {
       const at = nowIso();
       await db
         .insertInto('mediaassets')
-        .values({ id, tenant_id: tenantId, user_id: 'alice', status: 'ready', kind: 'image', original_filename: 'a.png', mime_type: 'image/png', size: 1, sha256: '0', user_tags: toJson([]), file_metadata: toJson({}), created_at: at, updated_at: at })
+        .values({
+          id,
+          tenant_id: tenantId,
+          user_id: 'alice',
+          status: 'ready',
+          kind: 'image',
+          original_filename: 'a.png',
+          mime_type: 'image/png',
+          size: 1,
+          sha256: '0',
+          user_tags: toJson([]),
+          file_metadata: toJson({}),
+          created_at: at,
+          updated_at: at,
+        })
         .execute();
       return id;
     };
@@ -185,7 +241,10 @@ describe(`media event log (${BACKEND} backend)`, () => {
       events.map((e) => [e.seq, e.id, e.mediaId, e.type, e.data, e.at]),
       old.filter((e) => e.tenant_id === a).map((e, i) => [i + 1, e.id, ma, 'status', { status: e.status, error_code: e.error_code }, e.at]),
     );
-    assert.deepEqual((await mediaEventsSince(handle.db, b, 0)).map((e) => [e.seq, e.id]), [[1, old[1]!.id]]);
+    assert.deepEqual(
+      (await mediaEventsSince(handle.db, b, 0)).map((e) => [e.seq, e.id]),
+      [[1, old[1]!.id]],
+    );
     const view = await handle.db.selectFrom('media_status_events').selectAll().orderBy('id').execute();
     assert.deepEqual(view, old, 'the status events read as before, ids and all');
     // The counter goes on from the events moved in.

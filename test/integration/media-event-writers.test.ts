@@ -48,7 +48,10 @@ describe(`media event writers (${BACKEND} backend)`, () => {
 
   it('records ingest, metadata, labels and moderation changes, and none for refused writes', async () => {
     const id = await upload();
-    assert.deepEqual(await typesOf(id), [['status', { status: 'ready', error_code: null }], ['created', { kind: 'other' }]]);
+    assert.deepEqual(await typesOf(id), [
+      ['status', { status: 'ready', error_code: null }],
+      ['created', { kind: 'other' }],
+    ]);
 
     const patch = (key: string, body: object) => t.app.inject({ method: 'PATCH', url: `/api/v1/media/${id}`, headers: t.auth(key), payload: body });
     assert.equal((await patch(t.tenant.userKey, { title: 'A title', tags: ['x'] })).statusCode, 200);
@@ -84,16 +87,28 @@ describe(`media event writers (${BACKEND} backend)`, () => {
     await t.ctx.captions.put(owner, id, { language: 'en', body: Buffer.from(SRT.replace('Hello', 'Hi')) });
     await t.ctx.captions.delete(owner, id, 'en');
     await assert.rejects(t.ctx.captions.delete(owner, id, 'en'), /not found/i);
-    await saveFileMetadata({ db: t.ctx.database.db, changes: t.ctx.changes }, { id, tenant_id: t.tenant.id, user_id: 'alice', kind: 'video', status: 'ready' }, { artifacts: {} });
+    await saveFileMetadata(
+      { db: t.ctx.database.db, changes: t.ctx.changes },
+      { id, tenant_id: t.tenant.id, user_id: 'alice', kind: 'video', status: 'ready' },
+      { artifacts: {} },
+    );
     assert.equal((await t.app.inject({ method: 'DELETE', url: `/api/v1/media/${id}`, headers: t.auth(t.tenant.userKey) })).statusCode, 204);
-    await saveFileMetadata({ db: t.ctx.database.db, changes: t.ctx.changes }, { id, tenant_id: t.tenant.id, user_id: 'alice', kind: 'video', status: 'ready' }, { artifacts: {} });
-    assert.deepEqual(await typesOf(id), [
-      ['captions', { language: 'en', change: 'added' }],
-      ['captions', { language: 'en', change: 'replaced' }],
-      ['captions', { language: 'en', change: 'removed' }],
-      ['artifacts', {}],
-      ['deleted', {}],
-    ], 'nothing for the missing track, nor for processing results of a deleted media');
+    await saveFileMetadata(
+      { db: t.ctx.database.db, changes: t.ctx.changes },
+      { id, tenant_id: t.tenant.id, user_id: 'alice', kind: 'video', status: 'ready' },
+      { artifacts: {} },
+    );
+    assert.deepEqual(
+      await typesOf(id),
+      [
+        ['captions', { language: 'en', change: 'added' }],
+        ['captions', { language: 'en', change: 'replaced' }],
+        ['captions', { language: 'en', change: 'removed' }],
+        ['artifacts', {}],
+        ['deleted', {}],
+      ],
+      'nothing for the missing track, nor for processing results of a deleted media',
+    );
   });
 
   it('announces each change with the seq of its event', async () => {
@@ -113,9 +128,13 @@ describe(`media event writers (${BACKEND} backend)`, () => {
     const db = t.ctx.database.db;
     if (t.ctx.database.dialect === 'postgres') {
       await sql`create function refuse_event() returns trigger language plpgsql as $$ begin raise exception 'the log refuses'; end $$`.execute(db);
-      await sql.raw(`create trigger refuse_event before insert on media_events for each row when (new.media_id = '${id}') execute function refuse_event()`).execute(db);
+      await sql
+        .raw(`create trigger refuse_event before insert on media_events for each row when (new.media_id = '${id}') execute function refuse_event()`)
+        .execute(db);
     } else {
-      await sql.raw(`create trigger refuse_event before insert on media_events when new.media_id = '${id}' begin select raise(abort, 'the log refuses'); end`).execute(db);
+      await sql
+        .raw(`create trigger refuse_event before insert on media_events when new.media_id = '${id}' begin select raise(abort, 'the log refuses'); end`)
+        .execute(db);
     }
     const before = await eventsOf(id);
     heard.length = 0;
@@ -130,6 +149,9 @@ describe(`media event writers (${BACKEND} backend)`, () => {
     assert.equal(m.title, null);
     assert.deepEqual(m.labels, []);
     assert.deepEqual(await eventsOf(id), before);
-    assert.deepEqual(heard.filter((c) => c.mediaId === id), []);
+    assert.deepEqual(
+      heard.filter((c) => c.mediaId === id),
+      [],
+    );
   });
 });

@@ -21,7 +21,10 @@ class SseReader {
   private buffer = '';
   private readonly done: Promise<void>;
 
-  constructor(readonly res: Response, private readonly controller: AbortController) {
+  constructor(
+    readonly res: Response,
+    private readonly controller: AbortController,
+  ) {
     const reader = res.body!.getReader();
     const decoder = new TextDecoder();
     this.done = (async () => {
@@ -84,7 +87,10 @@ describe('media status events (Server-Sent Events)', () => {
     t = await startTestApp({ MEDIA_EVENTS_POLL_INTERVAL: '200ms', MEDIA_EVENTS_HEARTBEAT: '300ms' }, { worker: false });
     origin = new URL(await t.app.listen({ host: '127.0.0.1', port: 0 })).origin;
     const client = new SessionClient(t.app, t.tenant.userKey);
-    const { session, completed } = await client.uploadWhole(await fs.readFile(path.join(SAMPLES, 'h264-640x272-noaudio-bikes.mp4')), { filename: 'bikes.mp4', chunkSize: 256 * 1024 });
+    const { session, completed } = await client.uploadWhole(await fs.readFile(path.join(SAMPLES, 'h264-640x272-noaudio-bikes.mp4')), {
+      filename: 'bikes.mp4',
+      chunkSize: 256 * 1024,
+    });
     let res = completed;
     for (let i = 0; res.statusCode === 409 && i < 50; i++) {
       await new Promise((r) => setTimeout(r, 100));
@@ -113,14 +119,20 @@ describe('media status events (Server-Sent Events)', () => {
     await sse!.closed();
     assert.deepEqual(sse!.statuses(), ['queued', 'processing', 'ready']);
     const ids = sse!.events.map((e) => e.id!);
-    assert.ok(ids.every((id) => /^[0-9a-f-]{36}$/.test(id)), JSON.stringify(ids));
+    assert.ok(
+      ids.every((id) => /^[0-9a-f-]{36}$/.test(id)),
+      JSON.stringify(ids),
+    );
     assert.deepEqual([...ids].sort(), ids, 'event ids increase');
     const ready = JSON.parse(sse!.events.at(-1)!.data!);
     assert.equal(ready.error_code, null);
     assert.equal(ready.error_reason, null);
     assert.ok(!Number.isNaN(Date.parse(ready.at)));
     const history = (await t.app.inject({ url: `/api/v1/media/${mediaId}`, headers: t.auth(t.tenant.userKey) })).json().status_history;
-    assert.deepEqual(history.map((h: { at: string }) => h.at), sse!.events.map((e) => JSON.parse(e.data!).at));
+    assert.deepEqual(
+      history.map((h: { at: string }) => h.at),
+      sse!.events.map((e) => JSON.parse(e.data!).at),
+    );
   });
 
   it('replays what followed a Last-Event-ID, and says 204 when nothing is left', async () => {
@@ -128,12 +140,15 @@ describe('media status events (Server-Sent Events)', () => {
     await first.sse!.closed();
     assert.deepEqual(first.sse!.statuses(), ['ready'], 'a new client gets the current status only');
 
-    const all = (await t.ctx.database.db.selectFrom('media_status_events').select(['id', 'status']).where('media_id', '=', mediaId).orderBy('id').execute());
+    const all = await t.ctx.database.db.selectFrom('media_status_events').select(['id', 'status']).where('media_id', '=', mediaId).orderBy('id').execute();
     const queued = all.find((e) => e.status === 'queued')!;
     const replay = await open(mediaId, { headers: { 'last-event-id': queued.id } });
     await replay.sse!.closed();
     assert.deepEqual(replay.sse!.statuses(), ['processing', 'ready']);
-    assert.deepEqual(replay.sse!.events.map((e) => e.id), all.slice(1).map((e) => e.id));
+    assert.deepEqual(
+      replay.sse!.events.map((e) => e.id),
+      all.slice(1).map((e) => e.id),
+    );
 
     const viaQuery = await open(mediaId, { query: `last_event_id=${queued.id}` });
     await viaQuery.sse!.closed();

@@ -54,8 +54,23 @@ describe('audio, images and documents through the worker', () => {
     const pdf = await sample('pdf-117-pages-geotopo.pdf');
     const tagged = path.join(tmp, 'tagged.mp3');
     execFileSync('ffmpeg', [
-      '-v', 'error', '-nostdin', '-f', 'lavfi', '-i', 'sine=frequency=330:duration=2', '-c:a', 'libmp3lame',
-      '-metadata', 'title=Harbour at Dawn', '-metadata', 'artist=The Qasar Trio', '-metadata', 'album=Field Recordings', '-y', tagged,
+      '-v',
+      'error',
+      '-nostdin',
+      '-f',
+      'lavfi',
+      '-i',
+      'sine=frequency=330:duration=2',
+      '-c:a',
+      'libmp3lame',
+      '-metadata',
+      'title=Harbour at Dawn',
+      '-metadata',
+      'artist=The Qasar Trio',
+      '-metadata',
+      'album=Field Recordings',
+      '-y',
+      tagged,
     ]);
     const files: Upload[] = [
       { name: 'song.mp3', data: await sample('mp3-id3v2-cover-art-1s.mp3') },
@@ -122,7 +137,10 @@ describe('audio, images and documents through the worker', () => {
       const file = path.join(tmp, 'song.webm');
       await fs.writeFile(file, webm.body);
       const probe = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-of', 'json', '-show_streams', '-show_format', file], { encoding: 'utf8' }));
-      assert.deepEqual(probe.streams.map((s: any) => s.codec_name), ['opus']);
+      assert.deepEqual(
+        probe.streams.map((s: any) => s.codec_name),
+        ['opus'],
+      );
       const spectrogram = await sharp((await fetchSigned(p.spectrogram)).body).metadata();
       assert.deepEqual([spectrogram.format, spectrogram.width, spectrogram.height], ['png', 1280, 480]);
       const poster = await sharp((await fetchSigned(p.poster.webp)).body).metadata();
@@ -139,7 +157,10 @@ describe('audio, images and documents through the worker', () => {
       const p = await pkg(m.id);
       const master = await fetchSigned(p.hls);
       assert.equal(master.type, 'application/vnd.apple.mpegurl');
-      const variant = master.body.toString().split('\n').find((l) => l.endsWith('.m3u8'))!;
+      const variant = master.body
+        .toString()
+        .split('\n')
+        .find((l) => l.endsWith('.m3u8'))!;
       const playlist = (await fetchSigned(new URL(variant, p.hls).href)).body.toString();
       const total = [...playlist.matchAll(/#EXTINF:([\d.]+)/g)].reduce((n, x) => n + Number(x[1]), 0);
       assert.ok(Math.abs(total - 64.8) < 0.3, `${total} s in the playlist`);
@@ -177,7 +198,11 @@ describe('audio, images and documents through the worker', () => {
       assert.equal(m.error.code, 'truncated-media');
       assert.match(m.error.reason, /truncated/);
       const files = await listFiles(t.ctx.layout.mediaDir({ tenantId: t.tenant.id, userId: 'alice', mediaId: m.id }));
-      assert.deepEqual(files.filter((f) => !f.startsWith('media/')), [], `only the original is kept: ${files}`);
+      assert.deepEqual(
+        files.filter((f) => !f.startsWith('media/')),
+        [],
+        `only the original is kept: ${files}`,
+      );
     });
   });
 
@@ -259,7 +284,11 @@ describe('audio, images and documents through the worker', () => {
       assert.equal(m.error.code, 'unreadable-media', m.error.reason);
       assert.match(m.error.reason, /PDF|pdfinfo/i);
       const files = await listFiles(t.ctx.layout.mediaDir({ tenantId: t.tenant.id, userId: 'alice', mediaId: m.id }));
-      assert.deepEqual(files.filter((f) => !f.startsWith('media/')), [], `only the original is kept: ${files}`);
+      assert.deepEqual(
+        files.filter((f) => !f.startsWith('media/')),
+        [],
+        `only the original is kept: ${files}`,
+      );
     });
 
     it('a zip-bomb EPUB (a chapter of 200 MB of zeros) ends in error as too large; only the original is kept', async () => {
@@ -269,7 +298,11 @@ describe('audio, images and documents through the worker', () => {
       assert.equal(m.error.code, 'too-large', m.error.reason);
       assert.match(m.error.reason, /chapter1\.xhtml in the EPUB is compressed over 200:1 \(a zip bomb\?\)/);
       const files = await listFiles(t.ctx.layout.mediaDir({ tenantId: t.tenant.id, userId: 'alice', mediaId: m.id }));
-      assert.deepEqual(files.filter((f) => !f.startsWith('media/')), [], `only the original is kept: ${files}`);
+      assert.deepEqual(
+        files.filter((f) => !f.startsWith('media/')),
+        [],
+        `only the original is kept: ${files}`,
+      );
     });
 
     it('a file named .pdf that is not one is refused as unrecognized content', async () => {
@@ -283,7 +316,11 @@ describe('audio, images and documents through the worker', () => {
     const db = () => t.ctx.database.db;
     const publishes = (step: string) => t.ctx.worker.pipeline.step(step)!.publishes;
     async function row(key: string): Promise<MediaToProcess> {
-      return db().selectFrom('mediaassets').select(['id', 'tenant_id', 'user_id', 'kind', 'status']).where('id', '=', uploads.get(key)!.id!).executeTakeFirstOrThrow();
+      return db()
+        .selectFrom('mediaassets')
+        .select(['id', 'tenant_id', 'user_id', 'kind', 'status'])
+        .where('id', '=', uploads.get(key)!.id!)
+        .executeTakeFirstOrThrow();
     }
     const folders = async (id: string) => {
       const files = await listFiles(t.ctx.layout.mediaDir({ tenantId: t.tenant.id, userId: 'alice', mediaId: id }));
@@ -293,7 +330,11 @@ describe('audio, images and documents through the worker', () => {
     it('an image without WebP drops its old webp/ folder and keeps the rest', async () => {
       const media = await row('photo.jpg');
       assert.deepEqual(await folders(media.id), ['media', 'posters', 'thumbnails', 'webp']);
-      await runImageStep({ db: db(), store: t.ctx.store, layout: t.ctx.layout, changes: t.ctx.changes, settings: { ...t.ctx.settings, enableWebp: false } }, media, publishes('image'));
+      await runImageStep(
+        { db: db(), store: t.ctx.store, layout: t.ctx.layout, changes: t.ctx.changes, settings: { ...t.ctx.settings, enableWebp: false } },
+        media,
+        publishes('image'),
+      );
       assert.deepEqual(await folders(media.id), ['media', 'posters', 'thumbnails']);
       const m = await done('photo.jpg');
       assert.equal(m.file_metadata.artifacts.webp, undefined);
@@ -317,7 +358,11 @@ describe('audio, images and documents through the worker', () => {
     it('a document without posters drops its old posters/ folder and keeps the thumbnail', async () => {
       const media = await row('book.epub');
       assert.deepEqual(await folders(media.id), ['media', 'posters', 'thumbnails']);
-      await runDocumentStep({ db: db(), store: t.ctx.store, layout: t.ctx.layout, changes: t.ctx.changes, settings: { ...t.ctx.settings, enablePosters: false } }, media, publishes('document'));
+      await runDocumentStep(
+        { db: db(), store: t.ctx.store, layout: t.ctx.layout, changes: t.ctx.changes, settings: { ...t.ctx.settings, enablePosters: false } },
+        media,
+        publishes('document'),
+      );
       assert.deepEqual(await folders(media.id), ['media', 'thumbnails']);
       const m = await done('book.epub');
       assert.equal(m.file_metadata.artifacts.poster, undefined);
@@ -328,11 +373,14 @@ describe('audio, images and documents through the worker', () => {
     it('a truncated FLAC still fails as truncated with every output off: it is decoded all the same', async () => {
       const media = await row('cut.flac');
       const off = { ...t.ctx.settings, enableWebm: false, enableHls: false, enablePosters: false, enableThumbnails: false };
-      await assert.rejects(runAudioStep({ db: db(), store: t.ctx.store, layout: t.ctx.layout, changes: t.ctx.changes, settings: off }, media, publishes('audio')), (err: unknown) => {
-        assert.ok(err instanceof PermanentJobError, String(err));
-        assert.equal(err.code, 'truncated-media');
-        return true;
-      });
+      await assert.rejects(
+        runAudioStep({ db: db(), store: t.ctx.store, layout: t.ctx.layout, changes: t.ctx.changes, settings: off }, media, publishes('audio')),
+        (err: unknown) => {
+          assert.ok(err instanceof PermanentJobError, String(err));
+          assert.equal(err.code, 'truncated-media');
+          return true;
+        },
+      );
       assert.deepEqual(await folders(media.id), ['media']);
     });
   });
@@ -349,10 +397,14 @@ describe('audio, images and documents through the worker', () => {
     const client = new SessionClient(t.app, t.tenant.userKey);
     const { completed } = await client.uploadWhole(await sample('wav-pcm16-48khz-mono-8s.wav'), { filename: 'after.wav' });
     const id = completed.json().id;
-    const m = await waitFor('processed after the broken ones', async () => {
-      const x = await media(id);
-      return ['ready', 'error'].includes(x.status) ? x : undefined;
-    }, 60_000);
+    const m = await waitFor(
+      'processed after the broken ones',
+      async () => {
+        const x = await media(id);
+        return ['ready', 'error'].includes(x.status) ? x : undefined;
+      },
+      60_000,
+    );
     assert.equal(m.status, 'ready', JSON.stringify(m));
   });
 });

@@ -91,7 +91,23 @@ describe(`per-media lock with two workers (${BACKEND} backend)`, () => {
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'qasar-lock-'));
     const real = execFileSync('sh', ['-c', 'command -v ffmpeg'], { encoding: 'utf8' }).trim();
     const clipFile = path.join(dir, 'clip.mp4');
-    execFileSync(real, ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25', '-t', '2', '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', clipFile]);
+    execFileSync(real, [
+      '-v',
+      'error',
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc2=size=320x240:rate=25',
+      '-t',
+      '2',
+      '-c:v',
+      'libx264',
+      '-preset',
+      'ultrafast',
+      '-pix_fmt',
+      'yuv420p',
+      clipFile,
+    ]);
     clip = await fs.readFile(clipFile);
     process.env.PATH = `${await ffmpegDouble(dir, real)}${path.delimiter}${savedPath}`;
     t = await startTestApp({ ENABLE_WEBM: 'true' }, { worker: true });
@@ -126,7 +142,11 @@ describe(`per-media lock with two workers (${BACKEND} backend)`, () => {
     const res = await t.app.inject({ method: 'POST', url: `${t.ctx.settings.apiPrefix}/media/${id}/reprocess`, headers: t.auth(t.tenant.userKey) });
     assert.equal(res.statusCode, 202, res.body);
     // Where nothing keeps them apart, the other worker starts the processing job at once.
-    const overlapping = await waitFor('the processing job to run beside the WebM job', async () => (await runs(id)).filter((r) => r.kind === 'media').length === 2, 5_000)
+    const overlapping = await waitFor(
+      'the processing job to run beside the WebM job',
+      async () => (await runs(id)).filter((r) => r.kind === 'media').length === 2,
+      5_000,
+    )
       .then(() => true)
       .catch(() => false);
 
@@ -135,10 +155,14 @@ describe(`per-media lock with two workers (${BACKEND} backend)`, () => {
     await waitFor('the WebM rendition to be recorded', async () => (await media(id)).file_metadata?.artifacts?.webm, 60_000);
     await hold('webm');
     await release('media');
-    const again = await waitFor('the reprocess to finish', async () => {
-      const m = await media(id);
-      return m.status === 'ready' && m.file_metadata.processed_at !== first.file_metadata.processed_at ? m : undefined;
-    }, 60_000);
+    const again = await waitFor(
+      'the reprocess to finish',
+      async () => {
+        const m = await media(id);
+        return m.status === 'ready' && m.file_metadata.processed_at !== first.file_metadata.processed_at ? m : undefined;
+      },
+      60_000,
+    );
 
     const problems: string[] = [];
     const all = await runs(id);
@@ -152,10 +176,14 @@ describe(`per-media lock with two workers (${BACKEND} backend)`, () => {
 
     // The WebM job the reprocess queued makes the rendition again; nothing is left behind.
     await release('webm');
-    const done = await waitFor('the new WebM rendition', async () => {
-      const m = await media(id);
-      return m.file_metadata.pending?.length === 0 && m.file_metadata.artifacts?.webm ? m : undefined;
-    }, 60_000);
+    const done = await waitFor(
+      'the new WebM rendition',
+      async () => {
+        const m = await media(id);
+        return m.file_metadata.pending?.length === 0 && m.file_metadata.artifacts?.webm ? m : undefined;
+      },
+      60_000,
+    );
     assert.equal(done.status, 'ready');
     const files = await listFiles(t.ctx.layout.mediaDir({ tenantId: t.tenant.id, userId: 'alice', mediaId: id }));
     assert.ok(files.includes('webm/video.webm'), files.join(', '));
@@ -171,7 +199,11 @@ describe(`per-media lock with two workers (${BACKEND} backend)`, () => {
     const res = await t.app.inject({ method: 'DELETE', url: `${t.ctx.settings.apiPrefix}/media/${id}`, headers: t.auth(t.tenant.userKey) });
     assert.equal(res.statusCode, 204, res.body);
     await release('media');
-    await waitFor('the job to end', async () => (await runs(id)).every((r) => r.end !== undefined) && !(await t.ctx.queue.hasPending(processJobKey(id))), 60_000);
+    await waitFor(
+      'the job to end',
+      async () => (await runs(id)).every((r) => r.end !== undefined) && !(await t.ctx.queue.hasPending(processJobKey(id))),
+      60_000,
+    );
     await waitFor('the media folder to be gone', async () => !(await fs.stat(mediaDir).catch(() => undefined)), 20_000).catch(() => undefined);
     assert.deepEqual(await listFiles(mediaDir), []);
     assert.equal(await fs.stat(mediaDir).catch(() => undefined), undefined, 'the media folder is removed');

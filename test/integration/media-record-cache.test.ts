@@ -26,8 +26,7 @@ describe('media record cache (MEDIA_CACHE_TTL)', () => {
     return res.json() as Record<string, any>;
   };
   /** Written past every service, as a tool editing the database by hand would: nobody is told. */
-  const quietCaption = (id: string, caption: string) =>
-    t.ctx.database.db.updateTable('mediaassets').set({ caption }).where('id', '=', id).execute();
+  const quietCaption = (id: string, caption: string) => t.ctx.database.db.updateTable('mediaassets').set({ caption }).where('id', '=', id).execute();
 
   before(async () => {
     t = await startTestApp({ MEDIA_CACHE_TTL: '10m' });
@@ -39,7 +38,12 @@ describe('media record cache (MEDIA_CACHE_TTL)', () => {
     assert.equal((await record(id)).caption, 'first words');
     await quietCaption(id, 'changed quietly');
     assert.equal((await record(id)).caption, 'first words', 'served from the cache: nobody was told of that write');
-    const patched = await t.app.inject({ method: 'PATCH', url: `/api/v1/media/${id}`, headers: t.auth(t.tenant.userKey), payload: { caption: 'patched', tags: ['Cat'] } });
+    const patched = await t.app.inject({
+      method: 'PATCH',
+      url: `/api/v1/media/${id}`,
+      headers: t.auth(t.tenant.userKey),
+      payload: { caption: 'patched', tags: ['Cat'] },
+    });
     assert.equal(patched.statusCode, 200, patched.body);
     const m = await record(id);
     assert.equal(m.caption, 'patched');
@@ -53,9 +57,17 @@ describe('media record cache (MEDIA_CACHE_TTL)', () => {
   it('shows labels, moderation and deletion at once', async () => {
     const id = await insertMedia(t, {});
     assert.deepEqual((await record(id)).labels, []);
-    const labelled = await t.app.inject({ method: 'POST', url: `/api/v1/media/${id}/labels`, headers: t.auth(t.tenant.adminKey), payload: { labels: [{ name: 'Lighthouse' }] } });
+    const labelled = await t.app.inject({
+      method: 'POST',
+      url: `/api/v1/media/${id}/labels`,
+      headers: t.auth(t.tenant.adminKey),
+      payload: { labels: [{ name: 'Lighthouse' }] },
+    });
     assert.equal(labelled.statusCode, 200, labelled.body);
-    assert.deepEqual((await record(id)).labels.map((l: { name: string }) => l.name), ['lighthouse']);
+    assert.deepEqual(
+      (await record(id)).labels.map((l: { name: string }) => l.name),
+      ['lighthouse'],
+    );
 
     const bob = await t.ctx.tenancy.createKey({ tenantId: t.tenant.id, userId: 'bob' });
     assert.equal((await get(id, bob.key)).statusCode, 200, 'another user of the tenant reads it (and caches it)');
@@ -63,7 +75,12 @@ describe('media record cache (MEDIA_CACHE_TTL)', () => {
     assert.equal((await record(id)).moderation_state, 'held', 'the owner sees the new state (and the held record is cached now)');
     assert.equal((await get(id, bob.key)).statusCode, 403, 'held: the cached record is not shown to others');
     assert.equal((await get(id, t.tenant.adminKey)).statusCode, 200, 'but it is to an admin key');
-    const decided = await t.app.inject({ method: 'POST', url: `/api/v1/media/${id}/moderation`, headers: t.auth(t.tenant.adminKey), payload: { decision: 'approve', note: 'ok' } });
+    const decided = await t.app.inject({
+      method: 'POST',
+      url: `/api/v1/media/${id}/moderation`,
+      headers: t.auth(t.tenant.adminKey),
+      payload: { decision: 'approve', note: 'ok' },
+    });
     assert.equal(decided.statusCode, 200, decided.body);
     const approved = await record(id, bob.key);
     assert.equal(approved.moderation_state, 'approved');
@@ -88,7 +105,12 @@ describe('media record cache (MEDIA_CACHE_TTL)', () => {
     await quietCaption(id, 'changed quietly');
     assert.equal((await feed())?.caption, 'walrus on the ice', 'served from the cached facts: nobody was told of that write');
 
-    const patched = await t.app.inject({ method: 'PATCH', url: `/api/v1/media/${id}`, headers: t.auth(t.tenant.userKey), payload: { caption: 'walrus pup', tags: ['Tusks'] } });
+    const patched = await t.app.inject({
+      method: 'PATCH',
+      url: `/api/v1/media/${id}`,
+      headers: t.auth(t.tenant.userKey),
+      payload: { caption: 'walrus pup', tags: ['Tusks'] },
+    });
     assert.equal(patched.statusCode, 200, patched.body);
     assert.deepEqual([(await feed())?.caption, (await feed())?.tags], ['walrus pup', ['Tusks']]);
     assert.equal((await found())?.caption, 'walrus pup');
@@ -103,7 +125,12 @@ describe('media record cache (MEDIA_CACHE_TTL)', () => {
     });
     assert.equal(bank.statusCode, 201, bank.body);
     assert.deepEqual((await feed())?.labels, ['pinniped', 'walrus']);
-    const labelled = await t.app.inject({ method: 'POST', url: `/api/v1/media/${id}/labels`, headers: t.auth(t.tenant.adminKey), payload: { labels: [{ name: 'Iceberg' }] } });
+    const labelled = await t.app.inject({
+      method: 'POST',
+      url: `/api/v1/media/${id}/labels`,
+      headers: t.auth(t.tenant.adminKey),
+      payload: { labels: [{ name: 'Iceberg' }] },
+    });
     assert.equal(labelled.statusCode, 200, labelled.body);
     assert.deepEqual((await feed())?.labels, ['iceberg', 'pinniped', 'walrus']);
     assert.deepEqual((await found())?.labels, ['iceberg', 'pinniped', 'walrus']);
@@ -137,12 +164,19 @@ describe('media record cache (MEDIA_CACHE_TTL)', () => {
     assert.deepEqual(queued.urls, {});
     const worker = t.ctx.worker.start(1);
     try {
-      const ready = await waitFor('the record to show the processed image', async () => {
-        const m = await record(id);
-        return m.status === 'ready' ? m : undefined;
-      }, 60_000);
+      const ready = await waitFor(
+        'the record to show the processed image',
+        async () => {
+          const m = await record(id);
+          return m.status === 'ready' ? m : undefined;
+        },
+        60_000,
+      );
       assert.ok(Object.keys(ready.urls).length > 0, `artifact URLs in the record: ${JSON.stringify(ready.urls)}`);
-      assert.deepEqual(ready.status_history.map((h: { status: string }) => h.status), ['queued', 'processing', 'ready']);
+      assert.deepEqual(
+        ready.status_history.map((h: { status: string }) => h.status),
+        ['queued', 'processing', 'ready'],
+      );
     } finally {
       await worker.close();
     }
@@ -192,10 +226,15 @@ describe('media record cache (MEDIA_CACHE_TTL)', () => {
           return (res.json() as { items: { id: string }[] }).items.map((i) => i.id);
         };
         assert.deepEqual(await search(), []);
-        const patched = await other!.app.inject({ method: 'PATCH', url: `/api/v1/media/${id}`, headers: t.auth(t.tenant.userKey), payload: { caption: 'after the aardwolf' } });
+        const patched = await other!.app.inject({
+          method: 'PATCH',
+          url: `/api/v1/media/${id}`,
+          headers: t.auth(t.tenant.userKey),
+          payload: { caption: 'after the aardwolf' },
+        });
         assert.equal(patched.statusCode, 200, patched.body);
         if (BACKEND === 'scale') {
-          await waitFor('the other process\'s write to show', async () => (await caption(mine!, id)) === 'after the aardwolf', 3_000);
+          await waitFor("the other process's write to show", async () => (await caption(mine!, id)) === 'after the aardwolf', 3_000);
         } else {
           await sleep(25); // SQLite's data_version is looked at every 20 ms
           assert.equal(await caption(mine!, id), 'after the aardwolf', 'seen with no message at all');
@@ -208,7 +247,12 @@ describe('media record cache (MEDIA_CACHE_TTL)', () => {
           assert.equal(res.statusCode, 200, res.body);
           return (res.json() as { items: Record<string, any>[] }).items.find((i) => i.id === id);
         };
-        const labelled = await other!.app.inject({ method: 'POST', url: `/api/v1/media/${id}/labels`, headers: t.auth(t.tenant.adminKey), payload: { labels: [{ name: 'hyena' }] } });
+        const labelled = await other!.app.inject({
+          method: 'POST',
+          url: `/api/v1/media/${id}/labels`,
+          headers: t.auth(t.tenant.adminKey),
+          payload: { labels: [{ name: 'hyena' }] },
+        });
         assert.equal(labelled.statusCode, 200, labelled.body);
         await waitFor('the label written by the other process to show', async () => (await item())?.labels.includes('hyena'), 3_000);
         assert.deepEqual((await item())?.labels, ['hyena']);
@@ -224,7 +268,9 @@ describe('media record cache (MEDIA_CACHE_TTL)', () => {
       },
     );
 
-    it('on PostgreSQL without Redis, processes announce their writes with LISTEN/NOTIFY; while not listening, nothing is served from memory', { skip: BACKEND !== 'scale' && 'needs PostgreSQL' }, async () => {
+    it('on PostgreSQL without Redis, processes announce their writes with LISTEN/NOTIFY; while not listening, nothing is served from memory', {
+      skip: BACKEND !== 'scale' && 'needs PostgreSQL',
+    }, async () => {
       const lone = await open({ ...t.env.settings, redisUrl: '', mediaCacheTtl: ttl, searchCacheTtl: ttl });
       const writer = await open({ ...t.env.settings, redisUrl: '' });
       const pgAdmin = new pg.Client({ connectionString: t.env.settings.databaseUrl });
@@ -246,12 +292,19 @@ describe('media record cache (MEDIA_CACHE_TTL)', () => {
         assert.equal((await read(bob.key)).json().caption, 'cached on postgres', 'nothing tells it: the record is served from its cache');
         for (const url of lists) assert.equal((await listed(url))?.caption, 'cached on postgres', `${url}: from the cached facts`);
 
-        const patched = await writer.app.inject({ method: 'PATCH', url: `/api/v1/media/${id}`, headers: t.auth(t.tenant.userKey), payload: { caption: 'cached on postgres, patched' } });
+        const patched = await writer.app.inject({
+          method: 'PATCH',
+          url: `/api/v1/media/${id}`,
+          headers: t.auth(t.tenant.userKey),
+          payload: { caption: 'cached on postgres, patched' },
+        });
         assert.equal(patched.statusCode, 200, patched.body);
-        await waitFor('the other process\'s write to show', async () => (await read(bob.key)).json().caption === 'cached on postgres, patched', 3_000);
+        await waitFor("the other process's write to show", async () => (await read(bob.key)).json().caption === 'cached on postgres, patched', 3_000);
         for (const url of lists) assert.equal((await listed(url))?.caption, 'cached on postgres, patched', `${url}: facts forgotten too`);
 
-        await writer.ctx.labels.addLabels({ system: true, tenantId: t.tenant.id }, id, [{ name: 'gore', kind: 'moderation', confidence: 0.99, source: 'model' }]);
+        await writer.ctx.labels.addLabels({ system: true, tenantId: t.tenant.id }, id, [
+          { name: 'gore', kind: 'moderation', confidence: 0.99, source: 'model' },
+        ]);
         await waitFor('a hold made by another process to hide it', async () => (await read(bob.key)).statusCode === 403, 3_000);
         for (const url of lists) assert.equal(await listed(url), undefined, `${url}: and from lists (the ranking was cached too)`);
         assert.equal((await read(t.tenant.userKey)).statusCode, 200, 'from others only');
@@ -261,7 +314,9 @@ describe('media record cache (MEDIA_CACHE_TTL)', () => {
         let seenDown = false;
         const sampler = setInterval(() => (seenDown ||= !bus.live), 1);
         try {
-          await pgAdmin.query('select pg_terminate_backend(pid) from pg_stat_activity where application_name = $1', [changeChannel(t.env.settings.databaseSchema)]);
+          await pgAdmin.query('select pg_terminate_backend(pid) from pg_stat_activity where application_name = $1', [
+            changeChannel(t.env.settings.databaseSchema),
+          ]);
           await waitFor('the listener to be lost and to listen again', async () => seenDown && bus.live, 10_000);
         } finally {
           clearInterval(sampler);
@@ -298,7 +353,10 @@ describe('media record cache (MEDIA_CACHE_TTL)', () => {
       try {
         const list = await admin.client('LIST');
         const name = `${t.env.settings.redisPrefix}:media-changes`;
-        const ids = String(list).split('\n').filter((l) => l.includes(`name=${name}`)).map((l) => /id=(\d+)/.exec(l)![1]!);
+        const ids = String(list)
+          .split('\n')
+          .filter((l) => l.includes(`name=${name}`))
+          .map((l) => /id=(\d+)/.exec(l)![1]!);
         assert.equal(ids.length, 3, `the three processes of this test subscribe under the name ${name}`);
         for (const clientId of ids) await admin.client('KILL', 'ID', clientId);
       } finally {

@@ -71,9 +71,15 @@ describe('the whole media record and metadata edits', () => {
     assert.deepEqual(m.pending, []);
     assert.deepEqual(m.caption_tracks, []);
 
-    assert.deepEqual(m.status_history.map((h: { status: string }) => h.status), ['queued', 'processing', 'ready']);
+    assert.deepEqual(
+      m.status_history.map((h: { status: string }) => h.status),
+      ['queued', 'processing', 'ready'],
+    );
     const times = m.status_history.map((h: { at: string }) => Date.parse(h.at));
-    assert.ok(times.every((x: number, i: number) => i === 0 || x >= times[i - 1]), `history in order: ${JSON.stringify(m.status_history)}`);
+    assert.ok(
+      times.every((x: number, i: number) => i === 0 || x >= times[i - 1]),
+      `history in order: ${JSON.stringify(m.status_history)}`,
+    );
     assert.ok(m.status_history.every((h: { error_code: unknown }) => h.error_code === null));
     assert.ok(Date.parse(m.processing_started_at) >= Date.parse(m.created_at));
     assert.ok(Date.parse(m.ready_at) >= Date.parse(m.processing_started_at));
@@ -110,7 +116,10 @@ describe('the whole media record and metadata edits', () => {
     assert.deepEqual(m.user_tags, ['Work', 'Q3 2024', 'Finance']);
     assert.ok(Array.isArray(m.status_history), 'the whole record comes back');
     assert.ok(m.updated_at > before.updated_at);
-    assert.deepEqual(changes.map((c) => [c.mediaId, c.reason]), [[fileId, 'metadata']]);
+    assert.deepEqual(
+      changes.map((c) => [c.mediaId, c.reason]),
+      [[fileId, 'metadata']],
+    );
 
     const edited = await patch(fileId, { tags: { remove: ['WORK', 'nope'], add: ['finance', 'Audit'] } });
     assert.equal(edited.statusCode, 200, edited.body);
@@ -175,17 +184,36 @@ describe('the whole media record and metadata edits', () => {
   it('includes the newest moderation decision', async () => {
     const db = t.ctx.database.db;
     const row = (at: string, decision: 'hold' | 'approve', state: 'held' | 'approved', id: string) => ({
-      id, tenant_id: t.tenant.id, media_id: videoId, decision, previous_state: 'none' as const, state, note: decision === 'approve' ? 'fine' : null,
-      labels: toJson([{ name: 'violence', confidence: 0.7 }]), actor_key_id: null, actor_user_id: decision === 'approve' ? 'mod' : null, at,
+      id,
+      tenant_id: t.tenant.id,
+      media_id: videoId,
+      decision,
+      previous_state: 'none' as const,
+      state,
+      note: decision === 'approve' ? 'fine' : null,
+      labels: toJson([{ name: 'violence', confidence: 0.7 }]),
+      actor_key_id: null,
+      actor_user_id: decision === 'approve' ? 'mod' : null,
+      at,
     });
     assert.equal((await get(videoId)).json().moderation, null, 'never moderated');
     // As two transitions leave them: each records a decision and moves the state.
-    await db.insertInto('moderation_decisions').values([row('2026-01-01T00:00:00.000Z', 'hold', 'held', newId()), row('2026-01-02T00:00:00.000Z', 'approve', 'approved', newId())]).execute();
+    await db
+      .insertInto('moderation_decisions')
+      .values([row('2026-01-01T00:00:00.000Z', 'hold', 'held', newId()), row('2026-01-02T00:00:00.000Z', 'approve', 'approved', newId())])
+      .execute();
     await db.updateTable('mediaassets').set({ moderation_state: 'approved' }).where('id', '=', videoId).execute();
     // As the moderation service does after its writes: readers forget what they cached.
     await t.ctx.changes.emit({ tenantId: t.tenant.id, mediaId: videoId, reason: 'moderation' });
     const m = (await get(videoId)).json();
-    assert.deepEqual(m.moderation, { decision: 'approve', state: 'approved', note: 'fine', labels: [{ name: 'violence', confidence: 0.7 }], actor_user_id: 'mod', at: '2026-01-02T00:00:00.000Z' });
+    assert.deepEqual(m.moderation, {
+      decision: 'approve',
+      state: 'approved',
+      note: 'fine',
+      labels: [{ name: 'violence', confidence: 0.7 }],
+      actor_user_id: 'mod',
+      at: '2026-01-02T00:00:00.000Z',
+    });
   });
 
   it('answers moderation-hidden for the record and caption tracks of held media to anyone but its owner and admins', async () => {
@@ -203,16 +231,29 @@ describe('the whole media record and metadata edits', () => {
       const res = await get(held, key);
       assert.equal(res.statusCode, 200, res.body);
       assert.equal(res.json().moderation_state, 'held');
-      assert.deepEqual(res.json().labels.map((l: { name: string }) => l.name), ['nudity']);
+      assert.deepEqual(
+        res.json().labels.map((l: { name: string }) => l.name),
+        ['nudity'],
+      );
       assert.equal((await captions(held, key)).statusCode, 200);
     }
     expectProblem(await get(held, t.other.adminKey), 404, 'not-found');
     expectProblem(await captions(held, t.other.adminKey), 404, 'not-found');
 
-    const rejected = await t.app.inject({ method: 'POST', url: `/api/v1/media/${held}/moderation`, headers: t.auth(t.tenant.adminKey), payload: { decision: 'reject' } });
+    const rejected = await t.app.inject({
+      method: 'POST',
+      url: `/api/v1/media/${held}/moderation`,
+      headers: t.auth(t.tenant.adminKey),
+      payload: { decision: 'reject' },
+    });
     assert.equal(rejected.statusCode, 200, rejected.body);
     expectProblem(await get(held, bobKey), 403, 'moderation-hidden');
-    const approved = await t.app.inject({ method: 'POST', url: `/api/v1/media/${held}/moderation`, headers: t.auth(t.tenant.adminKey), payload: { decision: 'approve' } });
+    const approved = await t.app.inject({
+      method: 'POST',
+      url: `/api/v1/media/${held}/moderation`,
+      headers: t.auth(t.tenant.adminKey),
+      payload: { decision: 'approve' },
+    });
     assert.equal(approved.statusCode, 200, approved.body);
     assert.equal((await get(held, bobKey)).statusCode, 200);
     assert.equal((await captions(held, bobKey)).statusCode, 200);

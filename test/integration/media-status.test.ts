@@ -42,27 +42,63 @@ describe(`media status state machine (${BACKEND} backend)`, () => {
     await handle.db
       .insertInto('mediaassets')
       .values({
-        id, tenant_id: tenantId, user_id: 'alice', status, error_code: status === 'error' ? 'processing-failed' : null, error_reason: status === 'error' ? 'it broke' : null,
-        kind: 'video', original_filename: 'clip.mp4', mime_type: 'video/mp4', size: 1, sha256: '0'.repeat(64), caption: null, user_tags: toJson([]),
-        file_metadata: toJson({}), upload_session_id: null, created_at: at, updated_at: at, processing_started_at: null, ready_at: null, playback_key: null,
-        title: null, description: null,
+        id,
+        tenant_id: tenantId,
+        user_id: 'alice',
+        status,
+        error_code: status === 'error' ? 'processing-failed' : null,
+        error_reason: status === 'error' ? 'it broke' : null,
+        kind: 'video',
+        original_filename: 'clip.mp4',
+        mime_type: 'video/mp4',
+        size: 1,
+        sha256: '0'.repeat(64),
+        caption: null,
+        user_tags: toJson([]),
+        file_metadata: toJson({}),
+        upload_session_id: null,
+        created_at: at,
+        updated_at: at,
+        processing_started_at: null,
+        ready_at: null,
+        playback_key: null,
+        title: null,
+        description: null,
       })
       .execute();
     return id;
   }
 
   const row = (id: string) =>
-    handle.db.selectFrom('mediaassets').select(['status', 'error_code', 'error_reason', 'processing_started_at', 'ready_at']).where('id', '=', id).executeTakeFirstOrThrow();
+    handle.db
+      .selectFrom('mediaassets')
+      .select(['status', 'error_code', 'error_reason', 'processing_started_at', 'ready_at'])
+      .where('id', '=', id)
+      .executeTakeFirstOrThrow();
   const statusEvents = (id: string) =>
     handle.db.selectFrom('media_status_events').select(['status', 'error_code']).where('media_id', '=', id).orderBy('id').execute();
 
   it('has exactly the moves queued → processing → ready | error, a new attempt, and reprocess or retry back to queued', () => {
     const allowed = ALL.flatMap((from) => ALL.filter((to) => canMove(from, to)).map((to) => `${from}→${to}`));
-    assert.deepEqual(allowed, ['queued→processing', 'queued→error', 'processing→processing', 'processing→ready', 'processing→error', 'ready→queued', 'error→queued']);
+    assert.deepEqual(allowed, [
+      'queued→processing',
+      'queued→error',
+      'processing→processing',
+      'processing→ready',
+      'processing→error',
+      'ready→queued',
+      'error→queued',
+    ]);
   });
 
   it('refuses a move it does not have, without touching the media or its log', async () => {
-    for (const [from, to] of [['ready', 'processing'], ['queued', 'ready'], ['error', 'processing'], ['ready', 'error'], ['queued', 'queued']] as const) {
+    for (const [from, to] of [
+      ['ready', 'processing'],
+      ['queued', 'ready'],
+      ['error', 'processing'],
+      ['ready', 'error'],
+      ['queued', 'queued'],
+    ] as const) {
       const id = await insertMedia(from);
       const before = await row(id);
       await assert.rejects(
@@ -86,8 +122,14 @@ describe(`media status state machine (${BACKEND} backend)`, () => {
     const processing = await row(id);
     assert.equal(processing.status, 'processing');
     assert.ok(processing.processing_started_at);
-    assert.equal(await transition(handle.db, changes, { tenantId, mediaId: id }, 'processing', 'error', { code: 'unsupported-media', reason: 'not a video' }), true);
-    assert.deepEqual({ ...(await row(id)), processing_started_at: null }, { status: 'error', error_code: 'unsupported-media', error_reason: 'not a video', processing_started_at: null, ready_at: null });
+    assert.equal(
+      await transition(handle.db, changes, { tenantId, mediaId: id }, 'processing', 'error', { code: 'unsupported-media', reason: 'not a video' }),
+      true,
+    );
+    assert.deepEqual(
+      { ...(await row(id)), processing_started_at: null },
+      { status: 'error', error_code: 'unsupported-media', error_reason: 'not a video', processing_started_at: null, ready_at: null },
+    );
     assert.equal(await transition(handle.db, changes, { tenantId, mediaId: id }, ['ready', 'error'], 'queued'), true);
     assert.deepEqual([(await row(id)).error_code, (await row(id)).error_reason], [null, null], 'queued again: the error is cleared');
     assert.deepEqual(await statusEvents(id), [
@@ -131,9 +173,13 @@ describe(`media status state machine (${BACKEND} backend)`, () => {
     // A log that refuses this media's events.
     if (handle.dialect === 'postgres') {
       await sql`create function refuse_event() returns trigger language plpgsql as $$ begin raise exception 'the log refuses'; end $$`.execute(handle.db);
-      await sql.raw(`create trigger refuse_event before insert on media_events for each row when (new.media_id = '${id}') execute function refuse_event()`).execute(handle.db);
+      await sql
+        .raw(`create trigger refuse_event before insert on media_events for each row when (new.media_id = '${id}') execute function refuse_event()`)
+        .execute(handle.db);
     } else {
-      await sql.raw(`create trigger refuse_event before insert on media_events when new.media_id = '${id}' begin select raise(abort, 'the log refuses'); end`).execute(handle.db);
+      await sql
+        .raw(`create trigger refuse_event before insert on media_events when new.media_id = '${id}' begin select raise(abort, 'the log refuses'); end`)
+        .execute(handle.db);
     }
     heard.length = 0;
     const seqBefore = await handle.db.selectFrom('media_event_seqs').select('seq').where('tenant_id', '=', tenantId).executeTakeFirst();

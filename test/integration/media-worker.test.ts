@@ -66,7 +66,15 @@ describe(`media worker (${BACKEND} backend)`, () => {
     return {
       ctx,
       tenantId: tenant.id,
-      worker: (steps) => new MediaWorker({ db, queue: ctx.queue, log: ctx.log, pipeline: pipelineOf(steps), deps: { store: ctx.store, layout: ctx.layout, settings: env.settings }, locks: ctx.mediaLocks }),
+      worker: (steps) =>
+        new MediaWorker({
+          db,
+          queue: ctx.queue,
+          log: ctx.log,
+          pipeline: pipelineOf(steps),
+          deps: { store: ctx.store, layout: ctx.layout, settings: env.settings },
+          locks: ctx.mediaLocks,
+        }),
       start: (worker) => {
         const running = worker.start(1);
         cleanups.push(() => running.close());
@@ -235,7 +243,14 @@ describe(`media worker (${BACKEND} backend)`, () => {
       publishes: [],
       run: async (c) => void followedUp.push(c.media.id),
     });
-    const worker = new MediaWorker({ db: f.ctx.database.db, queue, log: f.ctx.log, pipeline, deps: { store: f.ctx.store, layout: f.ctx.layout, settings: f.ctx.settings }, locks: f.ctx.mediaLocks });
+    const worker = new MediaWorker({
+      db: f.ctx.database.db,
+      queue,
+      log: f.ctx.log,
+      pipeline,
+      deps: { store: f.ctx.store, layout: f.ctx.layout, settings: f.ctx.settings },
+      locks: f.ctx.mediaLocks,
+    });
     f.start(worker);
     await waitFor('the follow-up to run after the retry queued it', async () => followedUp.length === 1);
     assert.equal(refused, 2, 'queued on the retry');

@@ -23,12 +23,12 @@ describe('migrations on a PostgreSQL database shared by other schemas', { skip: 
     for (const e of envs) await e.cleanup();
   });
 
-  it('see only their own schema: another schema\'s tables neither hide ours nor get read', async () => {
+  it("see only their own schema: another schema's tables neither hide ours nor get read", async () => {
     const a = await open();
     assert.ok((await migrateToLatest(a.handle)).length > 0);
     const b = await open();
     const applied = await migrateToLatest(b.handle);
-    assert.ok(applied.length > 0, 'the other schema\'s migration table does not count as ours');
+    assert.ok(applied.length > 0, "the other schema's migration table does not count as ours");
     const tables = await b.handle.db.introspection.getTables();
     assert.ok(tables.some((t) => t.name === 'mediaassets'));
     assert.ok(!tables.some((t) => t.name === 'kysely_migration'), "Kysely's own tables only when asked for");

@@ -23,7 +23,12 @@ describe('moderation workflow', () => {
   after(() => t.close());
 
   function call(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', url: string, key: string, payload?: unknown) {
-    return t.app.inject({ method, url: `${API}${url}`, headers: t.auth(key), ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}) });
+    return t.app.inject({
+      method,
+      url: `${API}${url}`,
+      headers: t.auth(key),
+      ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}),
+    });
   }
 
   /** A ready media of alice's with a poster file, so that its package has a playback URL. */
@@ -79,18 +84,44 @@ describe('moderation workflow', () => {
   it('uses the per-label threshold before the bank entry, the tenant default and the server default', async () => {
     expectProblem(await call('PUT', '/moderation/thresholds', t.tenant.userKey, { default: 0.5, labels: [] }), 403, 'forbidden');
     expectProblem(await call('PUT', '/moderation/thresholds', t.tenant.adminKey, { default: 1.5, labels: [] }), 400, 'validation-failed');
-    expectProblem(await call('PUT', '/moderation/thresholds', t.tenant.adminKey, { labels: [{ label: 'x', threshold: 0.1 }, { label: 'X', threshold: 0.2 }] }), 400, 'validation-failed');
-    const put = await call('PUT', '/moderation/thresholds', t.tenant.adminKey, { default: 0.5, labels: [{ label: 'Violence', threshold: 0.95 }, { label: 'weapon', threshold: 0 }] });
+    expectProblem(
+      await call('PUT', '/moderation/thresholds', t.tenant.adminKey, {
+        labels: [
+          { label: 'x', threshold: 0.1 },
+          { label: 'X', threshold: 0.2 },
+        ],
+      }),
+      400,
+      'validation-failed',
+    );
+    const put = await call('PUT', '/moderation/thresholds', t.tenant.adminKey, {
+      default: 0.5,
+      labels: [
+        { label: 'Violence', threshold: 0.95 },
+        { label: 'weapon', threshold: 0 },
+      ],
+    });
     assert.equal(put.statusCode, 200, put.body);
     const { held, ...thresholds } = put.json() as Record<string, any>;
     assert.equal(held, 1, 'the tenant default 0.5 holds the media flagged nudity 0.79 before');
     assert.equal(await stateOf(belowDefault), 'held');
     assert.deepEqual(
       { ...thresholds, labels: thresholds.labels.map((l: { label: string; threshold: number }) => [l.label, l.threshold]) },
-      { default: 0.5, server_default: 0.8, effective_default: 0.5, labels: [['violence', 0.95], ['weapon', 0]] },
+      {
+        default: 0.5,
+        server_default: 0.8,
+        effective_default: 0.5,
+        labels: [
+          ['violence', 0.95],
+          ['weapon', 0],
+        ],
+      },
     );
     assert.equal((await call('GET', '/moderation/thresholds', t.tenant.userKey)).json().default, 0.5, 'every key reads them');
-    const bank = await call('POST', '/moderation-label-banks', t.tenant.adminKey, { name: 'safety', entries: [{ name: 'gore', threshold: 0.7, phrases: ['blood'] }] });
+    const bank = await call('POST', '/moderation-label-banks', t.tenant.adminKey, {
+      name: 'safety',
+      entries: [{ name: 'gore', threshold: 0.7, phrases: ['blood'] }],
+    });
     assert.equal(bank.statusCode, 201, bank.body);
 
     const violence = await upload();
@@ -169,7 +200,12 @@ describe('moderation workflow', () => {
     assert.equal(decision.decision, 'approve');
     assert.equal(decision.previous_state, 'held');
     assert.equal(decision.note, 'reviewed');
-    const adminKeyRow = await t.ctx.database.db.selectFrom('api_keys').select('id').where('tenant_id', '=', t.tenant.id).where('is_admin', '=', 1).executeTakeFirstOrThrow();
+    const adminKeyRow = await t.ctx.database.db
+      .selectFrom('api_keys')
+      .select('id')
+      .where('tenant_id', '=', t.tenant.id)
+      .where('is_admin', '=', 1)
+      .executeTakeFirstOrThrow();
     assert.equal(decision.decided_by.key_id, adminKeyRow.id);
     assert.ok(decision.at >= startedAt);
     assert.deepEqual(decision.labels, [{ name: 'nudity', confidence: 0.85, threshold: 0.8 }], 'what the moderator saw');
@@ -279,7 +315,10 @@ describe('moderation workflow', () => {
     assert.equal(put.statusCode, 200, put.body);
     const media = await upload();
     const sibling = await upload();
-    for (const [id, caption] of [[media, 'lighthouse keeper at dusk'], [sibling, 'another lighthouse']] as const) {
+    for (const [id, caption] of [
+      [media, 'lighthouse keeper at dusk'],
+      [sibling, 'another lighthouse'],
+    ] as const) {
       assert.equal((await call('PATCH', `/media/${id}`, t.tenant.userKey, { caption })).statusCode, 200);
       assert.equal((await call('POST', `/media/${id}/labels`, t.tenant.userKey, { labels: [{ name: 'lighthouse' }] })).statusCode, 200);
     }
@@ -316,7 +355,13 @@ describe('moderation workflow', () => {
 
   it('documents the endpoints in the OpenAPI description', async () => {
     const doc = (await t.app.inject({ method: 'GET', url: '/openapi.json' })).json();
-    for (const p of ['/api/v1/moderation/queue', '/api/v1/moderation/thresholds', '/api/v1/media/{media_id}/moderation', '/api/v1/label-banks/{bank_id}/stats', '/api/v1/moderation-label-banks/import']) {
+    for (const p of [
+      '/api/v1/moderation/queue',
+      '/api/v1/moderation/thresholds',
+      '/api/v1/media/{media_id}/moderation',
+      '/api/v1/label-banks/{bank_id}/stats',
+      '/api/v1/moderation-label-banks/import',
+    ]) {
       assert.ok(doc.paths[p], p);
     }
   });

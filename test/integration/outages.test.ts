@@ -28,13 +28,17 @@ class OwnRedis {
   async start(): Promise<void> {
     if (this.proc && this.proc.exitCode === null && this.proc.signalCode === null) return;
     this.proc = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-    await waitFor('redis to listen', () => new Promise<boolean>((resolve) => {
-      const s = net.connect(this.port, '127.0.0.1', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    }));
+    await waitFor(
+      'redis to listen',
+      () =>
+        new Promise<boolean>((resolve) => {
+          const s = net.connect(this.port, '127.0.0.1', () => {
+            s.destroy();
+            resolve(true);
+          });
+          s.on('error', () => resolve(false));
+        }),
+    );
   }
   async stop(): Promise<void> {
     const proc = this.proc;
@@ -48,7 +52,10 @@ class OwnRedis {
 class CuttablePostgres {
   private server: net.Server | undefined;
   private readonly sockets = new Set<net.Socket>();
-  constructor(readonly port: number, private readonly target: URL) {}
+  constructor(
+    readonly port: number,
+    private readonly target: URL,
+  ) {}
   async open(): Promise<void> {
     this.server = net.createServer((client) => {
       const upstream = net.connect(Number(this.target.port || 5432), this.target.hostname);
@@ -142,7 +149,10 @@ describe('dependency outages', () => {
       Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no answer: the request hangs')), 20_000).unref())]);
     const completed = await within(client.complete(session.session_id));
     const reprocess = await within(t.app.inject({ method: 'POST', url: `/api/v1/media/${earlierId}/reprocess`, headers: t.auth(t.tenant.userKey) }));
-    for (const [name, res] of [['complete', completed], ['reprocess', reprocess]] as const) {
+    for (const [name, res] of [
+      ['complete', completed],
+      ['reprocess', reprocess],
+    ] as const) {
       if (res.statusCode === 503) expectProblem(res, 503, 'unavailable');
       else assert.ok(res.statusCode < 300 && res.json().status === 'queued', `${name}: ${res.statusCode} ${res.body}`);
       assertNoInternals(res.body);
@@ -153,14 +163,24 @@ describe('dependency outages', () => {
     // Nothing is lost: once Redis is back, a refused complete can be sent again (the session kept
     // its chunks), and the sweep enqueues what stayed queued.
     await redis.start();
-    await waitFor('the queue to answer again', async () => (await t!.ctx.queue.ping().then(() => true, () => false)));
+    await waitFor(
+      'the queue to answer again',
+      async () =>
+        await t!.ctx.queue.ping().then(
+          () => true,
+          () => false,
+        ),
+    );
     const done = completed.statusCode === 503 ? await client.complete(session.session_id) : completed;
     assert.ok(done.statusCode < 300 && done.json().status === 'queued', done.body);
     await t.ctx.worker.requeueStale(0);
     for (const id of [earlierId, done.json().id as string]) assert.ok(await t.ctx.queue.hasPending(processJobKey(id)), `a job for ${id}`);
   });
 
-  it('answers 503 unavailable, not 500, while PostgreSQL is unreachable', { skip: BACKEND !== 'scale' && 'PostgreSQL backend only', timeout: 60_000 }, async () => {
+  it('answers 503 unavailable, not 500, while PostgreSQL is unreachable', {
+    skip: BACKEND !== 'scale' && 'PostgreSQL backend only',
+    timeout: 60_000,
+  }, async () => {
     await redis?.start();
     await t?.close();
     t = undefined;
@@ -184,7 +204,10 @@ describe('dependency outages', () => {
     assertNoInternals(ready.body);
   });
 
-  it('answers 503 unavailable while another process holds SQLite\'s write lock past the busy timeout', { skip: BACKEND !== 'embedded' && 'SQLite backend only', timeout: 60_000 }, async () => {
+  it("answers 503 unavailable while another process holds SQLite's write lock past the busy timeout", {
+    skip: BACKEND !== 'embedded' && 'SQLite backend only',
+    timeout: 60_000,
+  }, async () => {
     await redis?.start();
     await t?.close();
     t = undefined;

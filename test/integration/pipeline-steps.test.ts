@@ -33,7 +33,23 @@ describe(`processing steps registered from outside (${BACKEND} backend)`, () => 
   before(async () => {
     t = await startTestApp({}, { worker: true });
     const file = path.join(t.env.tmp, 'clip.mp4');
-    execFileSync('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25', '-t', '1', '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', file]);
+    execFileSync('ffmpeg', [
+      '-v',
+      'error',
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc2=size=320x240:rate=25',
+      '-t',
+      '1',
+      '-c:v',
+      'libx264',
+      '-preset',
+      'ultrafast',
+      '-pix_fmt',
+      'yuv420p',
+      file,
+    ]);
     clip = await fs.readFile(file);
   });
   after(() => t.close());
@@ -62,7 +78,11 @@ describe(`processing steps registered from outside (${BACKEND} backend)`, () => 
     const { completed } = await new SessionClient(t.app, t.tenant.userKey).uploadWhole(clip, { filename: 'clip.mp4' });
     const id = completed.json().id as string;
     assert.equal((await mediaSettled(t, t.tenant.userKey, id)).status, 'ready');
-    const media = await t.ctx.database.db.selectFrom('mediaassets').select(['id', 'tenant_id', 'user_id', 'kind', 'status']).where('id', '=', id).executeTakeFirstOrThrow();
+    const media = await t.ctx.database.db
+      .selectFrom('mediaassets')
+      .select(['id', 'tenant_id', 'user_id', 'kind', 'status'])
+      .where('id', '=', id)
+      .executeTakeFirstOrThrow();
     const deps = { db: t.ctx.database.db, store: t.ctx.store, layout: t.ctx.layout, settings: t.ctx.settings, changes: t.ctx.changes };
     const job = { id: 'test', name: 'follow-up' as const, data: { media_id: id, step: 'webm' }, attempt: 1 };
     // webp/ stands for a folder that went missing from the scratch folder before publishing.
@@ -75,8 +95,14 @@ describe(`processing steps registered from outside (${BACKEND} backend)`, () => 
   it('refuses a step that needs what no earlier step publishes, or publishes what another step does', () => {
     const pipeline = t.ctx.worker.pipeline;
     const step = { kinds: ['video'] as const, stage: 'follow-up' as const, run: async () => undefined };
-    assert.throws(() => pipeline.register({ ...step, name: 'needs-sprites', needs: ['webp'], publishes: [] }), /needs webp\/, which no main step of video before it publishes/);
-    assert.throws(() => pipeline.register({ ...step, name: 'second-webm', needs: ['media'], publishes: ['webm'] }), /publishes a folder step webm publishes for video/);
+    assert.throws(
+      () => pipeline.register({ ...step, name: 'needs-sprites', needs: ['webp'], publishes: [] }),
+      /needs webp\/, which no main step of video before it publishes/,
+    );
+    assert.throws(
+      () => pipeline.register({ ...step, name: 'second-webm', needs: ['media'], publishes: ['webm'] }),
+      /publishes a folder step webm publishes for video/,
+    );
     assert.throws(() => pipeline.register({ ...step, name: 'video', needs: [], publishes: [] }), /registered already/);
     assert.throws(() => pipeline.register({ ...step, name: 'media', needs: [], publishes: [] }), /lower-case/);
     assert.throws(() => pipeline.register({ ...step, name: 'original', needs: [], publishes: ['media'] }), /replaces the original/);

@@ -49,11 +49,19 @@ describe('prepared queries (compiled once, bound per call)', () => {
   it('keeps one template per database: another database gets its own answers', async () => {
     const theirs = await insertMedia(other, { caption: 'elsewhere' });
     assert.deepEqual(await readyByIds.all(t.ctx.database.db, t.tenant.id, [theirs]), []);
-    assert.deepEqual((await readyByIds.all(other.ctx.database.db, other.tenant.id, [theirs])).map((r) => r.caption), ['elsewhere']);
+    assert.deepEqual(
+      (await readyByIds.all(other.ctx.database.db, other.tenant.id, [theirs])).map((r) => r.caption),
+      ['elsewhere'],
+    );
   });
 
   it('refuses a query that does not bind every argument as a value', async () => {
-    const stringified = preparedQuery((db, tags: string) => db.selectFrom('mediaassets').select('id').where('user_tags', '=', JSON.stringify([tags])));
+    const stringified = preparedQuery((db, tags: string) =>
+      db
+        .selectFrom('mediaassets')
+        .select('id')
+        .where('user_tags', '=', JSON.stringify([tags])),
+    );
     await assert.rejects(stringified.all(t.ctx.database.db, 'x'), /every argument must be bound/);
   });
 

@@ -56,7 +56,11 @@ describe(`processing hardening (${BACKEND} backend)`, () => {
   function assertPlainReason(reason: string, what: string) {
     assert.ok(!reason.includes(t.env.settings.storageRoot), `${what}: no storage path in ${JSON.stringify(reason)}`);
     assert.doesNotMatch(reason, /(^|[\s'"(=:])\/[\w.-]+\//, `${what}: no absolute path in ${JSON.stringify(reason)}`);
-    assert.doesNotMatch(reason, /ffmpeg|ffprobe|pdfinfo|pdftoppm|Invalid data found|moov atom|Syntax Error|vips/i, `${what}: no tool internals in ${JSON.stringify(reason)}`);
+    assert.doesNotMatch(
+      reason,
+      /ffmpeg|ffprobe|pdfinfo|pdftoppm|Invalid data found|moov atom|Syntax Error|vips/i,
+      `${what}: no tool internals in ${JSON.stringify(reason)}`,
+    );
   }
 
   before(async () => {
@@ -78,7 +82,10 @@ describe(`processing hardening (${BACKEND} backend)`, () => {
     const failed = await failedJob(id);
     assert.equal(failed.attempts, 1, 'a lying file fails at once, without retries');
     const files = await listFiles(t.ctx.layout.mediaDir({ tenantId: t.tenant.id, userId: 'alice', mediaId: id }));
-    assert.ok(files.every((f) => f.startsWith('media/')), `nothing but the original is left: ${files.join(', ')}`);
+    assert.ok(
+      files.every((f) => f.startsWith('media/')),
+      `nothing but the original is left: ${files.join(', ')}`,
+    );
   });
 
   it('says what is wrong with a file in plain words: no server paths, no tool output', async () => {
@@ -88,7 +95,10 @@ describe(`processing hardening (${BACKEND} backend)`, () => {
       // A PDF header and nothing a PDF needs: pdfinfo prints "Syntax Error…" lines.
       ['broken.pdf', Buffer.concat([Buffer.from('%PDF-1.7\n'), randomBytes(4_000)])],
       // A PNG signature and a damaged header: libvips names the file it read.
-      ['broken.png', Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.from('0000000d49484452', 'hex'), randomBytes(3_000)])],
+      [
+        'broken.png',
+        Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.from('0000000d49484452', 'hex'), randomBytes(3_000)]),
+      ],
     ];
     const ids: Array<[string, string]> = [];
     for (const [name, data] of cases) ids.push([name, await upload(data, name)]);
@@ -129,7 +139,11 @@ describe(`processing hardening (${BACKEND} backend)`, () => {
     await fs.mkdir(path.join(mediaDir, '.work-deadbeef0001', 'dash'), { recursive: true });
     await fs.writeFile(path.join(mediaDir, '.work-deadbeef0001', 'dash', 'seg-0-00001.m4s'), randomBytes(1024));
     const old = new Date(Date.now() - 3_600_000).toISOString();
-    await t.ctx.database.db.updateTable('mediaassets').set({ status: 'processing', error_code: null, error_reason: null, updated_at: old }).where('id', '=', id).execute();
+    await t.ctx.database.db
+      .updateTable('mediaassets')
+      .set({ status: 'processing', error_code: null, error_reason: null, updated_at: old })
+      .where('id', '=', id)
+      .execute();
     assert.equal(await t.ctx.worker.failAbandoned(60_000), 1);
     assert.equal((await media(id)).status, 'error');
     const files = await listFiles(mediaDir);
@@ -186,8 +200,30 @@ describe(`processing hardening: tools die with their worker (${BACKEND} backend)
 
   it('kills the ffmpeg of a worker process that is SIGKILLed mid-transcode', async () => {
     const clip = path.join(t.env.tmp, 'long.mp4');
-    execFileSync('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=1280x720:rate=30', '-f', 'lavfi', '-i', 'sine=frequency=300',
-      '-t', '20', '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-shortest', clip]);
+    execFileSync('ffmpeg', [
+      '-v',
+      'error',
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc2=size=1280x720:rate=30',
+      '-f',
+      'lavfi',
+      '-i',
+      'sine=frequency=300',
+      '-t',
+      '20',
+      '-c:v',
+      'libx264',
+      '-preset',
+      'ultrafast',
+      '-pix_fmt',
+      'yuv420p',
+      '-c:a',
+      'aac',
+      '-shortest',
+      clip,
+    ]);
     const env = { ...process.env, ...t.env.env, LOG_LEVEL: 'silent' };
     // Its own process group, only so the test can clean up whatever survives.
     const worker = spawn(process.execPath, [BIN, 'worker'], { env, stdio: 'ignore', detached: true });

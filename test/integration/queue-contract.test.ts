@@ -56,7 +56,10 @@ describe(`job queue contract (${BACKEND} backend)`, () => {
     return child;
   }
 
-  async function setup(overrides: Record<string, string> = {}, opts: { classed?: boolean } = {}): Promise<OpenQueue & { env: TestEnv; reopen(): Promise<OpenQueue> }> {
+  async function setup(
+    overrides: Record<string, string> = {},
+    opts: { classed?: boolean } = {},
+  ): Promise<OpenQueue & { env: TestEnv; reopen(): Promise<OpenQueue> }> {
     const env = await testEnv(overrides);
     cleanups.push(() => env.cleanup());
     const reopen = async () => {
@@ -505,7 +508,10 @@ describe(`job queue contract (${BACKEND} backend)`, () => {
     assert.equal(await queue.retry(followUpId), true);
     await waitFor('the retried follow-up to complete', async () => (await queue.counts()).completed === 1);
     assert.deepEqual(await queue.counts(), counts({ failed: 1, completed: 1 }));
-    assert.deepEqual((await queue.listFailed()).map((f) => f.id), [newId]);
+    assert.deepEqual(
+      (await queue.listFailed()).map((f) => f.id),
+      [newId],
+    );
   });
 
   // Fair scheduling across tenants. On the scale-up backend the embedded queue also runs on

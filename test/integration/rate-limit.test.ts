@@ -54,7 +54,7 @@ describe('request rate limits', () => {
     assert.equal(ok.statusCode, 200, ok.body);
   });
 
-  it('does not forget a key\'s count under junk traffic from many addresses', { skip: BACKEND !== 'embedded' && 'in-memory store only' }, async () => {
+  it("does not forget a key's count under junk traffic from many addresses", { skip: BACKEND !== 'embedded' && 'in-memory store only' }, async () => {
     const key = await t.ctx.tenancy.createKey({ tenantId: t.tenant.id, userId: 'carol' });
     for (let i = 0; i < 5; i++) assert.equal((await t.app.inject({ url: '/api/v1/media', headers: t.auth(key.key) })).statusCode, 200);
     // More distinct buckets than @fastify/rate-limit's default in-memory store holds (5,000),

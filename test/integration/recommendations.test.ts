@@ -5,7 +5,6 @@ import { after, before, describe, it } from 'node:test';
 import { insertMedia } from '../support/media-seed.js';
 import { expectProblem, startTestApp, type TestApp } from '../support/harness.js';
 
-
 type Page = { items: { id: string }[]; next_cursor: string | null };
 
 /** A real recommender endpoint: records what it was asked and answers with `answer()`. */
@@ -22,7 +21,15 @@ async function recommender(answer: (body: any, res: http.ServerResponse) => void
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/rank`;
-  return { url, requests, close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }) };
+  return {
+    url,
+    requests,
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
 }
 
 describe('recommendations', () => {
@@ -62,7 +69,10 @@ describe('recommendations', () => {
     assert.ok(!ids.includes(seed), 'not the seed itself');
     assert.ok(!ids.includes(held), 'not held media');
     const few = await get(t, `/api/v1/media/${seed}/related?limit=2`, t.tenant.userKey);
-    assert.deepEqual(few.items.map((i) => i.id), [both, rare]);
+    assert.deepEqual(
+      few.items.map((i) => i.id),
+      [both, rare],
+    );
   });
 
   it("related: another tenant's media is not found", async () => {
@@ -83,15 +93,26 @@ describe('recommendations', () => {
     };
     const cold = await feed('/api/v1/feed/recommended?limit=5');
     const fresh = await get(t, '/api/v1/feed/new?limit=5', t.tenant.userKey);
-    assert.deepEqual(cold.items.map((i) => i.id), fresh.items.map((i) => i.id), 'no profile: the new feed');
+    assert.deepEqual(
+      cold.items.map((i) => i.id),
+      fresh.items.map((i) => i.id),
+      'no profile: the new feed',
+    );
     const coldNext = await feed(`/api/v1/feed/recommended?limit=5&cursor=${encodeURIComponent(cold.next_cursor!)}`);
     const freshNext = await get(t, `/api/v1/feed/new?limit=5&cursor=${encodeURIComponent(fresh.next_cursor!)}`, t.tenant.userKey);
-    assert.deepEqual(coldNext.items.map((i) => i.id), freshNext.items.map((i) => i.id));
+    assert.deepEqual(
+      coldNext.items.map((i) => i.id),
+      freshNext.items.map((i) => i.id),
+    );
 
     const view = await t.app.inject({ url: `/api/v1/media/${rare}/package`, headers: daveHeaders });
     assert.equal(view.statusCode, 200, view.body);
     const warm = await feed('/api/v1/feed/recommended?limit=5');
-    assert.deepEqual(new Set(warm.items.map((i) => i.id)), new Set([seed, both]), "media sharing the viewed media's rare label, not the viewed one or held media");
+    assert.deepEqual(
+      new Set(warm.items.map((i) => i.id)),
+      new Set([seed, both]),
+      "media sharing the viewed media's rare label, not the viewed one or held media",
+    );
     assert.equal(warm.next_cursor, null);
     const views = await t.ctx.database.db.selectFrom('media_views').selectAll().where('user_id', '=', 'dave').execute();
     assert.equal(views.length, 1);
@@ -119,23 +140,37 @@ describe('recommendations', () => {
       answer = [lib.common!, theirs, 'missing', lib.held!, lib.seed!, lib.rare!];
       const related = await get(app, `/api/v1/media/${lib.seed}/related?limit=5`, app.tenant.userKey);
       assert.deepEqual(ext.requests.at(-1), { tenant_id: app.tenant.id, media_id: lib.seed, limit: 20 });
-      assert.deepEqual(related.items.map((i) => i.id), [lib.common, lib.rare], "the engine's order; other tenants', unknown, held ids and the seed dropped");
+      assert.deepEqual(
+        related.items.map((i) => i.id),
+        [lib.common, lib.rare],
+        "the engine's order; other tenants', unknown, held ids and the seed dropped",
+      );
 
       answer = [lib.both!, lib.common!];
       const headers = { ...app.auth(app.tenant.adminKey), 'x-qasar-user': 'erin' };
       const rec = await app.app.inject({ url: '/api/v1/feed/recommended?limit=1', headers });
       assert.equal(rec.statusCode, 200, rec.body);
       assert.deepEqual(ext.requests.at(-1), { tenant_id: app.tenant.id, user_id: 'erin', limit: 14 });
-      assert.deepEqual(rec.json().items.map((i: { id: string }) => i.id), [lib.both]);
+      assert.deepEqual(
+        rec.json().items.map((i: { id: string }) => i.id),
+        [lib.both],
+      );
       const next = await app.app.inject({ url: `/api/v1/feed/recommended?limit=1&cursor=${encodeURIComponent(rec.json().next_cursor)}`, headers });
-      assert.deepEqual(next.json().items.map((i: { id: string }) => i.id), [lib.common]);
+      assert.deepEqual(
+        next.json().items.map((i: { id: string }) => i.id),
+        [lib.common],
+      );
 
       for (const m of ['fail', 'hang'] as const) {
         mode = m;
         const asked = ext.requests.length;
         const fallback = await get(app, `/api/v1/media/${lib.seed}/related?limit=2`, app.tenant.userKey);
         assert.equal(ext.requests.length, asked + 1, 'the engine was asked');
-        assert.deepEqual(fallback.items.map((i) => i.id), [lib.both, lib.rare], `${m}: the built-in engine answers`);
+        assert.deepEqual(
+          fallback.items.map((i) => i.id),
+          [lib.both, lib.rare],
+          `${m}: the built-in engine answers`,
+        );
       }
     } finally {
       await app.close();
@@ -181,7 +216,10 @@ describe('recommendations', () => {
   });
 
   it("the user's own uploads shape the recommended feed, however many there are", async () => {
-    const kayaks = [await insertMedia(t, { caption: 'kayak a', labels: ['kayak'], userId: 'carol' }), await insertMedia(t, { caption: 'kayak b', tags: ['Paddle'], userId: 'carol' })];
+    const kayaks = [
+      await insertMedia(t, { caption: 'kayak a', labels: ['kayak'], userId: 'carol' }),
+      await insertMedia(t, { caption: 'kayak b', tags: ['Paddle'], userId: 'carol' }),
+    ];
     await insertMedia(t, { caption: 'unrelated', labels: ['zebra'], userId: 'carol' });
     // tess never viewed anything; she uploads (more than a ranking shortlist holds) media labelled kayak, tagged paddle.
     for (let i = 0; i < 70; i++) await insertMedia(t, { caption: `my kayak ${i}`, labels: ['kayak'], tags: ['paddle'], userId: 'tess' });

@@ -23,7 +23,12 @@ describe('search follows label banks', () => {
   after(() => t.close());
 
   function call(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, key: string, payload?: unknown) {
-    return t.app.inject({ method, url: `${API}${url}`, headers: t.auth(key), ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}) });
+    return t.app.inject({
+      method,
+      url: `${API}${url}`,
+      headers: t.auth(key),
+      ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}),
+    });
   }
 
   async function ok(method: 'POST' | 'PATCH' | 'DELETE', url: string, key: string, payload?: unknown) {
@@ -46,10 +51,14 @@ describe('search follows label banks', () => {
     return completed.json().id;
   }
 
-  const label = (media: string, names: string[], key = t.tenant.userKey) => ok('POST', `/media/${media}/labels`, key, { labels: names.map((name) => ({ name })) });
+  const label = (media: string, names: string[], key = t.tenant.userKey) =>
+    ok('POST', `/media/${media}/labels`, key, { labels: names.map((name) => ({ name })) });
 
   async function staleMarks(): Promise<number> {
-    const row = await t.ctx.database.db.selectFrom('search_stale').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    const row = await t.ctx.database.db
+      .selectFrom('search_stale')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .executeTakeFirstOrThrow();
     return Number(row.n);
   }
 
@@ -67,7 +76,7 @@ describe('search follows label banks', () => {
     });
     assert.deepEqual(await ids('q=mammal'), [lion], 'a grandparent added after the label finds it');
     assert.deepEqual(await ids('q=feline'), [lion]);
-    assert.deepEqual(await ids(`q=${encodeURIComponent('big cat')}`), [lion], "a phrase of the parent finds it");
+    assert.deepEqual(await ids(`q=${encodeURIComponent('big cat')}`), [lion], 'a phrase of the parent finds it');
     assert.deepEqual(await ids('q=savanna&label=mammal'), [lion], 'the label filter includes descendants');
     assert.deepEqual(await ids(`q=savanna&label=${encodeURIComponent('big cat')}`), [lion]);
     assert.deepEqual(await ids('q=mammal', t.other.userKey), [], "another tenant's media is untouched by this tenant's bank");
@@ -115,7 +124,12 @@ describe('search follows label banks', () => {
   it('a label on a child implies its ancestors in search: q and label filter, three levels, siblings apart', async () => {
     await ok('POST', '/label-banks', t.tenant.adminKey, {
       name: 'vehicles',
-      entries: [{ name: 'vehicle', phrases: ['conveyance'] }, { name: 'car', parent: 'vehicle' }, { name: 'sedan', parent: 'car', phrases: ['saloon'] }, { name: 'bicycle', parent: 'vehicle' }],
+      entries: [
+        { name: 'vehicle', phrases: ['conveyance'] },
+        { name: 'car', parent: 'vehicle' },
+        { name: 'sedan', parent: 'car', phrases: ['saloon'] },
+        { name: 'bicycle', parent: 'vehicle' },
+      ],
     });
     const sedan = await upload(t.tenant.userKey, 'parked by the river');
     const bicycle = await upload(t.tenant.userKey, 'parked by the river');
@@ -182,19 +196,58 @@ describe('search follows label banks', () => {
         const w = words[i % 3]!;
         made.get(w)!.push(id);
         rows.push({
-          id, tenant_id: t.tenant.id, user_id: 'alice', status: 'ready' as const, error_code: null, error_reason: null, kind: 'image' as const,
-          original_filename: `bird-${i}.jpg`, mime_type: 'image/jpeg', size: 10, sha256: 'x'.repeat(64), caption: `flock ${w}`, user_tags: toJson([]),
-          file_metadata: toJson({}), upload_session_id: null, created_at: at, updated_at: at, processing_started_at: null, ready_at: at,
-          playback_key: randomBytes(8).toString('hex'), title: null, description: null,
+          id,
+          tenant_id: t.tenant.id,
+          user_id: 'alice',
+          status: 'ready' as const,
+          error_code: null,
+          error_reason: null,
+          kind: 'image' as const,
+          original_filename: `bird-${i}.jpg`,
+          mime_type: 'image/jpeg',
+          size: 10,
+          sha256: 'x'.repeat(64),
+          caption: `flock ${w}`,
+          user_tags: toJson([]),
+          file_metadata: toJson({}),
+          upload_session_id: null,
+          created_at: at,
+          updated_at: at,
+          processing_started_at: null,
+          ready_at: at,
+          playback_key: randomBytes(8).toString('hex'),
+          title: null,
+          description: null,
         });
-        links.push({ id: newId(), tenant_id: t.tenant.id, user_id: 'alice', media_id: id, label_id: sparrow, source: 'model' as const, count: 1, confidence: 0.8, frame_data: '[]', first_seen_at: at, last_seen_at: at });
+        links.push({
+          id: newId(),
+          tenant_id: t.tenant.id,
+          user_id: 'alice',
+          media_id: id,
+          label_id: sparrow,
+          source: 'model' as const,
+          count: 1,
+          confidence: 0.8,
+          frame_data: '[]',
+          first_seen_at: at,
+          last_seen_at: at,
+        });
       }
       await db.insertInto('mediaassets').values(rows).execute();
       await db.insertInto('asset_labels').values(links).execute();
-      await t.ctx.discovery.indexer.reindexMany(t.tenant.id, rows.map((r) => r.id));
+      await t.ctx.discovery.indexer.reindexMany(
+        t.tenant.id,
+        rows.map((r) => r.id),
+      );
     }
     assert.deepEqual(await ids('q=passerine'), []);
-    await ok('POST', '/label-banks', t.tenant.adminKey, { name: 'songbirds', entries: [{ name: 'passerine', phrases: ['perching bird'] }, { name: 'sparrow', parent: 'passerine' }] });
+    await ok('POST', '/label-banks', t.tenant.adminKey, {
+      name: 'songbirds',
+      entries: [
+        { name: 'passerine', phrases: ['perching bird'] },
+        { name: 'sparrow', parent: 'passerine' },
+      ],
+    });
     for (const w of words) {
       const found: string[] = [];
       let cursor: string | null = null;

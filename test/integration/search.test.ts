@@ -10,13 +10,15 @@ import { insertMedia } from '../support/media-seed.js';
 import { expectProblem, startTestApp, type TestApp } from '../support/harness.js';
 import { SessionClient } from '../support/upload-client.js';
 
-
 describe('search', () => {
   let t: TestApp;
   const search = async (query: string, key?: string) => {
     const res = await t.app.inject({ url: `/api/v1/search?${query}`, headers: t.auth(key ?? t.tenant.userKey) });
     assert.equal(res.statusCode, 200, res.body);
-    return res.json() as { items: { id: string; score: number; caption: string | null; labels: string[]; playback: { hls: string | null } }[]; next_cursor: string | null };
+    return res.json() as {
+      items: { id: string; score: number; caption: string | null; labels: string[]; playback: { hls: string | null } }[];
+      next_cursor: string | null;
+    };
   };
   const ids = async (query: string, key?: string) => (await search(query, key)).items.map((i) => i.id);
 
@@ -29,7 +31,10 @@ describe('search', () => {
     const tagOnly = await insertMedia(t, { caption: 'a walk in the park', tags: ['aurora'] });
     const captioned = await insertMedia(t, { caption: 'aurora over the fjord', tags: ['night'] });
     const result = await search('q=aurora');
-    assert.deepEqual(result.items.map((i) => i.id), [captioned, tagOnly]);
+    assert.deepEqual(
+      result.items.map((i) => i.id),
+      [captioned, tagOnly],
+    );
     assert.ok(result.items[0]!.score > result.items[1]!.score);
     assert.equal(result.items[0]!.caption, 'aurora over the fjord');
   });
@@ -67,10 +72,19 @@ describe('search', () => {
     const db = t.ctx.database.db;
     const at = nowIso();
     const bankId = newId();
-    await db.insertInto('label_banks').values({ id: bankId, tenant_id: t.tenant.id, name: 'animals', kind: 'general', description: null, created_at: at, updated_at: at }).execute();
+    await db
+      .insertInto('label_banks')
+      .values({ id: bankId, tenant_id: t.tenant.id, name: 'animals', kind: 'general', description: null, created_at: at, updated_at: at })
+      .execute();
     const felineEntry = newId();
-    await db.insertInto('label_bank_entries').values({ id: felineEntry, bank_id: bankId, tenant_id: t.tenant.id, name: 'feline', label_id: null, parent_id: null, threshold: null, created_at: at }).execute();
-    await db.insertInto('label_bank_entries').values({ id: newId(), bank_id: bankId, tenant_id: t.tenant.id, name: 'ocelot', label_id: null, parent_id: felineEntry, threshold: null, created_at: at }).execute();
+    await db
+      .insertInto('label_bank_entries')
+      .values({ id: felineEntry, bank_id: bankId, tenant_id: t.tenant.id, name: 'feline', label_id: null, parent_id: null, threshold: null, created_at: at })
+      .execute();
+    await db
+      .insertInto('label_bank_entries')
+      .values({ id: newId(), bank_id: bankId, tenant_id: t.tenant.id, name: 'ocelot', label_id: null, parent_id: felineEntry, threshold: null, created_at: at })
+      .execute();
     await db.insertInto('label_bank_phrases').values({ id: newId(), entry_id: felineEntry, tenant_id: t.tenant.id, phrase: 'wildcat' }).execute();
     const parent = await ensureLabel(db, t.tenant.id, 'feline');
     const child = await ensureLabel(db, t.tenant.id, 'ocelot');
@@ -133,7 +147,10 @@ describe('search', () => {
     assert.equal(new Set(seen).size, seen.length, 'no duplicates');
     assert.deepEqual(new Set(seen), new Set(made), 'no misses and nothing added later');
     expectProblem(
-      await t.app.inject({ url: `/api/v1/search?q=aurora&cursor=${encodeURIComponent((await search('q=marmalade&limit=1')).next_cursor!)}`, headers: t.auth(t.tenant.userKey) }),
+      await t.app.inject({
+        url: `/api/v1/search?q=aurora&cursor=${encodeURIComponent((await search('q=marmalade&limit=1')).next_cursor!)}`,
+        headers: t.auth(t.tenant.userKey),
+      }),
       400,
       'validation-failed',
     );
@@ -192,7 +209,10 @@ describe('search', () => {
 
     // Another tenant's key cannot use the cursor to read this tenant's results.
     const mine = await search(`q=${encodeURIComponent('orange marmalade')}&limit=1`);
-    const res = await t.app.inject({ url: `/api/v1/search?q=${encodeURIComponent('orange marmalade')}&limit=1&cursor=${encodeURIComponent(mine.next_cursor!)}`, headers: t.auth(t.other.userKey) });
+    const res = await t.app.inject({
+      url: `/api/v1/search?q=${encodeURIComponent('orange marmalade')}&limit=1&cursor=${encodeURIComponent(mine.next_cursor!)}`,
+      headers: t.auth(t.other.userKey),
+    });
     if (t.ctx.database.dialect === 'postgres') {
       // A keyset cursor holds no ids: in another tenant's hands it pages through that tenant's own results.
       assert.equal(res.statusCode, 200, res.body);
@@ -207,12 +227,19 @@ describe('search', () => {
     await insertMedia(t, { caption: 'walrus walrus', description: 'tusks' });
     const before = await search(`q=${encodeURIComponent('walrus ice')}`);
     const beforeAll = await search('q=walrus');
-    for (let i = 0; i < 25; i++) await insertMedia(t, { tenantId: t.other.id, caption: `walrus ${'ice '.repeat(i % 4)}${'word '.repeat(i)}`, tags: i % 2 ? ['walrus'] : [] });
+    for (let i = 0; i < 25; i++)
+      await insertMedia(t, { tenantId: t.other.id, caption: `walrus ${'ice '.repeat(i % 4)}${'word '.repeat(i)}`, tags: i % 2 ? ['walrus'] : [] });
     const after = await search(`q=${encodeURIComponent('walrus ice')}`);
     const afterAll = await search('q=walrus');
     assert.equal(beforeAll.items.length, 3);
-    assert.deepEqual(after.items.map((i) => [i.id, i.score]), before.items.map((i) => [i.id, i.score]));
-    assert.deepEqual(afterAll.items.map((i) => [i.id, i.score]), beforeAll.items.map((i) => [i.id, i.score]));
+    assert.deepEqual(
+      after.items.map((i) => [i.id, i.score]),
+      before.items.map((i) => [i.id, i.score]),
+    );
+    assert.deepEqual(
+      afterAll.items.map((i) => [i.id, i.score]),
+      beforeAll.items.map((i) => [i.id, i.score]),
+    );
   });
 
   it(`pages through at most ${MAX_SEARCH_RESULTS} results of one search`, async () => {
@@ -224,14 +251,35 @@ describe('search', () => {
         const id = newId();
         made.push(id);
         return {
-          id, tenant_id: t.tenant.id, user_id: 'alice', status: 'ready' as const, error_code: null, error_reason: null, kind: 'image' as const,
-          original_filename: `pebble-${b + k}.jpg`, mime_type: 'image/jpeg', size: 10, sha256: 'x'.repeat(64), caption: `pebble ${'stone '.repeat(k % 7)}`,
-          user_tags: toJson([]), file_metadata: toJson({}), upload_session_id: null, created_at: at, updated_at: at, processing_started_at: null, ready_at: at,
-          playback_key: randomBytes(8).toString('hex'), title: null, description: null,
+          id,
+          tenant_id: t.tenant.id,
+          user_id: 'alice',
+          status: 'ready' as const,
+          error_code: null,
+          error_reason: null,
+          kind: 'image' as const,
+          original_filename: `pebble-${b + k}.jpg`,
+          mime_type: 'image/jpeg',
+          size: 10,
+          sha256: 'x'.repeat(64),
+          caption: `pebble ${'stone '.repeat(k % 7)}`,
+          user_tags: toJson([]),
+          file_metadata: toJson({}),
+          upload_session_id: null,
+          created_at: at,
+          updated_at: at,
+          processing_started_at: null,
+          ready_at: at,
+          playback_key: randomBytes(8).toString('hex'),
+          title: null,
+          description: null,
         };
       });
       await db.insertInto('mediaassets').values(rows).execute();
-      await t.ctx.discovery.indexer.reindexMany(t.tenant.id, rows.map((r) => r.id));
+      await t.ctx.discovery.indexer.reindexMany(
+        t.tenant.id,
+        rows.map((r) => r.id),
+      );
     }
     assert.ok(made.length > MAX_SEARCH_RESULTS);
     const seen: string[] = [];
@@ -250,7 +298,9 @@ describe('search', () => {
 
   it('finds media by words of its caption tracks, until the track is removed', async () => {
     const id = await insertMedia(t, { caption: 'wharfside at dawn', kind: 'video' });
-    const srt = ['1', '00:00:01,000 --> 00:00:03,000', 'The quetzal feathers shimmer', '', '2', '00:00:04,000 --> 00:00:06,000', 'Over the lagoon', ''].join('\n');
+    const srt = ['1', '00:00:01,000 --> 00:00:03,000', 'The quetzal feathers shimmer', '', '2', '00:00:04,000 --> 00:00:06,000', 'Over the lagoon', ''].join(
+      '\n',
+    );
     const put = await t.app.inject({
       method: 'PUT',
       url: `/api/v1/media/${id}/captions/en`,
@@ -321,7 +371,11 @@ describe('search', () => {
     assert.deepEqual(new Set(await ids('q=quokka', t.tenant.adminKey)), new Set([held, approved, rejected]));
     const feed = await t.app.inject({ url: '/api/v1/feed/search?q=quokka', headers: t.auth(t.tenant.adminKey) });
     assert.equal(feed.statusCode, 200, feed.body);
-    assert.deepEqual(feed.json().items.map((i: { id: string }) => i.id), [approved], 'feeds never show held or rejected media');
+    assert.deepEqual(
+      feed.json().items.map((i: { id: string }) => i.id),
+      [approved],
+      'feeds never show held or rejected media',
+    );
   });
 
   it('indexes media created before the index existed (backfill)', async () => {
@@ -341,7 +395,10 @@ describe('search', () => {
       await assert.rejects(db.selectFrom('search_snapshots').select('id').execute(), /does not exist/, 'no snapshots on PostgreSQL');
       return;
     }
-    const hits = [{ mediaId: 'a', score: 2 }, { mediaId: 'b', score: 1 }];
+    const hits = [
+      { mediaId: 'a', score: 2 },
+      { mediaId: 'b', score: 1 },
+    ];
     const ids = [];
     for (let i = 0; i < 5; i++) ids.push(await saveSnapshot(db, t.tenant.id, 'fp', hits));
     assert.deepEqual(await loadSnapshot(db, t.tenant.id, 'fp', ids[0]!), hits);
@@ -378,7 +435,8 @@ describe('search of a very common word (SEARCH_RANK_CANDIDATES)', () => {
       await insertMedia(t, { title: 'heron heron', caption: 'heron heron heron', labels: ['wader'], createdAt: at(1) }),
     ];
     const newer: string[] = [];
-    for (let i = 0; i < 12; i++) newer.push(await insertMedia(t, { caption: `a walk by the lake, heron number ${i}, and more words to make it longer`, createdAt: at(2 + i) }));
+    for (let i = 0; i < 12; i++)
+      newer.push(await insertMedia(t, { caption: `a walk by the lake, heron number ${i}, and more words to make it longer`, createdAt: at(2 + i) }));
     const get = async (query: string) => {
       const res = await t.app.inject({ url: `/api/v1/search?${query}`, headers: t.auth(t.tenant.userKey) });
       assert.equal(res.statusCode, 200, res.body);

@@ -104,7 +104,10 @@ describe('serving stored files that the store redirects to', () => {
   it('redirects to the signed URL, which the redirect does not outlive', async () => {
     const res = await t.app.inject({ url: `/play/${m.token}/posters/poster.jpg` });
     assert.equal(res.statusCode, 302);
-    assert.match(String(res.headers.location), new RegExp(`^https://objects\\.example/${t.tenant.id}/alice/${m.id}/posters/poster\\.jpg\\?expires=\\d+&type=image%2Fjpeg$`));
+    assert.match(
+      String(res.headers.location),
+      new RegExp(`^https://objects\\.example/${t.tenant.id}/alice/${m.id}/posters/poster\\.jpg\\?expires=\\d+&type=image%2Fjpeg$`),
+    );
     assert.equal(res.headers['cache-control'], 'no-store');
     const expires = Number(new URL(String(res.headers.location)).searchParams.get('expires'));
     const tokenExpires = parseInt(m.token.split('.')[1]!, 36) * 1000;

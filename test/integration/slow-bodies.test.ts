@@ -92,7 +92,9 @@ describe('slow and oversized request bodies', () => {
     assert.equal(res.status, 408, res.body);
     assert.ok(res.closed);
     // tus's lock on the upload is free again: a PATCH from the offset tus kept succeeds at once.
-    const offset = Number((await t.app.inject({ method: 'HEAD', url: path, headers: { ...t.auth(t.tenant.userKey), 'tus-resumable': '1.0.0' } })).headers['upload-offset']);
+    const offset = Number(
+      (await t.app.inject({ method: 'HEAD', url: path, headers: { ...t.auth(t.tenant.userKey), 'tus-resumable': '1.0.0' } })).headers['upload-offset'],
+    );
     const rest = await t.app.inject({
       method: 'PATCH',
       url: path,

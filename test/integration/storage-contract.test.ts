@@ -43,7 +43,10 @@ describe('local store: symbolic links planted in storage', () => {
     await fs.symlink(path.join(tmp, 'outside.txt'), path.join(root, 't/u/mine/posters/out.jpg'));
     await assert.rejects(store.stat('t/u/mine/posters/out.jpg'), UnsafePathError);
     await assert.rejects(store.read('t/u/mine/posters/out.jpg'), UnsafePathError);
-    await assert.rejects(store.withLocalFile('t/u/mine/posters/out.jpg', async () => undefined), UnsafePathError);
+    await assert.rejects(
+      store.withLocalFile('t/u/mine/posters/out.jpg', async () => undefined),
+      UnsafePathError,
+    );
   });
 
   it('never writes, deletes, lists or publishes through a linked folder', async () => {

@@ -96,7 +96,10 @@ describe('tenants and API keys', () => {
     const asAdmin = await call({ method: 'GET', url: `/api/v1/upload/${sessionId}` }, t.tenant.adminKey);
     assert.equal(asAdmin.statusCode, 200);
     const all = await call({ method: 'GET', url: '/api/v1/media' }, t.tenant.adminKey);
-    assert.deepEqual(all.json().items.map((m: { id: string }) => m.id), [mediaId]);
+    assert.deepEqual(
+      all.json().items.map((m: { id: string }) => m.id),
+      [mediaId],
+    );
     const me = await call({ method: 'GET', url: '/api/v1/me' }, t.tenant.adminKey, { 'x-qasar-user': 'carol' });
     assert.deepEqual(
       { ...(me.json() as Record<string, unknown>), key_id: undefined, usage_bytes: undefined },
@@ -108,7 +111,11 @@ describe('tenants and API keys', () => {
     });
     assert.equal(created.statusCode, 201);
     await fs.access(t.ctx.layout.sessionChunkDir(t.tenant.id, created.json().session_id));
-    const row = await t.ctx.database.db.selectFrom('upload_sessions').select(['user_id', 'tenant_id']).where('id', '=', created.json().session_id).executeTakeFirstOrThrow();
+    const row = await t.ctx.database.db
+      .selectFrom('upload_sessions')
+      .select(['user_id', 'tenant_id'])
+      .where('id', '=', created.json().session_id)
+      .executeTakeFirstOrThrow();
     assert.deepEqual(row, { user_id: 'carol', tenant_id: t.tenant.id });
   });
 

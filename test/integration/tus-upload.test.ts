@@ -38,11 +38,7 @@ describe('tus 1.0 uploads', () => {
   after(() => t.close());
 
   /** One raw tus request (every request but OPTIONS carries Tus-Resumable). */
-  async function tus(
-    method: string,
-    url: string,
-    opts: { key?: string | null; headers?: Record<string, string>; body?: Buffer } = {},
-  ): Promise<Response> {
+  async function tus(method: string, url: string, opts: { key?: string | null; headers?: Record<string, string>; body?: Buffer } = {}): Promise<Response> {
     const headers: Record<string, string> = { 'tus-resumable': '1.0.0', ...opts.headers };
     if (opts.key) headers.authorization = `Bearer ${opts.key}`;
     if (opts.body) headers['content-type'] ??= 'application/offset+octet-stream';
@@ -439,7 +435,10 @@ describe('tus 1.0 uploads', () => {
     const more = await tus('PATCH', url, { key: t.tenant.userKey, headers: { 'upload-offset': '1000' }, body: randomBytes(1000) });
     assert.equal(more.status, 204);
     const expires = Date.parse(more.headers.get('upload-expires') ?? '');
-    assert.ok(expires > Date.now() + t.ctx.settings.uploadSessionExpiry - 60_000, `Upload-Expires counts from the last write: ${more.headers.get('upload-expires')}`);
+    assert.ok(
+      expires > Date.now() + t.ctx.settings.uploadSessionExpiry - 60_000,
+      `Upload-Expires counts from the last write: ${more.headers.get('upload-expires')}`,
+    );
     assert.equal((await tus('DELETE', url, { key: t.tenant.userKey })).status, 204);
   });
 

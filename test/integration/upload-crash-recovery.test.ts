@@ -128,14 +128,24 @@ describe('uploads stranded by a crashed process', () => {
     const created = await t.app.inject({
       method: 'POST',
       url: '/api/v1/tus',
-      headers: { ...t.auth(t.tenant.userKey), 'tus-resumable': '1.0.0', 'upload-length': String(data.length), 'upload-metadata': `filename ${Buffer.from('t.bin').toString('base64')}` },
+      headers: {
+        ...t.auth(t.tenant.userKey),
+        'tus-resumable': '1.0.0',
+        'upload-length': String(data.length),
+        'upload-metadata': `filename ${Buffer.from('t.bin').toString('base64')}`,
+      },
     });
     assert.equal(created.statusCode, 201, created.body);
     const url = new URL(String(created.headers.location), 'http://x').pathname;
     const id = url.split('/').pop()!;
     const patch = (offset: number, body: Buffer) => ({
       method: 'PATCH',
-      headers: { authorization: `Bearer ${t.tenant.userKey}`, 'tus-resumable': '1.0.0', 'upload-offset': String(offset), 'content-type': 'application/offset+octet-stream' },
+      headers: {
+        authorization: `Bearer ${t.tenant.userKey}`,
+        'tus-resumable': '1.0.0',
+        'upload-offset': String(offset),
+        'content-type': 'application/offset+octet-stream',
+      },
       body,
     });
     const first = await t.app.inject({ url, ...patch(0, data.subarray(0, MiB)), payload: data.subarray(0, MiB) });
@@ -180,14 +190,18 @@ describe('uploads stranded by a crashed process', () => {
       await client.query('select id from tenants where id = $1 for update', [t.tenant.id]);
       return {
         untilBlocked: async (id) => {
-          await waitFor('the child to wait on the tenant row', async () => {
-            // Inside a transaction, pg_stat_activity is read from a snapshot taken at its first use.
-            await client.query('select pg_stat_clear_snapshot()');
-            const waiting = await client.query(
-              `select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and query ilike '%insert into "mediaassets"%'`,
-            );
-            return (waiting.rows[0] as { n: number }).n > 0 && (await stateOf(id)) === 'completing';
-          }, 30_000);
+          await waitFor(
+            'the child to wait on the tenant row',
+            async () => {
+              // Inside a transaction, pg_stat_activity is read from a snapshot taken at its first use.
+              await client.query('select pg_stat_clear_snapshot()');
+              const waiting = await client.query(
+                `select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and query ilike '%insert into "mediaassets"%'`,
+              );
+              return (waiting.rows[0] as { n: number }).n > 0 && (await stateOf(id)) === 'completing';
+            },
+            30_000,
+          );
         },
         release: async () => {
           await client.query('rollback').catch(() => undefined);

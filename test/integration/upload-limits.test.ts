@@ -28,7 +28,12 @@ describe('upload limits: open uploads per user and the tenant storage quota', ()
     t.app.inject({
       method: 'POST',
       url: '/api/v1/tus',
-      headers: { ...t.auth(key), 'tus-resumable': '1.0.0', 'upload-length': String(size), 'upload-metadata': `filename ${Buffer.from('a.bin').toString('base64')}` },
+      headers: {
+        ...t.auth(key),
+        'tus-resumable': '1.0.0',
+        'upload-length': String(size),
+        'upload-metadata': `filename ${Buffer.from('a.bin').toString('base64')}`,
+      },
     });
   const tusPatch = (key: string, location: string, offset: number, body: Buffer) =>
     t.app.inject({
@@ -83,9 +88,17 @@ describe('upload limits: open uploads per user and the tenant storage quota', ()
     // Every session folder and tus file belongs to a session that exists.
     const known = new Set(rows.map((r) => r.id));
     const dirs = await fsp.readdir(t.ctx.layout.chunkRoot(t.tenant.id)).catch(() => [] as string[]);
-    assert.deepEqual(dirs.filter((d) => !known.has(d)), [], 'session folders of refused creations');
+    assert.deepEqual(
+      dirs.filter((d) => !known.has(d)),
+      [],
+      'session folders of refused creations',
+    );
     const tusFiles = await fsp.readdir(t.ctx.layout.tusDir()).catch(() => [] as string[]);
-    assert.deepEqual(tusFiles.filter((f) => !known.has(f.replace(/\.json$/, ''))), [], 'tus files of refused creations');
+    assert.deepEqual(
+      tusFiles.filter((f) => !known.has(f.replace(/\.json$/, ''))),
+      [],
+      'tus files of refused creations',
+    );
   });
 
   it('enforces the quota set with the CLI at creation and as bytes arrive, and shows it in /me', async () => {

@@ -35,7 +35,10 @@ describe('video pipeline through the API', () => {
     assert.equal(fm.dar, '16:9');
     assert.equal(fm.sar, '1:1');
     assert.ok(Math.abs(fm.duration - 0.98) < 0.05);
-    assert.deepEqual(fm.renditions.map((r: { height: number }) => r.height), [1080, 720, 480]);
+    assert.deepEqual(
+      fm.renditions.map((r: { height: number }) => r.height),
+      [1080, 720, 480],
+    );
     assert.equal(fm.artifacts.hls, 'hls/master.m3u8');
     assert.equal(fm.artifacts.dash, 'dash/manifest.mpd');
     assert.equal(fm.urls.hls, `/api/v1/media/${mediaId}/files/hls/master.m3u8`);
@@ -127,11 +130,25 @@ describe('video pipeline through the API', () => {
   });
 
   it('processing again with thumbnails and posters off drops those folders and keeps the ladder', async () => {
-    const row = await t.ctx.database.db.selectFrom('mediaassets').select(['id', 'tenant_id', 'user_id', 'kind', 'status']).where('id', '=', mediaId).executeTakeFirstOrThrow();
+    const row = await t.ctx.database.db
+      .selectFrom('mediaassets')
+      .select(['id', 'tenant_id', 'user_id', 'kind', 'status'])
+      .where('id', '=', mediaId)
+      .executeTakeFirstOrThrow();
     const dir = t.ctx.layout.mediaDir({ tenantId: row.tenant_id, userId: row.user_id, mediaId });
     const folders = async () => [...new Set((await listFiles(dir)).map((f) => f.split('/')[0]))].sort();
     assert.deepEqual(await folders(), ['dash', 'hls', 'media', 'posters', 'thumbnails']);
-    await runVideoStep({ db: t.ctx.database.db, store: t.ctx.store, layout: t.ctx.layout, changes: t.ctx.changes, settings: { ...t.ctx.settings, enableThumbnails: false, enablePosters: false } }, row, t.ctx.worker.pipeline.step('video')!.publishes);
+    await runVideoStep(
+      {
+        db: t.ctx.database.db,
+        store: t.ctx.store,
+        layout: t.ctx.layout,
+        changes: t.ctx.changes,
+        settings: { ...t.ctx.settings, enableThumbnails: false, enablePosters: false },
+      },
+      row,
+      t.ctx.worker.pipeline.step('video')!.publishes,
+    );
     assert.deepEqual(await folders(), ['dash', 'hls', 'media']);
     const m = await media(mediaId);
     assert.equal(m.file_metadata.artifacts.thumbnails, undefined);

@@ -49,7 +49,10 @@ describe('the visibility rule, in SQL and in memory', () => {
   }
 
   it('hides every moderation state except none and approved from anyone but the owner and admins', () => {
-    assert.deepEqual(STATES.filter((s) => !hiddenByModeration(s)), ['none', 'approved']);
+    assert.deepEqual(
+      STATES.filter((s) => !hiddenByModeration(s)),
+      ['none', 'approved'],
+    );
     assert.equal(hiddenByModeration('pending'), true, 'a state added later is hidden until listed');
   });
 });

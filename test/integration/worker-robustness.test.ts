@@ -50,7 +50,11 @@ describe('worker robustness: hostile input, crashes, reprocessing', () => {
       ['random.mp4', randomBytes(200_000), /not a readable video/],
       ['truncated.mkv', await fs.readFile(path.join(SAMPLES, 'broken-truncated-h264-aac.mkv')), /truncated or damaged|could not be/],
       // MP4 magic followed by garbage: detected as video, refused by the worker's probe.
-      ['fake.mp4', Buffer.concat([Buffer.from('000000186674797069736f6d0000020069736f6d69736f32', 'hex'), randomBytes(50_000)]), /could not be read|could not be decoded|no video/],
+      [
+        'fake.mp4',
+        Buffer.concat([Buffer.from('000000186674797069736f6d0000020069736f6d69736f32', 'hex'), randomBytes(50_000)]),
+        /could not be read|could not be decoded|no video/,
+      ],
     ];
     const ids: Array<[string, string, RegExp]> = [];
     for (const [name, data, reason] of cases) ids.push([name, await upload(data, name), reason]);
@@ -65,7 +69,10 @@ describe('worker robustness: hostile input, crashes, reprocessing', () => {
     assert.equal((await settled(good)).status, 'ready');
     assert.equal(hits, 0, 'no hostile file made anything fetch a URL');
     const failed = await t.ctx.queue.listFailed();
-    assert.ok(failed.every((f) => f.attempts === 1), 'broken input fails at once, without retries');
+    assert.ok(
+      failed.every((f) => f.attempts === 1),
+      'broken input fails at once, without retries',
+    );
     // Failed jobs are visible to the tenant's admin (and only to them), and can be retried.
     const listed = await t.app.inject({ url: '/api/v1/admin/jobs/failed', headers: t.auth(t.tenant.adminKey) });
     assert.equal(listed.statusCode, 200);
@@ -78,11 +85,17 @@ describe('worker robustness: hostile input, crashes, reprocessing', () => {
     expectProblem(await t.app.inject({ method: 'POST', url: `/api/v1/admin/jobs/${item!.id}/retry`, headers: t.auth(t.other.adminKey) }), 404, 'not-found');
     const retried = await t.app.inject({ method: 'POST', url: `/api/v1/admin/jobs/${item!.id}/retry`, headers: t.auth(t.tenant.adminKey) });
     assert.equal(retried.statusCode, 202, retried.body);
-    await waitFor('retried job fails again', async () => (await t.ctx.queue.listFailed()).some((f) => f.id === item!.id) && (await media(truncatedId)).status === 'error');
+    await waitFor(
+      'retried job fails again',
+      async () => (await t.ctx.queue.listFailed()).some((f) => f.id === item!.id) && (await media(truncatedId)).status === 'error',
+    );
     // Nothing half-written beside the originals of the failed media.
     for (const [, id] of ids) {
       const files = await listFiles(t.ctx.layout.mediaDir({ tenantId: t.tenant.id, userId: 'alice', mediaId: id }));
-      assert.ok(files.every((f) => f.startsWith('media/')), `${id}: ${files.join(', ')}`);
+      assert.ok(
+        files.every((f) => f.startsWith('media/')),
+        `${id}: ${files.join(', ')}`,
+      );
     }
   });
 
@@ -94,10 +107,14 @@ describe('worker robustness: hostile input, crashes, reprocessing', () => {
     const res = await t.app.inject({ method: 'POST', url: `/api/v1/media/${id}/reprocess`, headers: t.auth(t.tenant.userKey) });
     assert.equal(res.statusCode, 202, res.body);
     assert.equal(res.json().status, 'queued');
-    const again = await waitFor('reprocessed', async () => {
-      const m = await media(id);
-      return m.status === 'ready' && m.file_metadata.processed_at !== before ? m : undefined;
-    }, 120_000);
+    const again = await waitFor(
+      'reprocessed',
+      async () => {
+        const m = await media(id);
+        return m.status === 'ready' && m.file_metadata.processed_at !== before ? m : undefined;
+      },
+      120_000,
+    );
     assert.deepEqual(again.file_metadata.artifacts, first.file_metadata.artifacts);
     const files = await listFiles(t.ctx.layout.mediaDir({ tenantId: t.tenant.id, userId: 'alice', mediaId: id }));
     assert.ok(!files.some((f) => f.startsWith('.')), 'no scratch or swapped-out folder left');
@@ -107,8 +124,30 @@ describe('worker robustness: hostile input, crashes, reprocessing', () => {
   it('survives SIGKILL of the worker mid-transcode: a restarted worker finishes, nothing orphaned', async () => {
     // A clip long enough that the kill lands inside ffmpeg.
     const clip = path.join(t.env.tmp, 'long.mp4');
-    execFileSync('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=1280x720:rate=30', '-f', 'lavfi', '-i', 'sine=frequency=300',
-      '-t', '12', '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-shortest', clip]);
+    execFileSync('ffmpeg', [
+      '-v',
+      'error',
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc2=size=1280x720:rate=30',
+      '-f',
+      'lavfi',
+      '-i',
+      'sine=frequency=300',
+      '-t',
+      '12',
+      '-c:v',
+      'libx264',
+      '-preset',
+      'ultrafast',
+      '-pix_fmt',
+      'yuv420p',
+      '-c:a',
+      'aac',
+      '-shortest',
+      clip,
+    ]);
     // This app's in-process worker must not take the job: use a separate process.
     await t.stopWorker();
     const env = { ...process.env, ...t.env.env, LOG_LEVEL: 'silent' };
@@ -127,7 +166,10 @@ describe('worker robustness: hostile input, crashes, reprocessing', () => {
       const files = await listFiles(mediaDir);
       assert.ok(!files.some((f) => f.startsWith('.work-') || f.startsWith('.old-')), `no orphans: ${files.filter((f) => f.startsWith('.')).join(', ')}`);
       const mpd = await fs.readFile(path.join(mediaDir, 'dash', 'manifest.mpd'), 'utf8');
-      const referenced = parseMpd(mpd).flatMap((r) => [r.init, ...r.segments.map((x) => x.file)]).map((f) => `dash/${f}`).sort();
+      const referenced = parseMpd(mpd)
+        .flatMap((r) => [r.init, ...r.segments.map((x) => x.file)])
+        .map((f) => `dash/${f}`)
+        .sort();
       const onDisk = files.filter((f) => f.startsWith('dash/') && f.endsWith('.m4s'));
       assert.ok(referenced.length > 6, 'a 12 s clip has several segments per rendition');
       assert.deepEqual(onDisk, referenced, 'exactly the published segments, none from the killed attempt');

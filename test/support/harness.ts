@@ -205,11 +205,15 @@ export async function getMedia(t: TestApp, key: string, id: string): Promise<any
 
 /** Waits until a media is `ready` or `error`, and returns its record. */
 export function mediaSettled(t: TestApp, key: string, id: string, timeoutMs = 120_000): Promise<any> {
-  return waitFor(`media ${id} settled`, async () => {
-    const m = await getMedia(t, key, id);
-    if (!['ready', 'error'].includes(m.status)) throw new Error(`still ${m.status} (${m.original_filename ?? JSON.stringify(m)})`);
-    return m;
-  }, timeoutMs);
+  return waitFor(
+    `media ${id} settled`,
+    async () => {
+      const m = await getMedia(t, key, id);
+      if (!['ready', 'error'].includes(m.status)) throw new Error(`still ${m.status} (${m.original_filename ?? JSON.stringify(m)})`);
+      return m;
+    },
+    timeoutMs,
+  );
 }
 
 /** Lists every file under a folder (relative paths), for "nothing left behind" checks. */

@@ -29,7 +29,7 @@ function readVint(buf: Buffer, pos: number, keepMarker: boolean): { value: numbe
   while (length <= 8 && !(first & (0x80 >> (length - 1)))) length++;
   if (length > 8) throw new Error(`bad EBML length at ${pos}`);
   let value = keepMarker ? first : first & (0xff >> length);
-  let allOnes = value === (0xff >> length);
+  let allOnes = value === 0xff >> length;
   for (let i = 1; i < length; i++) {
     value = value * 256 + buf[pos + i]!;
     if (buf[pos + i] !== 0xff) allOnes = false;
@@ -105,8 +105,22 @@ export function patchMkvDuration(buf: Buffer, seconds: number): Buffer {
  */
 export async function makeLyingMkv(file: string, declaredSeconds = 10): Promise<void> {
   execFileSync('ffmpeg', [
-    '-v', 'error', '-y', '-f', 'lavfi', '-i', 'color=s=1920x1080:r=100', '-frames:v', '6',
-    '-vf', "setpts='if(lt(N,5),N*0.01/TB,1800/TB)'", '-fps_mode', 'passthrough', '-c:v', 'libx264', file,
+    '-v',
+    'error',
+    '-y',
+    '-f',
+    'lavfi',
+    '-i',
+    'color=s=1920x1080:r=100',
+    '-frames:v',
+    '6',
+    '-vf',
+    "setpts='if(lt(N,5),N*0.01/TB,1800/TB)'",
+    '-fps_mode',
+    'passthrough',
+    '-c:v',
+    'libx264',
+    file,
   ]);
   await fs.writeFile(file, patchMkvDuration(await fs.readFile(file), declaredSeconds));
 }

@@ -39,11 +39,28 @@ export async function insertMedia(t: TestApp, s: MediaSeed): Promise<string> {
   await db
     .insertInto('mediaassets')
     .values({
-      id, tenant_id: tenantId, user_id: userId, status: s.status ?? 'ready', error_code: null, error_reason: null,
-      kind: s.kind ?? 'video', original_filename: s.filename ?? `${id}.mp4`, mime_type: 'video/mp4', size: 10, sha256: 'x'.repeat(64),
-      caption: s.caption ?? null, user_tags: toJson(s.tags ?? []), file_metadata: toJson(s.fileMetadata ?? { duration: 12.5, width: 1280, height: 720 }),
-      upload_session_id: null, created_at: at, updated_at: at, processing_started_at: null, ready_at: at,
-      playback_key: randomBytes(16).toString('hex'), title: s.title ?? null, description: s.description ?? null,
+      id,
+      tenant_id: tenantId,
+      user_id: userId,
+      status: s.status ?? 'ready',
+      error_code: null,
+      error_reason: null,
+      kind: s.kind ?? 'video',
+      original_filename: s.filename ?? `${id}.mp4`,
+      mime_type: 'video/mp4',
+      size: 10,
+      sha256: 'x'.repeat(64),
+      caption: s.caption ?? null,
+      user_tags: toJson(s.tags ?? []),
+      file_metadata: toJson(s.fileMetadata ?? { duration: 12.5, width: 1280, height: 720 }),
+      upload_session_id: null,
+      created_at: at,
+      updated_at: at,
+      processing_started_at: null,
+      ready_at: at,
+      playback_key: randomBytes(16).toString('hex'),
+      title: s.title ?? null,
+      description: s.description ?? null,
       moderation_state: s.moderation ?? 'none',
     })
     .execute();
@@ -51,7 +68,19 @@ export async function insertMedia(t: TestApp, s: MediaSeed): Promise<string> {
     const labelId = await ensureLabel(db, tenantId, name);
     await db
       .insertInto('asset_labels')
-      .values({ id: newId(), tenant_id: tenantId, user_id: userId, media_id: id, label_id: labelId, source: 'model', count: 1, confidence: s.confidence ?? 0.9, frame_data: '[]', first_seen_at: at, last_seen_at: at })
+      .values({
+        id: newId(),
+        tenant_id: tenantId,
+        user_id: userId,
+        media_id: id,
+        label_id: labelId,
+        source: 'model',
+        count: 1,
+        confidence: s.confidence ?? 0.9,
+        frame_data: '[]',
+        first_seen_at: at,
+        last_seen_at: at,
+      })
       .execute();
   }
   await t.ctx.changes.emit({ tenantId, mediaId: id, reason: 'created' });

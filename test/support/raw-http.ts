@@ -16,11 +16,7 @@ export interface RawResponse {
  * (byte by byte, chunked, never). `send` writes the body and may wait between writes; the answer
  * is whatever the server sent by the time it closed the connection or answered in full.
  */
-export function rawRequest(
-  port: number,
-  head: string,
-  send: (socket: net.Socket) => Promise<void> | void,
-): Promise<RawResponse> {
+export function rawRequest(port: number, head: string, send: (socket: net.Socket) => Promise<void> | void): Promise<RawResponse> {
   return new Promise((resolve) => {
     const socket = net.connect(port, '127.0.0.1');
     const parts: Buffer[] = [];
@@ -61,7 +57,9 @@ export function rawRequest(
 
 /** A request line and headers, ready to write. */
 export function httpHead(method: string, path: string, headers: Record<string, string | number>): string {
-  return `${method} ${path} HTTP/1.1\r\nhost: 127.0.0.1\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`;
+  return `${method} ${path} HTTP/1.1\r\nhost: 127.0.0.1\r\n${Object.entries(headers)
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join('')}\r\n`;
 }
 
 /** Writes `count` single bytes, `everyMs` apart, while the socket stays open. */

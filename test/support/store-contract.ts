@@ -63,7 +63,11 @@ export function storeContract(name: string, open: () => Promise<StoreUnderTest>)
       assert.equal(await readText(store, `${p}/c.bin`), 'stream');
       await store.put(`${p}/a.txt`, 'replaced, and longer');
       assert.equal(await readText(store, `${p}/a.txt`), 'replaced, and longer');
-      assert.deepEqual((await store.list(p)).map((o) => o.key), [`${p}/a.txt`, `${p}/b.bin`, `${p}/c.bin`], 'no temporary object is left');
+      assert.deepEqual(
+        (await store.list(p)).map((o) => o.key),
+        [`${p}/a.txt`, `${p}/b.bin`, `${p}/c.bin`],
+        'no temporary object is left',
+      );
     });
 
     it('reads byte ranges, inclusive at both ends', async () => {
@@ -89,7 +93,10 @@ export function storeContract(name: string, open: () => Promise<StoreUnderTest>)
     it('says "not stored" when reading or borrowing a missing key', async () => {
       const p = fresh();
       await assert.rejects(async () => bytesOf(await store.read(`${p}/nope`)), isNotStored);
-      await assert.rejects(store.withLocalFile(`${p}/nope`, async () => 'never'), isNotStored);
+      await assert.rejects(
+        store.withLocalFile(`${p}/nope`, async () => 'never'),
+        isNotStored,
+      );
       assert.equal(await store.moveToLocal(`${p}/nope`, path.join(local, 'nope')), false);
     });
 
@@ -103,7 +110,13 @@ export function storeContract(name: string, open: () => Promise<StoreUnderTest>)
         (await store.list(p)).map((o) => o.key),
         [`${p}/hls/master.m3u8`, `${p}/hls/v0/seg-1.m4s`, `${p}/posters/poster.jpg`],
       );
-      assert.deepEqual((await store.list(`${p}/hls`)).map((o) => [o.key, o.size]), [[`${p}/hls/master.m3u8`, 1], [`${p}/hls/v0/seg-1.m4s`, 1]]);
+      assert.deepEqual(
+        (await store.list(`${p}/hls`)).map((o) => [o.key, o.size]),
+        [
+          [`${p}/hls/master.m3u8`, 1],
+          [`${p}/hls/v0/seg-1.m4s`, 1],
+        ],
+      );
       assert.deepEqual(await store.list(`${p}/nothing`), []);
     });
 
@@ -115,7 +128,10 @@ export function storeContract(name: string, open: () => Promise<StoreUnderTest>)
       await store.put(`${p}b/4`, 'a sibling prefix that shares the start');
       await store.delete(`${p}/a/1`);
       await store.delete(`${p}/a/1`);
-      assert.deepEqual((await store.list(p)).map((o) => o.key), [`${p}/a/2`, `${p}/b/3`]);
+      assert.deepEqual(
+        (await store.list(p)).map((o) => o.key),
+        [`${p}/a/2`, `${p}/b/3`],
+      );
       await store.deletePrefix(p);
       await store.deletePrefix(p);
       assert.deepEqual(await store.list(p), []);
@@ -148,7 +164,10 @@ export function storeContract(name: string, open: () => Promise<StoreUnderTest>)
       await fs.writeFile(path.join(dir, 'master.m3u8'), 'new master');
       await fs.writeFile(path.join(dir, 'v0', 'seg-1.m4s'), 'segment');
       await store.publishFolder(dir, `${p}/hls`);
-      assert.deepEqual((await store.list(p)).map((o) => o.key), [`${p}/dash/keep.mpd`, `${p}/hls/master.m3u8`, `${p}/hls/v0/seg-1.m4s`]);
+      assert.deepEqual(
+        (await store.list(p)).map((o) => o.key),
+        [`${p}/dash/keep.mpd`, `${p}/hls/master.m3u8`, `${p}/hls/v0/seg-1.m4s`],
+      );
       assert.equal(await readText(store, `${p}/hls/master.m3u8`), 'new master');
       assert.equal(await fs.stat(dir).catch(() => undefined), undefined, 'the local folder is used up');
       // A first publish (nothing there before) works the same.

@@ -12,8 +12,16 @@ import { SAMPLES } from '../support/harness.js';
 import { audioStreamOf, readManifest, samplesOfKind } from './media-manifest.js';
 
 const OPTIONS: AudioPackagingOptions = {
-  webm: true, hls: true, posters: true, thumbnails: true, hlsMinDuration: 60, thumbnailSize: 320,
-  threads: 2, probeTimeoutMs: 30_000, ffmpegTimeoutMs: 120_000, maxDurationSeconds: 12 * 3600,
+  webm: true,
+  hls: true,
+  posters: true,
+  thumbnails: true,
+  hlsMinDuration: 60,
+  thumbnailSize: 320,
+  threads: 2,
+  probeTimeoutMs: 30_000,
+  ffmpegTimeoutMs: 120_000,
+  maxDurationSeconds: 12 * 3600,
 };
 
 function probe(file: string): any {
@@ -52,8 +60,15 @@ after(async () => {
 describe('audio command (pure)', () => {
   it('decodes once and splits between Opus, HLS and the spectrogram, hardened, paths as single arguments', () => {
     const args = buildAudioCommand({
-      input: '/in/my song.flac', outDir: '/w', audioIndex: 1, channels: 2, threads: 2,
-      opus: { bitrate: 96_000 }, hls: { bitrate: 128_000, segmentSeconds: 6 }, spectrogram: { width: 1280, height: 480 }, coverIndex: 0,
+      input: '/in/my song.flac',
+      outDir: '/w',
+      audioIndex: 1,
+      channels: 2,
+      threads: 2,
+      opus: { bitrate: 96_000 },
+      hls: { bitrate: 128_000, segmentSeconds: 6 },
+      spectrogram: { width: 1280, height: 480 },
+      coverIndex: 0,
     });
     const at = (flag: string, from = 0) => args[args.indexOf(flag, from) + 1];
     assert.equal(at('-i'), '/in/my song.flac');
@@ -122,7 +137,10 @@ describe('audio packaging on real files', () => {
 
       const webm = probe(path.join(dir, res.files.webm!));
       assert.equal(webm.format.format_name, 'matroska,webm');
-      assert.deepEqual(webm.streams.map((x: any) => x.codec_name), ['opus']);
+      assert.deepEqual(
+        webm.streams.map((x: any) => x.codec_name),
+        ['opus'],
+      );
       assert.equal(webm.streams[0].channels, Math.min(want.channels, 2));
       // Compared with what the source decodes to: AAC priming makes that differ from the container's figure.
       const sourceDecoded = decodedSeconds(source);
@@ -133,8 +151,15 @@ describe('audio packaging on real files', () => {
       assert.deepEqual([spec.format, spec.width, spec.height], ['png', 1280, 480]);
       const stats = await sharp(path.join(dir, res.files.spectrogram!)).stats();
       // Two samples are near-digital silence (about -90 dB): their spectrogram is rightly blank.
-      assert.equal(stats.channels.some((c) => c.max - c.min > 50), maxVolumeDb(source) > -85, 'the spectrogram shows the sound');
-      for (const [p, format] of [[res.files.posterWebp!, 'webp'], [res.files.posterJpeg!, 'jpeg']] as const) {
+      assert.equal(
+        stats.channels.some((c) => c.max - c.min > 50),
+        maxVolumeDb(source) > -85,
+        'the spectrogram shows the sound',
+      );
+      for (const [p, format] of [
+        [res.files.posterWebp!, 'webp'],
+        [res.files.posterJpeg!, 'jpeg'],
+      ] as const) {
         const m = await decoded(path.join(dir, p));
         assert.deepEqual([m.format, m.width, m.height], [format, 1280, 480], p);
       }
@@ -143,7 +168,10 @@ describe('audio packaging on real files', () => {
 
       if (s.cover) {
         assert.equal(res.facts.has_cover, true);
-        for (const [p, format] of [[res.files.coverWebp!, 'webp'], [res.files.coverJpeg!, 'jpeg']] as const) {
+        for (const [p, format] of [
+          [res.files.coverWebp!, 'webp'],
+          [res.files.coverJpeg!, 'jpeg'],
+        ] as const) {
           const m = await decoded(path.join(dir, p));
           assert.deepEqual([m.format, m.width, m.height], [format, ...s.cover], p);
         }
@@ -162,7 +190,10 @@ describe('audio packaging on real files', () => {
         // A segment decodes when prefixed by the init section, as a player does.
         const joined = path.join(dir, 'joined.mp4');
         await fs.writeFile(joined, Buffer.concat([await fs.readFile(path.join(dir, 'hls/init.mp4')), await fs.readFile(path.join(dir, 'hls', segs[1]!))]));
-        assert.deepEqual(probe(joined).streams.map((x: any) => [x.codec_name, x.sample_rate]), [['aac', '48000']]);
+        assert.deepEqual(
+          probe(joined).streams.map((x: any) => [x.codec_name, x.sample_rate]),
+          [['aac', '48000']],
+        );
         await fs.rm(joined);
       } else {
         assert.equal(res.files.hlsMaster, undefined, 'short audio needs no HLS');
@@ -184,7 +215,18 @@ describe('audio packaging on real files', () => {
 
   it('surround is downmixed to stereo', async () => {
     const file = path.join(tmp, 'surround.flac');
-    execFileSync('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'sine=frequency=220:duration=2', '-af', 'pan=5.1|c0=c0|c1=c0|c2=c0|c3=c0|c4=c0|c5=c0', '-y', file]);
+    execFileSync('ffmpeg', [
+      '-v',
+      'error',
+      '-f',
+      'lavfi',
+      '-i',
+      'sine=frequency=220:duration=2',
+      '-af',
+      'pan=5.1|c0=c0|c1=c0|c2=c0|c3=c0|c4=c0|c5=c0',
+      '-y',
+      file,
+    ]);
     const dir = await workDir();
     const res = await packageAudio(file, dir, OPTIONS);
     assert.equal(res.facts.channels, 6);
@@ -222,9 +264,24 @@ describe('audio packaging on real files', () => {
   it('title, artist and album tags are recorded as tagged', async () => {
     const file = path.join(tmp, 'tagged.mp3');
     execFileSync('ffmpeg', [
-      '-v', 'error', '-f', 'lavfi', '-i', 'sine=frequency=330:duration=2', '-c:a', 'libmp3lame',
-      '-metadata', 'title=Ünder the Söa', '-metadata', 'artist=The Qasar Trio', '-metadata', 'album=Field Recordings, Vol. 2', '-metadata', 'genre=Ambient',
-      '-y', file,
+      '-v',
+      'error',
+      '-f',
+      'lavfi',
+      '-i',
+      'sine=frequency=330:duration=2',
+      '-c:a',
+      'libmp3lame',
+      '-metadata',
+      'title=Ünder the Söa',
+      '-metadata',
+      'artist=The Qasar Trio',
+      '-metadata',
+      'album=Field Recordings, Vol. 2',
+      '-metadata',
+      'genre=Ambient',
+      '-y',
+      file,
     ]);
     const res = await packageAudio(file, await workDir(), OPTIONS);
     assert.deepEqual(res.facts.tags, { title: 'Ünder the Söa', artist: 'The Qasar Trio', album: 'Field Recordings, Vol. 2', genre: 'Ambient' });

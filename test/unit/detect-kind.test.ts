@@ -36,18 +36,53 @@ describe('detectKind on containers that hold video or only sound (real ffprobe)'
   it('an MP4 of AAC with cover art (an attached picture, not a video) is audio', async () => {
     const file = path.join(tmp, 'song-with-cover');
     ffmpeg(
-      '-f', 'lavfi', '-i', 'sine=frequency=440:duration=2', '-f', 'lavfi', '-i', 'color=c=red:s=64x64:d=1',
-      '-map', '0:a', '-map', '1:v', '-frames:v', '1', '-c:a', 'aac', '-c:v', 'mjpeg', '-disposition:v:0', 'attached_pic', '-f', 'mp4', '-y', file,
+      '-f',
+      'lavfi',
+      '-i',
+      'sine=frequency=440:duration=2',
+      '-f',
+      'lavfi',
+      '-i',
+      'color=c=red:s=64x64:d=1',
+      '-map',
+      '0:a',
+      '-map',
+      '1:v',
+      '-frames:v',
+      '1',
+      '-c:a',
+      'aac',
+      '-c:v',
+      'mjpeg',
+      '-disposition:v:0',
+      'attached_pic',
+      '-f',
+      'mp4',
+      '-y',
+      file,
     );
     const probed = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-of', 'json', '-show_streams', file], { encoding: 'utf8' }));
-    assert.ok(probed.streams.some((s: any) => s.codec_type === 'video' && s.disposition.attached_pic === 1), 'the picture is there, as an attached picture');
+    assert.ok(
+      probed.streams.some((s: any) => s.codec_type === 'video' && s.disposition.attached_pic === 1),
+      'the picture is there, as an attached picture',
+    );
     const detected = await detectKind(file, PROBE_TIMEOUT_MS);
     assert.equal(detected.kind, 'audio');
     assert.match(detected.mime, /^audio\//);
   });
 
   it('the same containers with a picture stream stay video', async () => {
-    assert.deepEqual(await detectKind(path.join(SAMPLES, 'h264-1920x1080-aac-deer.mp4'), PROBE_TIMEOUT_MS), { kind: 'video', mime: 'video/mp4', ext: 'mp4', via: 'ffprobe' });
-    assert.deepEqual(await detectKind(path.join(SAMPLES, 'vp8-1920x1080-noaudio-screenrec.webm'), PROBE_TIMEOUT_MS), { kind: 'video', mime: 'video/webm', ext: 'webm', via: 'ffprobe' });
+    assert.deepEqual(await detectKind(path.join(SAMPLES, 'h264-1920x1080-aac-deer.mp4'), PROBE_TIMEOUT_MS), {
+      kind: 'video',
+      mime: 'video/mp4',
+      ext: 'mp4',
+      via: 'ffprobe',
+    });
+    assert.deepEqual(await detectKind(path.join(SAMPLES, 'vp8-1920x1080-noaudio-screenrec.webm'), PROBE_TIMEOUT_MS), {
+      kind: 'video',
+      mime: 'video/webm',
+      ext: 'webm',
+      via: 'ffprobe',
+    });
   });
 });

@@ -65,7 +65,9 @@ function epub(opfText: string, files: ZipItem[] = [], container = CONTAINER): Bu
 }
 
 function solid(width: number, height: number, background: string, format: 'png' | 'jpeg'): Promise<Buffer> {
-  return sharp({ create: { width, height, channels: 3, background } })[format]().toBuffer();
+  return sharp({ create: { width, height, channels: 3, background } })
+    [format]()
+    .toBuffer();
 }
 
 // ---- a PDF encrypted by hand: Standard security handler, revision 2 (RC4, 40-bit key) ----
@@ -140,7 +142,10 @@ async function meanColour(file: string): Promise<[number, number, number]> {
 
 async function listTree(dir: string): Promise<string[]> {
   const entries = await fs.readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
-  return entries.filter((e) => e.isFile()).map((e) => path.relative(dir, path.join(e.parentPath, e.name))).sort();
+  return entries
+    .filter((e) => e.isFile())
+    .map((e) => path.relative(dir, path.join(e.parentPath, e.name)))
+    .sort();
 }
 
 /** The document samples of MANIFEST.tsv, each with its own tests below. */
@@ -175,7 +180,13 @@ describe('document derivation (real poppler, sharp and zips)', () => {
   }
 
   /** Runs a derivation that must fail permanently with `code`, and leaves nothing behind. */
-  async function refused(derive: typeof derivePdf, file: string, code: string, opts: Partial<DocumentOptions> = {}, message?: RegExp): Promise<PermanentJobError> {
+  async function refused(
+    derive: typeof derivePdf,
+    file: string,
+    code: string,
+    opts: Partial<DocumentOptions> = {},
+    message?: RegExp,
+  ): Promise<PermanentJobError> {
     const { caseDir, work } = await workDir();
     let refusal: PermanentJobError | undefined;
     await assert.rejects(derive(file, work, { ...OPTIONS, ...opts }), (err: unknown) => {
@@ -205,7 +216,10 @@ describe('document derivation (real poppler, sharp and zips)', () => {
       assert.deepEqual(await listTree(work), ['posters/poster.jpg', 'posters/poster.webp', 'thumbnails/thumb.webp'], 'the render scratch is gone');
       assert.deepEqual(await fs.readdir(caseDir), ['work']);
 
-      for (const [file, format] of [['posters/poster.jpg', 'jpeg'], ['posters/poster.webp', 'webp']] as const) {
+      for (const [file, format] of [
+        ['posters/poster.jpg', 'jpeg'],
+        ['posters/poster.webp', 'webp'],
+      ] as const) {
         const m = await decoded(path.join(work, file));
         assert.equal(m.format, format);
         assert.equal(m.height, 1280, 'the longest side is the poster size');
@@ -267,16 +281,31 @@ describe('document derivation (real poppler, sharp and zips)', () => {
     it('argv is plain data: first page only, bounded size, the file last', () => {
       assert.deepEqual(pdfinfoArgs('/m/a.pdf'), ['-enc', 'UTF-8', '/m/a.pdf']);
       assert.deepEqual(pdftoppmArgs('/m/a.pdf', '/w/.render/page', 1280), [
-        '-f', '1', '-l', '1', '-singlefile', '-cropbox', '-png', '-scale-to', '1280', '/m/a.pdf', '/w/.render/page',
+        '-f',
+        '1',
+        '-l',
+        '1',
+        '-singlefile',
+        '-cropbox',
+        '-png',
+        '-scale-to',
+        '1280',
+        '/m/a.pdf',
+        '/w/.render/page',
       ]);
       assert.throws(() => pdftoppmArgs('/m/a.pdf', '/w/p', 0), RangeError);
       assert.throws(() => pdftoppmArgs('/m/a.pdf', '/w/p', 12.5), RangeError);
     });
 
     it('pdfinfo output: a multi-line title cannot forge the page count', () => {
-      const info = parsePdfInfo('Title:           Line one\nPages: 999\nAuthor:          Someone\nPages:           3\nEncrypted:       yes (print:yes copy:no)\nPage size:       612 x 792 pts (letter)\nPage rot:        90\n');
+      const info = parsePdfInfo(
+        'Title:           Line one\nPages: 999\nAuthor:          Someone\nPages:           3\nEncrypted:       yes (print:yes copy:no)\nPage size:       612 x 792 pts (letter)\nPage rot:        90\n',
+      );
       assert.deepEqual(info, { pages: 3, title: 'Line one', author: 'Someone', encrypted: true, page_width_pt: 612, page_height_pt: 792, page_rotation: 90 });
-      assert.throws(() => parsePdfInfo('Pages: 0\n'), (e: unknown) => e instanceof PermanentJobError && e.code === 'unreadable-media');
+      assert.throws(
+        () => parsePdfInfo('Pages: 0\n'),
+        (e: unknown) => e instanceof PermanentJobError && e.code === 'unreadable-media',
+      );
     });
 
     it('failures are classified: timeout, password, unreadable are permanent; disk, memory, signals are retried', () => {
@@ -318,10 +347,13 @@ describe('document derivation (real poppler, sharp and zips)', () => {
     it('EPUB 3 cover-image item wins over an earlier image; hrefs are percent-decoded and relative to the OPF', async () => {
       const manifest = `<item id="fig" href="images/figure.png" media-type="image/png"/>
         <item id="c" href="images/my%20cover.jpg" media-type="image/jpeg" properties="cover-image"/>`;
-      const file = await source('epub3.epub', epub(opf(manifest), [
-        { name: 'OEBPS/images/figure.png', data: await solid(64, 64, '#0000ff', 'png') },
-        { name: 'OEBPS/images/my cover.jpg', data: await solid(300, 450, '#ff0000', 'jpeg') },
-      ]));
+      const file = await source(
+        'epub3.epub',
+        epub(opf(manifest), [
+          { name: 'OEBPS/images/figure.png', data: await solid(64, 64, '#0000ff', 'png') },
+          { name: 'OEBPS/images/my cover.jpg', data: await solid(300, 450, '#ff0000', 'jpeg') },
+        ]),
+      );
       const { work } = await workDir();
       const result = await deriveEpub(file, work, OPTIONS);
       assert.equal(result.facts.title, 'Made & Tested');
@@ -340,11 +372,16 @@ describe('document derivation (real poppler, sharp and zips)', () => {
     it('no cover metadata: the first raster image of the manifest (SVG skipped), transparency on white', async () => {
       const manifest = `<item id="s" href="art.svg" media-type="image/svg+xml"/>
         <item id="p" href="plate.png" media-type="image/png"/>`;
-      const transparent = await sharp({ create: { width: 100, height: 80, channels: 4, background: { r: 0, g: 0, b: 0, alpha: 0 } } }).png().toBuffer();
-      const file = await source('first-image.epub', epub(opf(manifest), [
-        { name: 'OEBPS/art.svg', data: '<svg xmlns="http://www.w3.org/2000/svg"/>' },
-        { name: 'OEBPS/plate.png', data: transparent },
-      ]));
+      const transparent = await sharp({ create: { width: 100, height: 80, channels: 4, background: { r: 0, g: 0, b: 0, alpha: 0 } } })
+        .png()
+        .toBuffer();
+      const file = await source(
+        'first-image.epub',
+        epub(opf(manifest), [
+          { name: 'OEBPS/art.svg', data: '<svg xmlns="http://www.w3.org/2000/svg"/>' },
+          { name: 'OEBPS/plate.png', data: transparent },
+        ]),
+      );
       const { work } = await workDir();
       const result = await deriveEpub(file, work, OPTIONS);
       assert.equal(result.facts.cover_source, 'first-image');
@@ -363,18 +400,24 @@ describe('document derivation (real poppler, sharp and zips)', () => {
     });
 
     it('an SVG cover is not rendered; a cover that is not a picture is skipped', async () => {
-      const svg = await source('svg-cover.epub', epub(opf('<item id="c" href="c.svg" media-type="image/svg+xml" properties="cover-image"/>'), [
-        { name: 'OEBPS/c.svg', data: '<svg xmlns="http://www.w3.org/2000/svg"><image href="file:///etc/passwd"/></svg>' },
-      ]));
+      const svg = await source(
+        'svg-cover.epub',
+        epub(opf('<item id="c" href="c.svg" media-type="image/svg+xml" properties="cover-image"/>'), [
+          { name: 'OEBPS/c.svg', data: '<svg xmlns="http://www.w3.org/2000/svg"><image href="file:///etc/passwd"/></svg>' },
+        ]),
+      );
       const a = await workDir();
       const r1 = await deriveEpub(svg, a.work, OPTIONS);
       assert.equal(r1.facts.cover_source, null);
       assert.match(r1.facts.cover_skipped!, /svg/);
       assert.deepEqual(await listTree(a.work), []);
 
-      const fake = await source('fake-cover.epub', epub(opf('<item id="c" href="c.png" media-type="image/png"/>', '<meta name="cover" content="c"/>'), [
-        { name: 'OEBPS/c.png', data: '<svg xmlns="http://www.w3.org/2000/svg"/>' },
-      ]));
+      const fake = await source(
+        'fake-cover.epub',
+        epub(opf('<item id="c" href="c.png" media-type="image/png"/>', '<meta name="cover" content="c"/>'), [
+          { name: 'OEBPS/c.png', data: '<svg xmlns="http://www.w3.org/2000/svg"/>' },
+        ]),
+      );
       const b = await workDir();
       const r2 = await deriveEpub(fake, b.work, OPTIONS);
       assert.equal(r2.facts.cover_source, null);
@@ -383,9 +426,12 @@ describe('document derivation (real poppler, sharp and zips)', () => {
     });
 
     it('a cover over the pixel limit is skipped, not rendered', async () => {
-      const file = await source('big-cover.epub', epub(opf('<item id="c" href="c.png" media-type="image/png" properties="cover-image"/>'), [
-        { name: 'OEBPS/c.png', data: await solid(1000, 1000, '#00ff00', 'png') },
-      ]));
+      const file = await source(
+        'big-cover.epub',
+        epub(opf('<item id="c" href="c.png" media-type="image/png" properties="cover-image"/>'), [
+          { name: 'OEBPS/c.png', data: await solid(1000, 1000, '#00ff00', 'png') },
+        ]),
+      );
       const { work } = await workDir();
       const result = await deriveEpub(file, work, { ...OPTIONS, maxPixels: 500_000 });
       assert.equal(result.facts.cover_source, null);
@@ -427,13 +473,25 @@ describe('document derivation (real poppler, sharp and zips)', () => {
 
     it('entries declaring more than the total limit together are too-large, though each is small and incompressible', async () => {
       const parts = Array.from({ length: 3 }, (_, i) => ({ name: `OEBPS/blob${i}.bin`, data: randomBytes(400 * 1024), store: true }));
-      await refused(deriveEpub, await source('total.epub', epub(opf(''), parts)), 'too-large', { epubMaxTotalBytes: 1024 * 1024 }, /would unpack to over 1048576 bytes/);
+      await refused(
+        deriveEpub,
+        await source('total.epub', epub(opf(''), parts)),
+        'too-large',
+        { epubMaxTotalBytes: 1024 * 1024 },
+        /would unpack to over 1048576 bytes/,
+      );
     });
 
     it('a cover compressed past the ratio limit is too-large, declared or found while inflating', async () => {
       const zeros = await deflatedZeros(4 * 1024 * 1024);
       const manifest = opf('<item id="c" href="c.png" media-type="image/png" properties="cover-image"/>');
-      await refused(deriveEpub, await source('ratio.epub', epub(manifest, [{ name: 'OEBPS/c.png', data: zeros }])), 'too-large', {}, /c\.png in the EPUB is compressed over 200:1/);
+      await refused(
+        deriveEpub,
+        await source('ratio.epub', epub(manifest, [{ name: 'OEBPS/c.png', data: zeros }])),
+        'too-large',
+        {},
+        /c\.png in the EPUB is compressed over 200:1/,
+      );
       // Claiming 1000 bytes gets it past the central directory; the count while inflating stops it.
       const lying = epub(manifest, [{ name: 'OEBPS/c.png', data: zeros, declaredSize: 1000 }]);
       await refused(deriveEpub, await source('lying-ratio.epub', lying), 'too-large', {}, /c\.png in the EPUB is compressed over 200:1/);
@@ -472,11 +530,18 @@ ${oebDoctype}
   <metadata><dc-metadata xmlns:dc="http://purl.org/dc/elements/1.0/"><dc:Title>Old Book</dc:Title></dc-metadata></metadata>
   <manifest><item id="c1" href="c1.html" media-type="text/x-oeb1-document"/></manifest>
 </package>`;
-      assert.deepEqual(parseOpf(legacy).items.map((i) => i.href), ['c1.html']);
+      assert.deepEqual(
+        parseOpf(legacy).items.map((i) => i.href),
+        ['c1.html'],
+      );
       const containerDoctype = '<!DOCTYPE container PUBLIC "-//EXAMPLE//DTD Container//EN" "http://example.invalid/container.dtd">';
       const withDoctype = opf('').replace('?>\n', `?>\n${oebDoctype}\n`);
       const { work } = await workDir();
-      const result = await deriveEpub(await source('oeb-doctype.epub', epub(withDoctype, [], CONTAINER.replace('?>\n', `?>\n${containerDoctype}\n`))), work, OPTIONS);
+      const result = await deriveEpub(
+        await source('oeb-doctype.epub', epub(withDoctype, [], CONTAINER.replace('?>\n', `?>\n${containerDoctype}\n`))),
+        work,
+        OPTIONS,
+      );
       assert.equal(result.facts.title, 'Made & Tested');
       const internal = opf('').replace('?>\n', '?>\n<!DOCTYPE package [<!ENTITY press "Entity Press">]>\n').replace('Qasar Press', '&press;');
       assert.equal(parseOpf(internal).publisher, 'Entity Press');
@@ -493,7 +558,11 @@ ${oebDoctype}
       for (const declaration of declarations) {
         const refusedAs = (e: unknown) => e instanceof PermanentJobError && e.code === 'unreadable-media' && /external entity/.test(e.message);
         assert.throws(() => parseOpf(opf('').replace('?>\n', `?>\n<!DOCTYPE package [${declaration}]>\n`)), refusedAs, `OPF: ${declaration}`);
-        assert.throws(() => parseContainer(CONTAINER.replace('?>\n', `?>\n<!DOCTYPE container PUBLIC "-//x//DTD y//EN" "c.dtd" [${declaration}]>\n`)), refusedAs, `container: ${declaration}`);
+        assert.throws(
+          () => parseContainer(CONTAINER.replace('?>\n', `?>\n<!DOCTYPE container PUBLIC "-//x//DTD y//EN" "c.dtd" [${declaration}]>\n`)),
+          refusedAs,
+          `container: ${declaration}`,
+        );
       }
     });
 
@@ -517,7 +586,10 @@ ${oebDoctype}
     });
 
     it('a zip without container.xml, or whose OPF is missing or not XML, is unreadable-media', async () => {
-      const noContainer = buildZip([{ name: 'mimetype', data: 'application/epub+zip', store: true }, { name: 'OEBPS/content.opf', data: opf('') }]);
+      const noContainer = buildZip([
+        { name: 'mimetype', data: 'application/epub+zip', store: true },
+        { name: 'OEBPS/content.opf', data: opf('') },
+      ]);
       await refused(deriveEpub, await source('no-container.epub', noContainer), 'unreadable-media', {}, /container\.xml/);
       const missingOpf = buildZip([{ name: 'META-INF/container.xml', data: CONTAINER }]);
       await refused(deriveEpub, await source('no-opf.epub', missingOpf), 'unreadable-media', {}, /OEBPS\/content\.opf is missing/);
@@ -538,11 +610,25 @@ ${oebDoctype}
       assert.equal(resolveHref('OEBPS/text/content.opf', '../img/./c.png'), 'OEBPS/img/c.png');
       assert.equal(resolveHref('content.opf', 'c.png'), 'c.png');
       for (const bad of ['../c.png', '/etc/passwd', 'http://example.com/c.png', 'file:///etc/passwd', 'a%2F..%2F..%2Fb.png', '%zz.png']) {
-        assert.throws(() => resolveHref('content.opf', bad), (e: unknown) => e instanceof PermanentJobError && e.code === 'unreadable-media', bad);
+        assert.throws(
+          () => resolveHref('content.opf', bad),
+          (e: unknown) => e instanceof PermanentJobError && e.code === 'unreadable-media',
+          bad,
+        );
       }
-      const epub2 = parseOpf(opf('<item id="x" href="x.xhtml" media-type="application/xhtml+xml"/><item id="img" href="c.gif" media-type="image/gif"/>', '<meta name="cover" content="img"/>'));
+      const epub2 = parseOpf(
+        opf(
+          '<item id="x" href="x.xhtml" media-type="application/xhtml+xml"/><item id="img" href="c.gif" media-type="image/gif"/>',
+          '<meta name="cover" content="img"/>',
+        ),
+      );
       assert.deepEqual(chooseCover(epub2), { item: { id: 'img', href: 'c.gif', mediaType: 'image/gif', properties: [] }, source: 'manifest-cover' });
-      const metaToPage = parseOpf(opf('<item id="x" href="x.xhtml" media-type="application/xhtml+xml"/><item id="i" href="i.webp" media-type="image/webp"/>', '<meta name="cover" content="x"/>'));
+      const metaToPage = parseOpf(
+        opf(
+          '<item id="x" href="x.xhtml" media-type="application/xhtml+xml"/><item id="i" href="i.webp" media-type="image/webp"/>',
+          '<meta name="cover" content="x"/>',
+        ),
+      );
       assert.equal(chooseCover(metaToPage)?.source, 'first-image', 'a cover meta naming a page falls back to the first image');
       assert.equal(chooseCover(parseOpf(opf(''))), undefined);
     });

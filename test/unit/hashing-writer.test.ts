@@ -66,8 +66,14 @@ describe('writeHashed', () => {
     assert.equal(n, data.length);
     const stored = await fsp.readFile(file);
     assert.equal(sha(stored.subarray(1024, 1024 + data.length)), sha(data));
-    assert.ok(stored.subarray(0, 1024).every((b) => b === 0), 'nothing before the offset');
-    assert.ok(stored.subarray(1024 + data.length).every((b) => b === 0), 'nothing after the range');
+    assert.ok(
+      stored.subarray(0, 1024).every((b) => b === 0),
+      'nothing before the offset',
+    );
+    assert.ok(
+      stored.subarray(1024 + data.length).every((b) => b === 0),
+      'nothing after the range',
+    );
     assert.equal(plain.hash.digest('hex'), sha(data));
     assert.equal(slow.hash.digest('hex'), sha(data));
     assert.ok(slow.waits > 10, 'the slow sink was waited for');
@@ -93,7 +99,10 @@ describe('writeHashed', () => {
     assert.equal(body.readableFlowing, false, 'the body is paused');
     assert.equal(body.listenerCount('data'), 0, 'nothing reads it any more');
     const stored = await fsp.readFile(file);
-    assert.ok(stored.subarray(limit).every((b) => b === 0), 'no byte past the limit reached the disk');
+    assert.ok(
+      stored.subarray(limit).every((b) => b === 0),
+      'no byte past the limit reached the disk',
+    );
   });
 
   it('rejects when the body ends early (the client went away), after its writes settled', async () => {
@@ -139,7 +148,7 @@ describe('writeHashed', () => {
     assert.equal(sha(await fsp.readFile(file)), sha(data));
   });
 
-  it('stops when its body\'s deadline passes, closing the file and leaving the body paused for the answer', async () => {
+  it("stops when its body's deadline passes, closing the file and leaving the body paused for the answer", async () => {
     const file = await sparse('deadline.bin', 1024 * 1024);
     const body = new PassThrough();
     const deadline = new BodyDeadline();

@@ -21,14 +21,30 @@ async function derive(): Promise<unknown> {
   }
   if (what === 'epub') {
     return deriveEpub(file, work, {
-      thumbnails: true, posters: true, thumbnailSize: s.imageThumbnailSize, posterSize: s.imagePosterSize, timeoutMs: s.documentTimeout, maxPixels: s.imageMaxPixels,
-      epubMaxEntries: s.epubMaxEntries, epubMaxEntryBytes: s.epubMaxEntryBytes, epubMaxTotalBytes: s.epubMaxTotalBytes, epubMaxRatio: s.epubMaxRatio,
+      thumbnails: true,
+      posters: true,
+      thumbnailSize: s.imageThumbnailSize,
+      posterSize: s.imagePosterSize,
+      timeoutMs: s.documentTimeout,
+      maxPixels: s.imageMaxPixels,
+      epubMaxEntries: s.epubMaxEntries,
+      epubMaxEntryBytes: s.epubMaxEntryBytes,
+      epubMaxTotalBytes: s.epubMaxTotalBytes,
+      epubMaxRatio: s.epubMaxRatio,
     });
   }
   if (what === 'audio') {
     return packageAudio(file, work, {
-      webm: true, hls: true, posters: true, thumbnails: true, hlsMinDuration: s.audioHlsMinDuration / 1000, thumbnailSize: s.imageThumbnailSize,
-      threads: Math.min(2, os.availableParallelism()), probeTimeoutMs: s.ffprobeTimeout, ffmpegTimeoutMs: s.ffmpegTimeout, maxDurationSeconds: s.maxVideoDuration / 1000,
+      webm: true,
+      hls: true,
+      posters: true,
+      thumbnails: true,
+      hlsMinDuration: s.audioHlsMinDuration / 1000,
+      thumbnailSize: s.imageThumbnailSize,
+      threads: Math.min(2, os.availableParallelism()),
+      probeTimeoutMs: s.ffprobeTimeout,
+      ffmpegTimeoutMs: s.ffmpegTimeout,
+      maxDurationSeconds: s.maxVideoDuration / 1000,
     });
   }
   throw new Error(`unknown derivation ${what}`);

@@ -70,7 +70,13 @@ describe('hostile inputs are refused with bounded memory (peak RSS of a child pr
 
   const cases: Array<{ name: string; what: 'image' | 'epub' | 'audio'; input: () => string; code: string; reason: RegExp }> = [
     { name: 'a PNG declaring 100000x100000', what: 'image', input: () => inputs.pngBomb!, code: 'too-large', reason: /100000x100000.*pixels/ },
-    { name: 'the 280-megapixel JPEG sample', what: 'image', input: () => path.join(SAMPLES, 'jpeg-giant-20000x14000.jpg'), code: 'too-large', reason: /20000x14000.*pixels/ },
+    {
+      name: 'the 280-megapixel JPEG sample',
+      what: 'image',
+      input: () => path.join(SAMPLES, 'jpeg-giant-20000x14000.jpg'),
+      code: 'too-large',
+      reason: /20000x14000.*pixels/,
+    },
     { name: 'an EPUB whose chapter is 200 MB of zeros', what: 'epub', input: () => inputs.epubBomb!, code: 'too-large', reason: /chapter1\.xhtml.*zip bomb/ },
     { name: 'a FLAC cut to 40 %', what: 'audio', input: () => inputs.cutFlac!, code: 'truncated-media', reason: /truncated/ },
   ];

@@ -46,13 +46,18 @@ function fitted(size: Size, box: number): Size {
 }
 
 async function sha256(file: string): Promise<string> {
-  return createHash('sha256').update(await fs.readFile(file)).digest('hex');
+  return createHash('sha256')
+    .update(await fs.readFile(file))
+    .digest('hex');
 }
 
 /** Everything under `dir`, as relative paths. */
 async function listTree(dir: string): Promise<string[]> {
   const entries = await fs.readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
-  return entries.filter((e) => e.isFile()).map((e) => path.relative(dir, path.join(e.parentPath, e.name))).sort();
+  return entries
+    .filter((e) => e.isFile())
+    .map((e) => path.relative(dir, path.join(e.parentPath, e.name)))
+    .sort();
 }
 
 async function rejectsWith(promise: Promise<unknown>, code: string): Promise<PermanentJobError> {
@@ -82,10 +87,23 @@ describe('image derivation (real sharp, heif-convert and ffmpeg)', () => {
     made = path.join(tmp, 'made');
     await fs.mkdir(made);
     // A BMP (ffmpeg writes it; sharp cannot) and an AVIF, both from the TIFF sample.
-    execFileSync('ffmpeg', ['-v', 'error', '-i', path.join(SAMPLES, 'tiff-photo-725x489.tif'), '-frames:v', '1', '-pix_fmt', 'bgr24', '-y', path.join(made, 'photo-725x489.bmp')]);
+    execFileSync('ffmpeg', [
+      '-v',
+      'error',
+      '-i',
+      path.join(SAMPLES, 'tiff-photo-725x489.tif'),
+      '-frames:v',
+      '1',
+      '-pix_fmt',
+      'bgr24',
+      '-y',
+      path.join(made, 'photo-725x489.bmp'),
+    ]);
     await sharp(path.join(SAMPLES, 'tiff-photo-725x489.tif')).avif({ effort: 0 }).toFile(path.join(made, 'photo-725x489.avif'));
     // An animated WebP from the GIF sample (44 frames x 90 ms).
-    await sharp(path.join(SAMPLES, 'animated-gif-earth-400x400.gif'), { animated: true }).webp({ effort: 0 }).toFile(path.join(made, 'earth-animated-400x400.webp'));
+    await sharp(path.join(SAMPLES, 'animated-gif-earth-400x400.gif'), { animated: true })
+      .webp({ effort: 0 })
+      .toFile(path.join(made, 'earth-animated-400x400.webp'));
     // 4 frames of 120x80 (90 ms each): a red square moving over a transparent background.
     const frame = { width: 120, height: 80 };
     const frames = 4;
@@ -96,17 +114,27 @@ describe('image derivation (real sharp, heif-convert and ffmpeg)', () => {
       }
     }
     const strip = () => sharp(rgba, { raw: { width: frame.width, height: frame.height * frames, channels: 4, pageHeight: frame.height } });
-    await strip().gif({ delay: Array(frames).fill(90), loop: 0 }).toFile(path.join(made, 'transparent-animated-120x80.gif'));
-    await strip().webp({ delay: Array(frames).fill(90), loop: 0, lossless: true }).toFile(path.join(made, 'transparent-animated-120x80.webp'));
+    await strip()
+      .gif({ delay: Array(frames).fill(90), loop: 0 })
+      .toFile(path.join(made, 'transparent-animated-120x80.gif'));
+    await strip()
+      .webp({ delay: Array(frames).fill(90), loop: 0, lossless: true })
+      .toFile(path.join(made, 'transparent-animated-120x80.webp'));
     // Stored 300x200, left half red, right half blue; EXIF orientation 6 (turn 90° clockwise to
     // display), so upright it is 200x300 with red on top; with a GPS position.
     const left = { r: 255, g: 0, b: 0 };
     const right = { r: 0, g: 0, b: 255 };
-    const half = (c: typeof left) => sharp({ create: { width: 150, height: 200, channels: 3, background: c } }).png().toBuffer();
+    const half = (c: typeof left) =>
+      sharp({ create: { width: 150, height: 200, channels: 3, background: c } })
+        .png()
+        .toBuffer();
     await sharp({ create: { width: 300, height: 200, channels: 3, background: left } })
       .composite([{ input: await half(right), left: 150, top: 0 }])
       .jpeg({ quality: 95 })
-      .withExif({ IFD0: { Make: 'Qasar', Model: 'Test' }, IFD3: { GPSLatitudeRef: 'N', GPSLatitude: '48/1 51/1 24/1', GPSLongitudeRef: 'E', GPSLongitude: '2/1 21/1 8/1' } })
+      .withExif({
+        IFD0: { Make: 'Qasar', Model: 'Test' },
+        IFD3: { GPSLatitudeRef: 'N', GPSLatitude: '48/1 51/1 24/1', GPSLongitudeRef: 'E', GPSLongitude: '2/1 21/1 8/1' },
+      })
       .withMetadata({ orientation: 6 })
       .toFile(path.join(made, 'gps-orientation6-300x200.jpg'));
   });
@@ -160,8 +188,17 @@ describe('image derivation (real sharp, heif-convert and ffmpeg)', () => {
       assert.equal(f.had_exif, c.exif ?? false);
       if (c.gps !== undefined) assert.equal(f.had_gps, c.gps);
 
-      assert.deepEqual(result.files, { webp: 'webp/image.webp', thumbnail: 'thumbnails/thumb.webp', posterWebp: 'posters/poster.webp', posterJpeg: 'posters/poster.jpg' });
-      assert.deepEqual(await listTree(work), ['posters/poster.jpg', 'posters/poster.webp', 'thumbnails/thumb.webp', 'webp/image.webp'], 'only the derived files, no scratch left');
+      assert.deepEqual(result.files, {
+        webp: 'webp/image.webp',
+        thumbnail: 'thumbnails/thumb.webp',
+        posterWebp: 'posters/poster.webp',
+        posterJpeg: 'posters/poster.jpg',
+      });
+      assert.deepEqual(
+        await listTree(work),
+        ['posters/poster.jpg', 'posters/poster.webp', 'thumbnails/thumb.webp', 'webp/image.webp'],
+        'only the derived files, no scratch left',
+      );
       assert.deepEqual(await fs.readdir(parent), ['work'], 'nothing written beside the work folder');
       assert.equal(await sha256(source), before, 'the original is untouched');
 
@@ -187,12 +224,19 @@ describe('image derivation (real sharp, heif-convert and ffmpeg)', () => {
       if (c.frames) {
         const m = await sharp(path.join(work, 'webp/image.webp'), { animated: true }).metadata();
         assert.equal(m.delay?.length, c.frames, 'frame delays kept');
-        assert.ok(m.delay!.every((d) => d === 90), 'each frame 90 ms as in the GIF');
+        assert.ok(
+          m.delay!.every((d) => d === 90),
+          'each frame 90 ms as in the GIF',
+        );
       }
       if (c.transparent) {
         // The top-left corner of every frame is transparent in these sources; so it stays, frame by frame.
         for (let page = 0; page < (c.frames ?? 1); page++) {
-          const corner = await sharp(path.join(work, 'webp/image.webp'), { page }).ensureAlpha().extract({ left: 0, top: 0, width: 1, height: 1 }).raw().toBuffer();
+          const corner = await sharp(path.join(work, 'webp/image.webp'), { page })
+            .ensureAlpha()
+            .extract({ left: 0, top: 0, width: 1, height: 1 })
+            .raw()
+            .toBuffer();
           assert.equal(corner[3], 0, `frame ${page} of the WebP is transparent in its corner`);
         }
       }
@@ -216,14 +260,23 @@ describe('image derivation (real sharp, heif-convert and ffmpeg)', () => {
     const { work } = await freshWork();
     await deriveImage(path.join(SAMPLES, 'png-rgba-alpha-2048x1536.png'), work, OPTIONS);
     const corner = async (rel: string) => [...(await sharp(path.join(work, rel)).extract({ left: 0, top: 0, width: 1, height: 1 }).raw().toBuffer())];
-    assert.deepEqual((await sharp(path.join(SAMPLES, 'png-rgba-alpha-2048x1536.png')).extract({ left: 0, top: 0, width: 1, height: 1 }).raw().toBuffer())[3], 0, 'the sample corner is transparent');
+    assert.deepEqual(
+      (await sharp(path.join(SAMPLES, 'png-rgba-alpha-2048x1536.png')).extract({ left: 0, top: 0, width: 1, height: 1 }).raw().toBuffer())[3],
+      0,
+      'the sample corner is transparent',
+    );
     assert.deepEqual(await corner('posters/poster.jpg'), [255, 255, 255]);
     assert.equal((await corner('posters/poster.webp'))[3], 0);
   });
 
   it('a WebP bigger than webpMaxSize is scaled down to it; disabled outputs are not made', async () => {
     const { work } = await freshWork();
-    const result = await deriveImage(path.join(SAMPLES, 'png-rgba-alpha-2048x1536.png'), work, { ...OPTIONS, webpMaxSize: 1000, thumbnails: false, posters: false });
+    const result = await deriveImage(path.join(SAMPLES, 'png-rgba-alpha-2048x1536.png'), work, {
+      ...OPTIONS,
+      webpMaxSize: 1000,
+      thumbnails: false,
+      posters: false,
+    });
     assert.deepEqual(result.files, { webp: 'webp/image.webp' });
     assert.deepEqual(await listTree(work), ['webp/image.webp']);
     const m = await sharp(path.join(work, 'webp/image.webp')).metadata();
@@ -251,7 +304,10 @@ describe('image derivation (real sharp, heif-convert and ffmpeg)', () => {
 
     it('an animation counts every frame against the limit', async () => {
       const { work } = await freshWork();
-      const err = await rejectsWith(deriveImage(path.join(SAMPLES, 'animated-gif-earth-400x400.gif'), work, { ...OPTIONS, maxPixels: 400 * 400 * 40 }), 'too-large');
+      const err = await rejectsWith(
+        deriveImage(path.join(SAMPLES, 'animated-gif-earth-400x400.gif'), work, { ...OPTIONS, maxPixels: 400 * 400 * 40 }),
+        'too-large',
+      );
       assert.match(err.message, /44 frames/);
     });
 
@@ -276,7 +332,10 @@ describe('image derivation (real sharp, heif-convert and ffmpeg)', () => {
       { name: 'a truncated BMP', make: async () => (await fs.readFile(sourceOf('made/photo-725x489.bmp'))).subarray(0, 5_000) },
       { name: 'a text file', make: async () => Buffer.from('this is not an image\n'.repeat(50)) },
       { name: 'an empty file', make: async () => Buffer.alloc(0) },
-      { name: 'an SVG (not an accepted format)', make: async () => Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>') },
+      {
+        name: 'an SVG (not an accepted format)',
+        make: async () => Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>'),
+      },
     ];
     for (const b of broken) {
       it(`${b.name} is unreadable-media`, async () => {
@@ -309,7 +368,12 @@ describe('image derivation (real sharp, heif-convert and ffmpeg)', () => {
   describe('pure parts', () => {
     it('machine faults stay retryable; sharp timeouts and pixel limits are permanent', () => {
       const enospc = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
-      for (const e of [enospc, new Error('VipsForeignSave: unable to open "x.webp" for writing'), new Error('Too many open files'), new Error('Cannot allocate memory')]) {
+      for (const e of [
+        enospc,
+        new Error('VipsForeignSave: unable to open "x.webp" for writing'),
+        new Error('Too many open files'),
+        new Error('Cannot allocate memory'),
+      ]) {
         assert.ok(!(classifyImageError(e, 1000) instanceof PermanentJobError), e.message);
       }
       assert.equal((classifyImageError(new Error('timeout: 37% complete'), 1000) as PermanentJobError).code, 'timeout');

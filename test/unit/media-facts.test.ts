@@ -5,9 +5,23 @@ import { factsMatch, type MediaFacts } from '../../src/search/media-facts.js';
 import type { SearchFilters } from '../../src/search/search-index.js';
 
 const media = (over: Partial<MediaFacts>): MediaFacts => ({
-  id: 'm1', kind: 'video', status: 'ready', user_id: 'alice', moderation_state: 'none', created_at: '2026-01-10T00:00:00.000Z',
-  title: null, caption: null, original_filename: 'a.mp4', duration: null, width: null, height: null, artifacts: {},
-  playback_key: 'k', tags: [], label_ids: ['l1', 'l2'], ...over,
+  id: 'm1',
+  kind: 'video',
+  status: 'ready',
+  user_id: 'alice',
+  moderation_state: 'none',
+  created_at: '2026-01-10T00:00:00.000Z',
+  title: null,
+  caption: null,
+  original_filename: 'a.mp4',
+  duration: null,
+  width: null,
+  height: null,
+  artifacts: {},
+  playback_key: 'k',
+  tags: [],
+  label_ids: ['l1', 'l2'],
+  ...over,
 });
 
 const feed: Audience = { kind: 'feed' };
@@ -27,7 +41,11 @@ describe('media facts: the in-memory twin of search filters and visibility', () 
     ];
     for (const [over, expected] of cases) {
       const m = media(over);
-      assert.deepEqual([feed, alice, bob, admin].map((a) => visibleToAudience(a, m)), expected, JSON.stringify(over));
+      assert.deepEqual(
+        [feed, alice, bob, admin].map((a) => visibleToAudience(a, m)),
+        expected,
+        JSON.stringify(over),
+      );
     }
   });
 

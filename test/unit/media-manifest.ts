@@ -15,7 +15,9 @@ export interface SampleRow {
 
 /** Every row of ../shared/media-samples/MANIFEST.tsv. */
 export function readManifest(): SampleRow[] {
-  const [header, ...lines] = readFileSync(path.join(SAMPLES, 'MANIFEST.tsv'), 'utf8').split('\n').filter((l) => l.trim());
+  const [header, ...lines] = readFileSync(path.join(SAMPLES, 'MANIFEST.tsv'), 'utf8')
+    .split('\n')
+    .filter((l) => l.trim());
   const cols = header!.split('\t');
   const at = (cells: string[], name: string) => {
     const i = cols.indexOf(name);
@@ -39,7 +41,9 @@ export function readManifest(): SampleRow[] {
 
 /** The files of one kind (audio, image, document…) in the manifest. */
 export function samplesOfKind(kind: string): string[] {
-  return readManifest().filter((r) => r.kind === kind).map((r) => r.file);
+  return readManifest()
+    .filter((r) => r.kind === kind)
+    .map((r) => r.file);
 }
 
 /** Codec, sample rate and channels of a row's audio stream, from a codecs cell like `mp3 22050Hz 1ch,mjpeg(cover 256x256)`. */

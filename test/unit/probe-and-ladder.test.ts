@@ -77,7 +77,13 @@ describe('ladder (pure)', () => {
     assert.deepEqual(rungs(175, 143), ['176x144']);
   });
   it('keeps the display aspect ratio within rounding', () => {
-    for (const [w, h] of [[1920, 1080], [1080, 1920], [1440, 1080], [2048, 858], [720, 576]] as const) {
+    for (const [w, h] of [
+      [1920, 1080],
+      [1080, 1920],
+      [1440, 1080],
+      [2048, 858],
+      [720, 576],
+    ] as const) {
       for (const r of planLadder({ display_width: w, display_height: h })) {
         assert.equal(r.width % 2, 0);
         assert.equal(r.height % 2, 0);
@@ -87,7 +93,10 @@ describe('ladder (pure)', () => {
   });
   it('caps rates per rung, lower for smaller rungs', () => {
     const l = planLadder({ display_width: 1920, display_height: 1080 });
-    assert.deepEqual(l.map((r) => r.maxrate), [5_000_000, 3_000_000, 1_200_000]);
+    assert.deepEqual(
+      l.map((r) => r.maxrate),
+      [5_000_000, 3_000_000, 1_200_000],
+    );
     assert.ok(l.every((r) => r.bufsize === 2 * r.maxrate));
   });
 });

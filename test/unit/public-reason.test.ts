@@ -36,7 +36,10 @@ describe('reasons people read on a failed media', () => {
 
   it('says a broken image is unreadable in plain words, and keeps what libvips said for the logs', async () => {
     const file = path.join(root, 't1', 'alice', 'm1', 'media', 'original.png');
-    await fs.writeFile(file, Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.from('0000000d49484452', 'hex'), randomBytes(3_000)]));
+    await fs.writeFile(
+      file,
+      Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.from('0000000d49484452', 'hex'), randomBytes(3_000)]),
+    );
     await assert.rejects(readImageHeader(file), (err: unknown) => {
       assert.ok(err instanceof ToolFailure, `a ToolFailure, got ${String(err)}`);
       assert.equal(err.code, 'unreadable-media');

@@ -109,7 +109,7 @@ describe('record cache', () => {
       assert.equal(await cache.get('t', 'a', l.load), 1);
       await sql`insert into t values (1)`.execute(mine.db);
       await sleep(30);
-      assert.equal(await cache.get('t', 'a', l.load), 1, 'its own connection\'s writes are told otherwise: served');
+      assert.equal(await cache.get('t', 'a', l.load), 1, "its own connection's writes are told otherwise: served");
       await sql`insert into t values (2)`.execute(other.db);
       await sleep(30); // the file is looked at every 20 ms
       assert.equal(await cache.get('t', 'a', l.load), 2, 'another connection wrote: read again');
@@ -134,7 +134,14 @@ describe('record cache', () => {
     const second = await cache.getMany('t1', ['c', 'b', 'gone', 'a'], loadMany);
     assert.deepEqual([...second.keys()], ['c', 'b', 'a']);
     assert.equal(second.get('a'), first.get('a'), 'the same frozen object');
-    assert.deepEqual(batches, [['a', 'b', 'gone'], ['c', 'gone']], 'an absent id is never kept');
+    assert.deepEqual(
+      batches,
+      [
+        ['a', 'b', 'gone'],
+        ['c', 'gone'],
+      ],
+      'an absent id is never kept',
+    );
     // One record read alone meanwhile is shared too.
     assert.equal(await cache.get('t1', 'c', async () => ({ id: 'other' })), second.get('c'));
   });
@@ -155,7 +162,10 @@ describe('record cache', () => {
     assert.deepEqual([...(await two).keys()], ['b', 'a']);
     assert.equal((await one).get('a'), (await two).get('a'));
     assert.equal(calls, 1);
-    await assert.rejects(cache.getMany('t1', ['x', 'a'], async () => Promise.reject(new Error('database down'))), /database down/);
+    await assert.rejects(
+      cache.getMany('t1', ['x', 'a'], async () => Promise.reject(new Error('database down'))),
+      /database down/,
+    );
     assert.equal((await cache.getMany('t1', ['x'], async (ids) => new Map(ids.map((id) => [id, { id }])))).size, 1, 'the failure was not kept');
   });
 

@@ -47,7 +47,10 @@ describe('search result cache', () => {
     assert.equal(refreshed, 1);
     assert.equal(await cache.get('t', 'q', async () => 'v3'), 'v2');
     await new Promise((r) => setTimeout(r, 120));
-    await assert.rejects(cache.get('t', 'q', async () => Promise.reject(new Error('db down'))), /db down/);
+    await assert.rejects(
+      cache.get('t', 'q', async () => Promise.reject(new Error('db down'))),
+      /db down/,
+    );
     assert.equal(await cache.get('t', 'q', async () => 'v4'), 'v4');
     const off = new SearchResultCache<number>(0);
     let n = 0;

@@ -56,7 +56,10 @@ describe('client file names', () => {
   });
   for (const bad of ['../etc/passwd', '..', 'a/b.mp4', 'a\\b.mp4', 'bad\u0000name', 'tab\tname', 'new\nline', '', ' ', 'x'.repeat(256)]) {
     it(`refuses ${JSON.stringify(bad).slice(0, 30)}`, () => {
-      assert.throws(() => validateFilename(bad), (e: unknown) => e instanceof AppError && e.slug === 'invalid-filename');
+      assert.throws(
+        () => validateFilename(bad),
+        (e: unknown) => e instanceof AppError && e.slug === 'invalid-filename',
+      );
     });
   }
 });

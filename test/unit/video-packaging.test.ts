@@ -63,25 +63,43 @@ describe('video packaging (real ffmpeg on the shared samples)', () => {
     it(`${c.file}: rungs ${c.rungs.join(', ')}`, async () => {
       const work = path.join(tmp, c.file);
       const result: PackagedVideo = await packageVideo(path.join(SAMPLES, c.file), work, OPTIONS);
-      assert.deepEqual(result.rungs.map((r) => `${r.width}x${r.height}`), c.rungs);
+      assert.deepEqual(
+        result.rungs.map((r) => `${r.width}x${r.height}`),
+        c.rungs,
+      );
 
       const dashDir = path.join(work, 'dash');
       const reps = parseMpd(await fs.readFile(path.join(dashDir, 'manifest.mpd'), 'utf8'));
       const videoReps = reps.filter((r) => r.contentType === 'video');
       assert.equal(videoReps.length, c.rungs.length);
-      assert.equal(reps.some((r) => r.contentType === 'audio'), c.audio, 'audio present exactly when the source has it');
+      assert.equal(
+        reps.some((r) => r.contentType === 'audio'),
+        c.audio,
+        'audio present exactly when the source has it',
+      );
 
       // Every rung: H.264 High at its size and the source's display aspect ratio.
       const keyframeTimes: string[] = [];
       for (const rep of videoReps) {
-        const joined = await joinRendition(dashDir, rep.init, rep.segments.map((s) => s.file), path.join(work, `check-${rep.id}.mp4`));
+        const joined = await joinRendition(
+          dashDir,
+          rep.init,
+          rep.segments.map((s) => s.file),
+          path.join(work, `check-${rep.id}.mp4`),
+        );
         const s = probeJson(joined, '-show_entries stream=codec_name,profile,width,height,display_aspect_ratio -select_streams v:0').streams[0];
         assert.equal(s.codec_name, 'h264');
         assert.equal(s.profile, 'High');
         assert.equal(`${s.width}x${s.height}`, `${rep.width}x${rep.height}`);
         assert.equal(s.display_aspect_ratio, c.dar);
         const packets = probeJson(joined, '-show_entries packet=pts_time,flags -select_streams v:0').packets as Array<{ pts_time: string; flags: string }>;
-        keyframeTimes.push(packets.filter((p) => p.flags.startsWith('K')).map((p) => Number(p.pts_time).toFixed(3)).sort().join(','));
+        keyframeTimes.push(
+          packets
+            .filter((p) => p.flags.startsWith('K'))
+            .map((p) => Number(p.pts_time).toFixed(3))
+            .sort()
+            .join(','),
+        );
         await fs.rm(joined);
       }
       assert.equal(new Set(keyframeTimes).size, 1, `keyframes identical across rungs: ${keyframeTimes.join(' | ')}`);
@@ -125,7 +143,8 @@ describe('video packaging (real ffmpeg on the shared samples)', () => {
       assert.match(vtt, /^WEBVTT\n/);
       const cells = [...vtt.matchAll(/sprite\.jpg#xywh=(\d+),(\d+),(\d+),(\d+)/g)].map((m) => m.slice(1).map(Number) as [number, number, number, number]);
       assert.equal(cells.length, Math.min(100, frames), 'one cue per sprite cell');
-      for (const [x, y, w, h] of cells) assert.ok(x + w <= sprite.width && y + h <= sprite.height, `cell ${x},${y},${w},${h} inside ${sprite.width}x${sprite.height}`);
+      for (const [x, y, w, h] of cells)
+        assert.ok(x + w <= sprite.width && y + h <= sprite.height, `cell ${x},${y},${w},${h} inside ${sprite.width}x${sprite.height}`);
       for (const f of [result.files.posterJpeg!, result.files.posterWebp!]) {
         const p = probeJson(path.join(work, f), '-show_entries stream=codec_name,width,height').streams[0];
         assert.equal(`${p.width}x${p.height}`, c.rungs[0], `${f} decodes at the top rung's size`);
@@ -134,8 +153,14 @@ describe('video packaging (real ffmpeg on the shared samples)', () => {
   }
 
   it('refuses a file with no video stream and a truncated file, permanently', async () => {
-    await assert.rejects(packageVideo(path.join(SAMPLES, 'mp3-32khz-stereo-10s.mp3'), path.join(tmp, 'mp3'), OPTIONS), (e: any) => e.code === 'no-video-stream');
-    await assert.rejects(packageVideo(path.join(SAMPLES, 'broken-truncated-h264-aac.mkv'), path.join(tmp, 'trunc'), OPTIONS), (e: any) => e.name === 'PermanentJobError');
+    await assert.rejects(
+      packageVideo(path.join(SAMPLES, 'mp3-32khz-stereo-10s.mp3'), path.join(tmp, 'mp3'), OPTIONS),
+      (e: any) => e.code === 'no-video-stream',
+    );
+    await assert.rejects(
+      packageVideo(path.join(SAMPLES, 'broken-truncated-h264-aac.mkv'), path.join(tmp, 'trunc'), OPTIONS),
+      (e: any) => e.name === 'PermanentJobError',
+    );
     await assert.rejects(packageVideo(path.join(SAMPLES, 'broken-zero-bytes.mp3'), path.join(tmp, 'zero'), OPTIONS), (e: any) => e.code === 'unreadable-media');
   });
 

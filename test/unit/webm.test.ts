@@ -21,9 +21,22 @@ function sourceDuration(file: string): number {
 
 function videoFacts(over: Partial<VideoFacts> = {}): VideoFacts {
   return {
-    codec: 'h264', profile: 'High', width: 1920, height: 1080, sar: '1:1', dar: '16:9', rotation: 0,
-    display_width: 1920, display_height: 1080, fps: 30, variable_frame_rate: false, interlaced: false,
-    pix_fmt: 'yuv420p', bit_rate: null, duration: 10, ...over,
+    codec: 'h264',
+    profile: 'High',
+    width: 1920,
+    height: 1080,
+    sar: '1:1',
+    dar: '16:9',
+    rotation: 0,
+    display_width: 1920,
+    display_height: 1080,
+    fps: 30,
+    variable_frame_rate: false,
+    interlaced: false,
+    pix_fmt: 'yuv420p',
+    bit_rate: null,
+    duration: 10,
+    ...over,
   };
 }
 
@@ -112,7 +125,10 @@ describe('makeWebm (real ffmpeg on the shared samples)', () => {
       assert.ok(result.bitrate > 0 && result.ms > 0);
       assert.deepEqual(await fs.readdir(dir), ['video.webm'], 'no temporary file left beside the result');
 
-      const probe = probeJson(out, '-show_entries format=format_name,duration:stream=codec_type,codec_name,width,height,sample_aspect_ratio,display_aspect_ratio,pix_fmt,channels,sample_rate:stream_side_data');
+      const probe = probeJson(
+        out,
+        '-show_entries format=format_name,duration:stream=codec_type,codec_name,width,height,sample_aspect_ratio,display_aspect_ratio,pix_fmt,channels,sample_rate:stream_side_data',
+      );
       assert.equal(probe.format.format_name, 'matroska,webm');
       const streams = probe.streams as Array<Record<string, any>>;
       const v = streams.filter((s) => s.codec_type === 'video');
@@ -142,7 +158,13 @@ describe('makeWebm (real ffmpeg on the shared samples)', () => {
       assert.ok(frames[0]!.key, 'starts with a keyframe');
       for (let at = start + 4; at <= frames[frames.length - 1]!.t; at += 4) {
         const first = frames.find((f) => f.t >= at - 0.002)!;
-        assert.ok(first.key, `keyframe at ${first.t} s (the first frame from ${at.toFixed(3)} s); keyframes: ${frames.filter((f) => f.key).map((f) => f.t).join(', ')}`);
+        assert.ok(
+          first.key,
+          `keyframe at ${first.t} s (the first frame from ${at.toFixed(3)} s); keyframes: ${frames
+            .filter((f) => f.key)
+            .map((f) => f.t)
+            .join(', ')}`,
+        );
       }
     });
   }

@@ -91,11 +91,7 @@ export async function up(db: Kysely<any>, dialect: Dialect): Promise<void> {
     .addColumn('ready_at', ts)
     .execute();
   await db.schema.createIndex('mediaassets_tenant_created_idx').on('mediaassets').columns(['tenant_id', 'created_at', 'id']).execute();
-  await db.schema
-    .createIndex('mediaassets_tenant_user_created_idx')
-    .on('mediaassets')
-    .columns(['tenant_id', 'user_id', 'created_at', 'id'])
-    .execute();
+  await db.schema.createIndex('mediaassets_tenant_user_created_idx').on('mediaassets').columns(['tenant_id', 'user_id', 'created_at', 'id']).execute();
   await db.schema.createIndex('mediaassets_status_idx').on('mediaassets').columns(['status', 'updated_at']).execute();
 
   await db.schema
@@ -192,5 +188,7 @@ export async function up(db: Kysely<any>, dialect: Dialect): Promise<void> {
     .addColumn('finished_at', ts)
     .execute();
   await db.schema.createIndex('queue_jobs_ready_idx').on('queue_jobs').columns(['queue', 'state', 'run_at']).execute();
-  await sql`create unique index queue_jobs_dedupe_uq on queue_jobs (queue, dedupe_key) where dedupe_key is not null and state in ('waiting', 'active')`.execute(db);
+  await sql`create unique index queue_jobs_dedupe_uq on queue_jobs (queue, dedupe_key) where dedupe_key is not null and state in ('waiting', 'active')`.execute(
+    db,
+  );
 }

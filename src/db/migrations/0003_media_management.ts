@@ -13,9 +13,7 @@ export async function up(db: Kysely<any>, dialect: Dialect): Promise<void> {
   await db.schema.alterTable('mediaassets').addColumn('description', 'text').execute();
   await db.schema
     .alterTable('mediaassets')
-    .addColumn('moderation_state', 'text', (c) =>
-      c.notNull().defaultTo('none').check(sql`moderation_state in ('none', 'held', 'approved', 'rejected')`),
-    )
+    .addColumn('moderation_state', 'text', (c) => c.notNull().defaultTo('none').check(sql`moderation_state in ('none', 'held', 'approved', 'rejected')`))
     .execute();
   await db.schema
     .createIndex('mediaassets_tenant_feed_idx')

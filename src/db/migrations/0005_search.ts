@@ -70,9 +70,5 @@ export async function up(db: Kysely<any>, dialect: Dialect): Promise<void> {
 
   // The feeds read ready media newest first; moderation is a residual filter on this index
   // (most media are not held), so the order comes from the index instead of a sort.
-  await db.schema
-    .createIndex('mediaassets_tenant_status_created_idx')
-    .on('mediaassets')
-    .columns(['tenant_id', 'status', 'created_at', 'id'])
-    .execute();
+  await db.schema.createIndex('mediaassets_tenant_status_created_idx').on('mediaassets').columns(['tenant_id', 'status', 'created_at', 'id']).execute();
 }

@@ -55,7 +55,10 @@ export function captionRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           params: TrackParams,
           querystring: Type.Object({
             label: Type.Optional(Type.String({ maxLength: 200, description: 'Name players show; defaults to the language name' })),
-            kind: Type.Union([Type.Literal('subtitles'), Type.Literal('captions')], { default: 'subtitles', description: 'captions: for the deaf and hard of hearing (sound effects, speakers)' }),
+            kind: Type.Union([Type.Literal('subtitles'), Type.Literal('captions')], {
+              default: 'subtitles',
+              description: 'captions: for the deaf and hard of hearing (sound effects, speakers)',
+            }),
           }),
           body: { description: 'The WebVTT or SRT file' },
           response: { 200: CaptionTrackSchema, 201: CaptionTrackSchema, ...problemResponses(400, 403, 409, 413, 415, 422) },
@@ -63,7 +66,8 @@ export function captionRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       },
       async (req, reply) => {
         const body = req.body;
-        if (!Buffer.isBuffer(body)) throw new AppError('validation-failed', 'send the caption file as the request body (text/vtt, application/x-subrip or text/plain)');
+        if (!Buffer.isBuffer(body))
+          throw new AppError('validation-failed', 'send the caption file as the request body (text/vtt, application/x-subrip or text/plain)');
         const { track, created } = await ctx.captions.put(principalOf(req), req.params.media_id, {
           language: req.params.lang,
           body,

@@ -55,7 +55,9 @@ const StatsSchema = Type.Object({
 const FrameSchema = Type.Object(
   {
     t: Type.Number({ minimum: 0, description: 'Seconds from the start' }),
-    box: Type.Optional(Type.Array(Type.Number({ minimum: 0, maximum: 1 }), { minItems: 4, maxItems: 4, description: 'x, y, width, height relative to the frame' })),
+    box: Type.Optional(
+      Type.Array(Type.Number({ minimum: 0, maximum: 1 }), { minItems: 4, maxItems: 4, description: 'x, y, width, height relative to the frame' }),
+    ),
     confidence: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
   },
   { additionalProperties: false },
@@ -95,7 +97,13 @@ function bankRoutes(ctx: AppContext, base: string, kind: LabelKind): FastifyPlug
   return async (app) => {
     app.get(
       base,
-      { schema: { tags, summary: `The tenant's ${what}s: its own and the global ones it does not override`, response: { 200: Type.Object({ items: Type.Array(BankSchema) }), ...problemResponses() } } },
+      {
+        schema: {
+          tags,
+          summary: `The tenant's ${what}s: its own and the global ones it does not override`,
+          response: { 200: Type.Object({ items: Type.Array(BankSchema) }), ...problemResponses() },
+        },
+      },
       async (req) => ({ items: await ctx.labelBanks.list(principalOf(req).tenantId, kind) }),
     );
 
@@ -138,7 +146,14 @@ function bankRoutes(ctx: AppContext, base: string, kind: LabelKind): FastifyPlug
 
     app.get(
       `${base}/:bank_id`,
-      { schema: { tags, summary: `One ${what} with its entries, their phrases and children`, params: BankParams, response: { 200: BankDetailSchema, ...problemResponses() } } },
+      {
+        schema: {
+          tags,
+          summary: `One ${what} with its entries, their phrases and children`,
+          params: BankParams,
+          response: { 200: BankDetailSchema, ...problemResponses() },
+        },
+      },
       async (req) => ctx.labelBanks.get(principalOf(req).tenantId, kind, req.params.bank_id),
     );
 
@@ -149,7 +164,10 @@ function bankRoutes(ctx: AppContext, base: string, kind: LabelKind): FastifyPlug
           tags,
           summary: `Rename or describe a ${what} (admin keys)`,
           params: BankParams,
-          body: Type.Object({ name: Type.Optional(LabelName), description: Type.Optional(nullable(Type.String({ maxLength: 2000 }))) }, { additionalProperties: false }),
+          body: Type.Object(
+            { name: Type.Optional(LabelName), description: Type.Optional(nullable(Type.String({ maxLength: 2000 }))) },
+            { additionalProperties: false },
+          ),
           response: { 200: BankDetailSchema, ...problemResponses(400, 403, 409) },
         },
       },
@@ -158,7 +176,14 @@ function bankRoutes(ctx: AppContext, base: string, kind: LabelKind): FastifyPlug
 
     app.delete(
       `${base}/:bank_id`,
-      { schema: { tags, summary: `Delete a ${what} and its entries (admin keys)`, params: BankParams, response: { 204: Type.Null(), ...problemResponses(403) } } },
+      {
+        schema: {
+          tags,
+          summary: `Delete a ${what} and its entries (admin keys)`,
+          params: BankParams,
+          response: { 204: Type.Null(), ...problemResponses(403) },
+        },
+      },
       async (req, reply) => {
         await ctx.labelBanks.delete(LabelBankService.writerScope(principalOf(req)), kind, req.params.bank_id);
         return reply.code(204).send(null);
@@ -167,13 +192,27 @@ function bankRoutes(ctx: AppContext, base: string, kind: LabelKind): FastifyPlug
 
     app.get(
       `${base}/:bank_id/export`,
-      { schema: { tags, summary: `A ${what} as a versioned JSON document (what import accepts)`, params: BankParams, response: { 200: BankDocSchema, ...problemResponses() } } },
+      {
+        schema: {
+          tags,
+          summary: `A ${what} as a versioned JSON document (what import accepts)`,
+          params: BankParams,
+          response: { 200: BankDocSchema, ...problemResponses() },
+        },
+      },
       async (req) => ctx.labelBanks.export(principalOf(req).tenantId, kind, req.params.bank_id),
     );
 
     app.get(
       `${base}/:bank_id/stats`,
-      { schema: { tags, summary: `The tenant's statistics for each entry of a ${what}`, params: BankParams, response: { 200: StatsSchema, ...problemResponses() } } },
+      {
+        schema: {
+          tags,
+          summary: `The tenant's statistics for each entry of a ${what}`,
+          params: BankParams,
+          response: { 200: StatsSchema, ...problemResponses() },
+        },
+      },
       async (req) => ctx.labelBanks.stats(principalOf(req).tenantId, kind, req.params.bank_id),
     );
 
@@ -188,7 +227,8 @@ function bankRoutes(ctx: AppContext, base: string, kind: LabelKind): FastifyPlug
           response: { 201: EntrySchema, ...problemResponses(400, 403, 409, 422) },
         },
       },
-      async (req, reply) => reply.code(201).send(await ctx.labelBanks.addEntry(LabelBankService.writerScope(principalOf(req)), kind, req.params.bank_id, req.body)),
+      async (req, reply) =>
+        reply.code(201).send(await ctx.labelBanks.addEntry(LabelBankService.writerScope(principalOf(req)), kind, req.params.bank_id, req.body)),
     );
 
     app.get(
@@ -213,7 +253,14 @@ function bankRoutes(ctx: AppContext, base: string, kind: LabelKind): FastifyPlug
 
     app.delete(
       `${base}/:bank_id/entries/:entry_id`,
-      { schema: { tags, summary: 'Remove an entry; its children move up to its parent (admin keys)', params: EntryParams, response: { 204: Type.Null(), ...problemResponses(403) } } },
+      {
+        schema: {
+          tags,
+          summary: 'Remove an entry; its children move up to its parent (admin keys)',
+          params: EntryParams,
+          response: { 204: Type.Null(), ...problemResponses(403) },
+        },
+      },
       async (req, reply) => {
         await ctx.labelBanks.deleteEntry(LabelBankService.writerScope(principalOf(req)), kind, req.params.bank_id, req.params.entry_id);
         return reply.code(204).send(null);
@@ -241,7 +288,15 @@ export function labelRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           }),
           response: {
             200: Type.Object({
-              items: Type.Array(Type.Object({ id: Type.String(), name: Type.String(), kind: LabelKindSchema, parent_id: Nullable(Type.String()), created_at: Type.String({ format: 'date-time' }) })),
+              items: Type.Array(
+                Type.Object({
+                  id: Type.String(),
+                  name: Type.String(),
+                  kind: LabelKindSchema,
+                  parent_id: Nullable(Type.String()),
+                  created_at: Type.String({ format: 'date-time' }),
+                }),
+              ),
               next_cursor: Nullable(Type.String()),
             }),
             ...problemResponses(400),

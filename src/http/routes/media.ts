@@ -22,18 +22,19 @@ const MediaRecordSchema = Type.Object(
     pending: Type.Array(Type.String()),
     caption_tracks: Type.Array(CaptionTrackSchema),
     moderation: Nullable(
-      Type.Object({
-        decision: Type.String(),
-        state: Type.String(),
-        note: Nullable(Type.String()),
-        labels: Type.Array(Type.Unknown()),
-        actor_user_id: Nullable(Type.String()),
-        at: Type.String({ format: 'date-time' }),
-      }, { description: 'The newest moderation decision' }),
+      Type.Object(
+        {
+          decision: Type.String(),
+          state: Type.String(),
+          note: Nullable(Type.String()),
+          labels: Type.Array(Type.Unknown()),
+          actor_user_id: Nullable(Type.String()),
+          at: Type.String({ format: 'date-time' }),
+        },
+        { description: 'The newest moderation decision' },
+      ),
     ),
-    status_history: Type.Array(
-      Type.Object({ status: Type.String(), at: Type.String({ format: 'date-time' }), error_code: Nullable(Type.String()) }),
-    ),
+    status_history: Type.Array(Type.Object({ status: Type.String(), at: Type.String({ format: 'date-time' }), error_code: Nullable(Type.String()) })),
   },
   { description: 'The whole media record' },
 );
@@ -46,10 +47,13 @@ const MediaPatchSchema = Type.Object(
     title: Type.Optional(Nullable(Type.String({ maxLength: 1000 }))),
     description: Type.Optional(Nullable(Type.String({ maxLength: 20_000 }))),
     tags: Type.Optional(
-      Type.Union([
-        TagList,
-        Type.Object({ add: Type.Optional(TagList), remove: Type.Optional(TagList), replace: Type.Optional(TagList) }, { additionalProperties: false }),
-      ], { description: 'An array replaces the tags; {add, remove} edits them (matched case-insensitively); {replace} replaces them' }),
+      Type.Union(
+        [
+          TagList,
+          Type.Object({ add: Type.Optional(TagList), remove: Type.Optional(TagList), replace: Type.Optional(TagList) }, { additionalProperties: false }),
+        ],
+        { description: 'An array replaces the tags; {add, remove} edits them (matched case-insensitively); {replace} replaces them' },
+      ),
     ),
   },
   { additionalProperties: false },

@@ -42,7 +42,9 @@ export function moderationRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
 
     app.get(
       '/moderation/thresholds',
-      { schema: { tags, summary: "The tenant's moderation thresholds: its default and per label", response: { 200: ThresholdsSchema, ...problemResponses() } } },
+      {
+        schema: { tags, summary: "The tenant's moderation thresholds: its default and per label", response: { 200: ThresholdsSchema, ...problemResponses() } },
+      },
       async (req) => ctx.moderation.thresholds(principalOf(req)),
     );
 
@@ -57,7 +59,10 @@ export function moderationRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           body: Type.Object(
             {
               default: Type.Optional(nullable(Threshold)),
-              labels: Type.Array(Type.Object({ label: Type.String({ minLength: 1, maxLength: 200 }), threshold: Threshold }, { additionalProperties: false }), { maxItems: 1000, default: [] }),
+              labels: Type.Array(Type.Object({ label: Type.String({ minLength: 1, maxLength: 200 }), threshold: Threshold }, { additionalProperties: false }), {
+                maxItems: 1000,
+                default: [],
+              }),
             },
             { additionalProperties: false },
           ),

@@ -25,7 +25,11 @@ export function publicRoutes(ctx: AppContext) {
     app.get('/readyz', { schema: { tags: ['health'], summary: 'Database, queue and storage reachable (the reasons for admin keys)' } }, async (req, reply) => {
       const checks = await ctx.readiness();
       const ok = Object.values(checks).every((c) => c.ok);
-      const failed = Object.fromEntries(Object.entries(checks).filter(([, c]) => !c.ok).map(([name, c]) => [name, c.error]));
+      const failed = Object.fromEntries(
+        Object.entries(checks)
+          .filter(([, c]) => !c.ok)
+          .map(([name, c]) => [name, c.error]),
+      );
       if (!ok) req.log.warn({ failed }, 'not ready');
       const detailed = !ok && (await isAdminRequest(ctx, req));
       const shown = Object.fromEntries(Object.entries(checks).map(([name, c]) => [name, detailed ? c : { ok: c.ok }]));

@@ -45,7 +45,11 @@ export function searchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
   const limit = Type.Integer({ minimum: 1, maximum: settings.feedMaxPageSize, default: settings.feedPageSize });
   const cursor = Type.Optional(Type.String({ minLength: 1, maxLength: 1024 }));
   const searchFields = {
-    q: Type.String({ minLength: 1, maxLength: settings.searchMaxQueryLength, description: 'Words to find; the last one also matches as a prefix (type-ahead) unless followed by a space' }),
+    q: Type.String({
+      minLength: 1,
+      maxLength: settings.searchMaxQueryLength,
+      description: 'Words to find; the last one also matches as a prefix (type-ahead) unless followed by a space',
+    }),
     kind: Type.Optional(KindFilter),
     label: Type.Optional(Type.String({ minLength: 1, maxLength: 100, description: 'A label name or synonym; media with it or a descendant label' })),
     from: Type.Optional(Type.String({ format: 'date-time', description: 'Created at or after' })),
@@ -63,7 +67,8 @@ export function searchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       {
         schema: {
           tags: ['search'],
-          summary: "Full-text search of the tenant's media (file names, titles, captions, descriptions, tags, labels and their synonyms, caption tracks), most relevant first",
+          summary:
+            "Full-text search of the tenant's media (file names, titles, captions, descriptions, tags, labels and their synonyms, caption tracks), most relevant first",
           description:
             'Only ready media unless `status` says otherwise; media that is not ready or is held by moderation is found only by its owner or an admin key. Pages are stable: a later page never repeats or skips a result of an earlier one, whatever is written in between (media deleted or hidden since are left out; media added since appear in a new search). A search pages through its 500 best results; a cursor may expire after an hour (search again).',
           querystring: Type.Object({ ...searchFields, status: Type.Optional(StatusFilter) }),

@@ -33,7 +33,11 @@ function creationHeaders(req: FastifyRequest): { length?: string; deferLength?: 
   const length = h('upload-length');
   const deferLength = h('upload-defer-length');
   const metadata = h('upload-metadata');
-  return { ...(length !== undefined ? { length } : {}), ...(deferLength !== undefined ? { deferLength } : {}), ...(metadata !== undefined ? { metadata } : {}) };
+  return {
+    ...(length !== undefined ? { length } : {}),
+    ...(deferLength !== undefined ? { deferLength } : {}),
+    ...(metadata !== undefined ? { metadata } : {}),
+  };
 }
 
 /**
@@ -81,7 +85,12 @@ export function tusRoutes(ctx: AppContext) {
         await ctx.tus.touch(id);
       }
       hijack(req, reply);
-      const tusCtx = { principal, ...(checksum ? { checksum } : {}), ...(req.bodyDeadline ? { deadline: req.bodyDeadline } : {}), ...(reservedId ? { reservedId } : {}) };
+      const tusCtx = {
+        principal,
+        ...(checksum ? { checksum } : {}),
+        ...(req.bodyDeadline ? { deadline: req.bodyDeadline } : {}),
+        ...(reservedId ? { reservedId } : {}),
+      };
       try {
         await tusContext.run(tusCtx, () => ctx.tus.server.handle(req.raw, reply.raw));
       } finally {

@@ -71,7 +71,9 @@ export function uploadRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
             200: Type.Object({
               index: Type.Integer(),
               size: Type.Integer(),
-              checksum: Type.String({ description: 'what the server recorded of the chunk: sha256:<hex> when a checksum was sent and matched, else crc32:<hex>' }),
+              checksum: Type.String({
+                description: 'what the server recorded of the chunk: sha256:<hex> when a checksum was sent and matched, else crc32:<hex>',
+              }),
               sha256: Type.Optional(Type.String({ description: "the chunk's verified sha256, when a checksum was sent" })),
               received_chunks: Type.Integer(),
               received_bytes: Type.Integer(),

@@ -173,7 +173,12 @@ export async function packageAudio(source: string, workDir: string, opts: AudioP
     if (plan.coverIndex !== undefined) {
       const coverPng = path.join(workDir, AUDIO_FILES.cover);
       // A damaged picture must not cost the audio: the cover is then simply not offered.
-      const ok = await sharp(coverPng, { limitInputPixels: 50_000_000 }).metadata().then(() => true, () => false);
+      const ok = await sharp(coverPng, { limitInputPixels: 50_000_000 })
+        .metadata()
+        .then(
+          () => true,
+          () => false,
+        );
       if (ok) {
         if (opts.posters) {
           await toWebpAndJpeg(coverPng, path.join(workDir, 'posters/cover'));

@@ -51,7 +51,14 @@ export interface DerivedDocument {
 const RENDER_DIR = '.render';
 
 function pictureOptions(opts: DocumentOptions, enlarge: boolean): PictureOptions {
-  return { thumbnails: opts.thumbnails, posters: opts.posters, thumbnailSize: opts.thumbnailSize, posterSize: opts.posterSize, maxPixels: opts.maxPixels, enlarge };
+  return {
+    thumbnails: opts.thumbnails,
+    posters: opts.posters,
+    thumbnailSize: opts.thumbnailSize,
+    posterSize: opts.posterSize,
+    maxPixels: opts.maxPixels,
+    enlarge,
+  };
 }
 
 /**
@@ -87,7 +94,12 @@ export async function derivePdf(source: string, workDir: string, opts: DocumentO
  */
 export async function deriveEpub(source: string, workDir: string, opts: DocumentOptions): Promise<DerivedDocument> {
   const started = Date.now();
-  const zip = await EpubZip.open(source, { maxEntries: opts.epubMaxEntries, maxEntryBytes: opts.epubMaxEntryBytes, maxTotalBytes: opts.epubMaxTotalBytes, maxRatio: opts.epubMaxRatio });
+  const zip = await EpubZip.open(source, {
+    maxEntries: opts.epubMaxEntries,
+    maxEntryBytes: opts.epubMaxEntryBytes,
+    maxTotalBytes: opts.epubMaxTotalBytes,
+    maxRatio: opts.epubMaxRatio,
+  });
   try {
     const containerName = zip.find('META-INF/container.xml');
     if (!containerName) throw new PermanentJobError('the file is not an EPUB: it has no META-INF/container.xml', 'unreadable-media');

@@ -57,7 +57,10 @@ const EXTERNAL_ENTITY = /<!ENTITY\s+(?:%|[^\s%>]+\s+(?:SYSTEM|PUBLIC)\b)/i;
  */
 function parseXml(xml: string, what: string): Record<string, any> {
   if (EXTERNAL_ENTITY.test(xml)) {
-    throw new PermanentJobError(`the EPUB's ${what} declares an external entity (one naming an outside file) or a parameter entity, which is not allowed`, 'unreadable-media');
+    throw new PermanentJobError(
+      `the EPUB's ${what} declares an external entity (one naming an outside file) or a parameter entity, which is not allowed`,
+      'unreadable-media',
+    );
   }
   // The parser's own messages go to the logs (`detail`); the reason says where, in plain words.
   const valid = XMLValidator.validate(xml);
@@ -87,7 +90,7 @@ export function parseContainer(xml: string): string {
   const rootfiles = asArray(doc.container?.rootfiles?.rootfile);
   const opf = rootfiles.find((r) => r?.['@_media-type'] === 'application/oebps-package+xml') ?? rootfiles[0];
   const fullPath = typeof opf?.['@_full-path'] === 'string' ? opf['@_full-path'].trim() : '';
-  if (!fullPath) throw new PermanentJobError('the EPUB\'s META-INF/container.xml names no package document', 'unreadable-media');
+  if (!fullPath) throw new PermanentJobError("the EPUB's META-INF/container.xml names no package document", 'unreadable-media');
   return zipPath([], fullPath.split('/'), fullPath);
 }
 
@@ -96,7 +99,7 @@ export function parseOpf(xml: string): OpfPackage {
   const doc = parseXml(xml, 'package document (OPF)');
   const pkg = doc.package;
   if (!pkg || typeof pkg !== 'object' || !pkg.manifest) {
-    throw new PermanentJobError('the EPUB\'s package document (OPF) has no package manifest', 'unreadable-media');
+    throw new PermanentJobError("the EPUB's package document (OPF) has no package manifest", 'unreadable-media');
   }
   const md = (typeof pkg.metadata === 'object' && pkg.metadata) || {};
   const items: OpfItem[] = asArray(pkg.manifest.item)
@@ -104,11 +107,20 @@ export function parseOpf(xml: string): OpfPackage {
     .map((i) => ({
       id: String(i['@_id'] ?? ''),
       href: String(i['@_href']),
-      mediaType: String(i['@_media-type'] ?? '').toLowerCase().trim(),
-      properties: String(i['@_properties'] ?? '').split(/\s+/).filter(Boolean),
+      mediaType: String(i['@_media-type'] ?? '')
+        .toLowerCase()
+        .trim(),
+      properties: String(i['@_properties'] ?? '')
+        .split(/\s+/)
+        .filter(Boolean),
     }));
   const coverMeta = asArray(md.meta).find((m) => m?.['@_name'] === 'cover' && typeof m['@_content'] === 'string');
-  const out: OpfPackage = { creators: asArray(md.creator).map(textOf).filter((c): c is string => !!c), items };
+  const out: OpfPackage = {
+    creators: asArray(md.creator)
+      .map(textOf)
+      .filter((c): c is string => !!c),
+    items,
+  };
   const title = textOf(asArray(md.title)[0]);
   const language = textOf(asArray(md.language)[0]);
   const publisher = textOf(asArray(md.publisher)[0]);
@@ -130,7 +142,7 @@ const RASTER_TYPES = new Set(['image/jpeg', 'image/png', 'image/gif', 'image/web
 export function chooseCover(opf: OpfPackage): CoverChoice | undefined {
   const declared =
     opf.items.find((i) => i.properties.includes('cover-image')) ??
-    (opf.coverMeta ? opf.items.find((i) => i.id === opf.coverMeta) ?? opf.items.find((i) => i.href === opf.coverMeta) : undefined);
+    (opf.coverMeta ? (opf.items.find((i) => i.id === opf.coverMeta) ?? opf.items.find((i) => i.href === opf.coverMeta)) : undefined);
   if (declared && (declared.mediaType.startsWith('image/') || declared.mediaType === '')) return { item: declared, source: 'manifest-cover' };
   const first = opf.items.find((i) => RASTER_TYPES.has(i.mediaType));
   return first ? { item: first, source: 'first-image' } : undefined;

@@ -76,7 +76,8 @@ export function popplerFailure(tool: string, res: ToolResult, timeoutMs: number)
   const reason = trimStderr(res.stderr) || `${tool} exited with ${res.code ?? res.signal}`;
   if (TRANSIENT.test(res.stderr) || res.signal) return new Error(`${tool} failed: ${reason}`);
   if (/incorrect password/i.test(res.stderr)) return new PermanentJobError('the PDF is encrypted and needs a password', 'unreadable-media');
-  if (res.code === 1 || res.code === 3 || res.code === 99) return new ToolFailure('the file could not be read as PDF: it is damaged or not a PDF', 'unreadable-media', reason);
+  if (res.code === 1 || res.code === 3 || res.code === 99)
+    return new ToolFailure('the file could not be read as PDF: it is damaged or not a PDF', 'unreadable-media', reason);
   return new Error(`${tool} failed: ${reason}`);
 }
 

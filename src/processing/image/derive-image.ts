@@ -131,14 +131,24 @@ export async function deriveImage(source: string, workDir: string, opts: ImageOp
       files.webp = IMAGE_FILES.webp;
     }
     if (opts.thumbnails) {
-      await stage(false).resize(fit(opts.thumbnailSize)).webp(THUMB_WEBP).toFile(await outPath(IMAGE_FILES.thumbnail));
+      await stage(false)
+        .resize(fit(opts.thumbnailSize))
+        .webp(THUMB_WEBP)
+        .toFile(await outPath(IMAGE_FILES.thumbnail));
       files.thumbnail = IMAGE_FILES.thumbnail;
     }
     if (opts.posters) {
       const poster = stage(false).resize(fit(opts.posterSize));
       await Promise.all([
-        poster.clone().webp(WEBP).toFile(await outPath(IMAGE_FILES.posterWebp)),
-        poster.clone().flatten({ background: '#ffffff' }).jpeg(POSTER_JPEG).toFile(await outPath(IMAGE_FILES.posterJpeg)),
+        poster
+          .clone()
+          .webp(WEBP)
+          .toFile(await outPath(IMAGE_FILES.posterWebp)),
+        poster
+          .clone()
+          .flatten({ background: '#ffffff' })
+          .jpeg(POSTER_JPEG)
+          .toFile(await outPath(IMAGE_FILES.posterJpeg)),
       ]);
       files.posterWebp = IMAGE_FILES.posterWebp;
       files.posterJpeg = IMAGE_FILES.posterJpeg;
@@ -163,7 +173,11 @@ function factsOf(header: ImageHeader, decoded: ImageHeader, display: { width: nu
     animated,
     frames: header.pages,
     ...(header.space ? { color_space: header.space } : {}),
-    ...(header.bitsPerSample !== undefined ? { bits_per_sample: header.bitsPerSample } : decoded.bitsPerSample !== undefined ? { bits_per_sample: decoded.bitsPerSample } : {}),
+    ...(header.bitsPerSample !== undefined
+      ? { bits_per_sample: header.bitsPerSample }
+      : decoded.bitsPerSample !== undefined
+        ? { bits_per_sample: decoded.bitsPerSample }
+        : {}),
     ...(header.density ? { density: header.density } : {}),
     had_exif: header.hadExif,
     had_gps: header.hadGps,

@@ -2,7 +2,8 @@ import { PermanentJobError } from '../../shared/errors.js';
 import { ToolFailure } from '../../tools/tool-failure.js';
 
 /** Messages and errno codes that say the machine, not the input, is at fault: worth a retry. */
-const TRANSIENT_MESSAGE = /No space left on device|Cannot allocate memory|Out of memory|Resource temporarily unavailable|Too many open files|for writing|unable to write|Disk quota exceeded/i;
+const TRANSIENT_MESSAGE =
+  /No space left on device|Cannot allocate memory|Out of memory|Resource temporarily unavailable|Too many open files|for writing|unable to write|Disk quota exceeded/i;
 const TRANSIENT_CODES = new Set(['ENOSPC', 'EMFILE', 'ENFILE', 'ENOMEM', 'EAGAIN', 'EDQUOT', 'EIO']);
 
 export function isMachineFault(err: unknown): boolean {

@@ -40,7 +40,11 @@ export async function readImageHeader(file: string): Promise<ImageHeader> {
     const bmp = await readBmp(file);
     if (bmp) return bmp;
     // libvips' message names the file and its own loaders: logs only.
-    throw new ToolFailure('the file is not a readable image: it is damaged or not in a format that can be read', 'unreadable-media', err instanceof Error ? err.message : String(err));
+    throw new ToolFailure(
+      'the file is not a readable image: it is damaged or not in a format that can be read',
+      'unreadable-media',
+      err instanceof Error ? err.message : String(err),
+    );
   }
   const format = supportedFormat(meta);
   if (!format) throw new PermanentJobError(`images in the ${meta.format} format are not supported`, 'unreadable-media');

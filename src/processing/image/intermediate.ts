@@ -24,11 +24,30 @@ export function heifConvertArgs(source: string, out: string): string[] {
 /** ffmpeg: one BMP → one PNG, file protocol only, a single demuxer, the decoder's pixel limit set. */
 export function bmpToPngArgs(source: string, out: string, maxPixels: number): string[] {
   return [
-    '-hide_banner', '-nostdin', '-v', 'error',
-    '-protocol_whitelist', 'file', '-format_whitelist', BMP_DEMUXERS.join(','), '-f', 'bmp_pipe',
-    '-max_pixels', String(Math.min(maxPixels, 2 ** 31 - 1)),
-    '-i', `file:${path.resolve(source)}`,
-    '-frames:v', '1', '-c:v', 'png', '-f', 'image2', '-update', '1', '-y', `file:${path.resolve(out)}`,
+    '-hide_banner',
+    '-nostdin',
+    '-v',
+    'error',
+    '-protocol_whitelist',
+    'file',
+    '-format_whitelist',
+    BMP_DEMUXERS.join(','),
+    '-f',
+    'bmp_pipe',
+    '-max_pixels',
+    String(Math.min(maxPixels, 2 ** 31 - 1)),
+    '-i',
+    `file:${path.resolve(source)}`,
+    '-frames:v',
+    '1',
+    '-c:v',
+    'png',
+    '-f',
+    'image2',
+    '-update',
+    '1',
+    '-y',
+    `file:${path.resolve(out)}`,
   ];
 }
 
@@ -36,7 +55,12 @@ export function bmpToPngArgs(source: string, out: string, maxPixels: number): st
  * Turns a format sharp cannot decode into a PNG or JPEG inside `dir` that it can, under the
  * time limit. Returns the intermediate's path.
  */
-export async function makeIntermediate(header: ImageHeader, source: string, dir: string, opts: { timeoutMs: number; totalTimeoutMs: number; maxPixels: number }): Promise<string> {
+export async function makeIntermediate(
+  header: ImageHeader,
+  source: string,
+  dir: string,
+  opts: { timeoutMs: number; totalTimeoutMs: number; maxPixels: number },
+): Promise<string> {
   await fs.mkdir(dir, { recursive: true });
   if (header.decoder === 'heif-convert') {
     const out = path.join(dir, header.hasAlpha ? 'decoded.png' : 'decoded.jpg');
@@ -68,7 +92,13 @@ async function runConverter(cmd: string, args: string[], opts: { timeoutMs: numb
 async function firstOutput(out: string): Promise<string> {
   const ext = path.extname(out);
   for (const candidate of [out, `${out.slice(0, -ext.length)}-1${ext}`]) {
-    if (await fs.stat(candidate).then((s) => s.isFile() && s.size > 0, () => false)) return candidate;
+    if (
+      await fs.stat(candidate).then(
+        (s) => s.isFile() && s.size > 0,
+        () => false,
+      )
+    )
+      return candidate;
   }
   throw new PermanentJobError('the image could not be decoded: the converter wrote no picture', 'unreadable-media');
 }

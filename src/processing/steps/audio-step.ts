@@ -10,8 +10,19 @@ import { runInScratch, type StepDeps } from './scratch-step.js';
 
 type AudioSettings = Pick<
   Settings,
-  | 'enableHls' | 'enableWebm' | 'enableThumbnails' | 'enablePosters' | 'audioHlsMinDuration' | 'imageThumbnailSize'
-  | 'ffmpegThreads' | 'ffprobeTimeout' | 'ffmpegTimeout' | 'ffmpegTimeoutFactor' | 'ffmpegTimeoutFloor' | 'ffmpegDurationTolerance' | 'maxVideoDuration'
+  | 'enableHls'
+  | 'enableWebm'
+  | 'enableThumbnails'
+  | 'enablePosters'
+  | 'audioHlsMinDuration'
+  | 'imageThumbnailSize'
+  | 'ffmpegThreads'
+  | 'ffprobeTimeout'
+  | 'ffmpegTimeout'
+  | 'ffmpegTimeoutFactor'
+  | 'ffmpegTimeoutFloor'
+  | 'ffmpegDurationTolerance'
+  | 'maxVideoDuration'
 >;
 
 /**

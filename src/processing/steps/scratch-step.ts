@@ -32,7 +32,11 @@ export interface StepDeps<S> {
 export async function saveFileMetadata(deps: Pick<StepDeps<unknown>, 'db' | 'changes'>, media: MediaToProcess, meta: Record<string, unknown>): Promise<void> {
   const { urls: _stale, ...kept } = meta;
   await writeWithEvents(deps.db, deps.changes, async (tx, record) => {
-    const res = await tx.updateTable('mediaassets').set({ file_metadata: toJson(kept), updated_at: nowIso() }).where('id', '=', media.id).executeTakeFirst();
+    const res = await tx
+      .updateTable('mediaassets')
+      .set({ file_metadata: toJson(kept), updated_at: nowIso() })
+      .where('id', '=', media.id)
+      .executeTakeFirst();
     // Deleted meanwhile: nothing was written.
     if (Number(res.numUpdatedRows) > 0) record({ tenantId: media.tenant_id, mediaId: media.id, type: 'artifacts' });
   });

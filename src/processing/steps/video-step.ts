@@ -11,8 +11,19 @@ import { writeCaptionManifests } from '../../media/captions-manifests.js';
 
 type VideoSettings = Pick<
   Settings,
-  | 'enableHls' | 'enableDash' | 'enableThumbnails' | 'enablePosters' | 'thumbnailCount'
-  | 'ffmpegThreads' | 'ffprobeTimeout' | 'ffmpegTimeout' | 'ffmpegTimeoutFactor' | 'ffmpegTimeoutFloor' | 'ffmpegDurationTolerance' | 'maxVideoDuration' | 'maxVideoPixels'
+  | 'enableHls'
+  | 'enableDash'
+  | 'enableThumbnails'
+  | 'enablePosters'
+  | 'thumbnailCount'
+  | 'ffmpegThreads'
+  | 'ffprobeTimeout'
+  | 'ffmpegTimeout'
+  | 'ffmpegTimeoutFactor'
+  | 'ffmpegTimeoutFloor'
+  | 'ffmpegDurationTolerance'
+  | 'maxVideoDuration'
+  | 'maxVideoPixels'
 >;
 
 /**

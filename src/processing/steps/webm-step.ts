@@ -11,7 +11,17 @@ import type { MediaToProcess } from '../media-to-process.js';
 import { makeWebm } from '../video/webm.js';
 import { publicReason } from '../public-reason.js';
 
-type WebmSettings = Pick<Settings, 'ffmpegThreads' | 'ffprobeTimeout' | 'ffmpegTimeout' | 'maxVideoDuration' | 'ffmpegTimeoutFactor' | 'ffmpegTimeoutFloor' | 'ffmpegDurationTolerance' | 'jobAttempts'>;
+type WebmSettings = Pick<
+  Settings,
+  | 'ffmpegThreads'
+  | 'ffprobeTimeout'
+  | 'ffmpegTimeout'
+  | 'maxVideoDuration'
+  | 'ffmpegTimeoutFactor'
+  | 'ffmpegTimeoutFloor'
+  | 'ffmpegDurationTolerance'
+  | 'jobAttempts'
+>;
 
 /** Reads, changes and writes a media's file_metadata (the job holds the media's lock: no other job writes it meanwhile). */
 async function updateMetadata(deps: StepDeps<unknown>, media: MediaToProcess, change: (meta: Record<string, any>) => Record<string, any>): Promise<void> {
@@ -35,14 +45,16 @@ export async function runWebmStep(deps: StepDeps<WebmSettings>, media: MediaToPr
   await clearLeftovers(mediaDir, ['webm']);
   const work = await makeWorkDir(mediaDir, 'webm');
   try {
-    const result = await store.withLocalFile(original, (source) => makeWebm(source, `${work}/webm/video.webm`, {
-      threads: settings.ffmpegThreads || os.availableParallelism(),
-      probeTimeoutMs: settings.ffprobeTimeout,
-      ffmpegTimeoutMs: settings.ffmpegTimeout,
-      durationLimits: durationLimitsOf(settings),
-      maxDurationSeconds: settings.maxVideoDuration / 1000,
-      ...(meta.probe ? { facts: meta.probe } : {}),
-    }));
+    const result = await store.withLocalFile(original, (source) =>
+      makeWebm(source, `${work}/webm/video.webm`, {
+        threads: settings.ffmpegThreads || os.availableParallelism(),
+        probeTimeoutMs: settings.ffprobeTimeout,
+        ffmpegTimeoutMs: settings.ffmpegTimeout,
+        durationLimits: durationLimitsOf(settings),
+        maxDurationSeconds: settings.maxVideoDuration / 1000,
+        ...(meta.probe ? { facts: meta.probe } : {}),
+      }),
+    );
     deps.signal?.throwIfAborted();
     const published = await publishFolders(work, mediaDir, folders);
     // Recorded only once really in place: a rendition whose scratch folder went away is not.

@@ -19,7 +19,11 @@ export interface MpdRepresentation {
   segments: Array<{ file: string; duration: number }>;
 }
 
-const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '', isArray: (name) => ['Period', 'AdaptationSet', 'Representation', 'S'].includes(name) });
+const parser = new XMLParser({
+  ignoreAttributes: false,
+  attributeNamePrefix: '',
+  isArray: (name) => ['Period', 'AdaptationSet', 'Representation', 'S'].includes(name),
+});
 
 function asArray<T>(v: T | T[] | undefined): T[] {
   return v === undefined ? [] : Array.isArray(v) ? v : [v];
@@ -158,7 +162,10 @@ export function buildHlsPlaylists(reps: MpdRepresentation[], rates: Map<string, 
   }
   if (!video.length && audio) {
     // Audio-only media: the audio rendition is the variant itself.
-    lines.push(`#EXT-X-STREAM-INF:BANDWIDTH=${audioRates?.peak ?? 0},AVERAGE-BANDWIDTH=${audioRates?.average ?? 0},CODECS="${audio.codecs}"`, `audio_${audio.id}.m3u8`);
+    lines.push(
+      `#EXT-X-STREAM-INF:BANDWIDTH=${audioRates?.peak ?? 0},AVERAGE-BANDWIDTH=${audioRates?.average ?? 0},CODECS="${audio.codecs}"`,
+      `audio_${audio.id}.m3u8`,
+    );
   }
   lines.push('');
   return { master: lines.join('\n'), media };

@@ -61,7 +61,11 @@ export async function packageVideo(source: string, workDir: string, opts: VideoP
   }
 
   const estimated = durationIsEstimated(facts.container);
-  const bound = durationBound(estimated ? opts.maxDurationSeconds : facts.duration, { ...DEFAULT_DURATION_LIMITS, ...opts.durationLimits, timeoutCeilingMs: opts.ffmpegTimeoutMs });
+  const bound = durationBound(estimated ? opts.maxDurationSeconds : facts.duration, {
+    ...DEFAULT_DURATION_LIMITS,
+    ...opts.durationLimits,
+    timeoutCeilingMs: opts.ffmpegTimeoutMs,
+  });
   const fps = outputFps(video);
   const frames = Math.max(1, Math.floor(facts.duration * fps));
   const ladder = opts.hls || opts.dash ? planLadder(video) : [];
@@ -77,7 +81,9 @@ export async function packageVideo(source: string, workDir: string, opts: VideoP
     keyframeSeconds: 2,
     threads: opts.threads,
     maxSeconds: bound.cap,
-    ...(opts.thumbnails && thumbCount > 0 ? { thumbnails: { count: thumbCount, longSide: 320 }, sprite: { count: spriteCount, cols: SPRITE_COLS, longSide: 160 } } : {}),
+    ...(opts.thumbnails && thumbCount > 0
+      ? { thumbnails: { count: thumbCount, longSide: 320 }, sprite: { count: spriteCount, cols: SPRITE_COLS, longSide: 160 } }
+      : {}),
     ...(opts.posters ? { poster: { at: facts.duration * 0.1, longSide: 1920 } } : {}),
   };
   if (!plan.rungs.length && !plan.thumbnails && !plan.poster) {
@@ -132,7 +138,10 @@ export async function packageVideo(source: string, workDir: string, opts: VideoP
       files.sprite = 'thumbnails/sprite.jpg';
       files.spriteVtt = 'thumbnails/sprite.vtt';
       const cell = await spriteCell(path.join(workDir, files.sprite), plan.sprite.count, SPRITE_COLS);
-      await fs.writeFile(path.join(workDir, files.spriteVtt), spriteVtt({ duration: facts.duration, count: plan.sprite.count, cols: SPRITE_COLS, ...cell, image: 'sprite.jpg' }));
+      await fs.writeFile(
+        path.join(workDir, files.spriteVtt),
+        spriteVtt({ duration: facts.duration, count: plan.sprite.count, cols: SPRITE_COLS, ...cell, image: 'sprite.jpg' }),
+      );
     }
   }
   if (plan.poster) {
@@ -148,7 +157,9 @@ export async function packageVideo(source: string, workDir: string, opts: VideoP
 
 /** The size of one sprite cell, from the sprite image's real size. */
 async function spriteCell(file: string, count: number, cols: number): Promise<{ width: number; height: number }> {
-  const res = await runTool('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'stream=width,height', '-of', 'json', file], { timeoutMs: 30_000 });
+  const res = await runTool('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'stream=width,height', '-of', 'json', file], {
+    timeoutMs: 30_000,
+  });
   const s = (JSON.parse(res.stdout || '{}') as { streams?: Array<{ width: number; height: number }> }).streams?.[0];
   if (!s) throw new Error('the sprite could not be read back');
   const rows = Math.ceil(count / cols);

@@ -54,7 +54,11 @@ export function evenlySpaced(n: number, duration: number): string {
 }
 
 function fpsArg(fps: number): string {
-  const ntsc: Array<[number, string]> = [[23.976, '24000/1001'], [29.97, '30000/1001'], [59.94, '60000/1001']];
+  const ntsc: Array<[number, string]> = [
+    [23.976, '24000/1001'],
+    [29.97, '30000/1001'],
+    [59.94, '60000/1001'],
+  ];
   return ntsc.find(([r]) => Math.abs(fps - r) < 0.01)?.[1] ?? String(Math.round(fps * 1000) / 1000);
 }
 
@@ -120,22 +124,54 @@ export function buildVideoCommand(plan: VideoCommandPlan): string[] {
   });
   if (facts.audio) args.push('-map', '0:a:0');
   args.push(
-    '-c:v', 'libx264', '-preset', 'veryfast', '-profile:v', 'high', '-crf', '22',
-    '-g', String(gop), '-keyint_min', String(gop), '-sc_threshold', '0', '-flags', '+cgop',
-    '-force_key_frames', `expr:gte(t,n_forced*${plan.keyframeSeconds})`,
-    '-threads', String(plan.threads), '-aspect', dar,
+    '-c:v',
+    'libx264',
+    '-preset',
+    'veryfast',
+    '-profile:v',
+    'high',
+    '-crf',
+    '22',
+    '-g',
+    String(gop),
+    '-keyint_min',
+    String(gop),
+    '-sc_threshold',
+    '0',
+    '-flags',
+    '+cgop',
+    '-force_key_frames',
+    `expr:gte(t,n_forced*${plan.keyframeSeconds})`,
+    '-threads',
+    String(plan.threads),
+    '-aspect',
+    dar,
   );
   rungs.forEach((r, i) => {
     args.push(`-maxrate:v:${i}`, String(r.maxrate), `-bufsize:v:${i}`, String(r.bufsize));
   });
   if (facts.audio) args.push('-c:a', 'aac', '-b:a', '128k', '-ac', '2', '-ar', '48000');
   args.push(
-    '-map_metadata', '-1', '-map_chapters', '-1',
+    '-map_metadata',
+    '-1',
+    '-map_chapters',
+    '-1',
     // The audio is mapped untrimmed: the cut bounds it too.
     ...(plan.maxSeconds !== undefined ? ['-t', plan.maxSeconds.toFixed(3)] : []),
-    '-f', 'dash', '-seg_duration', String(plan.segmentSeconds), '-use_template', '1', '-use_timeline', '1',
-    '-adaptation_sets', facts.audio ? 'id=0,streams=v id=1,streams=a' : 'id=0,streams=v',
-    '-init_seg_name', 'init-$RepresentationID$.m4s', '-media_seg_name', 'seg-$RepresentationID$-$Number%05d$.m4s',
+    '-f',
+    'dash',
+    '-seg_duration',
+    String(plan.segmentSeconds),
+    '-use_template',
+    '1',
+    '-use_timeline',
+    '1',
+    '-adaptation_sets',
+    facts.audio ? 'id=0,streams=v id=1,streams=a' : 'id=0,streams=v',
+    '-init_seg_name',
+    'init-$RepresentationID$.m4s',
+    '-media_seg_name',
+    'seg-$RepresentationID$-$Number%05d$.m4s',
     `${outDir}/dash/manifest.mpd`,
   );
   if (plan.thumbnails) {

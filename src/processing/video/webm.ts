@@ -91,7 +91,11 @@ export function planWebmRung(video: Pick<VideoFacts, 'display_width' | 'display_
 }
 
 function fpsArg(fps: number): string {
-  const ntsc: Array<[number, string]> = [[23.976, '24000/1001'], [29.97, '30000/1001'], [59.94, '60000/1001']];
+  const ntsc: Array<[number, string]> = [
+    [23.976, '24000/1001'],
+    [29.97, '30000/1001'],
+    [59.94, '60000/1001'],
+  ];
   return ntsc.find(([r]) => Math.abs(fps - r) < 0.01)?.[1] ?? String(Math.round(fps * 1000) / 1000);
 }
 
@@ -121,13 +125,29 @@ export function buildWebmCommand(plan: WebmPlan): string[] {
   const args: string[] = ['-hide_banner', '-nostdin', '-y', '-loglevel', 'error', ...hardenedInputArgs(), '-i', plan.input];
   args.push('-map', '0:v:0', '-filter:v', filters.join(','));
   args.push(
-    '-c:v', 'libvpx-vp9',
-    '-deadline', plan.speed.deadline, '-cpu-used', String(plan.speed.cpuUsed),
-    '-crf', String(rung.crf), '-b:v', String(rung.maxBitrate),
-    '-row-mt', '1', '-tile-columns', String(tileColumns(rung.width)), '-frame-parallel', '0',
+    '-c:v',
+    'libvpx-vp9',
+    '-deadline',
+    plan.speed.deadline,
+    '-cpu-used',
+    String(plan.speed.cpuUsed),
+    '-crf',
+    String(rung.crf),
+    '-b:v',
+    String(rung.maxBitrate),
+    '-row-mt',
+    '1',
+    '-tile-columns',
+    String(tileColumns(rung.width)),
+    '-frame-parallel',
+    '0',
     // Keyframes by time, so sparse-frame sources (screen recordings) get them too; -g bounds the distance in frames.
-    '-force_key_frames', `expr:gte(t,n_forced*${plan.keyframeSeconds})`, '-g', String(gop),
-    '-threads', String(plan.threads),
+    '-force_key_frames',
+    `expr:gte(t,n_forced*${plan.keyframeSeconds})`,
+    '-g',
+    String(gop),
+    '-threads',
+    String(plan.threads),
   );
   if (facts.audio) {
     const bitrate = (facts.audio.channels ?? 2) >= 2 ? '128k' : '96k';
@@ -175,7 +195,11 @@ export async function makeWebm(source: string, outFile: string, opts: WebmOption
 
   // An estimated duration (a raw elementary stream) may be far short: the cut is then the limit itself.
   const estimated = durationIsEstimated(facts.container);
-  const bound = durationBound(estimated ? (opts.maxDurationSeconds ?? MAX_DURATION_DEFAULT) : facts.duration, { ...DEFAULT_DURATION_LIMITS, ...opts.durationLimits, timeoutCeilingMs: opts.ffmpegTimeoutMs });
+  const bound = durationBound(estimated ? (opts.maxDurationSeconds ?? MAX_DURATION_DEFAULT) : facts.duration, {
+    ...DEFAULT_DURATION_LIMITS,
+    ...opts.durationLimits,
+    timeoutCeilingMs: opts.ffmpegTimeoutMs,
+  });
   const fps = outputFps(video);
   const rung = planWebmRung(video, fps);
   const tmp = path.join(path.dirname(outFile), `.${path.basename(outFile)}.${randomBytes(6).toString('hex')}.part`);
