@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The developer loop (`npm run check`): type-check, lint, layering, fast tests. Every step runs even
+# The developer loop (`npm run check`): type-check, lint, format, layering, fast tests. Every step runs even
 # when an earlier one failed, so one run shows every problem; a table of the steps and their times ends it.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
-steps=(typecheck lint:code lint:layers test:fast)
+steps=(typecheck lint:code format:check lint:layers test:fast)
 results=()
 status=0
 start=$SECONDS
