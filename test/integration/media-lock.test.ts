@@ -18,6 +18,7 @@ import { openMediaLocks, type MediaLocks } from '../../src/media/media-lock.js';
 import { createLogger } from '../../src/shared/logger.js';
 import { processJobKey, type RunningWorker } from '../../src/queue/queue.js';
 import { BACKEND, getMedia, listFiles, mediaSettled, startTestApp, testEnv, waitFor, type TestApp, type TestEnv } from '../support/harness.js';
+import { makeClip } from '../support/test-clip.js';
 import { killAndWait, waitForLine } from '../support/child-process.js';
 import { SessionClient } from '../support/upload-client.js';
 
@@ -91,23 +92,7 @@ describe(`per-media lock with two workers (${BACKEND} backend)`, () => {
     dir = await fs.mkdtemp(path.join(os.tmpdir(), 'qasar-lock-'));
     const real = execFileSync('sh', ['-c', 'command -v ffmpeg'], { encoding: 'utf8' }).trim();
     const clipFile = path.join(dir, 'clip.mp4');
-    execFileSync(real, [
-      '-v',
-      'error',
-      '-f',
-      'lavfi',
-      '-i',
-      'testsrc2=size=320x240:rate=25',
-      '-t',
-      '2',
-      '-c:v',
-      'libx264',
-      '-preset',
-      'ultrafast',
-      '-pix_fmt',
-      'yuv420p',
-      clipFile,
-    ]);
+    makeClip(clipFile, { seconds: 2, ffmpeg: real });
     clip = await fs.readFile(clipFile);
     process.env.PATH = `${await ffmpegDouble(dir, real)}${path.delimiter}${savedPath}`;
     t = await startTestApp({ ENABLE_WEBM: 'true' }, { worker: true });

@@ -3,7 +3,6 @@
  * pipeline, it runs, publishes its folder and is served, on the backend QASAR_TEST_BACKEND names.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -12,6 +11,7 @@ import { mediaPrefix } from '../../src/storage/layout.js';
 import { makeWorkDir, mediaFolderIn, publishFolders } from '../../src/storage/scratch.js';
 import { runWebmStep } from '../../src/processing/steps/webm-step.js';
 import { BACKEND, getMedia, listFiles, mediaSettled, startTestApp, waitFor, type TestApp } from '../support/harness.js';
+import { makeClip } from '../support/test-clip.js';
 import { SessionClient } from '../support/upload-client.js';
 
 /** A toy follow-up: a text file in webp/ (a folder videos do not use otherwise) naming the poster it saw. */
@@ -33,23 +33,7 @@ describe(`processing steps registered from outside (${BACKEND} backend)`, () => 
   before(async () => {
     t = await startTestApp({}, { worker: true });
     const file = path.join(t.env.tmp, 'clip.mp4');
-    execFileSync('ffmpeg', [
-      '-v',
-      'error',
-      '-f',
-      'lavfi',
-      '-i',
-      'testsrc2=size=320x240:rate=25',
-      '-t',
-      '1',
-      '-c:v',
-      'libx264',
-      '-preset',
-      'ultrafast',
-      '-pix_fmt',
-      'yuv420p',
-      file,
-    ]);
+    makeClip(file, { seconds: 1 });
     clip = await fs.readFile(file);
   });
   after(() => t.close());

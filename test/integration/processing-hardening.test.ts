@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { BACKEND, listFiles, SAMPLES, startTestApp, waitFor, type TestApp, getMedia, mediaSettled } from '../support/harness.js';
+import { makeClip } from '../support/test-clip.js';
 import { makeLyingMkv } from '../support/lying-mkv.js';
 import { SessionClient } from '../support/upload-client.js';
 import { buildZip } from '../unit/zip-fixtures.js';
@@ -200,30 +201,7 @@ describe(`processing hardening: tools die with their worker (${BACKEND} backend)
 
   it('kills the ffmpeg of a worker process that is SIGKILLed mid-transcode', async () => {
     const clip = path.join(t.env.tmp, 'long.mp4');
-    execFileSync('ffmpeg', [
-      '-v',
-      'error',
-      '-f',
-      'lavfi',
-      '-i',
-      'testsrc2=size=1280x720:rate=30',
-      '-f',
-      'lavfi',
-      '-i',
-      'sine=frequency=300',
-      '-t',
-      '20',
-      '-c:v',
-      'libx264',
-      '-preset',
-      'ultrafast',
-      '-pix_fmt',
-      'yuv420p',
-      '-c:a',
-      'aac',
-      '-shortest',
-      clip,
-    ]);
+    makeClip(clip, { seconds: 20, size: '1280x720', rate: 30, toneHz: 300 });
     const env = { ...process.env, ...t.env.env, LOG_LEVEL: 'silent' };
     // Its own process group, only so the test can clean up whatever survives.
     const worker = spawn(process.execPath, [BIN, 'worker'], { env, stdio: 'ignore', detached: true });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import http from 'node:http';
@@ -7,6 +7,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseMpd } from '../../src/processing/video/hls-from-mpd.js';
 import { expectProblem, listFiles, SAMPLES, startTestApp, waitFor, type TestApp, getMedia, mediaSettled } from '../support/harness.js';
+import { makeClip } from '../support/test-clip.js';
 import { SessionClient } from '../support/upload-client.js';
 
 const BIN = path.resolve(import.meta.dirname, '../../bin/qasar.js');
@@ -124,30 +125,7 @@ describe('worker robustness: hostile input, crashes, reprocessing', () => {
   it('survives SIGKILL of the worker mid-transcode: a restarted worker finishes, nothing orphaned', async () => {
     // A clip long enough that the kill lands inside ffmpeg.
     const clip = path.join(t.env.tmp, 'long.mp4');
-    execFileSync('ffmpeg', [
-      '-v',
-      'error',
-      '-f',
-      'lavfi',
-      '-i',
-      'testsrc2=size=1280x720:rate=30',
-      '-f',
-      'lavfi',
-      '-i',
-      'sine=frequency=300',
-      '-t',
-      '12',
-      '-c:v',
-      'libx264',
-      '-preset',
-      'ultrafast',
-      '-pix_fmt',
-      'yuv420p',
-      '-c:a',
-      'aac',
-      '-shortest',
-      clip,
-    ]);
+    makeClip(clip, { seconds: 12, size: '1280x720', rate: 30, toneHz: 300 });
     // This app's in-process worker must not take the job: use a separate process.
     await t.stopWorker();
     const env = { ...process.env, ...t.env.env, LOG_LEVEL: 'silent' };
