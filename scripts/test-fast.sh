@@ -25,8 +25,6 @@ FILES=(
   test/unit/log-redaction.test.ts
   test/unit/process-identity.test.ts
   test/unit/public-reason.test.ts
-  test/integration/change-bus.test.ts
-  test/integration/migrations.test.ts
 )
 SQLITE_FILES=(
   test/unit/record-cache.test.ts

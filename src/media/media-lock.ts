@@ -28,6 +28,8 @@ export interface MediaLocks {
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/** Tries to delete a released lock's row before its lease is left to lapse. */
+const RELEASE_ATTEMPTS = 3;
 
 /** How often a waiting acquire looks again at a lease row. */
 const LEASE_POLL_MS = 100;
@@ -99,20 +101,37 @@ export class LeaseMediaLocks implements MediaLocks {
       signal: lost.signal,
       release: async () => {
         clearInterval(timer);
-        // Failing that, the lease lapses.
-        await this.db
-          .deleteFrom('media_locks')
-          .where('media_id', '=', mediaId)
-          .where('owner', '=', owner)
-          .execute()
-          .catch(() => undefined);
+        // A busy database is asked again a few times; failing that, the lease lapses.
+        for (let attempt = 1; attempt <= RELEASE_ATTEMPTS; attempt++) {
+          try {
+            await this.db.deleteFrom('media_locks').where('media_id', '=', mediaId).where('owner', '=', owner).execute();
+            return;
+          } catch {
+            if (attempt < RELEASE_ATTEMPTS) await sleep(LEASE_POLL_MS * attempt);
+          }
+        }
       },
     };
   }
 }
 
-/** SQLSTATE lock_not_available: lock_timeout passed while waiting. */
-const LOCK_NOT_AVAILABLE = '55P03';
+/** How often a waiting acquire asks again. */
+const LOCK_POLL_MS = 50;
+/** Connecting, and ending a session, take at most this long. */
+const CONNECT_TIMEOUT_MS = 5000;
+
+/** Ends a client's session, waiting at most `ms` (then its socket is dropped). */
+async function endWithin(client: pg.Client, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const ended = client.end().catch(() => undefined);
+  const late = new Promise<'late'>((resolve) => {
+    timer = setTimeout(() => resolve('late'), ms);
+  });
+  if ((await Promise.race([ended, late])) === 'late') {
+    (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+  }
+  clearTimeout(timer);
+}
 
 /**
  * PostgreSQL: a session-level advisory lock (`pg_advisory_lock(<schema>:qasar-media, <media>)`),
@@ -142,6 +161,10 @@ export class PgMediaLocks implements MediaLocks {
       connectionString: this.connectionString,
       application_name: 'qasar media lock',
       keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
+      // A lock whose server does not answer is as good as lost: connect and every query are bounded.
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+      query_timeout: Math.max(CONNECT_TIMEOUT_MS, this.heartbeatMs),
       options: '-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3',
     });
     client.on('error', (err) => onLost(err.message));
@@ -149,27 +172,22 @@ export class PgMediaLocks implements MediaLocks {
     const key = [`${this.schema}:qasar-media`, mediaId];
     try {
       await client.connect();
-      let got: boolean;
-      if (waitMs <= 0) {
+      // Polled rather than waited for with lock_timeout: nothing is left set on the session.
+      const deadline = Date.now() + Math.max(0, waitMs);
+      let got = false;
+      for (;;) {
         got = (await client.query<{ ok: boolean }>('select pg_try_advisory_lock(hashtext($1), hashtext($2)) as ok', key)).rows[0]!.ok;
-      } else {
-        await client.query(`set lock_timeout = ${Math.ceil(waitMs)}`);
-        got = await client.query('select pg_advisory_lock(hashtext($1), hashtext($2))', key).then(
-          () => true,
-          (err: { code?: string }) => {
-            if (err.code === LOCK_NOT_AVAILABLE) return false;
-            throw err;
-          },
-        );
+        if (got || Date.now() >= deadline) break;
+        await sleep(Math.min(LOCK_POLL_MS, Math.max(1, deadline - Date.now())));
       }
       if (!got) {
         released = true;
-        await client.end().catch(() => undefined);
+        await endWithin(client, CONNECT_TIMEOUT_MS);
         return undefined;
       }
     } catch (err) {
       released = true;
-      await client.end().catch(() => undefined);
+      await endWithin(client, CONNECT_TIMEOUT_MS);
       throw err;
     }
     const heartbeat = setInterval(() => {
@@ -181,8 +199,9 @@ export class PgMediaLocks implements MediaLocks {
       release: async () => {
         released = true;
         clearInterval(heartbeat);
-        // Ending the session lets go of its advisory lock.
-        await client.end().catch(() => undefined);
+        // Ending the session lets go of its advisory lock; a server that does not answer has lost
+        // the session (and the lock) by its keepalives anyway.
+        await endWithin(client, CONNECT_TIMEOUT_MS);
       },
     };
   }

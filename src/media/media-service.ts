@@ -402,7 +402,9 @@ export class MediaService {
         .where('al.media_id', '=', mediaId)
         .where('al.tenant_id', '=', p.tenantId)
         .execute();
-      await tx.deleteFrom('mediaassets').where('id', '=', mediaId).where('tenant_id', '=', p.tenantId).execute();
+      const res = await tx.deleteFrom('mediaassets').where('id', '=', mediaId).where('tenant_id', '=', p.tenantId).executeTakeFirst();
+      // A concurrent DELETE removed it first: that one records the event.
+      if (Number(res.numDeletedRows) === 0) return;
       // Bank entry statistics count what is labelled now: a deleted media no longer is. In the
       // same transaction, so no crash or concurrent label write leaves them counting it.
       for (const l of labels) await recomputeEntryStats(tx, p.tenantId, l.kind, l.name);

@@ -168,6 +168,7 @@ export class MediaWorker {
     for (const step of this.pipeline.mainSteps(media.kind)) {
       await this.runStep(step, { ...media, status: 'processing' }, job, run, followUps);
     }
+    run.signal.throwIfAborted();
     if (await transition(this.db, this.changes, { tenantId: media.tenant_id, mediaId }, 'processing', 'ready')) {
       await this.queueFollowUps(media);
     }

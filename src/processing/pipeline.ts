@@ -99,9 +99,4 @@ export class Pipeline {
   followUps(kind: MediaKind, settings?: Settings): ProcessingStep[] {
     return this.steps.filter((s) => s.stage === 'follow-up' && s.kinds.includes(kind) && (!settings || (s.enabled?.(settings) ?? true)));
   }
-
-  /** Whether media of this kind has anything to process. */
-  processes(kind: MediaKind): boolean {
-    return this.mainSteps(kind).length > 0;
-  }
 }

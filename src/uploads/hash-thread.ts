@@ -10,7 +10,8 @@ export type { PrefixArgs };
 const FROM_SOURCES = import.meta.url.endsWith('.ts');
 const WORKER_MODULE = new URL(FROM_SOURCES ? './hash-worker.ts' : './hash-worker.js', import.meta.url);
 const WORKER_ENTRY: URL | string = FROM_SOURCES
-  ? `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(WORKER_MODULE.href)}); });`
+  ? // Resolved here: code evaluated from a string would resolve the package from the working directory.
+    `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((tsx) => { tsx.register(); return import(${JSON.stringify(WORKER_MODULE.href)}); });`
   : WORKER_MODULE;
 
 type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };

@@ -80,6 +80,8 @@ export async function runInScratch(
     const { artifacts, metadata } = await store.withLocalFile(original, (source) => make({ source, work, meta }));
     deps.signal?.throwIfAborted();
     const published = await publishFolders(work, mediaDir, folders);
+    // Lost meanwhile: another holder may be writing the record; this attempt records nothing.
+    deps.signal?.throwIfAborted();
     const next = {
       ...meta,
       pending: [...(deps.pending ?? [])],

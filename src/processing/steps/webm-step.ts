@@ -60,6 +60,7 @@ export async function runWebmStep(deps: StepDeps<WebmSettings>, media: MediaToPr
     // Recorded only once really in place: a rendition whose scratch folder went away is not.
     const missing = folders.filter((f) => !published.includes(f));
     if (missing.length) throw new Error(`the WebM rendition was not published: ${missing.join(', ')}/ was no longer in its scratch folder`);
+    deps.signal?.throwIfAborted();
     await updateMetadata(deps, media, (m) => ({
       ...m,
       artifacts: { ...m.artifacts, webm: 'webm/video.webm' },
