@@ -371,18 +371,25 @@ export class MediaService {
     if (!row) throw notFound('media');
     assertOwnerOrAdmin(p, row.user_id, 'delete this media');
     const files = mediaPrefix({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id });
-    let lock = await this.locks?.acquire(row.id, 0);
+    // The lock itself may not be writable (SQLite's lease row on a full disk): then the files go
+    // first all the same, since removing them is what makes room, and the lock is asked again below.
+    let lockUnknown = false;
+    let lock = await this.locks?.acquire(row.id, 0).catch((err: unknown) => {
+      lockUnknown = true;
+      this.log?.warn({ err, mediaId: row.id }, 'could not take the media lock to delete it; removing its files first anyway');
+      return undefined;
+    });
     let events: MediaEvent[] | undefined;
     try {
       // Files first: on a full disk, removing them is what makes room for the database's write
       // (SQLite's WAL on the same file system). A failure after this leaves a record without files,
       // which a repeated DELETE removes.
-      if (lock || !this.locks) await this.store.deletePrefix(files);
+      if (lock || !this.locks || lockUnknown) await this.store.deletePrefix(files);
       events = await this.deleteRecord(p, row);
       // The job that held the media may have let go just before the record went, and seen it still there.
-      lock ??= await this.locks?.acquire(row.id, DELETE_LOCK_WAIT_MS);
+      lock ??= await this.locks?.acquire(row.id, DELETE_LOCK_WAIT_MS).catch(() => undefined);
       // Again: a worker may have written a derived file meanwhile.
-      if (lock || !this.locks) await this.store.deletePrefix(files);
+      if (lock || !this.locks || lockUnknown) await this.store.deletePrefix(files);
     } finally {
       await lock?.release();
       // The row is gone whatever happened to its files: readers must not keep it.
