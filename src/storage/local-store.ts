@@ -255,8 +255,11 @@ export class LocalStore implements MediaStore {
     return fn(file);
   }
 
-  scratchRoot(prefix: string): string {
-    return this.prefixPath(prefix);
+  async scratchRoot(prefix: string): Promise<string> {
+    const dir = this.prefixPath(prefix);
+    // Scratch folders are made and cleared (rm -rf) here: never through a link out of the folder.
+    await this.assertNoLinks(dir);
+    return dir;
   }
 
   /** A local file is sent by the HTTP layer itself (Range, ETag, Last-Modified). */

@@ -44,7 +44,7 @@ function ownerOf(name: string): ScratchOwner {
 
 /** A fresh scratch folder for outputs to be published into `target`. */
 export async function makeWorkDir(target: StoreFolder, owner: ScratchOwner): Promise<string> {
-  const dir = path.join(target.store.scratchRoot(target.prefix), `${WORK_PREFIX}${owner}-${randomBytes(6).toString('hex')}`);
+  const dir = path.join(await target.store.scratchRoot(target.prefix), `${WORK_PREFIX}${owner}-${randomBytes(6).toString('hex')}`);
   await fs.mkdir(dir, { recursive: true });
   return dir;
 }
@@ -56,7 +56,7 @@ export async function makeWorkDir(target: StoreFolder, owner: ScratchOwner): Pro
  * scratch folder of a kind whose job is not running is from a dead attempt.
  */
 export async function clearLeftovers(target: StoreFolder, owners: readonly ScratchOwner[]): Promise<void> {
-  const root = target.store.scratchRoot(target.prefix);
+  const root = await target.store.scratchRoot(target.prefix);
   let names: string[] = [];
   try {
     names = await fs.readdir(root);

@@ -52,9 +52,10 @@ export interface MediaStore {
   /**
    * The local folder in which scratch folders for outputs that will be published below `prefix`
    * are made (see scratch.ts). The local store answers the prefix's own folder, so publishing is a
-   * rename on one file system; an object store answers a folder of local staging.
+   * rename on one file system (refusing one reached through a symbolic link, as every write
+   * does); an object store answers a folder of local staging.
    */
-  scratchRoot(prefix: string): string;
+  scratchRoot(prefix: string): Promise<string>;
   /** How to answer an HTTP request for an object `stat` just found (see ServeStrategy). */
   serve(object: StoredObject, opts: ServeOptions): Promise<ServeStrategy>;
   /** Throws when the store cannot be written (readiness). */

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { LocalStore } from '../../src/storage/local-store.js';
 import { UnsafePathError } from '../../src/storage/layout.js';
+import { clearLeftovers, makeWorkDir } from '../../src/storage/scratch.js';
 import { readText } from '../../src/storage/store.js';
 import { storeContract } from '../support/store-contract.js';
 
@@ -66,6 +67,16 @@ describe('local store: symbolic links planted in storage', () => {
     assert.equal(await readText(store, 't/u/theirs/posters/poster.jpg'), 'theirs');
   });
 
+  it('makes and clears no scratch folder through a linked media folder', async () => {
+    await fs.mkdir(path.join(tmp, 'elsewhere/.work-media-old'), { recursive: true });
+    await fs.symlink(path.join(tmp, 'elsewhere'), path.join(root, 't/u/linked'));
+    await assert.rejects(store.scratchRoot('t/u/linked'), UnsafePathError);
+    const target = { store, prefix: 't/u/linked' };
+    await assert.rejects(makeWorkDir(target, 'media'), UnsafePathError);
+    await assert.rejects(clearLeftovers(target, ['media']), UnsafePathError);
+    assert.deepEqual(await fs.readdir(path.join(tmp, 'elsewhere')), ['.work-media-old'], 'nothing made or removed out there');
+  });
+
   it('lists no links, and moves no link out', async () => {
     await fs.symlink(path.join(tmp, 'outside.txt'), path.join(root, 't/u/mine/posters/listed.jpg'));
     assert.ok(!(await store.list('t/u/mine')).some((o) => o.key.endsWith('listed.jpg')));
@@ -83,6 +94,6 @@ describe('local store: symbolic links planted in storage', () => {
     await fs.mkdir(path.join(root, 't/u/mine/.work-media-abc/hls'), { recursive: true });
     await fs.writeFile(path.join(root, 't/u/mine/.work-media-abc/hls/master.m3u8'), 'scratch');
     assert.ok(!(await store.list('t/u/mine')).some((o) => o.key.includes('.work-')));
-    assert.equal(store.scratchRoot('t/u/mine'), path.join(root, 't/u/mine'));
+    assert.equal(await store.scratchRoot('t/u/mine'), path.join(root, 't/u/mine'));
   });
 });

@@ -204,7 +204,7 @@ export function storeContract(name: string, open: () => Promise<StoreUnderTest>)
     });
 
     it('hands out an absolute local scratch root for any prefix', async () => {
-      assert.ok(path.isAbsolute(store.scratchRoot(fresh())));
+      assert.ok(path.isAbsolute(await store.scratchRoot(fresh())));
       await store.probe();
     });
 
