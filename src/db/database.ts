@@ -16,6 +16,14 @@ import type { Dialect } from './dialect.js';
 import type { Database } from './schema.js';
 import { SchemaIntrospector } from './schema-introspector.js';
 
+/** The dialect of each database opened here, for code that holds only its Kysely instance. */
+const dialects = new WeakMap<Db, Dialect>();
+
+/** The dialect of a database opened by openDatabase (undefined for a transaction or another instance). */
+export function dialectOf(db: Db): Dialect | undefined {
+  return dialects.get(db);
+}
+
 export type Db = Kysely<Database>;
 
 export interface DatabaseHandle {
@@ -112,6 +120,7 @@ export async function openDatabase(
     const timer = setInterval(optimize, OPTIMIZE_INTERVAL_MS);
     timer.unref();
     const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
+    dialects.set(db, 'sqlite');
     const dataVersionQuery = sqlite.prepare('PRAGMA data_version').pluck();
     let dataVersion = Number(dataVersionQuery.get());
     let dataVersionAt = performance.now();
@@ -172,6 +181,7 @@ export async function openDatabase(
     client.release();
   }
   const db = new Kysely<Database>({ dialect: new OwnSchemaPostgresDialect({ pool }, schema) });
+  dialects.set(db, 'postgres');
   return {
     db,
     dialect: 'postgres',

@@ -1,4 +1,5 @@
-import type { Db } from '../db/database.js';
+import { dialectOf, type Db } from '../db/database.js';
+import { writeTransaction } from '../db/write-transaction.js';
 import { fromJson, nowIso, toJson } from '../db/schema.js';
 import { newId } from '../shared/ids.js';
 import type { MediaChangeReason, MediaChanges } from './media-changes.js';
@@ -96,7 +97,11 @@ export async function writeRecording<T>(
   db: Db,
   write: (tx: Db, record: (event: MediaEventInput) => void) => Promise<T>,
 ): Promise<{ result: T; events: MediaEvent[] }> {
-  return db.transaction().execute(async (tx) => {
+  // A write transaction from its first statement (BEGIN IMMEDIATE on SQLite): writers may read
+  // before they write, which a plain BEGIN would let another process's commit make unwritable.
+  const dialect = dialectOf(db);
+  const run = <R>(fn: (tx: Db) => Promise<R>) => (dialect ? writeTransaction({ db, dialect }, fn) : db.transaction().execute(fn));
+  return run(async (tx) => {
     const pending: MediaEventInput[] = [];
     const result = await write(tx, (e) => pending.push(e));
     return { result, events: await appendMediaEvents(tx, pending) };
