@@ -1,9 +1,9 @@
-import { hostname } from 'node:os';
 import type pg from 'pg';
 import type { Settings } from '../config/settings.js';
 import type { DatabaseHandle, Db } from '../db/database.js';
 import { nowIso } from '../db/schema.js';
 import { newId } from '../shared/ids.js';
+import { formatIdentity, isCertainlyGone, parseIdentity } from '../shared/process-identity.js';
 
 /** A held media lock. */
 export interface MediaLock {
@@ -47,7 +47,9 @@ export class LeaseMediaLocks implements MediaLocks {
   ) {}
 
   async acquire(mediaId: string, waitMs: number): Promise<MediaLock | undefined> {
-    const owner = `${hostname()}:${process.pid}:${newId()}`;
+    // The process's identity, so a lock whose holder certainly died is taken over at once (as
+    // chunk locks and completion leases are), and an id of this acquisition.
+    const owner = `${formatIdentity()}#${newId()}`;
     const deadline = Date.now() + waitMs;
     for (;;) {
       if (await this.take(mediaId, owner)) return this.held(mediaId, owner);
@@ -67,12 +69,22 @@ export class LeaseMediaLocks implements MediaLocks {
         .onConflict((oc) => oc.column('media_id').doUpdateSet(lease).where('media_locks.lease_until', '<', now))
         .returning('owner')
         .executeTakeFirst();
-      return row?.owner === owner;
+      if (row?.owner === owner) return true;
+      return await this.takeFromDead(mediaId, lease);
     } catch (err) {
       // Another process held SQLite's write lock past busy_timeout: not taken, this time.
       if (/^SQLITE_BUSY/.test(String((err as { code?: unknown }).code ?? ''))) return false;
       throw err;
     }
+  }
+
+  /** Takes the lock from a holder on this machine whose process is certainly gone, without waiting for its lease. */
+  private async takeFromDead(mediaId: string, lease: { owner: string; lease_until: number; acquired_at: string }): Promise<boolean> {
+    const current = await this.db.selectFrom('media_locks').select('owner').where('media_id', '=', mediaId).executeTakeFirst();
+    const holder = current && parseIdentity(current.owner.split('#')[0] ?? '');
+    if (!current || !holder || !isCertainlyGone(holder)) return false;
+    const res = await this.db.updateTable('media_locks').set(lease).where('media_id', '=', mediaId).where('owner', '=', current.owner).executeTakeFirst();
+    return Number(res.numUpdatedRows) > 0;
   }
 
   private held(mediaId: string, owner: string): MediaLock {

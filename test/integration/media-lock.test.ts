@@ -239,7 +239,8 @@ describe(`media locks (${BACKEND} backend)`, () => {
     } finally {
       await killAndWait(child);
     }
-    // PostgreSQL ends the session at once; on SQLite the lease (JOB_LEASE, 1 s here) lapses.
+    // PostgreSQL ends the session at once; on SQLite a holder certainly dead (same machine) is taken
+    // over at once, else its lease (JOB_LEASE, 1 s here) lapses.
     const lock = await locks.acquire('m-dead', 5_000);
     assert.ok(lock, 'the lock of the dead holder was taken');
     await lock.release();
