@@ -215,7 +215,9 @@ describe('uploads stranded by a crashed process', () => {
     return {
       untilBlocked: async (id) => {
         const state = db.prepare('select state from upload_sessions where id = ?');
-        for (let i = 0; i < 30_000 && (state.get(id) as { state: string }).state !== 'completing'; i++) {
+        // Bounded by time, not by a count of turns: a child slowed by a busy machine is waited for.
+        const deadline = Date.now() + 30_000;
+        while (Date.now() < deadline && (state.get(id) as { state: string }).state !== 'completing') {
           await new Promise((r) => setImmediate(r));
         }
         db.prepare('begin immediate').run();
