@@ -7,7 +7,7 @@
  */
 const LAYERS = [
   ['config', 'shared'],
-  ['db', 'storage', 'queue', 'events', 'cache', 'tools'],
+  ['db', 'storage', 'queue', 'events', 'cache', 'tools', 'models'],
   ['tenancy', 'access'],
   ['labels'],
   ['moderation'],
