@@ -21,6 +21,8 @@ if [ ! -f "$samples/MANIFEST.tsv" ]; then
 fi
 
 bash scripts/setup.sh chromium
+# Real photographs for the vision model tests (Debian packages, downloaded once into .cache/fixtures).
+bash scripts/test-fixtures.sh
 
 pg_up() { node -e '
   const c = new (require("pg").Client)({ connectionString: process.env.TEST_DATABASE_URL, connectionTimeoutMillis: 2000 });
