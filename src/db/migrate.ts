@@ -14,6 +14,7 @@ import * as m0010 from './migrations/0010_upload_recovery_quotas.js';
 import * as m0011 from './migrations/0011_media_events.js';
 import * as m0012 from './migrations/0012_job_classes.js';
 import * as m0013 from './migrations/0013_media_locks.js';
+import * as m0014 from './migrations/0014_local_models.js';
 
 type DialectMigration = { up(db: Kysely<any>, dialect: Dialect): Promise<void> };
 
@@ -31,6 +32,7 @@ const migrations: Record<string, DialectMigration> = {
   '0011_media_events': m0011,
   '0012_job_classes': m0012,
   '0013_media_locks': m0013,
+  '0014_local_models': m0014,
 };
 
 /** Every migration's name, oldest first. */
@@ -43,16 +45,27 @@ class InCodeProvider implements MigrationProvider {
   }
 }
 
-/** Applies every pending migration; safe to run concurrently from several processes. */
-export async function migrateToLatest(handle: DatabaseHandle): Promise<string[]> {
+function migratorOf(handle: DatabaseHandle): Migrator {
   // The schema is named explicitly: otherwise Kysely finds its tables in any schema of the
   // database and may skip creating them in ours.
-  const migrator = new Migrator({
+  return new Migrator({
     db: handle.db,
     provider: new InCodeProvider(handle.dialect),
     ...(handle.schema ? { migrationTableSchema: handle.schema } : {}),
   });
-  const result: MigrationResultSet = await migrator.migrateToLatest();
+}
+
+/** Applies every pending migration; safe to run concurrently from several processes. */
+export async function migrateToLatest(handle: DatabaseHandle): Promise<string[]> {
+  return outcome(await migratorOf(handle).migrateToLatest());
+}
+
+/** Applies the migrations up to and including `name` (tests of a migration on data of the version before). */
+export async function migrateUpTo(handle: DatabaseHandle, name: string): Promise<string[]> {
+  return outcome(await migratorOf(handle).migrateTo(name));
+}
+
+function outcome(result: MigrationResultSet): string[] {
   if (result.error) {
     const failed = result.results?.find((r) => r.status === 'Error');
     throw new Error(`migration ${failed?.migrationName ?? '?'} failed: ${(result.error as Error).message ?? result.error}`);

@@ -1,0 +1,29 @@
+import { sql, type Kysely } from 'kysely';
+import type { Dialect } from '../dialect.js';
+import { replaceValueCheck } from '../check-constraints.js';
+
+/**
+ * What the local models write. Caption tracks say where they came from (`user`: uploaded,
+ * `auto`: transcribed from the media's speech, replaced by an uploaded track of its language).
+ * Moderation by the local models: a media that becomes ready while they are to look at it is
+ * `pending` (seen by its owner and admins only) until they have; the system records `await`
+ * when it starts waiting and `clear` when the models found nothing over a threshold.
+ */
+export async function up(db: Kysely<any>, dialect: Dialect): Promise<void> {
+  await replaceValueCheck(db, dialect, {
+    table: 'mediaassets',
+    column: 'moderation_state',
+    oldValues: ['none', 'held', 'approved', 'rejected'],
+    newValues: ['none', 'pending', 'held', 'approved', 'rejected'],
+  });
+  await replaceValueCheck(db, dialect, {
+    table: 'moderation_decisions',
+    column: 'decision',
+    oldValues: ['hold', 'approve', 'reject'],
+    newValues: ['await', 'clear', 'hold', 'approve', 'reject'],
+  });
+  await db.schema
+    .alterTable('caption_tracks')
+    .addColumn('source', 'text', (c) => c.notNull().defaultTo('user').check(sql`source in ('user', 'auto')`))
+    .execute();
+}
