@@ -97,7 +97,7 @@ export interface MediaAssetsTable {
   moderation_state: Generated<ModerationState>;
 }
 
-export type ModerationState = 'none' | 'held' | 'approved' | 'rejected';
+export type ModerationState = 'none' | 'pending' | 'held' | 'approved' | 'rejected';
 
 /** A view of the `status` events of media_events (what the history and the event streams read). */
 export interface MediaStatusEventsTable {
@@ -143,9 +143,13 @@ export interface CaptionTracksTable {
   /** Plain text of every cue, for search. */
   text: string;
   cue_count: number;
+  /** `user`: uploaded; `auto`: transcribed from the media's speech. */
+  source: Generated<CaptionSource>;
   created_at: Timestamp;
   updated_at: Timestamp;
 }
+
+export type CaptionSource = 'user' | 'auto';
 
 export interface ServerSecretsTable {
   name: string;
@@ -234,7 +238,7 @@ export interface ModerationThresholdsTable {
   updated_at: Timestamp;
 }
 
-export type ModerationDecisionKind = 'hold' | 'approve' | 'reject';
+export type ModerationDecisionKind = 'await' | 'clear' | 'hold' | 'approve' | 'reject';
 
 export interface ModerationDecisionsTable {
   id: string;

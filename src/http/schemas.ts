@@ -21,6 +21,26 @@ export function problemResponses(...statuses: number[]): Record<number, unknown>
   return out;
 }
 
+/** `pending`: the local models have not looked at the media yet (owner and admins only). */
+export const ModerationStateSchema = Type.Union([
+  Type.Literal('none'),
+  Type.Literal('pending'),
+  Type.Literal('held'),
+  Type.Literal('approved'),
+  Type.Literal('rejected'),
+]);
+
+export const LabelingSchema = Type.Object(
+  {
+    state: Type.Union([Type.Literal('none'), Type.Literal('pending'), Type.Literal('done'), Type.Literal('failed')]),
+    at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+    reason: Type.Union([Type.String(), Type.Null()]),
+    frames: Type.Union([Type.Integer(), Type.Null()]),
+    labels: Type.Union([Type.Integer(), Type.Null()]),
+  },
+  { description: "Where the local models' labeling stands: pending, done, failed (with a reason), or none (never labeled)" },
+);
+
 export const AssetLabelSchema = Type.Object({
   name: Type.String(),
   kind: Type.Union([Type.Literal('general'), Type.Literal('moderation')]),
@@ -46,7 +66,7 @@ export const MediaSchema = Type.Object(
     description: Type.Optional(Type.Union([Type.String(), Type.Null()])),
     user_tags: Type.Array(Type.String()),
     labels: Type.Array(AssetLabelSchema),
-    moderation_state: Type.Optional(Type.Union([Type.Literal('none'), Type.Literal('held'), Type.Literal('approved'), Type.Literal('rejected')])),
+    moderation_state: Type.Optional(ModerationStateSchema),
     file_metadata: Type.Object({}, { additionalProperties: true }),
     created_at: Type.String({ format: 'date-time' }),
     updated_at: Type.String({ format: 'date-time' }),

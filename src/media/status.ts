@@ -2,6 +2,7 @@ import type { Db } from '../db/database.js';
 import { nowIso, type MediaAssetsTable, type MediaStatus } from '../db/schema.js';
 import type { MediaChanges } from '../events/media-changes.js';
 import { writeWithEvents, type MediaEventInput } from '../events/media-events.js';
+import { moveModerationState } from '../moderation/moderation-move.js';
 
 /**
  * The status a media may move to from each status:
@@ -73,7 +74,8 @@ function columnsOf(to: MediaStatus, now: string, error: ErrorDetails | undefined
  * `from` (so concurrent movers cannot both win), and records the status event in the same
  * transaction; announces it once committed. Returns whether it moved: false when the media is
  * gone or its status is no longer one of `from`. A move the state machine does not have throws
- * ForbiddenStatusMove, whatever the media's status.
+ * ForbiddenStatusMove, whatever the media's status. With `awaitModeration`, a move to ready
+ * also moves moderation state `none` to `pending` (the moderating follow-ups will decide).
  */
 export async function transition(
   db: Db,
@@ -82,6 +84,7 @@ export async function transition(
   from: MediaStatus | readonly MediaStatus[],
   to: MediaStatus,
   error?: ErrorDetails,
+  opts: { awaitModeration?: boolean } = {},
 ): Promise<boolean> {
   const froms: readonly MediaStatus[] = typeof from === 'string' ? [from] : from;
   for (const f of froms) if (!canMove(f, to)) throw new ForbiddenStatusMove(f, to);
@@ -97,6 +100,19 @@ export async function transition(
       .executeTakeFirst();
     if (Number(res.numUpdatedRows) === 0) return false;
     record(statusEvent(media, to, error?.code ?? null));
+    if (to === 'ready' && opts.awaitModeration) {
+      // Published only once the models have looked at it: nothing unmoderated reaches others.
+      await moveModerationState(tx, record, {
+        tenantId: media.tenantId,
+        mediaId: media.mediaId,
+        from: 'none',
+        to: 'pending',
+        decision: 'await',
+        labels: [],
+        note: null,
+        actor: null,
+      });
+    }
     return true;
   });
 }

@@ -1,19 +1,15 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database, ModerationDecisionKind, ModerationState } from '../db/schema.js';
-import { fromJson, nowIso, toJson } from '../db/schema.js';
+import { fromJson } from '../db/schema.js';
 import { AppError, notFound } from '../shared/errors.js';
-import { newId } from '../shared/ids.js';
 import type { MediaChanges } from '../events/media-changes.js';
 import { writeWithEvents } from '../events/media-events.js';
 import type { Principal } from '../tenancy/principal.js';
 import { readThresholds, thresholdsFor, writeThresholds, type ThresholdsView } from './thresholds.js';
 import { assertOwnerOrAdmin } from '../access/ownership.js';
+import { moveModerationState, type ModerationLabel } from './moderation-move.js';
 
-export interface ModerationLabel {
-  name: string;
-  confidence: number;
-  threshold: number;
-}
+export type { ModerationLabel } from './moderation-move.js';
 
 export interface DecisionView {
   id: string;
@@ -27,10 +23,20 @@ export interface DecisionView {
   at: string;
 }
 
+/** Where in a media a model saw a moderation label, in the shape of Rekognition's ContentModerationDetection. */
+export interface ModerationDetection {
+  /** Milliseconds into the media (0 for a still). */
+  timestamp: number;
+  label: string;
+  parent: string | null;
+  confidence: number;
+}
+
 export interface MediaModerationView {
   media_id: string;
   state: ModerationState;
   labels: ModerationLabel[];
+  detections: ModerationDetection[];
   decisions: DecisionView[];
 }
 
@@ -59,7 +65,8 @@ function requireAdmin(p: Principal, what: string): void {
 export class ModerationService {
   constructor(
     private readonly db: Kysely<Database>,
-    private readonly changes: MediaChanges,
+    /** Told after each change commits (none: the caller announces nothing, as in a worker without listeners). */
+    private readonly changes: MediaChanges | undefined,
     private readonly serverDefault: number,
   ) {}
 
@@ -81,11 +88,12 @@ export class ModerationService {
 
   /**
    * Holds a media after its labels changed, when a moderation label meets its threshold and the
-   * media is in state `none`. Approved media is held again only for a label the moderator did
-   * not see when approving (a higher confidence of a label they saw is the same judgement).
-   * Held and rejected media stay as they are.
+   * media is in state `none` or `pending`. Approved media is held again only for a label the
+   * moderator did not see when approving (a higher confidence of a label they saw is the same
+   * judgement). Held and rejected media stay as they are. A `pending` media that nothing holds
+   * is published (`none`, decision `clear`) once `modelsDone`: the models have looked at it.
    */
-  async evaluate(tenantId: string, mediaId: string): Promise<ModerationState> {
+  async evaluate(tenantId: string, mediaId: string, opts: { modelsDone?: boolean } = {}): Promise<ModerationState> {
     const media = await this.db
       .selectFrom('mediaassets')
       .select(['moderation_state'])
@@ -95,7 +103,8 @@ export class ModerationService {
     if (!media) throw notFound('media');
     const state = media.moderation_state;
     if (state === 'held' || state === 'rejected') return state;
-    let triggering = (await this.moderationLabels(tenantId, mediaId)).filter((l) => l.confidence >= l.threshold);
+    const labels = await this.moderationLabels(tenantId, mediaId);
+    let triggering = labels.filter((l) => l.confidence >= l.threshold);
     if (state === 'approved' && triggering.length) {
       const approval = await this.db
         .selectFrom('moderation_decisions')
@@ -108,7 +117,11 @@ export class ModerationService {
       const seen = new Set(fromJson<ModerationLabel[]>(approval?.labels, []).map((l) => l.name));
       triggering = triggering.filter((l) => !seen.has(l.name));
     }
-    if (!triggering.length) return state;
+    if (!triggering.length) {
+      if (state !== 'pending' || !opts.modelsDone) return state;
+      const cleared = await this.transition(tenantId, mediaId, 'pending', 'none', { decision: 'clear', labels, note: null, actor: null });
+      return cleared ? 'none' : await this.stateOf(tenantId, mediaId);
+    }
     const moved = await this.transition(tenantId, mediaId, state, 'held', { decision: 'hold', labels: triggering, note: null, actor: null });
     return moved ? 'held' : await this.stateOf(tenantId, mediaId);
   }
@@ -146,6 +159,7 @@ export class ModerationService {
       media_id: media.id,
       state: media.moderation_state,
       labels: await this.moderationLabels(p.tenantId, mediaId),
+      detections: await this.detections(p.tenantId, mediaId),
       decisions: rows.map((r) => ({
         id: r.id,
         decision: r.decision,
@@ -157,6 +171,29 @@ export class ModerationService {
         at: r.at,
       })),
     };
+  }
+
+  /** The frames the models saw each moderation label in (labels under a parent: the parent is named), by time. */
+  private async detections(tenantId: string, mediaId: string): Promise<ModerationDetection[]> {
+    const rows = await this.db
+      .selectFrom('asset_labels as al')
+      .innerJoin('labels as l', 'l.id', 'al.label_id')
+      .innerJoin('labels as p', (j) => j.onRef('p.id', '=', 'l.parent_id').on('p.tenant_id', '=', tenantId))
+      .select(['l.name', 'p.name as parent', 'al.frame_data'])
+      .where('al.tenant_id', '=', tenantId)
+      .where('al.media_id', '=', mediaId)
+      .where('al.source', '=', 'model')
+      .where('l.kind', '=', 'moderation')
+      .execute();
+    const out: ModerationDetection[] = [];
+    for (const r of rows) {
+      for (const f of fromJson<Array<{ t: number; confidence?: number }>>(r.frame_data, [])) {
+        if (typeof f.t === 'number' && typeof f.confidence === 'number') {
+          out.push({ timestamp: Math.round(f.t * 1000), label: r.name, parent: r.parent, confidence: f.confidence });
+        }
+      }
+    }
+    return out.sort((a, b) => a.timestamp - b.timestamp || a.label.localeCompare(b.label));
   }
 
   /** Held media of the tenant, longest held first; `next_cursor` pages on. Admin keys only. */
@@ -238,7 +275,7 @@ export class ModerationService {
         .where('m.tenant_id', '=', tenantId)
         .where('al.label_id', '=', label.id)
         .where('al.confidence', '>=', thresholds.get(label.id)!)
-        .where('m.moderation_state', 'in', ['none', 'approved'])
+        .where('m.moderation_state', 'in', ['none', 'pending', 'approved'])
         .execute();
       for (const r of rows) candidates.add(r.media_id);
     }
@@ -273,34 +310,8 @@ export class ModerationService {
     to: ModerationState,
     d: { decision: ModerationDecisionKind; labels: ModerationLabel[]; note: string | null; actor: Principal | null },
   ): Promise<boolean> {
-    const now = nowIso();
-    return writeWithEvents(this.db, this.changes, async (tx, record) => {
-      const res = await tx
-        .updateTable('mediaassets')
-        .set({ moderation_state: to, updated_at: now })
-        .where('id', '=', mediaId)
-        .where('tenant_id', '=', tenantId)
-        .where('moderation_state', '=', from)
-        .executeTakeFirst();
-      if (Number(res.numUpdatedRows) !== 1) return false;
-      await tx
-        .insertInto('moderation_decisions')
-        .values({
-          id: newId(),
-          tenant_id: tenantId,
-          media_id: mediaId,
-          decision: d.decision,
-          previous_state: from,
-          state: to,
-          note: d.note,
-          labels: toJson(d.labels),
-          actor_key_id: d.actor?.keyId ?? null,
-          actor_user_id: d.actor?.userId ?? null,
-          at: now,
-        })
-        .execute();
-      record({ tenantId, mediaId, type: 'moderation', data: { decision: d.decision, previous_state: from, state: to } });
-      return true;
-    });
+    return writeWithEvents(this.db, this.changes, (tx, record) =>
+      moveModerationState(tx, record, { tenantId, mediaId, from, to, ...d, actor: d.actor ? { keyId: d.actor.keyId, userId: d.actor.userId } : null }),
+    );
   }
 }

@@ -169,7 +169,8 @@ export class MediaWorker {
       await this.runStep(step, { ...media, status: 'processing' }, job, run, followUps);
     }
     run.signal.throwIfAborted();
-    if (await transition(this.db, this.changes, { tenantId: media.tenant_id, mediaId }, 'processing', 'ready')) {
+    const awaitModeration = this.pipeline.followUps(media.kind, this.deps.settings).some((s) => s.moderates);
+    if (await transition(this.db, this.changes, { tenantId: media.tenant_id, mediaId }, 'processing', 'ready', undefined, { awaitModeration })) {
       await this.queueFollowUps(media);
     }
   }
@@ -256,11 +257,13 @@ export class MediaWorker {
   /**
    * Runs new media in `concurrency` slots and follow-ups in `followUpConcurrency` slots of their
    * own (none: this process runs no follow-ups), so a follow-up never holds up new media.
+   * `concurrency` 0: this process runs only follow-ups.
    */
   start(concurrency: number, followUpConcurrency = this.deps.settings.workerFollowupConcurrency): RunningWorker {
     warnIfToolsOutliveWorker(this.log);
     const handler = (job: Job) => this.handle(job);
-    const workers = [this.queue.work(handler, { concurrency, jobClass: 'new' })];
+    const workers: RunningWorker[] = [];
+    if (concurrency > 0) workers.push(this.queue.work(handler, { concurrency, jobClass: 'new' }));
     if (followUpConcurrency > 0) workers.push(this.queue.work(handler, { concurrency: followUpConcurrency, jobClass: 'follow-up' }));
     return { close: async () => void (await Promise.all(workers.map((w) => w.close()))) };
   }

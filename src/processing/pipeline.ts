@@ -43,6 +43,12 @@ export interface ProcessingStep {
   readonly publishes: readonly MediaFolder[];
   /** Whose scratch folders it makes (`media` unless said): a follow-up that will not run removes its own. */
   readonly scratch?: ScratchOwner;
+  /**
+   * A follow-up whose labels decide the media's moderation: while it is to come, a media that
+   * became ready is moderation state `pending` (seen by its owner and admins only), and the step
+   * publishes or holds it when done.
+   */
+  readonly moderates?: boolean;
   /** Whether a follow-up is queued with these settings (always, unless said). */
   enabled?(settings: Settings): boolean;
   run(ctx: StepContext): Promise<void>;

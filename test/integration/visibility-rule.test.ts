@@ -7,7 +7,7 @@ import { startTestApp, type TestApp } from '../support/harness.js';
 import { insertMedia } from '../support/media-seed.js';
 
 const STATUSES: MediaStatus[] = ['queued', 'processing', 'ready', 'error'];
-const STATES: ModerationState[] = ['none', 'held', 'approved', 'rejected'];
+const STATES: ModerationState[] = ['none', 'pending', 'held', 'approved', 'rejected'];
 const OWNERS = ['alice', 'bob'];
 const AUDIENCES: Record<string, Audience> = {
   feed: { kind: 'feed' },

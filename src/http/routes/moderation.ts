@@ -3,12 +3,12 @@ import { Type } from 'typebox';
 import type { AppContext } from '../app-context.js';
 import { nullable } from '../../labels/bank-format.js';
 import { principalOf } from '../auth.js';
-import { problemResponses } from '../schemas.js';
+import { ModerationStateSchema, problemResponses } from '../schemas.js';
 
 const Id = Type.String({ minLength: 1, maxLength: 64 });
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
 const Threshold = Type.Number({ minimum: 0, maximum: 1 });
-const StateSchema = Type.Union([Type.Literal('none'), Type.Literal('held'), Type.Literal('approved'), Type.Literal('rejected')]);
+const StateSchema = ModerationStateSchema;
 const ModerationLabelSchema = Type.Object({ name: Type.String(), confidence: Type.Number(), threshold: Type.Number() });
 
 const ThresholdsSchema = Type.Object({
@@ -22,10 +22,19 @@ const MediaModerationSchema = Type.Object({
   media_id: Type.String(),
   state: StateSchema,
   labels: Type.Array(ModerationLabelSchema),
+  detections: Type.Array(
+    Type.Object({
+      timestamp: Type.Integer({ description: 'Milliseconds into the media (0 for a still)' }),
+      label: Type.String(),
+      parent: Nullable(Type.String()),
+      confidence: Type.Number(),
+    }),
+    { description: "Where the models saw each moderation label, as Rekognition's ContentModerationDetection" },
+  ),
   decisions: Type.Array(
     Type.Object({
       id: Type.String(),
-      decision: Type.Union([Type.Literal('hold'), Type.Literal('approve'), Type.Literal('reject')]),
+      decision: Type.Union([Type.Literal('await'), Type.Literal('clear'), Type.Literal('hold'), Type.Literal('approve'), Type.Literal('reject')]),
       previous_state: StateSchema,
       state: StateSchema,
       note: Nullable(Type.String()),
