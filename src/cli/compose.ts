@@ -18,6 +18,8 @@ import { CaptionService } from '../media/captions-service.js';
 import { MediaStatusFeed } from '../media/status-stream.js';
 import { PlaybackTokens, playbackSecret } from '../media/playback-tokens.js';
 import { MediaWorker } from '../processing/media-worker.js';
+import { ensureModelBanks } from '../processing/labeling/model-banks.js';
+import { LabelRecompute } from '../media/label-recompute.js';
 import { openMediaLocks } from '../media/media-lock.js';
 import { defaultPipeline } from '../processing/default-pipeline.js';
 import { createDiscovery } from '../feeds/discovery.js';
@@ -131,7 +133,25 @@ export async function createContext(settings: Settings, opts: ContextOptions = {
   const statusFeed = new MediaStatusFeed(database.db, changes, settings.mediaEventsPollInterval);
   const tokens = new PlaybackTokens(await playbackSecret(database.db, settings.playbackSecret));
   const delivery = new DeliveryService(database.db, store, tokens, settings.playbackTtl);
-  const worker = new MediaWorker({ db: database.db, queue, log, pipeline: defaultPipeline(), deps: { store, layout, settings, changes }, locks: mediaLocks });
+  // Started by the first frame a worker labels: an API process never starts it.
+  const models = settings.enableWorkerLabeling
+    ? new (await import('../models/model-host.js')).ModelHost({
+        maxOldSpaceMb: Math.round(settings.modelMemory / 2 ** 20),
+        requestTimeoutMs: settings.modelTimeout,
+        log,
+      })
+    : undefined;
+  const pipeline = defaultPipeline();
+  const worker = new MediaWorker({
+    db: database.db,
+    queue,
+    log,
+    pipeline,
+    deps: { store, layout, settings, changes, ...(models ? { models } : {}) },
+    locks: mediaLocks,
+  });
+  const labelStep = pipeline.step('labels');
+  const labelRecompute = new LabelRecompute(database.db, queue, changes, labelStep?.enabled?.(settings) ? labelStep.kinds : []);
   const moderation = new ModerationService(database.db, changes, settings.moderationDefaultThreshold);
   const labels = new MediaLabelService(database.db, changes, {
     moderationLabelsChanged: (tenantId, mediaId) => moderation.evaluate(tenantId, mediaId),
@@ -175,6 +195,8 @@ export async function createContext(settings: Settings, opts: ContextOptions = {
     },
   });
 
+  if (settings.enableWorkerLabeling) await ensureModelBanks(labelBanks);
+
   // Every probe is bounded: a dependency that hangs (Redis down, commands queued for a reconnect) is not ready.
   const check = async (fn: () => Promise<unknown>): Promise<{ ok: boolean; error?: string }> => {
     let timer: NodeJS.Timeout | undefined;
@@ -214,6 +236,7 @@ export async function createContext(settings: Settings, opts: ContextOptions = {
     worker,
     labels,
     labelBanks,
+    labelRecompute,
     moderation,
     readiness: async () => {
       const [db, q, storage] = await Promise.all([
@@ -233,6 +256,7 @@ export async function createContext(settings: Settings, opts: ContextOptions = {
     },
     close: async () => {
       await queue.close();
+      await models?.close();
       await hashThread.close();
       await bus?.close();
       redis?.disconnect();

@@ -229,6 +229,18 @@ labelBank
     }),
   );
 
+const labels = program.command('labels').description('Media labels made by the local models.');
+labels
+  .command('recompute')
+  .description('Run the local models again on every ready media of a tenant (a worker does it); prints how many were queued.')
+  .requiredOption('--tenant <id>', 'the tenant')
+  .action((opts: { tenant: string }) =>
+    withContext(async (ctx) => {
+      if (!(await ctx.tenancy.getTenant(opts.tenant))) throw new AppError('not-found', `tenant ${opts.tenant} not found`);
+      printJson({ tenant_id: opts.tenant, queued: await ctx.labelRecompute.forTenant(opts.tenant) });
+    }),
+  );
+
 const jobs = program.command('jobs').description('Inspect the processing queue.');
 jobs
   .command('failed')

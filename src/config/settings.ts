@@ -266,14 +266,50 @@ const spec = {
   enablePosters: { env: 'ENABLE_POSTERS', default: 'true', description: 'Make posters.', parse: bool },
   enableTranscripts: { env: 'ENABLE_TRANSCRIPTS', default: 'false', description: 'Make transcripts (local speech recognition).', parse: bool },
   enableWebp: { env: 'ENABLE_WEBP', default: 'true', description: 'Convert images to WebP.', parse: bool },
-  enableWorkerLabeling: { env: 'ENABLE_WORKER_LABELING', default: 'false', description: 'Label media with the local model in the worker.', parse: bool },
-  labelingFps: { env: 'LABELING_FPS', default: '1', description: 'Frames per second sampled from video for labeling.', parse: num(0.01, 30) },
-  labelingThreshold: { env: 'LABELING_THRESHOLD', default: '0.5', description: 'Smallest model confidence kept as a label.', parse: num(0, 1) },
+  enableWorkerLabeling: {
+    env: 'ENABLE_WORKER_LABELING',
+    default: 'false',
+    description:
+      'Label media with the local models in the worker (objects, sexual content); a media that becomes ready is moderation `pending` until they have looked at it.',
+    parse: bool,
+  },
+  labelingFps: {
+    env: 'LABELING_FPS',
+    default: '1',
+    description: 'Frames per second sampled from video for labeling (plus one at each scene change).',
+    parse: num(0.01, 30),
+  },
+  labelingThreshold: { env: 'LABELING_THRESHOLD', default: '0.5', description: 'Smallest model confidence kept as a general label.', parse: num(0, 1) },
+  labelingObjectThreshold: {
+    env: 'LABELING_OBJECT_THRESHOLD',
+    default: '0.6',
+    description: 'Smallest object-detector score kept (below about 0.6 it misnames things); the higher of this and LABELING_THRESHOLD applies.',
+    parse: num(0, 1),
+  },
   labelingSource: {
     env: 'LABELING_SOURCE',
-    default: 'poster',
-    description: 'What the labeler looks at: poster, thumbnails or frames.',
+    default: 'frames',
+    description:
+      'What the labeler looks at in a video: `frames` (decoded at LABELING_FPS), `thumbnails` or `poster`. Images: the original (HEIC: the poster); documents: their poster.',
     parse: oneOf('poster', 'thumbnails', 'frames'),
+  },
+  labelingMaxFrames: {
+    env: 'LABELING_MAX_FRAMES',
+    default: '3600',
+    description: 'Most frames labeled per video; a longer video is sampled more sparsely.',
+    parse: int(1, 1_000_000),
+  },
+  modelMemory: {
+    env: 'MODEL_MEMORY',
+    default: '1536MiB',
+    description: 'JavaScript heap limit of the process that runs the local models (their native memory comes on top).',
+    parse: parseBytes,
+  },
+  modelTimeout: {
+    env: 'MODEL_TIMEOUT',
+    default: '2m',
+    description: 'Longest one model call (one frame, including loading the models) may take before the model process is restarted.',
+    parse: parseDuration,
   },
   moderationDefaultThreshold: {
     env: 'MODERATION_DEFAULT_THRESHOLD',

@@ -15,6 +15,7 @@ import type { MediaLocks } from '../media/media-lock.js';
 import type { MediaStatusFeed } from '../media/status-stream.js';
 import type { ModerationService } from '../moderation/moderation-service.js';
 import type { MediaWorker } from '../processing/media-worker.js';
+import type { LabelRecompute } from '../media/label-recompute.js';
 import type { JobQueue } from '../queue/queue.js';
 import type { StorageLayout } from '../storage/layout.js';
 import type { MediaStore } from '../storage/store.js';
@@ -54,6 +55,8 @@ export interface AppContext {
   /** Labels of media (user and model), and label banks. */
   labels: MediaLabelService;
   labelBanks: LabelBankService;
+  /** Runs the local models on media again. */
+  labelRecompute: LabelRecompute;
   moderation: ModerationService;
   readiness(): Promise<Record<'database' | 'queue' | 'storage', { ok: boolean; error?: string }>>;
   close(): Promise<void>;

@@ -24,6 +24,10 @@ export interface LabelInput {
   confidence?: number;
   frames?: LabelFrame[];
   source: LabelSource;
+  /** How many frames it was seen in (a model's labels); 1 unless given. */
+  count?: number;
+  /** The sum of its per-frame confidences (mean = sum / count); confidence × count unless given. */
+  confidenceSum?: number;
 }
 
 export interface AssetLabelDetail {
@@ -31,9 +35,15 @@ export interface AssetLabelDetail {
   name: string;
   kind: LabelKind;
   parent_id: string | null;
+  /** The parent label's name. */
+  parent: string | null;
   source: LabelSource;
   confidence: number;
+  mean_confidence: number;
   count: number;
+  /** Seconds into the media of the first and last frames it was seen in (null without frames). */
+  first_timestamp: number | null;
+  last_timestamp: number | null;
   frames: LabelFrame[];
   first_seen_at: string;
   last_seen_at: string;
@@ -45,6 +55,8 @@ interface Normalised {
   confidence: number;
   frames: LabelFrame[] | undefined;
   source: LabelSource;
+  count: number;
+  confidenceSum: number;
 }
 
 function normalise(inputs: readonly LabelInput[]): Normalised[] {
@@ -52,7 +64,17 @@ function normalise(inputs: readonly LabelInput[]): Normalised[] {
   for (const i of inputs) {
     const confidence = i.confidence ?? 1;
     if (!(confidence >= 0 && confidence <= 1)) throw new AppError('validation-failed', 'labels: confidence must be from 0 to 1');
-    const n: Normalised = { name: normalizeLabelName(i.name), kind: i.kind ?? 'general', confidence, frames: i.frames, source: i.source };
+    const count = i.count ?? 1;
+    if (!(Number.isInteger(count) && count >= 1)) throw new AppError('validation-failed', 'labels: count must be a whole number from 1');
+    const n: Normalised = {
+      name: normalizeLabelName(i.name),
+      kind: i.kind ?? 'general',
+      confidence,
+      frames: i.frames,
+      source: i.source,
+      count,
+      confidenceSum: i.confidenceSum ?? confidence * count,
+    };
     const k = `${n.kind}\0${n.name}\0${n.source}`;
     const prev = out.get(k);
     // The same label twice in one write counts once, at its highest confidence.
@@ -71,9 +93,11 @@ export async function writeAssetLabels(
   db: Kysely<Database>,
   target: { tenantId: string; userId: string; mediaId: string },
   inputs: readonly LabelInput[],
+  opts: { replaceSource?: LabelSource } = {},
 ): Promise<{ labelIds: string[] }> {
   const labels = normalise(inputs);
   const now = nowIso();
+  const replaced = opts.replaceSource ? await deleteLabelsOfSource(db, target, opts.replaceSource) : [];
   let created = false;
   const labelIds: string[] = [];
   const written: Array<Normalised & { isNew: boolean }> = [];
@@ -90,9 +114,9 @@ export async function writeAssetLabels(
         media_id: target.mediaId,
         label_id: label.id,
         source: l.source,
-        count: 1,
+        count: l.count,
         confidence: l.confidence,
-        confidence_sum: l.confidence,
+        confidence_sum: l.confidenceSum,
         frame_data: toJson(l.frames ?? []),
         first_seen_at: now,
         last_seen_at: now,
@@ -108,9 +132,14 @@ export async function writeAssetLabels(
       )
       .returning('count')
       .executeTakeFirstOrThrow();
-    written.push({ ...l, isNew: Number(row.count) === 1 });
+    written.push({ ...l, isNew: Number(row.count) === l.count });
   }
-  for (const kind of ['general', 'moderation'] as const) {
+  if (opts.replaceSource) {
+    // The statistics counted the rows replaced: they are computed again from what is there now.
+    const touched = new Map([...replaced, ...written].map((l) => [`${l.kind}\0${l.name}`, l]));
+    for (const l of touched.values()) await recomputeEntryStats(db, target.tenantId, l.kind, l.name);
+  }
+  for (const kind of opts.replaceSource ? [] : (['general', 'moderation'] as const)) {
     const ofKind = written.filter((w) => w.kind === kind);
     const matches = await matchingEntries(db, target.tenantId, kind, [...new Set(ofKind.map((w) => w.name))]);
     for (const m of matches) {
@@ -124,6 +153,24 @@ export async function writeAssetLabels(
     if (moved.length) await markMediaOfLabelsStale(db, target.tenantId, await withDescendants(db, target.tenantId, moved));
   }
   return { labelIds };
+}
+
+/** Deletes a media's labels of one source; returns their names and kinds. */
+async function deleteLabelsOfSource(
+  db: Kysely<Database>,
+  target: { tenantId: string; mediaId: string },
+  source: LabelSource,
+): Promise<Array<{ name: string; kind: LabelKind }>> {
+  const rows = await db
+    .selectFrom('asset_labels as al')
+    .innerJoin('labels as l', 'l.id', 'al.label_id')
+    .select(['l.name', 'l.kind'])
+    .where('al.tenant_id', '=', target.tenantId)
+    .where('al.media_id', '=', target.mediaId)
+    .where('al.source', '=', source)
+    .execute();
+  await db.deleteFrom('asset_labels').where('tenant_id', '=', target.tenantId).where('media_id', '=', target.mediaId).where('source', '=', source).execute();
+  return rows;
 }
 
 async function recordMatch(db: Kysely<Database>, tenantId: string, entryId: string, confidence: number, isNew: boolean, now: string): Promise<void> {
@@ -199,13 +246,16 @@ export async function assetLabelsOf(db: Kysely<Database>, tenantId: string, medi
   const rows = await db
     .selectFrom('asset_labels as al')
     .innerJoin('labels as l', 'l.id', 'al.label_id')
+    .leftJoin('labels as p', (j) => j.onRef('p.id', '=', 'l.parent_id').on('p.tenant_id', '=', tenantId))
     .select([
       'al.label_id',
       'l.name',
       'l.kind',
       'l.parent_id',
+      'p.name as parent',
       'al.source',
       'al.confidence',
+      'al.confidence_sum',
       'al.count',
       'al.frame_data',
       'al.first_seen_at',
@@ -216,16 +266,26 @@ export async function assetLabelsOf(db: Kysely<Database>, tenantId: string, medi
     .orderBy('l.name')
     .orderBy('al.source')
     .execute();
-  return rows.map((r) => ({
-    label_id: r.label_id,
-    name: r.name,
-    kind: r.kind,
-    parent_id: r.parent_id,
-    source: r.source,
-    confidence: Number(r.confidence),
-    count: Number(r.count),
-    frames: fromJson<LabelFrame[]>(r.frame_data, []),
-    first_seen_at: r.first_seen_at,
-    last_seen_at: r.last_seen_at,
-  }));
+  return rows.map((r) => {
+    const frames = fromJson<LabelFrame[]>(r.frame_data, []);
+    const count = Number(r.count);
+    const sum = r.confidence_sum === null ? Number(r.confidence) * count : Number(r.confidence_sum);
+    const times = frames.map((f) => f.t).filter((t) => Number.isFinite(t));
+    return {
+      label_id: r.label_id,
+      name: r.name,
+      kind: r.kind,
+      parent_id: r.parent_id,
+      parent: r.parent ?? null,
+      source: r.source,
+      confidence: Number(r.confidence),
+      mean_confidence: Math.round((sum / count) * 10000) / 10000,
+      count,
+      first_timestamp: times.length ? Math.min(...times) : null,
+      last_timestamp: times.length ? Math.max(...times) : null,
+      frames,
+      first_seen_at: r.first_seen_at,
+      last_seen_at: r.last_seen_at,
+    };
+  });
 }

@@ -1,8 +1,8 @@
 import { Type, type Static, type TSchema } from 'typebox';
 
 /** The versioned JSON shape banks are exported as and imported from. */
-export const BANK_FORMAT = 'qasar.label-bank';
-export const BANK_FORMAT_VERSION = 1;
+export const BANK_FORMAT = 'qasar.label-bank' as const;
+export const BANK_FORMAT_VERSION = 1 as const;
 export const MAX_PHRASES_PER_ENTRY = 100;
 
 /**

@@ -7,6 +7,8 @@ import { assertModerationVisible } from '../access/visibility.js';
 import type { Principal } from '../tenancy/principal.js';
 import { assetLabelsOf, recomputeEntryStats, writeAssetLabels, type AssetLabelDetail, type LabelInput, type LabelSource } from './asset-labels.js';
 import { assertOwnerOrAdmin } from '../access/ownership.js';
+import { fromJson } from '../db/schema.js';
+import { labelingOf, type LabelingView } from './labeling-state.js';
 
 /** The worker (or any other part of the server) writing labels on its own authority, for one tenant. */
 export interface SystemActor {
@@ -104,6 +106,19 @@ export class MediaLabelService {
     const media = await this.media(p.tenantId, mediaId);
     assertModerationVisible(p, media);
     return assetLabelsOf(this.db, p.tenantId, mediaId);
+  }
+
+  /** A media's labels and where the models' labeling of it stands. */
+  async listWithState(p: Principal, mediaId: string): Promise<{ items: AssetLabelDetail[]; labeling: LabelingView }> {
+    const items = await this.list(p, mediaId);
+    const row = await this.db
+      .selectFrom('mediaassets')
+      .select('file_metadata')
+      .where('id', '=', mediaId)
+      .where('tenant_id', '=', p.tenantId)
+      .executeTakeFirst();
+    if (!row) throw notFound('media');
+    return { items, labeling: labelingOf(fromJson<Record<string, unknown>>(row.file_metadata, {})) };
   }
 
   /** The tenant's label dictionary, by name; optionally one kind or the children of one label. */

@@ -8,6 +8,7 @@ import { fromJson, type MediaAssetsTable } from '../db/schema.js';
 import { AppError, notFound } from '../shared/errors.js';
 import { labelsOfMedia, type AssetLabelView } from '../labels/media-label-store.js';
 import { recomputeEntryStats } from '../labels/asset-labels.js';
+import { labelingOf, type LabelingView } from '../labels/labeling-state.js';
 import type { RecordCache } from '../cache/record-cache.js';
 import { mediaPrefix } from '../storage/layout.js';
 import type { MediaStore } from '../storage/store.js';
@@ -121,6 +122,8 @@ export interface MediaRecord extends MediaView {
   pending: string[];
   caption_tracks: CaptionTrackView[];
   status_history: StatusHistoryEntry[];
+  /** Where the local models' labeling stands. */
+  labeling: LabelingView;
   /** The newest moderation decision, if any was made. */
   moderation: { decision: string; state: string; note: string | null; labels: unknown[]; actor_user_id: string | null; at: string } | null;
 }
@@ -240,8 +243,7 @@ export class MediaService {
       labelsOfMedia(this.db, tenantId, [row.id]),
       tracksOfMedia(this.db, tenantId, [row.id]),
       statusHistoryQuery.all(this.db, tenantId, row.id),
-      // Every move out of `none` records a decision and none leads back, so `none` has none.
-      (row.moderation_state ?? 'none') === 'none' ? undefined : lastDecisionQuery.first(this.db, tenantId, row.id),
+      lastDecisionQuery.first(this.db, tenantId, row.id),
     ]);
     const view = toMediaView(row, labels.get(row.id));
     const fm = view.file_metadata as { probe?: Record<string, unknown>; artifacts?: Record<string, unknown>; pending?: string[] };
@@ -250,6 +252,7 @@ export class MediaService {
       probe: fm.probe ?? null,
       artifacts: fm.artifacts ?? {},
       pending: fm.pending ?? [],
+      labeling: labelingOf(view.file_metadata),
       caption_tracks: tracks.get(view.id) ?? [],
       status_history: history.map((h) => ({ status: h.status, at: h.at, error_code: h.error_code })),
       moderation: decision ? { ...decision, labels: fromJson<unknown[]>(decision.labels, []) } : null,

@@ -47,5 +47,19 @@ export function defaultPipeline(): Pipeline {
       needs: ['media'],
       publishes: ['thumbnails', 'posters'],
       run: async (c) => (await import('./steps/document-step.js')).runDocumentStep(c.deps, c.media, c.publishes),
+    })
+    .register({
+      name: 'labels',
+      kinds: ['video', 'image', 'document'],
+      stage: 'follow-up',
+      needs: ['media', 'thumbnails', 'posters'],
+      publishes: [],
+      scratch: 'labels',
+      moderates: true,
+      enabled: (s) => s.enableWorkerLabeling,
+      run: async (c) => {
+        if (!c.deps.models) throw new Error('labeling is on but this worker has no model host');
+        await (await import('./steps/labels-step.js')).runLabelsStep(c.deps, c.media, c.job, c.deps.models);
+      },
     });
 }

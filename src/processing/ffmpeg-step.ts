@@ -8,9 +8,9 @@ const TRANSIENT = /No space left on device|Cannot allocate memory|Resource tempo
 /**
  * Runs one ffmpeg step with its time limit. A timeout or a failed decode is permanent; a
  * signal or resource trouble is retried. Returns the wall time in ms and what ffmpeg printed
- * on stdout (its progress reports, when asked for with `-progress pipe:1`).
+ * on stdout (its progress reports, when asked for with `-progress pipe:1`) and stderr (its log).
  */
-export async function runFfmpegStep(args: string[], timeoutMs: number, what: string, kind = 'video'): Promise<{ ms: number; stdout: string }> {
+export async function runFfmpegStep(args: string[], timeoutMs: number, what: string, kind = 'video'): Promise<{ ms: number; stdout: string; stderr: string }> {
   const started = Date.now();
   const res = await runTool('ffmpeg', args, { timeoutMs });
   if (res.timedOut) throw new PermanentJobError(`${what} took longer than ${Math.round(timeoutMs / 1000)} s`, 'timeout');
@@ -19,5 +19,5 @@ export async function runFfmpegStep(args: string[], timeoutMs: number, what: str
     if (TRANSIENT.test(res.stderr) || res.signal) throw new Error(reason);
     throw new ToolFailure(`the ${kind} could not be decoded: the file is damaged or encoded in a way that cannot be read`, 'transcode-failed', reason);
   }
-  return { ms: Date.now() - started, stdout: res.stdout };
+  return { ms: Date.now() - started, stdout: res.stdout, stderr: res.stderr };
 }

@@ -98,6 +98,12 @@ export const PROBLEMS = {
     title: 'The server is out of storage space',
     description: 'The server has no room to store this now; deleting media still works. Try again later.',
   },
+  'labeling-off': {
+    status: 409,
+    title: 'Labeling is off',
+    description:
+      'The local models do not label this media: labeling is off on this server (ENABLE_WORKER_LABELING), or they have nothing to look at in media of this kind.',
+  },
   conflict: { status: 409, title: 'Conflict', description: 'The resource already exists or changed concurrently.' },
   'rate-limited': { status: 429, title: 'Too many requests', description: 'Slow down and retry after the indicated time.' },
   'request-timeout': {

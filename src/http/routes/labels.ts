@@ -5,7 +5,7 @@ import type { LabelKind } from '../../db/schema.js';
 import { BankDocSchema, BankEntryDocSchema, MAX_PHRASES_PER_ENTRY, nullable } from '../../labels/bank-format.js';
 import { LabelBankService } from '../../labels/label-bank-service.js';
 import { principalOf } from '../auth.js';
-import { problemResponses } from '../schemas.js';
+import { LabelingSchema, problemResponses } from '../schemas.js';
 
 const Id = Type.String({ minLength: 1, maxLength: 64 });
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
@@ -68,9 +68,13 @@ const AssetLabelDetailSchema = Type.Object({
   name: Type.String(),
   kind: LabelKindSchema,
   parent_id: Nullable(Type.String()),
+  parent: Nullable(Type.String({ description: "The parent label's name (from the label banks)" })),
   source: Type.Union([Type.Literal('user'), Type.Literal('model')]),
-  confidence: Type.Number(),
-  count: Type.Integer(),
+  confidence: Type.Number({ description: 'The highest confidence' }),
+  mean_confidence: Type.Number({ description: 'The mean of its per-frame confidences' }),
+  count: Type.Integer({ description: 'Frames it was seen in (a model label), or times it was added' }),
+  first_timestamp: Nullable(Type.Number({ description: 'Seconds into the media of the first frame it was seen in' })),
+  last_timestamp: Nullable(Type.Number({ description: 'Seconds into the media of the last frame it was seen in' })),
   frames: Type.Array(FrameSchema),
   first_seen_at: Type.String({ format: 'date-time' }),
   last_seen_at: Type.String({ format: 'date-time' }),
@@ -317,12 +321,12 @@ export function labelRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       {
         schema: {
           tags: ['labels'],
-          summary: 'The labels of a media with confidence, count, frames and first/last seen times',
+          summary: 'The labels of a media with parents, sources, confidence, frames and timestamps, and where the models’ labeling stands',
           params: MediaParams,
-          response: { 200: Type.Object({ items: Type.Array(AssetLabelDetailSchema) }), ...problemResponses(403) },
+          response: { 200: Type.Object({ items: Type.Array(AssetLabelDetailSchema), labeling: LabelingSchema }), ...problemResponses(403) },
         },
       },
-      async (req) => ({ items: await ctx.labels.list(principalOf(req), req.params.media_id) }),
+      async (req) => ctx.labels.listWithState(principalOf(req), req.params.media_id),
     );
 
     app.post(
@@ -359,6 +363,19 @@ export function labelRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           req.body.labels.map((l) => ({ ...l, frames: l.frames as never, source: 'user' as const })),
         ),
       }),
+    );
+
+    app.post(
+      '/media/:media_id/labels/recompute',
+      {
+        schema: {
+          tags: ['labels'],
+          summary: 'Run the local models on the media again (owner or admin keys); its model labels are replaced when they are done',
+          params: MediaParams,
+          response: { 202: Type.Object({ labeling: LabelingSchema }), ...problemResponses(403, 409) },
+        },
+      },
+      async (req, reply) => reply.code(202).send({ labeling: await ctx.labelRecompute.forMedia(principalOf(req), req.params.media_id) }),
     );
 
     app.delete(

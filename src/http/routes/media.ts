@@ -4,7 +4,7 @@ import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { AppContext } from '../app-context.js';
 import { TERMINAL_STATUSES, type StatusEvent } from '../../media/status-stream.js';
 import { principalOf } from '../auth.js';
-import { AssetLabelSchema, MediaSchema, problemResponses } from '../schemas.js';
+import { AssetLabelSchema, LabelingSchema, MediaSchema, problemResponses } from '../schemas.js';
 import { CaptionTrackSchema } from './captions.js';
 import { mediaWithUrls, recordWithUrls } from '../urls.js';
 
@@ -20,6 +20,7 @@ const MediaRecordSchema = Type.Object(
     artifacts: Type.Object({}, { additionalProperties: true }),
     urls: Type.Object({}, { additionalProperties: true }),
     pending: Type.Array(Type.String()),
+    labeling: LabelingSchema,
     caption_tracks: Type.Array(CaptionTrackSchema),
     moderation: Nullable(
       Type.Object(

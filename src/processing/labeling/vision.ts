@@ -1,0 +1,14 @@
+/**
+ * What the labeling step asks of the local vision models (see src/models/model-host.ts, which
+ * runs them in a process of their own). A better model (an image–text matcher, a violence
+ * classifier) is one more method here and one module in the model process.
+ */
+export interface VisionModels {
+  vision(
+    file: string,
+    opts?: { minObjectScore?: number },
+  ): Promise<{
+    objects: Array<{ cls: string; score: number; box: [number, number, number, number] }>;
+    nsfw: Array<{ cls: string; score: number }>;
+  }>;
+}

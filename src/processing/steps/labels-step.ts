@@ -1,0 +1,158 @@
+import path from 'node:path';
+import type { Settings } from '../../config/settings.js';
+import { fromJson, nowIso, toJson } from '../../db/schema.js';
+import { writeWithEvents } from '../../events/media-events.js';
+import { writeAssetLabels } from '../../labels/asset-labels.js';
+import { ModerationService } from '../../moderation/moderation-service.js';
+import type { Job } from '../../queue/queue.js';
+import { PermanentJobError } from '../../shared/errors.js';
+import { mediaPrefix } from '../../storage/layout.js';
+import { clearLeftovers, makeWorkDir, mediaFolderIn, removeScratch } from '../../storage/scratch.js';
+import { labelsFromFrames, type FrameLook } from '../labeling/aggregate.js';
+import { decodeVideoFrames, sourceFor, thumbnailTimes, type FrameToLook } from '../labeling/frames.js';
+import type { VisionModels } from '../labeling/vision.js';
+import type { MediaToProcess } from '../media-to-process.js';
+import { ModelError } from '../../models/model-host.js';
+import { publicReason } from '../public-reason.js';
+import type { StepDeps } from './scratch-step.js';
+
+export type LabelingSettings = Pick<
+  Settings,
+  | 'labelingFps'
+  | 'labelingThreshold'
+  | 'labelingObjectThreshold'
+  | 'labelingSource'
+  | 'labelingMaxFrames'
+  | 'moderationDefaultThreshold'
+  | 'ffmpegTimeout'
+  | 'jobAttempts'
+>;
+
+/** The labeling stage's state, in file_metadata.labeling (`pending` while file_metadata.pending lists `labels`). */
+export interface LabelingRecord {
+  state: 'done' | 'failed';
+  at: string;
+  source?: string;
+  frames?: number;
+  labels?: number;
+  ms?: number;
+  reason?: string;
+}
+
+/**
+ * The labeling stage: the local vision models look at the media (a video's frames, an image's
+ * or a document's poster), their labels replace the media's earlier `model` labels (with
+ * frames, counts and confidences; bank statistics follow), and moderation decides: a `pending`
+ * media is published, or held when a moderation label meets its threshold. A failure leaves
+ * the media ready and, when it was waiting, still `pending` (nothing unmoderated is shown);
+ * `POST /media/{id}/labels/recompute` tries again.
+ */
+export async function runLabelsStep(deps: StepDeps<LabelingSettings>, media: MediaToProcess, job: Job, models: VisionModels): Promise<void> {
+  const { db, store, settings } = deps;
+  const started = Date.now();
+  const row = await db.selectFrom('mediaassets').select(['file_metadata']).where('id', '=', media.id).executeTakeFirstOrThrow();
+  const meta = fromJson<Record<string, any>>(row.file_metadata, {});
+  const mediaDir = mediaFolderIn(store, { tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id });
+  await clearLeftovers(mediaDir, ['labels']);
+  const work = await makeWorkDir(mediaDir, 'labels');
+  const source = sourceFor(media.kind, settings.labelingSource, String(meta.original?.mime_type ?? ''));
+  try {
+    const looks = await lookAt(deps, media, meta, source, work, models);
+    deps.signal?.throwIfAborted();
+    const inputs = labelsFromFrames(looks, { objects: settings.labelingObjectThreshold, labels: settings.labelingThreshold });
+    const record: LabelingRecord = { state: 'done', at: nowIso(), source, frames: looks.length, labels: inputs.length };
+    await writeWithEvents(db, deps.changes, async (tx, announce) => {
+      const { labelIds } = await writeAssetLabels(tx, { tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id }, inputs, {
+        replaceSource: 'model',
+      });
+      announce({ tenantId: media.tenant_id, mediaId: media.id, type: 'labels', data: { added: labelIds, source: 'model' } });
+    });
+    await new ModerationService(db, deps.changes, settings.moderationDefaultThreshold).evaluate(media.tenant_id, media.id, { modelsDone: true });
+    // Done only once moderation has decided: whoever sees `done` sees the decision too.
+    await recordLabeling(deps, media, { ...record, ms: Date.now() - started });
+  } catch (err) {
+    if (err instanceof PermanentJobError || job.attempt >= settings.jobAttempts) {
+      const failed: LabelingRecord = { state: 'failed', at: nowIso(), source, reason: publicReason(err, job.attempt, deps.layout.root) };
+      await recordLabeling(deps, media, failed);
+      if (err instanceof PermanentJobError) return;
+    }
+    throw err;
+  } finally {
+    await removeScratch(work);
+  }
+}
+
+/** Records how labeling went in file_metadata.labeling and takes it off pending, with its event. */
+async function recordLabeling(deps: StepDeps<LabelingSettings>, media: MediaToProcess, record: LabelingRecord): Promise<void> {
+  await writeWithEvents(deps.db, deps.changes, async (tx, announce) => {
+    const current = await tx.selectFrom('mediaassets').select('file_metadata').where('id', '=', media.id).executeTakeFirst();
+    if (!current) return;
+    const m = fromJson<Record<string, any>>(current.file_metadata, {});
+    await tx
+      .updateTable('mediaassets')
+      .set({ file_metadata: toJson({ ...m, labeling: record, pending: withoutLabels(m.pending) }), updated_at: nowIso() })
+      .where('id', '=', media.id)
+      .execute();
+    announce({ tenantId: media.tenant_id, mediaId: media.id, type: 'artifacts' });
+  });
+}
+
+const withoutLabels = (pending: unknown): unknown[] => (Array.isArray(pending) ? pending.filter((p) => p !== 'labels') : []);
+
+/** Runs the models on each frame of the media, one at a time (the model process is shared by the worker's jobs). */
+async function lookAt(
+  deps: StepDeps<LabelingSettings>,
+  media: MediaToProcess,
+  meta: Record<string, any>,
+  source: ReturnType<typeof sourceFor>,
+  work: string,
+  models: VisionModels,
+): Promise<FrameLook[]> {
+  const { store, settings } = deps;
+  const prefix = mediaPrefix({ tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id });
+  const look = async (frames: FrameToLook[]): Promise<FrameLook[]> => {
+    const out: FrameLook[] = [];
+    for (const f of frames) {
+      deps.signal?.throwIfAborted();
+      const seen = await models.vision(f.file, { minObjectScore: settings.labelingObjectThreshold }).catch((err: unknown) => {
+        // A picture the models cannot read, or model files that fail their check, fail the same way on every attempt.
+        if (err instanceof ModelError && (err.code === 'bad-input' || err.code === 'model-files')) throw new PermanentJobError(err.message, 'labeling-failed');
+        throw err;
+      });
+      out.push({ t: f.t, objects: seen.objects, nsfw: seen.nsfw });
+    }
+    return out;
+  };
+  const duration = Number(meta.probe?.duration ?? meta.duration ?? 0) || null;
+  if (source === 'original') {
+    return store.withLocalFile(String(meta.original?.path ?? ''), (file) => look([{ t: 0, file }]));
+  }
+  if (source === 'frames') {
+    const original = String(meta.original?.path ?? '');
+    return store.withLocalFile(original, async (file) =>
+      look(
+        await decodeVideoFrames(file, path.join(work, 'frames'), {
+          fps: settings.labelingFps,
+          duration,
+          maxFrames: settings.labelingMaxFrames,
+          timeoutMs: settings.ffmpegTimeout,
+        }),
+      ),
+    );
+  }
+  const artifacts = meta.artifacts ?? {};
+  if (source === 'thumbnails' && Array.isArray(artifacts.thumbnails) && artifacts.thumbnails.length && duration) {
+    const keys: string[] = artifacts.thumbnails;
+    const times = thumbnailTimes(keys.length, duration);
+    const out: FrameLook[] = [];
+    for (const [i, key] of keys.entries()) {
+      out.push(...(await store.withLocalFile(`${prefix}/${key}`, (file) => look([{ t: times[i]!, file }]))));
+    }
+    return out;
+  }
+  // The poster: a video's (a tenth into it), an image's or a document's first page; the picture itself when there is none.
+  const still: string | undefined = artifacts.poster?.jpeg ?? artifacts.poster?.webp ?? artifacts.webp;
+  if (!still) return [];
+  const t = media.kind === 'video' && duration ? Math.round(duration * 100) / 1000 : 0;
+  return store.withLocalFile(`${prefix}/${still}`, (file) => look([{ t, file }]));
+}
