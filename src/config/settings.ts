@@ -280,6 +280,19 @@ const spec = {
     parse: num(0.01, 30),
   },
   labelingThreshold: { env: 'LABELING_THRESHOLD', default: '0.5', description: 'Smallest model confidence kept as a general label.', parse: num(0, 1) },
+  labelingMatchThreshold: {
+    env: 'LABELING_MATCH_THRESHOLD',
+    default: '0.7',
+    description:
+      "Similarity (0-1, sentence vectors) at which a label, a line of on-screen text or a spoken sentence matches a bank entry's name or phrase by meaning, for banks without their own `match_threshold`.",
+    parse: num(0, 1),
+  },
+  labelingMatchMaxTerms: {
+    env: 'LABELING_MATCH_MAX_TERMS',
+    default: '5000',
+    description: 'Most bank names and phrases of a tenant matched by meaning (the rest only as words); each is encoded once per worker process.',
+    parse: int(1, 1_000_000),
+  },
   labelingObjectThreshold: {
     env: 'LABELING_OBJECT_THRESHOLD',
     default: '0.6',

@@ -174,7 +174,7 @@ export interface AssetLabelsTable {
   user_id: string;
   media_id: string;
   label_id: string;
-  source: 'user' | 'model';
+  source: AssetLabelSource;
   count: number;
   confidence: number;
   /** Sum of the confidences written (for bank statistics); null on rows from before it: confidence × count. */
@@ -184,6 +184,9 @@ export interface AssetLabelsTable {
   last_seen_at: Timestamp;
 }
 
+/** Where a media's label came from: by hand, the vision models, or a bank entry found in its on-screen text, speech or written text. */
+export type AssetLabelSource = 'user' | 'model' | 'ocr' | 'transcript' | 'caption';
+
 export interface LabelBanksTable {
   id: string;
   /** null for a global bank, visible to every tenant unless overridden by name. */
@@ -191,6 +194,8 @@ export interface LabelBanksTable {
   name: string;
   kind: LabelKind;
   description: string | null;
+  /** Similarity (0-1) a text must reach to match an entry by meaning; null: LABELING_MATCH_THRESHOLD. */
+  match_threshold: Generated<number | null>;
   created_at: Timestamp;
   updated_at: Timestamp;
 }

@@ -41,10 +41,19 @@ export const LabelingSchema = Type.Object(
   { description: "Where the local models' labeling stands: pending, done, failed (with a reason), or none (never labeled)" },
 );
 
+/** user: by hand; model: the vision models; ocr, transcript, caption: a bank entry found in on-screen text, speech, or text people wrote. */
+export const LabelSourceSchema = Type.Union([
+  Type.Literal('user'),
+  Type.Literal('model'),
+  Type.Literal('ocr'),
+  Type.Literal('transcript'),
+  Type.Literal('caption'),
+]);
+
 export const AssetLabelSchema = Type.Object({
   name: Type.String(),
   kind: Type.Union([Type.Literal('general'), Type.Literal('moderation')]),
-  source: Type.Union([Type.Literal('user'), Type.Literal('model')]),
+  source: LabelSourceSchema,
   confidence: Type.Number(),
   count: Type.Integer(),
 });

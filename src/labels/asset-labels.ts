@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import type { Database, LabelKind } from '../db/schema.js';
+import type { AssetLabelSource, Database, LabelKind } from '../db/schema.js';
 import { fromJson, nowIso, toJson } from '../db/schema.js';
 import { AppError } from '../shared/errors.js';
 import { newId } from '../shared/ids.js';
@@ -8,7 +8,7 @@ import { matchingEntries } from './effective-banks.js';
 import { ensureLabelId, syncLabelHierarchy, withDescendants } from './hierarchy.js';
 import { normalizeLabelName } from './label-names.js';
 
-export type LabelSource = 'user' | 'model';
+export type LabelSource = AssetLabelSource;
 
 /** Where in a media a model saw a label: a time (seconds) and optionally a box (0-1, relative). */
 export interface LabelFrame {

@@ -13,6 +13,9 @@ export function nullable<T extends TSchema & { type: string }>(schema: T) {
   return Type.Unsafe<Static<T> | null>({ ...schema, type: [schema.type, 'null'] });
 }
 
+/** The similarity (0-1) a text must reach to match one of a bank's entries by meaning. */
+export const MatchThresholdSchema = Type.Number({ minimum: 0, maximum: 1, description: 'Similarity (0-1) a text must reach to match an entry by meaning' });
+
 const LabelKindSchema = Type.Union([Type.Literal('general'), Type.Literal('moderation')]);
 
 export const BankEntryDocSchema = Type.Object(
@@ -32,6 +35,7 @@ export const BankDocSchema = Type.Object(
     name: Type.String({ minLength: 1, maxLength: 200 }),
     kind: Type.Optional(LabelKindSchema),
     description: Type.Optional(nullable(Type.String({ maxLength: 2000 }))),
+    match_threshold: Type.Optional(nullable(MatchThresholdSchema)),
     entries: Type.Array(BankEntryDocSchema),
   },
   { additionalProperties: false, description: 'A label bank as exported, and as accepted by import' },

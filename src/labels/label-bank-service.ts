@@ -32,6 +32,8 @@ export interface BankView {
   name: string;
   kind: LabelKind;
   description: string | null;
+  /** Similarity a text must reach to match an entry by meaning (null: the server's LABELING_MATCH_THRESHOLD). */
+  match_threshold: number | null;
   scope: 'tenant' | 'global';
   entry_count: number;
   created_at: string;
@@ -131,12 +133,21 @@ export class LabelBankService {
     return this.db.selectFrom('label_banks').selectAll().where('tenant_id', 'is', null).where('name', '=', bankName(name)).executeTakeFirst();
   }
 
-  async create(scope: BankScope, kind: LabelKind, input: { name: string; description?: string | null; entries?: BankEntryDoc[] }): Promise<BankDetailView> {
+  async create(
+    scope: BankScope,
+    kind: LabelKind,
+    input: { name: string; description?: string | null; match_threshold?: number | null; entries?: BankEntryDoc[] },
+  ): Promise<BankDetailView> {
     const id = await this.afterWrite(scope, kind, (tx) => this.insertBank(tx, scope, kind, input));
     return this.get(tenantOf(scope), kind, id);
   }
 
-  async update(scope: BankScope, kind: LabelKind, bankId: string, input: { name?: string; description?: string | null }): Promise<BankDetailView> {
+  async update(
+    scope: BankScope,
+    kind: LabelKind,
+    bankId: string,
+    input: { name?: string; description?: string | null; match_threshold?: number | null },
+  ): Promise<BankDetailView> {
     await this.afterWrite(scope, kind, async (tx) => {
       await this.writable(tx, scope, kind, bankId);
       try {
@@ -145,6 +156,7 @@ export class LabelBankService {
           .set({
             ...(input.name !== undefined ? { name: bankName(input.name) } : {}),
             ...(input.description !== undefined ? { description: input.description } : {}),
+            ...(input.match_threshold !== undefined ? { match_threshold: input.match_threshold } : {}),
             updated_at: nowIso(),
           })
           .where('id', '=', bankId)
@@ -259,6 +271,7 @@ export class LabelBankService {
       name: bank.name,
       kind: bank.kind,
       description: bank.description,
+      match_threshold: bank.match_threshold,
       entries: ordered.map((e) => ({
         name: e.name,
         parent: e.parent_id ? (byId.get(e.parent_id)?.name ?? null) : null,
@@ -286,13 +299,18 @@ export class LabelBankService {
         .executeTakeFirst();
       if (!existing) {
         created = true;
-        return this.insertBank(tx, scope, kind, { name, description: doc.description ?? null, entries: doc.entries });
+        return this.insertBank(tx, scope, kind, {
+          name,
+          description: doc.description ?? null,
+          match_threshold: doc.match_threshold ?? null,
+          entries: doc.entries,
+        });
       }
       if (!opts.replace) throw new AppError('conflict', `a label bank named "${name}" already exists; import with replace=true to update it`);
       if (existing.kind !== kind) throw new AppError('conflict', `the bank named "${name}" is a ${existing.kind} bank`);
       await tx
         .updateTable('label_banks')
-        .set({ description: doc.description ?? null, updated_at: nowIso() })
+        .set({ description: doc.description ?? null, match_threshold: doc.match_threshold ?? null, updated_at: nowIso() })
         .where('id', '=', existing.id)
         .execute();
       await this.writeEntries(tx, existing, doc.entries, true);
@@ -336,6 +354,7 @@ export class LabelBankService {
       name: b.name,
       kind: b.kind,
       description: b.description,
+      match_threshold: b.match_threshold === null ? null : Number(b.match_threshold),
       scope: b.tenant_id === null ? 'global' : 'tenant',
       entry_count: entryCount,
       created_at: b.created_at,
@@ -434,11 +453,20 @@ export class LabelBankService {
     tx: Kysely<Database>,
     scope: BankScope,
     kind: LabelKind,
-    input: { name: string; description?: string | null; entries?: BankEntryDoc[] },
+    input: { name: string; description?: string | null; match_threshold?: number | null; entries?: BankEntryDoc[] },
   ): Promise<string> {
     const id = newId();
     const now = nowIso();
-    const row = { id, tenant_id: tenantOf(scope), name: bankName(input.name), kind, description: input.description ?? null, created_at: now, updated_at: now };
+    const row = {
+      id,
+      tenant_id: tenantOf(scope),
+      name: bankName(input.name),
+      kind,
+      description: input.description ?? null,
+      match_threshold: input.match_threshold ?? null,
+      created_at: now,
+      updated_at: now,
+    };
     try {
       await tx.insertInto('label_banks').values(row).execute();
     } catch (err) {

@@ -1,13 +1,13 @@
 import { ensureLabelId } from './hierarchy.js';
 import type { Kysely } from 'kysely';
-import type { Database, LabelKind } from '../db/schema.js';
+import type { AssetLabelSource, Database, LabelKind } from '../db/schema.js';
 import { writeAssetLabels } from './asset-labels.js';
 import { preparedQuery } from '../db/prepared.js';
 
 export interface AssetLabelView {
   name: string;
   kind: LabelKind;
-  source: 'user' | 'model';
+  source: AssetLabelSource;
   confidence: number;
   count: number;
 }

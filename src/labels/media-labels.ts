@@ -83,7 +83,7 @@ export class MediaLabelService {
       .executeTakeFirst();
     if (!isSystem(actor)) {
       this.assertWriter(actor, media.user_id);
-      if (source === 'model' && !actor.isAdmin) throw new AppError('forbidden', 'only an admin key may remove model labels');
+      if (source !== 'user' && !actor.isAdmin) throw new AppError('forbidden', `only an admin key may remove ${source} labels`);
       if (label?.kind === 'moderation' && !actor.isAdmin) throw new AppError('forbidden', 'only an admin key may remove moderation labels');
     }
     if (!label) throw notFound('label of this media');

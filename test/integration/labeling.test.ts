@@ -33,7 +33,7 @@ describe('labeling by the local models', () => {
     fs.rmSync(tmp, { recursive: true, force: true });
   });
 
-  const call = (method: 'GET' | 'POST' | 'PUT', url: string, key: string, payload?: unknown) =>
+  const call = (method: 'GET' | 'POST' | 'PUT' | 'PATCH', url: string, key: string, payload?: unknown) =>
     t.app.inject({ method, url: `${API}${url}`, headers: t.auth(key), ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}) });
 
   async function upload(file: string): Promise<string> {
@@ -189,6 +189,37 @@ describe('labeling by the local models', () => {
 
     const bob = await call('POST', `/media/${id}/labels/recompute`, bobKey);
     assert.equal(bob.statusCode, 403, 'only the owner or an admin');
+  });
+
+  it("finds the tenant's bank entries in what people wrote about the media, with their parents", async () => {
+    const bank = await call('POST', '/label-banks', t.tenant.adminKey, {
+      name: 'pastimes',
+      entries: [{ name: 'Sport' }, { name: 'Cycling', parent: 'Sport', phrases: ['bike'] }],
+    });
+    assert.equal(bank.statusCode, 201, bank.body);
+    const id = await upload(photo('motorcycle_left.png'));
+    await ready(id);
+    startFollowUps();
+    await labeled(id);
+    const patched = await call('PATCH', `/media/${id}`, t.tenant.userKey, { title: 'My new bike!', tags: ['garage'] });
+    assert.equal(patched.statusCode, 200, patched.body);
+    assert.equal((await call('POST', `/media/${id}/labels/recompute`, t.tenant.userKey)).statusCode, 202);
+    await waitFor('labels recomputed', async () => (await call('GET', `/media/${id}/labels`, t.tenant.userKey)).json().labeling.state === 'done', 120_000);
+    const { items } = (await call('GET', `/media/${id}/labels`, t.tenant.userKey)).json();
+    const of = (name: string) => items.find((l: any) => l.name === name && l.source === 'caption');
+    assert.ok(of('cycling'), `cycling from the title among ${items.map((l: any) => `${l.name}/${l.source}`).join(', ')}`);
+    assert.equal(of('cycling').confidence, 1, 'found as a word');
+    assert.equal(of('cycling').parent, 'sport');
+    assert.ok(of('sport'), 'a match on a child implies its ancestors');
+    assert.ok(
+      items.some((l: any) => l.name === 'motorcycle' && l.source === 'model'),
+      'the models saw the motorcycle',
+    );
+    const search = (await call('GET', '/search?q=cycling', t.tenant.userKey)).json();
+    assert.ok(
+      search.items.some((m: any) => m.id === id),
+      'found by the matched entry',
+    );
   });
 });
 

@@ -57,6 +57,8 @@ describe('migration 0014 on a database with data', () => {
       /check/i,
     );
     await assert.rejects(sql`update caption_tracks set source = 'bogus'`.execute(db), /check/i);
+    await sql`update asset_labels set source = 'ocr'`.execute(db);
+    await assert.rejects(sql`update asset_labels set source = 'bogus'`.execute(db), /check/i);
 
     // The rebuilt table is still the one the others refer to: a delete cascades, a dangling reference is refused.
     await sql`delete from mediaassets where id = 'm1'`.execute(db);

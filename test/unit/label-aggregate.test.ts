@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { labelsFromFrames, type FrameLook } from '../../src/processing/labeling/aggregate.js';
 import { modelBanks, objectLabel } from '../../src/processing/labeling/taxonomy.js';
+import { cosine, findByMeaning, findPhrases, labelsFromMatches } from '../../src/labels/text-matching.js';
 
 const box = [0.1, 0.2, 0.3, 0.4] as [number, number, number, number];
 const neutral = [
@@ -73,5 +74,65 @@ describe('labels from what the models saw', () => {
     assert.equal(objects!.entries.filter((e) => e.parent !== null || e.name === 'Person').length, 80);
     assert.deepEqual(objectLabel('cell phone'), { label: 'Mobile Phone', parent: 'Electronics' });
     assert.equal(objectLabel('unicorn'), undefined);
+  });
+});
+
+describe('bank entries found in text', () => {
+  const entries = [
+    { name: 'cycling', kind: 'general' as const, phrases: ['bike', 'push bike'], ancestors: ['sport'], matchThreshold: 0.7 },
+    { name: 'violence', kind: 'moderation' as const, phrases: ['gore'], ancestors: [], matchThreshold: 0.7 },
+    { name: 'cat', kind: 'general' as const, phrases: [], ancestors: [], matchThreshold: 0.7 },
+  ];
+
+  it('finds names and phrases as whole words, case, punctuation and simple plurals aside, with their times', () => {
+    const found = findPhrases(entries, [
+      { text: 'Two BIKES, parked.', t: 4 },
+      { text: 'No gore here', t: 9 },
+      { text: 'concatenate', t: 12 },
+    ]);
+    assert.deepEqual(
+      found.map((f) => [f.entry, f.matched, f.times]),
+      [
+        ['cycling', 'bike', [4]],
+        ['violence', 'gore', [9]],
+      ],
+      '"cat" inside "concatenate" is not the word cat',
+    );
+  });
+
+  it('gives each matched entry and its ancestors as labels of the source', () => {
+    const labels = labelsFromMatches(findPhrases(entries, [{ text: 'my bike', t: 2 }]), entries, 'transcript');
+    assert.deepEqual(
+      labels.map((l) => [l.name, l.source, l.confidence, l.frames!.map((f) => f.t)]),
+      [
+        ['cycling', 'transcript', 1, [2]],
+        ['sport', 'transcript', 1, [2]],
+      ],
+    );
+  });
+
+  it('matches by meaning above the threshold, encoding each text once', async () => {
+    // Vectors by hand: "bicycle" points where "bike" does, "stock market" elsewhere.
+    const space: Record<string, number[]> = {
+      cycling: [1, 0, 0],
+      bike: [0.9, 0.1, 0],
+      'push bike': [0.9, 0, 0.1],
+      bicycle: [0.95, 0.05, 0],
+      'stock market': [0, 0, 1],
+    };
+    const asked: string[] = [];
+    const embed = async (texts: string[]) => {
+      asked.push(...texts);
+      return texts.map((t) => space[t] ?? [0, 1, 0]);
+    };
+    const cache = new Map<string, number[]>();
+    const found = await findByMeaning([entries[0]!], [{ text: 'bicycle', t: 3 }, { text: 'stock market' }], embed, cache, { maxTerms: 10 });
+    assert.equal(found.length, 1);
+    assert.equal(found[0]!.method, 'embedding');
+    assert.deepEqual(found[0]!.times, [3]);
+    assert.ok(found[0]!.score > 0.9);
+    await findByMeaning([entries[0]!], [{ text: 'bicycle' }], embed, cache, { maxTerms: 10 });
+    assert.equal(asked.filter((t) => t === 'bicycle').length, 1, 'cached');
+    assert.ok(Math.abs(cosine([1, 0], [1, 0]) - 1) < 1e-9 && cosine([1, 0], [0, 1]) === 0);
   });
 });

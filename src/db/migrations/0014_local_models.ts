@@ -3,7 +3,10 @@ import type { Dialect } from '../dialect.js';
 import { replaceValueCheck } from '../check-constraints.js';
 
 /**
- * What the local models write. Caption tracks say where they came from (`user`: uploaded,
+ * What the local models write. A media's labels say where they came from: `model` (what the vision
+ * models saw), `ocr` (bank entries found in on-screen text), `transcript` (in its speech),
+ * `caption` (in the text people wrote about it), `user` (added by hand); a bank's
+ * `match_threshold` is the similarity a text must reach to match one of its entries. Caption tracks say where they came from (`user`: uploaded,
  * `auto`: transcribed from the media's speech, replaced by an uploaded track of its language).
  * Moderation by the local models: a media that becomes ready while they are to look at it is
  * `pending` (seen by its owner and admins only) until they have; the system records `await`
@@ -22,6 +25,13 @@ export async function up(db: Kysely<any>, dialect: Dialect): Promise<void> {
     oldValues: ['hold', 'approve', 'reject'],
     newValues: ['await', 'clear', 'hold', 'approve', 'reject'],
   });
+  await replaceValueCheck(db, dialect, {
+    table: 'asset_labels',
+    column: 'source',
+    oldValues: ['user', 'model'],
+    newValues: ['user', 'model', 'ocr', 'transcript', 'caption'],
+  });
+  await db.schema.alterTable('label_banks').addColumn('match_threshold', 'real').execute();
   await db.schema
     .alterTable('caption_tracks')
     .addColumn('source', 'text', (c) => c.notNull().defaultTo('user').check(sql`source in ('user', 'auto')`))

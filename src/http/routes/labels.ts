@@ -2,10 +2,10 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { AppContext } from '../app-context.js';
 import type { LabelKind } from '../../db/schema.js';
-import { BankDocSchema, BankEntryDocSchema, MAX_PHRASES_PER_ENTRY, nullable } from '../../labels/bank-format.js';
+import { BankDocSchema, BankEntryDocSchema, MatchThresholdSchema, MAX_PHRASES_PER_ENTRY, nullable } from '../../labels/bank-format.js';
 import { LabelBankService } from '../../labels/label-bank-service.js';
 import { principalOf } from '../auth.js';
-import { LabelingSchema, problemResponses } from '../schemas.js';
+import { LabelingSchema, LabelSourceSchema, problemResponses } from '../schemas.js';
 
 const Id = Type.String({ minLength: 1, maxLength: 64 });
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
@@ -17,6 +17,7 @@ const BankSchema = Type.Object({
   name: Type.String(),
   kind: LabelKindSchema,
   description: Nullable(Type.String()),
+  match_threshold: Nullable(Type.Number()),
   scope: Type.Union([Type.Literal('tenant'), Type.Literal('global')]),
   entry_count: Type.Integer(),
   created_at: Type.String({ format: 'date-time' }),
@@ -69,7 +70,7 @@ const AssetLabelDetailSchema = Type.Object({
   kind: LabelKindSchema,
   parent_id: Nullable(Type.String()),
   parent: Nullable(Type.String({ description: "The parent label's name (from the label banks)" })),
-  source: Type.Union([Type.Literal('user'), Type.Literal('model')]),
+  source: LabelSourceSchema,
   confidence: Type.Number({ description: 'The highest confidence' }),
   mean_confidence: Type.Number({ description: 'The mean of its per-frame confidences' }),
   count: Type.Integer({ description: 'Frames it was seen in (a model label), or times it was added' }),
@@ -121,6 +122,7 @@ function bankRoutes(ctx: AppContext, base: string, kind: LabelKind): FastifyPlug
             {
               name: LabelName,
               description: Type.Optional(nullable(Type.String({ maxLength: 2000 }))),
+              match_threshold: Type.Optional(nullable(MatchThresholdSchema)),
               entries: Type.Optional(Type.Array(BankEntryDocSchema)),
             },
             { additionalProperties: false },
@@ -169,7 +171,11 @@ function bankRoutes(ctx: AppContext, base: string, kind: LabelKind): FastifyPlug
           summary: `Rename or describe a ${what} (admin keys)`,
           params: BankParams,
           body: Type.Object(
-            { name: Type.Optional(LabelName), description: Type.Optional(nullable(Type.String({ maxLength: 2000 }))) },
+            {
+              name: Type.Optional(LabelName),
+              description: Type.Optional(nullable(Type.String({ maxLength: 2000 }))),
+              match_threshold: Type.Optional(nullable(MatchThresholdSchema)),
+            },
             { additionalProperties: false },
           ),
           response: { 200: BankDetailSchema, ...problemResponses(400, 403, 409) },
@@ -383,9 +389,9 @@ export function labelRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       {
         schema: {
           tags: ['labels'],
-          summary: 'Remove a label from a media (the user one; ?source=model removes the model one, admin keys)',
+          summary: 'Remove a label from a media (the user one; ?source=model, ocr, transcript or caption removes that one, admin keys)',
           params: Type.Object({ media_id: Id, label_id: Id }),
-          querystring: Type.Object({ source: Type.Union([Type.Literal('user'), Type.Literal('model')], { default: 'user' }) }),
+          querystring: Type.Object({ source: Type.Union(LabelSourceSchema.anyOf, { default: 'user' }) }),
           response: { 204: Type.Null(), ...problemResponses(403) },
         },
       },

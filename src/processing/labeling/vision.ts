@@ -11,4 +11,6 @@ export interface VisionModels {
     objects: Array<{ cls: string; score: number; box: [number, number, number, number] }>;
     nsfw: Array<{ cls: string; score: number }>;
   }>;
+  /** A sentence encoder, when the model process has one: bank phrases are then matched by meaning too. */
+  embed?(texts: string[]): Promise<{ vectors: number[][] }>;
 }

@@ -2,7 +2,9 @@ import path from 'node:path';
 import type { Settings } from '../../config/settings.js';
 import { fromJson, nowIso, toJson } from '../../db/schema.js';
 import { writeWithEvents } from '../../events/media-events.js';
-import { writeAssetLabels } from '../../labels/asset-labels.js';
+import { writeAssetLabels, type LabelInput } from '../../labels/asset-labels.js';
+import { findByMeaning, findPhrases, foldText, labelsFromMatches, matchableEntries, type TextPiece } from '../../labels/text-matching.js';
+import { modelBanks } from '../labeling/taxonomy.js';
 import { ModerationService } from '../../moderation/moderation-service.js';
 import type { Job } from '../../queue/queue.js';
 import { PermanentJobError } from '../../shared/errors.js';
@@ -23,6 +25,8 @@ export type LabelingSettings = Pick<
   | 'labelingObjectThreshold'
   | 'labelingSource'
   | 'labelingMaxFrames'
+  | 'labelingMatchThreshold'
+  | 'labelingMatchMaxTerms'
   | 'moderationDefaultThreshold'
   | 'ffmpegTimeout'
   | 'jobAttempts'
@@ -61,11 +65,13 @@ export async function runLabelsStep(deps: StepDeps<LabelingSettings>, media: Med
     deps.signal?.throwIfAborted();
     const inputs = labelsFromFrames(looks, { objects: settings.labelingObjectThreshold, labels: settings.labelingThreshold });
     const record: LabelingRecord = { state: 'done', at: nowIso(), source, frames: looks.length, labels: inputs.length };
+    const bySource = { model: inputs, ...(await bankMatches(deps, media, inputs, models)) };
     await writeWithEvents(db, deps.changes, async (tx, announce) => {
-      const { labelIds } = await writeAssetLabels(tx, { tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id }, inputs, {
-        replaceSource: 'model',
-      });
-      announce({ tenantId: media.tenant_id, mediaId: media.id, type: 'labels', data: { added: labelIds, source: 'model' } });
+      const target = { tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id };
+      for (const [source, list] of Object.entries(bySource) as Array<[keyof typeof bySource, LabelInput[]]>) {
+        const { labelIds } = await writeAssetLabels(tx, target, list, { replaceSource: source });
+        announce({ tenantId: media.tenant_id, mediaId: media.id, type: 'labels', data: { added: labelIds, source } });
+      }
     });
     await new ModerationService(db, deps.changes, settings.moderationDefaultThreshold).evaluate(media.tenant_id, media.id, { modelsDone: true });
     // Done only once moderation has decided: whoever sees `done` sees the decision too.
@@ -95,6 +101,61 @@ async function recordLabeling(deps: StepDeps<LabelingSettings>, media: MediaToPr
       .execute();
     announce({ tenantId: media.tenant_id, mediaId: media.id, type: 'artifacts' });
   });
+}
+
+/** The global banks of the models' own taxonomy: their entries are what the models name, not words to look for in text. */
+const MODEL_BANKS = modelBanks().map((b) => b.name);
+/** Vectors of bank terms and texts, per worker process (a tenant's banks are encoded once, not once per media). */
+const vectors = new Map<string, number[]>();
+const MAX_CACHED_VECTORS = 50_000;
+
+/**
+ * The tenant's bank entries found in what people wrote about the media (title, description,
+ * caption, tags, uploaded caption tracks: source `caption`), and entries close in meaning to the
+ * models' labels (source `model`, added to theirs) — found as words first, then by meaning when
+ * the model process has a sentence encoder.
+ */
+async function bankMatches(
+  deps: StepDeps<LabelingSettings>,
+  media: MediaToProcess,
+  modelLabels: readonly LabelInput[],
+  models: VisionModels,
+): Promise<{ caption: LabelInput[]; model?: LabelInput[] }> {
+  const { db, settings } = deps;
+  const entries = await matchableEntries(db, media.tenant_id, settings.labelingMatchThreshold, MODEL_BANKS);
+  if (!entries.length) return { caption: [] };
+  const row = await db.selectFrom('mediaassets').select(['title', 'description', 'caption', 'user_tags']).where('id', '=', media.id).executeTakeFirst();
+  const tracks = await db
+    .selectFrom('caption_tracks')
+    .select('text')
+    .where('tenant_id', '=', media.tenant_id)
+    .where('media_id', '=', media.id)
+    .where('source', '=', 'user')
+    .execute();
+  const written: TextPiece[] = [
+    ...[row?.title, row?.description, row?.caption].filter((t): t is string => !!t).map((text) => ({ text })),
+    ...fromJson<string[]>(row?.user_tags ?? null, []).map((text) => ({ text })),
+    ...tracks.flatMap((t) => t.text.split('\n')).map((text) => ({ text })),
+  ];
+  const found = findPhrases(entries, written);
+  const embed = models.embed ? async (texts: string[]) => (await models.embed!(texts)).vectors : undefined;
+  if (!embed) return { caption: labelsFromMatches(found, entries, 'caption') };
+  if (vectors.size > MAX_CACHED_VECTORS) vectors.clear();
+  const opts = { maxTerms: settings.labelingMatchMaxTerms };
+  const unmatched = entries.filter((e) => !found.some((f) => f.entry === e.name && f.kind === e.kind));
+  const captionByMeaning = await findByMeaning(unmatched, written, embed, vectors, opts);
+  // Entries named like a model label are that label already (see the label hierarchy).
+  const labelNames = new Set(modelLabels.map((l) => foldText(l.name)));
+  const modelPieces = modelLabels.filter((l) => l.kind === 'general').map((l) => ({ text: foldText(l.name) }));
+  const byMeaning = await findByMeaning(
+    entries.filter((e) => !labelNames.has(foldText(e.name))),
+    modelPieces,
+    embed,
+    vectors,
+    opts,
+  );
+  const extra = labelsFromMatches(byMeaning, entries, 'model').filter((l) => !labelNames.has(foldText(l.name)));
+  return { caption: labelsFromMatches([...found, ...captionByMeaning], entries, 'caption'), model: [...modelLabels, ...extra] };
 }
 
 const withoutLabels = (pending: unknown): unknown[] => (Array.isArray(pending) ? pending.filter((p) => p !== 'labels') : []);
