@@ -14,8 +14,10 @@ export interface LabelingView {
 }
 
 export function labelingOf(fileMetadata: Record<string, unknown>): LabelingView {
-  const pending = Array.isArray(fileMetadata.pending) && fileMetadata.pending.includes('labels');
-  const last = (fileMetadata.labeling ?? null) as { state?: string; at?: string; reason?: string; frames?: number; labels?: number } | null;
+  const last = (fileMetadata.labeling ?? null) as { state?: string; at?: string; reason?: string; frames?: number; labels?: number; request?: number } | null;
+  // A recompute asked for after the last run started is still to come.
+  const asked = Number(fileMetadata.labeling_request ?? 0) > Number(last?.request ?? 0);
+  const pending = asked || (Array.isArray(fileMetadata.pending) && fileMetadata.pending.includes('labels'));
   const state = pending ? 'pending' : last?.state === 'done' || last?.state === 'failed' ? last.state : 'none';
   return {
     state,

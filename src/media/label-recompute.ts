@@ -65,11 +65,20 @@ export class LabelRecompute {
     }
   }
 
-  /** Lists the step as pending, then queues it (once per media: a second call while one waits adds nothing). */
+  /**
+   * Lists the step as pending and counts the request, then queues it. A labeling job already
+   * running may have read the media before this request: one more job is queued behind it (it
+   * waits for the media's lock), and the media reads `pending` until a run that started after
+   * the request is done (file_metadata.labeling_request against labeling.request).
+   */
   private async queueOne(row: { id: string; tenant_id: string }): Promise<LabelingView> {
     const meta = await this.markPending(row, true);
+    const key = followUpJobKey(STEP, row.id);
+    const data = { media_id: row.id, tenant_id: row.tenant_id, step: STEP };
     try {
-      await this.queue.enqueue('follow-up', { media_id: row.id, tenant_id: row.tenant_id, step: STEP }, { dedupeKey: followUpJobKey(STEP, row.id) });
+      const busy = await this.queue.hasPending(key);
+      await this.queue.enqueue('follow-up', data, { dedupeKey: key });
+      if (busy) await this.queue.enqueue('follow-up', data, { dedupeKey: `${key}:again` });
     } catch (err) {
       await this.markPending(row, false).catch(() => undefined);
       throw err;
@@ -83,7 +92,8 @@ export class LabelRecompute {
       if (!current) throw notFound('media');
       const meta = fromJson<Record<string, unknown>>(current.file_metadata, {});
       const list = (Array.isArray(meta.pending) ? meta.pending : []).filter((p) => p !== STEP);
-      const next = { ...meta, pending: pending ? [...list, STEP] : list };
+      const request = Number(meta.labeling_request ?? 0);
+      const next = { ...meta, pending: pending ? [...list, STEP] : list, labeling_request: pending ? request + 1 : request };
       await tx
         .updateTable('mediaassets')
         .set({ file_metadata: toJson(next), updated_at: nowIso() })

@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { labelsFromFrames, type FrameLook } from '../../src/processing/labeling/aggregate.js';
 import { modelBanks, objectLabel } from '../../src/processing/labeling/taxonomy.js';
 import { cosine, findByMeaning, findPhrases, labelsFromMatches } from '../../src/labels/text-matching.js';
+import { labelingOf } from '../../src/labels/labeling-state.js';
 
 const box = [0.1, 0.2, 0.3, 0.4] as [number, number, number, number];
 const neutral = [
@@ -134,5 +135,16 @@ describe('bank entries found in text', () => {
     await findByMeaning([entries[0]!], [{ text: 'bicycle' }], embed, cache, { maxTerms: 10 });
     assert.equal(asked.filter((t) => t === 'bicycle').length, 1, 'cached');
     assert.ok(Math.abs(cosine([1, 0], [1, 0]) - 1) < 1e-9 && cosine([1, 0], [0, 1]) === 0);
+  });
+});
+
+describe('where labeling stands', () => {
+  it('is pending while the step is listed, or while a recompute asked after the last run started is to come', () => {
+    assert.equal(labelingOf({}).state, 'none');
+    assert.equal(labelingOf({ pending: ['labels'] }).state, 'pending');
+    const done = { labeling: { state: 'done', at: '2026-01-01T00:00:00Z', frames: 3, labels: 5, request: 1 } };
+    assert.deepEqual(labelingOf({ ...done, labeling_request: 1 }), { state: 'done', at: '2026-01-01T00:00:00Z', reason: null, frames: 3, labels: 5 });
+    assert.equal(labelingOf({ ...done, labeling_request: 2 }).state, 'pending', 'asked for again while the run was going');
+    assert.equal(labelingOf({ labeling: { state: 'failed', reason: 'the model failed', request: 0 } }).reason, 'the model failed');
   });
 });

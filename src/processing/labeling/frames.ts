@@ -1,8 +1,11 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { MediaKind } from '../../db/schema.js';
+import { spawn } from 'node:child_process';
+import { PermanentJobError } from '../../shared/errors.js';
 import { hardenedInputArgs } from '../../tools/ffmpeg-hardening.js';
-import { runFfmpegStep } from '../ffmpeg-step.js';
+import { toolArgv } from '../../tools/run-tool.js';
+import { ToolFailure } from '../../tools/tool-failure.js';
 
 /** One picture for the models to look at: a local file and where in the media it is from. */
 export interface FrameToLook {
@@ -19,52 +22,115 @@ export const FRAME_LONG_SIDE = 640;
 const SCENE_CHANGE = 0.4;
 
 /**
- * The frames of a video to label, decoded once, small, by one ffmpeg run: one every 1/fps
+ * The frames of a video to label, decoded once, small, by one ffmpeg run, handed over as they
+ * are decoded (the models look at the first ones while ffmpeg decodes the rest): one every 1/fps
  * seconds and one at each scene change, at most `maxFrames` (the rate is lowered to fit a long
- * video). Times come from ffmpeg's showinfo, so scene-change frames have theirs too.
+ * video). B-frames and the loop filter are skipped: sampling at 1 fps needs neither, and it
+ * decodes about twice as fast. Times come from ffmpeg's showinfo, so scene-change frames have
+ * theirs too. Each frame is a JPEG file in `outDir`, removed by the caller with the folder.
  */
-export async function decodeVideoFrames(
+export async function* streamVideoFrames(
   source: string,
   outDir: string,
-  o: { fps: number; duration: number | null; maxFrames: number; timeoutMs: number },
-): Promise<FrameToLook[]> {
+  o: { fps: number; duration: number | null; maxFrames: number; timeoutMs: number; signal?: AbortSignal },
+): AsyncGenerator<FrameToLook> {
   await fs.mkdir(outDir, { recursive: true });
   const fps = o.duration && o.duration * o.fps > o.maxFrames ? o.maxFrames / o.duration : o.fps;
   const gap = (1 / fps).toFixed(6);
   const select = `select='isnan(prev_selected_t)+gte(t-prev_selected_t\\,${gap})+gt(scene\\,${SCENE_CHANGE})'`;
   const scale = `scale=w=${FRAME_LONG_SIDE}:h=${FRAME_LONG_SIDE}:force_original_aspect_ratio=decrease`;
   const args = [
-    '-hide_banner',
-    '-nostdin',
-    '-nostats',
-    '-loglevel',
-    'info',
+    ...['-hide_banner', '-nostdin', '-nostats', '-loglevel', 'info'],
+    ...['-skip_frame', 'bidir', '-skip_loop_filter', 'all'],
     ...hardenedInputArgs(),
-    '-i',
-    source,
-    '-map',
-    '0:v:0',
-    '-an',
-    '-sn',
-    '-dn',
-    '-vf',
-    `${select},${scale},showinfo`,
-    '-fps_mode',
-    'vfr',
-    '-frames:v',
-    String(o.maxFrames),
+    ...['-i', source, '-map', '0:v:0', '-an', '-sn', '-dn'],
+    ...['-vf', `${select},${scale},showinfo`, '-fps_mode', 'vfr', '-frames:v', String(o.maxFrames)],
     // Near-lossless: each JPEG generation moves COCO-SSD's borderline calls (a dog becomes a cat).
-    '-q:v',
-    '2',
-    path.join(outDir, 'f_%06d.jpg'),
+    ...['-c:v', 'mjpeg', '-q:v', '2', '-f', 'image2pipe', 'pipe:1'],
   ];
-  const { stderr } = await runFfmpegStep(args, o.timeoutMs, 'decoding frames for labeling');
-  const times = [...stderr.matchAll(/\[Parsed_showinfo[^\]]*\]\s+n:\s*(\d+)\s+pts:\s*-?\d+\s+pts_time:\s*(-?[\d.]+)/g)].map((m) => Number(m[2]));
-  const files = (await fs.readdir(outDir)).filter((n) => /^f_\d{6}\.jpg$/.test(n)).sort();
-  // showinfo reports every frame written, in order; a mismatch would put labels at wrong times.
-  if (times.length !== files.length) throw new Error(`ffmpeg wrote ${files.length} frames but reported the times of ${times.length}`);
-  return files.map((n, i) => ({ t: Math.max(0, Math.round(times[i]! * 1000) / 1000), file: path.join(outDir, n) }));
+  const argv = toolArgv('ffmpeg', args);
+  const child = spawn(argv.file, argv.args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const times: number[] = [];
+  const images: Buffer[] = [];
+  let stderr = '';
+  let pending: Buffer = Buffer.alloc(0);
+  const tail: string[] = [];
+  let wake: (() => void) | undefined;
+  let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  let spawnError: Error | undefined;
+  let timedOut = false;
+  const poke = () => {
+    wake?.();
+    wake = undefined;
+  };
+  child.stdout.on('data', (b: Buffer) => {
+    pending = pending.length ? Buffer.concat([pending, b]) : b;
+    // mjpeg frames end at EOI (FF D9); entropy-coded data stuffs every FF with 00, so it is not found inside one.
+    for (let end = pending.indexOf(EOI); end >= 0; end = pending.indexOf(EOI)) {
+      images.push(pending.subarray(0, end + 2));
+      pending = pending.subarray(end + 2);
+    }
+    poke();
+  });
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr = (stderr + chunk).slice(-1_000_000);
+    const lines = stderr.split('\n');
+    stderr = lines.pop() ?? '';
+    for (const line of lines) {
+      const m = SHOWINFO.exec(line);
+      if (m) times.push(Math.max(0, Math.round(Number(m[1]) * 1000) / 1000));
+      else tail.push(line);
+    }
+    if (tail.length > 40) tail.splice(0, tail.length - 40);
+    poke();
+  });
+  child.on('error', (err) => {
+    spawnError = err;
+    poke();
+  });
+  child.on('close', (code, signal) => {
+    exit = { code, signal };
+    poke();
+  });
+  const timer = setTimeout(() => {
+    timedOut = true;
+    child.kill('SIGKILL');
+  }, o.timeoutMs);
+  const onAbort = () => child.kill('SIGKILL');
+  o.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    let n = 0;
+    for (;;) {
+      if (spawnError) throw spawnError;
+      if (images.length && times.length) {
+        const file = path.join(outDir, `f_${String(++n).padStart(6, '0')}.jpg`);
+        await fs.writeFile(file, images.shift()!);
+        yield { t: times.shift()!, file };
+        continue;
+      }
+      if (exit) break;
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+      });
+    }
+    o.signal?.throwIfAborted();
+    if (timedOut) throw new PermanentJobError(`decoding frames for labeling took longer than ${Math.round(o.timeoutMs / 1000)} s`, 'timeout');
+    if (exit.code !== 0) {
+      const reason = tail.join('\n').trim().split('\n').slice(-8).join('\n') || `ffmpeg exited with ${exit.code ?? exit.signal}`;
+      if (exit.signal) throw new Error(reason);
+      throw new ToolFailure('the video could not be decoded: the file is damaged or encoded in a way that cannot be read', 'transcode-failed', reason);
+    }
+    // showinfo reports every frame written, in order; a mismatch would put labels at wrong times.
+    if (images.length || times.length) throw new Error(`ffmpeg wrote ${n + images.length} frames but reported the times of ${n + times.length}`);
+  } finally {
+    clearTimeout(timer);
+    o.signal?.removeEventListener('abort', onAbort);
+    if (!exit) child.kill('SIGKILL');
+  }
 }
+
+const EOI = Buffer.from([0xff, 0xd9]);
+const SHOWINFO = /\[Parsed_showinfo[^\]]*\]\s+n:\s*\d+\s+pts:\s*-?\d+\s+pts_time:\s*(-?[\d.]+)/;
 
 /** Where in a video its evenly spaced thumbnails are from (see evenlySpaced in video-command.ts). */
 export function thumbnailTimes(count: number, duration: number): number[] {

@@ -11,7 +11,7 @@ import { PermanentJobError } from '../../shared/errors.js';
 import { mediaPrefix } from '../../storage/layout.js';
 import { clearLeftovers, makeWorkDir, mediaFolderIn, removeScratch } from '../../storage/scratch.js';
 import { labelsFromFrames, type FrameLook } from '../labeling/aggregate.js';
-import { decodeVideoFrames, sourceFor, thumbnailTimes, type FrameToLook } from '../labeling/frames.js';
+import { sourceFor, streamVideoFrames, thumbnailTimes, type FrameToLook } from '../labeling/frames.js';
 import type { VisionModels } from '../labeling/vision.js';
 import type { MediaToProcess } from '../media-to-process.js';
 import { ModelError } from '../../models/model-host.js';
@@ -41,6 +41,8 @@ export interface LabelingRecord {
   labels?: number;
   ms?: number;
   reason?: string;
+  /** The recompute request (file_metadata.labeling_request) this run served: it read the media after it. */
+  request?: number;
 }
 
 /**
@@ -60,11 +62,12 @@ export async function runLabelsStep(deps: StepDeps<LabelingSettings>, media: Med
   await clearLeftovers(mediaDir, ['labels']);
   const work = await makeWorkDir(mediaDir, 'labels');
   const source = sourceFor(media.kind, settings.labelingSource, String(meta.original?.mime_type ?? ''));
+  const request = Number(meta.labeling_request ?? 0);
   try {
     const looks = await lookAt(deps, media, meta, source, work, models);
     deps.signal?.throwIfAborted();
     const inputs = labelsFromFrames(looks, { objects: settings.labelingObjectThreshold, labels: settings.labelingThreshold });
-    const record: LabelingRecord = { state: 'done', at: nowIso(), source, frames: looks.length, labels: inputs.length };
+    const record: LabelingRecord = { state: 'done', at: nowIso(), source, frames: looks.length, labels: inputs.length, request };
     const bySource = { model: inputs, ...(await bankMatches(deps, media, inputs, models)) };
     await writeWithEvents(db, deps.changes, async (tx, announce) => {
       const target = { tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id };
@@ -78,7 +81,7 @@ export async function runLabelsStep(deps: StepDeps<LabelingSettings>, media: Med
     await recordLabeling(deps, media, { ...record, ms: Date.now() - started });
   } catch (err) {
     if (err instanceof PermanentJobError || job.attempt >= settings.jobAttempts) {
-      const failed: LabelingRecord = { state: 'failed', at: nowIso(), source, reason: publicReason(err, job.attempt, deps.layout.root) };
+      const failed: LabelingRecord = { state: 'failed', at: nowIso(), source, reason: publicReason(err, job.attempt, deps.layout.root), request };
       await recordLabeling(deps, media, failed);
       if (err instanceof PermanentJobError) return;
     }
@@ -171,9 +174,9 @@ async function lookAt(
 ): Promise<FrameLook[]> {
   const { store, settings } = deps;
   const prefix = mediaPrefix({ tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id });
-  const look = async (frames: FrameToLook[]): Promise<FrameLook[]> => {
+  const look = async (frames: Iterable<FrameToLook> | AsyncIterable<FrameToLook>): Promise<FrameLook[]> => {
     const out: FrameLook[] = [];
-    for (const f of frames) {
+    for await (const f of frames) {
       deps.signal?.throwIfAborted();
       const seen = await models.vision(f.file, { minObjectScore: settings.labelingObjectThreshold }).catch((err: unknown) => {
         // A picture the models cannot read, or model files that fail their check, fail the same way on every attempt.
@@ -192,11 +195,12 @@ async function lookAt(
     const original = String(meta.original?.path ?? '');
     return store.withLocalFile(original, async (file) =>
       look(
-        await decodeVideoFrames(file, path.join(work, 'frames'), {
+        streamVideoFrames(file, path.join(work, 'frames'), {
           fps: settings.labelingFps,
           duration,
           maxFrames: settings.labelingMaxFrames,
           timeoutMs: settings.ffmpegTimeout,
+          ...(deps.signal ? { signal: deps.signal } : {}),
         }),
       ),
     );
