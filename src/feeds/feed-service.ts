@@ -75,17 +75,18 @@ export class FeedService {
     };
   }
 
-  /** Search results (a member's view: their own media that is not ready or held too) as items with a score. */
+  /** Search results (a member's view: their own media that is not ready or held too) as items with a score (none when no words were searched). */
   async searchResults(p: Principal, params: SearchParams, baseUrl: string): Promise<FeedPage> {
     const page = await this.search.search(p, params, { kind: 'member', userId: p.userId, isAdmin: p.isAdmin });
-    const scores = new Map(page.hits.map((h) => [h.mediaId, h.score]));
     const audience = { kind: 'member', userId: p.userId, isAdmin: p.isAdmin } as const;
+    // A search without words lists newest first: its items have no score.
+    const scores = page.byRelevance ? new Map(page.hits.map((h) => [h.mediaId, h.score])) : undefined;
     return {
       items: await this.items.build(
         p,
         page.hits.map((h) => h.mediaId),
         baseUrl,
-        { audience, scores, facts: page.facts },
+        { audience, facts: page.facts, ...(scores ? { scores } : {}) },
       ),
       next_cursor: page.next_cursor,
     };

@@ -3,7 +3,8 @@ import type { Database, LabelKind } from '../db/schema.js';
 import { nowIso } from '../db/schema.js';
 import { newId } from '../shared/ids.js';
 import { effectiveBanks } from './effective-banks.js';
-import { normalizeLabelName } from './label-names.js';
+import { AppError } from '../shared/errors.js';
+import { MAX_LABEL_LENGTH, normalizeLabelName } from './label-names.js';
 
 export interface LabelRef {
   id: string;
@@ -256,4 +257,19 @@ export async function labelIdsMatchingTerm(db: Kysely<Database>, tenantId: strin
     }
   }
   return withDescendants(db, tenantId, [...seeds]);
+}
+
+/**
+ * The ids a `label` filter of a list stands for (see labelIdsMatchingTerm: the label, the labels
+ * of bank entries having it as a phrase, and their descendants). A term that cannot be a label
+ * name (blank, too long, control characters) is refused rather than matching nothing, so a
+ * mistyped filter is told apart from one that names no label yet.
+ */
+export async function labelFilterIds(db: Kysely<Database>, tenantId: string, term: string): Promise<string[]> {
+  try {
+    normalizeLabelName(term);
+  } catch {
+    throw new AppError('validation-failed', `label: must be 1-${MAX_LABEL_LENGTH} printable characters`);
+  }
+  return labelIdsMatchingTerm(db, tenantId, term);
 }
