@@ -159,6 +159,38 @@ export async function withDescendants(db: Kysely<Database>, tenantId: string, la
 export const MAX_LABEL_DEPTH = 16;
 
 /**
+ * A label of a tenant and its descendants, each with how many levels below it is (0: the label
+ * itself), nearest first: at most `limit` labels and MAX_LABEL_DEPTH levels, a query per level.
+ * Empty when the label is not the tenant's.
+ */
+export async function descendantDepths(db: Kysely<Database>, tenantId: string, labelId: string, limit: number): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  const own = await db.selectFrom('labels').select('id').where('tenant_id', '=', tenantId).where('id', '=', labelId).executeTakeFirst();
+  if (!own) return out;
+  out.set(labelId, 0);
+  let frontier = [labelId];
+  for (let depth = 1; frontier.length && depth <= MAX_LABEL_DEPTH && out.size < limit; depth++) {
+    const next: string[] = [];
+    for (let i = 0; i < frontier.length; i += 500) {
+      const rows = await db
+        .selectFrom('labels')
+        .select('id')
+        .where('tenant_id', '=', tenantId)
+        .where('parent_id', 'in', frontier.slice(i, i + 500))
+        .orderBy('id')
+        .execute();
+      for (const r of rows) {
+        if (out.has(r.id) || out.size >= limit) continue;
+        out.set(r.id, depth);
+        next.push(r.id);
+      }
+    }
+    frontier = next;
+  }
+  return out;
+}
+
+/**
  * A label and its ancestors, nearest first, from labels by id: what a media labelled with it is
  * also labelled with. Stops at an unknown parent, a cycle or MAX_LABEL_DEPTH levels.
  */

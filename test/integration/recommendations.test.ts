@@ -238,6 +238,46 @@ describe('recommendations', () => {
     assert.deepEqual(await vic.related(seedId), [sharing]);
   });
 
+  it('related: media labelled with siblings under a common parent (a global bank) are related, below media sharing the label', async () => {
+    // A global bank, as the operator imports one: its hierarchy applies to every tenant.
+    await t.ctx.labelBanks.create({ global: true }, 'general', {
+      name: 'fauna',
+      entries: [
+        { name: 'animal' },
+        { name: 'deer', parent: 'animal' },
+        { name: 'whale', parent: 'animal' },
+        { name: 'vehicle' },
+        { name: 'bicycle', parent: 'vehicle' },
+      ],
+    });
+    const at = daysAgo(3);
+    const deer = await insertMedia(t, { caption: 'deer seed', labels: ['deer'], userId: 'carol', createdAt: at });
+    const otherDeer = await insertMedia(t, { caption: 'another deer', labels: ['deer'], userId: 'carol', createdAt: at });
+    const whale = await insertMedia(t, { caption: 'a whale', labels: ['whale'], userId: 'carol', createdAt: at });
+    const animal = await insertMedia(t, { caption: 'an animal', labels: ['animal'], userId: 'carol', createdAt: at });
+    const bicycle = await insertMedia(t, { caption: 'a bicycle', labels: ['bicycle'], userId: 'carol', createdAt: at });
+    const wendy = await user(t, 'wendy');
+    assert.deepEqual(
+      await wendy.related(deer),
+      [otherDeer, animal, whale],
+      'the shared label first, then the parent itself, then the sibling; nothing under another parent',
+    );
+    assert.deepEqual(await wendy.related(whale), [animal, otherDeer, deer], 'a whale relates to both deer, its siblings (equal: newer id first)');
+    assert.deepEqual(await wendy.related(bicycle), [], 'a bicycle has no relatives');
+    // The user's profile follows the hierarchy too: viewing a whale recommends the animals.
+    await wendy.view(whale);
+    assert.deepEqual((await wendy.recommended()).slice(0, 3), await wendy.related(whale));
+
+    // The other tenant reads the same global bank: its deer and whale are related too.
+    const theirDeer = await insertMedia(t, { tenantId: t.other.id, caption: 'their deer', labels: ['deer'], userId: 'carol', createdAt: at });
+    const theirWhale = await insertMedia(t, { tenantId: t.other.id, caption: 'their whale', labels: ['whale'], userId: 'carol', createdAt: at });
+    const theirs = await get(t, `/api/v1/media/${theirDeer}/related?limit=20`, t.other.userKey);
+    assert.deepEqual(
+      theirs.items.map((i) => i.id),
+      [theirWhale],
+    );
+  });
+
   it("never recommends held or rejected media, nor another tenant's", async () => {
     const seen = await insertMedia(t, { caption: 'ibis seen', labels: ['ibis'], userId: 'carol' });
     const visible = await insertMedia(t, { caption: 'ibis visible', labels: ['ibis'], userId: 'carol' });

@@ -127,7 +127,8 @@ export function searchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       {
         schema: {
           tags: ['feeds'],
-          summary: 'Media similar to this one (shared labels and tags, rarer ones weigh more), best first',
+          summary:
+            'Media similar to this one (shared labels and tags, rarer ones weigh more; labels under a common parent in the label hierarchy count too, less than a shared label), best first',
           params: Type.Object({ media_id: Type.String({ minLength: 1, maxLength: 64 }) }),
           querystring: Type.Object({ limit }),
           response: { 200: Page, ...problemResponses(400, 403) },
