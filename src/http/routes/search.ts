@@ -99,7 +99,8 @@ export function searchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       {
         schema: {
           tags: ['feeds'],
-          summary: "Media recommended for the caller's user from their uploads and views (the new feed until there is anything to go on)",
+          summary:
+            "Media recommended for the caller's user from their uploads and views, then the newest media they neither uploaded nor opened (the new feed until there is anything to go on)",
           querystring: Type.Object({ limit, cursor }),
           response: { 200: Page, ...problemResponses(400) },
         },
