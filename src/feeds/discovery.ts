@@ -61,7 +61,7 @@ export async function createDiscovery(deps: {
   await indexer.backfill();
   const search = new SearchService(database.db, index, deps.facts, settings.searchMaxQueryLength, cache);
   const external = settings.recommenderUrl ? new ExternalRecommendationEngine(settings.recommenderUrl, settings.recommenderTimeout) : undefined;
-  const recommendations = new RecommendationService(database.db, new DefaultRecommendationEngine(database.db), external, log);
+  const recommendations = new RecommendationService(database.db, new DefaultRecommendationEngine(database.db, deps.labelDirectory), external, log);
   const items = new FeedItemBuilder(deps.facts, deps.labelDirectory, deps.tokens, settings.playbackTtl);
   const feeds = new FeedService(database, items, search, recommendations);
   return { indexer, search, recommendations, feeds, items, searchCache: cache };

@@ -3,7 +3,8 @@ import type { Database, LabelKind } from '../db/schema.js';
 import { nowIso } from '../db/schema.js';
 import { newId } from '../shared/ids.js';
 import { effectiveBanks } from './effective-banks.js';
-import { normalizeLabelName } from './label-names.js';
+import { AppError } from '../shared/errors.js';
+import { MAX_LABEL_LENGTH, normalizeLabelName } from './label-names.js';
 
 export interface LabelRef {
   id: string;
@@ -158,6 +159,38 @@ export async function withDescendants(db: Kysely<Database>, tenantId: string, la
 export const MAX_LABEL_DEPTH = 16;
 
 /**
+ * A label of a tenant and its descendants, each with how many levels below it is (0: the label
+ * itself), nearest first: at most `limit` labels and MAX_LABEL_DEPTH levels, a query per level.
+ * Empty when the label is not the tenant's.
+ */
+export async function descendantDepths(db: Kysely<Database>, tenantId: string, labelId: string, limit: number): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  const own = await db.selectFrom('labels').select('id').where('tenant_id', '=', tenantId).where('id', '=', labelId).executeTakeFirst();
+  if (!own) return out;
+  out.set(labelId, 0);
+  let frontier = [labelId];
+  for (let depth = 1; frontier.length && depth <= MAX_LABEL_DEPTH && out.size < limit; depth++) {
+    const next: string[] = [];
+    for (let i = 0; i < frontier.length; i += 500) {
+      const rows = await db
+        .selectFrom('labels')
+        .select('id')
+        .where('tenant_id', '=', tenantId)
+        .where('parent_id', 'in', frontier.slice(i, i + 500))
+        .orderBy('id')
+        .execute();
+      for (const r of rows) {
+        if (out.has(r.id) || out.size >= limit) continue;
+        out.set(r.id, depth);
+        next.push(r.id);
+      }
+    }
+    frontier = next;
+  }
+  return out;
+}
+
+/**
  * A label and its ancestors, nearest first, from labels by id: what a media labelled with it is
  * also labelled with. Stops at an unknown parent, a cycle or MAX_LABEL_DEPTH levels.
  */
@@ -256,4 +289,19 @@ export async function labelIdsMatchingTerm(db: Kysely<Database>, tenantId: strin
     }
   }
   return withDescendants(db, tenantId, [...seeds]);
+}
+
+/**
+ * The ids a `label` filter of a list stands for (see labelIdsMatchingTerm: the label, the labels
+ * of bank entries having it as a phrase, and their descendants). A term that cannot be a label
+ * name (blank, too long, control characters) is refused rather than matching nothing, so a
+ * mistyped filter is told apart from one that names no label yet.
+ */
+export async function labelFilterIds(db: Kysely<Database>, tenantId: string, term: string): Promise<string[]> {
+  try {
+    normalizeLabelName(term);
+  } catch {
+    throw new AppError('validation-failed', `label: must be 1-${MAX_LABEL_LENGTH} printable characters`);
+  }
+  return labelIdsMatchingTerm(db, tenantId, term);
 }

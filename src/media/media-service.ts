@@ -9,6 +9,7 @@ import { AppError, notFound } from '../shared/errors.js';
 import { labelsOfMedia, type AssetLabelView } from '../labels/media-label-store.js';
 import { recomputeEntryStats } from '../labels/asset-labels.js';
 import { labelingOf, type LabelingView } from '../labels/labeling-state.js';
+import { labelFilterIds } from '../labels/hierarchy.js';
 import type { RecordCache } from '../cache/record-cache.js';
 import { mediaPrefix } from '../storage/layout.js';
 import type { MediaStore } from '../storage/store.js';
@@ -18,7 +19,8 @@ import { processJobKey, type JobQueue } from '../queue/queue.js';
 import { nowIso, toJson } from '../db/schema.js';
 import { needsProcessing } from './detect-kind.js';
 import { transition } from './status.js';
-import { normalizeCaption, normalizeTags } from './tags.js';
+import { normalizeCaption, normalizeTags, tagFilterKey } from './tags.js';
+import { fewMediaWithLabels, fewMediaWithTag } from './rare-filters.js';
 import { tracksOfMedia, type CaptionTrackView } from './captions-service.js';
 import { assertModerationVisible } from '../access/visibility.js';
 import { assertOwnerOrAdmin } from '../access/ownership.js';
@@ -191,6 +193,19 @@ function decodeCursor(raw: string): Cursor {
   throw new AppError('validation-failed', 'cursor is not valid');
 }
 
+export interface MediaListOptions {
+  limit: number;
+  cursor?: string;
+  /** Admin keys only: one user's media. */
+  userId?: string;
+  status?: MediaRow['status'];
+  kind?: MediaRow['kind'];
+  /** A label name or bank phrase; media labelled with it or any of its descendants. */
+  label?: string;
+  /** A user tag, matched case-insensitively. */
+  tag?: string;
+}
+
 export interface MediaPage {
   items: MediaView[];
   next_cursor: string | null;
@@ -300,17 +315,66 @@ export class MediaService {
     return this.record(p, mediaId);
   }
 
-  /** The caller's own media (an admin's: the whole tenant, or one user's), newest first. */
-  async list(p: Principal, opts: { limit: number; cursor?: string; userId?: string; status?: MediaRow['status'] }): Promise<MediaPage> {
+  /**
+   * The caller's own media (an admin's: the whole tenant, or one user's), newest first, of every
+   * status and moderation state. Filters combine with AND: `label` is a label name or bank phrase
+   * and matches its descendants too (as search's label filter), `tag` a user tag, case-insensitively.
+   */
+  async list(p: Principal, opts: MediaListOptions): Promise<MediaPage> {
     const scope = ownerScope(p);
     let q = this.db.selectFrom('mediaassets').selectAll().where('tenant_id', '=', scope.tenantId);
     const userId = scope.userId ?? opts.userId;
     if (scope.userId && opts.userId && opts.userId !== scope.userId) throw new AppError('forbidden', 'only an admin key may list another user');
+    const tag = opts.tag === undefined ? undefined : tagFilterKey(opts.tag);
+    const after = opts.cursor ? decodeCursor(opts.cursor) : undefined;
     if (userId) q = q.where('user_id', '=', userId);
     if (opts.status) q = q.where('status', '=', opts.status);
-    if (opts.cursor) {
-      const c = decodeCursor(opts.cursor);
-      q = q.where((eb) => eb.or([eb('created_at', '<', c.createdAt), eb.and([eb('created_at', '=', c.createdAt), eb('id', '<', c.id)])]));
+    if (opts.kind) q = q.where('kind', '=', opts.kind);
+    // A rare label or tag is read from its own index first (RARE_FILTER_MEDIA), and its media
+    // listed by id; a common one is tested on each media while the library is walked newest first.
+    let among: string[] | undefined;
+    const narrow = (few: string[]) => {
+      const ids = among ? new Set(among) : undefined;
+      among = ids ? few.filter((id) => ids.has(id)) : few;
+    };
+    if (opts.label !== undefined) {
+      const labelIds = await labelFilterIds(this.db, scope.tenantId, opts.label);
+      const few = await fewMediaWithLabels(this.db, scope.tenantId, labelIds);
+      if (few) narrow(few);
+      else {
+        q = q.where(({ exists, selectFrom }) =>
+          exists(
+            selectFrom('asset_labels as al')
+              .select('al.media_id')
+              .whereRef('al.media_id', '=', 'mediaassets.id')
+              .where('al.tenant_id', '=', scope.tenantId)
+              .where('al.label_id', 'in', labelIds),
+          ),
+        );
+      }
+    }
+    if (tag !== undefined) {
+      // media_tags holds each media's tags as tagKey folds them (written with its search document).
+      const few = await fewMediaWithTag(this.db, scope.tenantId, tag);
+      if (few) narrow(few);
+      else {
+        q = q.where(({ exists, selectFrom }) =>
+          exists(
+            selectFrom('media_tags as mt')
+              .select('mt.media_id')
+              .whereRef('mt.media_id', '=', 'mediaassets.id')
+              .where('mt.tenant_id', '=', scope.tenantId)
+              .where('mt.tag', '=', tag),
+          ),
+        );
+      }
+    }
+    if (among) {
+      if (!among.length) return { items: [], next_cursor: null };
+      q = q.where('id', 'in', among);
+    }
+    if (after) {
+      q = q.where((eb) => eb.or([eb('created_at', '<', after.createdAt), eb.and([eb('created_at', '=', after.createdAt), eb('id', '<', after.id)])]));
     }
     const rows = await q
       .orderBy('created_at', 'desc')

@@ -26,6 +26,20 @@ export function normalizeTags(tags: readonly string[] | undefined, field = 'user
   return out;
 }
 
+/** How a tag is matched (and kept in `media_tags`): trimmed, inner white space folded, lower-cased. */
+export function tagKey(tag: string): string {
+  return tag.normalize('NFC').trim().replace(/\s+/g, ' ').toLocaleLowerCase('en-US');
+}
+
+/** A tag to filter by, as `media_tags` holds it; refused when it could not be a tag. */
+export function tagFilterKey(raw: string, field = 'tag'): string {
+  const key = tagKey(raw);
+  if (!key || key.length > MAX_TAG_LENGTH || CONTROL.test(key)) {
+    throw new AppError('validation-failed', `${field}: must be 1-${MAX_TAG_LENGTH} printable characters`);
+  }
+  return key;
+}
+
 export function normalizeCaption(caption: string | null | undefined): string | null {
   if (caption === undefined || caption === null) return null;
   const clean = caption.normalize('NFC').replace(/\r\n?/g, '\n').trim();

@@ -2,9 +2,37 @@ import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
 import { RecordCache } from '../cache/record-cache.js';
 import { publiclyVisible } from '../access/visibility-sql.js';
+import { ancestorChain, type LabelRef } from '../labels/hierarchy.js';
 import type { RecommendationEngine } from './engine.js';
 
-/** A feature of a media: a general label (weighted by its confidence) or a user tag (weight 1). */
+/**
+ * The tenant's label hierarchy as the engine reads it (the LabelDirectory): a media labelled with
+ * a label counts as labelled with its ancestors, at a lower weight per level.
+ */
+export interface LabelHierarchy {
+  withAncestors(tenantId: string, labelIds: readonly string[]): Promise<ReadonlyMap<string, LabelRef>>;
+  withDescendants(tenantId: string, labelId: string, limit: number): Promise<ReadonlyMap<string, number>>;
+}
+
+/**
+ * What a label counts for, per level up, on a media labelled with a descendant of it: deer ← animal
+ * makes a deer media count as an animal one at half its confidence. Two siblings (deer and whale)
+ * share only their parent, each at half weight, so they relate at a quarter of what a shared label
+ * of the same rarity gives; media sharing a label share its ancestors too, so they always rank above.
+ */
+export const ANCESTOR_WEIGHT = 0.5;
+
+/**
+ * Most labels one label feature reads (itself and its nearest descendants): a label with more is
+ * general enough to say little (its document frequency is high), and its posting list stays one
+ * bounded query.
+ */
+export const MAX_FEATURE_LABELS = 500;
+
+/**
+ * A feature of a media: a general label (weighted by its confidence), implied by the label itself
+ * or one of its descendants (at ANCESTOR_WEIGHT per level), or a user tag (weight 1).
+ */
 type FeatureKey = string;
 const labelKey = (id: string): FeatureKey => `l:${id}`;
 const tagKey = (tag: string): FeatureKey => `t:${tag}`;
@@ -37,7 +65,9 @@ interface Posting {
 }
 
 /**
- * Content-based recommendations from shared labels and tags.
+ * Content-based recommendations from shared labels and tags. A label stands for its ancestors too
+ * (ANCESTOR_WEIGHT per level), so media labelled with siblings (deer and whale under animal) are
+ * related, below media sharing a label.
  *
  * score(candidate) = Σ over shared features f of w_seed(f) × w_cand(f) × idf(f), idf = ln(N / df),
  * times a recency factor 0.5 + 0.5 × 2^(−age / half-life). Candidates come from the posting lists
@@ -55,6 +85,8 @@ export class DefaultRecommendationEngine implements RecommendationEngine {
 
   constructor(
     private readonly db: Db,
+    /** Without one, labels are features of their own only (no hierarchy). */
+    private readonly labels?: LabelHierarchy,
     opts: Partial<DefaultEngineOptions> = {},
   ) {
     this.opts = { ...DEFAULTS, ...opts };
@@ -92,8 +124,8 @@ export class DefaultRecommendationEngine implements RecommendationEngine {
   }
 
   /**
-   * Summed feature weights of some media (labels by their highest confidence over sources, tags
-   * 1), and how many of them carry each feature.
+   * Summed feature weights of some media (labels by their highest confidence over sources, their
+   * ancestors at ANCESTOR_WEIGHT per level, tags 1), and how many of them carry each feature.
    */
   private async featuresOf(tenantId: string, mediaIds: string[]): Promise<Profile> {
     const out: Profile = new Map();
@@ -104,13 +136,26 @@ export class DefaultRecommendationEngine implements RecommendationEngine {
     const labels = await this.db
       .selectFrom('asset_labels as al')
       .innerJoin('labels as l', 'l.id', 'al.label_id')
-      .select(['al.label_id', (eb) => eb.fn.max('al.confidence').as('confidence')])
+      .select(['al.media_id', 'al.label_id', (eb) => eb.fn.max('al.confidence').as('confidence')])
       .where('al.tenant_id', '=', tenantId)
       .where('al.media_id', 'in', mediaIds)
       .where('l.kind', '=', 'general')
       .groupBy(['al.media_id', 'al.label_id'])
       .execute();
-    for (const l of labels) add(labelKey(l.label_id), Number(l.confidence));
+    const nodes = this.labels && labels.length ? await this.labels.withAncestors(tenantId, [...new Set(labels.map((l) => l.label_id))]) : new Map();
+    // Per media, each label it is labelled with or implies, at its best weight: a media labelled deer and whale is one animal.
+    const implied = new Map<string, Map<string, number>>();
+    for (const l of labels) {
+      const own = implied.get(l.media_id) ?? new Map<string, number>();
+      implied.set(l.media_id, own);
+      const chain = ancestorChain(l.label_id, nodes);
+      const ids = chain.length ? chain.map((n) => n.id) : [l.label_id];
+      ids.forEach((id, depth) => {
+        const w = Number(l.confidence) * ANCESTOR_WEIGHT ** depth;
+        if (w > (own.get(id) ?? 0)) own.set(id, w);
+      });
+    }
+    for (const own of implied.values()) for (const [id, w] of own) add(labelKey(id), w);
     const tags = await this.db.selectFrom('media_tags').select('tag').where('tenant_id', '=', tenantId).where('media_id', 'in', mediaIds).execute();
     for (const t of tags) add(tagKey(t.tag), 1);
     return out;
@@ -127,6 +172,13 @@ export class DefaultRecommendationEngine implements RecommendationEngine {
     });
   }
 
+  /** The label and its descendants a label feature stands for, each with its weight factor (ANCESTOR_WEIGHT per level). */
+  private async featureLabels(tenantId: string, labelId: string): Promise<Map<string, number>> {
+    const depths = this.labels ? await this.labels.withDescendants(tenantId, labelId, MAX_FEATURE_LABELS) : undefined;
+    if (!depths?.size) return new Map([[labelId, 1]]);
+    return new Map([...depths].map(([id, depth]) => [id, ANCESTOR_WEIGHT ** depth]));
+  }
+
   private documentFrequency(tenantId: string, f: FeatureKey): Promise<number> {
     return this.stats.get(tenantId, `df:${f}`, async () => {
       const r = f.startsWith('l:')
@@ -134,7 +186,7 @@ export class DefaultRecommendationEngine implements RecommendationEngine {
             .selectFrom('asset_labels')
             .select((eb) => eb.fn.count<number>('media_id').distinct().as('n'))
             .where('tenant_id', '=', tenantId)
-            .where('label_id', '=', f.slice(2))
+            .where('label_id', 'in', [...(await this.featureLabels(tenantId, f.slice(2))).keys()])
             .executeTakeFirst()
         : await this.db
             .selectFrom('media_tags')
@@ -150,18 +202,41 @@ export class DefaultRecommendationEngine implements RecommendationEngine {
     return this.postingLists.get(tenantId, f, () => this.readPostings(tenantId, f));
   }
 
+  /**
+   * The newest media carrying a feature, with their weight for it. A label's list holds the media
+   * labelled with it or any descendant (MAX_FEATURE_LABELS at most), each by its best confidence
+   * times ANCESTOR_WEIGHT per level between the two, in one query.
+   */
   private async readPostings(tenantId: string, f: FeatureKey): Promise<Posting[]> {
     if (f.startsWith('l:')) {
-      const rows = await this.db
-        .selectFrom('asset_labels')
-        .select(['media_id', (eb) => eb.fn.max('confidence').as('confidence')])
-        .where('tenant_id', '=', tenantId)
-        .where('label_id', '=', f.slice(2))
-        .groupBy('media_id')
-        .orderBy('media_id', 'desc')
-        .limit(this.opts.postingCap)
-        .execute();
-      return rows.map((r) => ({ mediaId: r.media_id, weight: Number(r.confidence) }));
+      const factors = await this.featureLabels(tenantId, f.slice(2));
+      if (factors.size === 1) {
+        // A label without descendants (most are): read in index order, stopping at the cap.
+        const rows = await this.db
+          .selectFrom('asset_labels')
+          .select(['media_id', (eb) => eb.fn.max('confidence').as('confidence')])
+          .where('tenant_id', '=', tenantId)
+          .where('label_id', '=', f.slice(2))
+          .groupBy('media_id')
+          .orderBy('media_id', 'desc')
+          .limit(this.opts.postingCap)
+          .execute();
+        return rows.map((r) => ({ mediaId: r.media_id, weight: Number(r.confidence) }));
+      }
+      const byFactor = new Map<number, string[]>();
+      for (const [id, factor] of factors) byFactor.set(factor, [...(byFactor.get(factor) ?? []), id]);
+      // The factors are numbers this module computed (powers of ANCESTOR_WEIGHT), inlined as literals.
+      const factor = sql`case ${sql.join(
+        [...byFactor].map(([value, ids]) => sql`when al.label_id in (${sql.join(ids)}) then ${sql.lit(value)}`),
+        sql` `,
+      )} else 0 end`;
+      const rows = await sql<{ media_id: string; weight: number }>`
+        select al.media_id, max(al.confidence * ${factor}) as weight from asset_labels al
+        where al.tenant_id = ${tenantId} and al.label_id in (${sql.join([...factors.keys()])})
+        group by al.media_id
+        order by al.media_id desc
+        limit ${this.opts.postingCap}`.execute(this.db);
+      return rows.rows.map((r) => ({ mediaId: r.media_id, weight: Number(r.weight) }));
     }
     const rows = await this.db
       .selectFrom('media_tags')

@@ -4,6 +4,7 @@ import { fromJson } from '../db/schema.js';
 import { effectiveBanks } from '../labels/effective-banks.js';
 import { ancestorChain, generalLabelLinks, labelWithAncestors, type LabelRef } from '../labels/hierarchy.js';
 import { documentField } from './text.js';
+import { tagKey } from '../media/tags.js';
 
 /** What the search index holds for one media: each field already folded and tokenised. */
 export interface SearchDocument {
@@ -107,7 +108,7 @@ export async function buildDocuments(db: Db, tenantId: string, mediaIds: string[
       tags: documentField(tags),
       labels: documentField([...new Set(labelsByMedia.get(r.id) ?? [])]),
       tracks: documentField(tracks.get(r.id) ?? []),
-      tagList: [...new Set(tags.map((t) => t.normalize('NFC').trim().replace(/\s+/g, ' ').toLocaleLowerCase('en-US')).filter(Boolean))],
+      tagList: [...new Set(tags.map(tagKey).filter(Boolean))],
     };
   });
 }

@@ -55,7 +55,8 @@ const cap = (s: string) => (s.length > MAX_FIELD ? s.slice(0, MAX_FIELD) : s);
 
 export type FilterQuery = Pick<IndexQuery, 'tenantId' | 'filters' | 'audience' | 'after'> & { asOf?: string };
 
-function filterSql(q: FilterQuery, keyset: boolean): RawBuilder<boolean> {
+/** The tenant, visibility and filters of a list as SQL on `mediaassets as m` (and the keyset on `s`, the ranked matches). */
+export function filterSql(q: FilterQuery, keyset: boolean): RawBuilder<boolean> {
   const parts: RawBuilder<unknown>[] = [sql`m.tenant_id = ${q.tenantId}`, visibleTo(q.audience)];
   if (q.asOf) parts.push(sql`m.created_at <= ${q.asOf}`);
   const f = q.filters;

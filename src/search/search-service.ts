@@ -3,17 +3,19 @@ import { factsMatch, type MediaFacts, type MediaFactsSource } from './media-fact
 import type { MediaKind, MediaStatus } from '../db/schema.js';
 import { nowIso } from '../db/schema.js';
 import { AppError } from '../shared/errors.js';
-import { labelIdsMatchingTerm } from '../labels/hierarchy.js';
+import { labelFilterIds } from '../labels/hierarchy.js';
 import type { Principal } from '../tenancy/principal.js';
 import { decodeCursor, encodeCursor, fingerprintOf } from './cursor.js';
 import { saveSnapshot, loadSnapshot } from './snapshots.js';
 import type { IndexQuery, SearchFilters, SearchHit, SearchIndex } from './search-index.js';
 import { SearchResultCache } from '../cache/result-cache.js';
-import { parseQuery } from './text.js';
+import { parseQuery, type ParsedQuery } from './text.js';
+import { newestMatching, type ListPosition } from './filtered-list.js';
 import type { Audience } from '../access/visibility.js';
 
 export interface SearchParams {
-  q: string;
+  /** Words to find. Without them the search lists the media passing its filters, newest first (it needs one filter then). */
+  q?: string;
   kind?: MediaKind;
   status?: MediaStatus;
   /** A label name or synonym; media with it or any descendant label match. */
@@ -27,6 +29,8 @@ export interface SearchParams {
 
 export interface SearchPage {
   hits: SearchHit[];
+  /** Whether the hits are ranked by relevance (words were searched for); otherwise newest first, and their scores mean nothing. */
+  byRelevance: boolean;
   next_cursor: string | null;
   /** The facts of the hits as re-checked for this request (items are built from them). */
   facts?: ReadonlyMap<string, MediaFacts>;
@@ -44,6 +48,12 @@ export const MAX_SEARCH_RESULTS = 500;
 
 type KeysetPosition = { kind: 'keyset'; asOf: string; shown: number; score: number; id: string };
 type Position = KeysetPosition | { kind: 'snapshot'; snapshotId: string; position: number };
+
+function parseListPosition(state: unknown[]): ListPosition {
+  const [kind, createdAt, id] = state;
+  if (kind === 'n' && typeof createdAt === 'string' && typeof id === 'string') return { createdAt, id };
+  throw new AppError('validation-failed', 'cursor is not valid');
+}
 
 function parsePosition(state: unknown[]): Position {
   const [kind, a, b, c, d] = state;
@@ -75,6 +85,8 @@ export type CachedSearch = { ranked: SearchHit[]; snapshotId: string | null } | 
  *   MAX_SEARCH_RESULTS results once and keeps the ranking in a snapshot that later pages read;
  *   media deleted, hidden or no longer matching the filters since are left out.
  * A first page may come from a ranking made a moment ago (SearchResultCache), re-filtered too.
+ * A search with filters but no words has no relevance to rank by: it lists the media passing the
+ * filters newest first, by keyset on (created_at, id).
  * The cursor carries the position and a fingerprint of the query and filters.
  */
 export class SearchService {
@@ -87,16 +99,17 @@ export class SearchService {
   ) {}
 
   async search(p: Principal, params: SearchParams, audience: Audience): Promise<SearchPage> {
-    const query = parseQuery(params.q, this.maxQueryLength);
+    const query: ParsedQuery | null = params.q === undefined ? null : parseQuery(params.q, this.maxQueryLength);
     const from = isoOrThrow(params.from, 'from');
     const to = isoOrThrow(params.to, 'to');
     if (from && to && from >= to) throw new AppError('validation-failed', 'from: must be before to');
     const status = audience.kind === 'feed' ? 'ready' : (params.status ?? 'ready');
     const label = params.label?.trim();
+    const filtered = params.kind !== undefined || params.label !== undefined || params.status !== undefined || from !== undefined || to !== undefined;
+    if (!query && !filtered) throw new AppError('validation-failed', 'q: required unless the search has a filter (kind, label, status, from, to)');
     const fingerprint = fingerprintOf([query, params.kind, status, label, from, to, audience.kind]);
-    const position = params.cursor ? parsePosition(decodeCursor(params.cursor, fingerprint)) : undefined;
 
-    const labelIds = label ? await labelIdsMatchingTerm(this.db, p.tenantId, label) : undefined;
+    const labelIds = label !== undefined ? await labelFilterIds(this.db, p.tenantId, label) : undefined;
     const filters: SearchFilters = {
       ...(params.kind ? { kind: params.kind } : {}),
       status,
@@ -104,6 +117,11 @@ export class SearchService {
       ...(from ? { createdFrom: from } : {}),
       ...(to ? { createdTo: to } : {}),
     };
+    if (!query) {
+      const after = params.cursor ? parseListPosition(decodeCursor(params.cursor, fingerprint)) : undefined;
+      return this.newest({ tenantId: p.tenantId, filters, audience }, fingerprint, params.limit, after);
+    }
+    const position = params.cursor ? parsePosition(decodeCursor(params.cursor, fingerprint)) : undefined;
     const base = { tenantId: p.tenantId, query, filters, audience };
 
     if (position && (position.kind === 'keyset') !== this.index.stableScores) throw new AppError('validation-failed', 'cursor is not valid');
@@ -121,7 +139,7 @@ export class SearchService {
     // Re-filtered even when just ranked: the ranking may be a moment old, or shared with another caller.
     if ('page' in cached) {
       const matching = await this.stillMatching(base, cached.page.hits);
-      return { hits: cached.page.hits.filter((h) => matching.has(h.mediaId)), next_cursor: cached.page.next_cursor, facts: matching };
+      return { hits: cached.page.hits.filter((h) => matching.has(h.mediaId)), byRelevance: true, next_cursor: cached.page.next_cursor, facts: matching };
     }
     // Saved once the ranking is longer than a page asked for (whichever caller's page size ranked
     // it), and kept with it: a repeated search hands out cursors into the same snapshot.
@@ -144,7 +162,11 @@ export class SearchService {
     const page = hits.slice(0, limit);
     const last = page[page.length - 1];
     const more = hits.length > limit && shown + page.length < MAX_SEARCH_RESULTS;
-    return { hits: page, next_cursor: more && last ? encodeCursor(fingerprint, ['k', asOf, shown + page.length, last.score, last.mediaId]) : null };
+    return {
+      hits: page,
+      byRelevance: true,
+      next_cursor: more && last ? encodeCursor(fingerprint, ['k', asOf, shown + page.length, last.score, last.mediaId]) : null,
+    };
   }
 
   private async fromSnapshot(
@@ -156,6 +178,26 @@ export class SearchService {
     const hits = await loadSnapshot(this.db, base.tenantId, fingerprint, at.snapshotId);
     if (!hits) throw new AppError('validation-failed', 'cursor has expired; search again');
     return this.walk(base, fingerprint, hits, at.snapshotId, at.position, limit);
+  }
+
+  /**
+   * A search without words: the media passing its filters, newest first, read fresh on every
+   * page (a keyset query costs no more than re-checking a cached list would).
+   */
+  private async newest(
+    base: Pick<IndexQuery, 'tenantId' | 'filters' | 'audience'>,
+    fingerprint: string,
+    limit: number,
+    after?: ListPosition,
+  ): Promise<SearchPage> {
+    const rows = await newestMatching(this.db, base, limit + 1, after);
+    const page = rows.slice(0, limit);
+    const last = page[page.length - 1];
+    return {
+      hits: page.map((r) => ({ mediaId: r.id, score: 0 })),
+      byRelevance: false,
+      next_cursor: rows.length > limit && last ? encodeCursor(fingerprint, ['n', last.created_at, last.id]) : null,
+    };
   }
 
   /** A page of a ranking from `position` on, leaving out media deleted, hidden or no longer matching since. */
@@ -177,7 +219,12 @@ export class SearchService {
       page.push(...candidates.filter((h) => matching.has(h.mediaId)));
       next += candidates.length;
     }
-    return { hits: page, next_cursor: snapshotId && next < hits.length ? encodeCursor(fingerprint, ['s', snapshotId, next]) : null, facts };
+    return {
+      hits: page,
+      byRelevance: true,
+      next_cursor: snapshotId && next < hits.length ? encodeCursor(fingerprint, ['s', snapshotId, next]) : null,
+      facts,
+    };
   }
 
   /** The facts of those hits that still pass the search's filters and visibility (deleted, hidden or changed media are left out). */

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { encodeCursor, fingerprintOf } from '../../src/search/cursor.js';
 import { insertMedia } from '../support/media-seed.js';
 import { expectProblem, startTestApp, type TestApp } from '../support/harness.js';
 
@@ -109,15 +110,74 @@ describe('recommendations', () => {
     assert.equal(view.statusCode, 200, view.body);
     const warm = await feed('/api/v1/feed/recommended?limit=5');
     assert.deepEqual(
-      new Set(warm.items.map((i) => i.id)),
+      new Set(warm.items.slice(0, 2).map((i) => i.id)),
       new Set([seed, both]),
-      "media sharing the viewed media's rare label, not the viewed one or held media",
+      "first the media sharing the viewed media's rare label, not the viewed one or held media",
     );
-    assert.equal(warm.next_cursor, null);
+    // Then the newest media dave has not opened, to the end of the library.
+    const shown = warm.items.map((i) => i.id);
+    for (let cursor = warm.next_cursor, pages = 0; cursor && pages < 10; pages++) {
+      const page = await feed(`/api/v1/feed/recommended?limit=5&cursor=${encodeURIComponent(cursor)}`);
+      shown.push(...page.items.map((i) => i.id));
+      cursor = page.next_cursor;
+    }
+    const newest = (await get(t, '/api/v1/feed/new?limit=100', t.tenant.userKey)).items.map((i) => i.id);
+    assert.deepEqual(
+      shown.slice(2),
+      newest.filter((id) => ![seed, both, rare].includes(id)),
+    );
     const views = await t.ctx.database.db.selectFrom('media_views').selectAll().where('user_id', '=', 'dave').execute();
     assert.equal(views.length, 1);
     assert.equal(views[0]!.media_id, rare);
     expectProblem(await t.app.inject({ url: '/api/v1/feed/recommended?cursor=x', headers: daveHeaders }), 400, 'validation-failed');
+  });
+
+  it('recommended: a short ranking is followed by the newest media the user neither uploaded nor opened, paged without repeats', async () => {
+    const seen = await insertMedia(t, { caption: 'narwhal seen', labels: ['narwhal'], userId: 'carol' });
+    // Older than everything else, so that only the ranking puts it first.
+    const match = await insertMedia(t, { caption: 'narwhal match', labels: ['narwhal'], userId: 'carol', createdAt: daysAgo(400) });
+    const opened = await insertMedia(t, { caption: 'opened before', userId: 'carol' });
+    const own = await insertMedia(t, { caption: 'her own', userId: 'xena' });
+    const xena = await user(t, 'xena');
+    await xena.view(seen);
+    await xena.view(opened);
+    const key = (await t.ctx.tenancy.createKey({ tenantId: t.tenant.id, userId: 'xena' })).key;
+    const newFeed: string[] = [];
+    for (let cursor: string | null = '', pages = 0; cursor !== null && pages < 20; pages++) {
+      const page = await get(t, `/api/v1/feed/new?limit=7${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`, key);
+      newFeed.push(...page.items.map((i) => i.id));
+      cursor = page.next_cursor;
+    }
+    const expected = [match, ...newFeed.filter((id) => ![seen, match, opened, own].includes(id))];
+    assert.ok(expected.length > 10, 'a library longer than the pages');
+    // limit 3: the ranking ends inside the first page; limit 1: it fills the first page exactly.
+    for (const limit of [3, 1]) {
+      const shown: string[] = [];
+      const sizes: number[] = [];
+      for (let cursor: string | null = '', pages = 0; cursor !== null && pages < 100; pages++) {
+        const page = await get(t, `/api/v1/feed/recommended?limit=${limit}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`, key);
+        shown.push(...page.items.map((i) => i.id));
+        sizes.push(page.items.length);
+        cursor = page.next_cursor;
+      }
+      assert.deepEqual(shown, expected, `limit ${limit}: the ranking, then the newest media new to her, each once`);
+      assert.ok(
+        sizes.slice(0, -1).every((n) => n === limit),
+        `limit ${limit}: every page but the last is full (${sizes})`,
+      );
+    }
+    // A held media is never backfilled.
+    const held = await insertMedia(t, { caption: 'held newest', moderation: 'held', userId: 'carol' });
+    assert.ok(!(await xena.recommended(100)).includes(held));
+    const fp = fingerprintOf(['feed:recommended', t.tenant.id, 'xena']);
+    for (const bad of [
+      ['fill', -1],
+      ['fill', 1, 'yesterday'],
+      ['fill', 'one'],
+    ]) {
+      const res = await t.app.inject({ url: `/api/v1/feed/recommended?cursor=${encodeCursor(fp, bad)}`, headers: t.auth(key) });
+      expectProblem(res, 400, 'validation-failed');
+    }
   });
 
   it('uses an external engine when configured, keeping only visible media of the tenant, and falls back on failure', async () => {
@@ -187,6 +247,8 @@ describe('recommendations', () => {
         assert.equal(res.statusCode, 200, res.body);
       },
       recommended: async (limit = 20) => (await get(app, `/api/v1/feed/recommended?limit=${limit}`, key)).items.map((i) => i.id),
+      /** The ranked head of their recommended feed (what comes after it is backfill). */
+      ranked: async (n = 2) => (await get(app, `/api/v1/feed/recommended?limit=20`, key)).items.slice(0, n).map((i) => i.id),
       related: async (mediaId: string) => (await get(app, `/api/v1/media/${mediaId}/related?limit=20`, key)).items.map((i) => i.id),
     };
   }
@@ -201,7 +263,7 @@ describe('recommendations', () => {
     const ruth = await user(t, 'ruth');
     assert.deepEqual(await ruth.related(seen), [newer, older]);
     await ruth.view(seen);
-    assert.deepEqual(await ruth.recommended(), [newer, older]);
+    assert.deepEqual(await ruth.ranked(), [newer, older]);
   });
 
   it('confidence: a shared label of higher confidence ranks above a lower one', async () => {
@@ -212,7 +274,7 @@ describe('recommendations', () => {
     const sam = await user(t, 'sam');
     assert.deepEqual(await sam.related(seen), [high, low]);
     await sam.view(seen);
-    assert.deepEqual(await sam.recommended(), [high, low]);
+    assert.deepEqual(await sam.ranked(), [high, low]);
   });
 
   it("the user's own uploads shape the recommended feed, however many there are", async () => {
@@ -222,10 +284,12 @@ describe('recommendations', () => {
     ];
     await insertMedia(t, { caption: 'unrelated', labels: ['zebra'], userId: 'carol' });
     // tess never viewed anything; she uploads (more than a ranking shortlist holds) media labelled kayak, tagged paddle.
-    for (let i = 0; i < 70; i++) await insertMedia(t, { caption: `my kayak ${i}`, labels: ['kayak'], tags: ['paddle'], userId: 'tess' });
+    const hers = new Set<string>();
+    for (let i = 0; i < 70; i++) hers.add(await insertMedia(t, { caption: `my kayak ${i}`, labels: ['kayak'], tags: ['paddle'], userId: 'tess' }));
     const tess = await user(t, 'tess');
     const first = await tess.recommended(5);
-    assert.deepEqual(new Set(first), new Set(kayaks), 'media sharing her uploads\u2019 label or tag, none of her own');
+    assert.deepEqual(new Set(first.slice(0, 2)), new Set(kayaks), 'media sharing her uploads\u2019 label or tag');
+    assert.ok(!first.some((id) => hers.has(id)), 'none of her own, backfill included');
     const newFeed = (await get(t, '/api/v1/feed/new?limit=5', t.tenant.userKey)).items.map((i) => i.id);
     assert.notDeepEqual(first, newFeed, 'not the new feed');
   });
@@ -238,6 +302,46 @@ describe('recommendations', () => {
     assert.deepEqual(await vic.related(seedId), [sharing]);
   });
 
+  it('related: media labelled with siblings under a common parent (a global bank) are related, below media sharing the label', async () => {
+    // A global bank, as the operator imports one: its hierarchy applies to every tenant.
+    await t.ctx.labelBanks.create({ global: true }, 'general', {
+      name: 'fauna',
+      entries: [
+        { name: 'animal' },
+        { name: 'deer', parent: 'animal' },
+        { name: 'whale', parent: 'animal' },
+        { name: 'vehicle' },
+        { name: 'bicycle', parent: 'vehicle' },
+      ],
+    });
+    const at = daysAgo(3);
+    const deer = await insertMedia(t, { caption: 'deer seed', labels: ['deer'], userId: 'carol', createdAt: at });
+    const otherDeer = await insertMedia(t, { caption: 'another deer', labels: ['deer'], userId: 'carol', createdAt: at });
+    const whale = await insertMedia(t, { caption: 'a whale', labels: ['whale'], userId: 'carol', createdAt: at });
+    const animal = await insertMedia(t, { caption: 'an animal', labels: ['animal'], userId: 'carol', createdAt: at });
+    const bicycle = await insertMedia(t, { caption: 'a bicycle', labels: ['bicycle'], userId: 'carol', createdAt: at });
+    const wendy = await user(t, 'wendy');
+    assert.deepEqual(
+      await wendy.related(deer),
+      [otherDeer, animal, whale],
+      'the shared label first, then the parent itself, then the sibling; nothing under another parent',
+    );
+    assert.deepEqual(await wendy.related(whale), [animal, otherDeer, deer], 'a whale relates to both deer, its siblings (equal: newer id first)');
+    assert.deepEqual(await wendy.related(bicycle), [], 'a bicycle has no relatives');
+    // The user's profile follows the hierarchy too: viewing a whale recommends the animals.
+    await wendy.view(whale);
+    assert.deepEqual((await wendy.recommended()).slice(0, 3), await wendy.related(whale));
+
+    // The other tenant reads the same global bank: its deer and whale are related too.
+    const theirDeer = await insertMedia(t, { tenantId: t.other.id, caption: 'their deer', labels: ['deer'], userId: 'carol', createdAt: at });
+    const theirWhale = await insertMedia(t, { tenantId: t.other.id, caption: 'their whale', labels: ['whale'], userId: 'carol', createdAt: at });
+    const theirs = await get(t, `/api/v1/media/${theirDeer}/related?limit=20`, t.other.userKey);
+    assert.deepEqual(
+      theirs.items.map((i) => i.id),
+      [theirWhale],
+    );
+  });
+
   it("never recommends held or rejected media, nor another tenant's", async () => {
     const seen = await insertMedia(t, { caption: 'ibis seen', labels: ['ibis'], userId: 'carol' });
     const visible = await insertMedia(t, { caption: 'ibis visible', labels: ['ibis'], userId: 'carol' });
@@ -246,20 +350,28 @@ describe('recommendations', () => {
     const theirs = await insertMedia(t, { tenantId: t.other.id, caption: 'ibis theirs', labels: ['ibis'], userId: 'carol' });
     const uma = await user(t, 'uma');
     await uma.view(seen);
-    assert.deepEqual(new Set(await uma.recommended()), new Set([visible, later]));
+    assert.deepEqual(new Set(await uma.ranked(2)), new Set([visible, later]));
     assert.deepEqual(new Set(await uma.related(seen)), new Set([visible, later]));
 
     // Held through the moderation workflow after it was recommended.
     await t.ctx.labels.addLabels({ system: true, tenantId: t.tenant.id }, later, [{ name: 'gore', kind: 'moderation', confidence: 0.99, source: 'model' }]);
-    assert.deepEqual(await uma.recommended(), [visible]);
+    const after = await uma.recommended(100);
+    assert.equal(after[0], visible);
+    assert.ok(!after.includes(later), 'nor in the backfill');
     assert.deepEqual(await uma.related(seen), [visible]);
 
-    // The other tenant's uma, viewing their ibis, gets their other ibis only.
+    // The other tenant's uma, viewing their ibis, gets their other ibis first, and only their media after it.
     const theirsToo = await insertMedia(t, { tenantId: t.other.id, caption: 'ibis theirs too', labels: ['ibis'], userId: 'carol' });
     const otherUma = await user(t, 'uma', t.other.id);
     await otherUma.view(theirs);
-    assert.deepEqual(await otherUma.recommended(), [theirsToo]);
+    const theirFeed = await otherUma.recommended(100);
+    assert.equal(theirFeed[0], theirsToo);
+    const theirNew = new Set((await get(t, '/api/v1/feed/new?limit=100', t.other.userKey)).items.map((i) => i.id));
+    assert.ok(
+      theirFeed.every((id) => theirNew.has(id)),
+      "only the other tenant's media",
+    );
     assert.deepEqual(await otherUma.related(theirs), [theirsToo]);
-    assert.ok(!(await uma.recommended()).includes(theirsToo));
+    assert.ok(!(await uma.recommended(100)).includes(theirsToo));
   });
 });

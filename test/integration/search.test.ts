@@ -6,7 +6,8 @@ import { newId } from '../../src/shared/ids.js';
 import { ensureLabel } from '../../src/labels/media-label-store.js';
 import { MAX_SEARCH_RESULTS } from '../../src/search/search-service.js';
 import { loadSnapshot, saveSnapshot, SNAPSHOT_TTL_MS, sweepSnapshots } from '../../src/search/snapshots.js';
-import { insertMedia } from '../support/media-seed.js';
+import { insertManyMedia, insertMedia } from '../support/media-seed.js';
+import { RARE_FILTER_MEDIA } from '../../src/media/rare-filters.js';
 import { expectProblem, startTestApp, type TestApp } from '../support/harness.js';
 import { SessionClient } from '../support/upload-client.js';
 
@@ -116,6 +117,109 @@ describe('search', () => {
       400,
       'validation-failed',
     );
+  });
+
+  it('lists media by filters alone (no q), newest first, a parent label finding its descendants', async () => {
+    const bank = await t.app.inject({
+      method: 'POST',
+      url: '/api/v1/label-banks',
+      headers: t.auth(t.tenant.adminKey),
+      payload: { name: 'fauna', entries: [{ name: 'animal' }, { name: 'deer', parent: 'animal' }, { name: 'whale', parent: 'animal' }] },
+    });
+    assert.equal(bank.statusCode, 201, bank.body);
+    const base = Date.parse('2025-03-01T00:00:00Z');
+    const at = (i: number) => new Date(base + i * 60_000).toISOString();
+    const deer = await insertMedia(t, { caption: 'a deer in the meadow', labels: ['deer'], createdAt: at(1) });
+    const whale = await insertMedia(t, { caption: 'a whale breaching', labels: ['whale'], kind: 'image', createdAt: at(2) });
+    const animal = await insertMedia(t, { caption: 'some animal', labels: ['animal'], createdAt: at(3) });
+    await insertMedia(t, { caption: 'a bicycle in the meadow', labels: ['bicycle'], createdAt: at(4) });
+    const heldDeer = await insertMedia(t, { caption: 'a held deer', labels: ['deer'], moderation: 'held', userId: 'bob', createdAt: at(5) });
+    const queuedDeer = await insertMedia(t, { caption: 'a queued deer', labels: ['deer'], status: 'queued', createdAt: at(6) });
+    const ownHeld = await insertMedia(t, { caption: "alice's held whale", labels: ['whale'], moderation: 'held', createdAt: at(7) });
+    await insertMedia(t, { tenantId: t.other.id, caption: 'their deer', labels: ['deer'], createdAt: at(8) });
+
+    const animals = await search('label=animal');
+    assert.deepEqual(
+      animals.items.map((i) => i.id),
+      [ownHeld, animal, whale, deer],
+      "newest first: ready media, and alice's own held one; not bob's held nor the queued one",
+    );
+    assert.ok(
+      animals.items.every((i) => i.score === undefined),
+      'no relevance, no score',
+    );
+    assert.deepEqual(await ids('label=animal', t.tenant.adminKey), [ownHeld, heldDeer, animal, whale, deer], 'an admin key sees held media');
+    assert.deepEqual(await ids('label=deer'), [deer]);
+    assert.deepEqual(await ids('label=DEER&status=queued'), [queuedDeer]);
+    assert.deepEqual(await ids('label=animal&kind=image'), [whale]);
+    assert.deepEqual(await ids('kind=image&label=whale'), [whale]);
+    assert.deepEqual(await ids(`label=animal&from=${encodeURIComponent(at(2))}&to=${encodeURIComponent(at(4))}`), [animal, whale]);
+    assert.deepEqual(await ids('label=unicorn'), [], 'a label nobody has finds nothing');
+    assert.deepEqual(await ids('q=meadow&label=animal'), [deer], 'words and a label filter together, as before');
+    const feed = await t.app.inject({ url: '/api/v1/feed/search?label=animal', headers: t.auth(t.tenant.adminKey) });
+    assert.equal(feed.statusCode, 200, feed.body);
+    assert.deepEqual(
+      feed.json().items.map((i: { id: string }) => i.id),
+      [animal, whale, deer],
+      'the search feed: ready media moderation has not held, whoever asks',
+    );
+
+    // Paged by the same opaque cursors; media added between pages are newer and never show up.
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const page = await search(`label=animal&limit=2${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+      seen.push(...page.items.map((i) => i.id));
+      cursor = page.next_cursor;
+      pages++;
+      await insertMedia(t, { caption: 'a deer arriving meanwhile', labels: ['deer'] });
+    } while (cursor && pages < 10);
+    assert.equal(pages, 2);
+    assert.deepEqual(seen, [ownHeld, animal, whale, deer]);
+
+    const get = (q: string) => t.app.inject({ url: `/api/v1/search?${q}`, headers: t.auth(t.tenant.userKey) });
+    const wordCursor = (await search('q=meadow&limit=1')).next_cursor!;
+    const listCursor = (await search('label=animal&limit=1')).next_cursor!;
+    expectProblem(await get(`label=deer&cursor=${encodeURIComponent(listCursor)}`), 400, 'validation-failed');
+    expectProblem(await get(`q=meadow&label=animal&cursor=${encodeURIComponent(listCursor)}`), 400, 'validation-failed');
+    expectProblem(await get(`label=animal&cursor=${encodeURIComponent(wordCursor)}`), 400, 'validation-failed');
+    expectProblem(await get('label=%20%20'), 400, 'validation-failed');
+    expectProblem(await get('limit=5'), 400, 'validation-failed');
+    expectProblem(await get('label=animal&kind=movie'), 400, 'validation-failed');
+  });
+
+  it(`lists by a label more than ${RARE_FILTER_MEDIA} media carry (the library walked newest first) as by a rarer one`, async () => {
+    const bank = await t.app.inject({
+      method: 'POST',
+      url: '/api/v1/label-banks',
+      headers: t.auth(t.tenant.adminKey),
+      payload: { name: 'flora', entries: [{ name: 'plant' }, { name: 'grass', parent: 'plant' }, { name: 'moss', parent: 'plant' }] },
+    });
+    assert.equal(bank.statusCode, 201, bank.body);
+    const newest = Date.parse('2024-02-01T00:00:00Z');
+    const grass = await insertManyMedia(t, RARE_FILTER_MEDIA + 50, { labels: ['grass'], newest });
+    // Three moss images among the newest grass, a half second after three of them.
+    const moss = [];
+    for (const back of [70, 30, 2]) {
+      moss.push(await insertMedia(t, { kind: 'image', labels: ['moss'], createdAt: new Date(newest - back * 1000 + 500).toISOString() }));
+    }
+    const pages = async (query: string, limit: number, count: number) => {
+      const out: string[] = [];
+      let cursor: string | null = null;
+      for (let i = 0; i < count; i++) {
+        const page = await search(`${query}&limit=${limit}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+        out.push(...page.items.map((m) => m.id));
+        cursor = page.next_cursor;
+      }
+      return out;
+    };
+    const newestGrass = [...grass].reverse();
+    assert.deepEqual(await pages('label=grass', 40, 3), newestGrass.slice(0, 120));
+    const plants = [...newestGrass.slice(0, 2), moss[2], ...newestGrass.slice(2, 30), moss[1], ...newestGrass.slice(30, 70), moss[0], ...newestGrass.slice(70)];
+    assert.deepEqual(await pages('label=plant', 50, 2), plants.slice(0, 100), 'the parent: grass and moss media in order of creation');
+    assert.deepEqual(await ids('label=plant&kind=image'), [...moss].reverse(), 'a common label with a filter it rarely meets');
+    assert.deepEqual(await ids('label=moss'), [...moss].reverse());
   });
 
   it('refuses empty, overlong and wordless queries and bad cursors', async () => {

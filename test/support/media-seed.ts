@@ -88,6 +88,74 @@ export async function insertMedia(t: TestApp, s: MediaSeed): Promise<string> {
 }
 
 /**
+ * Inserts `count` ready media of one user at once, each with the given labels (source model) and
+ * tags, created a second apart (the last newest), and indexes them as the indexer does (which also
+ * fills `media_tags`): a library too large to insert one by one. Returns their ids, oldest first.
+ */
+export async function insertManyMedia(
+  t: TestApp,
+  count: number,
+  s: { labels?: string[]; tags?: string[]; userId?: string; kind?: MediaKind; newest?: number },
+): Promise<string[]> {
+  const db = t.ctx.database.db;
+  const tenantId = t.tenant.id;
+  const userId = s.userId ?? 'alice';
+  const newest = s.newest ?? Date.now();
+  const labelIds: string[] = [];
+  for (const name of s.labels ?? []) labelIds.push(await ensureLabel(db, tenantId, name));
+  const ids: string[] = [];
+  for (let b = 0; b < count; b += 200) {
+    const rows = Array.from({ length: Math.min(200, count - b) }, (_, k) => {
+      const at = new Date(newest - (count - 1 - (b + k)) * 1000).toISOString();
+      return {
+        id: newId(),
+        tenant_id: tenantId,
+        user_id: userId,
+        status: 'ready' as const,
+        error_code: null,
+        error_reason: null,
+        kind: s.kind ?? ('video' as const),
+        original_filename: `bulk-${b + k}.mp4`,
+        mime_type: 'video/mp4',
+        size: 10,
+        sha256: 'x'.repeat(64),
+        caption: null,
+        user_tags: toJson(s.tags ?? []),
+        file_metadata: toJson({}),
+        upload_session_id: null,
+        created_at: at,
+        updated_at: at,
+        processing_started_at: null,
+        ready_at: at,
+        playback_key: randomBytes(8).toString('hex'),
+        title: null,
+        description: null,
+      };
+    });
+    await db.insertInto('mediaassets').values(rows).execute();
+    const links = rows.flatMap((r) =>
+      labelIds.map((labelId) => ({
+        id: newId(),
+        tenant_id: tenantId,
+        user_id: userId,
+        media_id: r.id,
+        label_id: labelId,
+        source: 'model' as const,
+        count: 1,
+        confidence: 0.9,
+        frame_data: '[]',
+        first_seen_at: r.created_at,
+        last_seen_at: r.created_at,
+      })),
+    );
+    if (links.length) await db.insertInto('asset_labels').values(links).execute();
+    ids.push(...rows.map((r) => r.id));
+  }
+  await t.ctx.discovery.indexer.reindexMany(tenantId, ids);
+  return ids;
+}
+
+/**
  * Uploads a small file as `key`'s user and gives it a poster file (`posters/poster.jpg`, holding
  * `poster`) recorded as an artifact, so that its package has a playback URL. Returns its id and folder.
  */

@@ -75,11 +75,31 @@ export function mediaRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         schema: {
           tags: ['media'],
           summary: "The caller's media, newest first (an admin key: the whole tenant, or ?user_id=)",
+          description:
+            'Every status and moderation state of the media listed. The filters combine (AND); a `cursor` continues the listing it came from, so send the same filters with it.',
           querystring: Type.Object({
             limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
             cursor: Type.Optional(Type.String({ maxLength: 512 })),
-            user_id: Type.Optional(Type.String({ maxLength: 64 })),
-            status: Type.Optional(Type.Union([Type.Literal('queued'), Type.Literal('processing'), Type.Literal('ready'), Type.Literal('error')])),
+            user_id: Type.Optional(Type.String({ maxLength: 64, description: 'Admin keys only: the media of this user' })),
+            status: Type.Optional(
+              Type.Union([Type.Literal('queued'), Type.Literal('processing'), Type.Literal('ready'), Type.Literal('error')], {
+                description: 'Only media of this status',
+              }),
+            ),
+            kind: Type.Optional(
+              Type.Union(
+                (['video', 'audio', 'image', 'document', 'other'] as const).map((k) => Type.Literal(k)),
+                { description: 'Only media of this kind' },
+              ),
+            ),
+            label: Type.Optional(
+              Type.String({
+                minLength: 1,
+                maxLength: 100,
+                description: "A label name or bank synonym: media labelled with it or with any of its descendants in the tenant's hierarchy",
+              }),
+            ),
+            tag: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'A user tag, matched case-insensitively' })),
           }),
           response: {
             200: Type.Object({ items: Type.Array(Type.Ref('Media')), next_cursor: Type.Union([Type.String(), Type.Null()]) }),
@@ -93,6 +113,9 @@ export function mediaRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           ...(req.query.cursor ? { cursor: req.query.cursor } : {}),
           ...(req.query.user_id ? { userId: req.query.user_id } : {}),
           ...(req.query.status ? { status: req.query.status } : {}),
+          ...(req.query.kind ? { kind: req.query.kind } : {}),
+          ...(req.query.label !== undefined ? { label: req.query.label } : {}),
+          ...(req.query.tag !== undefined ? { tag: req.query.tag } : {}),
         });
         return { ...page, items: page.items.map((m) => mediaWithUrls(ctx.settings.apiPrefix, m)) };
       },

@@ -45,11 +45,14 @@ export function searchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
   const limit = Type.Integer({ minimum: 1, maximum: settings.feedMaxPageSize, default: settings.feedPageSize });
   const cursor = Type.Optional(Type.String({ minLength: 1, maxLength: 1024 }));
   const searchFields = {
-    q: Type.String({
-      minLength: 1,
-      maxLength: settings.searchMaxQueryLength,
-      description: 'Words to find; the last one also matches as a prefix (type-ahead) unless followed by a space',
-    }),
+    q: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: settings.searchMaxQueryLength,
+        description:
+          'Words to find; the last one also matches as a prefix (type-ahead) unless followed by a space. Without it, the media passing the filters are listed newest first (at least one filter is needed then)',
+      }),
+    ),
     kind: Type.Optional(KindFilter),
     label: Type.Optional(Type.String({ minLength: 1, maxLength: 100, description: 'A label name or synonym; media with it or a descendant label' })),
     from: Type.Optional(Type.String({ format: 'date-time', description: 'Created at or after' })),
@@ -68,9 +71,9 @@ export function searchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         schema: {
           tags: ['search'],
           summary:
-            "Full-text search of the tenant's media (file names, titles, captions, descriptions, tags, labels and their synonyms, caption tracks), most relevant first",
+            "Full-text search of the tenant's media (file names, titles, captions, descriptions, tags, labels and their synonyms, caption tracks), most relevant first; or, without `q`, the media passing the filters, newest first",
           description:
-            'Only ready media unless `status` says otherwise; media that is not ready or is held by moderation is found only by its owner or an admin key. Pages are stable: a later page never repeats or skips a result of an earlier one, whatever is written in between (media deleted or hidden since are left out; media added since appear in a new search). A search pages through its 500 best results; a cursor may expire after an hour (search again).',
+            'Only ready media unless `status` says otherwise; media that is not ready or is held by moderation is found only by its owner or an admin key. Pages are stable: a later page never repeats or skips a result of an earlier one, whatever is written in between (media deleted or hidden since are left out; media added since appear in a new search). A search pages through its 500 best results; a cursor may expire after an hour (search again). Without `q` (e.g. `?label=animal`), at least one of `kind`, `label`, `status`, `from`, `to` is needed: the matching media are listed newest first, with no `score` and no 500-result bound.',
           querystring: Type.Object({ ...searchFields, status: Type.Optional(StatusFilter) }),
           response: { 200: Page, ...problemResponses(400) },
         },
@@ -96,7 +99,8 @@ export function searchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       {
         schema: {
           tags: ['feeds'],
-          summary: "Media recommended for the caller's user from their uploads and views (the new feed until there is anything to go on)",
+          summary:
+            "Media recommended for the caller's user from their uploads and views, then the newest media they neither uploaded nor opened (the new feed until there is anything to go on)",
           querystring: Type.Object({ limit, cursor }),
           response: { 200: Page, ...problemResponses(400) },
         },
@@ -109,7 +113,8 @@ export function searchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       {
         schema: {
           tags: ['feeds'],
-          summary: 'Search results as a feed: ready media that moderation has not held, most relevant first',
+          summary:
+            'Search results as a feed: ready media that moderation has not held, most relevant first (without `q`, those passing the filters, newest first)',
           // Feeds show ready media only: a status filter is refused rather than ignored.
           querystring: Type.Object(searchFields, { additionalProperties: false }),
           response: { 200: Page, ...problemResponses(400) },
@@ -123,7 +128,8 @@ export function searchRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       {
         schema: {
           tags: ['feeds'],
-          summary: 'Media similar to this one (shared labels and tags, rarer ones weigh more), best first',
+          summary:
+            'Media similar to this one (shared labels and tags, rarer ones weigh more; labels under a common parent in the label hierarchy count too, less than a shared label), best first',
           params: Type.Object({ media_id: Type.String({ minLength: 1, maxLength: 64 }) }),
           querystring: Type.Object({ limit }),
           response: { 200: Page, ...problemResponses(400, 403) },
