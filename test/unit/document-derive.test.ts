@@ -6,13 +6,14 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { deriveEpub, derivePdf, type DerivedDocument, type DocumentOptions } from '../../src/processing/document/derive-document.js';
+import { coverLine, DRAWN_AUTHOR_MAX, DRAWN_TITLE_MAX, escapeMarkup } from '../../src/processing/document/drawn-cover.js';
 import { chooseCover, parseContainer, parseOpf, resolveHref } from '../../src/processing/document/epub-package.js';
 import { parsePdfInfo, pdfinfoArgs, pdftoppmArgs, popplerFailure } from '../../src/processing/document/pdf-tools.js';
 import { ToolFailure } from '../../src/tools/tool-failure.js';
 import { PermanentJobError } from '../../src/shared/errors.js';
 import { SAMPLES } from '../support/harness.js';
 import { samplesOfKind } from './media-manifest.js';
-import { buildZip, chapterBombEpub, deflatedZeros, type ZipItem } from './zip-fixtures.js';
+import { buildZip, chapterBombEpub, deflatedZeros, epubBook, xhtmlChapter, type ZipItem } from './zip-fixtures.js';
 
 sharp.cache(false);
 
@@ -389,14 +390,60 @@ describe('document derivation (real poppler, sharp and zips)', () => {
       assert.ok(r > 250 && g > 250 && b > 250, 'flattened on white');
     });
 
-    it('no images: no poster, not an error', async () => {
+    it('no images: a cover drawn from the title and author, as poster (JPEG + WebP) and thumbnail at the image sizes', async () => {
       const file = await source('no-images.epub', epub(opf('')));
       const { work } = await workDir();
       const result = await deriveEpub(file, work, OPTIONS);
       assert.equal(result.facts.title, 'Made & Tested');
-      assert.equal(result.facts.cover_source, null);
-      assert.deepEqual(result.files, {});
-      assert.deepEqual(await listTree(work), []);
+      assert.equal(result.facts.cover_source, 'drawn');
+      assert.equal(result.facts.cover_skipped, undefined, 'there was no cover to skip');
+      assert.deepEqual(result.files, { posterWebp: 'posters/poster.webp', posterJpeg: 'posters/poster.jpg', thumbnail: 'thumbnails/thumb.webp' });
+      assert.deepEqual(await listTree(work), ['posters/poster.jpg', 'posters/poster.webp', 'thumbnails/thumb.webp']);
+      for (const [file, format] of [
+        ['posters/poster.jpg', 'jpeg'],
+        ['posters/poster.webp', 'webp'],
+      ] as const) {
+        const m = await decoded(path.join(work, file));
+        assert.deepEqual([m.format, m.width, m.height], [format, 853, 1280], 'a 2:3 portrait cover at the poster size');
+        const { channels } = await sharp(path.join(work, file)).stats();
+        assert.ok(channels[0]!.mean > 180, 'mostly paper');
+        assert.ok(channels[0]!.min < 80, 'with dark lettering on it');
+      }
+      const t = await decoded(path.join(work, 'thumbnails/thumb.webp'));
+      assert.deepEqual([t.format, t.width, t.height], ['webp', 213, 320]);
+
+      const small = await workDir();
+      const thumbOnly = await deriveEpub(file, small.work, { ...OPTIONS, posters: false, thumbnailSize: 200 });
+      assert.deepEqual(thumbOnly.files, { thumbnail: 'thumbnails/thumb.webp' });
+      const st = await decoded(path.join(small.work, 'thumbnails/thumb.webp'));
+      assert.deepEqual([st.width, st.height], [133, 200]);
+      const none = await workDir();
+      assert.deepEqual((await deriveEpub(file, none.work, { ...OPTIONS, posters: false, thumbnails: false })).files, {});
+      assert.deepEqual(await listTree(none.work), []);
+    });
+
+    it('a drawn cover takes any title and author as text: markup, controls and great lengths drawn safely, within bounds', async () => {
+      const hostile = '&lt;span foreground="red" size="900000"&gt;BIG&lt;/span&gt; &amp;amp; &lt;b&gt;';
+      const longTitle = `${'Interminable '.repeat(2000)}End`;
+      const file = await source(
+        'hostile-title.epub',
+        epubBook({ title: `${hostile} ${longTitle}`, creators: [`${'Author '.repeat(500)}\n\t`, '&lt;/span&gt;'], chapters: [xhtmlChapter('<p>x</p>')] }),
+      );
+      const { work } = await workDir();
+      const result = await deriveEpub(file, work, { ...OPTIONS, posterSize: 600 });
+      assert.equal(result.facts.cover_source, 'drawn');
+      const m = await decoded(path.join(work, 'posters/poster.jpg'));
+      assert.deepEqual([m.width, m.height], [400, 600]);
+
+      assert.equal(escapeMarkup(`<span a="1">&'</span>`), '&lt;span a=&quot;1&quot;&gt;&amp;&apos;&lt;/span&gt;');
+      assert.equal(coverLine('  A\n\tB\u0000C  ', 100), 'A B C');
+      assert.equal(coverLine(undefined, 10), '');
+      const cut = coverLine(longTitle, DRAWN_TITLE_MAX);
+      assert.equal(cut.length, DRAWN_TITLE_MAX);
+      assert.ok(cut.endsWith('…'));
+      const emoji = coverLine('😀'.repeat(DRAWN_AUTHOR_MAX), DRAWN_AUTHOR_MAX);
+      assert.ok(emoji.endsWith('😀…'), 'never cut inside a surrogate pair');
+      assert.equal(coverLine('a\ud800b', 10), 'ab', 'a lone surrogate is dropped');
     });
 
     it('an SVG cover is not rendered; a cover that is not a picture is skipped', async () => {
@@ -408,9 +455,10 @@ describe('document derivation (real poppler, sharp and zips)', () => {
       );
       const a = await workDir();
       const r1 = await deriveEpub(svg, a.work, OPTIONS);
-      assert.equal(r1.facts.cover_source, null);
+      assert.equal(r1.facts.cover_source, 'drawn', 'a cover is drawn instead');
       assert.match(r1.facts.cover_skipped!, /svg/);
-      assert.deepEqual(await listTree(a.work), []);
+      const drawn = await decoded(path.join(a.work, 'posters/poster.jpg'));
+      assert.deepEqual([drawn.width, drawn.height], [853, 1280]);
 
       const fake = await source(
         'fake-cover.epub',
@@ -420,9 +468,8 @@ describe('document derivation (real poppler, sharp and zips)', () => {
       );
       const b = await workDir();
       const r2 = await deriveEpub(fake, b.work, OPTIONS);
-      assert.equal(r2.facts.cover_source, null);
+      assert.equal(r2.facts.cover_source, 'drawn');
       assert.match(r2.facts.cover_skipped!, /not a JPEG, PNG, GIF or WebP/);
-      assert.deepEqual(await listTree(b.work), []);
     });
 
     it('a cover over the pixel limit is skipped, not rendered', async () => {
@@ -434,9 +481,12 @@ describe('document derivation (real poppler, sharp and zips)', () => {
       );
       const { work } = await workDir();
       const result = await deriveEpub(file, work, { ...OPTIONS, maxPixels: 500_000 });
-      assert.equal(result.facts.cover_source, null);
+      assert.equal(result.facts.cover_source, 'drawn');
       assert.match(result.facts.cover_skipped!, /limit of 500000 pixels/);
-      assert.deepEqual(await listTree(work), []);
+      const m = await decoded(path.join(work, 'posters/poster.webp'));
+      assert.ok(m.width! * m.height! <= 500_000, `the drawn cover keeps within the pixel limit too (${m.width}x${m.height})`);
+      const [r, g, b] = await meanColour(path.join(work, 'posters/poster.webp'));
+      assert.ok(!(g > 200 && r < 50 && b < 50), 'not the green cover that was skipped');
     });
 
     it('DRM (encryption.xml beyond font obfuscation) is reported as encrypted', async () => {

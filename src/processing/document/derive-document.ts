@@ -1,8 +1,9 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { PermanentJobError } from '../../shared/errors.js';
-import { rasterFormatOf, writePictures, type PictureOptions } from './document-images.js';
-import { chooseCover, isRasterType, parseContainer, parseOpf, resolveHref, xmlText } from './epub-package.js';
+import { rasterFormatOf, writePictures, type PictureFiles, type PictureOptions } from './document-images.js';
+import { drawCover } from './drawn-cover.js';
+import { chooseCover, isRasterType, parseContainer, parseOpf, resolveHref, xmlText, type OpfPackage } from './epub-package.js';
 import { EpubZip } from './epub-zip.js';
 import { renderFirstPage, runPdfinfo } from './pdf-tools.js';
 
@@ -34,8 +35,8 @@ export interface DocumentFacts {
   page_width_pt?: number;
   page_height_pt?: number;
   page_rotation?: number;
-  /** Where the poster came from; null when the document has no usable cover. */
-  cover_source?: 'first-page' | 'manifest-cover' | 'first-image' | null;
+  /** Where the poster came from: `drawn` from the title and author when the book has no usable cover. */
+  cover_source?: 'first-page' | 'manifest-cover' | 'first-image' | 'drawn';
   /** Why a cover the EPUB has was not used (SVG, missing, undecodable, too large). */
   cover_skipped?: string;
   encrypted?: boolean;
@@ -44,7 +45,7 @@ export interface DocumentFacts {
 export interface DerivedDocument {
   facts: DocumentFacts;
   /** Relative to the work folder. */
-  files: { thumbnail?: string; posterWebp?: string; posterJpeg?: string };
+  files: PictureFiles;
   ms: number;
 }
 
@@ -69,7 +70,7 @@ export async function derivePdf(source: string, workDir: string, opts: DocumentO
   const started = Date.now();
   const info = await runPdfinfo(source, opts.timeoutMs);
   const facts: DocumentFacts = { format: 'pdf', ...info };
-  let files: DerivedDocument['files'] = {};
+  let files: PictureFiles = {};
   if (opts.posters || opts.thumbnails) {
     const wanted = opts.posters ? opts.posterSize : opts.thumbnailSize;
     const longSide = Math.max(1, Math.min(wanted, Math.floor(Math.sqrt(opts.maxPixels))));
@@ -88,9 +89,9 @@ export async function derivePdf(source: string, workDir: string, opts: DocumentO
 
 /**
  * An EPUB's facts from its package document (title, creators, language, publisher) and its
- * cover made into poster and thumbnail. Only container.xml, the OPF, encryption.xml when
- * present and the cover are inflated. A book without a usable cover has no poster; that is
- * not an error.
+ * cover made into poster and thumbnail: the book's own picture, else one drawn from its title
+ * and author. Only container.xml, the OPF, encryption.xml when present and the cover are
+ * inflated.
  */
 export async function deriveEpub(source: string, workDir: string, opts: DocumentOptions): Promise<DerivedDocument> {
   const started = Date.now();
@@ -113,39 +114,59 @@ export async function deriveEpub(source: string, workDir: string, opts: Document
     if (opf.creators.length) facts.author = opf.creators.join(', ');
     if (opf.language) facts.language = opf.language;
     if (opf.publisher) facts.publisher = opf.publisher;
-    if (!opts.posters && !opts.thumbnails) return { facts, files: {}, ms: Date.now() - started };
-
-    const cover = chooseCover(opf);
-    facts.cover_source = null;
-    if (!cover) return { facts, files: {}, ms: Date.now() - started };
-    const coverPath = resolveHref(opfPath, cover.item.href);
-    if (!isRasterType(cover.item.mediaType) && cover.item.mediaType !== '') {
-      facts.cover_skipped = `the cover ${coverPath} is ${cover.item.mediaType}, which is not rendered`;
-      return { facts, files: {}, ms: Date.now() - started };
-    }
-    const coverName = zip.find(coverPath);
-    if (!coverName) {
-      facts.cover_skipped = `the cover ${coverPath} is missing from the EPUB`;
-      return { facts, files: {}, ms: Date.now() - started };
-    }
-    const bytes = await zip.read(coverName);
-    if (!rasterFormatOf(bytes)) {
-      facts.cover_skipped = `the cover ${coverPath} is not a JPEG, PNG, GIF or WebP picture`;
-      return { facts, files: {}, ms: Date.now() - started };
-    }
-    try {
-      const files = await writePictures(bytes, workDir, pictureOptions(opts, false));
-      facts.cover_source = cover.source;
-      return { facts, files, ms: Date.now() - started };
-    } catch (err) {
-      if (!(err instanceof PermanentJobError)) throw err;
-      await Promise.all(['posters', 'thumbnails'].map((d) => fs.rm(path.join(workDir, d), { recursive: true, force: true })));
-      facts.cover_skipped = `the cover ${coverPath}: ${err.message}`;
-      return { facts, files: {}, ms: Date.now() - started };
-    }
+    const files = opts.posters || opts.thumbnails ? await epubPictures(zip, opfPath, opf, facts, workDir, opts) : {};
+    return { facts, files, ms: Date.now() - started };
   } finally {
     zip.close();
   }
+}
+
+/**
+ * The book's cover made into poster and thumbnail (see chooseCover); when it has none, or its
+ * cover cannot be used (SVG, missing, not a picture, undecodable, too large: `cover_skipped`
+ * says why), a cover drawn from its title and author.
+ */
+async function epubPictures(
+  zip: EpubZip,
+  opfPath: string,
+  opf: OpfPackage,
+  facts: DocumentFacts,
+  workDir: string,
+  opts: DocumentOptions,
+): Promise<PictureFiles> {
+  const cover = chooseCover(opf);
+  if (cover) {
+    const coverPath = resolveHref(opfPath, cover.item.href);
+    const coverName = zip.find(coverPath);
+    if (!isRasterType(cover.item.mediaType) && cover.item.mediaType !== '') {
+      facts.cover_skipped = `the cover ${coverPath} is ${cover.item.mediaType}, which is not rendered`;
+    } else if (!coverName) {
+      facts.cover_skipped = `the cover ${coverPath} is missing from the EPUB`;
+    } else {
+      const bytes = await zip.read(coverName);
+      if (!rasterFormatOf(bytes)) {
+        facts.cover_skipped = `the cover ${coverPath} is not a JPEG, PNG, GIF or WebP picture`;
+      } else {
+        try {
+          const files = await writePictures(bytes, workDir, pictureOptions(opts, false));
+          facts.cover_source = cover.source;
+          return files;
+        } catch (err) {
+          if (!(err instanceof PermanentJobError)) throw err;
+          await Promise.all(['posters', 'thumbnails'].map((d) => fs.rm(path.join(workDir, d), { recursive: true, force: true })));
+          facts.cover_skipped = `the cover ${coverPath}: ${err.message}`;
+        }
+      }
+    }
+  }
+  // Drawn at the size of the largest output asked for (2:3, within the pixel limit), then made
+  // into the same poster and thumbnail a picture would give.
+  const wanted = opts.posters ? opts.posterSize : opts.thumbnailSize;
+  const longSide = Math.max(1, Math.min(wanted, Math.floor(Math.sqrt(opts.maxPixels * 1.5))));
+  const drawn = await drawCover({ title: facts.title, author: facts.author }, longSide);
+  const files = await writePictures(drawn, workDir, pictureOptions(opts, false));
+  facts.cover_source = 'drawn';
+  return files;
 }
 
 /** Font obfuscation also uses encryption.xml; any other algorithm, or an Adobe rights.xml, is DRM. */
