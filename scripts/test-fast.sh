@@ -25,6 +25,7 @@ FILES=(
   test/unit/log-redaction.test.ts
   test/unit/process-identity.test.ts
   test/unit/public-reason.test.ts
+  test/unit/document-text.test.ts
 )
 SQLITE_FILES=(
   test/unit/record-cache.test.ts

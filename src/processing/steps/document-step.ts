@@ -10,8 +10,9 @@ export interface DocumentStepSettings {
   enablePosters: boolean;
   imageThumbnailSize: number;
   imagePosterSize: number;
-  /** ms, per pdfinfo / pdftoppm run. */
+  /** ms, per pdfinfo / pdftoppm / pdftotext run, and for reading an EPUB's text. */
   documentTimeout: number;
+  documentTextMaxChars: number;
   imageMaxPixels: number;
   epubMaxEntries: number;
   epubMaxEntryBytes: number;
@@ -25,8 +26,10 @@ const DERIVERS: Record<string, (source: string, workDir: string, opts: DocumentO
 };
 
 /**
- * The document step: PDF or EPUB facts, and a poster and thumbnail from the first page or the
- * cover, made in a scratch folder, published folder by folder, and recorded in file_metadata.
+ * The document step: PDF or EPUB facts and text, and a poster and thumbnail from the first page
+ * or the cover (drawn from the title and author when an EPUB has none), made in a scratch folder,
+ * published folder by folder, and recorded in file_metadata. Text that cannot be read is logged
+ * and recorded (`document.text_error`), never a failure of the media.
  */
 export async function runDocumentStep(deps: StepDeps<DocumentStepSettings>, media: MediaToProcess, folders: readonly MediaFolder[]): Promise<void> {
   const { settings } = deps;
@@ -45,10 +48,14 @@ export async function runDocumentStep(deps: StepDeps<DocumentStepSettings>, medi
       epubMaxEntryBytes: settings.epubMaxEntryBytes,
       epubMaxTotalBytes: settings.epubMaxTotalBytes,
       epubMaxRatio: settings.epubMaxRatio,
+      textMaxChars: settings.documentTextMaxChars,
     });
     const f = result.files;
     const poster = imagePair(f.posterJpeg, f.posterWebp);
     const { facts } = result;
+    if (facts.text_error) {
+      deps.log?.warn({ err: result.textFailure, mediaId: media.id, reason: facts.text_error }, 'document text left out; the document is processed without it');
+    }
     return {
       artifacts: { ...(f.thumbnail ? { thumbnails: [f.thumbnail] } : {}), ...(poster ? { poster } : {}) },
       metadata: {

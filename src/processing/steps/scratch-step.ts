@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import type { Db } from '../../db/database.js';
 import type { MediaChanges } from '../../events/media-changes.js';
 import { writeWithEvents } from '../../events/media-events.js';
@@ -22,6 +23,8 @@ export interface StepDeps<S> {
   pending?: readonly string[];
   /** Aborted when the job lost its media's lock: nothing more is published. */
   signal?: AbortSignal;
+  /** For what a step gets past without failing (a document's text it could not read). */
+  log?: Logger;
 }
 
 /**
