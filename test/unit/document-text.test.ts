@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { cutText, normalizeText, TextCollector } from '../../src/processing/document/document-text.js';
 import { decodeReferences, xhtmlToText } from '../../src/processing/document/xhtml-text.js';
+import { distinctWordsField } from '../../src/search/text.js';
 
 describe('document text (pure)', () => {
   describe('XHTML chapters to text', () => {
@@ -97,6 +98,26 @@ describe('document text (pure)', () => {
       d.add('b');
       assert.deepEqual(d.result(), { text: 'a\n\nb', truncated: true });
       assert.deepEqual(new TextCollector(100).result(), { text: '', truncated: false });
+    });
+  });
+
+  describe('the body field of a search document', () => {
+    it('holds each word once, folded, in order of first appearance, and leaves out very long ones', () => {
+      assert.equal(distinctWordsField('The cat saw THE Cat. Übermäßig über-cat!', 10_000), 'the cat saw ubermaßig uber');
+      assert.equal(distinctWordsField(`a ${'x'.repeat(65)} b ${'y'.repeat(64)}`, 10_000), `a b ${'y'.repeat(64)}`);
+      assert.equal(distinctWordsField(undefined, 100), '');
+    });
+
+    it('stays within its byte budget (each word counts its UTF-8 bytes and 10 more), whatever the text holds', () => {
+      const words = Array.from({ length: 100_000 }, (_, i) => `w${i.toString(36)}`);
+      const field = distinctWordsField(words.join(' '), 50_000);
+      const kept = field.split(' ');
+      const cost = kept.reduce((n, w) => n + Buffer.byteLength(w) + 10, 0);
+      assert.ok(cost <= 50_000 && cost > 49_000, `${cost} bytes`);
+      assert.deepEqual(kept, words.slice(0, kept.length), 'the first words of the text');
+      const cjk = Array.from({ length: 30_000 }, (_, i) => String.fromCodePoint(0x4e00 + i)).join(' ');
+      const wide = distinctWordsField(cjk, 13 * 1000);
+      assert.equal(wide.split(' ').length, 1000, 'three bytes and ten each');
     });
   });
 });
