@@ -425,12 +425,24 @@ const spec = {
     parse: int(1, 2_000_000_000),
   },
   imageTimeout: { env: 'IMAGE_TIMEOUT', default: '2m', description: 'Time limit for deriving the files of one image.', parse: parseDuration },
-  documentTimeout: { env: 'DOCUMENT_TIMEOUT', default: '1m', description: 'Time limit of one document tool run (pdfinfo, pdftoppm).', parse: parseDuration },
+  documentTimeout: {
+    env: 'DOCUMENT_TIMEOUT',
+    default: '1m',
+    description: "Time limit of one document tool run (pdfinfo, pdftoppm, pdftotext), and of reading an EPUB's text.",
+    parse: parseDuration,
+  },
+  documentTextMaxChars: {
+    env: 'DOCUMENT_TEXT_MAX_CHARS',
+    default: '1000000',
+    description:
+      "Most characters of a document's text (a PDF's text layer, an EPUB's chapters) kept for search; a longer text is cut there and marked so (`file_metadata.document.text_truncated`). `0` reads no text.",
+    parse: int(0, 50_000_000),
+  },
   epubMaxEntries: { env: 'EPUB_MAX_ENTRIES', default: '10000', description: 'Most entries an EPUB (zip) may have.', parse: int(1, 1_000_000) },
   epubMaxEntryBytes: {
     env: 'EPUB_MAX_ENTRY_BYTES',
     default: '50MB',
-    description: 'Largest uncompressed EPUB entry read (package document, cover image).',
+    description: "Largest uncompressed EPUB entry read (package document, cover image, a chapter's text); a larger chapter's text is left out.",
     parse: parseBytes,
   },
   epubMaxTotalBytes: {

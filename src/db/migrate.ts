@@ -15,6 +15,7 @@ import * as m0011 from './migrations/0011_media_events.js';
 import * as m0012 from './migrations/0012_job_classes.js';
 import * as m0013 from './migrations/0013_media_locks.js';
 import * as m0014 from './migrations/0014_local_models.js';
+import * as m0015 from './migrations/0015_document_texts.js';
 
 type DialectMigration = { up(db: Kysely<any>, dialect: Dialect): Promise<void> };
 
@@ -33,6 +34,7 @@ const migrations: Record<string, DialectMigration> = {
   '0012_job_classes': m0012,
   '0013_media_locks': m0013,
   '0014_local_models': m0014,
+  '0015_document_texts': m0015,
 };
 
 /** Every migration's name, oldest first. */

@@ -151,6 +151,15 @@ export interface CaptionTracksTable {
 
 export type CaptionSource = 'user' | 'auto';
 
+/** A document's text (a PDF's text layer, an EPUB's chapters) as its processing read it, for search. */
+export interface DocumentTextsTable {
+  media_id: string;
+  tenant_id: string;
+  /** Normalised, at most DOCUMENT_TEXT_MAX_CHARS characters (file_metadata.document says whether it was cut). */
+  text: string;
+  updated_at: Timestamp;
+}
+
 export interface ServerSecretsTable {
   name: string;
   value: string;
@@ -360,6 +369,7 @@ export interface Database {
   media_events: MediaEventsTable;
   media_event_seqs: MediaEventSeqsTable;
   caption_tracks: CaptionTracksTable;
+  document_texts: DocumentTextsTable;
   labels: LabelsTable;
   asset_labels: AssetLabelsTable;
   label_banks: LabelBanksTable;

@@ -1,7 +1,10 @@
 import type { MediaStatus } from '../db/schema.js';
 
-/** `artifacts`: derived files and their facts in file_metadata (written by processing steps). */
-export type MediaChangeReason = 'created' | 'status' | 'metadata' | 'labels' | 'captions' | 'moderation' | 'artifacts' | 'deleted';
+/**
+ * `artifacts`: derived files and their facts in file_metadata (written by processing steps).
+ * `text`: the words processing read from the file changed (a document's title, author and text).
+ */
+export type MediaChangeReason = 'created' | 'status' | 'metadata' | 'labels' | 'captions' | 'moderation' | 'artifacts' | 'text' | 'deleted';
 
 export interface MediaChange {
   tenantId: string;

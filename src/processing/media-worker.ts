@@ -26,7 +26,7 @@ export interface MediaWorkerOptions {
   /** The steps of each media kind. */
   pipeline: Pipeline;
   /** What steps are given: the storage layout, the settings (JOB_ATTEMPTS is read from them), whom to tell of writes. */
-  deps: Omit<StepDeps<Settings>, 'db' | 'pending' | 'signal'>;
+  deps: Omit<StepDeps<Settings>, 'db' | 'pending' | 'signal' | 'log'>;
   /** The lock each job holds on the media it writes. */
   locks: MediaLocks;
 }
@@ -62,7 +62,7 @@ export class MediaWorker {
     this.queue = opts.queue;
     this.log = opts.log;
     this.pipeline = opts.pipeline;
-    this.deps = { ...opts.deps, db: opts.db };
+    this.deps = { ...opts.deps, db: opts.db, log: opts.log };
     this.maxAttempts = opts.deps.settings.jobAttempts;
     this.changes = opts.deps.changes;
     this.layout = opts.deps.layout;

@@ -3,13 +3,14 @@ import type { Db } from '../db/database.js';
 import { fromJson } from '../db/schema.js';
 import { effectiveBanks } from '../labels/effective-banks.js';
 import { ancestorChain, generalLabelLinks, labelWithAncestors, type LabelRef } from '../labels/hierarchy.js';
-import { documentField } from './text.js';
+import { distinctWordsField, documentField } from './text.js';
 import { tagKey } from '../media/tags.js';
 
 /** What the search index holds for one media: each field already folded and tokenised. */
 export interface SearchDocument {
   tenantId: string;
   mediaId: string;
+  /** The title given to the media, and a document's own title and author. */
   title: string;
   filename: string;
   caption: string;
@@ -17,9 +18,14 @@ export interface SearchDocument {
   tags: string;
   labels: string;
   tracks: string;
+  /** A document's text: its distinct words, bounded (see distinctWordsField). */
+  body: string;
   /** Normalised user tags (lower-cased), for `media_tags`. */
   tagList: string[];
 }
+
+/** Most an index may hold of one document's body words (see distinctWordsField): half of PostgreSQL's tsvector limit. */
+export const BODY_INDEX_BYTES = 512 * 1024;
 
 /**
  * Bank phrases (synonyms) of labels, by label id: the phrases of the entries of the tenant's
@@ -64,6 +70,22 @@ async function captionTrackText(db: Db, tenantId: string, mediaIds: string[]): P
   return out;
 }
 
+/** Documents' text (document_texts), by media id. */
+async function documentText(db: Db, tenantId: string, mediaIds: string[]): Promise<Map<string, string>> {
+  if (!mediaIds.length) return new Map();
+  const rows = await db.selectFrom('document_texts').select(['media_id', 'text']).where('tenant_id', '=', tenantId).where('media_id', 'in', mediaIds).execute();
+  return new Map(rows.map((r) => [r.media_id, r.text]));
+}
+
+/** A document's own title and author, as its processing recorded them (file_metadata.document). */
+function documentFacts(fileMetadata: unknown): { title?: unknown; author?: unknown } {
+  const meta = fromJson<unknown>(fileMetadata, {});
+  const doc = meta && typeof meta === 'object' ? (meta as { document?: unknown }).document : undefined;
+  return doc && typeof doc === 'object' ? doc : {};
+}
+
+const asText = (v: unknown) => (typeof v === 'string' ? v : undefined);
+
 /**
  * Builds the search documents of media of one tenant in a few queries. A media's labels field
  * holds its general labels, their ancestors' names and the bank phrases of all of them, so a
@@ -73,12 +95,15 @@ export async function buildDocuments(db: Db, tenantId: string, mediaIds: string[
   if (!mediaIds.length) return [];
   const rows = await db
     .selectFrom('mediaassets')
-    .select(['id', 'tenant_id', 'title', 'original_filename', 'caption', 'description', 'user_tags'])
+    .select(['id', 'tenant_id', 'kind', 'title', 'original_filename', 'caption', 'description', 'user_tags'])
+    // Only documents' file_metadata is read (their own title and author): other kinds' can be large and hold no words.
+    .select(sql<unknown>`case when kind = 'document' then file_metadata end`.as('document_metadata'))
     .where('tenant_id', '=', tenantId)
     .where('id', 'in', mediaIds)
     .execute();
   if (!rows.length) return [];
   const ids = rows.map((r) => r.id);
+  const documentIds = rows.filter((r) => r.kind === 'document').map((r) => r.id);
   const links = await generalLabelLinks(db, tenantId, ids);
   const nodes = new Map(
     (
@@ -91,6 +116,7 @@ export async function buildDocuments(db: Db, tenantId: string, mediaIds: string[
   );
   const phrases = await phrasesOf(db, tenantId, nodes);
   const tracks = await captionTrackText(db, tenantId, ids);
+  const texts = await documentText(db, tenantId, documentIds);
 
   const labelWords = (labelId: string) => ancestorChain(labelId, nodes).flatMap((n) => [n.name, ...(phrases.get(n.id) ?? [])]);
   const labelsByMedia = new Map<string, string[]>();
@@ -98,16 +124,18 @@ export async function buildDocuments(db: Db, tenantId: string, mediaIds: string[
 
   return rows.map((r) => {
     const tags = fromJson<string[]>(r.user_tags, []).filter((t): t is string => typeof t === 'string');
+    const doc = documentFacts(r.document_metadata);
     return {
       tenantId: r.tenant_id,
       mediaId: r.id,
-      title: documentField([r.title]),
+      title: documentField([r.title, asText(doc.title), asText(doc.author)]),
       filename: documentField([r.original_filename]),
       caption: documentField([r.caption]),
       description: documentField([r.description]),
       tags: documentField(tags),
       labels: documentField([...new Set(labelsByMedia.get(r.id) ?? [])]),
       tracks: documentField(tracks.get(r.id) ?? []),
+      body: distinctWordsField(texts.get(r.id), BODY_INDEX_BYTES),
       tagList: [...new Set(tags.map(tagKey).filter(Boolean))],
     };
   });

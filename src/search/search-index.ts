@@ -49,7 +49,7 @@ export interface SearchIndex {
   unindexed(limit: number): Promise<{ tenantId: string; mediaId: string }[]>;
 }
 
-/** Caption-track text can be long; both engines cap a document's size. */
+/** Caption-track text can be long; both engines cap a document's size (a document's body is bounded when it is built). */
 const MAX_FIELD = 200_000;
 const cap = (s: string) => (s.length > MAX_FIELD ? s.slice(0, MAX_FIELD) : s);
 
@@ -93,9 +93,10 @@ function chunks<T>(items: T[], size = ROWS_PER_STATEMENT): T[][] {
 
 /**
  * SQLite FTS5, one table per tenant so bm25's statistics are the tenant's own. bm25() weighs the
- * columns (title 10, caption 8, filename 5, description 4, tags 3, labels 3, caption tracks 1), so
- * a word in the caption outranks the same word as a tag only. Those statistics move with every
- * write of the tenant, so scores are not stable across pages.
+ * columns (title 10, caption 8, filename 5, description 4, tags 3, labels 3, caption tracks 1,
+ * a document's body 1), so a word in the caption outranks the same word as a tag only. The title
+ * column also holds a document's own title and author. Those statistics move with every write of
+ * the tenant, so scores are not stable across pages.
  */
 export class Fts5SearchIndex implements SearchIndex {
   readonly stableScores = false;
@@ -123,7 +124,7 @@ export class Fts5SearchIndex implements SearchIndex {
     for (const [tenantId, tenantDocs] of byTenant) {
       const t = sql.raw(ftsTableOf(tenantId));
       await sql`create virtual table if not exists ${t} using fts5(
-        title, filename, caption, description, tags, labels, tracks,
+        title, filename, caption, description, tags, labels, tracks, body,
         tokenize = 'unicode61 remove_diacritics 2', prefix = '2 3'
       )`.execute(db);
       for (const part of chunks(tenantDocs)) {
@@ -135,9 +136,10 @@ export class Fts5SearchIndex implements SearchIndex {
         const rowids = new Map(rows.rows.map((r) => [r.media_id, Number(r.id)]));
         await sql`delete from ${t} where rowid in (${sql.join([...rowids.values()])})`.execute(db);
         const values = part.map(
-          (d) => sql`(${rowids.get(d.mediaId)!}, ${d.title}, ${d.filename}, ${d.caption}, ${d.description}, ${d.tags}, ${d.labels}, ${cap(d.tracks)})`,
+          (d) =>
+            sql`(${rowids.get(d.mediaId)!}, ${d.title}, ${d.filename}, ${d.caption}, ${d.description}, ${d.tags}, ${d.labels}, ${cap(d.tracks)}, ${d.body})`,
         );
-        await sql`insert into ${t} (rowid, title, filename, caption, description, tags, labels, tracks) values ${sql.join(values)}`.execute(db);
+        await sql`insert into ${t} (rowid, title, filename, caption, description, tags, labels, tracks, body) values ${sql.join(values)}`.execute(db);
       }
     }
   }
@@ -157,7 +159,7 @@ export class Fts5SearchIndex implements SearchIndex {
     if (!(await this.exists(this.db, table))) return [];
     const t = sql.raw(table);
     const match = fts5Expression(q.query);
-    const bm25 = sql`bm25(${t}, 10.0, 5.0, 8.0, 4.0, 3.0, 3.0, 1.0)`;
+    const bm25 = sql`bm25(${t}, 10.0, 5.0, 8.0, 4.0, 3.0, 3.0, 1.0, 1.0)`;
     const hits = (rows: { media_id: string; score: number }[]) => rows.map((r) => ({ mediaId: r.media_id, score: Number(r.score) }));
     // Past rankCandidates matches, only the most recently indexed ones (the highest rowids) are ranked.
     const counted = await sql<{
@@ -222,10 +224,42 @@ export class Fts5SearchIndex implements SearchIndex {
   }
 }
 
+/** PostgreSQL's program_limit_exceeded: here, a tsvector over 1 MB. */
+const TSVECTOR_TOO_LONG = '54000';
+
+/**
+ * Whether a document's tsvector could pass 1 MB: at worst a lexeme per character, each taking
+ * its UTF-8 bytes (up to 3 here) and about 10 more, so below 70,000 characters it cannot.
+ */
+function mayOverflow(d: SearchDocument): boolean {
+  const fields = [d.title, d.filename, d.caption, d.description, d.tags, d.labels, cap(d.tracks), d.body];
+  return fields.reduce((n, f) => n + f.length, 0) >= 70_000;
+}
+
+/** The first half of a field's words. */
+function halfOf(field: string): string {
+  const words = field.split(' ');
+  return words.slice(0, Math.floor(words.length / 2)).join(' ');
+}
+
+/** Runs `fn` so that its failure leaves the caller's transaction usable (a savepoint); outside a transaction each statement stands alone. */
+async function inSavepoint(db: Db, fn: () => Promise<void>): Promise<void> {
+  if (!db.isTransaction) return fn();
+  await sql`savepoint search_upsert`.execute(db);
+  try {
+    await fn();
+  } catch (err) {
+    await sql`rollback to savepoint search_upsert`.execute(db);
+    throw err;
+  }
+  await sql`release savepoint search_upsert`.execute(db);
+}
+
 /**
  * PostgreSQL full-text search with the `simple` configuration (no stemming or stop words, like
  * FTS5's unicode61: no language surprises, and type-ahead prefixes work on the words as typed).
- * Weights: A title + caption, B filename + description, C tags + labels, D caption tracks;
+ * Weights: A title (with a document's own title and author) + caption, B filename + description,
+ * C tags + labels, D caption tracks + a document's body;
  * ts_rank_cd with weights {D 0.1, C 0.2, B 0.5, A 1.0} and length normalisation 1. The score
  * depends on the document and the query only (no corpus statistics): it is the same whatever
  * other media or tenants hold, so pages continue after the last (score, id).
@@ -235,7 +269,30 @@ export class PostgresSearchIndex implements SearchIndex {
 
   constructor(private readonly db: Db) {}
 
+  /**
+   * Writes the documents. One long enough that its tsvector might pass PostgreSQL's 1 MB limit
+   * (which fails the statement, and with it the transaction of a whole batch) is written on its
+   * own in a savepoint; if it does pass it, its long texts (caption tracks, body) are halved until
+   * it fits, and left out after a few tries.
+   */
   async upsert(db: Db, docs: SearchDocument[]): Promise<void> {
+    const small = docs.filter((d) => !mayOverflow(d));
+    if (small.length) await this.write(db, small);
+    for (const d of docs.filter(mayOverflow)) {
+      let doc = d;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await inSavepoint(db, () => this.write(db, [doc]));
+          break;
+        } catch (err) {
+          if ((err as { code?: unknown }).code !== TSVECTOR_TOO_LONG || attempt > 3) throw err;
+          doc = attempt < 3 ? { ...doc, tracks: halfOf(cap(doc.tracks)), body: halfOf(doc.body) } : { ...doc, tracks: '', body: '' };
+        }
+      }
+    }
+  }
+
+  private async write(db: Db, docs: SearchDocument[]): Promise<void> {
     if (!docs.length) return;
     const at = nowIso();
     const values = docs.map(
@@ -243,7 +300,7 @@ export class PostgresSearchIndex implements SearchIndex {
         setweight(to_tsvector('simple', ${`${d.title} ${d.caption}`}), 'A') ||
         setweight(to_tsvector('simple', ${`${d.filename} ${d.description}`}), 'B') ||
         setweight(to_tsvector('simple', ${`${d.tags} ${d.labels}`}), 'C') ||
-        setweight(to_tsvector('simple', ${cap(d.tracks)}), 'D'),
+        setweight(to_tsvector('simple', ${`${cap(d.tracks)} ${d.body}`}), 'D'),
         ${at}::timestamptz)`,
     );
     await sql`insert into media_search (media_id, tenant_id, document, indexed_at) values ${sql.join(values)}

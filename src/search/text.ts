@@ -19,6 +19,34 @@ export function documentField(parts: ReadonlyArray<string | null | undefined>): 
   return parts.flatMap((p) => tokenize(p)).join(' ');
 }
 
+/** What one distinct word costs in a PostgreSQL tsvector besides its bytes: entry, position count, one position, alignment. */
+const WORD_OVERHEAD_BYTES = 10;
+/** Longer "words" (hashes, base64, runs of letters) are nothing anyone searches for. */
+const MAX_BODY_WORD = 64;
+
+/**
+ * A long text (a document's body) as a search field: its distinct words, folded, in the order
+ * they first appear, until they would take more than `maxBytes` in an index. Every word of a
+ * book is found while the field's size stays bounded whatever the file holds (PostgreSQL refuses
+ * a tsvector over 1 MB, and fails the whole batch being rebuilt with it); how often a word occurs
+ * is not kept.
+ */
+export function distinctWordsField(text: string | null | undefined, maxBytes: number): string {
+  if (!text) return '';
+  const seen = new Set<string>();
+  const out: string[] = [];
+  let bytes = 0;
+  for (const [word] of foldText(text).matchAll(TOKEN)) {
+    if (word.length > MAX_BODY_WORD || seen.has(word)) continue;
+    const cost = Buffer.byteLength(word) + WORD_OVERHEAD_BYTES;
+    if (bytes + cost > maxBytes) break;
+    seen.add(word);
+    out.push(word);
+    bytes += cost;
+  }
+  return out.join(' ');
+}
+
 export const MAX_QUERY_TERMS = 12;
 
 export interface ParsedQuery {

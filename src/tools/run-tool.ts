@@ -8,6 +8,20 @@ export interface ToolResult {
   code: number | null;
   signal: NodeJS.Signals | null;
   timedOut: boolean;
+  /** The tool was stopped once its output reached `stdoutLimit` (what it wrote so far is in `stdout`). */
+  stdoutCut?: boolean;
+}
+
+export interface ToolOptions {
+  timeoutMs: number;
+  cwd?: string;
+  /**
+   * Bytes of stdout wanted at most: the tool is killed once it has written them, and `stdout`
+   * holds exactly that many (a tool whose whole output is its result, such as pdftotext, need
+   * not run on past what is kept). Without it stdout is captured up to 4 MiB and the rest read
+   * and dropped.
+   */
+  stdoutLimit?: number;
 }
 
 const MAX_CAPTURE = 4 * 1024 * 1024;
@@ -66,7 +80,7 @@ export function toolArgv(cmd: string, args: readonly string[]): { file: string; 
  * it, capped output capture, and no stdin; it dies with this process (see toolArgv). Resolves
  * with the outcome; rejects only when the program cannot be started.
  */
-export function runTool(cmd: string, args: readonly string[], opts: { timeoutMs: number; cwd?: string }): Promise<ToolResult> {
+export function runTool(cmd: string, args: readonly string[], opts: ToolOptions): Promise<ToolResult> {
   return new Promise((resolve, reject) => {
     const argv = toolArgv(cmd, args);
     const child = spawn(argv.file, argv.args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: opts.cwd });
@@ -75,8 +89,23 @@ export function runTool(cmd: string, args: readonly string[], opts: { timeoutMs:
     let outLen = 0;
     let errLen = 0;
     let timedOut = false;
+    let stdoutCut = false;
+    const limit = opts.stdoutLimit;
     child.stdout.on('data', (b: Buffer) => {
-      if (outLen < MAX_CAPTURE) out.push(b);
+      if (limit === undefined) {
+        if (outLen < MAX_CAPTURE) out.push(b);
+        outLen += b.length;
+        return;
+      }
+      if (stdoutCut) return;
+      if (outLen + b.length > limit) {
+        out.push(b.subarray(0, limit - outLen));
+        outLen = limit;
+        stdoutCut = true;
+        child.kill('SIGKILL');
+        return;
+      }
+      out.push(b);
       outLen += b.length;
     });
     child.stderr.on('data', (b: Buffer) => {
@@ -99,7 +128,7 @@ export function runTool(cmd: string, args: readonly string[], opts: { timeoutMs:
         reject(Object.assign(new Error(`spawn ${cmd} ENOENT`), { code: 'ENOENT', path: cmd }));
         return;
       }
-      resolve({ stdout: Buffer.concat(out).toString('utf8'), stderr, code, signal, timedOut });
+      resolve({ stdout: Buffer.concat(out).toString('utf8'), stderr, code, signal, timedOut, ...(stdoutCut ? { stdoutCut } : {}) });
     });
   });
 }

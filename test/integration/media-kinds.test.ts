@@ -261,6 +261,8 @@ describe('audio, images and documents through the worker', () => {
       assert.equal(m.status, 'ready', JSON.stringify(m));
       assert.equal(m.kind, 'document');
       assert.equal(m.file_metadata.pages, 117);
+      assert.ok(m.file_metadata.document.text_chars > 100_000, 'its text layer is read');
+      assert.equal(m.file_metadata.document.text_truncated, false);
       const p = await pkg(m.id);
       const poster = await sharp((await fetchSigned(p.poster.webp)).body).metadata();
       assert.ok(poster.height! > poster.width!, 'an A4 page is portrait');
@@ -273,6 +275,8 @@ describe('audio, images and documents through the worker', () => {
       assert.equal(m.status, 'ready', JSON.stringify(m));
       assert.equal(m.file_metadata.document.title, 'The Dark World');
       assert.match(m.file_metadata.document.author, /Kuttner/);
+      assert.equal(m.file_metadata.document.cover_source, 'manifest-cover', 'its own cover, not a drawn one');
+      assert.ok(m.file_metadata.document.text_chars > 200_000, 'its chapters are read');
       const poster = await sharp((await fetchSigned((await pkg(m.id)).poster.jpeg)).body).metadata();
       assert.equal(poster.format, 'jpeg');
     });

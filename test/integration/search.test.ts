@@ -2,8 +2,11 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { nowIso, toJson } from '../../src/db/schema.js';
+import { writeTransaction } from '../../src/db/write-transaction.js';
 import { newId } from '../../src/shared/ids.js';
 import { ensureLabel } from '../../src/labels/media-label-store.js';
+import { buildDocuments } from '../../src/search/documents.js';
+import { createSearchIndex } from '../../src/search/search-index.js';
 import { MAX_SEARCH_RESULTS } from '../../src/search/search-service.js';
 import { loadSnapshot, saveSnapshot, SNAPSHOT_TTL_MS, sweepSnapshots } from '../../src/search/snapshots.js';
 import { insertManyMedia, insertMedia } from '../support/media-seed.js';
@@ -419,6 +422,27 @@ describe('search', () => {
     assert.equal(del.statusCode, 204, del.body);
     assert.deepEqual(await ids('q=quetzal'), [], 'gone with the track');
     assert.deepEqual(await ids('q=wharfside'), [id]);
+  });
+
+  it('writes a document too long for a PostgreSQL tsvector with its long text cut, and the rest of its batch as they are', async () => {
+    const small = await insertMedia(t, { caption: 'ordinary kittiwake' });
+    const huge = await insertMedia(t, { caption: 'enormous pelagic' });
+    const [a, b] = await buildDocuments(t.ctx.database.db, t.tenant.id, [small, huge].sort());
+    const docs = [a!, b!].map((d) =>
+      d.mediaId === huge
+        ? // 120,000 distinct words: about 2 MB as a tsvector, past PostgreSQL's 1 MB (built here, past the body's own bound).
+          { ...d, body: Array.from({ length: 120_000 }, (_, i) => `w${i.toString(36).padStart(9, '0')}`).join(' ') }
+        : d,
+    );
+    const index = createSearchIndex(t.ctx.database);
+    await writeTransaction(t.ctx.database, (trx) => index.upsert(trx, docs));
+    t.ctx.discovery.searchCache.clear();
+    assert.deepEqual(await ids('q=kittiwake'), [small]);
+    assert.deepEqual(await ids('q=pelagic'), [huge]);
+    assert.deepEqual(await ids('q=w000000000'), [huge], 'the first words of its body are kept');
+    const last = `w${(119_999).toString(36).padStart(9, '0')}`;
+    // FTS5 has no such limit; PostgreSQL keeps the first part of the body only.
+    assert.deepEqual(await ids(`q=${last}`), t.ctx.database.dialect === 'postgres' ? [] : [huge]);
   });
 
   it('follows PATCH of caption, title, description and tags', async () => {

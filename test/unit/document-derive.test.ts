@@ -6,13 +6,15 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { deriveEpub, derivePdf, type DerivedDocument, type DocumentOptions } from '../../src/processing/document/derive-document.js';
-import { chooseCover, parseContainer, parseOpf, resolveHref } from '../../src/processing/document/epub-package.js';
-import { parsePdfInfo, pdfinfoArgs, pdftoppmArgs, popplerFailure } from '../../src/processing/document/pdf-tools.js';
+import { coverLine, DRAWN_AUTHOR_MAX, DRAWN_TITLE_MAX, escapeMarkup } from '../../src/processing/document/drawn-cover.js';
+import { chooseCover, parseContainer, parseOpf, resolveHref, spineTextItems } from '../../src/processing/document/epub-package.js';
+import { parsePdfInfo, pdfinfoArgs, pdftoppmArgs, pdftotextArgs, popplerFailure } from '../../src/processing/document/pdf-tools.js';
 import { ToolFailure } from '../../src/tools/tool-failure.js';
 import { PermanentJobError } from '../../src/shared/errors.js';
 import { SAMPLES } from '../support/harness.js';
 import { samplesOfKind } from './media-manifest.js';
-import { buildZip, chapterBombEpub, deflatedZeros, type ZipItem } from './zip-fixtures.js';
+import { textPdf } from './pdf-fixtures.js';
+import { buildZip, chapterBombEpub, deflatedZeros, epubBook, xhtmlChapter, type ZipItem } from './zip-fixtures.js';
 
 sharp.cache(false);
 
@@ -27,6 +29,7 @@ const OPTIONS: DocumentOptions = {
   epubMaxEntryBytes: 50 * 1024 * 1024,
   epubMaxTotalBytes: 2 * 1024 ** 3,
   epubMaxRatio: 200,
+  textMaxChars: 1_000_000,
 };
 
 const CONTAINER = `<?xml version="1.0"?>
@@ -278,6 +281,103 @@ describe('document derivation (real poppler, sharp and zips)', () => {
       await refused(derivePdf, PDF_SAMPLE, 'timeout', { timeoutMs: 1 });
     });
 
+    it('a PDF made here: its title, author and text layer (words that are only drawn on its pages)', async () => {
+      const file = await source(
+        'text-layer.pdf',
+        textPdf({
+          title: 'Almanac of Brackish Tides',
+          author: 'Oona Quillfeather',
+          pages: [
+            ['The first page speaks of tides.', 'A second line (with parentheses) and a backslash \\ too.'],
+            ['Page two holds the word zymurgorrax, nowhere else.'],
+          ],
+        }),
+      );
+      const { work } = await workDir();
+      const result = await derivePdf(file, work, OPTIONS);
+      assert.equal(result.facts.pages, 2);
+      assert.equal(result.facts.title, 'Almanac of Brackish Tides');
+      assert.equal(result.facts.author, 'Oona Quillfeather');
+      assert.equal(
+        result.text,
+        'The first page speaks of tides.\nA second line (with parentheses) and a backslash \\ too.\n\nPage two holds the word zymurgorrax, nowhere else.',
+      );
+      assert.equal(result.facts.text_chars, result.text!.length);
+      assert.equal(result.facts.text_truncated, false);
+      assert.equal(result.facts.text_error, undefined);
+      assert.deepEqual(await listTree(work), ['posters/poster.jpg', 'posters/poster.webp', 'thumbnails/thumb.webp'], 'no text file is left in the work folder');
+    });
+
+    it("the 117-page sample's text layer: whole by default, cut at the limit (never inside a word) and marked so, none when off", async () => {
+      const whole = await derivePdf(PDF_SAMPLE, (await workDir()).work, { ...OPTIONS, posters: false, thumbnails: false });
+      assert.ok(whole.text!.length > 100_000, `${whole.text!.length} characters`);
+      assert.match(whole.text!, /Geometrie und Topologie/);
+      assert.equal(whole.facts.text_truncated, false);
+      const cut = await derivePdf(PDF_SAMPLE, (await workDir()).work, { ...OPTIONS, posters: false, thumbnails: false, textMaxChars: 5000 });
+      assert.ok(cut.text!.length <= 5000 && cut.text!.length > 4900, `${cut.text!.length} characters`);
+      assert.equal(cut.facts.text_chars, cut.text!.length);
+      assert.equal(cut.facts.text_truncated, true);
+      assert.ok(whole.text!.startsWith(cut.text!), 'the beginning of the same text');
+      assert.match(whole.text!.slice(cut.text!.length), /^\s/, 'cut between words');
+      const off = await derivePdf(PDF_SAMPLE, (await workDir()).work, { ...OPTIONS, posters: false, thumbnails: false, textMaxChars: 0 });
+      assert.equal(off.text, undefined);
+      assert.deepEqual([off.facts.text_chars, off.facts.text_truncated, off.facts.text_error], [undefined, undefined, undefined]);
+    });
+
+    describe('a pdftotext that hangs, fails or writes without end (a stand-in on PATH)', () => {
+      const pdf = () => source('for-fake-tools.pdf', textPdf({ title: 'Stand-in', pages: [['Only a little text.']] }));
+      async function withFakePdftotext<T>(script: string, fn: () => Promise<T>): Promise<T> {
+        const bin = await fs.mkdtemp(path.join(tmp, 'bin-'));
+        await fs.writeFile(path.join(bin, 'pdftotext'), `#!/bin/sh\n${script}\n`, { mode: 0o755 });
+        const saved = process.env.PATH;
+        process.env.PATH = `${bin}${path.delimiter}${saved}`;
+        try {
+          return await fn();
+        } finally {
+          process.env.PATH = saved;
+        }
+      }
+
+      it('one past its time limit: the PDF is derived with its pages and poster, the text left out and why recorded', async () => {
+        const file = await pdf();
+        const { work } = await workDir();
+        const started = Date.now();
+        const result = await withFakePdftotext('exec sleep 60', () => derivePdf(file, work, { ...OPTIONS, timeoutMs: 3000 }));
+        assert.ok(Date.now() - started < 30_000, 'stopped at its time limit');
+        assert.equal(result.facts.pages, 1);
+        assert.equal(result.facts.title, 'Stand-in');
+        assert.equal(result.text, undefined);
+        assert.equal(result.facts.text_chars, undefined);
+        assert.equal(result.facts.text_error, 'reading the text layer took longer than 3 s');
+        assert.ok(result.textFailure instanceof PermanentJobError && result.textFailure.code === 'timeout');
+        assert.deepEqual(await listTree(work), ['posters/poster.jpg', 'posters/poster.webp', 'thumbnails/thumb.webp']);
+      });
+
+      it('one that fails: derived without text; its message (which may name files) stays out of the facts', async () => {
+        const file = await pdf();
+        const { work } = await workDir();
+        const result = await withFakePdftotext('echo "Syntax Error: Couldn\'t read /srv/secret/place.pdf" >&2; exit 1', () => derivePdf(file, work, OPTIONS));
+        assert.equal(result.facts.pages, 1);
+        assert.equal(result.text, undefined);
+        assert.equal(result.facts.text_error, 'the text layer could not be read');
+        assert.ok(result.textFailure instanceof ToolFailure && /secret/.test(result.textFailure.detail), 'the tool output is kept for the logs');
+      });
+
+      it('one that writes without end: stopped once the limit is reached, the text cut there', async () => {
+        const file = await pdf();
+        const { work } = await workDir();
+        const started = Date.now();
+        const result = await withFakePdftotext("exec yes 'lorem ipsum dolor sit amet'", () =>
+          derivePdf(file, work, { ...OPTIONS, posters: false, thumbnails: false, textMaxChars: 10_000 }),
+        );
+        assert.ok(Date.now() - started < 20_000);
+        assert.equal(result.facts.text_truncated, true);
+        assert.ok(result.text!.length <= 10_000 && result.text!.length > 9_900, `${result.text!.length} characters`);
+        assert.match(result.text!, /^lorem ipsum dolor sit amet\nlorem/);
+        assert.equal(result.facts.text_error, undefined);
+      });
+    });
+
     it('argv is plain data: first page only, bounded size, the file last', () => {
       assert.deepEqual(pdfinfoArgs('/m/a.pdf'), ['-enc', 'UTF-8', '/m/a.pdf']);
       assert.deepEqual(pdftoppmArgs('/m/a.pdf', '/w/.render/page', 1280), [
@@ -293,6 +393,7 @@ describe('document derivation (real poppler, sharp and zips)', () => {
         '/m/a.pdf',
         '/w/.render/page',
       ]);
+      assert.deepEqual(pdftotextArgs('/m/a.pdf'), ['-enc', 'UTF-8', '-eol', 'unix', '/m/a.pdf', '-']);
       assert.throws(() => pdftoppmArgs('/m/a.pdf', '/w/p', 0), RangeError);
       assert.throws(() => pdftoppmArgs('/m/a.pdf', '/w/p', 12.5), RangeError);
     });
@@ -389,14 +490,60 @@ describe('document derivation (real poppler, sharp and zips)', () => {
       assert.ok(r > 250 && g > 250 && b > 250, 'flattened on white');
     });
 
-    it('no images: no poster, not an error', async () => {
+    it('no images: a cover drawn from the title and author, as poster (JPEG + WebP) and thumbnail at the image sizes', async () => {
       const file = await source('no-images.epub', epub(opf('')));
       const { work } = await workDir();
       const result = await deriveEpub(file, work, OPTIONS);
       assert.equal(result.facts.title, 'Made & Tested');
-      assert.equal(result.facts.cover_source, null);
-      assert.deepEqual(result.files, {});
-      assert.deepEqual(await listTree(work), []);
+      assert.equal(result.facts.cover_source, 'drawn');
+      assert.equal(result.facts.cover_skipped, undefined, 'there was no cover to skip');
+      assert.deepEqual(result.files, { posterWebp: 'posters/poster.webp', posterJpeg: 'posters/poster.jpg', thumbnail: 'thumbnails/thumb.webp' });
+      assert.deepEqual(await listTree(work), ['posters/poster.jpg', 'posters/poster.webp', 'thumbnails/thumb.webp']);
+      for (const [file, format] of [
+        ['posters/poster.jpg', 'jpeg'],
+        ['posters/poster.webp', 'webp'],
+      ] as const) {
+        const m = await decoded(path.join(work, file));
+        assert.deepEqual([m.format, m.width, m.height], [format, 853, 1280], 'a 2:3 portrait cover at the poster size');
+        const { channels } = await sharp(path.join(work, file)).stats();
+        assert.ok(channels[0]!.mean > 180, 'mostly paper');
+        assert.ok(channels[0]!.min < 80, 'with dark lettering on it');
+      }
+      const t = await decoded(path.join(work, 'thumbnails/thumb.webp'));
+      assert.deepEqual([t.format, t.width, t.height], ['webp', 213, 320]);
+
+      const small = await workDir();
+      const thumbOnly = await deriveEpub(file, small.work, { ...OPTIONS, posters: false, thumbnailSize: 200 });
+      assert.deepEqual(thumbOnly.files, { thumbnail: 'thumbnails/thumb.webp' });
+      const st = await decoded(path.join(small.work, 'thumbnails/thumb.webp'));
+      assert.deepEqual([st.width, st.height], [133, 200]);
+      const none = await workDir();
+      assert.deepEqual((await deriveEpub(file, none.work, { ...OPTIONS, posters: false, thumbnails: false })).files, {});
+      assert.deepEqual(await listTree(none.work), []);
+    });
+
+    it('a drawn cover takes any title and author as text: markup, controls and great lengths drawn safely, within bounds', async () => {
+      const hostile = '&lt;span foreground="red" size="900000"&gt;BIG&lt;/span&gt; &amp;amp; &lt;b&gt;';
+      const longTitle = `${'Interminable '.repeat(2000)}End`;
+      const file = await source(
+        'hostile-title.epub',
+        epubBook({ title: `${hostile} ${longTitle}`, creators: [`${'Author '.repeat(500)}\n\t`, '&lt;/span&gt;'], chapters: [xhtmlChapter('<p>x</p>')] }),
+      );
+      const { work } = await workDir();
+      const result = await deriveEpub(file, work, { ...OPTIONS, posterSize: 600 });
+      assert.equal(result.facts.cover_source, 'drawn');
+      const m = await decoded(path.join(work, 'posters/poster.jpg'));
+      assert.deepEqual([m.width, m.height], [400, 600]);
+
+      assert.equal(escapeMarkup(`<span a="1">&'</span>`), '&lt;span a=&quot;1&quot;&gt;&amp;&apos;&lt;/span&gt;');
+      assert.equal(coverLine('  A\n\tB\u0000C  ', 100), 'A B C');
+      assert.equal(coverLine(undefined, 10), '');
+      const cut = coverLine(longTitle, DRAWN_TITLE_MAX);
+      assert.equal(cut.length, DRAWN_TITLE_MAX);
+      assert.ok(cut.endsWith('…'));
+      const emoji = coverLine('😀'.repeat(DRAWN_AUTHOR_MAX), DRAWN_AUTHOR_MAX);
+      assert.ok(emoji.endsWith('😀…'), 'never cut inside a surrogate pair');
+      assert.equal(coverLine('a\ud800b', 10), 'ab', 'a lone surrogate is dropped');
     });
 
     it('an SVG cover is not rendered; a cover that is not a picture is skipped', async () => {
@@ -408,9 +555,10 @@ describe('document derivation (real poppler, sharp and zips)', () => {
       );
       const a = await workDir();
       const r1 = await deriveEpub(svg, a.work, OPTIONS);
-      assert.equal(r1.facts.cover_source, null);
+      assert.equal(r1.facts.cover_source, 'drawn', 'a cover is drawn instead');
       assert.match(r1.facts.cover_skipped!, /svg/);
-      assert.deepEqual(await listTree(a.work), []);
+      const drawn = await decoded(path.join(a.work, 'posters/poster.jpg'));
+      assert.deepEqual([drawn.width, drawn.height], [853, 1280]);
 
       const fake = await source(
         'fake-cover.epub',
@@ -420,9 +568,8 @@ describe('document derivation (real poppler, sharp and zips)', () => {
       );
       const b = await workDir();
       const r2 = await deriveEpub(fake, b.work, OPTIONS);
-      assert.equal(r2.facts.cover_source, null);
+      assert.equal(r2.facts.cover_source, 'drawn');
       assert.match(r2.facts.cover_skipped!, /not a JPEG, PNG, GIF or WebP/);
-      assert.deepEqual(await listTree(b.work), []);
     });
 
     it('a cover over the pixel limit is skipped, not rendered', async () => {
@@ -434,9 +581,12 @@ describe('document derivation (real poppler, sharp and zips)', () => {
       );
       const { work } = await workDir();
       const result = await deriveEpub(file, work, { ...OPTIONS, maxPixels: 500_000 });
-      assert.equal(result.facts.cover_source, null);
+      assert.equal(result.facts.cover_source, 'drawn');
       assert.match(result.facts.cover_skipped!, /limit of 500000 pixels/);
-      assert.deepEqual(await listTree(work), []);
+      const m = await decoded(path.join(work, 'posters/poster.webp'));
+      assert.ok(m.width! * m.height! <= 500_000, `the drawn cover keeps within the pixel limit too (${m.width}x${m.height})`);
+      const [r, g, b] = await meanColour(path.join(work, 'posters/poster.webp'));
+      assert.ok(!(g > 200 && r < 50 && b < 50), 'not the green cover that was skipped');
     });
 
     it('DRM (encryption.xml beyond font obfuscation) is reported as encrypted', async () => {
@@ -604,6 +754,148 @@ ${oebDoctype}
       await refused(deriveEpub, await source('escape-opf.epub', epub(opf(''), [], container)), 'unreadable-media', {}, /outside/);
     });
 
+    it("the spine's chapters in reading order become the text: the head, scripts, styles and comments left out, references decoded", async () => {
+      const chapters = [
+        xhtmlChapter(
+          `<h1>Chapter One</h1><p>Caf&eacute; &amp; cr&#232;me&#x2014;the <em>mar</em>malade&nbsp;jar.</p>
+           <script>var hiddenscriptword = "<p>no</p>";</script><style>p { color: hiddenstyleword }</style>
+           <!-- hiddencommentword --><p><![CDATA[literal <cdata> words]]></p><p>Unknown &zork; stays</p>`,
+          '<title>hiddenheadword</title><style>h1 { font: hiddenheadstyle }</style>',
+        ),
+        xhtmlChapter('<div><p>Second</p><p>chapter</p></div><svg:svg xmlns:svg="http://www.w3.org/2000/svg"><svg:style>x{}</svg:style></svg:svg>'),
+      ];
+      // The manifest lists chapter 2 first: the spine's order is the reading order.
+      const manifest =
+        '<item id="two" href="two.xhtml" media-type="application/xhtml+xml"/><item id="one" href="one.xhtml" media-type="application/xhtml+xml"/>';
+      const file = await source(
+        'chapters.epub',
+        buildZip([
+          { name: 'mimetype', data: 'application/epub+zip', store: true },
+          { name: 'META-INF/container.xml', data: CONTAINER },
+          {
+            name: 'OEBPS/content.opf',
+            data: opf(manifest).replace(
+              '<spine><itemref idref="nav"/></spine>',
+              '<spine><itemref idref="one"/><itemref idref="two"/><itemref idref="one"/></spine>',
+            ),
+          },
+          { name: 'OEBPS/one.xhtml', data: chapters[0]! },
+          { name: 'OEBPS/two.xhtml', data: chapters[1]! },
+        ]),
+      );
+      const { work } = await workDir();
+      const result = await deriveEpub(file, work, OPTIONS);
+      assert.equal(result.text, 'Chapter One\n\nCafé & crème—the marmalade jar.\n\nliteral <cdata> words\n\nUnknown &zork; stays\n\nSecond\n\nchapter');
+      assert.doesNotMatch(result.text!, /hidden/);
+      assert.equal(result.facts.text_chars, result.text!.length);
+      assert.equal(result.facts.text_truncated, false);
+    });
+
+    it('text is cut at the limit across chapters; chapters missing, outside the zip or over the entry limit are left out and named', async () => {
+      const words = (n: number, w: string) => Array.from({ length: n }, (_, i) => `${w}${i}`).join(' ');
+      const book = (extra: string, files: ZipItem[]) =>
+        buildZip([
+          { name: 'mimetype', data: 'application/epub+zip', store: true },
+          { name: 'META-INF/container.xml', data: CONTAINER },
+          {
+            name: 'OEBPS/content.opf',
+            data: opf(
+              `<item id="a" href="a.xhtml" media-type="application/xhtml+xml"/><item id="b" href="b.xhtml" media-type="application/xhtml+xml"/>${extra}`,
+            ).replace(
+              '<spine><itemref idref="nav"/></spine>',
+              '<spine><itemref idref="gone"/><itemref idref="a"/><itemref idref="big"/><itemref idref="b"/></spine>',
+            ),
+          },
+          { name: 'OEBPS/a.xhtml', data: xhtmlChapter(`<p>${words(300, 'alpha')}</p>`) },
+          { name: 'OEBPS/b.xhtml', data: xhtmlChapter(`<p>${words(300, 'beta')}</p>`) },
+          ...files,
+        ]);
+      const file = await source(
+        'cut.epub',
+        book('<item id="gone" href="missing.xhtml" media-type="application/xhtml+xml"/><item id="big" href="big.xhtml" media-type="application/xhtml+xml"/>', [
+          { name: 'OEBPS/big.xhtml', data: xhtmlChapter(`<p>${randomBytes(200 * 1024).toString('base64')}</p>`) },
+        ]),
+      );
+      const whole = await deriveEpub(file, (await workDir()).work, { ...OPTIONS, posters: false, thumbnails: false, epubMaxEntryBytes: 100 * 1024 });
+      assert.match(whole.text!, /^alpha0 alpha1 .* alpha299\n\nbeta0 .* beta299$/s);
+      assert.equal(whole.facts.text_truncated, true, 'the big chapter is left out');
+      assert.equal(whole.facts.text_error, 'OEBPS/missing.xhtml is missing from the EPUB', 'the first problem is named');
+
+      const cut = await deriveEpub(file, (await workDir()).work, { ...OPTIONS, posters: false, thumbnails: false, textMaxChars: 3000 });
+      assert.ok(cut.text!.length <= 3000 && cut.text!.length > 2900, `${cut.text!.length}`);
+      assert.ok(cut.text!.startsWith('alpha0 alpha1'));
+      assert.equal(cut.facts.text_truncated, true);
+    });
+
+    it('a damaged chapter is left out (the book is still derived); one inflating past the limits refuses the book as a zip bomb would', async () => {
+      const good = epubBook({ title: 'Two Parts', chapters: [xhtmlChapter('<p>intact words</p>'), xhtmlChapter(`<p>${'damaged words '.repeat(200)}</p>`)] });
+      const at = good.indexOf('OEBPS/chapter2.xhtml') + 'OEBPS/chapter2.xhtml'.length;
+      const corrupt = Buffer.from(good);
+      for (let i = at + 4; i < at + 40; i++) corrupt[i] = 0xff;
+      const { work } = await workDir();
+      const result = await deriveEpub(await source('damaged-chapter.epub', corrupt), work, OPTIONS);
+      assert.equal(result.text, 'intact words');
+      assert.equal(result.facts.text_truncated, true);
+      assert.match(result.facts.text_error!, /^OEBPS\/chapter2\.xhtml in the EPUB (is damaged|cannot be read); its text is left out$/);
+      assert.equal(result.facts.cover_source, 'drawn');
+
+      // 4 MiB of zeros claiming 1000 bytes: past the central directory, stopped while inflating.
+      const lying = buildZip([
+        { name: 'mimetype', data: 'application/epub+zip', store: true },
+        { name: 'META-INF/container.xml', data: CONTAINER },
+        { name: 'OEBPS/content.opf', data: opf('') },
+        { name: 'OEBPS/nav.xhtml', data: await deflatedZeros(4 * 1024 * 1024), declaredSize: 1000 },
+      ]);
+      await refused(deriveEpub, await source('lying-chapter.epub', lying), 'too-large', {}, /nav\.xhtml in the EPUB is compressed over 200:1/);
+      // With text off the chapter is never read, as before.
+      const off = await workDir();
+      assert.equal((await deriveEpub(await source('lying-chapter-2.epub', lying), off.work, { ...OPTIONS, textMaxChars: 0 })).text, undefined);
+    });
+
+    it('a spine of thousands of chapters named in another case is read, each found once, in linear time', async () => {
+      const n = 2000;
+      const items = Array.from({ length: n }, (_, i) => `<item id="c${i}" href="c${i}.xhtml" media-type="application/xhtml+xml"/>`).join('');
+      const spine = Array.from({ length: n }, (_, i) => `<itemref idref="c${i}"/>`).join('');
+      const file = await source(
+        'many-chapters.epub',
+        buildZip([
+          { name: 'META-INF/container.xml', data: CONTAINER },
+          { name: 'OEBPS/content.opf', data: opf(items).replace('<spine><itemref idref="nav"/></spine>', `<spine>${spine}</spine>`) },
+          ...Array.from({ length: n }, (_, i) => ({ name: `OEBPS/C${i}.XHTML`, data: `<p>word${i}</p>` })),
+        ]),
+      );
+      const started = Date.now();
+      const result = await deriveEpub(file, (await workDir()).work, { ...OPTIONS, posters: false, thumbnails: false });
+      assert.ok(Date.now() - started < 20_000);
+      const words = result.text!.split('\n\n');
+      assert.equal(words.length, n);
+      assert.deepEqual([words[0], words[n - 1]], ['word0', `word${n - 1}`]);
+    });
+
+    it("a chapter's entity declarations are never expanded (no file is read); an encrypted book's text is not read", async () => {
+      const xxe = `<?xml version="1.0"?>
+<!DOCTYPE html [<!ENTITY xxe SYSTEM "file:///etc/passwd"> <!ENTITY % p SYSTEM "http://example.invalid/x.dtd"> %p;]>
+<html xmlns="http://www.w3.org/1999/xhtml"><body><p>before &xxe; after</p></body></html>`;
+      const file = await source('xxe-chapter.epub', epubBook({ title: 'Entities', chapters: [xxe] }));
+      const result = await deriveEpub(file, (await workDir()).work, OPTIONS);
+      assert.equal(result.text, 'before &xxe; after');
+
+      const encryption = `<encryption xmlns="urn:oasis:names:tc:opendocument:xmlns:container" xmlns:enc="http://www.w3.org/2001/04/xmlenc#">
+        <enc:EncryptedData><enc:EncryptionMethod Algorithm="http://www.w3.org/2001/04/xmlenc#aes128-cbc"/></enc:EncryptedData></encryption>`;
+      const drm = await source(
+        'drm-text.epub',
+        epubBook({
+          title: 'Locked',
+          chapters: [xhtmlChapter(`<p>${randomBytes(64).toString('latin1')}</p>`)],
+          files: [{ name: 'META-INF/encryption.xml', data: encryption }],
+        }),
+      );
+      const locked = await deriveEpub(drm, (await workDir()).work, OPTIONS);
+      assert.equal(locked.facts.encrypted, true);
+      assert.equal(locked.text, undefined);
+      assert.match(locked.facts.text_error!, /encrypted/);
+    });
+
     it('package parsing and href resolution (pure)', () => {
       assert.equal(parseContainer(CONTAINER), 'OEBPS/content.opf');
       assert.equal(resolveHref('OEBPS/content.opf', 'images/a%20b.jpg#frag'), 'OEBPS/images/a b.jpg');
@@ -631,6 +923,20 @@ ${oebDoctype}
       );
       assert.equal(chooseCover(metaToPage)?.source, 'first-image', 'a cover meta naming a page falls back to the first image');
       assert.equal(chooseCover(parseOpf(opf(''))), undefined);
+      const spine = parseOpf(
+        opf(
+          '<item id="b" href="b.xhtml" media-type="application/xhtml+xml"/><item id="img" href="i.png" media-type="image/png"/><item id="a" href="a.html" media-type="text/html"/>',
+        ).replace(
+          '<spine><itemref idref="nav"/></spine>',
+          '<spine><itemref idref="a"/><itemref idref="img"/><itemref idref="nope"/><itemref idref="b"/><itemref idref="a"/></spine>',
+        ),
+      );
+      assert.deepEqual(spine.spine, ['a', 'img', 'nope', 'b', 'a']);
+      assert.deepEqual(
+        spineTextItems(spine).map((i) => i.href),
+        ['a.html', 'b.xhtml'],
+        'text documents of the spine, in its order, once each',
+      );
     });
   });
 });

@@ -31,6 +31,7 @@ async function derive(): Promise<unknown> {
       epubMaxEntryBytes: s.epubMaxEntryBytes,
       epubMaxTotalBytes: s.epubMaxTotalBytes,
       epubMaxRatio: s.epubMaxRatio,
+      textMaxChars: s.documentTextMaxChars,
     });
   }
   if (what === 'audio') {

@@ -117,3 +117,49 @@ export async function chapterBombEpub(chapterBytes = 200 * 1024 * 1024): Promise
     { name: 'OEBPS/chapter1.xhtml', data: await deflatedZeros(chapterBytes) },
   ]);
 }
+
+export interface EpubBook {
+  /** dc:title and dc:creator elements, as written (already escaped for XML). */
+  title?: string;
+  creators?: string[];
+  /** The spine's chapters, in reading order: whole XHTML documents. */
+  chapters: string[];
+  /** More manifest items and files (a cover, images), added as given. */
+  manifest?: string;
+  files?: ZipItem[];
+}
+
+/** An XHTML chapter whose body is `body` (markup, as written). */
+export function xhtmlChapter(body: string, head = '<title>Chapter</title>'): string {
+  return `<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE html>
+<html xmlns="http://www.w3.org/1999/xhtml"><head>${head}</head><body>${body}</body></html>`;
+}
+
+/** A well-formed EPUB 3 whose spine is the chapters given (chapter1.xhtml, chapter2.xhtml…). */
+export function epubBook(book: EpubBook): Buffer {
+  const opf = `<?xml version="1.0" encoding="UTF-8"?>
+<package xmlns="http://www.idpf.org/2007/opf" version="3.0" unique-identifier="id">
+  <metadata xmlns:dc="http://purl.org/dc/elements/1.1/">
+    <dc:identifier id="id">urn:uuid:0f0e0d0c-0b0a-4000-8000-00000000b00c</dc:identifier>
+    ${book.title !== undefined ? `<dc:title>${book.title}</dc:title>` : ''}
+    ${(book.creators ?? []).map((c) => `<dc:creator>${c}</dc:creator>`).join('\n    ')}
+    <dc:language>en</dc:language>
+  </metadata>
+  <manifest>
+    ${book.chapters.map((_, i) => `<item id="ch${i + 1}" href="chapter${i + 1}.xhtml" media-type="application/xhtml+xml"/>`).join('\n    ')}
+    ${book.manifest ?? ''}
+  </manifest>
+  <spine>${book.chapters.map((_, i) => `<itemref idref="ch${i + 1}"/>`).join('')}</spine>
+</package>`;
+  return buildZip([
+    { name: 'mimetype', data: 'application/epub+zip', store: true },
+    {
+      name: 'META-INF/container.xml',
+      data: '<?xml version="1.0"?><container version="1.0" xmlns="urn:oasis:names:tc:opendocument:xmlns:container"><rootfiles><rootfile full-path="OEBPS/content.opf" media-type="application/oebps-package+xml"/></rootfiles></container>',
+    },
+    { name: 'OEBPS/content.opf', data: opf },
+    ...book.chapters.map((data, i) => ({ name: `OEBPS/chapter${i + 1}.xhtml`, data })),
+    ...(book.files ?? []),
+  ]);
+}

@@ -17,6 +17,8 @@ export interface OpfPackage {
   /** EPUB 2: `<meta name="cover" content="…">`. */
   coverMeta?: string;
   items: OpfItem[];
+  /** The reading order: manifest ids of the spine's itemrefs. */
+  spine: string[];
 }
 
 export interface CoverChoice {
@@ -24,7 +26,7 @@ export interface CoverChoice {
   source: 'manifest-cover' | 'first-image';
 }
 
-const LISTS = new Set(['rootfile', 'item', 'meta', 'title', 'creator', 'language', 'publisher']);
+const LISTS = new Set(['rootfile', 'item', 'itemref', 'meta', 'title', 'creator', 'language', 'publisher']);
 
 // Entities keep fast-xml-parser's default expansion limits.
 const parser = new XMLParser({
@@ -120,6 +122,9 @@ export function parseOpf(xml: string): OpfPackage {
       .map(textOf)
       .filter((c): c is string => !!c),
     items,
+    spine: asArray(typeof pkg.spine === 'object' && pkg.spine ? pkg.spine.itemref : undefined)
+      .map((r) => (typeof r?.['@_idref'] === 'string' ? r['@_idref'].trim() : ''))
+      .filter(Boolean),
   };
   const title = textOf(asArray(md.title)[0]);
   const language = textOf(asArray(md.language)[0]);
@@ -146,6 +151,20 @@ export function chooseCover(opf: OpfPackage): CoverChoice | undefined {
   if (declared && (declared.mediaType.startsWith('image/') || declared.mediaType === '')) return { item: declared, source: 'manifest-cover' };
   const first = opf.items.find((i) => RASTER_TYPES.has(i.mediaType));
   return first ? { item: first, source: 'first-image' } : undefined;
+}
+
+/** Media types of spine documents whose text is read (XHTML, HTML, and OEB 1.x documents of legacy packages). */
+const TEXT_TYPES = new Set(['application/xhtml+xml', 'text/html', 'text/x-oeb1-document']);
+
+/** The manifest items of the spine that hold text, in reading order, each once. */
+export function spineTextItems(opf: OpfPackage): OpfItem[] {
+  const byId = new Map(opf.items.map((i) => [i.id, i]));
+  const out = new Map<string, OpfItem>();
+  for (const id of opf.spine) {
+    const item = byId.get(id);
+    if (item && TEXT_TYPES.has(item.mediaType) && !out.has(item.href)) out.set(item.href, item);
+  }
+  return [...out.values()];
 }
 
 /** Whether a manifest media type is one we render. */

@@ -80,12 +80,29 @@ export class EpubZip {
     }
   }
 
+  /** Entry names by their lower case, made at the first lookup that needs it. */
+  private byLowerCase: Map<string, string[]> | undefined;
+
   /** The entry's name as stored: exact, else the only case-insensitive match. */
   find(name: string): string | undefined {
     if (this.entries.has(name)) return name;
-    const lower = name.toLowerCase();
-    const matches = [...this.entries.keys()].filter((n) => n.toLowerCase() === lower);
+    // One index for every lookup: a spine of thousands of mismatched hrefs stays linear.
+    if (!this.byLowerCase) {
+      this.byLowerCase = new Map();
+      for (const n of this.entries.keys()) {
+        const lower = n.toLowerCase();
+        const same = this.byLowerCase.get(lower);
+        if (same) same.push(n);
+        else this.byLowerCase.set(lower, [n]);
+      }
+    }
+    const matches = this.byLowerCase.get(name.toLowerCase()) ?? [];
     return matches.length === 1 ? matches[0] : undefined;
+  }
+
+  /** The uncompressed size the zip declares for an entry (found with `find`). */
+  declaredSize(name: string): number | undefined {
+    return this.entries.get(name)?.uncompressedSize;
   }
 
   /** The whole uncompressed content of one entry (found with `find`). */

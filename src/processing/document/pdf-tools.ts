@@ -3,7 +3,7 @@ import { ToolFailure } from '../../tools/tool-failure.js';
 import { runTool, trimStderr, type ToolResult } from '../../tools/run-tool.js';
 
 /*
- * pdfinfo and pdftoppm (poppler) read only the file named on their command line: they fetch no
+ * pdfinfo, pdftoppm and pdftotext (poppler) read only the file named on their command line: they fetch no
  * URLs, and poppler does not follow external stream references (/F), links or launch actions
  * when rendering. The only other files they open are system fonts through fontconfig.
  */
@@ -31,6 +31,14 @@ export function pdfinfoArgs(source: string): string[] {
 export function pdftoppmArgs(source: string, outRoot: string, longSide: number): string[] {
   if (!Number.isInteger(longSide) || longSide < 1) throw new RangeError(`bad render size ${longSide}`);
   return ['-f', '1', '-l', '1', '-singlefile', '-cropbox', '-png', '-scale-to', String(longSide), source, outRoot];
+}
+
+/**
+ * pdftotext's argv: the text layer of every page in reading order, as UTF-8 on stdout (`-`),
+ * pages separated by form feeds.
+ */
+export function pdftotextArgs(source: string): string[] {
+  return ['-enc', 'UTF-8', '-eol', 'unix', source, '-'];
 }
 
 /**
@@ -92,4 +100,22 @@ export async function renderFirstPage(source: string, outRoot: string, longSide:
   const res = await runTool('pdftoppm', pdftoppmArgs(source, outRoot, longSide), { timeoutMs });
   if (res.timedOut || res.code !== 0) throw popplerFailure('pdftoppm', res, timeoutMs);
   return `${outRoot}.png`;
+}
+
+export interface PdfText {
+  text: string;
+  /** pdftotext was stopped at `maxBytes`: the text layer goes on past `text`. */
+  cut: boolean;
+}
+
+/**
+ * The PDF's text layer (pdftotext), at most `maxBytes` of UTF-8: pdftotext is stopped once it
+ * has written them, so a huge text layer costs no more than what is kept. Failures are those
+ * of the other poppler runs (popplerFailure).
+ */
+export async function extractPdfText(source: string, timeoutMs: number, maxBytes: number): Promise<PdfText> {
+  const res = await runTool('pdftotext', pdftotextArgs(source), { timeoutMs, stdoutLimit: maxBytes });
+  if (res.stdoutCut) return { text: res.stdout.replace(/\uFFFD+$/, ''), cut: true };
+  if (res.timedOut || res.code !== 0) throw popplerFailure('pdftotext', res, timeoutMs);
+  return { text: res.stdout, cut: false };
 }

@@ -1,3 +1,5 @@
+import type { Db } from '../../db/database.js';
+import { nowIso } from '../../db/schema.js';
 import { PermanentJobError } from '../../shared/errors.js';
 import type { MediaFolder } from '../../storage/layout.js';
 import { deriveEpub, derivePdf, type DocumentOptions } from '../document/derive-document.js';
@@ -10,8 +12,9 @@ export interface DocumentStepSettings {
   enablePosters: boolean;
   imageThumbnailSize: number;
   imagePosterSize: number;
-  /** ms, per pdfinfo / pdftoppm run. */
+  /** ms, per pdfinfo / pdftoppm / pdftotext run, and for reading an EPUB's text. */
   documentTimeout: number;
+  documentTextMaxChars: number;
   imageMaxPixels: number;
   epubMaxEntries: number;
   epubMaxEntryBytes: number;
@@ -25,8 +28,28 @@ const DERIVERS: Record<string, (source: string, workDir: string, opts: DocumentO
 };
 
 /**
- * The document step: PDF or EPUB facts, and a poster and thumbnail from the first page or the
- * cover, made in a scratch folder, published folder by folder, and recorded in file_metadata.
+ * A document's text as this run read it: replaced, or removed when there is none (text turned
+ * off, none in the file, or it could not be read), so the row always matches file_metadata.
+ */
+async function saveDocumentText(tx: Db, media: MediaToProcess, text: string | undefined): Promise<void> {
+  if (!text) {
+    await tx.deleteFrom('document_texts').where('media_id', '=', media.id).execute();
+    return;
+  }
+  await tx
+    .insertInto('document_texts')
+    .values({ media_id: media.id, tenant_id: media.tenant_id, text, updated_at: nowIso() })
+    .onConflict((oc) => oc.column('media_id').doUpdateSet({ text, updated_at: nowIso() }))
+    .execute();
+}
+
+/**
+ * The document step: PDF or EPUB facts, a poster and thumbnail from the first page or the
+ * cover (drawn from the title and author when an EPUB has none), made in a scratch folder,
+ * published folder by folder, and recorded in file_metadata; the document's text goes to
+ * `document_texts` in the same transaction, with a `text` event that has the search document
+ * rebuilt. Text that cannot be read is logged and recorded (`document.text_error`), never a
+ * failure of the media.
  */
 export async function runDocumentStep(deps: StepDeps<DocumentStepSettings>, media: MediaToProcess, folders: readonly MediaFolder[]): Promise<void> {
   const { settings } = deps;
@@ -45,10 +68,14 @@ export async function runDocumentStep(deps: StepDeps<DocumentStepSettings>, medi
       epubMaxEntryBytes: settings.epubMaxEntryBytes,
       epubMaxTotalBytes: settings.epubMaxTotalBytes,
       epubMaxRatio: settings.epubMaxRatio,
+      textMaxChars: settings.documentTextMaxChars,
     });
     const f = result.files;
     const poster = imagePair(f.posterJpeg, f.posterWebp);
     const { facts } = result;
+    if (facts.text_error) {
+      deps.log?.warn({ err: result.textFailure, mediaId: media.id, reason: facts.text_error }, 'document text left out; the document is processed without it');
+    }
     return {
       artifacts: { ...(f.thumbnail ? { thumbnails: [f.thumbnail] } : {}), ...(poster ? { poster } : {}) },
       metadata: {
@@ -57,6 +84,10 @@ export async function runDocumentStep(deps: StepDeps<DocumentStepSettings>, medi
         ...(facts.author ? { author: facts.author } : {}),
         document: facts,
         timings: { document_ms: result.ms },
+      },
+      also: async (tx, record) => {
+        await saveDocumentText(tx, media, result.text);
+        record({ tenantId: media.tenant_id, mediaId: media.id, type: 'text' });
       },
     };
   });

@@ -1,6 +1,7 @@
+import type { Logger } from 'pino';
 import type { Db } from '../../db/database.js';
 import type { MediaChanges } from '../../events/media-changes.js';
-import { writeWithEvents } from '../../events/media-events.js';
+import { writeWithEvents, type MediaEventInput } from '../../events/media-events.js';
 import { fromJson, nowIso, toJson } from '../../db/schema.js';
 import type { ArtifactPaths } from '../../media/delivery.js';
 import type { StorageLayout } from '../../storage/layout.js';
@@ -25,14 +26,25 @@ export interface StepDeps<S> {
   models?: VisionModels;
   /** Aborted when the job lost its media's lock: nothing more is published. */
   signal?: AbortSignal;
+  /** For what a step gets past without failing (a document's text it could not read). */
+  log?: Logger;
 }
+
+/** More of a step's results, written in the transaction of its file_metadata (only while the media exists); `record` adds events. */
+export type AlsoWrite = (tx: Db, record: (event: MediaEventInput) => void) => Promise<void>;
 
 /**
  * Writes a media's file_metadata with its `artifacts` event, and tells the listeners after commit
  * (readers forget the record they cached). It holds paths, no URLs: API URLs are made when the
- * record is read, and those older versions stored are dropped here.
+ * record is read, and those older versions stored are dropped here. `also` writes the rest of a
+ * step's results in the same transaction.
  */
-export async function saveFileMetadata(deps: Pick<StepDeps<unknown>, 'db' | 'changes'>, media: MediaToProcess, meta: Record<string, unknown>): Promise<void> {
+export async function saveFileMetadata(
+  deps: Pick<StepDeps<unknown>, 'db' | 'changes'>,
+  media: MediaToProcess,
+  meta: Record<string, unknown>,
+  also?: AlsoWrite,
+): Promise<void> {
   const { urls: _stale, ...kept } = meta;
   await writeWithEvents(deps.db, deps.changes, async (tx, record) => {
     const res = await tx
@@ -41,7 +53,9 @@ export async function saveFileMetadata(deps: Pick<StepDeps<unknown>, 'db' | 'cha
       .where('id', '=', media.id)
       .executeTakeFirst();
     // Deleted meanwhile: nothing was written.
-    if (Number(res.numUpdatedRows) > 0) record({ tenantId: media.tenant_id, mediaId: media.id, type: 'artifacts' });
+    if (Number(res.numUpdatedRows) === 0) return;
+    record({ tenantId: media.tenant_id, mediaId: media.id, type: 'artifacts' });
+    await also?.(tx, record);
   });
 }
 
@@ -58,6 +72,8 @@ export interface ScratchOutput {
   artifacts: ArtifactPaths;
   /** Facts merged into file_metadata (`pending` is the follow-ups to come unless given). */
   metadata: Record<string, unknown>;
+  /** Written with file_metadata, in its transaction. */
+  also?: AlsoWrite;
 }
 
 /**
@@ -80,7 +96,7 @@ export async function runInScratch(
   await clearLeftovers(mediaDir, ['media']);
   const work = await makeWorkDir(mediaDir, 'media');
   try {
-    const { artifacts, metadata } = await store.withLocalFile(original, (source) => make({ source, work, meta }));
+    const { artifacts, metadata, also } = await store.withLocalFile(original, (source) => make({ source, work, meta }));
     deps.signal?.throwIfAborted();
     const published = await publishFolders(work, mediaDir, folders);
     // Lost meanwhile: another holder may be writing the record; this attempt records nothing.
@@ -92,7 +108,7 @@ export async function runInScratch(
       artifacts,
       processed_at: nowIso(),
     };
-    await saveFileMetadata(deps, media, next);
+    await saveFileMetadata(deps, media, next, also);
     await removeUnpublished(mediaDir, folders, published);
   } finally {
     await removeScratch(work);
