@@ -33,7 +33,8 @@ describe('migration 0014 on a database with data', () => {
     await sql`insert into caption_tracks (id, tenant_id, user_id, media_id, language, label, kind, text, cue_count, created_at, updated_at)
       values ('c1', 't1', 'alice', 'm1', 'en', 'English', 'captions', 'hello', 1, ${now}, ${now})`.execute(db);
 
-    assert.deepEqual(await migrateToLatest(handle), ['0014_local_models']);
+    assert.deepEqual(await migrateUpTo(handle, '0014_local_models'), ['0014_local_models']);
+    await migrateToLatest(handle);
     assert.deepEqual(await migrateToLatest(handle), [], 'applied once');
 
     const media = await sql<{ id: string; moderation_state: string }>`select id, moderation_state from mediaassets order by id`.execute(db);
