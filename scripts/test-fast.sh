@@ -26,6 +26,7 @@ FILES=(
   test/unit/process-identity.test.ts
   test/unit/public-reason.test.ts
   test/unit/label-aggregate.test.ts
+  test/unit/speech-windows.test.ts
 )
 SQLITE_FILES=(
   test/unit/record-cache.test.ts
