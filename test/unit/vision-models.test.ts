@@ -1,15 +1,14 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DEFAULT_COCO_SSD_DIR } from '../../src/models/model-files.js';
 import { ModelError, ModelHost, type VisionResult } from '../../src/models/model-host.js';
+import { runModelChild as runChild } from '../support/model-child-run.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const PHOTOS = path.join(ROOT, '.cache/fixtures/photos');
-const CHILD = path.join(ROOT, 'test/support/vision-child.ts');
 
 /** A real photograph from Debian's packages (scripts/test-fixtures.sh). */
 function photo(name: string): string {
@@ -67,32 +66,11 @@ async function waitGone(pid: number, ms: number): Promise<void> {
   }
 }
 
-/** Runs test/support/vision-child.ts (through `argv0` when given, e.g. unshare) and returns its first stdout line as JSON; the child keeps running if it does not exit by itself. */
-function runChild(prefix: string[], args: string[]): Promise<{ line: any; exited: Promise<number | null>; pid: number }> {
-  const argv = [...prefix, process.execPath, '--import', 'tsx', CHILD, ...args];
-  const child = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stderr.on('data', (b: Buffer) => (err += b.toString('utf8')));
-  const exited = new Promise<number | null>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', resolve);
-  });
-  return new Promise((resolve, reject) => {
-    child.stdout.on('data', (b: Buffer) => {
-      out += b.toString('utf8');
-      const nl = out.indexOf('\n');
-      if (nl >= 0) resolve({ line: JSON.parse(out.slice(0, nl)), exited, pid: child.pid! });
-    });
-    void exited.then((code) => reject(new Error(`the child exited with ${code} before printing: ${err.slice(-3000)}`)), reject);
-  });
-}
-
 describe('vision models on real photos (COCO-SSD, nsfwjs)', () => {
   const host = new ModelHost();
   const results = new Map<string, VisionResult>();
   before(async () => {
-    const loads = await host.warmUp();
+    const loads = await host.warmUp('vision', ['coco-ssd', 'nsfwjs']);
     assert.deepEqual(Object.keys(loads).sort(), ['coco-ssd', 'nsfwjs']);
     for (const ms of Object.values(loads)) assert.ok(ms > 0);
     for (const name of BENIGN) results.set(name, await host.vision(photo(name)));
