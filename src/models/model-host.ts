@@ -8,6 +8,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import fs from 'node:fs';
 import type { Socket } from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import {
   type EmbedResult,
@@ -92,6 +93,9 @@ const CHILD_MODULE = path.join(import.meta.dirname, FROM_SOURCES ? 'model-proces
 // Resolved here: a bare `--import tsx` would be resolved from the child's working directory.
 const CHILD_LOADER: string[] = FROM_SOURCES ? ['--import', import.meta.resolve('tsx')] : [];
 
+/** The niceness of a model process (0 normal, 19 lowest). */
+const MODEL_NICENESS = 10;
+
 /** What a child printed on stderr last, kept for the log line of its death. */
 const STDERR_TAIL = 4000;
 
@@ -114,6 +118,14 @@ class ModelChild {
       serialization: 'advanced',
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
     });
+    // Models are follow-up work: a new upload's ffmpeg gets the CPU first.
+    if (this.proc.pid) {
+      try {
+        os.setPriority(this.proc.pid, MODEL_NICENESS);
+      } catch {
+        // Not allowed here: it runs at the worker's priority.
+      }
+    }
     this.proc.stderr?.on('data', (b: Buffer) => {
       this.stderr = (this.stderr + b.toString('utf8')).slice(-STDERR_TAIL);
     });
