@@ -70,7 +70,7 @@ async function captionTrackText(db: Db, tenantId: string, mediaIds: string[]): P
   return out;
 }
 
-/** Documents' text (document_texts), by media id. */
+/** The text inside media (document_texts: a document's text layer, a video's or image's on-screen text), by media id. */
 async function documentText(db: Db, tenantId: string, mediaIds: string[]): Promise<Map<string, string>> {
   if (!mediaIds.length) return new Map();
   const rows = await db.selectFrom('document_texts').select(['media_id', 'text']).where('tenant_id', '=', tenantId).where('media_id', 'in', mediaIds).execute();
@@ -103,7 +103,8 @@ export async function buildDocuments(db: Db, tenantId: string, mediaIds: string[
     .execute();
   if (!rows.length) return [];
   const ids = rows.map((r) => r.id);
-  const documentIds = rows.filter((r) => r.kind === 'document').map((r) => r.id);
+  // A document's text layer, or the on-screen text read in a video or an image.
+  const textIds = rows.filter((r) => r.kind === 'document' || r.kind === 'video' || r.kind === 'image').map((r) => r.id);
   const links = await generalLabelLinks(db, tenantId, ids);
   const nodes = new Map(
     (
@@ -116,7 +117,7 @@ export async function buildDocuments(db: Db, tenantId: string, mediaIds: string[
   );
   const phrases = await phrasesOf(db, tenantId, nodes);
   const tracks = await captionTrackText(db, tenantId, ids);
-  const texts = await documentText(db, tenantId, documentIds);
+  const texts = await documentText(db, tenantId, textIds);
 
   const labelWords = (labelId: string) => ancestorChain(labelId, nodes).flatMap((n) => [n.name, ...(phrases.get(n.id) ?? [])]);
   const labelsByMedia = new Map<string, string[]>();

@@ -1,3 +1,4 @@
+import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Settings } from '../../config/settings.js';
 import { fromJson, nowIso, toJson } from '../../db/schema.js';
@@ -43,6 +44,8 @@ export interface LabelingRecord {
   reason?: string;
   /** The recompute request (file_metadata.labeling_request) this run served: it read the media after it. */
   request?: number;
+  /** Distinct lines of on-screen text read. */
+  text_lines?: number;
 }
 
 /**
@@ -64,7 +67,8 @@ export async function runLabelsStep(deps: StepDeps<LabelingSettings>, media: Med
   const source = sourceFor(media.kind, settings.labelingSource, String(meta.original?.mime_type ?? ''));
   const request = Number(meta.labeling_request ?? 0);
   try {
-    const looks = await lookAt(deps, media, meta, source, work, models);
+    const frames: FrameToLook[] = [];
+    const looks = await lookAt(deps, media, meta, source, work, models, frames);
     deps.signal?.throwIfAborted();
     const inputs = labelsFromFrames(looks, { objects: settings.labelingObjectThreshold, labels: settings.labelingThreshold });
     const record: LabelingRecord = { state: 'done', at: nowIso(), source, frames: looks.length, labels: inputs.length, request };
@@ -76,7 +80,14 @@ export async function runLabelsStep(deps: StepDeps<LabelingSettings>, media: Med
         announce({ tenantId: media.tenant_id, mediaId: media.id, type: 'labels', data: { added: labelIds, source } });
       }
     });
-    await new ModerationService(db, deps.changes, settings.moderationDefaultThreshold).evaluate(media.tenant_id, media.id, { modelsDone: true });
+    const moderation = new ModerationService(db, deps.changes, settings.moderationDefaultThreshold);
+    await moderation.evaluate(media.tenant_id, media.id, { modelsDone: true });
+    // On-screen text after the decision: reading it is slower than seeing, and only bank entries found in it can hold.
+    if (models.ocr && (media.kind === 'video' || media.kind === 'image')) {
+      const read = await readText(deps, media, frames, models);
+      if (read.labels.some((l) => l.kind === 'moderation')) await moderation.evaluate(media.tenant_id, media.id);
+      record.text_lines = read.lines;
+    }
     // Done only once moderation has decided: whoever sees `done` sees the decision too.
     await recordLabeling(deps, media, { ...record, ms: Date.now() - started });
   } catch (err) {
@@ -89,6 +100,57 @@ export async function runLabelsStep(deps: StepDeps<LabelingSettings>, media: Med
   } finally {
     await removeScratch(work);
   }
+}
+
+/**
+ * Reads the on-screen text of the frames the vision models saw (OCR): stored as the media's text
+ * (searchable), and the tenant's bank entries found in it become labels of source `ocr`, at the
+ * times they were on screen. Returns those labels and how many distinct lines were read.
+ */
+async function readText(
+  deps: StepDeps<LabelingSettings>,
+  media: MediaToProcess,
+  frames: readonly FrameToLook[],
+  models: VisionModels,
+): Promise<{ labels: LabelInput[]; lines: number }> {
+  const { db, settings } = deps;
+  const pieces: TextPiece[] = [];
+  for (const f of frames) {
+    deps.signal?.throwIfAborted();
+    const result = await models.ocr!(f.file);
+    for (const line of result.lines) if (line.text.trim()) pieces.push({ text: line.text.trim(), t: f.t });
+  }
+  // A subtitle on screen for five seconds is read five times: the text keeps it once.
+  const distinct = [...new Set(pieces.map((p) => p.text))];
+  const entries = await matchableEntries(db, media.tenant_id, settings.labelingMatchThreshold, MODEL_BANKS);
+  const found = findPhrases(entries, pieces);
+  const byMeaning =
+    models.embed && pieces.length
+      ? await findByMeaning(
+          entries.filter((e) => !found.some((f) => f.entry === e.name && f.kind === e.kind)),
+          pieces,
+          async (texts) => (await models.embed!(texts)).vectors,
+          vectors,
+          { maxTerms: settings.labelingMatchMaxTerms },
+        )
+      : [];
+  const labels = labelsFromMatches([...found, ...byMeaning], entries, 'ocr');
+  const text = distinct.join('\n');
+  await writeWithEvents(db, deps.changes, async (tx, announce) => {
+    const { labelIds } = await writeAssetLabels(tx, { tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id }, labels, { replaceSource: 'ocr' });
+    announce({ tenantId: media.tenant_id, mediaId: media.id, type: 'labels', data: { added: labelIds, source: 'ocr' } });
+    if (text) {
+      await tx
+        .insertInto('document_texts')
+        .values({ media_id: media.id, tenant_id: media.tenant_id, text, updated_at: nowIso() })
+        .onConflict((oc) => oc.column('media_id').doUpdateSet({ text, updated_at: nowIso() }))
+        .execute();
+    } else {
+      await tx.deleteFrom('document_texts').where('media_id', '=', media.id).execute();
+    }
+    announce({ tenantId: media.tenant_id, mediaId: media.id, type: 'text' });
+  });
+  return { labels, lines: distinct.length };
 }
 
 /** Records how labeling went in file_metadata.labeling and takes it off pending, with its event. */
@@ -171,13 +233,23 @@ async function lookAt(
   source: ReturnType<typeof sourceFor>,
   work: string,
   models: VisionModels,
+  kept: FrameToLook[],
 ): Promise<FrameLook[]> {
   const { store, settings } = deps;
   const prefix = mediaPrefix({ tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id });
+  const stills = path.join(work, 'stills');
   const look = async (frames: Iterable<FrameToLook> | AsyncIterable<FrameToLook>): Promise<FrameLook[]> => {
     const out: FrameLook[] = [];
     for await (const f of frames) {
       deps.signal?.throwIfAborted();
+      // Kept for the text reader, which comes after moderation has decided: a lent file is copied (the store may take it back).
+      if (f.file.startsWith(work + path.sep)) kept.push(f);
+      else {
+        await fs.mkdir(stills, { recursive: true });
+        const copy = path.join(stills, `${kept.length}${path.extname(f.file)}`);
+        await fs.copyFile(f.file, copy);
+        kept.push({ t: f.t, file: copy });
+      }
       const seen = await models.vision(f.file, { minObjectScore: settings.labelingObjectThreshold }).catch((err: unknown) => {
         // A picture the models cannot read, or model files that fail their check, fail the same way on every attempt.
         if (err instanceof ModelError && (err.code === 'bad-input' || err.code === 'model-files')) throw new PermanentJobError(err.message, 'labeling-failed');
