@@ -134,13 +134,14 @@ export async function createContext(settings: Settings, opts: ContextOptions = {
   const tokens = new PlaybackTokens(await playbackSecret(database.db, settings.playbackSecret));
   const delivery = new DeliveryService(database.db, store, tokens, settings.playbackTtl);
   // Started by the first frame a worker labels: an API process never starts it.
-  const models = settings.enableWorkerLabeling
-    ? new (await import('../models/model-host.js')).ModelHost({
-        maxOldSpaceMb: Math.round(settings.modelMemory / 2 ** 20),
-        requestTimeoutMs: settings.modelTimeout,
-        log,
-      })
-    : undefined;
+  const models =
+    settings.enableWorkerLabeling || settings.enableTranscripts
+      ? new (await import('../models/model-host.js')).ModelHost({
+          maxOldSpaceMb: Math.round(settings.modelMemory / 2 ** 20),
+          requestTimeoutMs: settings.modelTimeout,
+          log,
+        })
+      : undefined;
   const pipeline = defaultPipeline();
   const worker = new MediaWorker({
     db: database.db,

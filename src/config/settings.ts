@@ -264,7 +264,27 @@ const spec = {
   enableWebm: { env: 'ENABLE_WEBM', default: 'true', description: 'Make WebM (VP9/Opus) renditions.', parse: bool },
   enableThumbnails: { env: 'ENABLE_THUMBNAILS', default: 'true', description: 'Make thumbnails and scrubbing sprites.', parse: bool },
   enablePosters: { env: 'ENABLE_POSTERS', default: 'true', description: 'Make posters.', parse: bool },
-  enableTranscripts: { env: 'ENABLE_TRANSCRIPTS', default: 'false', description: 'Make transcripts (local speech recognition).', parse: bool },
+  enableTranscripts: {
+    env: 'ENABLE_TRANSCRIPTS',
+    default: 'false',
+    description: 'Transcribe the speech of videos and audio with local models into a caption track (kind `captions`, source `auto`).',
+    parse: bool,
+  },
+  transcriptModel: {
+    env: 'TRANSCRIPT_MODEL',
+    default: 'base',
+    description: 'Whisper model for transcripts: `base` (about 4x real time on 2 cores) or `small` (more accurate, 1.5-3x real time, twice the memory).',
+    parse: oneOf('base', 'small'),
+  },
+  transcriptLanguage: {
+    env: 'TRANSCRIPT_LANGUAGE',
+    default: 'en',
+    description: 'Language transcripts are made in when the upload does not say (the models here do not detect it).',
+    parse: (raw: string) => {
+      if (!/^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$/.test(raw)) throw new Error('a language tag such as en or pt-BR');
+      return raw;
+    },
+  },
   enableWebp: { env: 'ENABLE_WEBP', default: 'true', description: 'Convert images to WebP.', parse: bool },
   enableWorkerLabeling: {
     env: 'ENABLE_WORKER_LABELING',
@@ -282,7 +302,7 @@ const spec = {
   labelingThreshold: { env: 'LABELING_THRESHOLD', default: '0.5', description: 'Smallest model confidence kept as a general label.', parse: num(0, 1) },
   labelingMatchThreshold: {
     env: 'LABELING_MATCH_THRESHOLD',
-    default: '0.7',
+    default: '0.65',
     description:
       "Similarity (0-1, sentence vectors) at which a label, a line of on-screen text or a spoken sentence matches a bank entry's name or phrase by meaning, for banks without their own `match_threshold`.",
     parse: num(0, 1),

@@ -1,5 +1,5 @@
 import type { Db } from '../db/database.js';
-import { nowIso, type CaptionKind } from '../db/schema.js';
+import { nowIso, type CaptionKind, type CaptionSource } from '../db/schema.js';
 import { preparedQuery } from '../db/prepared.js';
 import { AppError, notFound } from '../shared/errors.js';
 import { newId } from '../shared/ids.js';
@@ -20,6 +20,8 @@ export interface CaptionTrackView {
   language: string;
   label: string;
   kind: CaptionKind;
+  /** `user`: uploaded; `auto`: transcribed from the media's speech. */
+  source: CaptionSource;
   cue_count: number;
   created_at: string;
   updated_at: string;
@@ -131,7 +133,8 @@ export class CaptionService {
     const { result: existing, events } = await writeRecording(this.db, async (tx, record) => {
       // A write first: on SQLite the transaction then holds the write lock from its start (a read
       // first would pin a snapshot that another process's commit makes unwritable).
-      const values = { label, kind, text: parsed.plainText, cue_count: parsed.cues.length, updated_at: now };
+      // An uploaded track replaces a transcribed one of its language for good (source user).
+      const values = { label, kind, text: parsed.plainText, cue_count: parsed.cues.length, source: 'user' as const, updated_at: now };
       const updated = await tx
         .updateTable('caption_tracks')
         .set(values)
@@ -153,6 +156,57 @@ export class CaptionService {
     await this.republish(row, events);
     const track = (await this.list(p, row.id)).find((t) => t.language === language)!;
     return { track, created: !existing };
+  }
+
+  /**
+   * Writes the track transcribed from a media's speech (source `auto`, kind `captions`), unless
+   * a track of that language was uploaded: people's own captions win. An empty `vtt` removes the
+   * transcribed track. For the worker, which holds the media's lock; returns whether it wrote.
+   */
+  async putTranscribed(
+    media: { id: string; tenant_id: string; user_id: string },
+    input: { language: string; vtt: string | null; plainText: string; cueCount: number },
+  ): Promise<boolean> {
+    const language = canonicalLanguage(input.language);
+    const existing = await this.db
+      .selectFrom('caption_tracks')
+      .select(['source'])
+      .where('tenant_id', '=', media.tenant_id)
+      .where('media_id', '=', media.id)
+      .where('language', '=', language)
+      .executeTakeFirst();
+    if (existing?.source === 'user') return false;
+    if (input.vtt === null) {
+      if (!existing) return false;
+      const { events } = await writeRecording(this.db, async (tx, record) => {
+        await tx.deleteFrom('caption_tracks').where('media_id', '=', media.id).where('language', '=', language).where('source', '=', 'auto').execute();
+        record({ tenantId: media.tenant_id, mediaId: media.id, type: 'captions', data: { language, change: 'removed', source: 'auto' } });
+      });
+      await this.republish(media, events);
+      await this.store.delete(this.captionKey(media, language)).catch(() => undefined);
+      return true;
+    }
+    await this.store.put(this.captionKey(media, language), input.vtt);
+    const now = nowIso();
+    const values = {
+      label: `${defaultLabel(language)} (automatic)`,
+      kind: 'captions' as const,
+      text: input.plainText,
+      cue_count: input.cueCount,
+      source: 'auto' as const,
+      updated_at: now,
+    };
+    const { events } = await writeRecording(this.db, async (tx, record) => {
+      await tx
+        .insertInto('caption_tracks')
+        .values({ id: newId(), tenant_id: media.tenant_id, user_id: media.user_id, media_id: media.id, language, created_at: now, ...values })
+        // An upload that came meanwhile stays.
+        .onConflict((oc) => oc.columns(['media_id', 'language']).doUpdateSet(values).where('caption_tracks.source', '=', 'auto'))
+        .execute();
+      record({ tenantId: media.tenant_id, mediaId: media.id, type: 'captions', data: { language, change: existing ? 'replaced' : 'added', source: 'auto' } });
+    });
+    await this.republish(media, events);
+    return true;
   }
 
   async delete(p: Principal, mediaId: string, rawLanguage: string): Promise<void> {
@@ -195,7 +249,7 @@ export class CaptionService {
 const tracksOfMediaQuery = preparedQuery((db, tenantId: string, mediaIds: readonly string[]) =>
   db
     .selectFrom('caption_tracks')
-    .select(['media_id', 'language', 'label', 'kind', 'cue_count', 'created_at', 'updated_at'])
+    .select(['media_id', 'language', 'label', 'kind', 'source', 'cue_count', 'created_at', 'updated_at'])
     .where('tenant_id', '=', tenantId)
     .where('media_id', 'in', mediaIds)
     .orderBy('media_id')
@@ -213,6 +267,7 @@ export async function tracksOfMedia(db: Db, tenantId: string, mediaIds: string[]
       language: r.language,
       label: r.label,
       kind: r.kind,
+      source: r.source,
       cue_count: Number(r.cue_count),
       created_at: r.created_at,
       updated_at: r.updated_at,

@@ -1,3 +1,4 @@
+import type { SpeechModels } from './labeling/speech.js';
 import { Pipeline } from './pipeline.js';
 
 /**
@@ -60,6 +61,20 @@ export function defaultPipeline(): Pipeline {
       run: async (c) => {
         if (!c.deps.models) throw new Error('labeling is on but this worker has no model host');
         await (await import('./steps/labels-step.js')).runLabelsStep(c.deps, c.media, c.job, c.deps.models);
+      },
+    })
+    .register({
+      name: 'transcript',
+      kinds: ['video', 'audio'],
+      stage: 'follow-up',
+      needs: ['media'],
+      publishes: [],
+      scratch: 'transcript',
+      enabled: (s) => s.enableTranscripts,
+      run: async (c) => {
+        const models = c.deps.models;
+        if (!models?.speech || !models.transcribe) throw new Error('transcripts are on but this worker has no speech models');
+        await (await import('./steps/transcript-step.js')).runTranscriptStep(c.deps, c.media, c.job, models as typeof models & SpeechModels);
       },
     });
 }

@@ -21,9 +21,9 @@ const WORK_PREFIX = '.work-';
  * run at the same time (a reprocess while an earlier WebM is still encoding), so each clears
  * only its own kind's leftovers.
  */
-export type ScratchOwner = 'media' | 'webm' | 'labels';
+export type ScratchOwner = 'media' | 'webm' | 'labels' | 'transcript';
 
-const OWNERS: readonly ScratchOwner[] = ['media', 'webm', 'labels'];
+const OWNERS: readonly ScratchOwner[] = ['media', 'webm', 'labels', 'transcript'];
 
 /** A folder of a store: the media's prefix, where outputs are published and near which scratch folders are made. */
 export interface StoreFolder {

@@ -10,6 +10,9 @@ export const CaptionTrackSchema = Type.Object({
   language: Type.String({ description: 'BCP 47 tag in canonical case' }),
   label: Type.String(),
   kind: Type.Union([Type.Literal('subtitles'), Type.Literal('captions')]),
+  source: Type.Union([Type.Literal('user'), Type.Literal('auto')], {
+    description: 'user: uploaded; auto: transcribed from the speech (an upload of its language replaces it)',
+  }),
   cue_count: Type.Integer(),
   url: Type.String({ description: 'The WebVTT file under the authenticated API' }),
   created_at: Type.String({ format: 'date-time' }),

@@ -8,7 +8,7 @@ import type { StorageLayout } from '../../storage/layout.js';
 import { clearLeftovers, makeWorkDir, mediaFolderIn, publishFolders, removeScratch, removeUnpublished } from '../../storage/scratch.js';
 import type { MediaStore } from '../../storage/store.js';
 import type { MediaToProcess } from '../media-to-process.js';
-import type { VisionModels } from '../labeling/vision.js';
+import type { LocalModels } from '../labeling/vision.js';
 
 /** What every processing step is given: the database, the media store, its settings, and whom to tell of what it wrote. */
 export interface StepDeps<S> {
@@ -23,7 +23,7 @@ export interface StepDeps<S> {
   /** The follow-up steps that will run once the media is ready: file_metadata.pending lists them. */
   pending?: readonly string[];
   /** The local vision models (labeling on): a process of their own, shared by the worker's jobs. */
-  models?: VisionModels;
+  models?: LocalModels;
   /** Aborted when the job lost its media's lock: nothing more is published. */
   signal?: AbortSignal;
   /** For what a step gets past without failing (a document's text it could not read). */
