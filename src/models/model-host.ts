@@ -67,6 +67,8 @@ export interface ModelHostOptions {
   onnxThreads?: number;
   /** npm packages holding model files, by name, found here instead of where Node resolves them (tests: a damaged copy, a missing package). */
   packageDirs?: Record<string, string>;
+  /** Keep at most one of the heavy families (vision, speech) running when the other is idle; default true. */
+  oneHeavyFamily?: boolean;
 }
 
 export const DEFAULT_MODEL_MAX_OLD_SPACE_MB = 256;
@@ -171,6 +173,11 @@ class ModelChild {
     return this.proc.pid;
   }
 
+  /** Whether a request is in flight. */
+  get busy(): boolean {
+    return this.pending.size > 0;
+  }
+
   stderrTail(): string {
     return this.stderr.trim().split('\n').slice(-8).join('\n');
   }
@@ -210,6 +217,9 @@ class ModelChild {
     }
   }
 }
+
+/** The families whose models are large: at most one of them is kept (see makeRoomFor). */
+const HEAVY_FAMILIES: readonly ModelFamily[] = ['vision', 'speech'];
 
 /** Time per second of sound that `speech` may take on top of requestTimeoutMs (Silero runs at 200-400x real time). */
 const SPEECH_MS_PER_SECOND = 10;
@@ -373,6 +383,24 @@ export class ModelHost {
     return run as Promise<MethodResult<M>>;
   }
 
+  /**
+   * Stops the idle child of the other heavy family (vision: 0.3-0.8 GB, speech: 1.2 GB) before one
+   * starts or works, so that a worker holds one of them at a time: labeling and transcripts take
+   * turns in the follow-up slot, and reloading costs about a second, while keeping both would put
+   * a worker at 2 GB. A busy one (two follow-ups at once) is left running.
+   */
+  private async makeRoomFor(family: ModelFamily): Promise<void> {
+    if (this.opts.oneHeavyFamily === false || !HEAVY_FAMILIES.includes(family)) return;
+    for (const other of HEAVY_FAMILIES) {
+      if (other === family) continue;
+      const state = this.families.get(other)!;
+      if (state.child && !state.child.exited && !state.child.busy) {
+        this.opts.log?.info({ family: other, pid: state.child.pid }, 'model process stopped to make room');
+        await this.closeFamily(state);
+      }
+    }
+  }
+
   private start(family: ModelFamily, state: Family): ModelChild {
     if (state.child && !state.child.exited) return state.child;
     const child = new ModelChild(this.execArgv, { ...this.config, family }, (c, code, signal) => {
@@ -395,6 +423,7 @@ export class ModelHost {
       );
     });
     try {
+      await this.makeRoomFor(family);
       const started = this.start(family, state);
       child = started;
       return await Promise.race([started.ready.then(() => started.call(method, args)), timeout]);

