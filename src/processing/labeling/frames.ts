@@ -1,4 +1,5 @@
 import fs from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import type { MediaKind } from '../../db/schema.js';
 import { spawn } from 'node:child_process';
@@ -50,6 +51,14 @@ export async function* streamVideoFrames(
   ];
   const argv = toolArgv('ffmpeg', args);
   const child = spawn(argv.file, argv.args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Labeling is follow-up work: a new upload's encode gets the CPU first (as the model processes do).
+  if (child.pid) {
+    try {
+      os.setPriority(child.pid, FOLLOW_UP_NICENESS);
+    } catch {
+      // Not allowed here: it runs at the worker's priority.
+    }
+  }
   const times: number[] = [];
   const images: Buffer[] = [];
   let stderr = '';
@@ -130,6 +139,7 @@ export async function* streamVideoFrames(
 }
 
 const EOI = Buffer.from([0xff, 0xd9]);
+const FOLLOW_UP_NICENESS = 10;
 const SHOWINFO = /\[Parsed_showinfo[^\]]*\]\s+n:\s*\d+\s+pts:\s*-?\d+\s+pts_time:\s*(-?[\d.]+)/;
 
 /** Where in a video its evenly spaced thumbnails are from (see evenlySpaced in video-command.ts). */
