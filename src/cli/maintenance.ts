@@ -35,6 +35,7 @@ export function startMaintenance(ctx: AppContext, roles: { api: boolean; worker:
   }
   if (roles.worker) {
     every(60_000, 'requeue-stale-media', () => ctx.worker.requeueStale(60_000));
+    every(60_000, 'requeue-stale-follow-ups', () => ctx.worker.requeueStaleFollowUps(Math.max(5 * 60_000, 4 * ctx.settings.jobLease)));
     every(60_000, 'fail-abandoned-media', () => ctx.worker.failAbandoned(Math.max(60_000, 2 * ctx.settings.jobLease)));
     // The embedded queue keeps finished jobs until pruned (BullMQ removes its own).
     if (ctx.queue.backend === 'embedded' && ctx.queue.pruneCompleted) {

@@ -279,9 +279,9 @@ const spec = {
   transcriptLanguage: {
     env: 'TRANSCRIPT_LANGUAGE',
     default: 'en',
-    description: 'Language transcripts are made in when the upload does not say (the models here do not detect it).',
+    description: 'Language of the speech transcribed, as a two- or three-letter code such as en, fr or de (the models here do not detect it).',
     parse: (raw: string) => {
-      if (!/^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$/.test(raw)) throw new Error('a language tag such as en or pt-BR');
+      if (!/^[a-z]{2,3}$/.test(raw)) throw new Error('a two- or three-letter language code such as en, fr or de');
       return raw;
     },
   },

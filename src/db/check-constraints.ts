@@ -19,9 +19,11 @@ export async function replaceValueCheck(
   const oldCheck = `${c.column} in (${list(c.oldValues)})`;
   const newCheck = `${c.column} in (${list(c.newValues)})`;
   if (dialect === 'postgres') {
+    // The check constraints on this one column (not every one that mentions its name).
     const found = await sql<{ conname: string }>`
       select conname from pg_constraint
-      where conrelid = ${c.table}::regclass and contype = 'c' and pg_get_constraintdef(oid) like ${`%${c.column}%`}`.execute(db);
+      where conrelid = ${c.table}::regclass and contype = 'c'
+        and conkey = array[(select attnum from pg_attribute where attrelid = ${c.table}::regclass and attname = ${c.column})]::smallint[]`.execute(db);
     for (const row of found.rows) await sql`alter table ${sql.table(c.table)} drop constraint ${sql.id(row.conname)}`.execute(db);
     await sql`alter table ${sql.table(c.table)} add constraint ${sql.id(`${c.table}_${c.column}_check`)} check (${sql.raw(newCheck)})`.execute(db);
     return;
@@ -56,4 +58,14 @@ export async function replaceValueCheck(
   } finally {
     await sql`pragma foreign_keys = on`.execute(db);
   }
+}
+
+/** Whether a table has a column: a migration that adds one can then be run again after a crash. */
+export async function hasColumn(db: Kysely<any>, dialect: Dialect, table: string, column: string): Promise<boolean> {
+  if (dialect === 'postgres') {
+    const r = await sql`select 1 from pg_attribute where attrelid = ${table}::regclass and attname = ${column} and not attisdropped`.execute(db);
+    return r.rows.length > 0;
+  }
+  const r = await sql<{ name: string }>`select name from pragma_table_info(${table})`.execute(db);
+  return r.rows.some((row) => row.name === column);
 }

@@ -57,7 +57,12 @@ function migratorOf(handle: DatabaseHandle): Migrator {
   });
 }
 
-/** Applies every pending migration; safe to run concurrently from several processes. */
+/**
+ * Applies every pending migration. On PostgreSQL several processes may start at once (Kysely
+ * takes a lock); on SQLite, whose adapter takes none, one that loses the race fails its start
+ * (busy, or the migration already recorded) and starts cleanly when run again, since a migration
+ * that changes a table checks first whether it already did.
+ */
 export async function migrateToLatest(handle: DatabaseHandle): Promise<string[]> {
   return outcome(await migratorOf(handle).migrateToLatest());
 }

@@ -40,7 +40,7 @@ function withFileUrls(prefix: string, mediaId: string, meta: Record<string, unkn
 export type CaptionTrackResponse = CaptionTrackView & { url: string };
 
 export function captionTrackWithUrl(prefix: string, mediaId: string, track: CaptionTrackView): CaptionTrackResponse {
-  return { ...track, url: mediaFileUrl(prefix, mediaId, captionFile(track.language)) };
+  return { ...track, url: mediaFileUrl(prefix, mediaId, captionFile(track.language, track.source)) };
 }
 
 export function mediaWithUrls<T extends MediaView>(prefix: string, media: T): T {

@@ -101,27 +101,44 @@ export async function findByMeaning(
   cache: Map<string, number[]>,
   opts: { maxTerms: number },
 ): Promise<TextMatch[]> {
-  const texts = [...new Set(pieces.map((p) => p.text.trim()).filter(Boolean))];
+  // A subtitle read in five frames is one text seen at five times.
+  const timesOf = new Map<string, number[]>();
+  for (const p of pieces) {
+    const text = p.text.trim();
+    if (!text) continue;
+    const times = timesOf.get(text) ?? [];
+    if (p.t !== undefined) times.push(p.t);
+    timesOf.set(text, times);
+  }
+  const texts = [...timesOf.keys()];
   if (!texts.length || !entries.length) return [];
   const terms = [...new Set(entries.flatMap((e) => [e.name, ...e.phrases]))].slice(0, opts.maxTerms);
   const missing = [...new Set([...terms, ...texts])].filter((t) => !cache.has(t));
-  if (missing.length) {
-    const vectors = await embed(missing);
-    for (const [i, t] of missing.entries()) cache.set(t, vectors[i]!);
+  // Bounded: a cache that would grow past its size starts again (a tenant's banks are encoded again once).
+  if (cache.size + missing.length > MAX_CACHED_VECTORS) cache.clear();
+  const needed = cache.size ? missing : [...new Set([...terms, ...texts])];
+  for (let i = 0; i < needed.length; i += EMBED_BATCH) {
+    const batch = needed.slice(i, i + EMBED_BATCH);
+    const vectors = await embed(batch);
+    for (const [j, t] of batch.entries()) cache.set(t, vectors[j]!);
   }
   const allowed = new Set(terms);
+  const textVectors = texts.map((t) => ({ text: t, v: cache.get(t)! }));
   const out: TextMatch[] = [];
-  for (const e of entries) {
+  for (const [n, e] of entries.entries()) {
+    // Thousands of entries against thousands of lines: the event loop (and the media lock's renewal) gets its turns.
+    if (n % 100 === 99) await new Promise((resolve) => setImmediate(resolve));
     let best: { term: string; score: number } | undefined;
     const times = new Set<number>();
     for (const term of [e.name, ...e.phrases]) {
       if (!allowed.has(term)) continue;
-      const tv = cache.get(term)!;
-      for (const p of pieces) {
-        const score = cosine(tv, cache.get(p.text.trim()) ?? []);
+      const tv = cache.get(term);
+      if (!tv) continue;
+      for (const p of textVectors) {
+        const score = cosine(tv, p.v);
         if (score < e.matchThreshold) continue;
         if (!best || score > best.score) best = { term, score };
-        if (p.t !== undefined) times.add(p.t);
+        for (const t of timesOf.get(p.text)!) times.add(t);
       }
     }
     if (best) {
@@ -137,6 +154,11 @@ export async function findByMeaning(
   }
   return out;
 }
+
+/** Most vectors kept per process (about 4 KB each). */
+const MAX_CACHED_VECTORS = 20_000;
+/** Texts encoded per request to the model process, so that each stays well inside its time limit. */
+const EMBED_BATCH = 128;
 
 /**
  * Every entry of the tenant's effective banks (both kinds) with its phrases, ancestors and

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { XMLBuilder, XMLParser } from 'fast-xml-parser';
 import type { Db } from '../db/database.js';
-import type { CaptionKind } from '../db/schema.js';
+import type { CaptionKind, CaptionSource } from '../db/schema.js';
 import { joinKey, keyBelow, UnsafePathError } from '../storage/layout.js';
 import { scratchFolder, type StoreFolder } from '../storage/scratch.js';
 import { isNotStored, readText } from '../storage/store.js';
@@ -16,6 +16,8 @@ export interface CaptionTrackRef {
   language: string;
   label: string;
   kind: CaptionKind;
+  /** `auto` tracks have a file of their own, so that the worker never writes an uploaded one. */
+  source?: CaptionSource;
 }
 
 export const CAPTIONS_FOLDER = 'transcripts';
@@ -24,8 +26,8 @@ const SUBS_PLAYLIST = /^subs_[A-Za-z0-9-]+\.m3u8$/;
 /** Attribute that marks the adaptation sets written here, so a rewrite replaces exactly them. */
 const TEXT_SET_ID_BASE = 1000;
 
-export function captionFile(language: string): string {
-  return `${CAPTIONS_FOLDER}/${language}.vtt`;
+export function captionFile(language: string, source: CaptionSource = 'user'): string {
+  return source === 'auto' ? `${CAPTIONS_FOLDER}/${language}.auto.vtt` : `${CAPTIONS_FOLDER}/${language}.vtt`;
 }
 
 export function subtitlePlaylistName(language: string): string {
@@ -103,7 +105,7 @@ export function masterWithSubtitles(master: string, tracks: readonly CaptionTrac
 }
 
 /** A VOD playlist of one WebVTT file covering the whole video. */
-export function subtitlePlaylist(language: string, seconds: number): string {
+export function subtitlePlaylist(language: string, seconds: number, source: CaptionSource = 'user'): string {
   const d = Math.max(seconds, 0.001);
   return [
     '#EXTM3U',
@@ -112,7 +114,7 @@ export function subtitlePlaylist(language: string, seconds: number): string {
     '#EXT-X-MEDIA-SEQUENCE:0',
     '#EXT-X-PLAYLIST-TYPE:VOD',
     `#EXTINF:${d.toFixed(5)},`,
-    `../${captionFile(language)}`,
+    `../${captionFile(language, source)}`,
     '#EXT-X-ENDLIST',
     '',
   ].join('\n');
@@ -147,7 +149,7 @@ function textAdaptationSet(t: CaptionTrackRef, index: number): XmlNode {
       { Role: [], ':@': { '@_schemeIdUri': 'urn:mpeg:dash:role:2011', '@_value': t.kind === 'captions' ? 'caption' : 'subtitle' } },
       { Label: [{ '#text': t.label }] },
       {
-        Representation: [{ BaseURL: [{ '#text': `../${captionFile(t.language)}` }] }],
+        Representation: [{ BaseURL: [{ '#text': `../${captionFile(t.language, t.source)}` }] }],
         ':@': { '@_id': `text_${t.language}`, '@_bandwidth': '256' },
       },
     ],
@@ -189,7 +191,7 @@ export async function applyCaptionTracks(folder: StoreFolder, tracks: readonly C
     const variant = await readIfExists(folder, `hls/${path.basename(firstVariant.trim())}`);
     if (variant) seconds = playlistSeconds(variant) || seconds;
   }
-  for (const t of tracks) await store.put(key(`hls/${subtitlePlaylistName(t.language)}`), subtitlePlaylist(t.language, seconds));
+  for (const t of tracks) await store.put(key(`hls/${subtitlePlaylistName(t.language)}`), subtitlePlaylist(t.language, seconds, t.source));
   const next = masterWithSubtitles(master, tracks);
   if (next !== master) await store.put(key('hls/master.m3u8'), next);
   const wanted = new Set(tracks.map((t) => subtitlePlaylistName(t.language)));
@@ -205,7 +207,7 @@ export async function applyCaptionTracks(folder: StoreFolder, tracks: readonly C
 export async function captionTrackRefs(db: Db, tenantId: string, mediaId: string): Promise<CaptionTrackRef[]> {
   return db
     .selectFrom('caption_tracks')
-    .select(['language', 'label', 'kind'])
+    .select(['language', 'label', 'kind', 'source'])
     .where('tenant_id', '=', tenantId)
     .where('media_id', '=', mediaId)
     .orderBy('language')

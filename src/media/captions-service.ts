@@ -154,6 +154,8 @@ export class CaptionService {
       return existing;
     });
     await this.republish(row, events);
+    // A transcribed track it replaced had a file of its own.
+    await this.store.delete(this.captionKey(row, language, 'auto')).catch(() => undefined);
     const track = (await this.list(p, row.id)).find((t) => t.language === language)!;
     return { track, created: !existing };
   }
@@ -176,17 +178,25 @@ export class CaptionService {
       .where('language', '=', language)
       .executeTakeFirst();
     if (existing?.source === 'user') return false;
+    const key = this.captionKey(media, language, 'auto');
     if (input.vtt === null) {
       if (!existing) return false;
       const { events } = await writeRecording(this.db, async (tx, record) => {
-        await tx.deleteFrom('caption_tracks').where('media_id', '=', media.id).where('language', '=', language).where('source', '=', 'auto').execute();
+        await tx
+          .deleteFrom('caption_tracks')
+          .where('tenant_id', '=', media.tenant_id)
+          .where('media_id', '=', media.id)
+          .where('language', '=', language)
+          .where('source', '=', 'auto')
+          .execute();
         record({ tenantId: media.tenant_id, mediaId: media.id, type: 'captions', data: { language, change: 'removed', source: 'auto' } });
       });
       await this.republish(media, events);
-      await this.store.delete(this.captionKey(media, language)).catch(() => undefined);
+      await this.store.delete(key).catch(() => undefined);
       return true;
     }
-    await this.store.put(this.captionKey(media, language), input.vtt);
+    // Its own file (transcripts/<language>.auto.vtt): an upload of its language, even one that comes meanwhile, is never written over.
+    await this.store.put(key, input.vtt);
     const now = nowIso();
     const values = {
       label: `${defaultLabel(language)} (automatic)`,
@@ -196,15 +206,28 @@ export class CaptionService {
       source: 'auto' as const,
       updated_at: now,
     };
-    const { events } = await writeRecording(this.db, async (tx, record) => {
+    const { result: wrote, events } = await writeRecording(this.db, async (tx, record) => {
       await tx
         .insertInto('caption_tracks')
         .values({ id: newId(), tenant_id: media.tenant_id, user_id: media.user_id, media_id: media.id, language, created_at: now, ...values })
         // An upload that came meanwhile stays.
         .onConflict((oc) => oc.columns(['media_id', 'language']).doUpdateSet(values).where('caption_tracks.source', '=', 'auto'))
         .execute();
+      const now2 = await tx
+        .selectFrom('caption_tracks')
+        .select('source')
+        .where('tenant_id', '=', media.tenant_id)
+        .where('media_id', '=', media.id)
+        .where('language', '=', language)
+        .executeTakeFirst();
+      if (now2?.source !== 'auto') return false;
       record({ tenantId: media.tenant_id, mediaId: media.id, type: 'captions', data: { language, change: existing ? 'replaced' : 'added', source: 'auto' } });
+      return true;
     });
+    if (!wrote) {
+      await this.store.delete(key).catch(() => undefined);
+      return false;
+    }
     await this.republish(media, events);
     return true;
   }
@@ -212,26 +235,29 @@ export class CaptionService {
   async delete(p: Principal, mediaId: string, rawLanguage: string): Promise<void> {
     const language = canonicalLanguage(rawLanguage);
     const row = await this.editable(p, mediaId, 'remove');
+    let source: CaptionSource = 'user';
     const { events } = await writeRecording(this.db, async (tx, record) => {
-      const res = await tx
+      const gone = await tx
         .deleteFrom('caption_tracks')
         .where('tenant_id', '=', p.tenantId)
         .where('media_id', '=', row.id)
         .where('language', '=', language)
+        .returning('source')
         .executeTakeFirst();
-      if (Number(res.numDeletedRows) === 0) throw notFound('caption track');
+      if (!gone) throw notFound('caption track');
+      source = gone.source;
       record({ tenantId: row.tenant_id, mediaId: row.id, type: 'captions', data: { language, change: 'removed' } });
     });
     await this.republish(row, events);
     // Removing through a linked caption folder would delete another media's file: the link is left alone.
-    await this.store.delete(this.captionKey(row, language)).catch((err) => {
+    await this.store.delete(this.captionKey(row, language, source)).catch((err) => {
       if (!(err instanceof UnsafePathError)) throw err;
     });
   }
 
   /** The key of a media's caption file of one language. */
-  private captionKey(row: { id: string; tenant_id: string; user_id: string }, language: string): string {
-    return joinKey(mediaPrefix({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id }), captionFile(language));
+  private captionKey(row: { id: string; tenant_id: string; user_id: string }, language: string, source: CaptionSource = 'user'): string {
+    return joinKey(mediaPrefix({ tenantId: row.tenant_id, userId: row.user_id, mediaId: row.id }), captionFile(language, source));
   }
 
   /** Rewrites the manifests to offer exactly the stored tracks, then announces the change (its `events`). */

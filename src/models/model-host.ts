@@ -230,6 +230,8 @@ const WINDOW_GRACE_MS = 10_000;
 interface Family {
   child: ModelChild | undefined;
   tail: Promise<unknown>;
+  /** Requests given to this family and not finished (running or waiting their turn). */
+  queued: number;
 }
 
 /**
@@ -242,7 +244,7 @@ interface Family {
  * first use and stay loaded.
  */
 export class ModelHost {
-  private readonly families = new Map<ModelFamily, Family>(MODEL_FAMILIES.map((f) => [f, { child: undefined, tail: Promise.resolve() }]));
+  private readonly families = new Map<ModelFamily, Family>(MODEL_FAMILIES.map((f) => [f, { child: undefined, tail: Promise.resolve(), queued: 0 }]));
   private readonly execArgv: string[];
   private readonly timeoutMs: number;
   private readonly config: Omit<ModelProcessConfig, 'family'>;
@@ -378,7 +380,8 @@ export class ModelHost {
 
   private callFamily<M extends MethodName>(family: ModelFamily, method: M, args: MethodArgs<M>, timeoutMs: number): Promise<MethodResult<M>> {
     const state = this.families.get(family)!;
-    const run = state.tail.then(() => this.request(family, state, method, args, timeoutMs));
+    state.queued++;
+    const run = state.tail.then(() => this.request(family, state, method, args, timeoutMs)).finally(() => state.queued--);
     state.tail = run.catch(() => undefined);
     return run as Promise<MethodResult<M>>;
   }
@@ -394,7 +397,7 @@ export class ModelHost {
     for (const other of HEAVY_FAMILIES) {
       if (other === family) continue;
       const state = this.families.get(other)!;
-      if (state.child && !state.child.exited && !state.child.busy) {
+      if (state.child && !state.child.exited && !state.child.busy && state.queued === 0) {
         this.opts.log?.info({ family: other, pid: state.child.pid }, 'model process stopped to make room');
         await this.closeFamily(state);
       }
@@ -415,6 +418,8 @@ export class ModelHost {
   private async request(family: ModelFamily, state: Family, method: MethodName, args: unknown[], timeoutMs: number): Promise<unknown> {
     let child: ModelChild | undefined;
     let timer: NodeJS.Timeout | undefined;
+    // Before the time limit starts (and with no rejection waiting unhandled meanwhile).
+    await this.makeRoomFor(family);
     const timeout = new Promise<never>((_, reject) => {
       // setTimeout takes at most 2^31-1 ms (24.8 days); a longer limit would fire at once.
       timer = setTimeout(
@@ -423,7 +428,6 @@ export class ModelHost {
       );
     });
     try {
-      await this.makeRoomFor(family);
       const started = this.start(family, state);
       child = started;
       return await Promise.race([started.ready.then(() => started.call(method, args)), timeout]);

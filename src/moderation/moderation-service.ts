@@ -173,12 +173,12 @@ export class ModerationService {
     };
   }
 
-  /** The frames the models saw each moderation label in (labels under a parent: the parent is named), by time. */
+  /** The frames the models saw each moderation label in, with its parent when it has one, by time. */
   private async detections(tenantId: string, mediaId: string): Promise<ModerationDetection[]> {
     const rows = await this.db
       .selectFrom('asset_labels as al')
       .innerJoin('labels as l', 'l.id', 'al.label_id')
-      .innerJoin('labels as p', (j) => j.onRef('p.id', '=', 'l.parent_id').on('p.tenant_id', '=', tenantId))
+      .leftJoin('labels as p', (j) => j.onRef('p.id', '=', 'l.parent_id').on('p.tenant_id', '=', tenantId))
       .select(['l.name', 'p.name as parent', 'al.frame_data'])
       .where('al.tenant_id', '=', tenantId)
       .where('al.media_id', '=', mediaId)

@@ -307,6 +307,35 @@ export class MediaWorker {
    * Enqueues media that stayed `queued` with no job (the enqueue after the record was saved
    * failed, or the queue lost it). Dedupe keys make this harmless for media that has a job.
    */
+  /**
+   * Queues again the follow-ups still listed as pending of media that wait for moderation, when no
+   * job of them is waiting or running: the job was given up without our handler seeing it (its
+   * worker killed on the last attempt) or its queueing was lost. Such a media would otherwise stay
+   * hidden for good. Returns how many jobs it queued.
+   */
+  async requeueStaleFollowUps(olderThanMs: number): Promise<number> {
+    const rows = await this.db
+      .selectFrom('mediaassets')
+      .select(['id', 'tenant_id', 'kind', 'file_metadata'])
+      .where('status', '=', 'ready')
+      .where('moderation_state', '=', 'pending')
+      .where('updated_at', '<', new Date(Date.now() - olderThanMs).toISOString())
+      .limit(1000)
+      .execute();
+    let queued = 0;
+    for (const r of rows) {
+      const pending = fromJson<{ pending?: unknown }>(r.file_metadata, {}).pending;
+      for (const step of this.pipeline.followUps(r.kind, this.deps.settings)) {
+        if (!Array.isArray(pending) || !pending.includes(step.name)) continue;
+        const key = followUpJobKey(step.name, r.id);
+        if (await this.queue.hasPending(key)) continue;
+        await this.queue.enqueue('follow-up', { media_id: r.id, tenant_id: r.tenant_id, step: step.name }, { dedupeKey: key });
+        queued++;
+      }
+    }
+    return queued;
+  }
+
   async requeueStale(olderThanMs: number): Promise<number> {
     const rows = await this.db
       .selectFrom('mediaassets')

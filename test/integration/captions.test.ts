@@ -222,6 +222,7 @@ describe('caption tracks through the API', () => {
         language: 'en',
         label: 'English',
         kind: 'subtitles',
+        source: 'user',
         cue_count: 3,
         url: `/api/v1/media/${videoId}/files/transcripts/en.vtt`,
         created_at: undefined,

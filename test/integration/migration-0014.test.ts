@@ -3,6 +3,7 @@ import { after, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { openDatabase, type DatabaseHandle } from '../../src/db/database.js';
 import { migrateToLatest, migrateUpTo } from '../../src/db/migrate.js';
+import { up as up0014 } from '../../src/db/migrations/0014_local_models.js';
 import { testEnv, type TestEnv } from '../support/harness.js';
 
 // 0014 changes CHECK constraints, which SQLite can only do by rebuilding the tables.
@@ -19,6 +20,23 @@ describe('migration 0014 on a database with data', () => {
     handle = await openDatabase(env.settings);
     const db = handle.db as any;
     await migrateUpTo(handle, '0013_media_locks');
+    const indexes = async () =>
+      handle.dialect === 'postgres'
+        ? (
+            await sql<{
+              n: string;
+            }>`select indexname as n from pg_indexes where schemaname = current_schema() and tablename in ('mediaassets', 'moderation_decisions', 'asset_labels') order by 1`.execute(
+              db,
+            )
+          ).rows.map((r) => r.n)
+        : (
+            await sql<{
+              n: string;
+            }>`select name as n from sqlite_master where type = 'index' and tbl_name in ('mediaassets', 'moderation_decisions', 'asset_labels') order by 1`.execute(
+              db,
+            )
+          ).rows.map((r) => r.n);
+    const before = await indexes();
     const now = new Date().toISOString();
     await sql`insert into tenants (id, name, created_at) values ('t1', 'acme', ${now})`.execute(db);
     for (const id of ['m1', 'm2']) {
@@ -36,6 +54,10 @@ describe('migration 0014 on a database with data', () => {
     assert.deepEqual(await migrateUpTo(handle, '0014_local_models'), ['0014_local_models']);
     await migrateToLatest(handle);
     assert.deepEqual(await migrateToLatest(handle), [], 'applied once');
+    assert.deepEqual(await indexes(), before, 'the rebuilt tables keep their indexes');
+    // Run again (a process that stopped half-way): nothing changes, nothing fails.
+    await up0014(db, handle.dialect);
+    assert.deepEqual(await indexes(), before);
 
     const media = await sql<{ id: string; moderation_state: string }>`select id, moderation_state from mediaassets order by id`.execute(db);
     assert.deepEqual(

@@ -157,6 +157,21 @@ describe('transcripts and on-screen text by the local models', () => {
       'the spoken words are searchable',
     );
     assert.equal(record.file_metadata.transcript.state, 'done');
+
+    // An uploaded track of the language replaces the automatic one for good, file and all.
+    const mine = 'WEBVTT\n\n00:00:00.000 --> 00:00:04.000\nMy own words\n';
+    const put = await t.app.inject({
+      method: 'PUT',
+      url: `${API}/media/${id}/captions/en?kind=captions`,
+      headers: { ...t.auth(t.tenant.adminKey), 'content-type': 'text/vtt' },
+      payload: mine,
+    });
+    assert.equal(put.statusCode, 200, put.body);
+    assert.equal(put.json().source, 'user');
+    const mineUrl = new URL(put.json().url, 'http://localhost');
+    assert.match((await t.app.inject({ url: mineUrl.pathname + mineUrl.search, headers: t.auth(t.tenant.adminKey) })).body, /My own words/);
+    const autoGone = await t.app.inject({ url: trackUrl.pathname + trackUrl.search, headers: t.auth(t.tenant.adminKey) });
+    assert.equal(autoGone.statusCode, 404, 'the automatic file went with its track');
   });
 
   it('transcribes audio with speech, and makes up nothing for silence or music', async () => {

@@ -1,6 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import type { Dialect } from '../dialect.js';
-import { replaceValueCheck } from '../check-constraints.js';
+import { hasColumn, replaceValueCheck } from '../check-constraints.js';
 
 /**
  * What the local models write. A media's labels say where they came from: `model` (what the vision
@@ -31,9 +31,14 @@ export async function up(db: Kysely<any>, dialect: Dialect): Promise<void> {
     oldValues: ['user', 'model'],
     newValues: ['user', 'model', 'ocr', 'transcript', 'caption'],
   });
-  await db.schema.alterTable('label_banks').addColumn('match_threshold', 'real').execute();
-  await db.schema
-    .alterTable('caption_tracks')
-    .addColumn('source', 'text', (c) => c.notNull().defaultTo('user').check(sql`source in ('user', 'auto')`))
-    .execute();
+  // Each step can be run again: a process that stopped half-way through migrates again on its next start.
+  if (!(await hasColumn(db, dialect, 'label_banks', 'match_threshold'))) {
+    await db.schema.alterTable('label_banks').addColumn('match_threshold', 'real').execute();
+  }
+  if (!(await hasColumn(db, dialect, 'caption_tracks', 'source'))) {
+    await db.schema
+      .alterTable('caption_tracks')
+      .addColumn('source', 'text', (c) => c.notNull().defaultTo('user').check(sql`source in ('user', 'auto')`))
+      .execute();
+  }
 }

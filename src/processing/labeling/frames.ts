@@ -36,9 +36,11 @@ export async function* streamVideoFrames(
   o: { fps: number; duration: number | null; maxFrames: number; timeoutMs: number; signal?: AbortSignal },
 ): AsyncGenerator<FrameToLook> {
   await fs.mkdir(outDir, { recursive: true });
-  const fps = o.duration && o.duration * o.fps > o.maxFrames ? o.maxFrames / o.duration : o.fps;
-  const gap = (1 / fps).toFixed(6);
-  const select = `select='isnan(prev_selected_t)+gte(t-prev_selected_t\\,${gap})+gt(scene\\,${SCENE_CHANGE})'`;
+  // A scene change adds a frame only half a gap after the last one, so a flickering video gives at
+  // most twice the regular frames: the rate is lowered so that even then they reach its end.
+  const fps = o.duration && o.duration * o.fps * 2 > o.maxFrames ? o.maxFrames / (2 * o.duration) : o.fps;
+  const gap = 1 / fps;
+  const select = `select='isnan(prev_selected_t)+gte(t-prev_selected_t\\,${gap.toFixed(6)})+gt(scene\\,${SCENE_CHANGE})*gte(t-prev_selected_t\\,${(gap / 2).toFixed(6)})'`;
   const scale = `scale=w=${FRAME_LONG_SIDE}:h=${FRAME_LONG_SIDE}:force_original_aspect_ratio=decrease`;
   const args = [
     ...['-hide_banner', '-nostdin', '-nostats', '-loglevel', 'info'],
@@ -79,6 +81,8 @@ export async function* streamVideoFrames(
       images.push(pending.subarray(0, end + 2));
       pending = pending.subarray(end + 2);
     }
+    // The models are slower than the decoder: ffmpeg waits rather than frames piling up in memory.
+    if (images.length >= MAX_FRAMES_AHEAD) child.stdout.pause();
     poke();
   });
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
@@ -99,6 +103,8 @@ export async function* streamVideoFrames(
   });
   child.on('close', (code, signal) => {
     exit = { code, signal };
+    // The limit is ffmpeg's: the models' time on the last frames is not its.
+    clearTimeout(timer);
     poke();
   });
   const timer = setTimeout(() => {
@@ -109,11 +115,14 @@ export async function* streamVideoFrames(
   o.signal?.addEventListener('abort', onAbort, { once: true });
   try {
     let n = 0;
+    let last = 0;
     for (;;) {
       if (spawnError) throw spawnError;
       if (images.length && times.length) {
         const file = path.join(outDir, `f_${String(++n).padStart(6, '0')}.jpg`);
         await fs.writeFile(file, images.shift()!);
+        if (images.length < MAX_FRAMES_AHEAD / 2) child.stdout.resume();
+        last = times[0]!;
         yield { t: times.shift()!, file };
         continue;
       }
@@ -131,6 +140,10 @@ export async function* streamVideoFrames(
     }
     // showinfo reports every frame written, in order; a mismatch would put labels at wrong times.
     if (images.length || times.length) throw new Error(`ffmpeg wrote ${n + images.length} frames but reported the times of ${n + times.length}`);
+    // Frames that stop well before the end (cut at maxFrames) would leave the rest unseen: nothing is published on them.
+    if (o.duration && n >= o.maxFrames && last < o.duration - 2 * gap - 1) {
+      throw new PermanentJobError(`only the first ${Math.round(last)} s of the video could be looked at within LABELING_MAX_FRAMES`, 'labeling-incomplete');
+    }
   } finally {
     clearTimeout(timer);
     o.signal?.removeEventListener('abort', onAbort);
@@ -140,6 +153,8 @@ export async function* streamVideoFrames(
 
 const EOI = Buffer.from([0xff, 0xd9]);
 const FOLLOW_UP_NICENESS = 10;
+/** Frames decoded ahead of the models before ffmpeg is made to wait. */
+const MAX_FRAMES_AHEAD = 16;
 const SHOWINFO = /\[Parsed_showinfo[^\]]*\]\s+n:\s*\d+\s+pts:\s*-?\d+\s+pts_time:\s*(-?[\d.]+)/;
 
 /** Where in a video its evenly spaced thumbnails are from (see evenlySpaced in video-command.ts). */

@@ -70,6 +70,8 @@ export async function runLabelsStep(deps: StepDeps<LabelingSettings>, media: Med
     const frames: FrameToLook[] = [];
     const looks = await lookAt(deps, media, meta, source, work, models, frames);
     deps.signal?.throwIfAborted();
+    // Nothing looked at is not "nothing found": the media stays waiting for moderation.
+    if (!looks.length) throw new PermanentJobError('there was no picture of the media to look at (are posters turned off?)', 'labeling-failed');
     const inputs = labelsFromFrames(looks, { objects: settings.labelingObjectThreshold, labels: settings.labelingThreshold });
     const record: LabelingRecord = { state: 'done', at: nowIso(), source, frames: looks.length, labels: inputs.length, request };
     const bySource = { model: inputs, ...(await bankMatches(deps, media, inputs, models)) };
@@ -170,9 +172,8 @@ async function recordLabeling(deps: StepDeps<LabelingSettings>, media: MediaToPr
 
 /** The global banks of the models' own taxonomy: their entries are what the models name, not words to look for in text. */
 const MODEL_BANKS = modelBanks().map((b) => b.name);
-/** Vectors of bank terms and texts, per worker process (a tenant's banks are encoded once, not once per media). */
+/** Vectors of bank terms and texts, per worker process (a tenant's banks are encoded once, not once per media; bounded in findByMeaning). */
 const vectors = new Map<string, number[]>();
-const MAX_CACHED_VECTORS = 50_000;
 
 /**
  * The tenant's bank entries found in what people wrote about the media (title, description,
@@ -205,7 +206,6 @@ async function bankMatches(
   const found = findPhrases(entries, written);
   const embed = models.embed ? async (texts: string[]) => (await models.embed!(texts)).vectors : undefined;
   if (!embed) return { caption: labelsFromMatches(found, entries, 'caption') };
-  if (vectors.size > MAX_CACHED_VECTORS) vectors.clear();
   const opts = { maxTerms: settings.labelingMatchMaxTerms };
   const unmatched = entries.filter((e) => !found.some((f) => f.entry === e.name && f.kind === e.kind));
   const captionByMeaning = await findByMeaning(unmatched, written, embed, vectors, opts);

@@ -40,6 +40,7 @@ export interface TranscriptRecord {
 }
 
 const MODEL_BANKS = modelBanks().map((b) => b.name);
+/** Vectors of bank terms and sentences, per worker process (bounded in findByMeaning). */
 const vectors = new Map<string, number[]>();
 
 /** One cue's text as WebVTT holds it: one line, with the three characters WebVTT reserves escaped. */
