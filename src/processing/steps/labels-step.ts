@@ -74,17 +74,22 @@ export async function runLabelsStep(deps: StepDeps<LabelingSettings>, media: Med
     if (!looks.length) throw new PermanentJobError('there was no picture of the media to look at (are posters turned off?)', 'labeling-failed');
     const inputs = labelsFromFrames(looks, { objects: settings.labelingObjectThreshold, labels: settings.labelingThreshold });
     const record: LabelingRecord = { state: 'done', at: nowIso(), source, frames: looks.length, labels: inputs.length, request };
-    const bySource = { model: inputs, ...(await bankMatches(deps, media, inputs, models)) };
-    await writeWithEvents(db, deps.changes, async (tx, announce) => {
-      const target = { tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id };
-      for (const [source, list] of Object.entries(bySource) as Array<[keyof typeof bySource, LabelInput[]]>) {
-        const { labelIds } = await writeAssetLabels(tx, target, list, { replaceSource: source });
-        announce({ tenantId: media.tenant_id, mediaId: media.id, type: 'labels', data: { added: labelIds, source } });
-      }
-    });
+    const target = { tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id };
+    const write = (bySource: Partial<Record<'model' | 'caption', LabelInput[]>>) =>
+      writeWithEvents(db, deps.changes, async (tx, announce) => {
+        for (const [source, list] of Object.entries(bySource) as Array<['model' | 'caption', LabelInput[]]>) {
+          const { labelIds } = await writeAssetLabels(tx, target, list, { replaceSource: source });
+          announce({ tenantId: media.tenant_id, mediaId: media.id, type: 'labels', data: { added: labelIds, source } });
+        }
+      });
+    // What the vision models saw decides first: the sentence encoder and the text reader come after.
+    await write({ model: inputs });
     const moderation = new ModerationService(db, deps.changes, settings.moderationDefaultThreshold);
     await moderation.evaluate(media.tenant_id, media.id, { modelsDone: true });
-    // On-screen text after the decision: reading it is slower than seeing, and only bank entries found in it can hold.
+    const matched = await bankMatches(deps, media, inputs, models);
+    await write(matched);
+    if ([...matched.caption, ...(matched.model ?? [])].some((l) => l.kind === 'moderation')) await moderation.evaluate(media.tenant_id, media.id);
+    // On-screen text last: reading it is slower than seeing, and only bank entries found in it can hold.
     if (models.ocr && (media.kind === 'video' || media.kind === 'image')) {
       const read = await readText(deps, media, frames, models);
       if (read.labels.some((l) => l.kind === 'moderation')) await moderation.evaluate(media.tenant_id, media.id);
