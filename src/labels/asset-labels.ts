@@ -6,7 +6,7 @@ import { newId } from '../shared/ids.js';
 import { markMediaOfLabelsStale } from './stale-documents.js';
 import { matchingEntries } from './effective-banks.js';
 import { ensureLabelId, syncLabelHierarchy, withDescendants } from './hierarchy.js';
-import { normalizeLabelName } from './label-names.js';
+import { labelName, shownName } from './label-names.js';
 
 export type LabelSource = AssetLabelSource;
 
@@ -50,7 +50,10 @@ export interface AssetLabelDetail {
 }
 
 interface Normalised {
+  /** The key. */
   name: string;
+  /** As given (the first spelling in the write). */
+  display: string;
   kind: LabelKind;
   confidence: number;
   frames: LabelFrame[] | undefined;
@@ -67,7 +70,7 @@ function normalise(inputs: readonly LabelInput[]): Normalised[] {
     const count = i.count ?? 1;
     if (!(Number.isInteger(count) && count >= 1)) throw new AppError('validation-failed', 'labels: count must be a whole number from 1');
     const n: Normalised = {
-      name: normalizeLabelName(i.name),
+      ...labelName(i.name),
       kind: i.kind ?? 'general',
       confidence,
       frames: i.frames,
@@ -78,7 +81,7 @@ function normalise(inputs: readonly LabelInput[]): Normalised[] {
     const k = `${n.kind}\0${n.name}\0${n.source}`;
     const prev = out.get(k);
     // The same label twice in one write counts once, at its highest confidence.
-    out.set(k, prev ? { ...n, confidence: Math.max(prev.confidence, n.confidence), frames: n.frames ?? prev.frames } : n);
+    out.set(k, prev ? { ...n, display: prev.display, confidence: Math.max(prev.confidence, n.confidence), frames: n.frames ?? prev.frames } : n);
   }
   return [...out.values()];
 }
@@ -102,7 +105,7 @@ export async function writeAssetLabels(
   const labelIds: string[] = [];
   const written: Array<Normalised & { isNew: boolean }> = [];
   for (const l of labels) {
-    const label = await ensureLabelId(db, target.tenantId, l.name, l.kind);
+    const label = await ensureLabelId(db, target.tenantId, l.name, l.kind, l.display);
     created ||= label.created;
     labelIds.push(label.id);
     const row = await db
@@ -250,9 +253,11 @@ export async function assetLabelsOf(db: Kysely<Database>, tenantId: string, medi
     .select([
       'al.label_id',
       'l.name',
+      'l.display_name',
       'l.kind',
       'l.parent_id',
       'p.name as parent',
+      'p.display_name as parent_display',
       'al.source',
       'al.confidence',
       'al.confidence_sum',
@@ -273,10 +278,10 @@ export async function assetLabelsOf(db: Kysely<Database>, tenantId: string, medi
     const times = frames.map((f) => f.t).filter((t) => Number.isFinite(t));
     return {
       label_id: r.label_id,
-      name: r.name,
+      name: shownName(r),
       kind: r.kind,
       parent_id: r.parent_id,
-      parent: r.parent ?? null,
+      parent: r.parent_display ?? r.parent ?? null,
       source: r.source,
       confidence: Number(r.confidence),
       mean_confidence: Math.round((sum / count) * 10000) / 10000,

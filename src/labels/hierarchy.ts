@@ -8,23 +8,45 @@ import { MAX_LABEL_LENGTH, normalizeLabelName } from './label-names.js';
 
 export interface LabelRef {
   id: string;
+  /** The folded key. */
   name: string;
+  /** As shown (null: stored before names kept their case; show `name`). */
+  display_name: string | null;
   kind: LabelKind;
   parent_id: string | null;
 }
 
 const key = (kind: LabelKind, name: string) => `${kind}\0${name}`;
 
-/** Finds or creates a tenant's label; says whether it was created (a new name may need a parent). */
-export async function ensureLabelId(db: Kysely<Database>, tenantId: string, name: string, kind: LabelKind): Promise<{ id: string; created: boolean }> {
+/**
+ * Finds or creates a tenant's label by its key; says whether it was created (a new name may need
+ * a parent). `display` is the name as given: a new label keeps it, and a label stored before
+ * names kept their case takes it.
+ */
+export async function ensureLabelId(
+  db: Kysely<Database>,
+  tenantId: string,
+  name: string,
+  kind: LabelKind,
+  display?: string,
+): Promise<{ id: string; created: boolean }> {
   const find = () =>
-    db.selectFrom('labels').select('id').where('tenant_id', '=', tenantId).where('name', '=', name).where('kind', '=', kind).executeTakeFirst();
+    db
+      .selectFrom('labels')
+      .select(['id', 'display_name'])
+      .where('tenant_id', '=', tenantId)
+      .where('name', '=', name)
+      .where('kind', '=', kind)
+      .executeTakeFirst();
   const existing = await find();
-  if (existing) return { id: existing.id, created: false };
+  if (existing) {
+    if (display && existing.display_name === null) await db.updateTable('labels').set({ display_name: display }).where('id', '=', existing.id).execute();
+    return { id: existing.id, created: false };
+  }
   const id = newId();
   const res = await db
     .insertInto('labels')
-    .values({ id, tenant_id: tenantId, name, kind, parent_id: null, created_at: nowIso() })
+    .values({ id, tenant_id: tenantId, name, display_name: display ?? null, kind, parent_id: null, created_at: nowIso() })
     .onConflict((oc) => oc.columns(['tenant_id', 'name', 'kind']).doNothing())
     .executeTakeFirst();
   if (Number(res.numInsertedOrUpdatedRows ?? 0n) > 0) return { id, created: true };
@@ -33,7 +55,7 @@ export async function ensureLabelId(db: Kysely<Database>, tenantId: string, name
 
 /**
  * Makes the tenant's label dictionary follow its effective banks: every entry has a label of
- * its name and the bank's kind, `labels.parent_id` mirrors the entries' parents, and an existing
+ * its name and the bank's kind, shown as the entry spells it, `labels.parent_id` mirrors the entries' parents, and an existing
  * label named like an entry's phrase becomes a child of that entry's label (a synonym implies
  * its entry). `labels.parent_id` is derived from the banks only, so links no bank gives any more
  * are cleared. The first bank (tenant banks first) wins when banks disagree; a link that would
@@ -44,7 +66,7 @@ export async function syncLabelHierarchy(db: Kysely<Database>, tenantId: string)
   const kindOf = new Map(banks.map((b) => [b.id, b.kind]));
   const bankIds = banks.map((b) => b.id);
   const entries = bankIds.length
-    ? await db.selectFrom('label_bank_entries').select(['id', 'bank_id', 'name', 'parent_id']).where('bank_id', 'in', bankIds).execute()
+    ? await db.selectFrom('label_bank_entries').select(['id', 'bank_id', 'name', 'display_name', 'parent_id']).where('bank_id', 'in', bankIds).execute()
     : [];
   const phrases = bankIds.length
     ? await db
@@ -59,15 +81,18 @@ export async function syncLabelHierarchy(db: Kysely<Database>, tenantId: string)
   const entryById = new Map(entries.map((e) => [e.id, e]));
 
   const desired = new Map<string, string | null>();
+  // A label named like an entry is shown as the entry spells it (the first bank's).
+  const display = new Map<string, string>();
   for (const e of entries) {
     const kind = kindOf.get(e.bank_id)!;
     const k = key(kind, e.name);
     if (desired.has(k)) continue;
     const parent = e.parent_id ? entryById.get(e.parent_id) : undefined;
     desired.set(k, parent ? key(kind, parent.name) : null);
+    if (e.display_name !== null) display.set(k, e.display_name);
   }
 
-  const labels = await db.selectFrom('labels').select(['id', 'name', 'kind', 'parent_id']).where('tenant_id', '=', tenantId).execute();
+  const labels = await db.selectFrom('labels').select(['id', 'name', 'display_name', 'kind', 'parent_id']).where('tenant_id', '=', tenantId).execute();
   const idOf = new Map(labels.map((l) => [key(l.kind, l.name), l.id]));
   for (const p of phrases) {
     const e = entryById.get(p.entry_id)!;
@@ -95,7 +120,7 @@ export async function syncLabelHierarchy(db: Kysely<Database>, tenantId: string)
   for (let i = 0; i < missing.length; i += 200) {
     const rows = missing.slice(i, i + 200).map((k) => {
       const [kind, name] = k.split('\0') as [LabelKind, string];
-      return { id: newId(), tenant_id: tenantId, name, kind, parent_id: null, created_at: now };
+      return { id: newId(), tenant_id: tenantId, name, display_name: display.get(k) ?? null, kind, parent_id: null, created_at: now };
     });
     await db
       .insertInto('labels')
@@ -103,7 +128,9 @@ export async function syncLabelHierarchy(db: Kysely<Database>, tenantId: string)
       .onConflict((oc) => oc.columns(['tenant_id', 'name', 'kind']).doNothing())
       .execute();
   }
-  const all = missing.length ? await db.selectFrom('labels').select(['id', 'name', 'kind', 'parent_id']).where('tenant_id', '=', tenantId).execute() : labels;
+  const all = missing.length
+    ? await db.selectFrom('labels').select(['id', 'name', 'display_name', 'kind', 'parent_id']).where('tenant_id', '=', tenantId).execute()
+    : labels;
   const ids = new Map(all.map((l) => [key(l.kind, l.name), l.id]));
 
   const updates = new Map<string | null, string[]>();
@@ -113,6 +140,10 @@ export async function syncLabelHierarchy(db: Kysely<Database>, tenantId: string)
     if (want !== l.parent_id) updates.set(want, [...(updates.get(want) ?? []), l.id]);
   }
   const reparented = [...updates.values()].flat();
+  for (const l of all) {
+    const want = display.get(key(l.kind, l.name));
+    if (want !== undefined && want !== l.display_name) await db.updateTable('labels').set({ display_name: want }).where('id', '=', l.id).execute();
+  }
   for (const [parentId, labelIds] of updates) {
     for (let i = 0; i < labelIds.length; i += 500) {
       await db
@@ -234,7 +265,7 @@ export async function labelWithAncestors(db: Kysely<Database>, tenantId: string,
   while (frontier.length) {
     const rows = await db
       .selectFrom('labels')
-      .select(['id', 'name', 'kind', 'parent_id'])
+      .select(['id', 'name', 'display_name', 'kind', 'parent_id'])
       .where('tenant_id', '=', tenantId)
       .where('id', 'in', frontier)
       .execute();

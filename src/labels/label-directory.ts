@@ -107,7 +107,7 @@ export class LabelDirectory {
   private async read(tenantId: string): Promise<Directory> {
     const rows = await this.db
       .selectFrom('labels')
-      .select(['id', 'name', 'kind', 'parent_id'])
+      .select(['id', 'name', 'display_name', 'kind', 'parent_id'])
       .where('tenant_id', '=', tenantId)
       .limit(MAX_DIRECTORY_LABELS + 1)
       .execute();

@@ -3,6 +3,7 @@ import type { Kysely } from 'kysely';
 import type { AssetLabelSource, Database, LabelKind } from '../db/schema.js';
 import { writeAssetLabels } from './asset-labels.js';
 import { preparedQuery } from '../db/prepared.js';
+import { shownName } from './label-names.js';
 
 export interface AssetLabelView {
   name: string;
@@ -35,7 +36,7 @@ const labelsOfMediaQuery = preparedQuery((db, tenantId: string, mediaIds: readon
   db
     .selectFrom('asset_labels as al')
     .innerJoin('labels as l', 'l.id', 'al.label_id')
-    .select(['al.media_id', 'l.name', 'l.kind', 'al.source', 'al.confidence', 'al.count'])
+    .select(['al.media_id', 'l.name', 'l.display_name', 'l.kind', 'al.source', 'al.confidence', 'al.count'])
     .where('al.tenant_id', '=', tenantId)
     .where('al.media_id', 'in', mediaIds)
     .orderBy('l.name'),
@@ -47,7 +48,7 @@ export async function labelsOfMedia(db: Kysely<Database>, tenantId: string, medi
   const rows = await labelsOfMediaQuery.all(db, tenantId, mediaIds);
   for (const r of rows) {
     const list = out.get(r.media_id) ?? [];
-    list.push({ name: r.name, kind: r.kind, source: r.source, confidence: Number(r.confidence), count: Number(r.count) });
+    list.push({ name: shownName(r), kind: r.kind, source: r.source, confidence: Number(r.confidence), count: Number(r.count) });
     out.set(r.media_id, list);
   }
   return out;

@@ -9,6 +9,7 @@ import { assetLabelsOf, recomputeEntryStats, writeAssetLabels, type AssetLabelDe
 import { assertOwnerOrAdmin } from '../access/ownership.js';
 import { fromJson } from '../db/schema.js';
 import { labelingOf, type LabelingView } from './labeling-state.js';
+import { shownName } from './label-names.js';
 
 /** The worker (or any other part of the server) writing labels on its own authority, for one tenant. */
 export interface SystemActor {
@@ -126,7 +127,7 @@ export class MediaLabelService {
     tenantId: string,
     opts: { kind?: LabelKind; parentId?: string; limit: number; cursor?: string },
   ): Promise<{ items: LabelDictionaryEntry[]; next_cursor: string | null }> {
-    let q = this.db.selectFrom('labels').select(['id', 'name', 'kind', 'parent_id', 'created_at']).where('tenant_id', '=', tenantId);
+    let q = this.db.selectFrom('labels').select(['id', 'name', 'display_name', 'kind', 'parent_id', 'created_at']).where('tenant_id', '=', tenantId);
     if (opts.kind) q = q.where('kind', '=', opts.kind);
     if (opts.parentId) q = q.where('parent_id', '=', opts.parentId);
     if (opts.cursor) {
@@ -140,7 +141,11 @@ export class MediaLabelService {
       .execute();
     const page = rows.slice(0, opts.limit);
     const last = page[page.length - 1];
-    return { items: page, next_cursor: rows.length > opts.limit && last ? encodeCursor(last) : null };
+    return {
+      items: page.map((r) => ({ id: r.id, name: shownName(r), kind: r.kind, parent_id: r.parent_id, created_at: r.created_at })),
+      // Pages follow the folded names, which order and compare the same way everywhere.
+      next_cursor: rows.length > opts.limit && last ? encodeCursor(last) : null,
+    };
   }
 
   private async media(tenantId: string, mediaId: string) {

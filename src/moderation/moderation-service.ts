@@ -8,6 +8,7 @@ import type { Principal } from '../tenancy/principal.js';
 import { readThresholds, thresholdsFor, writeThresholds, type ThresholdsView } from './thresholds.js';
 import { assertOwnerOrAdmin } from '../access/ownership.js';
 import { moveModerationState, type ModerationLabel } from './moderation-move.js';
+import { normalizeLabelName, shownName } from '../labels/label-names.js';
 
 export type { ModerationLabel } from './moderation-move.js';
 
@@ -75,15 +76,15 @@ export class ModerationService {
     const rows = await this.db
       .selectFrom('asset_labels as al')
       .innerJoin('labels as l', 'l.id', 'al.label_id')
-      .select(['l.id', 'l.name', (eb) => eb.fn.max('al.confidence').as('confidence')])
+      .select(['l.id', 'l.name', 'l.display_name', (eb) => eb.fn.max('al.confidence').as('confidence')])
       .where('al.tenant_id', '=', tenantId)
       .where('al.media_id', '=', mediaId)
       .where('l.kind', '=', 'moderation')
-      .groupBy(['l.id', 'l.name'])
+      .groupBy(['l.id', 'l.name', 'l.display_name'])
       .orderBy('l.name')
       .execute();
     const thresholds = await thresholdsFor(this.db, tenantId, rows, this.serverDefault);
-    return rows.map((r) => ({ name: r.name, confidence: Number(r.confidence), threshold: thresholds.get(r.id)! }));
+    return rows.map((r) => ({ name: shownName(r), confidence: Number(r.confidence), threshold: thresholds.get(r.id)! }));
   }
 
   /**
@@ -114,8 +115,9 @@ export class ModerationService {
         .where('decision', '=', 'approve')
         .orderBy('id', 'desc')
         .executeTakeFirst();
-      const seen = new Set(fromJson<ModerationLabel[]>(approval?.labels, []).map((l) => l.name));
-      triggering = triggering.filter((l) => !seen.has(l.name));
+      // Names compare case-insensitively: decisions before names kept their case hold folded names.
+      const seen = new Set(fromJson<ModerationLabel[]>(approval?.labels, []).map((l) => normalizeLabelName(l.name)));
+      triggering = triggering.filter((l) => !seen.has(normalizeLabelName(l.name)));
     }
     if (!triggering.length) {
       if (state !== 'pending' || !opts.modelsDone) return state;
@@ -179,7 +181,7 @@ export class ModerationService {
       .selectFrom('asset_labels as al')
       .innerJoin('labels as l', 'l.id', 'al.label_id')
       .innerJoin('labels as p', (j) => j.onRef('p.id', '=', 'l.parent_id').on('p.tenant_id', '=', tenantId))
-      .select(['l.name', 'p.name as parent', 'al.frame_data'])
+      .select(['l.name', 'l.display_name', 'p.name as parent', 'p.display_name as parent_display', 'al.frame_data'])
       .where('al.tenant_id', '=', tenantId)
       .where('al.media_id', '=', mediaId)
       .where('al.source', '=', 'model')
@@ -189,7 +191,7 @@ export class ModerationService {
     for (const r of rows) {
       for (const f of fromJson<Array<{ t: number; confidence?: number }>>(r.frame_data, [])) {
         if (typeof f.t === 'number' && typeof f.confidence === 'number') {
-          out.push({ timestamp: Math.round(f.t * 1000), label: r.name, parent: r.parent, confidence: f.confidence });
+          out.push({ timestamp: Math.round(f.t * 1000), label: shownName(r), parent: r.parent_display ?? r.parent, confidence: f.confidence });
         }
       }
     }

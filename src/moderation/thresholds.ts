@@ -4,7 +4,7 @@ import { nowIso } from '../db/schema.js';
 import { AppError } from '../shared/errors.js';
 import { matchingEntries } from '../labels/effective-banks.js';
 import { ensureLabelId, syncLabelHierarchy } from '../labels/hierarchy.js';
-import { normalizeLabelName } from '../labels/label-names.js';
+import { labelName, shownName } from '../labels/label-names.js';
 
 export interface ThresholdsView {
   /** The tenant's default (null: the server's). */
@@ -19,7 +19,7 @@ export async function readThresholds(db: Kysely<Database>, tenantId: string, ser
   const rows = await db
     .selectFrom('moderation_thresholds as t')
     .innerJoin('labels as l', 'l.id', 't.label_id')
-    .select(['t.label_id', 'l.name', 't.threshold'])
+    .select(['t.label_id', 'l.name', 'l.display_name', 't.threshold'])
     .where('t.tenant_id', '=', tenantId)
     .orderBy('l.name')
     .execute();
@@ -28,7 +28,7 @@ export async function readThresholds(db: Kysely<Database>, tenantId: string, ser
     default: tenantDefault === null ? null : Number(tenantDefault),
     server_default: serverDefault,
     effective_default: tenantDefault === null ? serverDefault : Number(tenantDefault),
-    labels: rows.map((r) => ({ label_id: r.label_id, label: r.name, threshold: Number(r.threshold) })),
+    labels: rows.map((r) => ({ label_id: r.label_id, label: shownName(r), threshold: Number(r.threshold) })),
   };
 }
 
@@ -38,8 +38,8 @@ export async function writeThresholds(
   tenantId: string,
   input: { default: number | null; labels: Array<{ label: string; threshold: number }> },
 ): Promise<void> {
-  const names = input.labels.map((l) => normalizeLabelName(l.label));
-  if (new Set(names).size !== names.length) throw new AppError('validation-failed', 'labels: a label appears twice');
+  const names = input.labels.map((l) => labelName(l.label));
+  if (new Set(names.map((n) => n.name)).size !== names.length) throw new AppError('validation-failed', 'labels: a label appears twice');
   const now = nowIso();
   await db.transaction().execute(async (tx) => {
     await tx
@@ -50,7 +50,7 @@ export async function writeThresholds(
     await tx.deleteFrom('moderation_thresholds').where('tenant_id', '=', tenantId).execute();
     let created = false;
     for (const [i, name] of names.entries()) {
-      const label = await ensureLabelId(tx, tenantId, name, 'moderation');
+      const label = await ensureLabelId(tx, tenantId, name.name, 'moderation', name.display);
       created ||= label.created;
       await tx
         .insertInto('moderation_thresholds')

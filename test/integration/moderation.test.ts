@@ -112,7 +112,7 @@ describe('moderation workflow', () => {
         server_default: 0.8,
         effective_default: 0.5,
         labels: [
-          ['violence', 0.95],
+          ['Violence', 0.95],
           ['weapon', 0],
         ],
       },
