@@ -87,7 +87,8 @@ export class FeedItemBuilder {
       const names = new Set<string>();
       for (const id of m.label_ids) {
         if (nodes.get(id)?.kind !== 'general') continue;
-        for (const node of ancestorChain(id, nodes)) if (node.kind === 'general') names.add(shownName(node));
+        // An alias is shown as the label it stands for (the next in its chain).
+        for (const node of ancestorChain(id, nodes)) if (node.kind === 'general' && !node.alias_of) names.add(shownName(node));
       }
       if (names.size) out.set(m.id, [...names].sort());
     }

@@ -62,9 +62,11 @@ export async function writeThresholds(
 }
 
 /**
- * The threshold of each moderation label for a tenant: its per-label threshold, else the
- * threshold of the first matching entry of its effective moderation banks, else the tenant's
- * default, else the server's.
+ * The threshold of each moderation label for a tenant: its per-label threshold, else the lowest
+ * per-label threshold of the labels named like its entry's phrases (its aliases: they are the
+ * same label), else the threshold of the first matching entry of its effective moderation banks,
+ * else the tenant's default, else the server's. Give the labels as readers resolve them: an
+ * alias as the label it stands for.
  */
 export async function thresholdsFor(
   db: Kysely<Database>,
@@ -74,20 +76,23 @@ export async function thresholdsFor(
 ): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   if (!labels.length) return out;
-  const own = new Map(
-    (
-      await db
-        .selectFrom('moderation_thresholds')
-        .select(['label_id', 'threshold'])
-        .where('tenant_id', '=', tenantId)
-        .where(
-          'label_id',
-          'in',
-          labels.map((l) => l.id),
-        )
-        .execute()
-    ).map((r) => [r.label_id, Number(r.threshold)]),
-  );
+  const ids = labels.map((l) => l.id);
+  const wanted = new Set(ids);
+  const own = new Map<string, number>();
+  const ofAliases = new Map<string, number>();
+  const rows = await db
+    .selectFrom('moderation_thresholds as t')
+    .innerJoin('labels as l', 'l.id', 't.label_id')
+    .select(['t.label_id', 'l.alias_of', 't.threshold'])
+    .where('t.tenant_id', '=', tenantId)
+    .where('l.tenant_id', '=', tenantId)
+    .where((eb) => eb.or([eb('t.label_id', 'in', ids), eb('l.alias_of', 'in', ids)]))
+    .execute();
+  for (const r of rows) {
+    const threshold = Number(r.threshold);
+    if (wanted.has(r.label_id)) own.set(r.label_id, threshold);
+    else if (r.alias_of) ofAliases.set(r.alias_of, Math.min(ofAliases.get(r.alias_of) ?? 1, threshold));
+  }
   const fromBanks = new Map<string, number>();
   for (const m of await matchingEntries(
     db,
@@ -99,6 +104,6 @@ export async function thresholdsFor(
   }
   const settings = await db.selectFrom('moderation_settings').select('default_threshold').where('tenant_id', '=', tenantId).executeTakeFirst();
   const fallback = settings?.default_threshold ?? serverDefault;
-  for (const l of labels) out.set(l.id, own.get(l.id) ?? fromBanks.get(l.name) ?? Number(fallback));
+  for (const l of labels) out.set(l.id, own.get(l.id) ?? ofAliases.get(l.id) ?? fromBanks.get(l.name) ?? Number(fallback));
   return out;
 }

@@ -349,7 +349,8 @@ describe('labels and label banks', () => {
     assert.deepEqual({ ...(await statsOf('hail')), last: undefined }, { usage: 2, matches: 3, mean: 0.6, max: 0.8, last: undefined });
     const fogBefore = await statsOf('fog');
 
-    const sleet = (await labelsOf(m2)).find((l) => l.name === 'sleet')!;
+    // The phrase's label is the entry's: listed and removed as hail.
+    const sleet = (await labelsOf(m2)).find((l) => l.name === 'hail')!;
     assert.equal((await call('DELETE', `/media/${m2}/labels/${sleet.label_id}`, t.tenant.userKey)).statusCode, 204);
     const hailOnM1 = (await labelsOf(m1)).find((l) => l.name === 'hail')!;
     assert.deepEqual(await statsOf('hail'), { usage: 1, matches: 2, mean: 0.5, max: 0.6, last: hailOnM1.last_seen_at }, 'the phrase label is taken out');
@@ -484,7 +485,8 @@ describe('labels and label banks', () => {
     };
     assert.deepEqual(await stats(), { arms: [0, 0, null], gore: [1, 2, 0.6], violence: [1, 1, 0.5] }, 'a general label of the same name does not count');
     assert.equal((await call('GET', `/media/${media}`, t.tenant.userKey)).json().moderation_state, 'none', 'under the thresholds');
-    const blood = (await call('GET', `/media/${media}/labels`, t.tenant.adminKey)).json().items.find((l: { name: string }) => l.name === 'blood');
+    // Blood is gore's phrase: its label is listed (and removed) as gore's.
+    const blood = (await call('GET', `/media/${media}/labels`, t.tenant.adminKey)).json().items.find((l: { name: string }) => l.name === 'gore');
     expectProblem(await call('DELETE', `/media/${media}/labels/${blood.label_id}`, t.tenant.userKey), 403, 'forbidden');
     assert.equal((await call('DELETE', `/media/${media}/labels/${blood.label_id}`, t.tenant.adminKey)).statusCode, 204);
     assert.deepEqual(await stats(), { arms: [0, 0, null], gore: [0, 0, null], violence: [1, 1, 0.5] });
@@ -683,6 +685,96 @@ describe('labels and label banks', () => {
     assert.equal(renamed.statusCode, 200, renamed.body);
     assert.equal(renamed.json().label_id, golden.label_id, 'the same label');
     assert.equal((await call('GET', `/media/${media}/labels`, t.tenant.userKey)).json().items[0].name, 'golden RETRIEVER');
+  });
+
+  it('takes a label named like a phrase as its entry: listed, counted, searched and removed as the entry, until the phrase goes', async () => {
+    const [early, pup, dog, both] = [
+      await upload(t.tenant.userKey),
+      await upload(t.tenant.userKey),
+      await upload(t.tenant.userKey),
+      await upload(t.tenant.userKey),
+    ];
+    // Labelled before any bank says what a whelp is.
+    await call('POST', `/media/${early}/labels`, t.tenant.userKey, { labels: [{ name: 'Whelp', confidence: 0.6 }] });
+    const bank = await createBank(t.tenant.adminKey, {
+      name: 'Canines',
+      entries: [{ name: 'Canine' }, { name: 'Hound', parent: 'Canine', phrases: ['whelp', 'Pup'] }],
+    });
+    const hound = entryNamed(bank, 'Hound');
+    await call('POST', `/media/${pup}/labels`, t.tenant.userKey, { labels: [{ name: 'pup', confidence: 0.8 }] });
+    await call('POST', `/media/${dog}/labels`, t.tenant.userKey, { labels: [{ name: 'hound', confidence: 0.7 }] });
+    await call('POST', `/media/${both}/labels`, t.tenant.userKey, {
+      labels: [
+        { name: 'hound', confidence: 0.5, frames: [{ t: 2 }] },
+        { name: 'pup', confidence: 0.9, frames: [{ t: 1 }] },
+      ],
+    });
+
+    const labelsOf = async (media: string) => (await call('GET', `/media/${media}/labels`, t.tenant.userKey)).json().items;
+    for (const media of [early, pup, dog]) {
+      const items = await labelsOf(media);
+      assert.deepEqual(
+        items.map((l: { label_id: string; name: string; parent: string }) => [l.label_id, l.name, l.parent]),
+        [[hound.label_id, 'Hound', 'Canine']],
+        'the entry, not a label of its own',
+      );
+    }
+    const merged = (await labelsOf(both))[0];
+    assert.deepEqual(
+      [merged.name, merged.count, merged.confidence, merged.mean_confidence, merged.frames.map((f: { t: number }) => f.t)],
+      ['Hound', 2, 0.9, 0.7, [1, 2]],
+      'one label of the source, both rows in it',
+    );
+    assert.deepEqual(
+      (await call('GET', `/media/${both}`, t.tenant.userKey)).json().labels.map((l: { name: string; count: number }) => [l.name, l.count]),
+      [['Hound', 2]],
+    );
+
+    // The dictionary lists the entry only, with no child named like its phrase.
+    const dictionary = (await call('GET', '/labels?limit=500', t.tenant.userKey)).json().items.map((l: { name: string }) => l.name);
+    assert.ok(dictionary.includes('Hound'));
+    assert.ok(!dictionary.some((n: string) => ['whelp', 'Whelp', 'pup'].includes(n)), dictionary.join(', '));
+    assert.deepEqual((await call('GET', `/labels?parent_id=${hound.label_id}`, t.tenant.userKey)).json().items, []);
+    const stats = (await call('GET', `/label-banks/${bank.id}/stats`, t.tenant.userKey)).json().entries;
+    assert.deepEqual(
+      stats.map((e: { name: string; usage_count: number }) => [e.name, e.usage_count]),
+      [
+        ['Canine', 0],
+        ['Hound', 4],
+      ],
+      'the phrase labels written since the entry count under it (one per media and label)',
+    );
+
+    // Searching the entry, its phrase or its parent finds them all.
+    const found = async (term: string) =>
+      ((await call('GET', `/media?label=${encodeURIComponent(term)}`, t.tenant.userKey)).json().items as Array<{ id: string }>).map((m) => m.id).sort();
+    const all = [early, pup, dog, both].sort();
+    for (const term of ['hound', 'Pup', 'whelp', 'canine']) assert.deepEqual(await found(term), all, term);
+    const searched = (await call('GET', '/search?q=whelp&limit=100', t.tenant.userKey)).json().items.map((m: { id: string }) => m.id);
+    assert.deepEqual([...searched].sort(), all);
+    const db = t.ctx.database.db;
+    assert.deepEqual((await labelWithAncestors(db, t.tenant.id, [hound.label_id])).map((l) => l.name).sort(), ['canine', 'hound']);
+    // Feeds show the entry and its parent; related media are those of the entry, the phrase's included.
+    const feed = (await call('GET', '/feed/new?limit=100', t.tenant.userKey)).json().items;
+    assert.deepEqual(feed.find((i: { id: string }) => i.id === pup).labels, ['Canine', 'Hound']);
+    const related = (await call('GET', `/media/${pup}/related?limit=100`, t.tenant.userKey)).json().items.map((m: { id: string }) => m.id);
+    assert.deepEqual(related.slice(0, 3).sort(), [early, dog, both].sort(), related.join(', '));
+
+    // Removing the entry's label removes its phrase's row too.
+    assert.equal((await call('DELETE', `/media/${both}/labels/${hound.label_id}`, t.tenant.userKey)).statusCode, 204);
+    assert.deepEqual(await labelsOf(both), []);
+
+    // Without the phrase, the label is its own again.
+    const edited = await call('PATCH', `/label-banks/${bank.id}/entries/${hound.id}`, t.tenant.adminKey, { phrases: ['whelp'] });
+    assert.equal(edited.statusCode, 200, edited.body);
+    assert.deepEqual(
+      (await labelsOf(pup)).map((l: { name: string; parent: string | null }) => [l.name, l.parent]),
+      [['pup', null]],
+    );
+    assert.deepEqual(await found('hound'), [early, dog].sort());
+    assert.deepEqual(await found('pup'), [pup]);
+    assert.ok((await call('GET', '/labels?limit=500', t.tenant.userKey)).json().items.some((l: { name: string }) => l.name === 'pup'));
+    assert.equal((await call('DELETE', `/label-banks/${bank.id}`, t.tenant.adminKey)).statusCode, 204);
   });
 
   it("shows the models' labels as their global banks spell them, also banks stored before names kept their case", async () => {
