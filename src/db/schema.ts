@@ -171,9 +171,14 @@ export type LabelKind = 'general' | 'moderation';
 export interface LabelsTable {
   id: string;
   tenant_id: string;
+  /** The folded key (lower case) that matching, uniqueness and lookups use. */
   name: string;
+  /** The name as first given or as its bank entry spells it; null: not known (written before 0016), show `name`. */
+  display_name: ColumnType<string | null, string | null | undefined, string | null>;
   kind: LabelKind;
   parent_id: string | null;
+  /** The label of the bank entry this label is a phrase (synonym) of: readers take it as that label. Derived from the banks. */
+  alias_of: ColumnType<string | null, string | null | undefined, string | null>;
   created_at: Timestamp;
 }
 
@@ -200,7 +205,9 @@ export interface LabelBanksTable {
   id: string;
   /** null for a global bank, visible to every tenant unless overridden by name. */
   tenant_id: string | null;
+  /** Folded key; `display_name` is the name as given (null: from before 0016). */
   name: string;
+  display_name: ColumnType<string | null, string | null | undefined, string | null>;
   kind: LabelKind;
   description: string | null;
   /** Similarity (0-1) a text must reach to match an entry by meaning; null: LABELING_MATCH_THRESHOLD. */
@@ -213,7 +220,9 @@ export interface LabelBankEntriesTable {
   id: string;
   bank_id: string;
   tenant_id: string | null;
+  /** Folded key; `display_name` is the name as given (null: from before 0016). */
   name: string;
+  display_name: ColumnType<string | null, string | null | undefined, string | null>;
   label_id: string | null;
   parent_id: string | null;
   threshold: number | null;
@@ -224,7 +233,9 @@ export interface LabelBankPhrasesTable {
   id: string;
   entry_id: string;
   tenant_id: string | null;
+  /** Folded key; `display_name` is the phrase as given (null: from before 0016). */
   phrase: string;
+  display_name: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 /** One tenant's use of one bank entry (a global entry has a row per tenant using it). */

@@ -1,4 +1,5 @@
 import { ancestorChain } from '../labels/hierarchy.js';
+import { shownName } from '../labels/label-names.js';
 import type { LabelDirectory } from '../labels/label-directory.js';
 import type { PlaybackTokens } from '../media/playback-tokens.js';
 import { playbackSigningKey, visibleToAudience, type Audience } from '../access/visibility.js';
@@ -86,7 +87,8 @@ export class FeedItemBuilder {
       const names = new Set<string>();
       for (const id of m.label_ids) {
         if (nodes.get(id)?.kind !== 'general') continue;
-        for (const node of ancestorChain(id, nodes)) if (node.kind === 'general') names.add(node.name);
+        // An alias is shown as the label it stands for (the next in its chain).
+        for (const node of ancestorChain(id, nodes)) if (node.kind === 'general' && !node.alias_of) names.add(shownName(node));
       }
       if (names.size) out.set(m.id, [...names].sort());
     }

@@ -6,7 +6,7 @@ import { newId } from '../shared/ids.js';
 import { markMediaOfLabelsStale } from './stale-documents.js';
 import { matchingEntries } from './effective-banks.js';
 import { ensureLabelId, syncLabelHierarchy, withDescendants } from './hierarchy.js';
-import { normalizeLabelName } from './label-names.js';
+import { labelName, shownName } from './label-names.js';
 
 export type LabelSource = AssetLabelSource;
 
@@ -50,7 +50,10 @@ export interface AssetLabelDetail {
 }
 
 interface Normalised {
+  /** The key. */
   name: string;
+  /** As given (the first spelling in the write). */
+  display: string;
   kind: LabelKind;
   confidence: number;
   frames: LabelFrame[] | undefined;
@@ -67,7 +70,7 @@ function normalise(inputs: readonly LabelInput[]): Normalised[] {
     const count = i.count ?? 1;
     if (!(Number.isInteger(count) && count >= 1)) throw new AppError('validation-failed', 'labels: count must be a whole number from 1');
     const n: Normalised = {
-      name: normalizeLabelName(i.name),
+      ...labelName(i.name),
       kind: i.kind ?? 'general',
       confidence,
       frames: i.frames,
@@ -78,7 +81,7 @@ function normalise(inputs: readonly LabelInput[]): Normalised[] {
     const k = `${n.kind}\0${n.name}\0${n.source}`;
     const prev = out.get(k);
     // The same label twice in one write counts once, at its highest confidence.
-    out.set(k, prev ? { ...n, confidence: Math.max(prev.confidence, n.confidence), frames: n.frames ?? prev.frames } : n);
+    out.set(k, prev ? { ...n, display: prev.display, confidence: Math.max(prev.confidence, n.confidence), frames: n.frames ?? prev.frames } : n);
   }
   return [...out.values()];
 }
@@ -102,7 +105,7 @@ export async function writeAssetLabels(
   const labelIds: string[] = [];
   const written: Array<Normalised & { isNew: boolean }> = [];
   for (const l of labels) {
-    const label = await ensureLabelId(db, target.tenantId, l.name, l.kind);
+    const label = await ensureLabelId(db, target.tenantId, l.name, l.kind, l.display);
     created ||= label.created;
     labelIds.push(label.id);
     const row = await db
@@ -147,8 +150,8 @@ export async function writeAssetLabels(
     }
   }
   if (created) {
-    // A new label may be named like a bank phrase and move under its entry: its media (and
-    // those of anything that moved with it) have new label words.
+    // A new label may be named like a bank phrase and become an alias of its entry: its media
+    // (and those of anything linked to it) have new label words.
     const moved = await syncLabelHierarchy(db, target.tenantId);
     if (moved.length) await markMediaOfLabelsStale(db, target.tenantId, await withDescendants(db, target.tenantId, moved));
   }
@@ -241,18 +244,25 @@ export async function recomputeEntryStats(db: Kysely<Database>, tenantId: string
   }
 }
 
-/** Every label of one media, with frames and times (one row per label and source). */
+/**
+ * Every label of one media, with frames and times: one row per label and source. A label named
+ * like a bank phrase is shown as the entry's label it stands for, together with that label's own
+ * row of the source (counts and confidence sums added, the best confidence, every frame).
+ */
 export async function assetLabelsOf(db: Kysely<Database>, tenantId: string, mediaId: string): Promise<AssetLabelDetail[]> {
   const rows = await db
     .selectFrom('asset_labels as al')
     .innerJoin('labels as l', 'l.id', 'al.label_id')
-    .leftJoin('labels as p', (j) => j.onRef('p.id', '=', 'l.parent_id').on('p.tenant_id', '=', tenantId))
+    .innerJoin('labels as c', (j) => j.on((eb) => eb('c.id', '=', eb.fn.coalesce('l.alias_of', 'l.id'))))
+    .leftJoin('labels as p', (j) => j.onRef('p.id', '=', 'c.parent_id').on('p.tenant_id', '=', tenantId))
     .select([
-      'al.label_id',
-      'l.name',
-      'l.kind',
-      'l.parent_id',
+      'c.id as label_id',
+      'c.name',
+      'c.display_name',
+      'c.kind',
+      'c.parent_id',
       'p.name as parent',
+      'p.display_name as parent_display',
       'al.source',
       'al.confidence',
       'al.confidence_sum',
@@ -263,29 +273,50 @@ export async function assetLabelsOf(db: Kysely<Database>, tenantId: string, medi
     ])
     .where('al.tenant_id', '=', tenantId)
     .where('al.media_id', '=', mediaId)
-    .orderBy('l.name')
+    .orderBy('c.name')
     .orderBy('al.source')
     .execute();
-  return rows.map((r) => {
+  const merged = new Map<string, AssetLabelDetail & { sum: number }>();
+  for (const r of rows) {
     const frames = fromJson<LabelFrame[]>(r.frame_data, []);
     const count = Number(r.count);
     const sum = r.confidence_sum === null ? Number(r.confidence) * count : Number(r.confidence_sum);
-    const times = frames.map((f) => f.t).filter((t) => Number.isFinite(t));
+    const key = `${r.label_id}\0${r.source}`;
+    const prev = merged.get(key);
+    if (!prev) {
+      merged.set(key, {
+        label_id: r.label_id,
+        name: shownName(r),
+        kind: r.kind,
+        parent_id: r.parent_id,
+        parent: r.parent_display ?? r.parent ?? null,
+        source: r.source,
+        confidence: Number(r.confidence),
+        mean_confidence: 0,
+        count,
+        first_timestamp: null,
+        last_timestamp: null,
+        frames,
+        first_seen_at: r.first_seen_at,
+        last_seen_at: r.last_seen_at,
+        sum,
+      });
+      continue;
+    }
+    prev.confidence = Math.max(prev.confidence, Number(r.confidence));
+    prev.count += count;
+    prev.sum += sum;
+    prev.frames = [...prev.frames, ...frames].sort((a, b) => a.t - b.t);
+    if (r.first_seen_at < prev.first_seen_at) prev.first_seen_at = r.first_seen_at;
+    if (r.last_seen_at > prev.last_seen_at) prev.last_seen_at = r.last_seen_at;
+  }
+  return [...merged.values()].map(({ sum, ...l }) => {
+    const times = l.frames.map((f) => f.t).filter((t) => Number.isFinite(t));
     return {
-      label_id: r.label_id,
-      name: r.name,
-      kind: r.kind,
-      parent_id: r.parent_id,
-      parent: r.parent ?? null,
-      source: r.source,
-      confidence: Number(r.confidence),
-      mean_confidence: Math.round((sum / count) * 10000) / 10000,
-      count,
+      ...l,
+      mean_confidence: Math.round((sum / l.count) * 10000) / 10000,
       first_timestamp: times.length ? Math.min(...times) : null,
       last_timestamp: times.length ? Math.max(...times) : null,
-      frames,
-      first_seen_at: r.first_seen_at,
-      last_seen_at: r.last_seen_at,
     };
   });
 }

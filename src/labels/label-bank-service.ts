@@ -9,7 +9,7 @@ import type { Principal } from '../tenancy/principal.js';
 import { BANK_FORMAT, BANK_FORMAT_VERSION, MAX_PHRASES_PER_ENTRY, type BankDoc, type BankEntryDoc } from './bank-format.js';
 import { effectiveBanks, type BankRow } from './effective-banks.js';
 import { syncLabelHierarchy } from './hierarchy.js';
-import { normalizeLabelName } from './label-names.js';
+import { labelName, normalizeLabelName, shownName } from './label-names.js';
 
 /** Who writes a bank: a tenant admin (its own banks) or the server operator (global banks, via the CLI). */
 export type BankScope = { tenantId: string } | { global: true };
@@ -63,16 +63,22 @@ export interface EntryInput {
 
 const tenantOf = (s: BankScope) => ('tenantId' in s ? s.tenantId : null);
 
-function bankName(raw: string): string {
+/** A bank's name: its key (unique per scope, matched case-insensitively) and how it is shown. */
+function bankName(raw: string): { name: string; display: string } {
   try {
-    return normalizeLabelName(raw);
+    return labelName(raw);
   } catch {
     throw new AppError('validation-failed', 'name: a bank name must be 1-100 printable characters');
   }
 }
 
-function phrasesOf(raw: readonly string[] | undefined, entryName: string): string[] {
-  const out = [...new Set((raw ?? []).map(normalizeLabelName))].filter((p) => p !== entryName);
+type Phrase = { name: string; display: string };
+
+/** An entry's phrases: each key once (the first spelling shown), never the entry's own name. */
+function phrasesOf(raw: readonly string[] | undefined, entryName: string): Phrase[] {
+  const byKey = new Map<string, Phrase>();
+  for (const p of (raw ?? []).map(labelName)) if (p.name !== entryName && !byKey.has(p.name)) byKey.set(p.name, p);
+  const out = [...byKey.values()];
   if (out.length > MAX_PHRASES_PER_ENTRY) throw new AppError('bank-too-large', `an entry may have at most ${MAX_PHRASES_PER_ENTRY} phrases`);
   return out;
 }
@@ -130,7 +136,36 @@ export class LabelBankService {
   }
 
   async findGlobalByName(name: string): Promise<BankRow | undefined> {
-    return this.db.selectFrom('label_banks').selectAll().where('tenant_id', 'is', null).where('name', '=', bankName(name)).executeTakeFirst();
+    return this.db.selectFrom('label_banks').selectAll().where('tenant_id', 'is', null).where('name', '=', bankName(name).name).executeTakeFirst();
+  }
+
+  /**
+   * Gives the entries of a global bank that were stored before names kept their case (display
+   * name unknown) the spelling of `names` with the same key; entries named since keep theirs.
+   * Returns how many entries took one.
+   */
+  async adoptGlobalDisplayNames(bankId: string, kind: LabelKind, names: readonly string[]): Promise<number> {
+    const wanted = new Map(names.map((n) => [normalizeLabelName(n), labelName(n).display]));
+    const unknown = await this.db
+      .selectFrom('label_bank_entries')
+      .select(['id', 'name'])
+      .where('bank_id', '=', bankId)
+      .where('tenant_id', 'is', null)
+      .where('display_name', 'is', null)
+      .execute();
+    const adopt = unknown.filter((e) => wanted.has(e.name));
+    if (!adopt.length) return 0;
+    await this.afterWrite({ global: true }, kind, async (tx) => {
+      for (const e of adopt) {
+        await tx
+          .updateTable('label_bank_entries')
+          .set({ display_name: wanted.get(e.name)! })
+          .where('id', '=', e.id)
+          .where('display_name', 'is', null)
+          .execute();
+      }
+    });
+    return adopt.length;
   }
 
   async create(
@@ -148,13 +183,14 @@ export class LabelBankService {
     bankId: string,
     input: { name?: string; description?: string | null; match_threshold?: number | null },
   ): Promise<BankDetailView> {
+    const renamed = input.name !== undefined ? bankName(input.name) : undefined;
     await this.afterWrite(scope, kind, async (tx) => {
       await this.writable(tx, scope, kind, bankId);
       try {
         await tx
           .updateTable('label_banks')
           .set({
-            ...(input.name !== undefined ? { name: bankName(input.name) } : {}),
+            ...(renamed ? { name: renamed.name, display_name: renamed.display } : {}),
             ...(input.description !== undefined ? { description: input.description } : {}),
             ...(input.match_threshold !== undefined ? { match_threshold: input.match_threshold } : {}),
             updated_at: nowIso(),
@@ -188,11 +224,11 @@ export class LabelBankService {
         .executeTakeFirstOrThrow();
       if (Number(count.n) >= this.maxEntries) throw new AppError('bank-too-large', `a bank may hold at most ${this.maxEntries} entries`);
       this.checkThreshold(bank, input.threshold);
-      const name = normalizeLabelName(input.name);
+      const name = labelName(input.name);
       if (input.parent_id) await this.entryIn(tx, bankId, input.parent_id, 'parent_id');
       const entryId = newId();
       await this.insertEntry(tx, bank, entryId, name, input.parent_id ?? null, input.threshold ?? null);
-      await this.replacePhrases(tx, bank, entryId, phrasesOf(input.phrases, name));
+      await this.replacePhrases(tx, bank, entryId, phrasesOf(input.phrases, name.name));
       await this.touch(tx, bankId);
       return entryId;
     });
@@ -210,7 +246,7 @@ export class LabelBankService {
     await this.afterWrite(scope, kind, async (tx) => {
       const bank = await this.writable(tx, scope, kind, bankId);
       const entry = await this.entryIn(tx, bankId, entryId, 'entry');
-      const name = input.name !== undefined ? normalizeLabelName(input.name) : entry.name;
+      const name = input.name !== undefined ? labelName(input.name) : { name: entry.name, display: entry.display_name };
       if (input.threshold !== undefined) this.checkThreshold(bank, input.threshold);
       if (input.parent_id) {
         await this.entryIn(tx, bankId, input.parent_id, 'parent_id');
@@ -220,19 +256,22 @@ export class LabelBankService {
         await tx
           .updateTable('label_bank_entries')
           .set({
-            name,
+            name: name.name,
+            display_name: name.display,
             ...(input.parent_id !== undefined ? { parent_id: input.parent_id } : {}),
             ...(input.threshold !== undefined ? { threshold: input.threshold } : {}),
           })
           .where('id', '=', entryId)
           .execute();
       } catch (err) {
-        if (isUniqueViolation(err)) throw new AppError('conflict', `the bank already has an entry named "${name}"`);
+        if (isUniqueViolation(err)) throw new AppError('conflict', `the bank already has an entry named "${name.display ?? name.name}"`);
         throw err;
       }
-      if (input.phrases !== undefined || name !== entry.name) {
-        const current = (await tx.selectFrom('label_bank_phrases').select('phrase').where('entry_id', '=', entryId).execute()).map((r) => r.phrase);
-        await this.replacePhrases(tx, bank, entryId, phrasesOf(input.phrases ?? current, name));
+      if (input.phrases !== undefined || name.name !== entry.name) {
+        const current = (await tx.selectFrom('label_bank_phrases').select(['phrase', 'display_name']).where('entry_id', '=', entryId).execute()).map(
+          shownPhrase,
+        );
+        await this.replacePhrases(tx, bank, entryId, phrasesOf(input.phrases ?? current, name.name));
       }
       await this.touch(tx, bankId);
     });
@@ -288,7 +327,7 @@ export class LabelBankService {
   async import(scope: BankScope, kind: LabelKind, doc: BankDoc, opts: { replace: boolean }): Promise<{ bank: BankDetailView; created: boolean }> {
     if (doc.kind && doc.kind !== kind)
       throw new AppError('validation-failed', `kind: this document is a ${doc.kind} bank; import it under the ${doc.kind} banks`);
-    const name = bankName(doc.name);
+    const { name, display } = bankName(doc.name);
     let created = false;
     const id = await this.afterWrite(scope, kind, async (tx) => {
       const existing = await tx
@@ -300,17 +339,17 @@ export class LabelBankService {
       if (!existing) {
         created = true;
         return this.insertBank(tx, scope, kind, {
-          name,
+          name: display,
           description: doc.description ?? null,
           match_threshold: doc.match_threshold ?? null,
           entries: doc.entries,
         });
       }
-      if (!opts.replace) throw new AppError('conflict', `a label bank named "${name}" already exists; import with replace=true to update it`);
-      if (existing.kind !== kind) throw new AppError('conflict', `the bank named "${name}" is a ${existing.kind} bank`);
+      if (!opts.replace) throw new AppError('conflict', `a label bank named "${display}" already exists; import with replace=true to update it`);
+      if (existing.kind !== kind) throw new AppError('conflict', `the bank named "${display}" is a ${existing.kind} bank`);
       await tx
         .updateTable('label_banks')
-        .set({ description: doc.description ?? null, match_threshold: doc.match_threshold ?? null, updated_at: nowIso() })
+        .set({ display_name: display, description: doc.description ?? null, match_threshold: doc.match_threshold ?? null, updated_at: nowIso() })
         .where('id', '=', existing.id)
         .execute();
       await this.writeEntries(tx, existing, doc.entries, true);
@@ -325,7 +364,7 @@ export class LabelBankService {
     const rows = await this.db
       .selectFrom('label_bank_entries as e')
       .leftJoin('label_bank_stats as s', (j) => j.onRef('s.entry_id', '=', 'e.id').on('s.tenant_id', '=', tenantId))
-      .select(['e.id', 'e.name', 's.usage_count', 's.match_count', 's.confidence_sum', 's.max_confidence', 's.last_matched_at'])
+      .select(['e.id', 'e.name', 'e.display_name', 's.usage_count', 's.match_count', 's.confidence_sum', 's.max_confidence', 's.last_matched_at'])
       .where('e.bank_id', '=', bankId)
       .orderBy('e.name')
       .execute();
@@ -335,7 +374,7 @@ export class LabelBankService {
         const matches = Number(r.match_count ?? 0);
         return {
           entry_id: r.id,
-          name: r.name,
+          name: shownName(r),
           usage_count: Number(r.usage_count ?? 0),
           match_count: matches,
           mean_confidence: matches ? Number(r.confidence_sum) / matches : null,
@@ -351,7 +390,7 @@ export class LabelBankService {
   private view(b: BankRow, entryCount: number): BankView {
     return {
       id: b.id,
-      name: b.name,
+      name: shownName(b),
       kind: b.kind,
       description: b.description,
       match_threshold: b.match_threshold === null ? null : Number(b.match_threshold),
@@ -457,10 +496,12 @@ export class LabelBankService {
   ): Promise<string> {
     const id = newId();
     const now = nowIso();
+    const named = bankName(input.name);
     const row = {
       id,
       tenant_id: tenantOf(scope),
-      name: bankName(input.name),
+      name: named.name,
+      display_name: named.display,
       kind,
       description: input.description ?? null,
       match_threshold: input.match_threshold ?? null,
@@ -470,31 +511,48 @@ export class LabelBankService {
     try {
       await tx.insertInto('label_banks').values(row).execute();
     } catch (err) {
-      if (isUniqueViolation(err)) throw new AppError('conflict', `a label bank named "${row.name}" already exists`);
+      if (isUniqueViolation(err)) throw new AppError('conflict', `a label bank named "${row.display_name}" already exists`);
       throw err;
     }
     if (input.entries?.length) await this.writeEntries(tx, row, input.entries, false);
     return id;
   }
 
-  private async insertEntry(tx: Kysely<Database>, bank: BankRow, id: string, name: string, parentId: string | null, threshold: number | null): Promise<void> {
+  private async insertEntry(
+    tx: Kysely<Database>,
+    bank: BankRow,
+    id: string,
+    name: { name: string; display: string },
+    parentId: string | null,
+    threshold: number | null,
+  ): Promise<void> {
     try {
       await tx
         .insertInto('label_bank_entries')
-        .values({ id, bank_id: bank.id, tenant_id: bank.tenant_id, name, label_id: null, parent_id: parentId, threshold, created_at: nowIso() })
+        .values({
+          id,
+          bank_id: bank.id,
+          tenant_id: bank.tenant_id,
+          name: name.name,
+          display_name: name.display,
+          label_id: null,
+          parent_id: parentId,
+          threshold,
+          created_at: nowIso(),
+        })
         .execute();
     } catch (err) {
-      if (isUniqueViolation(err)) throw new AppError('conflict', `the bank already has an entry named "${name}"`);
+      if (isUniqueViolation(err)) throw new AppError('conflict', `the bank already has an entry named "${name.display}"`);
       throw err;
     }
   }
 
-  private async replacePhrases(tx: Kysely<Database>, bank: BankRow, entryId: string, phrases: string[]): Promise<void> {
+  private async replacePhrases(tx: Kysely<Database>, bank: BankRow, entryId: string, phrases: Phrase[]): Promise<void> {
     await tx.deleteFrom('label_bank_phrases').where('entry_id', '=', entryId).execute();
     if (phrases.length) {
       await tx
         .insertInto('label_bank_phrases')
-        .values(phrases.map((phrase) => ({ id: newId(), entry_id: entryId, tenant_id: bank.tenant_id, phrase })))
+        .values(phrases.map((p) => ({ id: newId(), entry_id: entryId, tenant_id: bank.tenant_id, phrase: p.name, display_name: p.display })))
         .execute();
     }
   }
@@ -503,25 +561,31 @@ export class LabelBankService {
   private async writeEntries(tx: Kysely<Database>, bank: BankRow, docs: BankEntryDoc[], replace: boolean): Promise<void> {
     if (docs.length > this.maxEntries) throw new AppError('bank-too-large', `a bank may hold at most ${this.maxEntries} entries`);
     const entries = docs.map((d, i) => {
-      let name: string;
+      let name: { name: string; display: string };
       try {
-        name = normalizeLabelName(d.name);
+        name = labelName(d.name);
       } catch {
         throw new AppError('validation-failed', `entries[${i}].name: must be 1-100 printable characters`);
       }
       this.checkThreshold(bank, d.threshold);
-      return { name, parent: d.parent ? normalizeLabelName(d.parent) : null, phrases: phrasesOf(d.phrases, name), threshold: d.threshold ?? null };
+      return {
+        name: name.name,
+        display: name.display,
+        parent: d.parent ? normalizeLabelName(d.parent) : null,
+        phrases: phrasesOf(d.phrases, name.name),
+        threshold: d.threshold ?? null,
+      };
     });
     const byName = new Map<string, (typeof entries)[number]>();
     for (const e of entries) {
-      if (byName.has(e.name)) throw new AppError('validation-failed', `entries: "${e.name}" appears twice`);
+      if (byName.has(e.name)) throw new AppError('validation-failed', `entries: "${e.display}" appears twice`);
       byName.set(e.name, e);
     }
     for (const e of entries) {
-      if (e.parent && !byName.has(e.parent)) throw new AppError('validation-failed', `entries: the parent "${e.parent}" of "${e.name}" is not an entry`);
+      if (e.parent && !byName.has(e.parent)) throw new AppError('validation-failed', `entries: the parent "${e.parent}" of "${e.display}" is not an entry`);
       const seen = new Set([e.name]);
       for (let p = e.parent; p; p = byName.get(p)?.parent ?? null) {
-        if (seen.has(p)) throw new AppError('bank-entry-cycle', `entries: "${e.name}" would be its own ancestor`);
+        if (seen.has(p)) throw new AppError('bank-entry-cycle', `entries: "${e.display}" would be its own ancestor`);
         seen.add(p);
       }
     }
@@ -536,11 +600,11 @@ export class LabelBankService {
     for (const e of entries) {
       const id = existing.get(e.name);
       if (id) {
-        await tx.updateTable('label_bank_entries').set({ threshold: e.threshold }).where('id', '=', id).execute();
+        await tx.updateTable('label_bank_entries').set({ threshold: e.threshold, display_name: e.display }).where('id', '=', id).execute();
         ids.set(e.name, id);
       } else {
         const newEntryId = newId();
-        await this.insertEntry(tx, bank, newEntryId, e.name, null, e.threshold);
+        await this.insertEntry(tx, bank, newEntryId, e, null, e.threshold);
         ids.set(e.name, newEntryId);
       }
       await this.replacePhrases(tx, bank, ids.get(e.name)!, e.phrases);
@@ -562,13 +626,13 @@ export class LabelBankService {
     const phraseRows = await db
       .selectFrom('label_bank_phrases as p')
       .innerJoin('label_bank_entries as e', 'e.id', 'p.entry_id')
-      .select(['p.entry_id', 'p.phrase'])
+      .select(['p.entry_id', 'p.phrase', 'p.display_name'])
       .where('e.bank_id', '=', bank.id)
       .orderBy('p.phrase')
       .execute();
-    for (const p of phraseRows) phrases.set(p.entry_id, [...(phrases.get(p.entry_id) ?? []), p.phrase]);
+    for (const p of phraseRows) phrases.set(p.entry_id, [...(phrases.get(p.entry_id) ?? []), shownPhrase(p)]);
     const children = new Map<string, Array<{ id: string; name: string }>>();
-    for (const r of rows) if (r.parent_id) children.set(r.parent_id, [...(children.get(r.parent_id) ?? []), { id: r.id, name: r.name }]);
+    for (const r of rows) if (r.parent_id) children.set(r.parent_id, [...(children.get(r.parent_id) ?? []), { id: r.id, name: shownName(r) }]);
     const labelIds = new Map<string, string>();
     if (tenantId) {
       const names = rows.map((r) => r.name);
@@ -586,7 +650,7 @@ export class LabelBankService {
     return rows.map((r) => ({
       id: r.id,
       bank_id: r.bank_id,
-      name: r.name,
+      name: shownName(r),
       label_id: labelIds.get(r.name) ?? r.label_id,
       parent_id: r.parent_id,
       threshold: r.threshold === null ? null : Number(r.threshold),
@@ -595,4 +659,9 @@ export class LabelBankService {
       created_at: r.created_at,
     }));
   }
+}
+
+/** How a stored phrase is shown. */
+function shownPhrase(p: { phrase: string; display_name: string | null }): string {
+  return p.display_name ?? p.phrase;
 }

@@ -8,6 +8,11 @@ export const LABEL_DIRECTORY_TENANTS = 1000;
 /** Tenants with more labels than this are not kept in memory: their ancestors are read per call. */
 export const MAX_DIRECTORY_LABELS = 20_000;
 
+interface Links {
+  children: ReadonlyMap<string, readonly string[]>;
+  aliases: ReadonlyMap<string, readonly string[]>;
+}
+
 interface Directory {
   byId: ReadonlyMap<string, LabelRef>;
   /** False when the tenant has more than MAX_DIRECTORY_LABELS labels (byId is empty then). */
@@ -24,7 +29,7 @@ interface Directory {
  * by other processes: on SQLite through data_version, on PostgreSQL through the change bus.
  */
 export class LabelDirectory {
-  private readonly children = new WeakMap<ReadonlyMap<string, LabelRef>, ReadonlyMap<string, readonly string[]>>();
+  private readonly links = new WeakMap<ReadonlyMap<string, LabelRef>, Links>();
 
   constructor(
     private readonly db: Db,
@@ -49,8 +54,8 @@ export class LabelDirectory {
 
   /**
    * A label and its descendants, each with how many levels below the label it is (0: the label
-   * itself), nearest first; at most `limit` of them and MAX_LABEL_DEPTH levels down. Empty when
-   * the label is unknown.
+   * itself), nearest first; at most `limit` of them and MAX_LABEL_DEPTH levels down. Aliases
+   * (synonyms) are at the level of the label they stand for. Empty when the label is unknown.
    */
   async withDescendants(tenantId: string, labelId: string, limit: number): Promise<ReadonlyMap<string, number>> {
     if (!this.cache?.enabled) return descendantDepths(this.db, tenantId, labelId, limit);
@@ -63,33 +68,39 @@ export class LabelDirectory {
     if (!dir.complete) return descendantDepths(this.db, tenantId, labelId, limit);
     const out = new Map<string, number>();
     if (!dir.byId.has(labelId)) return out;
-    const children = this.childrenOf(dir);
-    out.set(labelId, 0);
-    let frontier = [labelId];
+    const { children, aliases } = this.linksOf(dir);
+    const place = (ids: readonly string[], depth: number, into: string[]) => {
+      for (const id of ids) {
+        if (out.has(id) || out.size >= limit) continue;
+        out.set(id, depth);
+        into.push(id);
+        place(aliases.get(id) ?? [], depth, into);
+      }
+    };
+    let frontier: string[] = [];
+    place([labelId], 0, frontier);
     for (let depth = 1; frontier.length && depth <= MAX_LABEL_DEPTH && out.size < limit; depth++) {
       const next: string[] = [];
-      for (const id of frontier) {
-        for (const child of children.get(id) ?? []) {
-          if (out.has(child) || out.size >= limit) continue;
-          out.set(child, depth);
-          next.push(child);
-        }
-      }
+      for (const id of frontier) place(children.get(id) ?? [], depth, next);
       frontier = next;
     }
     return out;
   }
 
-  /** Each label's children, made once per dictionary read (the dictionary itself is frozen). */
-  private childrenOf(dir: Directory): ReadonlyMap<string, readonly string[]> {
-    let children = this.children.get(dir.byId);
-    if (!children) {
-      const built = new Map<string, string[]>();
-      for (const node of dir.byId.values()) if (node.parent_id) built.set(node.parent_id, [...(built.get(node.parent_id) ?? []), node.id]);
-      children = built;
-      this.children.set(dir.byId, children);
+  /** Each label's children and aliases, made once per dictionary read (the dictionary itself is frozen). */
+  private linksOf(dir: Directory): Links {
+    let links = this.links.get(dir.byId);
+    if (!links) {
+      const children = new Map<string, string[]>();
+      const aliases = new Map<string, string[]>();
+      for (const node of dir.byId.values()) {
+        if (node.parent_id) children.set(node.parent_id, [...(children.get(node.parent_id) ?? []), node.id]);
+        if (node.alias_of) aliases.set(node.alias_of, [...(aliases.get(node.alias_of) ?? []), node.id]);
+      }
+      links = { children, aliases };
+      this.links.set(dir.byId, links);
     }
-    return children;
+    return links;
   }
 
   invalidate(tenantId: string): void {
@@ -107,7 +118,7 @@ export class LabelDirectory {
   private async read(tenantId: string): Promise<Directory> {
     const rows = await this.db
       .selectFrom('labels')
-      .select(['id', 'name', 'kind', 'parent_id'])
+      .select(['id', 'name', 'display_name', 'kind', 'parent_id', 'alias_of'])
       .where('tenant_id', '=', tenantId)
       .limit(MAX_DIRECTORY_LABELS + 1)
       .execute();
@@ -116,13 +127,13 @@ export class LabelDirectory {
   }
 }
 
-/** Whether every label asked for and every parent on their way up is in the dictionary. */
+/** Whether every label asked for and every parent (or label an alias stands for) on their way up is in the dictionary. */
 function closed(byId: ReadonlyMap<string, LabelRef>, labelIds: readonly string[]): boolean {
   for (const id of labelIds) {
     let node = byId.get(id);
     if (!node) return false;
-    for (let depth = 0; node.parent_id && depth < 64; depth++) {
-      const parent = byId.get(node.parent_id);
+    for (let depth = 0; (node.alias_of ?? node.parent_id) && depth < 64; depth++) {
+      const parent = byId.get((node.alias_of ?? node.parent_id)!);
       if (!parent) return false;
       node = parent;
     }

@@ -8,12 +8,12 @@ export type LabelWords = Map<string, string>;
 
 /**
  * What each general label of a tenant contributes to the search documents of its media: its
- * name, its ancestors' names and the bank phrases of all of them (as `buildDocuments` writes
- * them). Taken before and after a label bank write, the labels whose digest changed are those
+ * name, its ancestors' names (an alias: its entry's and theirs) and the bank phrases of all of
+ * them (as `buildDocuments` writes them). Taken before and after a label bank write, the labels whose digest changed are those
  * whose media need new documents.
  */
 export async function labelWordsOf(db: Db, tenantId: string): Promise<LabelWords> {
-  const labels = await db.selectFrom('labels').select(['id', 'name', 'kind', 'parent_id']).where('tenant_id', '=', tenantId).execute();
+  const labels = await db.selectFrom('labels').select(['id', 'name', 'kind', 'parent_id', 'alias_of']).where('tenant_id', '=', tenantId).execute();
   const out: LabelWords = new Map();
   if (!labels.length) return out;
   const phrases = new Map<string, string[]>();

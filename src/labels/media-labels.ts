@@ -9,6 +9,8 @@ import { assetLabelsOf, recomputeEntryStats, writeAssetLabels, type AssetLabelDe
 import { assertOwnerOrAdmin } from '../access/ownership.js';
 import { fromJson } from '../db/schema.js';
 import { labelingOf, type LabelingView } from './labeling-state.js';
+import { canonicalId } from './hierarchy.js';
+import { shownName } from './label-names.js';
 
 /** The worker (or any other part of the server) writing labels on its own authority, for one tenant. */
 export interface SystemActor {
@@ -71,13 +73,14 @@ export class MediaLabelService {
 
   /**
    * Removes one label of a media (the `user` one unless another source is named; `model` needs
-   * an admin key), and takes it out of the statistics of the bank entries it matched.
+   * an admin key), and takes it out of the statistics of the bank entries it matched. A label
+   * and the labels named like its entry's phrases are one: removing it removes them all.
    */
   async removeLabel(actor: LabelActor, mediaId: string, labelId: string, source: LabelSource = 'user'): Promise<void> {
     const media = await this.media(actor.tenantId, mediaId);
     const label = await this.db
       .selectFrom('labels')
-      .select(['name', 'kind'])
+      .select(['id', 'name', 'kind', 'alias_of'])
       .where('id', '=', labelId)
       .where('tenant_id', '=', actor.tenantId)
       .executeTakeFirst();
@@ -87,17 +90,28 @@ export class MediaLabelService {
       if (label?.kind === 'moderation' && !actor.isAdmin) throw new AppError('forbidden', 'only an admin key may remove moderation labels');
     }
     if (!label) throw notFound('label of this media');
+    const canonical = canonicalId(label);
     await writeWithEvents(this.db, this.changes, async (tx, record) => {
-      const res = await tx
+      const rows = await tx
+        .selectFrom('asset_labels as al')
+        .innerJoin('labels as l', 'l.id', 'al.label_id')
+        .select(['al.id', 'l.id as label_id', 'l.name'])
+        .where('al.tenant_id', '=', actor.tenantId)
+        .where('al.media_id', '=', mediaId)
+        .where('al.source', '=', source)
+        .where((eb) => eb.or([eb('l.id', '=', canonical), eb('l.alias_of', '=', canonical)]))
+        .execute();
+      if (!rows.length) throw notFound('label of this media');
+      await tx
         .deleteFrom('asset_labels')
-        .where('tenant_id', '=', actor.tenantId)
-        .where('media_id', '=', mediaId)
-        .where('label_id', '=', labelId)
-        .where('source', '=', source)
-        .executeTakeFirst();
-      if (Number(res.numDeletedRows) === 0) throw notFound('label of this media');
-      await recomputeEntryStats(tx, actor.tenantId, label.kind, label.name);
-      record({ tenantId: actor.tenantId, mediaId, type: 'labels', data: { removed: [labelId], source } });
+        .where(
+          'id',
+          'in',
+          rows.map((r) => r.id),
+        )
+        .execute();
+      for (const name of new Set(rows.map((r) => r.name))) await recomputeEntryStats(tx, actor.tenantId, label.kind, name);
+      record({ tenantId: actor.tenantId, mediaId, type: 'labels', data: { removed: [...new Set(rows.map((r) => r.label_id))], source } });
     });
   }
 
@@ -121,12 +135,19 @@ export class MediaLabelService {
     return { items, labeling: labelingOf(fromJson<Record<string, unknown>>(row.file_metadata, {})) };
   }
 
-  /** The tenant's label dictionary, by name; optionally one kind or the children of one label. */
+  /**
+   * The tenant's label dictionary, by name; optionally one kind or the children of one label.
+   * A label named like a bank phrase is its entry's label, not one of its own: not listed.
+   */
   async dictionary(
     tenantId: string,
     opts: { kind?: LabelKind; parentId?: string; limit: number; cursor?: string },
   ): Promise<{ items: LabelDictionaryEntry[]; next_cursor: string | null }> {
-    let q = this.db.selectFrom('labels').select(['id', 'name', 'kind', 'parent_id', 'created_at']).where('tenant_id', '=', tenantId);
+    let q = this.db
+      .selectFrom('labels')
+      .select(['id', 'name', 'display_name', 'kind', 'parent_id', 'created_at'])
+      .where('tenant_id', '=', tenantId)
+      .where('alias_of', 'is', null);
     if (opts.kind) q = q.where('kind', '=', opts.kind);
     if (opts.parentId) q = q.where('parent_id', '=', opts.parentId);
     if (opts.cursor) {
@@ -140,7 +161,11 @@ export class MediaLabelService {
       .execute();
     const page = rows.slice(0, opts.limit);
     const last = page[page.length - 1];
-    return { items: page, next_cursor: rows.length > opts.limit && last ? encodeCursor(last) : null };
+    return {
+      items: page.map((r) => ({ id: r.id, name: shownName(r), kind: r.kind, parent_id: r.parent_id, created_at: r.created_at })),
+      // Pages follow the folded names, which order and compare the same way everywhere.
+      next_cursor: rows.length > opts.limit && last ? encodeCursor(last) : null,
+    };
   }
 
   private async media(tenantId: string, mediaId: string) {

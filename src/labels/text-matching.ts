@@ -2,13 +2,17 @@ import type { Db } from '../db/database.js';
 import type { LabelKind } from '../db/schema.js';
 import type { LabelInput } from './asset-labels.js';
 import { effectiveBanks } from './effective-banks.js';
+import { normalizeLabelName, shownName } from './label-names.js';
 
 /** A bank entry as the matcher sees it: its name, its phrases (synonyms) and its bank's similarity threshold. */
 export interface MatchableEntry {
+  /** The folded key. */
   name: string;
+  /** As the bank spells it (the key when not known): the name of the label a match writes. */
+  display?: string;
   kind: LabelKind;
   phrases: string[];
-  /** Its parent's name, the parent's parent's…: a match on an entry implies them. */
+  /** Its parent's name, the parent's parent's… (as spelt): a match on an entry implies them. */
   ancestors: string[];
   /** The similarity a text must reach to match it by meaning (the bank's, else the server's). */
   matchThreshold: number;
@@ -168,12 +172,18 @@ export async function matchableEntries(db: Db, tenantId: string, defaultThreshol
   const banks = (await effectiveBanks(db, tenantId)).filter((b) => !(b.tenant_id === null && except.includes(b.name)));
   if (!banks.length) return [];
   const bankIds = banks.map((b) => b.id);
-  const entries = await db.selectFrom('label_bank_entries').select(['id', 'bank_id', 'name', 'parent_id']).where('bank_id', 'in', bankIds).execute();
+  const entries = await db
+    .selectFrom('label_bank_entries')
+    .select(['id', 'bank_id', 'name', 'display_name', 'parent_id'])
+    .where('bank_id', 'in', bankIds)
+    .execute();
   const entryById = new Map(entries.map((e) => [e.id, e]));
   const ancestorsOf = (e: { parent_id: string | null }): string[] => {
     const out: string[] = [];
-    for (let p = e.parent_id ? entryById.get(e.parent_id) : undefined; p && !out.includes(p.name); p = p.parent_id ? entryById.get(p.parent_id) : undefined) {
-      out.push(p.name);
+    const seen = new Set<string>();
+    for (let p = e.parent_id ? entryById.get(e.parent_id) : undefined; p && !seen.has(p.name); p = p.parent_id ? entryById.get(p.parent_id) : undefined) {
+      seen.add(p.name);
+      out.push(shownName(p));
     }
     return out;
   };
@@ -197,6 +207,7 @@ export async function matchableEntries(db: Db, tenantId: string, defaultThreshol
       const b = bankOf.get(e.bank_id)!;
       out.push({
         name: e.name,
+        display: shownName(e),
         kind: b.kind,
         phrases: phrasesOf.get(e.id) ?? [],
         ancestors: ancestorsOf(e),
@@ -219,9 +230,10 @@ export function labelsFromMatches(
   const byName = new Map(entries.map((e) => [`${e.kind}\0${e.name}`, e]));
   const out = new Map<string, LabelInput>();
   for (const m of matches) {
-    const names = [m.entry, ...(byName.get(`${m.kind}\0${m.entry}`)?.ancestors ?? [])];
+    const entry = byName.get(`${m.kind}\0${m.entry}`);
+    const names = [entry?.display ?? m.entry, ...(entry?.ancestors ?? [])];
     for (const name of names) {
-      const key = `${m.kind}\0${name}`;
+      const key = `${m.kind}\0${normalizeLabelName(name)}`;
       const prev = out.get(key);
       const frames = [...new Set([...(prev?.frames ?? []).map((f) => f.t), ...m.times])].sort((a, b) => a - b).map((t) => ({ t, confidence: m.score }));
       const confidence = Math.max(prev?.confidence ?? 0, m.score);

@@ -25,6 +25,7 @@ import { tracksOfMedia, type CaptionTrackView } from './captions-service.js';
 import { assertModerationVisible } from '../access/visibility.js';
 import { assertOwnerOrAdmin } from '../access/ownership.js';
 import type { MediaLocks } from './media-lock.js';
+import type { ModerationLabel } from '../moderation/moderation-move.js';
 
 export type MediaRow = Selectable<MediaAssetsTable>;
 
@@ -127,7 +128,7 @@ export interface MediaRecord extends MediaView {
   /** Where the local models' labeling stands. */
   labeling: LabelingView;
   /** The newest moderation decision, if any was made. */
-  moderation: { decision: string; state: string; note: string | null; labels: unknown[]; actor_user_id: string | null; at: string } | null;
+  moderation: { decision: string; state: string; note: string | null; labels: ModerationLabel[]; actor_user_id: string | null; at: string } | null;
 }
 
 /** Title: one line, like a heading; description: free text like the caption. */
@@ -270,7 +271,7 @@ export class MediaService {
       labeling: labelingOf(view.file_metadata),
       caption_tracks: tracks.get(view.id) ?? [],
       status_history: history.map((h) => ({ status: h.status, at: h.at, error_code: h.error_code })),
-      moderation: decision ? { ...decision, labels: fromJson<unknown[]>(decision.labels, []) } : null,
+      moderation: decision ? { ...decision, labels: fromJson<ModerationLabel[]>(decision.labels, []) } : null,
     };
   }
 

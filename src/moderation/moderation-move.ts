@@ -24,8 +24,8 @@ export interface ModerationMove {
 
 /**
  * Moves a media's moderation state if it is still `from` (so concurrent writers cannot both
- * win), and records the decision and its event in the caller's transaction. Returns whether it
- * moved.
+ * win), and records the decision and its event (naming the decision) in the caller's
+ * transaction. Returns whether it moved.
  */
 export async function moveModerationState(tx: Kysely<Database>, record: (e: MediaEventInput) => void, m: ModerationMove): Promise<boolean> {
   const now = nowIso();
@@ -37,10 +37,11 @@ export async function moveModerationState(tx: Kysely<Database>, record: (e: Medi
     .where('moderation_state', '=', m.from)
     .executeTakeFirst();
   if (Number(res.numUpdatedRows) !== 1) return false;
+  const decisionId = newId();
   await tx
     .insertInto('moderation_decisions')
     .values({
-      id: newId(),
+      id: decisionId,
       tenant_id: m.tenantId,
       media_id: m.mediaId,
       decision: m.decision,
@@ -53,6 +54,12 @@ export async function moveModerationState(tx: Kysely<Database>, record: (e: Medi
       at: now,
     })
     .execute();
-  record({ tenantId: m.tenantId, mediaId: m.mediaId, type: 'moderation', data: { decision: m.decision, previous_state: m.from, state: m.to } });
+  // The decision's id, not its labels: the event log holds small facts, the decision the rest.
+  record({
+    tenantId: m.tenantId,
+    mediaId: m.mediaId,
+    type: 'moderation',
+    data: { decision: m.decision, previous_state: m.from, state: m.to, decision_id: decisionId },
+  });
   return true;
 }

@@ -8,6 +8,8 @@ import type { Principal } from '../tenancy/principal.js';
 import { readThresholds, thresholdsFor, writeThresholds, type ThresholdsView } from './thresholds.js';
 import { assertOwnerOrAdmin } from '../access/ownership.js';
 import { moveModerationState, type ModerationLabel } from './moderation-move.js';
+import { normalizeLabelName, shownName } from '../labels/label-names.js';
+import { canonicalId } from '../labels/hierarchy.js';
 
 export type { ModerationLabel } from './moderation-move.js';
 
@@ -70,20 +72,25 @@ export class ModerationService {
     private readonly serverDefault: number,
   ) {}
 
-  /** The media's moderation labels (highest confidence over sources) with their thresholds. */
+  /**
+   * The media's moderation labels (highest confidence over sources) with their thresholds. A
+   * label named like a bank phrase counts as the entry's label it stands for: one label, at the
+   * best confidence of its names, judged by the entry's threshold.
+   */
   async moderationLabels(tenantId: string, mediaId: string): Promise<ModerationLabel[]> {
     const rows = await this.db
       .selectFrom('asset_labels as al')
       .innerJoin('labels as l', 'l.id', 'al.label_id')
-      .select(['l.id', 'l.name', (eb) => eb.fn.max('al.confidence').as('confidence')])
+      .innerJoin('labels as c', (j) => j.on((eb) => eb('c.id', '=', eb.fn.coalesce('l.alias_of', 'l.id'))))
+      .select(['c.id', 'c.name', 'c.display_name', (eb) => eb.fn.max('al.confidence').as('confidence')])
       .where('al.tenant_id', '=', tenantId)
       .where('al.media_id', '=', mediaId)
       .where('l.kind', '=', 'moderation')
-      .groupBy(['l.id', 'l.name'])
-      .orderBy('l.name')
+      .groupBy(['c.id', 'c.name', 'c.display_name'])
+      .orderBy('c.name')
       .execute();
     const thresholds = await thresholdsFor(this.db, tenantId, rows, this.serverDefault);
-    return rows.map((r) => ({ name: r.name, confidence: Number(r.confidence), threshold: thresholds.get(r.id)! }));
+    return rows.map((r) => ({ name: shownName(r), confidence: Number(r.confidence), threshold: thresholds.get(r.id)! }));
   }
 
   /**
@@ -114,8 +121,9 @@ export class ModerationService {
         .where('decision', '=', 'approve')
         .orderBy('id', 'desc')
         .executeTakeFirst();
-      const seen = new Set(fromJson<ModerationLabel[]>(approval?.labels, []).map((l) => l.name));
-      triggering = triggering.filter((l) => !seen.has(l.name));
+      // Names compare case-insensitively: decisions before names kept their case hold folded names.
+      const seen = new Set(fromJson<ModerationLabel[]>(approval?.labels, []).map((l) => normalizeLabelName(l.name)));
+      triggering = triggering.filter((l) => !seen.has(normalizeLabelName(l.name)));
     }
     if (!triggering.length) {
       if (state !== 'pending' || !opts.modelsDone) return state;
@@ -173,13 +181,17 @@ export class ModerationService {
     };
   }
 
-  /** The frames the models saw each moderation label in, with its parent when it has one, by time. */
+  /**
+   * The frames the models saw each moderation label in, with its parent when it has one (a label
+   * named like a bank phrase as the entry's label), by time.
+   */
   private async detections(tenantId: string, mediaId: string): Promise<ModerationDetection[]> {
     const rows = await this.db
       .selectFrom('asset_labels as al')
       .innerJoin('labels as l', 'l.id', 'al.label_id')
-      .leftJoin('labels as p', (j) => j.onRef('p.id', '=', 'l.parent_id').on('p.tenant_id', '=', tenantId))
-      .select(['l.name', 'p.name as parent', 'al.frame_data'])
+      .innerJoin('labels as c', (j) => j.on((eb) => eb('c.id', '=', eb.fn.coalesce('l.alias_of', 'l.id'))))
+      .leftJoin('labels as p', (j) => j.onRef('p.id', '=', 'c.parent_id').on('p.tenant_id', '=', tenantId))
+      .select(['c.name', 'c.display_name', 'p.name as parent', 'p.display_name as parent_display', 'al.frame_data'])
       .where('al.tenant_id', '=', tenantId)
       .where('al.media_id', '=', mediaId)
       .where('al.source', '=', 'model')
@@ -189,7 +201,7 @@ export class ModerationService {
     for (const r of rows) {
       for (const f of fromJson<Array<{ t: number; confidence?: number }>>(r.frame_data, [])) {
         if (typeof f.t === 'number' && typeof f.confidence === 'number') {
-          out.push({ timestamp: Math.round(f.t * 1000), label: r.name, parent: r.parent, confidence: f.confidence });
+          out.push({ timestamp: Math.round(f.t * 1000), label: shownName(r), parent: r.parent_display ?? r.parent, confidence: f.confidence });
         }
       }
     }
@@ -258,14 +270,25 @@ export class ModerationService {
   async reevaluate(tenantId: string): Promise<number> {
     const inUse = await this.db
       .selectFrom('labels as l')
-      .select(['l.id', 'l.name'])
+      .select(['l.id', 'l.alias_of'])
       .where('l.tenant_id', '=', tenantId)
       .where('l.kind', '=', 'moderation')
       .where((eb) => eb.exists(eb.selectFrom('asset_labels as al').select('al.id').where('al.tenant_id', '=', tenantId).whereRef('al.label_id', '=', 'l.id')))
       .execute();
-    const thresholds = await thresholdsFor(this.db, tenantId, inUse, this.serverDefault);
+    // Labels named like a bank phrase are judged as the entry's label they stand for.
+    const members = new Map<string, string[]>();
+    for (const l of inUse) members.set(canonicalId(l), [...(members.get(canonicalId(l)) ?? []), l.id]);
+    const judged = members.size
+      ? await this.db
+          .selectFrom('labels')
+          .select(['id', 'name'])
+          .where('tenant_id', '=', tenantId)
+          .where('id', 'in', [...members.keys()])
+          .execute()
+      : [];
+    const thresholds = await thresholdsFor(this.db, tenantId, judged, this.serverDefault);
     const candidates = new Set<string>();
-    for (const label of inUse) {
+    for (const label of judged) {
       const rows = await this.db
         .selectFrom('asset_labels as al')
         .innerJoin('mediaassets as m', 'm.id', 'al.media_id')
@@ -273,7 +296,7 @@ export class ModerationService {
         .distinct()
         .where('al.tenant_id', '=', tenantId)
         .where('m.tenant_id', '=', tenantId)
-        .where('al.label_id', '=', label.id)
+        .where('al.label_id', 'in', members.get(label.id)!)
         .where('al.confidence', '>=', thresholds.get(label.id)!)
         .where('m.moderation_state', 'in', ['none', 'pending', 'approved'])
         .execute();

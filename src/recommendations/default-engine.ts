@@ -148,8 +148,9 @@ export class DefaultRecommendationEngine implements RecommendationEngine {
     for (const l of labels) {
       const own = implied.get(l.media_id) ?? new Map<string, number>();
       implied.set(l.media_id, own);
-      const chain = ancestorChain(l.label_id, nodes);
-      const ids = chain.length ? chain.map((n) => n.id) : [l.label_id];
+      // An alias (a label named like a bank phrase) is the label it stands for, at the same weight.
+      const chain = ancestorChain(l.label_id, nodes).filter((n: LabelRef) => !n.alias_of);
+      const ids = chain.length ? chain.map((n: LabelRef) => n.id) : [l.label_id];
       ids.forEach((id, depth) => {
         const w = Number(l.confidence) * ANCESTOR_WEIGHT ** depth;
         if (w > (own.get(id) ?? 0)) own.set(id, w);

@@ -76,7 +76,8 @@ describe('chunked-session uploads', () => {
     assert.deepEqual(media.user_tags, ['Nature', 'wildlife']);
     assert.deepEqual(
       media.labels.map((l: { name: string }) => l.name),
-      ['deer', 'forest'],
+      ['Deer', 'Forest'],
+      'as they were given',
     );
     assert.ok(['queued', 'processing', 'ready'].includes(media.status));
 

@@ -5,6 +5,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { labelIdsMatchingTerm, labelWithAncestors } from '../../src/labels/hierarchy.js';
+import { ensureModelBanks } from '../../src/processing/labeling/model-banks.js';
 import { expectProblem, startTestApp, type TestApp } from '../support/harness.js';
 import { SessionClient } from '../support/upload-client.js';
 
@@ -50,22 +51,22 @@ describe('labels and label banks', () => {
       description: 'things with legs',
       entries: [{ name: 'Animal' }, { name: 'Dog', parent: 'animal', phrases: ['Puppy', 'canine', 'dog'] }, { name: 'cat', parent: 'animal' }],
     });
-    assert.equal(bank.name, 'animals');
+    assert.equal(bank.name, 'Animals', 'names keep their case');
     assert.equal(bank.kind, 'general');
     assert.equal(bank.scope, 'tenant');
     assert.equal(bank.entry_count, 3);
-    const animal = entryNamed(bank, 'animal');
-    const dog = entryNamed(bank, 'dog');
-    assert.deepEqual(dog.phrases, ['canine', 'puppy'], 'phrases are folded, deduplicated, and never the entry name');
-    assert.equal(dog.parent_id, animal.id);
-    assert.deepEqual(animal.children.map((c: { name: string }) => c.name).sort(), ['cat', 'dog']);
+    const animal = entryNamed(bank, 'Animal');
+    const dog = entryNamed(bank, 'Dog');
+    assert.deepEqual(dog.phrases, ['canine', 'Puppy'], 'phrases keep their case, are deduplicated case-insensitively, and are never the entry name');
+    assert.equal(dog.parent_id, animal.id, 'a parent is named in any case');
+    assert.deepEqual(animal.children.map((c: { name: string }) => c.name).sort(), ['Dog', 'cat']);
     assert.ok(dog.label_id, 'a tenant entry is linked to a label of its name');
 
     const listed = await call('GET', '/label-banks', t.tenant.userKey);
     assert.equal(listed.statusCode, 200);
     assert.deepEqual(
       listed.json().items.map((b: { name: string }) => b.name),
-      ['animals'],
+      ['Animals'],
     );
     assert.deepEqual((await call('GET', '/moderation-label-banks', t.tenant.userKey)).json().items, [], 'kinds are separate');
     assert.equal((await call('GET', `/label-banks/${bank.id}`, t.tenant.userKey)).json().entries.length, 3);
@@ -73,9 +74,10 @@ describe('labels and label banks', () => {
 
     const renamed = await call('PATCH', `/label-banks/${bank.id}`, t.tenant.adminKey, { name: 'Fauna', description: null });
     assert.equal(renamed.statusCode, 200, renamed.body);
-    assert.equal(renamed.json().name, 'fauna');
+    assert.equal(renamed.json().name, 'Fauna');
     assert.equal(renamed.json().description, null);
 
+    // Bank names are unique case-insensitively.
     expectProblem(await call('POST', '/label-banks', t.tenant.adminKey, { name: 'fauna' }), 409, 'conflict');
     expectProblem(await call('POST', '/label-banks', t.tenant.adminKey, { name: '' }), 400, 'validation-failed');
     expectProblem(await call('POST', '/label-banks', t.tenant.adminKey, { name: 'x', colour: 'red' }), 400, 'validation-failed');
@@ -94,7 +96,7 @@ describe('labels and label banks', () => {
     expectProblem(await call('POST', '/label-banks', t.tenant.adminKey, { name: 'w', entries: [{ name: 'a', threshold: 0.5 }] }), 400, 'validation-failed');
     assert.deepEqual(
       (await call('GET', '/label-banks', t.tenant.adminKey)).json().items.map((b: { name: string }) => b.name),
-      ['fauna'],
+      ['Fauna'],
       'failed creates leave nothing',
     );
 
@@ -111,6 +113,7 @@ describe('labels and label banks', () => {
     assert.equal(car.statusCode, 201, car.body);
     const suv = (await add({ name: 'suv', parent_id: car.json().id })).json();
     expectProblem(await add({ name: 'car' }), 409, 'conflict');
+    expectProblem(await add({ name: 'CAR' }), 409, 'conflict');
     expectProblem(await add({ name: 'bike', parent_id: 'no-such-entry' }), 400, 'validation-failed');
     expectProblem(await add({ name: 'bike', threshold: 0.4 }), 400, 'validation-failed');
     expectProblem(await add({ name: 'bike', phrases: Array.from({ length: 101 }, (_, i) => `p${i}`) }), 400, 'validation-failed');
@@ -121,7 +124,7 @@ describe('labels and label banks', () => {
     expectProblem(await call('PATCH', entryUrl(suv.id), t.tenant.adminKey, { name: 'car' }), 409, 'conflict');
     const patched = await call('PATCH', entryUrl(car.json().id), t.tenant.adminKey, { name: 'Motor Car', phrases: ['auto', 'automobile'] });
     assert.equal(patched.statusCode, 200, patched.body);
-    assert.equal(patched.json().name, 'motor car');
+    assert.equal(patched.json().name, 'Motor Car');
     assert.deepEqual(patched.json().phrases, ['auto', 'automobile']);
     assert.equal(patched.json().parent_id, vehicle.id);
 
@@ -188,7 +191,7 @@ describe('labels and label banks', () => {
     const bank = await createBank(t.tenant.adminKey, {
       name: 'kitchen',
       description: 'cookware',
-      entries: [{ name: 'pan', parent: 'cookware', phrases: ['skillet'] }, { name: 'cookware' }, { name: 'pot', parent: 'cookware' }],
+      entries: [{ name: 'Pan', parent: 'cookware', phrases: ['Skillet'] }, { name: 'Cookware' }, { name: 'pot', parent: 'COOKWARE' }],
     });
     const exported = await call('GET', `/label-banks/${bank.id}/export`, t.tenant.userKey);
     assert.equal(exported.statusCode, 200);
@@ -196,10 +199,11 @@ describe('labels and label banks', () => {
     assert.equal(doc.format, 'qasar.label-bank');
     assert.equal(doc.version, 1);
     assert.equal(doc.kind, 'general');
-    assert.equal(doc.entries[0].name, 'cookware', 'parents come first');
+    assert.equal(doc.entries[0].name, 'Cookware', 'parents come first');
     assert.deepEqual(
-      doc.entries.find((e: { name: string }) => e.name === 'pan'),
-      { name: 'pan', parent: 'cookware', phrases: ['skillet'], threshold: null },
+      doc.entries.find((e: { name: string }) => e.name === 'Pan'),
+      { name: 'Pan', parent: 'Cookware', phrases: ['Skillet'], threshold: null },
+      'names as they were given',
     );
 
     // Round trip into another tenant: same document out.
@@ -223,6 +227,7 @@ describe('labels and label banks', () => {
     assert.deepEqual(
       replaced.json().entries.map((e: { name: string }) => e.name),
       ['cookware', 'kettle', 'pan'],
+      'entries matched case-insensitively take the spelling of the document',
     );
     const stats = (await call('GET', `/label-banks/${bank.id}/stats`, t.tenant.userKey)).json();
     assert.equal(stats.entries.find((e: { name: string }) => e.name === 'pan').match_count, 1, 'statistics of kept entries survive');
@@ -238,7 +243,8 @@ describe('labels and label banks', () => {
     const items = added.json().items;
     assert.deepEqual(
       items.map((l: { name: string; source: string }) => `${l.name}:${l.source}`),
-      ['beach:user', 'sunset:user'],
+      ['beach:user', 'Sunset:user'],
+      'trimmed, in the case given',
     );
     const beach = items[0];
     assert.equal(beach.confidence, 0.7);
@@ -246,6 +252,7 @@ describe('labels and label banks', () => {
     assert.equal(beach.count, 1);
 
     const repeat = (await call('POST', url, t.tenant.adminKey, { labels: [{ name: 'BEACH', confidence: 0.9 }] })).json().items[0];
+    assert.equal(repeat.name, 'beach', 'the same label, matched case-insensitively, keeps its first spelling');
     assert.equal(repeat.count, 2);
     assert.equal(repeat.confidence, 0.9, 'the highest confidence is kept');
     assert.equal(repeat.first_seen_at, beach.first_seen_at);
@@ -253,7 +260,7 @@ describe('labels and label banks', () => {
     assert.deepEqual(repeat.frames, beach.frames, 'frames stay when a write gives none');
 
     const record = (await call('GET', `/media/${media}`, t.tenant.userKey)).json();
-    assert.deepEqual(record.labels.map((l: { name: string }) => l.name).sort(), ['beach', 'sunset'], 'the media record lists them');
+    assert.deepEqual(record.labels.map((l: { name: string }) => l.name).sort(), ['Sunset', 'beach'], 'the media record lists them');
 
     expectProblem(await call('POST', url, bobKey, { labels: [{ name: 'mine' }] }), 403, 'forbidden');
     expectProblem(await call('POST', url, t.tenant.userKey, { labels: [{ name: 'x', kind: 'moderation', confidence: 0.1 }] }), 403, 'forbidden');
@@ -342,7 +349,8 @@ describe('labels and label banks', () => {
     assert.deepEqual({ ...(await statsOf('hail')), last: undefined }, { usage: 2, matches: 3, mean: 0.6, max: 0.8, last: undefined });
     const fogBefore = await statsOf('fog');
 
-    const sleet = (await labelsOf(m2)).find((l) => l.name === 'sleet')!;
+    // The phrase's label is the entry's: listed and removed as hail.
+    const sleet = (await labelsOf(m2)).find((l) => l.name === 'hail')!;
     assert.equal((await call('DELETE', `/media/${m2}/labels/${sleet.label_id}`, t.tenant.userKey)).statusCode, 204);
     const hailOnM1 = (await labelsOf(m1)).find((l) => l.name === 'hail')!;
     assert.deepEqual(await statsOf('hail'), { usage: 1, matches: 2, mean: 0.5, max: 0.6, last: hailOnM1.last_seen_at }, 'the phrase label is taken out');
@@ -383,7 +391,7 @@ describe('labels and label banks', () => {
       base,
     );
     assert.equal(bank.kind, 'moderation');
-    assert.equal(bank.name, 'safety');
+    assert.equal(bank.name, 'Safety');
     const violence = entryNamed(bank, 'violence');
     const gore = entryNamed(bank, 'gore');
     assert.equal(violence.threshold, 0.9);
@@ -399,7 +407,7 @@ describe('labels and label banks', () => {
     const add = (body: Record<string, unknown>, key = t.tenant.adminKey) => call('POST', `${base}/${bank.id}/entries`, key, body);
     const weapons = await add({ name: 'Weapons', threshold: 0.7, phrases: ['gun', 'Knife'] });
     assert.equal(weapons.statusCode, 201, weapons.body);
-    assert.deepEqual([weapons.json().name, weapons.json().threshold, weapons.json().phrases], ['weapons', 0.7, ['gun', 'knife']]);
+    assert.deepEqual([weapons.json().name, weapons.json().threshold, weapons.json().phrases], ['Weapons', 0.7, ['gun', 'Knife']]);
     expectProblem(await add({ name: 'x', threshold: 1.5 }), 400, 'validation-failed');
     expectProblem(await add({ name: 'x', threshold: -0.1 }), 400, 'validation-failed');
     expectProblem(await add({ name: 'weapons' }), 409, 'conflict');
@@ -411,7 +419,7 @@ describe('labels and label banks', () => {
     assert.equal(patched.statusCode, 200, patched.body);
     assert.deepEqual(
       [patched.json().name, patched.json().threshold, patched.json().parent_id, patched.json().phrases],
-      ['arms', null, violence.id, ['gun', 'knife']],
+      ['arms', null, violence.id, ['gun', 'Knife']],
     );
     const read = await call('GET', entryUrl(weapons.json().id), t.tenant.userKey);
     assert.equal(read.statusCode, 200);
@@ -427,7 +435,7 @@ describe('labels and label banks', () => {
     await createBank(t.tenant.adminKey, { name: 'other rules' }, base);
     const renamed = await call('PATCH', `${base}/${bank.id}`, t.tenant.adminKey, { name: 'Safety Rules', description: null });
     assert.equal(renamed.statusCode, 200, renamed.body);
-    assert.deepEqual([renamed.json().name, renamed.json().description, renamed.json().entries.length], ['safety rules', null, 3]);
+    assert.deepEqual([renamed.json().name, renamed.json().description, renamed.json().entries.length], ['Safety Rules', null, 3]);
     expectProblem(await call('PATCH', `${base}/${bank.id}`, t.tenant.adminKey, { name: 'other rules' }), 409, 'conflict');
     expectProblem(await call('PATCH', `${base}/${bank.id}`, t.tenant.adminKey, { kind: 'general' }), 400, 'validation-failed');
     expectProblem(await call('PATCH', `${base}/${bank.id}`, t.tenant.userKey, { name: 'mine' }), 403, 'forbidden');
@@ -437,7 +445,7 @@ describe('labels and label banks', () => {
     const exported = await call('GET', `${base}/${bank.id}/export`, t.tenant.userKey);
     assert.equal(exported.statusCode, 200);
     const doc = exported.json();
-    assert.deepEqual([doc.format, doc.version, doc.kind, doc.name], ['qasar.label-bank', 1, 'moderation', 'safety rules']);
+    assert.deepEqual([doc.format, doc.version, doc.kind, doc.name], ['qasar.label-bank', 1, 'moderation', 'Safety Rules']);
     assert.equal(doc.entries[0].name, 'violence', 'parents first');
     assert.deepEqual(
       doc.entries.find((e: { name: string }) => e.name === 'gore'),
@@ -477,7 +485,8 @@ describe('labels and label banks', () => {
     };
     assert.deepEqual(await stats(), { arms: [0, 0, null], gore: [1, 2, 0.6], violence: [1, 1, 0.5] }, 'a general label of the same name does not count');
     assert.equal((await call('GET', `/media/${media}`, t.tenant.userKey)).json().moderation_state, 'none', 'under the thresholds');
-    const blood = (await call('GET', `/media/${media}/labels`, t.tenant.adminKey)).json().items.find((l: { name: string }) => l.name === 'blood');
+    // Blood is gore's phrase: its label is listed (and removed) as gore's.
+    const blood = (await call('GET', `/media/${media}/labels`, t.tenant.adminKey)).json().items.find((l: { name: string }) => l.name === 'gore');
     expectProblem(await call('DELETE', `/media/${media}/labels/${blood.label_id}`, t.tenant.userKey), 403, 'forbidden');
     assert.equal((await call('DELETE', `/media/${media}/labels/${blood.label_id}`, t.tenant.adminKey)).statusCode, 204);
     assert.deepEqual(await stats(), { arms: [0, 0, null], gore: [0, 0, null], violence: [1, 1, 0.5] });
@@ -520,7 +529,7 @@ describe('labels and label banks', () => {
     }
     assert.ok(!(await call('GET', base, t.other.adminKey)).json().items.some((b: { id: string }) => b.id === bank.id));
     const mine = (await call('GET', `${base}/${bank.id}`, t.tenant.userKey)).json();
-    assert.deepEqual([mine.name, mine.entries.length, entryNamed(mine, 'nudity').threshold], ['safety rules', 2, 0.8]);
+    assert.deepEqual([mine.name, mine.entries.length, entryNamed(mine, 'nudity').threshold], ['Safety Rules', 2, 0.8]);
 
     assert.equal((await call('DELETE', entryUrl(nudity.id), t.tenant.adminKey)).statusCode, 204);
     expectProblem(await call('GET', entryUrl(nudity.id), t.tenant.userKey), 404, 'not-found');
@@ -626,6 +635,186 @@ describe('labels and label banks', () => {
     // Untouched for the owner.
     assert.equal((await call('GET', `/media/${media}/labels`, t.tenant.userKey)).json().items.length, 1);
     assert.equal((await call('GET', `/label-banks/${bank.id}`, t.tenant.userKey)).json().entries.length, 1);
+  });
+
+  it('shows names as their entries spell them, wherever labels are listed; matches them in any case', async () => {
+    const bank = await createBank(t.tenant.adminKey, {
+      name: 'Dog Breeds',
+      entries: [{ name: 'Dog Breed' }, { name: '  Golden   Retriever ', parent: 'dog breed', phrases: ['Goldie'] }],
+    });
+    const golden = entryNamed(bank, 'Golden Retriever');
+    assert.ok(golden, 'trimmed, white space folded, case kept');
+    const media = await upload(t.tenant.userKey);
+    const added = await call('POST', `/media/${media}/labels`, t.tenant.userKey, { labels: [{ name: 'golden retriever', confidence: 0.9 }] });
+    assert.equal(added.statusCode, 200, added.body);
+    const label = added.json().items[0];
+    assert.deepEqual([label.name, label.parent], ['Golden Retriever', 'Dog Breed'], 'the label of an entry is shown as the entry is');
+    assert.equal(label.label_id, golden.label_id);
+    const record = (await call('GET', `/media/${media}`, t.tenant.userKey)).json();
+    assert.deepEqual(
+      record.labels.map((l: { name: string }) => l.name),
+      ['Golden Retriever'],
+    );
+    const dictionary = (await call('GET', '/labels?limit=500', t.tenant.userKey)).json().items;
+    assert.ok(dictionary.some((l: { name: string }) => l.name === 'Golden Retriever'));
+    const breed = dictionary.find((l: { name: string }) => l.name === 'Dog Breed');
+    assert.deepEqual(
+      (await call('GET', `/labels?parent_id=${breed.id}`, t.tenant.userKey)).json().items.map((l: { name: string }) => l.name),
+      ['Golden Retriever'],
+    );
+    const stats = (await call('GET', `/label-banks/${bank.id}/stats`, t.tenant.userKey)).json();
+    assert.deepEqual(
+      stats.entries.map((e: { name: string; match_count: number }) => [e.name, e.match_count]),
+      [
+        ['Dog Breed', 0],
+        ['Golden Retriever', 1],
+      ],
+    );
+    // Matching stays case-insensitive: list filters and search terms in any case.
+    for (const term of ['GOLDEN RETRIEVER', 'goldie', 'Dog breed']) {
+      const listed = await call('GET', `/media?label=${encodeURIComponent(term)}`, t.tenant.userKey);
+      assert.equal(listed.statusCode, 200, listed.body);
+      assert.deepEqual(
+        listed.json().items.map((m: { id: string }) => m.id),
+        [media],
+        term,
+      );
+    }
+    // Renaming an entry in another case renames its label as shown.
+    const renamed = await call('PATCH', `/label-banks/${bank.id}/entries/${golden.id}`, t.tenant.adminKey, { name: 'golden RETRIEVER' });
+    assert.equal(renamed.statusCode, 200, renamed.body);
+    assert.equal(renamed.json().label_id, golden.label_id, 'the same label');
+    assert.equal((await call('GET', `/media/${media}/labels`, t.tenant.userKey)).json().items[0].name, 'golden RETRIEVER');
+  });
+
+  it('takes a label named like a phrase as its entry: listed, counted, searched and removed as the entry, until the phrase goes', async () => {
+    const [early, pup, dog, both] = [
+      await upload(t.tenant.userKey),
+      await upload(t.tenant.userKey),
+      await upload(t.tenant.userKey),
+      await upload(t.tenant.userKey),
+    ];
+    // Labelled before any bank says what a whelp is.
+    await call('POST', `/media/${early}/labels`, t.tenant.userKey, { labels: [{ name: 'Whelp', confidence: 0.6 }] });
+    const bank = await createBank(t.tenant.adminKey, {
+      name: 'Canines',
+      entries: [{ name: 'Canine' }, { name: 'Hound', parent: 'Canine', phrases: ['whelp', 'Pup'] }],
+    });
+    const hound = entryNamed(bank, 'Hound');
+    await call('POST', `/media/${pup}/labels`, t.tenant.userKey, { labels: [{ name: 'pup', confidence: 0.8 }] });
+    await call('POST', `/media/${dog}/labels`, t.tenant.userKey, { labels: [{ name: 'hound', confidence: 0.7 }] });
+    await call('POST', `/media/${both}/labels`, t.tenant.userKey, {
+      labels: [
+        { name: 'hound', confidence: 0.5, frames: [{ t: 2 }] },
+        { name: 'pup', confidence: 0.9, frames: [{ t: 1 }] },
+      ],
+    });
+
+    const labelsOf = async (media: string) => (await call('GET', `/media/${media}/labels`, t.tenant.userKey)).json().items;
+    for (const media of [early, pup, dog]) {
+      const items = await labelsOf(media);
+      assert.deepEqual(
+        items.map((l: { label_id: string; name: string; parent: string }) => [l.label_id, l.name, l.parent]),
+        [[hound.label_id, 'Hound', 'Canine']],
+        'the entry, not a label of its own',
+      );
+    }
+    const merged = (await labelsOf(both))[0];
+    assert.deepEqual(
+      [merged.name, merged.count, merged.confidence, merged.mean_confidence, merged.frames.map((f: { t: number }) => f.t)],
+      ['Hound', 2, 0.9, 0.7, [1, 2]],
+      'one label of the source, both rows in it',
+    );
+    assert.deepEqual(
+      (await call('GET', `/media/${both}`, t.tenant.userKey)).json().labels.map((l: { name: string; count: number }) => [l.name, l.count]),
+      [['Hound', 2]],
+    );
+
+    // The dictionary lists the entry only, with no child named like its phrase.
+    const dictionary = (await call('GET', '/labels?limit=500', t.tenant.userKey)).json().items.map((l: { name: string }) => l.name);
+    assert.ok(dictionary.includes('Hound'));
+    assert.ok(!dictionary.some((n: string) => ['whelp', 'Whelp', 'pup'].includes(n)), dictionary.join(', '));
+    assert.deepEqual((await call('GET', `/labels?parent_id=${hound.label_id}`, t.tenant.userKey)).json().items, []);
+    const stats = (await call('GET', `/label-banks/${bank.id}/stats`, t.tenant.userKey)).json().entries;
+    assert.deepEqual(
+      stats.map((e: { name: string; usage_count: number }) => [e.name, e.usage_count]),
+      [
+        ['Canine', 0],
+        ['Hound', 4],
+      ],
+      'the phrase labels written since the entry count under it (one per media and label)',
+    );
+
+    // Searching the entry, its phrase or its parent finds them all.
+    const found = async (term: string) =>
+      ((await call('GET', `/media?label=${encodeURIComponent(term)}`, t.tenant.userKey)).json().items as Array<{ id: string }>).map((m) => m.id).sort();
+    const all = [early, pup, dog, both].sort();
+    for (const term of ['hound', 'Pup', 'whelp', 'canine']) assert.deepEqual(await found(term), all, term);
+    const searched = (await call('GET', '/search?q=whelp&limit=100', t.tenant.userKey)).json().items.map((m: { id: string }) => m.id);
+    assert.deepEqual([...searched].sort(), all);
+    const db = t.ctx.database.db;
+    assert.deepEqual((await labelWithAncestors(db, t.tenant.id, [hound.label_id])).map((l) => l.name).sort(), ['canine', 'hound']);
+    // Feeds show the entry and its parent; related media are those of the entry, the phrase's included.
+    const feed = (await call('GET', '/feed/new?limit=100', t.tenant.userKey)).json().items;
+    assert.deepEqual(feed.find((i: { id: string }) => i.id === pup).labels, ['Canine', 'Hound']);
+    const related = (await call('GET', `/media/${pup}/related?limit=100`, t.tenant.userKey)).json().items.map((m: { id: string }) => m.id);
+    assert.deepEqual(related.slice(0, 3).sort(), [early, dog, both].sort(), related.join(', '));
+
+    // Removing the entry's label removes its phrase's row too.
+    assert.equal((await call('DELETE', `/media/${both}/labels/${hound.label_id}`, t.tenant.userKey)).statusCode, 204);
+    assert.deepEqual(await labelsOf(both), []);
+
+    // Without the phrase, the label is its own again.
+    const edited = await call('PATCH', `/label-banks/${bank.id}/entries/${hound.id}`, t.tenant.adminKey, { phrases: ['whelp'] });
+    assert.equal(edited.statusCode, 200, edited.body);
+    assert.deepEqual(
+      (await labelsOf(pup)).map((l: { name: string; parent: string | null }) => [l.name, l.parent]),
+      [['pup', null]],
+    );
+    assert.deepEqual(await found('hound'), [early, dog].sort());
+    assert.deepEqual(await found('pup'), [pup]);
+    assert.ok((await call('GET', '/labels?limit=500', t.tenant.userKey)).json().items.some((l: { name: string }) => l.name === 'pup'));
+    assert.equal((await call('DELETE', `/label-banks/${bank.id}`, t.tenant.adminKey)).statusCode, 204);
+  });
+
+  it("shows the models' labels as their global banks spell them, also banks stored before names kept their case", async () => {
+    await ensureModelBanks(t.ctx.labelBanks);
+    const db = t.ctx.database.db;
+    const objects = (await t.ctx.labelBanks.findGlobalByName('model-objects'))!;
+    const moderation = (await t.ctx.labelBanks.findGlobalByName('model-moderation'))!;
+    // As a database from before 0016 holds them: no display names.
+    await db.updateTable('label_bank_entries').set({ display_name: null }).where('bank_id', 'in', [objects.id, moderation.id]).execute();
+    await db.updateTable('labels').set({ display_name: null }).where('name', 'in', ['bicycle', 'vehicle']).execute();
+    // The other tenant: this one spells vehicle its own way, in a bank of its own (tenant banks come first).
+    const media = await upload(t.other.userKey);
+    await t.ctx.labels.addLabels({ system: true, tenantId: t.other.id }, media, [{ name: 'bicycle', confidence: 0.9, source: 'model' }]);
+    assert.deepEqual(
+      (await call('GET', `/media/${media}/labels`, t.other.userKey)).json().items.map((l: { name: string; parent: string }) => [l.name, l.parent]),
+      [['bicycle', 'vehicle']],
+      'not known yet',
+    );
+    await ensureModelBanks(t.ctx.labelBanks);
+    assert.deepEqual(
+      (await call('GET', `/media/${media}/labels`, t.other.userKey)).json().items.map((l: { name: string; parent: string }) => [l.name, l.parent]),
+      [['Bicycle', 'Vehicle']],
+      'the taxonomy spells them at start-up',
+    );
+    const exported = (await call('GET', `/label-banks/${objects.id}/export`, t.other.userKey)).json();
+    assert.deepEqual(
+      exported.entries.find((e: { name: string }) => e.name === 'Bicycle'),
+      { name: 'Bicycle', parent: 'Vehicle', phrases: [], threshold: null },
+    );
+    // An operator's spelling stays.
+    await db.updateTable('label_bank_entries').set({ display_name: 'BICYCLE' }).where('bank_id', '=', objects.id).where('name', '=', 'bicycle').execute();
+    await ensureModelBanks(t.ctx.labelBanks);
+    const entry = await db
+      .selectFrom('label_bank_entries')
+      .select('display_name')
+      .where('bank_id', '=', objects.id)
+      .where('name', '=', 'bicycle')
+      .executeTakeFirstOrThrow();
+    assert.equal(entry.display_name, 'BICYCLE');
+    for (const b of [objects, moderation]) await t.ctx.labelBanks.delete({ global: true }, b.kind, b.id);
   });
 
   it('imports global banks from the command line only', async () => {

@@ -69,13 +69,15 @@ describe(`media event writers (${BACKEND} backend)`, () => {
     await t.ctx.moderation.decide(admin, id, 'approve', null);
     await assert.rejects(t.ctx.moderation.decide(owner, id, 'reject', null), /admin/);
     const rest = (await eventsOf(id)).slice(4);
+    // A moderation event names its decision, which holds the labels and the note.
+    const decisions = (await t.ctx.moderation.ofMedia(admin, id)).decisions.map((d) => d.id);
     assert.deepEqual(
       rest.map((e) => [e.type, e.type === 'labels' ? Object.keys(e.data).sort() : e.data]),
       [
         ['labels', ['removed', 'source']],
         ['labels', ['added']],
-        ['moderation', { decision: 'hold', previous_state: 'none', state: 'held' }],
-        ['moderation', { decision: 'approve', previous_state: 'held', state: 'approved' }],
+        ['moderation', { decision: 'hold', previous_state: 'none', state: 'held', decision_id: decisions[0] }],
+        ['moderation', { decision: 'approve', previous_state: 'held', state: 'approved', decision_id: decisions[1] }],
       ],
     );
     assert.deepEqual(rest[0]!.data, { removed: [labelId], source: 'user' });

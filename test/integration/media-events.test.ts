@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { appendMediaEvents } from '../../src/events/media-events.js';
+import { toJson } from '../../src/db/schema.js';
+import { appendMediaEvents, writeWithEvents } from '../../src/events/media-events.js';
+import { moveModerationState } from '../../src/moderation/moderation-move.js';
 import type { RunningWorker } from '../../src/queue/queue.js';
 import { SAMPLES, startTestApp, waitFor, type TestApp } from '../support/harness.js';
 import { SessionClient } from '../support/upload-client.js';
@@ -55,6 +57,18 @@ class SseReader {
 
   statuses(): string[] {
     return this.events.filter((e) => e.event === 'status').map((e) => JSON.parse(e.data!).status);
+  }
+
+  /** The moderation events: decision, new state and the labels it was made on. */
+  decisions(): Array<{
+    decision: string;
+    previous_state: string;
+    state: string;
+    labels: Array<{ name: string; confidence: number; threshold: number }>;
+    note: string | null;
+    at: string;
+  }> {
+    return this.events.filter((e) => e.event === 'moderation').map((e) => JSON.parse(e.data!));
   }
 
   async closed(): Promise<void> {
@@ -227,6 +241,18 @@ describe('media status events (Server-Sent Events)', () => {
     await t.ctx.labels.addLabels({ system: true, tenantId: t.tenant.id }, id, [{ name: 'nudity', kind: 'moderation', confidence: 0.99, source: 'model' }]);
     await bobs.sse!.closed();
     assert.equal(bobs.sse!.events.at(-1)!.event, 'hidden');
+    assert.deepEqual(bobs.sse!.decisions(), [], 'nothing of the decision for others');
+    await waitFor("the owner's moderation event", async () => owners.sse!.decisions().length >= 1);
+    assert.deepEqual(owners.sse!.decisions(), [
+      {
+        decision: 'hold',
+        previous_state: 'none',
+        state: 'held',
+        labels: [{ name: 'nudity', confidence: 0.99, threshold: 0.8 }],
+        note: null,
+        at: owners.sse!.decisions()[0]!.at,
+      },
+    ]);
     assert.equal(owners.sse!.ended, false, "the owner's stream stays open");
     owners.sse!.abort();
     await owners.sse!.closed();
@@ -241,6 +267,109 @@ describe('media status events (Server-Sent Events)', () => {
       assert.equal(res.status, 200);
       await sse!.closed();
       assert.deepEqual(sse!.statuses(), ['ready']);
+      assert.deepEqual(
+        sse!.decisions().map((d) => [d.decision, d.state, d.labels.map((l) => l.name)]),
+        [['hold', 'held', ['nudity']]],
+        'the current decision on connecting',
+      );
     }
+  });
+
+  it('tells the owner and admin keys, and only them, what moderation decided on which labels; waits for the models first', async () => {
+    const bobKey = (await t.ctx.tenancy.createKey({ tenantId: t.tenant.id, userId: 'bob' })).key;
+    const client = new SessionClient(t.app, t.tenant.userKey);
+    /** A ready media waiting for the models, as the worker leaves it when labeling is on. */
+    const awaiting = async () => {
+      const { completed } = await client.uploadWhole(Buffer.alloc(2000, 9), { filename: 'waiting.bin', chunkSize: 1024 });
+      assert.equal(completed.statusCode, 201, completed.body);
+      const id: string = completed.json().id;
+      await writeWithEvents(t.ctx.database.db, t.ctx.changes, async (tx, record) => {
+        await tx
+          .updateTable('mediaassets')
+          .set({ file_metadata: toJson({ pending: ['labels'] }) })
+          .where('id', '=', id)
+          .execute();
+        await moveModerationState(tx, record, {
+          tenantId: t.tenant.id,
+          mediaId: id,
+          from: 'none',
+          to: 'pending',
+          decision: 'await',
+          labels: [],
+          note: null,
+          actor: null,
+        });
+      });
+      return id;
+    };
+    const flag = (id: string, confidence: number) =>
+      t.ctx.labels.addLabels({ system: true, tenantId: t.tenant.id }, id, [{ name: 'nudity', kind: 'moderation', confidence, source: 'model' }]);
+    const settle = async (sse: SseReader) => {
+      await sse.closed();
+      return sse.decisions().map((d) => [d.decision, d.state, d.labels.map((l) => [l.name, l.confidence, l.threshold])]);
+    };
+
+    // Held: the stream says why, then ends.
+    const held = await awaiting();
+    const owners = await open(held);
+    const admins = await open(held, { key: t.tenant.adminKey });
+    assert.equal((await open(held, { key: bobKey })).res.status, 403, 'others do not see a media waiting for the models');
+    await waitFor('the backlogs', async () => owners.sse!.decisions().length >= 1 && admins.sse!.decisions().length >= 1);
+    assert.deepEqual(owners.sse!.statuses(), ['ready']);
+    await new Promise((r) => setTimeout(r, 600));
+    assert.equal(owners.sse!.ended, false, 'ready, but moderation still waits for the models');
+    await flag(held, 0.9);
+    for (const { sse } of [owners, admins]) {
+      assert.deepEqual(await settle(sse!), [
+        ['await', 'pending', []],
+        ['hold', 'held', [['nudity', 0.9, 0.8]]],
+      ]);
+    }
+    const record = (await t.app.inject({ url: `/api/v1/media/${held}`, headers: t.auth(t.tenant.userKey) })).json();
+    assert.deepEqual(
+      [record.moderation.decision, record.moderation.labels],
+      ['hold', [{ name: 'nudity', confidence: 0.9, threshold: 0.8 }]],
+      'the record says it too',
+    );
+
+    // Cleared by the models: every moderation label with its threshold; others see the status only.
+    const cleared = await awaiting();
+    const waiting = await open(cleared);
+    await waitFor('the backlog', async () => waiting.sse!.decisions().length >= 1);
+    await flag(cleared, 0.1);
+    await new Promise((r) => setTimeout(r, 400));
+    assert.equal(waiting.sse!.ended, false, 'a label under its threshold decides nothing until the models are done');
+    await t.ctx.moderation.evaluate(t.tenant.id, cleared, { modelsDone: true });
+    assert.deepEqual(await settle(waiting.sse!), [
+      ['await', 'pending', []],
+      ['clear', 'none', [['nudity', 0.1, 0.8]]],
+    ]);
+    const readyId = waiting.sse!.events.find((e) => e.event === 'status')!.id!;
+    const replay = await open(cleared, { headers: { 'last-event-id': readyId } });
+    assert.deepEqual(await settle(replay.sse!), [
+      ['await', 'pending', []],
+      ['clear', 'none', [['nudity', 0.1, 0.8]]],
+    ]);
+    for (const headers of [{}, { 'last-event-id': readyId }] as Array<Record<string, string>>) {
+      const bobs = await open(cleared, { key: bobKey, headers });
+      if (bobs.sse) {
+        await bobs.sse.closed();
+        assert.deepEqual(bobs.sse.decisions(), [], 'no moderation event for another user');
+      } else assert.equal(bobs.res.status, 204, 'nothing left for another user');
+    }
+
+    // The models failed: nothing more to wait for (a moderator decides); the stream ends pending.
+    const failed = await awaiting();
+    const stuck = await open(failed);
+    await waitFor('the backlog', async () => stuck.sse!.decisions().length >= 1);
+    await writeWithEvents(t.ctx.database.db, t.ctx.changes, async (tx, record) => {
+      await tx
+        .updateTable('mediaassets')
+        .set({ file_metadata: toJson({ pending: [], labeling: { state: 'failed', at: new Date().toISOString(), reason: 'the models gave up' } }) })
+        .where('id', '=', failed)
+        .execute();
+      record({ tenantId: t.tenant.id, mediaId: failed, type: 'artifacts' });
+    });
+    assert.deepEqual(await settle(stuck.sse!), [['await', 'pending', []]]);
   });
 });

@@ -66,7 +66,7 @@ describe('media record cache (MEDIA_CACHE_TTL)', () => {
     assert.equal(labelled.statusCode, 200, labelled.body);
     assert.deepEqual(
       (await record(id)).labels.map((l: { name: string }) => l.name),
-      ['lighthouse'],
+      ['Lighthouse'],
     );
 
     const bob = await t.ctx.tenancy.createKey({ tenantId: t.tenant.id, userId: 'bob' });
@@ -132,8 +132,8 @@ describe('media record cache (MEDIA_CACHE_TTL)', () => {
       payload: { labels: [{ name: 'Iceberg' }] },
     });
     assert.equal(labelled.statusCode, 200, labelled.body);
-    assert.deepEqual((await feed())?.labels, ['iceberg', 'pinniped', 'walrus']);
-    assert.deepEqual((await found())?.labels, ['iceberg', 'pinniped', 'walrus']);
+    assert.deepEqual((await feed())?.labels, ['Iceberg', 'pinniped', 'walrus']);
+    assert.deepEqual((await found())?.labels, ['Iceberg', 'pinniped', 'walrus']);
 
     assert.ok(await feed(bob.key), 'bob sees it (and his lists cached it)');
     assert.ok(await found(bob.key));

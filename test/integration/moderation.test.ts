@@ -112,7 +112,7 @@ describe('moderation workflow', () => {
         server_default: 0.8,
         effective_default: 0.5,
         labels: [
-          ['violence', 0.95],
+          ['Violence', 0.95],
           ['weapon', 0],
         ],
       },
@@ -141,6 +141,67 @@ describe('moderation workflow', () => {
     assert.deepEqual(other, { default: null, server_default: 0.8, effective_default: 0.8, labels: [] });
     // Reset for the tests that follow.
     await call('PUT', '/moderation/thresholds', t.tenant.adminKey, { default: null, labels: [] });
+    assert.equal((await call('DELETE', `/moderation-label-banks/${bank.json().id}`, t.tenant.adminKey)).statusCode, 204);
+  });
+
+  it("an entry's threshold covers its phrases: a label named like a phrase is held as the entry", async () => {
+    const bank = await call('POST', '/moderation-label-banks', t.tenant.adminKey, {
+      name: 'house rules',
+      entries: [
+        { name: 'Violence', threshold: 0.5, phrases: ['Gore'] },
+        { name: 'Drugs', phrases: ['cocaine'] },
+      ],
+    });
+    assert.equal(bank.statusCode, 201, bank.body);
+
+    // As found: the phrase, at 0.9 and at 0.6 (above the entry's 0.5, below the server default 0.8).
+    for (const confidence of [0.9, 0.6]) {
+      const media = await upload();
+      const added = await call('POST', `/media/${media}/labels`, t.tenant.adminKey, { labels: [{ name: 'gore', kind: 'moderation', confidence }] });
+      assert.equal(added.statusCode, 200, added.body);
+      assert.equal(await stateOf(media), 'held', `gore at ${confidence}`);
+      const hold = (await call('GET', `/media/${media}/moderation`, t.tenant.userKey)).json().decisions.at(-1);
+      assert.deepEqual(hold.labels, [{ name: 'Violence', confidence, threshold: 0.5 }], 'held as the entry, named as it was given');
+    }
+    const below = await upload();
+    await flag(below, 'gore', 0.4);
+    assert.equal(await stateOf(below), 'none');
+
+    // A per-label threshold on the entry's label covers its phrases too.
+    const put = await call('PUT', '/moderation/thresholds', t.tenant.adminKey, { labels: [{ label: 'drugs', threshold: 0.3 }] });
+    assert.equal(put.statusCode, 200, put.body);
+    const cocaine = await upload();
+    await call('POST', `/media/${cocaine}/labels`, t.tenant.adminKey, { labels: [{ name: 'cocaine', kind: 'moderation', confidence: 0.4 }] });
+    assert.equal(await stateOf(cocaine), 'held', "the threshold of drugs (0.3), not the server's 0.8");
+
+    // Labels the system writes from other sources, by the phrase's name.
+    for (const source of ['model', 'ocr', 'transcript', 'caption'] as const) {
+      const media = await upload();
+      await t.ctx.labels.addLabels({ system: true, tenantId: t.tenant.id }, media, [{ name: 'Cocaine', kind: 'moderation', confidence: 0.35, source }]);
+      assert.equal(await stateOf(media), 'held', source);
+    }
+
+    // One judgement: approved with the entry seen, its phrase later does not hold it again.
+    const approved = await upload();
+    await flag(approved, 'violence', 0.7);
+    assert.equal(await stateOf(approved), 'held');
+    await call('POST', `/media/${approved}/moderation`, t.tenant.adminKey, { decision: 'approve' });
+    await flag(approved, 'gore', 0.95);
+    assert.equal(await stateOf(approved), 'approved', 'gore is violence, which the moderator saw');
+    const labels = (await call('GET', `/media/${approved}/moderation`, t.tenant.adminKey)).json().labels;
+    assert.deepEqual(labels, [{ name: 'Violence', confidence: 0.95, threshold: 0.5 }], 'one label: the entry, at the best of its names');
+
+    // Lowering the entry's threshold holds media labelled with the phrase before.
+    const earlier = await upload();
+    await flag(earlier, 'gore', 0.3);
+    assert.equal(await stateOf(earlier), 'none');
+    const violence = bank.json().entries.find((e: { name: string }) => e.name === 'Violence');
+    const lowered = await call('PATCH', `/moderation-label-banks/${bank.json().id}/entries/${violence.id}`, t.tenant.adminKey, { threshold: 0.25 });
+    assert.equal(lowered.statusCode, 200, lowered.body);
+    assert.equal(await stateOf(earlier), 'held');
+
+    await call('PUT', '/moderation/thresholds', t.tenant.adminKey, { default: null, labels: [] });
+    assert.equal((await call('DELETE', `/moderation-label-banks/${bank.json().id}`, t.tenant.adminKey)).statusCode, 204);
   });
 
   it('lets only admin keys add or remove moderation labels by hand', async () => {

@@ -114,17 +114,17 @@ describe('transcripts and on-screen text by the local models', () => {
 
     const { items } = (await call('GET', `/media/${id}/labels`)).json();
     const of = (name: string, source: string) => items.find((l: any) => l.name === name && l.source === source);
-    const dog = of('dog', 'model');
-    const horse = of('horse', 'model');
+    const dog = of('Dog', 'model');
+    const horse = of('Horse', 'model');
     assert.ok(dog && horse, `dog and horse among ${items.map((l: any) => `${l.name}/${l.source}`).join(', ')}`);
     assert.ok(
       dog.last_timestamp < 5 && horse.first_timestamp >= 4.9,
       `dog ${dog.first_timestamp}-${dog.last_timestamp}, horse ${horse.first_timestamp}-${horse.last_timestamp}`,
     );
 
-    assert.ok(of('cycling', 'model'), 'the detected bicycle matches Cycling by meaning');
+    assert.ok(of('Cycling', 'model'), 'the detected bicycle matches Cycling by meaning');
     // On-screen text: read, searchable, and the bank phrase found in it while it was on screen.
-    const ocr = of('cycling', 'ocr');
+    const ocr = of('Cycling', 'ocr');
     assert.ok(ocr, `"bike" read on screen matches Cycling: ${items.map((l: any) => `${l.name}/${l.source}`).join(', ')}`);
     assert.ok(
       ocr.frames.every((f: any) => f.t < 5),
@@ -148,7 +148,7 @@ describe('transcripts and on-screen text by the local models', () => {
     const wer = wordErrorRate(SPOKEN, vttText(vtt));
     console.log(`# transcript word error rate: ${(wer * 100).toFixed(1)} % ("${vttText(vtt)}")`);
     assert.ok(wer < 0.15, `word error rate ${(wer * 100).toFixed(1)} %`);
-    assert.ok(of('cycling', 'transcript'), 'the spoken "bike" matches Cycling');
+    assert.ok(of('Cycling', 'transcript'), 'the spoken "bike" matches Cycling');
     const pkg = (await call('GET', `/media/${id}/package`)).json();
     const master = await (await t.app.inject({ url: new URL(pkg.hls).pathname + new URL(pkg.hls).search })).body;
     assert.match(master, /TYPE=SUBTITLES.*LANGUAGE="en"/);

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { AppContext } from '../app-context.js';
-import { TERMINAL_STATUSES, type StatusEvent } from '../../media/status-stream.js';
+import type { MediaStreamEvent } from '../../media/status-stream.js';
 import { principalOf } from '../auth.js';
 import { AssetLabelSchema, LabelingSchema, MediaSchema, problemResponses } from '../schemas.js';
 import { CaptionTrackSchema } from './captions.js';
@@ -28,11 +28,14 @@ const MediaRecordSchema = Type.Object(
           decision: Type.String(),
           state: Type.String(),
           note: Nullable(Type.String()),
-          labels: Type.Array(Type.Unknown()),
+          labels: Type.Array(Type.Object({ name: Type.String(), confidence: Type.Number(), threshold: Type.Optional(Type.Number()) }), {
+            description:
+              'The moderation labels it was made on: for hold, those that met their thresholds; for clear, all of them; for approve and reject, what the moderator saw',
+          }),
           actor_user_id: Nullable(Type.String()),
           at: Type.String({ format: 'date-time' }),
         },
-        { description: 'The newest moderation decision' },
+        { description: 'The newest moderation decision (await, clear, hold, approve, reject)' },
       ),
     ),
     status_history: Type.Array(Type.Object({ status: Type.String(), at: Type.String({ format: 'date-time' }), error_code: Nullable(Type.String()) })),
@@ -61,9 +64,12 @@ const MediaPatchSchema = Type.Object(
 );
 
 /** One Server-Sent Events frame of a status event. */
-function sseFrame(e: StatusEvent): string {
-  const data = JSON.stringify({ status: e.status, at: e.at, error_code: e.error_code, error_reason: e.error_reason });
-  return `${e.id ? `id: ${e.id}\n` : ''}event: status\ndata: ${data}\n\n`;
+function sseFrame(e: MediaStreamEvent): string {
+  const data =
+    e.type === 'status'
+      ? JSON.stringify({ status: e.status, at: e.at, error_code: e.error_code, error_reason: e.error_reason })
+      : JSON.stringify({ decision: e.decision, previous_state: e.previous_state, state: e.state, labels: e.labels, note: e.note, at: e.at });
+  return `${e.id ? `id: ${e.id}\n` : ''}event: ${e.type}\ndata: ${data}\n\n`;
 }
 
 export function mediaRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
@@ -170,9 +176,10 @@ export function mediaRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
       {
         schema: {
           tags: ['media'],
-          summary: 'Status changes as Server-Sent Events (event `status`): the current status, then each change; ends after ready or error unless follow=true',
+          summary:
+            'Status changes as Server-Sent Events (event `status`) and, for the owner and admin keys, moderation decisions (event `moderation`): the current ones, then each change; ends after ready or error unless follow=true',
           description:
-            'Reconnecting with `Last-Event-ID` (or `last_event_id`) replays the events after that one. A reconnect with nothing left to say answers 204, which tells EventSource to stop. The stream ends with event `deleted` when the media is deleted, and with event `hidden` when moderation holds it (for anyone but its owner and admin keys, who get `moderation-hidden` on reconnecting).',
+            "Event `status`: `{status, at, error_code, error_reason}`. Event `moderation`, sent to the media's owner and admin keys only: `{decision, previous_state, state, labels, note, at}`, where `labels` are the moderation labels the decision was made on, each `{name, confidence, threshold}` (for `hold`: those that met their thresholds; `await` while the models are to look at the media; `clear` when they found nothing over a threshold; `approve` and `reject` by a moderator, with their note). For them the stream ends once the status is ready or error and moderation no longer waits for the models; for others, after ready or error. Reconnecting with `Last-Event-ID` (or `last_event_id`) replays the events after that one. A reconnect with nothing left to say answers 204, which tells EventSource to stop. The stream ends with event `deleted` when the media is deleted, and with event `hidden` when moderation holds it (for anyone but its owner and admin keys, who get `moderation-hidden` on reconnecting).",
           params: MediaParams,
           querystring: Type.Object({
             follow: Type.Boolean({ default: false, description: 'Keep the stream open after ready/error (to watch a reprocess)' }),
@@ -191,8 +198,8 @@ export function mediaRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
         const lastEventId = req.headers['last-event-id'] || req.query.last_event_id || undefined;
         const follow = req.query.follow;
         const backlog = await ctx.statusFeed.backlog(p, req.params.media_id, lastEventId);
-        const ends = (status: StatusEvent['status']) => !follow && TERMINAL_STATUSES.has(status);
-        if (lastEventId && !backlog.events.length && ends(backlog.status)) return reply.code(204).send(null);
+        const done = !follow && backlog.settled;
+        if (lastEventId && !backlog.events.length && done) return reply.code(204).send(null);
 
         reply.hijack();
         const raw = reply.raw;
@@ -213,27 +220,33 @@ export function mediaRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
           if (!raw.writableEnded) raw.end();
         };
         raw.on('close', finish);
-        const send = (events: StatusEvent[]) => {
-          for (const e of events) {
-            raw.write(sseFrame(e));
-            if (ends(e.status)) return finish();
-          }
+        const send = (events: MediaStreamEvent[]) => {
+          for (const e of events) raw.write(sseFrame(e));
         };
         raw.write('retry: 3000\n\n');
         send(backlog.events);
+        if (done) return finish();
+        // Closed by the client meanwhile.
         if (raw.writableEnded) return;
-        watch = ctx.statusFeed.watch(p, req.params.media_id, backlog.cursor, {
-          onEvents: send,
-          onGone: () => {
-            raw.write('event: deleted\ndata: {}\n\n');
-            finish();
+        watch = ctx.statusFeed.watch(
+          p,
+          req.params.media_id,
+          backlog,
+          { follow },
+          {
+            onEvents: send,
+            onSettled: finish,
+            onGone: () => {
+              raw.write('event: deleted\ndata: {}\n\n');
+              finish();
+            },
+            onHidden: () => {
+              raw.write('event: hidden\ndata: {}\n\n');
+              finish();
+            },
+            onError: (err) => req.log.warn({ err }, 'media event stream poll failed'),
           },
-          onHidden: () => {
-            raw.write('event: hidden\ndata: {}\n\n');
-            finish();
-          },
-          onError: (err) => req.log.warn({ err }, 'media event stream poll failed'),
-        });
+        );
       },
     );
 
