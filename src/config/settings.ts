@@ -279,7 +279,8 @@ const spec = {
   transcriptLanguage: {
     env: 'TRANSCRIPT_LANGUAGE',
     default: 'en',
-    description: 'Language of the speech transcribed, as a two- or three-letter code such as en, fr or de (the models here do not detect it).',
+    description:
+      'Language of the speech transcribed when the upload does not declare one, as a two- or three-letter code such as en, fr or de (the models here do not detect it).',
     parse: (raw: string) => {
       if (!/^[a-z]{2,3}$/.test(raw)) throw new Error('a two- or three-letter language code such as en, fr or de');
       return raw;

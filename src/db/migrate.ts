@@ -17,6 +17,7 @@ import * as m0013 from './migrations/0013_media_locks.js';
 import * as m0014 from './migrations/0014_local_models.js';
 import * as m0015 from './migrations/0015_document_texts.js';
 import * as m0016 from './migrations/0016_label_names.js';
+import * as m0017 from './migrations/0017_upload_language.js';
 
 type DialectMigration = { up(db: Kysely<any>, dialect: Dialect): Promise<void> };
 
@@ -37,6 +38,7 @@ const migrations: Record<string, DialectMigration> = {
   '0014_local_models': m0014,
   '0015_document_texts': m0015,
   '0016_label_names': m0016,
+  '0017_upload_language': m0017,
 };
 
 /** Every migration's name, oldest first. */

@@ -43,6 +43,8 @@ export interface UploadSessionsTable {
   chunk_size: number;
   chunk_count: number;
   sha256: string | null;
+  /** The spoken language the upload declared (BCP 47), for its transcript. */
+  language: Generated<string | null>;
   caption: string | null;
   user_tags: Json;
   labels: Json;

@@ -28,6 +28,8 @@ export interface IngestInput {
   size: number;
   sha256: string;
   caption: string | null;
+  /** The spoken language the upload declared (BCP 47), or null. */
+  language?: string | null;
   tags: string[];
   labels: string[];
   /** What `detect` found in the file, when the caller ran it already (e.g. while hashing). */
@@ -89,7 +91,10 @@ export class IngestService {
             sha256: input.sha256,
             caption: input.caption,
             user_tags: toJson(input.tags),
-            file_metadata: toJson({ original: { path: target, mime_type: detected.mime, size: input.size } }),
+            file_metadata: toJson({
+              original: { path: target, mime_type: detected.mime, size: input.size },
+              ...(input.language ? { language: input.language } : {}),
+            }),
             upload_session_id: input.sessionId,
             created_at: now,
             updated_at: now,

@@ -16,6 +16,7 @@ import { AppError } from '../shared/errors.js';
 import { newId } from '../shared/ids.js';
 import { normalizeLabelNames } from '../labels/label-names.js';
 import { normalizeCaption, normalizeTags } from '../media/tags.js';
+import { canonicalLanguage } from '../media/captions-service.js';
 import { isOutOfSpace } from '../storage/disk-space.js';
 import { removePath } from '../storage/files.js';
 import type { StorageLayout } from '../storage/layout.js';
@@ -238,6 +239,7 @@ function metadataOf(md: Record<string, string | null>): {
   filename: string;
   contentType: string | null;
   caption: string | null;
+  language: string | null;
   tags: string[];
   labels: string[];
   sha256?: string;
@@ -255,6 +257,7 @@ function metadataOf(md: Record<string, string | null>): {
     filename: validateFilename(md.filename ?? md.name ?? null),
     contentType: md.filetype ?? md.type ?? null,
     caption: normalizeCaption(md.caption ?? null),
+    language: md.language ? canonicalLanguage(md.language) : null,
     tags: normalizeTags(list(md.tags ?? md.user_tags)),
     labels: normalizeLabelNames(list(md.labels)),
     ...(sha ? { sha256: sha } : {}),
@@ -368,6 +371,7 @@ export class TusService {
           chunk_count: 1,
           sha256: md.sha256 ?? null,
           caption: md.caption,
+          language: md.language,
           user_tags: toJson(md.tags),
           labels: toJson(md.labels),
           state: 'open',
@@ -440,6 +444,7 @@ export class TusService {
         size: Number(session.total_size),
         sha256,
         caption: session.caption,
+        language: session.language,
         tags: fromJson<string[]>(session.user_tags, []),
         labels: fromJson<string[]>(session.labels, []),
         mediaId,

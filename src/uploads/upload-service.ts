@@ -12,6 +12,7 @@ import { newId } from '../shared/ids.js';
 import { normalizeLabelNames } from '../labels/label-names.js';
 import type { MediaView } from '../media/media-service.js';
 import { normalizeCaption, normalizeTags } from '../media/tags.js';
+import { canonicalLanguage } from '../media/captions-service.js';
 import { removePath } from '../storage/files.js';
 import type { StorageLayout } from '../storage/layout.js';
 import type { Principal } from '../tenancy/principal.js';
@@ -50,6 +51,8 @@ export interface CreateSessionInput {
   chunk_size?: number;
   sha256?: string;
   caption?: string | null;
+  /** The spoken language (BCP 47), for the transcript. */
+  language?: string | null;
   user_tags?: string[];
   labels?: string[];
 }
@@ -198,6 +201,7 @@ export class UploadService {
       chunk_count: Math.ceil(total / Math.min(chunkSize, total)),
       sha256: sha256 ?? null,
       caption: normalizeCaption(input.caption),
+      language: input.language ? canonicalLanguage(input.language) : null,
       user_tags: normalizeTags(input.user_tags),
       labels: normalizeLabelNames(input.labels),
       state: 'open',
@@ -521,6 +525,7 @@ export class UploadService {
         size,
         sha256,
         caption: s.caption,
+        language: s.language,
         tags: fromJson<string[]>(s.user_tags, []),
         labels: fromJson<string[]>(s.labels, []),
         detected,

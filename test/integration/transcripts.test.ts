@@ -65,10 +65,11 @@ describe('transcripts and on-screen text by the local models', () => {
       ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}),
     });
 
-  async function upload(file: string): Promise<string> {
+  async function upload(file: string, extra: Record<string, unknown> = {}): Promise<string> {
     const { completed } = await new SessionClient(t.app, t.tenant.userKey).uploadWhole(fs.readFileSync(file), {
       filename: path.basename(file),
       chunkSize: 1024 * 1024,
+      extra,
     });
     assert.equal(completed.statusCode, 201, completed.body);
     return completed.json().id;
@@ -184,7 +185,7 @@ describe('transcripts and on-screen text by the local models', () => {
       ...['-f', 'lavfi', '-i', "aevalsrc='0.2*sin(2*PI*220*t)+0.15*sin(2*PI*277*t)+0.12*sin(2*PI*330*t)*(1+sin(2*PI*2*t))/2':s=44100:d=20"],
       ...['-c:a', 'aac', music],
     ]);
-    const ids = { spoken: await upload(spoken), silence: await upload(silence), music: await upload(music) };
+    const ids = { spoken: await upload(spoken, { language: 'EN-gb' }), silence: await upload(silence), music: await upload(music) };
     for (const id of Object.values(ids)) await settled(id);
     const trackOf = async (id: string) => {
       return (await call('GET', `/media/${id}/captions`)).json().items as any[];
@@ -192,6 +193,9 @@ describe('transcripts and on-screen text by the local models', () => {
     const spokenTracks = await trackOf(ids.spoken);
     assert.equal(spokenTracks.length, 1, 'speech gets a transcript');
     assert.equal(spokenTracks[0].source, 'auto');
+    assert.equal(spokenTracks[0].language, 'en-GB', 'in the language the upload declared');
+    const bad = await new SessionClient(t.app, t.tenant.userKey).create({ filename: 'x.m4a', total_size: 10, language: 'not a language' });
+    assert.equal(bad.statusCode, 400, bad.body);
     for (const name of ['silence', 'music'] as const) {
       assert.deepEqual(await trackOf(ids[name]), [], `${name} gets no transcript`);
       const record = (await call('GET', `/media/${ids[name]}`)).json();

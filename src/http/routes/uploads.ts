@@ -28,6 +28,12 @@ export function uploadRoutes(ctx: AppContext): FastifyPluginAsyncTypebox {
               chunk_size: Type.Optional(Type.Integer({ minimum: 1 })),
               sha256: Type.Optional(Type.String({ description: 'sha256 of the whole file, 64 hex digits; checked at complete' })),
               caption: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+              language: Type.Optional(
+                Type.Union([
+                  Type.String({ maxLength: 35, description: 'The spoken language (BCP 47, such as en or pt-BR): its transcript is made in it' }),
+                  Type.Null(),
+                ]),
+              ),
               user_tags: Type.Optional(Type.Array(Type.String(), { maxItems: 200 })),
               labels: Type.Optional(Type.Array(Type.String(), { maxItems: 200 })),
             },

@@ -74,6 +74,7 @@ export async function runTranscriptStep(
   const started = Date.now();
   const row = await db.selectFrom('mediaassets').select(['file_metadata']).where('id', '=', media.id).executeTakeFirstOrThrow();
   const meta = fromJson<Record<string, any>>(row.file_metadata, {});
+  // The language the upload declared, else the server's.
   const language = String(meta.language ?? settings.transcriptLanguage);
   const mediaDir = mediaFolderIn(store, { tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id });
   await clearLeftovers(mediaDir, ['transcript']);
@@ -101,7 +102,9 @@ export async function runTranscriptStep(
       const { segments } = await models.speech(pcm);
       speechSeconds = segments.reduce((s, w) => s + (w.end - w.start), 0);
       if (segments.length) {
-        const result = await models.transcribe(pcm, { windows: segments, model: settings.transcriptModel, language });
+        // Whisper knows languages by their primary code (pt for pt-BR); the track keeps the tag given.
+        const spoken = language.split('-')[0]!.toLowerCase();
+        const result = await models.transcribe(pcm, { windows: segments, model: settings.transcriptModel, language: spoken });
         cues = result.cues.filter((c) => c.text.trim());
         timedOut = result.timedOut.length;
       }
