@@ -20,6 +20,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { percentile, rssOfTree, waitForLine } from '../lib/processes.js';
 import { shippedNodeFlags } from '../lib/shipped-node-flags.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -92,11 +93,6 @@ function timedScript(name: string, body: string): Timed {
 }
 
 const src = (rel: string) => JSON.stringify(path.join(ROOT, 'src', rel));
-
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
-}
 
 const SPOKEN =
   'Here is my new bike, parked next to the red car. Later we watched the horses running across the green field near the river. ' +
@@ -241,39 +237,6 @@ function video(input: string): Record<string, unknown> {
     labeling_per_media_second: labeling.wall_s / seconds,
     model_process_peak_rss_mb: l.peakRssMb,
   };
-}
-
-/** RSS of a process and its descendants; with `only`, of those whose command line it accepts. */
-function rssOfTree(pid: number, only?: (cmdline: string) => boolean): number {
-  let total = 0;
-  const visit = (p: number) => {
-    try {
-      if (!only || only(fs.readFileSync(`/proc/${p}/cmdline`, 'utf8'))) {
-        total += Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0);
-      }
-      const children = fs.readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim();
-      for (const c of children ? children.split(' ') : []) visit(Number(c));
-    } catch {
-      // gone
-    }
-  };
-  visit(pid);
-  return total / 1024;
-}
-
-function waitForLine(child: ReturnType<typeof spawn>, re: RegExp): Promise<RegExpMatchArray> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const t = setTimeout(() => reject(new Error(`no ${re} in: ${out}`)), 120_000);
-    child.stdout!.on('data', (b: Buffer) => {
-      out += b.toString();
-      const m = out.match(re);
-      if (m) {
-        clearTimeout(t);
-        resolve(m);
-      }
-    });
-  });
 }
 
 /** A real server with labeling on: ready, ready → moderation decision, and a new upload while one is labeled. */

@@ -13,11 +13,12 @@
  * was running when the clip was completed (a round after it ended measures nothing, and is not
  * counted) and still running when its processing began. Goal: queued → processing under 2 s.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { waitForLine } from '../lib/processes.js';
 import { shippedNodeFlags } from '../lib/shipped-node-flags.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -73,21 +74,6 @@ function makeInputs(): { long: string; small: string } {
   if (!fs.existsSync(small))
     ffmpeg(['-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25', '-t', '1', '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', small]);
   return { long, small };
-}
-
-function waitForLine(child: ChildProcess, re: RegExp): Promise<RegExpMatchArray> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const t = setTimeout(() => reject(new Error(`no ${re} in: ${out}`)), 60_000);
-    child.stdout!.on('data', (b: Buffer) => {
-      out += b.toString();
-      const m = out.match(re);
-      if (m) {
-        clearTimeout(t);
-        resolve(m);
-      }
-    });
-  });
 }
 
 /** Whether a WebM encode is running: its scratch folder exists somewhere under the storage root. */

@@ -6,15 +6,9 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, waitFor, type TestApp } from '../support/harness.js';
 import { SessionClient } from '../support/upload-client.js';
+import { photo } from '../support/model-fixtures.js';
 
 const API = '/api/v1';
-const PHOTOS = path.resolve(import.meta.dirname, '../../.cache/fixtures/photos');
-
-function photo(name: string): string {
-  const file = path.join(PHOTOS, name);
-  if (!fs.existsSync(file)) throw new Error(`test photo ${name} is missing: run scripts/test-fixtures.sh`);
-  return file;
-}
 
 describe('labeling by the local models', () => {
   let t: TestApp;

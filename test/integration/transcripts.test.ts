@@ -6,35 +6,10 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startTestApp, waitFor, type TestApp } from '../support/harness.js';
 import { SessionClient } from '../support/upload-client.js';
+import { photo, wordErrorRate } from '../support/model-fixtures.js';
 
 const API = '/api/v1';
-const PHOTOS = path.resolve(import.meta.dirname, '../../.cache/fixtures/photos');
 const SPOKEN = 'Here is my new bike, parked next to the red car. Later we watched the horses running across the green field near the river.';
-
-function photo(name: string): string {
-  const file = path.join(PHOTOS, name);
-  if (!fs.existsSync(file)) throw new Error(`test photo ${name} is missing: run scripts/test-fixtures.sh`);
-  return file;
-}
-
-/** Word error rate: word-level edit distance over the reference's length. */
-function wordErrorRate(reference: string, hypothesis: string): number {
-  const words = (s: string) =>
-    s
-      .toLowerCase()
-      .replace(/[^a-z0-9' ]+/g, ' ')
-      .split(/\s+/)
-      .filter(Boolean);
-  const r = words(reference);
-  const h = words(hypothesis);
-  let prev = Array.from({ length: h.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= r.length; i++) {
-    const row = [i];
-    for (let j = 1; j <= h.length; j++) row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (r[i - 1] === h[j - 1] ? 0 : 1));
-    prev = row;
-  }
-  return prev[h.length]! / r.length;
-}
 
 /** The words of a WebVTT file's cues. */
 function vttText(vtt: string): string {

@@ -12,22 +12,9 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { cosine, ModelError, ModelHost, type SpeechResult, type TimeSpan } from '../../src/models/model-host.js';
 import { runModelChild } from '../support/model-child-run.js';
+import { FIXTURE_PHOTOS, photo, wordErrorRate, words } from '../support/model-fixtures.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
-const PHOTOS = path.join(ROOT, '.cache/fixtures/photos');
-/** Photos with no text in them (scripts/test-fixtures.sh). */
-const TEXT_FREE = [
-  'dog.jpg',
-  'horses.jpg',
-  'person.jpg',
-  'eagle.jpg',
-  'giraffe.jpg',
-  'kite.jpg',
-  'chelsea.png',
-  'coffee.png',
-  'motorcycle_left.png',
-  'astronaut.png',
-];
 
 const SIGN = 'Bike shop open today';
 /** 45 words, spoken by espeak-ng's en-us voice. */
@@ -37,12 +24,6 @@ const SPOKEN =
 /** Silence around the speech in the clip, seconds. */
 const LEAD = 2;
 const TAIL = 2;
-
-function photo(name: string): string {
-  const file = path.join(PHOTOS, name);
-  if (!fs.existsSync(file)) throw new Error(`the test photo ${name} is missing from .cache/fixtures/photos: run scripts/test-fixtures.sh`);
-  return file;
-}
 
 function run(cmd: string, args: string[]): void {
   execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -94,26 +75,6 @@ function makeInputs(dir: string) {
   return { sign: at('sign.png'), spoken: at('spoken.f32'), silence: at('silence.f32'), music: at('music.f32'), odd: at('odd.f32') };
 }
 
-const words = (text: string) =>
-  text
-    .toLowerCase()
-    .replace(/[^a-z0-9' ]+/g, ' ')
-    .split(/\s+/)
-    .filter(Boolean);
-
-/** Word error rate: (substitutions + deletions + insertions) / reference words, by edit distance over words. */
-function wordErrorRate(reference: string, hypothesis: string): number {
-  const ref = words(reference);
-  const hyp = words(hypothesis);
-  let prev = Array.from({ length: hyp.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= ref.length; i++) {
-    const row = [i];
-    for (let j = 1; j <= hyp.length; j++) row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (ref[i - 1] === hyp[j - 1] ? 0 : 1));
-    prev = row;
-  }
-  return prev[hyp.length]! / ref.length;
-}
-
 const seconds = (spans: TimeSpan[]) => spans.reduce((s, w) => s + (w.end - w.start), 0);
 
 /** Figures for the output (and docs/decisions.md): node's spec reporter prints diagnostics under the test. */
@@ -149,7 +110,7 @@ describe('OCR, speech, transcripts and text embeddings on real inputs', () => {
 
   it('reads no text in real photos without any', async (t) => {
     const junk: string[] = [];
-    for (const name of TEXT_FREE) {
+    for (const name of FIXTURE_PHOTOS) {
       const r = await host.ocr(photo(name));
       assert.equal(r.text, '', `${name}: ${JSON.stringify(r.lines)}`);
       // Below the default threshold the recogniser does read something in textures: a letter or two.

@@ -6,30 +6,9 @@ import { after, before, describe, it } from 'node:test';
 import { DEFAULT_COCO_SSD_DIR } from '../../src/models/model-files.js';
 import { ModelError, ModelHost, type VisionResult } from '../../src/models/model-host.js';
 import { runModelChild as runChild } from '../support/model-child-run.js';
-
-const ROOT = path.resolve(import.meta.dirname, '../..');
-const PHOTOS = path.join(ROOT, '.cache/fixtures/photos');
+import { FIXTURE_PHOTOS, photo } from '../support/model-fixtures.js';
 
 /** A real photograph from Debian's packages (scripts/test-fixtures.sh). */
-function photo(name: string): string {
-  const file = path.join(PHOTOS, name);
-  if (!fs.existsSync(file)) throw new Error(`the test photo ${name} is missing from .cache/fixtures/photos: run scripts/test-fixtures.sh`);
-  return file;
-}
-
-/** Every photo here is an ordinary picture: nothing sexual in any of them. */
-const BENIGN = [
-  'dog.jpg',
-  'horses.jpg',
-  'person.jpg',
-  'eagle.jpg',
-  'giraffe.jpg',
-  'kite.jpg',
-  'chelsea.png',
-  'coffee.png',
-  'motorcycle_left.png',
-  'astronaut.png',
-];
 
 /** What the photo certainly shows, as COCO names it, at 0.6 or more (below that COCO-SSD guesses: "sheep" for a horse). */
 const SHOWS: Array<[string, string]> = [
@@ -73,7 +52,7 @@ describe('vision models on real photos (COCO-SSD, nsfwjs)', () => {
     const loads = await host.warmUp('vision', ['coco-ssd', 'nsfwjs']);
     assert.deepEqual(Object.keys(loads).sort(), ['coco-ssd', 'nsfwjs']);
     for (const ms of Object.values(loads)) assert.ok(ms > 0);
-    for (const name of BENIGN) results.set(name, await host.vision(photo(name)));
+    for (const name of FIXTURE_PHOTOS) results.set(name, await host.vision(photo(name)));
   });
   after(() => host.close());
 
@@ -127,7 +106,7 @@ describe('vision models on real photos (COCO-SSD, nsfwjs)', () => {
 
   it('keeps the number of tensors constant over 5 calls, and its memory bounded', async () => {
     const before = await host.stats();
-    for (let i = 0; i < 5; i++) await host.vision(photo(BENIGN[i]!));
+    for (let i = 0; i < 5; i++) await host.vision(photo(FIXTURE_PHOTOS[i]!));
     const after = await host.stats();
     assert.equal(after.numTensors, before.numTensors);
     assert.equal(after.tensorBytes, before.tensorBytes);

@@ -19,6 +19,7 @@ export async function up(db: Kysely<any>, dialect: Dialect): Promise<void> {
   const pg = dialect === 'postgres';
   await db.schema
     .createTable('document_texts')
+    .ifNotExists()
     .addColumn('media_id', 'text', (c) => c.primaryKey().references('mediaassets.id').onDelete('cascade'))
     .addColumn('tenant_id', 'text', (c) => c.notNull())
     .addColumn('text', 'text', (c) => c.notNull())

@@ -1,5 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import type { Dialect } from '../dialect.js';
+import { hasColumn } from '../check-constraints.js';
 
 /**
  * Names keep their case for display; a label named like a bank phrase is its entry.
@@ -15,15 +16,18 @@ import type { Dialect } from '../dialect.js';
  *   e.g. a tenant bank shadowing a global one). Search words do not change: an alias carries the
  *   words of its entry's chain, as the child did.
  */
-export async function up(db: Kysely<any>, _dialect: Dialect): Promise<void> {
+export async function up(db: Kysely<any>, dialect: Dialect): Promise<void> {
+  // Each step can be run again: a process that stopped half-way through migrates again on its next start.
   for (const table of ['labels', 'label_banks', 'label_bank_entries', 'label_bank_phrases']) {
-    await db.schema.alterTable(table).addColumn('display_name', 'text').execute();
+    if (!(await hasColumn(db, dialect, table, 'display_name'))) await db.schema.alterTable(table).addColumn('display_name', 'text').execute();
   }
-  await db.schema
-    .alterTable('labels')
-    .addColumn('alias_of', 'text', (c) => c.references('labels.id').onDelete('set null'))
-    .execute();
-  await db.schema.createIndex('labels_tenant_alias_idx').on('labels').columns(['tenant_id', 'alias_of']).execute();
+  if (!(await hasColumn(db, dialect, 'labels', 'alias_of'))) {
+    await db.schema
+      .alterTable('labels')
+      .addColumn('alias_of', 'text', (c) => c.references('labels.id').onDelete('set null'))
+      .execute();
+  }
+  await db.schema.createIndex('labels_tenant_alias_idx').ifNotExists().on('labels').columns(['tenant_id', 'alias_of']).execute();
 
   await sql`
     update labels set alias_of = parent_id, parent_id = null

@@ -4,8 +4,8 @@ import type { Settings } from '../../config/settings.js';
 import { fromJson, nowIso, toJson } from '../../db/schema.js';
 import { writeWithEvents } from '../../events/media-events.js';
 import { writeAssetLabels, type LabelInput } from '../../labels/asset-labels.js';
-import { findByMeaning, findPhrases, foldText, labelsFromMatches, matchableEntries, type TextPiece } from '../../labels/text-matching.js';
-import { modelBanks } from '../labeling/taxonomy.js';
+import { foldText, labelsFromMatches, type Embed, type MatchableEntry, type TextPiece } from '../../labels/text-matching.js';
+import { byMeaning, embedderOf, entriesToMatch, labelsFromText } from '../labeling/bank-matching.js';
 import { ModerationService } from '../../moderation/moderation-service.js';
 import type { Job } from '../../queue/queue.js';
 import { PermanentJobError } from '../../shared/errors.js';
@@ -82,13 +82,28 @@ export async function runLabelsStep(deps: StepDeps<LabelingSettings>, media: Med
           announce({ tenantId: media.tenant_id, mediaId: media.id, type: 'labels', data: { added: labelIds, source } });
         }
       });
-    // What the vision models saw decides first: the sentence encoder and the text reader come after.
-    await write({ model: inputs });
+    // What the vision models saw, and bank entries found as words in what people wrote, decide first;
+    // matches by meaning (the sentence encoder's process) and the text reader come after.
+    const entries = await entriesToMatch(db, media.tenant_id, settings);
+    const written = entries.length ? await writtenText(deps, media) : [];
+    const captionWords = await labelsFromText(entries, written, 'caption', settings, undefined);
+    await write({ model: inputs, caption: captionWords });
     const moderation = new ModerationService(db, deps.changes, settings.moderationDefaultThreshold);
     await moderation.evaluate(media.tenant_id, media.id, { modelsDone: true });
-    const matched = await bankMatches(deps, media, inputs, models);
-    await write(matched);
-    if ([...matched.caption, ...(matched.model ?? [])].some((l) => l.kind === 'moderation')) await moderation.evaluate(media.tenant_id, media.id);
+    const embed = embedderOf(models);
+    if (embed && entries.length) {
+      const caption = await labelsFromText(entries, written, 'caption', settings, embed);
+      const extra = await modelLabelsByMeaning(entries, inputs, embed, settings);
+      // Written again only when meaning found more than the words did.
+      const more: Partial<Record<'model' | 'caption', LabelInput[]>> = {
+        ...(caption.length > captionWords.length ? { caption } : {}),
+        ...(extra.length ? { model: [...inputs, ...extra] } : {}),
+      };
+      if (Object.keys(more).length) {
+        await write(more);
+        if ([...caption.slice(captionWords.length), ...extra].some((l) => l.kind === 'moderation')) await moderation.evaluate(media.tenant_id, media.id);
+      }
+    }
     // On-screen text last: reading it is slower than seeing, and only bank entries found in it can hold.
     if (models.ocr && (media.kind === 'video' || media.kind === 'image')) {
       const read = await readText(deps, media, frames, models);
@@ -129,19 +144,7 @@ async function readText(
   }
   // A subtitle on screen for five seconds is read five times: the text keeps it once.
   const distinct = [...new Set(pieces.map((p) => p.text))];
-  const entries = await matchableEntries(db, media.tenant_id, settings.labelingMatchThreshold, MODEL_BANKS);
-  const found = findPhrases(entries, pieces);
-  const byMeaning =
-    models.embed && pieces.length
-      ? await findByMeaning(
-          entries.filter((e) => !found.some((f) => f.entry === e.name && f.kind === e.kind)),
-          pieces,
-          async (texts) => (await models.embed!(texts)).vectors,
-          vectors,
-          { maxTerms: settings.labelingMatchMaxTerms },
-        )
-      : [];
-  const labels = labelsFromMatches([...found, ...byMeaning], entries, 'ocr');
+  const labels = await labelsFromText(await entriesToMatch(db, media.tenant_id, settings), pieces, 'ocr', settings, embedderOf(models));
   const text = distinct.join('\n');
   await writeWithEvents(db, deps.changes, async (tx, announce) => {
     const { labelIds } = await writeAssetLabels(tx, { tenantId: media.tenant_id, userId: media.user_id, mediaId: media.id }, labels, { replaceSource: 'ocr' });
@@ -175,27 +178,15 @@ async function recordLabeling(deps: StepDeps<LabelingSettings>, media: MediaToPr
   });
 }
 
-/** The global banks of the models' own taxonomy: their entries are what the models name, not words to look for in text. */
-const MODEL_BANKS = modelBanks().map((b) => b.name);
-/** Vectors of bank terms and texts, per worker process (a tenant's banks are encoded once, not once per media; bounded in findByMeaning). */
-const vectors = new Map<string, number[]>();
-
-/**
- * The tenant's bank entries found in what people wrote about the media (title, description,
- * caption, tags, uploaded caption tracks: source `caption`), and entries close in meaning to the
- * models' labels (source `model`, added to theirs) — found as words first, then by meaning when
- * the model process has a sentence encoder.
- */
-async function bankMatches(
-  deps: StepDeps<LabelingSettings>,
-  media: MediaToProcess,
-  modelLabels: readonly LabelInput[],
-  models: VisionModels,
-): Promise<{ caption: LabelInput[]; model?: LabelInput[] }> {
-  const { db, settings } = deps;
-  const entries = await matchableEntries(db, media.tenant_id, settings.labelingMatchThreshold, MODEL_BANKS);
-  if (!entries.length) return { caption: [] };
-  const row = await db.selectFrom('mediaassets').select(['title', 'description', 'caption', 'user_tags']).where('id', '=', media.id).executeTakeFirst();
+/** What people wrote about the media: title, description, caption, tags and uploaded caption tracks. */
+async function writtenText(deps: StepDeps<LabelingSettings>, media: MediaToProcess): Promise<TextPiece[]> {
+  const { db } = deps;
+  const row = await db
+    .selectFrom('mediaassets')
+    .select(['title', 'description', 'caption', 'user_tags'])
+    .where('id', '=', media.id)
+    .where('tenant_id', '=', media.tenant_id)
+    .executeTakeFirst();
   const tracks = await db
     .selectFrom('caption_tracks')
     .select('text')
@@ -203,29 +194,30 @@ async function bankMatches(
     .where('media_id', '=', media.id)
     .where('source', '=', 'user')
     .execute();
-  const written: TextPiece[] = [
+  return [
     ...[row?.title, row?.description, row?.caption].filter((t): t is string => !!t).map((text) => ({ text })),
     ...fromJson<string[]>(row?.user_tags ?? null, []).map((text) => ({ text })),
     ...tracks.flatMap((t) => t.text.split('\n')).map((text) => ({ text })),
   ];
-  const found = findPhrases(entries, written);
-  const embed = models.embed ? async (texts: string[]) => (await models.embed!(texts)).vectors : undefined;
-  if (!embed) return { caption: labelsFromMatches(found, entries, 'caption') };
-  const opts = { maxTerms: settings.labelingMatchMaxTerms };
-  const unmatched = entries.filter((e) => !found.some((f) => f.entry === e.name && f.kind === e.kind));
-  const captionByMeaning = await findByMeaning(unmatched, written, embed, vectors, opts);
+}
+
+/** Entries close in meaning to the models' general labels (a "Cycling" entry for a detected bicycle), as labels of source `model`. */
+async function modelLabelsByMeaning(
+  entries: readonly MatchableEntry[],
+  modelLabels: readonly LabelInput[],
+  embed: Embed,
+  settings: LabelingSettings,
+): Promise<LabelInput[]> {
   // Entries named like a model label are that label already (see the label hierarchy).
   const labelNames = new Set(modelLabels.map((l) => foldText(l.name)));
-  const modelPieces = modelLabels.filter((l) => l.kind === 'general').map((l) => ({ text: foldText(l.name) }));
-  const byMeaning = await findByMeaning(
+  const pieces = modelLabels.filter((l) => l.kind === 'general').map((l) => ({ text: foldText(l.name) }));
+  const meant = await byMeaning(
     entries.filter((e) => !labelNames.has(foldText(e.name))),
-    modelPieces,
+    pieces,
     embed,
-    vectors,
-    opts,
+    settings,
   );
-  const extra = labelsFromMatches(byMeaning, entries, 'model').filter((l) => !labelNames.has(foldText(l.name)));
-  return { caption: labelsFromMatches([...found, ...captionByMeaning], entries, 'caption'), model: [...modelLabels, ...extra] };
+  return labelsFromMatches(meant, entries, 'model').filter((l) => !labelNames.has(foldText(l.name)));
 }
 
 const withoutLabels = (pending: unknown): unknown[] => (Array.isArray(pending) ? pending.filter((p) => p !== 'labels') : []);

@@ -3,17 +3,18 @@ import type { Settings } from '../../config/settings.js';
 import { fromJson, nowIso, toJson } from '../../db/schema.js';
 import { writeWithEvents } from '../../events/media-events.js';
 import { writeAssetLabels } from '../../labels/asset-labels.js';
-import { findByMeaning, findPhrases, labelsFromMatches, matchableEntries, type TextPiece } from '../../labels/text-matching.js';
+import type { TextPiece } from '../../labels/text-matching.js';
+import { embedderOf, entriesToMatch, labelsFromText } from '../labeling/bank-matching.js';
 import { formatVttTime } from '../../media/captions-format.js';
 import { CaptionService } from '../../media/captions-service.js';
 import { ModerationService } from '../../moderation/moderation-service.js';
 import type { Job } from '../../queue/queue.js';
 import { PermanentJobError } from '../../shared/errors.js';
+import { ModelError } from '../../models/model-host.js';
 import { clearLeftovers, makeWorkDir, mediaFolderIn, removeScratch } from '../../storage/scratch.js';
 import { hardenedInputArgs } from '../../tools/ffmpeg-hardening.js';
 import { runFfmpegStep } from '../ffmpeg-step.js';
 import type { SpeechModels } from '../labeling/speech.js';
-import { modelBanks } from '../labeling/taxonomy.js';
 import type { VisionModels } from '../labeling/vision.js';
 import type { MediaToProcess } from '../media-to-process.js';
 import { publicReason } from '../public-reason.js';
@@ -39,9 +40,11 @@ export interface TranscriptRecord {
   reason?: string;
 }
 
-const MODEL_BANKS = modelBanks().map((b) => b.name);
-/** Vectors of bank terms and sentences, per worker process (bounded in findByMeaning). */
-const vectors = new Map<string, number[]>();
+/** A language or sound the models refuse, or model files that fail their check, fail the same way on every attempt. */
+function permanentIfInput(err: unknown): never {
+  if (err instanceof ModelError && (err.code === 'bad-input' || err.code === 'model-files')) throw new PermanentJobError(err.message, 'transcript-failed');
+  throw err;
+}
 
 /** One cue's text as WebVTT holds it: one line, with the three characters WebVTT reserves escaped. */
 function cueText(text: string): string {
@@ -99,12 +102,12 @@ export async function runTranscriptStep(
         ),
       );
       deps.signal?.throwIfAborted();
-      const { segments } = await models.speech(pcm);
+      const { segments } = await models.speech(pcm).catch(permanentIfInput);
       speechSeconds = segments.reduce((s, w) => s + (w.end - w.start), 0);
       if (segments.length) {
         // Whisper knows languages by their primary code (pt for pt-BR); the track keeps the tag given.
         const spoken = language.split('-')[0]!.toLowerCase();
-        const result = await models.transcribe(pcm, { windows: segments, model: settings.transcriptModel, language: spoken });
+        const result = await models.transcribe(pcm, { windows: segments, model: settings.transcriptModel, language: spoken }).catch(permanentIfInput);
         cues = result.cues.filter((c) => c.text.trim());
         timedOut = result.timedOut.length;
       }
@@ -117,20 +120,8 @@ export async function runTranscriptStep(
       plainText,
       cueCount: cues.length,
     });
-    const entries = await matchableEntries(db, media.tenant_id, settings.labelingMatchThreshold, MODEL_BANKS);
     const pieces: TextPiece[] = cues.map((c) => ({ text: c.text, t: Math.round(c.start * 1000) / 1000 }));
-    const found = findPhrases(entries, pieces);
-    const byMeaning =
-      models.embed && pieces.length
-        ? await findByMeaning(
-            entries.filter((e) => !found.some((f) => f.entry === e.name && f.kind === e.kind)),
-            pieces,
-            async (texts) => (await models.embed!(texts)).vectors,
-            vectors,
-            { maxTerms: settings.labelingMatchMaxTerms },
-          )
-        : [];
-    const labels = labelsFromMatches([...found, ...byMeaning], entries, 'transcript');
+    const labels = await labelsFromText(await entriesToMatch(db, media.tenant_id, settings), pieces, 'transcript', settings, embedderOf(models));
     const record: TranscriptRecord = {
       state: 'done',
       at: nowIso(),
